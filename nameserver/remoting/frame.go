@@ -1,0 +1,144 @@
+package remoting
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// DefaultMaxFrameSize bounds one frame. Java's NameServer defaults to 16 MiB, which large deployments exceed
+// (a 60k-topic broker registration overflows it), so the default here is four times that. Callers set their own.
+const DefaultMaxFrameSize = 64 << 20
+
+// maxHeaderLen is the largest header the 24-bit length field can describe.
+const maxHeaderLen = 1<<24 - 1
+
+// ErrFrameTooLarge is returned, wrapped, when a frame's declared length exceeds the configured limit.
+var ErrFrameTooLarge = errors.New("remoting frame exceeds the size limit")
+
+// Encode returns cmd as one frame, length prefix included, with the header in cmd.HeaderType.
+func Encode(cmd *Command) ([]byte, error) {
+	return AppendFrame(make([]byte, 0, 128+len(cmd.Body)), cmd)
+}
+
+// AppendFrame appends cmd as one frame, length prefix included, to dst.
+func AppendFrame(dst []byte, cmd *Command) ([]byte, error) {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0) // total length, then type and header length
+	var err error
+	switch cmd.HeaderType {
+	case SerializeJSON:
+		dst = appendJSONHeader(dst, cmd)
+	case SerializeRocketMQ:
+		if dst, err = appendBinaryHeader(dst, cmd); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("unknown header serialization %s", cmd.HeaderType)
+	}
+	headerLen := len(dst) - start - 8
+	if headerLen > maxHeaderLen {
+		return nil, fmt.Errorf("header of %d bytes does not fit the 24-bit length field", headerLen)
+	}
+	dst = append(dst, cmd.Body...)
+	total := len(dst) - start - 4
+	if uint64(total) > 1<<31-1 {
+		return nil, fmt.Errorf("frame of %d bytes does not fit the int32 length field", total)
+	}
+	binary.BigEndian.PutUint32(dst[start:], uint32(total))
+	binary.BigEndian.PutUint32(dst[start+4:], uint32(cmd.HeaderType)<<24|uint32(headerLen))
+	return dst, nil
+}
+
+// Decode parses one frame without its leading 4-byte total length: the header-length word, the header and the
+// body. The returned command's Body aliases frame.
+func Decode(frame []byte) (*Command, error) {
+	if len(frame) < 4 {
+		return nil, malformed("frame of %d bytes has no header length", len(frame))
+	}
+	word := binary.BigEndian.Uint32(frame)
+	headerLen := uint64(word & maxHeaderLen)
+	if headerLen > uint64(len(frame)-4) {
+		return nil, malformed("header length %d exceeds the %d bytes after it", headerLen, len(frame)-4)
+	}
+	header, body := frame[4:4+headerLen], frame[4+headerLen:]
+	cmd := &Command{HeaderType: SerializeType(word >> 24)}
+	var err error
+	switch cmd.HeaderType {
+	case SerializeJSON:
+		err = decodeJSONHeader(header, cmd)
+	case SerializeRocketMQ:
+		err = decodeBinaryHeader(header, cmd)
+	default:
+		err = malformed("unknown header serialization %d", word>>24)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > 0 {
+		cmd.Body = body
+	}
+	return cmd, nil
+}
+
+// Reader reads frames from a stream, enforcing a size limit before allocating for a frame.
+type Reader struct {
+	r        *bufio.Reader
+	maxFrame int
+}
+
+// NewReader returns a Reader over r; maxFrame <= 0 means DefaultMaxFrameSize.
+func NewReader(r io.Reader, maxFrame int) *Reader {
+	if maxFrame <= 0 {
+		maxFrame = DefaultMaxFrameSize
+	}
+	return &Reader{r: bufio.NewReaderSize(r, 64<<10), maxFrame: maxFrame}
+}
+
+// eagerAlloc is the frame size up to which Read allocates the whole frame at once; above it the buffer grows with
+// the bytes that actually arrive, so a peer that announces a large frame and sends little costs little.
+const eagerAlloc = 1 << 20
+
+// Read returns the next command. io.EOF means the stream ended cleanly between frames; any other error leaves the
+// stream unusable and the connection should be closed.
+func (r *Reader) Read() (*Command, error) {
+	var lenBuf [4]byte
+	if _, err := io.ReadFull(r.r, lenBuf[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, malformed("stream ended inside a length prefix")
+		}
+		return nil, err
+	}
+	total := uint64(binary.BigEndian.Uint32(lenBuf[:]))
+	if total < 4 {
+		return nil, malformed("frame length %d is shorter than the header length word", total)
+	}
+	if total > uint64(r.maxFrame) {
+		return nil, fmt.Errorf("%w: %d bytes announced, limit %d", ErrFrameTooLarge, total, r.maxFrame)
+	}
+	var frame []byte
+	if total <= eagerAlloc {
+		frame = make([]byte, total)
+		if _, err := io.ReadFull(r.r, frame); err != nil {
+			return nil, truncated(err, total)
+		}
+	} else {
+		var buf bytes.Buffer
+		buf.Grow(eagerAlloc)
+		if n, err := io.CopyN(&buf, r.r, int64(total)); err != nil {
+			return nil, truncated(fmt.Errorf("after %d bytes: %w", n, err), total)
+		}
+		frame = buf.Bytes()
+	}
+	return Decode(frame)
+}
+
+func truncated(err error, total uint64) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return malformed("stream ended inside a frame of %d bytes", total)
+	}
+	return fmt.Errorf("read frame of %d bytes: %w", total, err)
+}

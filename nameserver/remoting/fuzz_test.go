@@ -1,0 +1,107 @@
+package remoting
+
+import (
+	"bytes"
+	"encoding/json"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+func addFrameSeeds(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "*.frame"))
+	for _, file := range files {
+		f.Add(readFixture(f, filepath.Base(file)))
+	}
+}
+
+// FuzzReadFrame feeds arbitrary streams to the frame reader: it must return errors, never panic, and whatever it
+// decodes must re-encode to a frame that decodes to the same command.
+func FuzzReadFrame(f *testing.F) {
+	addFrameSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := NewReader(bytes.NewReader(data), 1<<16)
+		for range 4 {
+			cmd, err := r.Read()
+			if err != nil {
+				return
+			}
+			frame, err := Encode(cmd)
+			if err != nil {
+				continue // e.g. a binary header whose decoded remark no longer fits: fine to refuse
+			}
+			again, err := Decode(frame[4:])
+			if err != nil {
+				t.Fatalf("re-encoded frame does not decode: %v\n%q", err, frame)
+			}
+			if !sameCommand(cmd, again) {
+				t.Fatalf("round trip changed the command:\n%v\n%v", cmd, again)
+			}
+		}
+	})
+}
+
+func sameCommand(a, b *Command) bool {
+	if len(a.ExtFields) == 0 && len(b.ExtFields) == 0 {
+		a2, b2 := *a, *b
+		a2.ExtFields, b2.ExtFields = nil, nil
+		return reflect.DeepEqual(a2, b2)
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+func fuzzBody[T any](f *testing.F, decode func([]byte) (*T, error), seeds ...string) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		v, err := decode(body)
+		if err != nil {
+			return
+		}
+		// Anything accepted is well-formed data: it marshals as standard JSON without error.
+		if _, err := json.Marshal(v); err != nil {
+			t.Fatalf("decoded value does not marshal: %v", err)
+		}
+	})
+}
+
+func FuzzDecodeTopicRouteData(f *testing.F) {
+	seeds := []string{`{"queueDatas":[{"brokerName":"b","topicSynFlag":1}],"brokerDatas":[{"brokerAddrs":{0:"a:1"}}]}`}
+	for _, name := range []string{"route-legacy.frame", "route-standard.frame"} {
+		raw := readFixture(f, name)
+		cmd, err := Decode(raw[4:])
+		if err != nil {
+			f.Fatal(err)
+		}
+		seeds = append(seeds, string(cmd.Body))
+	}
+	fuzzBody(f, DecodeTopicRouteData, seeds...)
+}
+
+func FuzzDecodeClusterInfo(f *testing.F) {
+	fuzzBody(f, DecodeClusterInfo,
+		`{"brokerAddrTable":{"b":{"brokerAddrs":{0:"a:1",1:"a:2"},"brokerName":"b","cluster":"c"}},"clusterAddrTable":{"c":["b"]}}`)
+}
+
+func FuzzDecodeTopicList(f *testing.F) {
+	fuzzBody(f, DecodeTopicList, `{"topicList":["a","b"]}`, `{"brokerAddr":"x","topicList":[]}`)
+}
+
+func FuzzDecodeKVTable(f *testing.F) {
+	fuzzBody(f, DecodeKVTable, `{"table":{"k":"v"}}`)
+}
+
+// FuzzNormalizeFastJSON checks the dialect normalizer: standard JSON passes through unchanged, and quoting bare
+// keys never turns valid JSON invalid.
+func FuzzNormalizeFastJSON(f *testing.F) {
+	for _, s := range []string{`{0:"a",1:{2:[3,{4:5}]}}`, `{"a":"{0:1}"}`, `[{},{a:1}]`, `{"x\"":1}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out := normalizeFastJSON(in)
+		if json.Valid(in) && !bytes.Equal(out, in) {
+			t.Fatalf("valid JSON was changed:\n%q\n%q", in, out)
+		}
+	})
+}

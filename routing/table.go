@@ -1,0 +1,486 @@
+package routing
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Update is one source's news about one topic.
+type Update struct {
+	Topic string
+	// Route is the topic's route as the source sees it; nil means the source no longer has the topic.
+	Route *Route
+}
+
+// Table is the versioned, merged model. It is safe for concurrent use; writers are serialized.
+type Table struct {
+	mu       sync.RWMutex
+	version  uint64
+	topics   map[string]*topicEntry
+	sets     map[string]*setEntry
+	brokers  map[string][]Broker // by source
+	merged   []Broker            // union of brokers, sorted by name
+	subs     map[*Subscription]struct{}
+	scratch  []byte
+	interest *Interest
+}
+
+// sourceRoute is what one source says of a topic: an interned BrokerSet, so each costs a pointer.
+type sourceRoute struct {
+	source    string
+	set       *BrokerSet
+	orderConf string
+}
+
+type topicEntry struct {
+	sources []sourceRoute // sorted by source name
+	topic   *Topic        // the merged topic
+}
+
+type setEntry struct {
+	set    *BrokerSet
+	refs   int // references from source routes and merged topics
+	served int // references from merged topics only: the set is in the served model while > 0
+}
+
+// NewTable returns an empty table at version 0.
+func NewTable() *Table {
+	return &Table{
+		topics:   make(map[string]*topicEntry),
+		sets:     make(map[string]*setEntry),
+		brokers:  make(map[string][]Broker),
+		subs:     make(map[*Subscription]struct{}),
+		interest: newInterest(),
+	}
+}
+
+// Interest is the set of topics consumers of the model use; sources that discover topics on demand follow it.
+func (t *Table) Interest() *Interest { return t.interest }
+
+// Version returns the current version. It grows by one with every Apply or SetBrokers that changed the model.
+func (t *Table) Version() uint64 {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.version
+}
+
+// Topic returns the merged topic, or nil.
+func (t *Table) Topic(name string) *Topic {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if e := t.topics[name]; e != nil {
+		return e.topic
+	}
+	return nil
+}
+
+// BrokerSet returns a served broker set by hash, or nil when no topic uses it.
+func (t *Table) BrokerSet(hash string) *BrokerSet {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if e := t.sets[hash]; e != nil && e.served > 0 {
+		return e.set
+	}
+	return nil
+}
+
+// Stats returns the number of topics and of served broker sets.
+func (t *Table) Stats() (topics, brokerSets int) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, e := range t.sets {
+		if e.served > 0 {
+			brokerSets++
+		}
+	}
+	return len(t.topics), brokerSets
+}
+
+// Brokers returns the merged broker groups, sorted by name.
+func (t *Table) Brokers() []Broker {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return slices.Clone(t.merged)
+}
+
+// SourceTopic returns the route a given source reported for a topic, or nil.
+func (t *Table) SourceTopic(source, name string) *BrokerSet {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if e := t.topics[name]; e != nil {
+		if i, ok := e.find(source); ok {
+			return e.sources[i].set
+		}
+	}
+	return nil
+}
+
+func (e *topicEntry) find(source string) (int, bool) {
+	return slices.BinarySearchFunc(e.sources, source, func(r sourceRoute, s string) int { return strings.Compare(r.source, s) })
+}
+
+// applyState collects the effects of one write.
+type applyState struct {
+	version uint64
+	topics  []string
+	sets    []string // served sets added or removed
+	touched []*setEntry
+	brokers bool
+}
+
+// Apply records a source's updates and returns the resulting version. Updates that change nothing (the same
+// route reported again) cost a lookup and a hash and do not move the version.
+func (t *Table) Apply(source string, updates ...Update) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := &applyState{version: t.version + 1}
+	for _, u := range updates {
+		t.applyOne(st, source, u)
+	}
+	t.commit(st)
+	return t.version
+}
+
+func (t *Table) applyOne(st *applyState, source string, u Update) {
+	e := t.topics[u.Topic]
+	if u.Route == nil {
+		if e == nil {
+			return
+		}
+		i, ok := e.find(source)
+		if !ok {
+			return
+		}
+		t.unref(st, e.sources[i].set, false)
+		e.sources = slices.Delete(e.sources, i, i+1)
+	} else {
+		set := t.intern(st, canonicalMembers(u.Route.Members))
+		if e == nil {
+			e = &topicEntry{sources: make([]sourceRoute, 0, 1)}
+			t.topics[u.Topic] = e
+		}
+		i, ok := e.find(source)
+		switch {
+		case ok && e.sources[i].set == set && e.sources[i].orderConf == u.Route.OrderTopicConf:
+			return
+		case ok:
+			t.ref(st, set, false)
+			t.unref(st, e.sources[i].set, false)
+			e.sources[i] = sourceRoute{source: source, set: set, orderConf: u.Route.OrderTopicConf}
+		default:
+			t.ref(st, set, false)
+			e.sources = slices.Insert(e.sources, i, sourceRoute{source: source, set: set, orderConf: u.Route.OrderTopicConf})
+		}
+	}
+	t.remerge(st, u.Topic, e)
+}
+
+// remerge recomputes a topic's merged route from its sources and records a change when it differs.
+func (t *Table) remerge(st *applyState, name string, e *topicEntry) {
+	old := e.topic
+	if len(e.sources) == 0 {
+		delete(t.topics, name)
+		if old != nil {
+			t.unref(st, old.BrokerSet, true)
+			st.topics = append(st.topics, name)
+		}
+		return
+	}
+	set, orderConf := e.sources[0].set, e.sources[0].orderConf
+	if len(e.sources) > 1 {
+		// Union by broker group; the first source (by name) wins a group both report.
+		var members []Member
+		for _, r := range e.sources {
+			for _, m := range r.set.Members {
+				if !slices.ContainsFunc(members, func(x Member) bool { return x.BrokerName == m.BrokerName }) {
+					members = append(members, m)
+				}
+			}
+			if orderConf == "" {
+				orderConf = r.orderConf
+			}
+		}
+		set = t.intern(st, canonicalMembers(members))
+	}
+	if old != nil && old.BrokerSet == set && old.OrderTopicConf == orderConf {
+		return
+	}
+	t.ref(st, set, true)
+	if old != nil {
+		t.unref(st, old.BrokerSet, true)
+	}
+	e.topic = &Topic{Name: name, BrokerSet: set, OrderTopicConf: orderConf, Version: st.version}
+	st.topics = append(st.topics, name)
+}
+
+// intern returns the table's BrokerSet for canonical members, creating it unreferenced when new.
+func (t *Table) intern(st *applyState, members []Member) *BrokerSet {
+	var hash string
+	hash, t.scratch = hashMembers(members, t.scratch)
+	for probe := hash; ; probe += "x" {
+		e := t.sets[probe]
+		if e == nil {
+			e = &setEntry{set: &BrokerSet{Hash: probe, Members: members}}
+			t.sets[probe] = e
+			st.touched = append(st.touched, e)
+			return e.set
+		}
+		if equalMembers(e.set.Members, members) {
+			return e.set
+		}
+		// A 64-bit hash collision between different shapes: keep both, the second under a suffixed hash.
+	}
+}
+
+func (t *Table) ref(st *applyState, set *BrokerSet, served bool) {
+	e := t.sets[set.Hash]
+	e.refs++
+	if served {
+		if e.served++; e.served == 1 {
+			st.sets = append(st.sets, set.Hash)
+		}
+	}
+}
+
+func (t *Table) unref(st *applyState, set *BrokerSet, served bool) {
+	e := t.sets[set.Hash]
+	e.refs--
+	if served {
+		if e.served--; e.served == 0 {
+			st.sets = append(st.sets, set.Hash)
+		}
+	}
+	st.touched = append(st.touched, e)
+}
+
+// commit drops unreferenced sets, moves the version and tells subscribers, all under the write lock.
+func (t *Table) commit(st *applyState) {
+	for _, e := range st.touched {
+		if e.refs == 0 && t.sets[e.set.Hash] == e {
+			delete(t.sets, e.set.Hash)
+		}
+	}
+	if len(st.topics) == 0 && len(st.sets) == 0 && !st.brokers {
+		return
+	}
+	t.version = st.version
+	for s := range t.subs {
+		s.add(st)
+	}
+}
+
+// SetBrokers replaces the broker groups a source reports (its 106 cluster table).
+func (t *Table) SetBrokers(source string, brokers []Broker) uint64 {
+	canon := make([]Broker, len(brokers))
+	for i, b := range brokers {
+		b.Addrs = slices.Clone(b.Addrs)
+		slices.SortFunc(b.Addrs, func(x, y BrokerAddr) int { return cmp.Compare(x.ID, y.ID) })
+		canon[i] = b
+	}
+	slices.SortFunc(canon, func(a, b Broker) int { return strings.Compare(a.Name, b.Name) })
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(canon) == 0 {
+		delete(t.brokers, source)
+	} else {
+		t.brokers[source] = canon
+	}
+	var merged []Broker
+	sources := make([]string, 0, len(t.brokers))
+	for s := range t.brokers {
+		sources = append(sources, s)
+	}
+	slices.Sort(sources)
+	for _, s := range sources {
+		for _, b := range t.brokers[s] {
+			if !slices.ContainsFunc(merged, func(x Broker) bool { return x.Name == b.Name }) {
+				merged = append(merged, b)
+			}
+		}
+	}
+	slices.SortFunc(merged, func(a, b Broker) int { return strings.Compare(a.Name, b.Name) })
+	st := &applyState{version: t.version + 1}
+	if !slices.EqualFunc(merged, t.merged, func(a, b Broker) bool {
+		return a.Cluster == b.Cluster && a.Name == b.Name && a.Zone == b.Zone && slices.Equal(a.Addrs, b.Addrs)
+	}) {
+		t.merged = merged
+		st.brokers = true
+	}
+	t.commit(st)
+	return t.version
+}
+
+// RemoveSource withdraws everything a source reported. It visits every topic: sources come and go rarely.
+func (t *Table) RemoveSource(source string) uint64 {
+	t.mu.Lock()
+	var updates []Update
+	for name, e := range t.topics {
+		if _, ok := e.find(source); ok {
+			updates = append(updates, Update{Topic: name})
+		}
+	}
+	t.mu.Unlock()
+	t.Apply(source, updates...)
+	return t.SetBrokers(source, nil)
+}
+
+// Snapshot is a consistent copy of the served model at one version.
+type Snapshot struct {
+	Version    uint64
+	Topics     map[string]*Topic
+	BrokerSets map[string]*BrokerSet
+	Brokers    []Broker
+}
+
+// Snapshot copies the model. It costs O(topics); use Topic and BrokerSet for point reads.
+func (t *Table) Snapshot() *Snapshot {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.snapshotLocked()
+}
+
+func (t *Table) snapshotLocked() *Snapshot {
+	s := &Snapshot{
+		Version:    t.version,
+		Topics:     make(map[string]*Topic, len(t.topics)),
+		BrokerSets: make(map[string]*BrokerSet),
+		Brokers:    slices.Clone(t.merged),
+	}
+	for name, e := range t.topics {
+		s.Topics[name] = e.topic
+	}
+	for hash, e := range t.sets {
+		if e.served > 0 {
+			s.BrokerSets[hash] = e.set
+		}
+	}
+	return s
+}
+
+// ChangeSet names what changed between two versions. Consumers read the current state of each name from the
+// Table: a topic or broker set that is gone was removed.
+type ChangeSet struct {
+	Version    uint64
+	Topics     map[string]struct{}
+	BrokerSets map[string]struct{}
+	Brokers    bool
+}
+
+// Empty reports whether nothing changed.
+func (c *ChangeSet) Empty() bool {
+	return len(c.Topics) == 0 && len(c.BrokerSets) == 0 && !c.Brokers
+}
+
+// ErrClosed is returned by Next after Close.
+var ErrClosed = errors.New("subscription closed")
+
+// Subscription delivers coalesced change sets: however many writes happen between two calls of Next, the
+// subscriber receives one change set naming each changed topic once. A slow subscriber costs memory proportional
+// to the distinct names changed, never a queue of updates.
+type Subscription struct {
+	table   *Table
+	mu      sync.Mutex
+	pending ChangeSet
+	notify  chan struct{}
+	closed  bool
+}
+
+// Subscribe returns a subscription to changes after the current version.
+func (t *Table) Subscribe() *Subscription {
+	_, s := t.subscribe(false)
+	return s
+}
+
+// SubscribeWithSnapshot returns a snapshot and a subscription to every change after it, atomically.
+func (t *Table) SubscribeWithSnapshot() (*Snapshot, *Subscription) {
+	return t.subscribe(true)
+}
+
+func (t *Table) subscribe(withSnapshot bool) (*Snapshot, *Subscription) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := &Subscription{table: t, notify: make(chan struct{}, 1)}
+	s.pending.Version = t.version
+	t.subs[s] = struct{}{}
+	if withSnapshot {
+		return t.snapshotLocked(), s
+	}
+	return nil, s
+}
+
+func (s *Subscription) add(st *applyState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	p := &s.pending
+	p.Version = st.version
+	for _, name := range st.topics {
+		if p.Topics == nil {
+			p.Topics = make(map[string]struct{})
+		}
+		p.Topics[name] = struct{}{}
+	}
+	for _, hash := range st.sets {
+		if p.BrokerSets == nil {
+			p.BrokerSets = make(map[string]struct{})
+		}
+		p.BrokerSets[hash] = struct{}{}
+	}
+	p.Brokers = p.Brokers || st.brokers
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Ready is signalled when changes are pending.
+func (s *Subscription) Ready() <-chan struct{} { return s.notify }
+
+// Next waits for changes and returns them, coalesced since the previous call.
+func (s *Subscription) Next(ctx context.Context) (ChangeSet, error) {
+	for {
+		if cs, ok, err := s.TryNext(); ok || err != nil {
+			return cs, err
+		}
+		select {
+		case <-ctx.Done():
+			return ChangeSet{}, ctx.Err()
+		case <-s.notify:
+		}
+	}
+}
+
+// TryNext returns pending changes without waiting; ok is false when there are none.
+func (s *Subscription) TryNext() (cs ChangeSet, ok bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ChangeSet{}, false, ErrClosed
+	}
+	if s.pending.Empty() {
+		return ChangeSet{}, false, nil
+	}
+	cs = s.pending
+	s.pending = ChangeSet{Version: cs.Version}
+	return cs, true, nil
+}
+
+// Close ends the subscription.
+func (s *Subscription) Close() {
+	s.table.mu.Lock()
+	delete(s.table.subs, s)
+	s.table.mu.Unlock()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
