@@ -484,3 +484,15 @@ func (s *Subscription) Close() {
 	default:
 	}
 }
+
+// Range calls fn for every topic of the merged model, under the read lock, until fn returns false. fn must not
+// call back into the table's write methods.
+func (t *Table) Range(fn func(*Topic) bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, e := range t.topics {
+		if !fn(e.topic) {
+			return
+		}
+	}
+}

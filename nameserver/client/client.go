@@ -1,0 +1,216 @@
+// Package client is a read-only RocketMQ NameServer client: one multiplexed TCP connection per NameServer,
+// requests matched to responses by opaque, per-request timeouts, reconnection with backoff.
+//
+// It can only send the read-only request codes a route watcher needs (105, 106, 206, 224, 101, 219). The allowlist
+// is enforced in Invoke, before anything touches the network: the NameServer has no authentication, and write codes
+// such as 318 (UPDATE_NAMESRV_CONFIG) have been the way in for remote code execution.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+)
+
+// readOnlyCodes are the only request codes the client sends.
+var readOnlyCodes = map[int32]string{
+	remoting.GetRouteInfoByTopic:           "GET_ROUTEINFO_BY_TOPIC",
+	remoting.GetBrokerClusterInfo:          "GET_BROKER_CLUSTER_INFO",
+	remoting.GetAllTopicListFromNameServer: "GET_ALL_TOPIC_LIST_FROM_NAMESERVER",
+	remoting.GetTopicsByCluster:            "GET_TOPICS_BY_CLUSTER",
+	remoting.GetKVConfig:                   "GET_KV_CONFIG",
+	remoting.GetKVListByNamespace:          "GET_KVLIST_BY_NAMESPACE",
+}
+
+// Allowed reports whether the client may send a request code.
+func Allowed(code int32) bool {
+	_, ok := readOnlyCodes[code]
+	return ok
+}
+
+// Errors. Responses with a non-success code are returned as *ResponseError, which matches these with errors.Is.
+var (
+	ErrCodeNotAllowed = errors.New("request code is not on the read-only allowlist")
+	ErrTopicNotExist  = errors.New("topic does not exist")
+	ErrDisabled       = errors.New("disabled on the NameServer")
+	ErrNotFound       = errors.New("not found")
+	ErrClosed         = errors.New("client closed")
+	ErrBackoff        = errors.New("waiting to reconnect")
+)
+
+// ResponseError is a NameServer answer other than SUCCESS.
+type ResponseError struct {
+	Code   int32
+	Remark string
+}
+
+func (e *ResponseError) Error() string {
+	return fmt.Sprintf("nameserver answered code %d: %s", e.Code, e.Remark)
+}
+
+// Is matches the sentinel errors by response code.
+func (e *ResponseError) Is(target error) bool {
+	switch target {
+	case ErrTopicNotExist:
+		return e.Code == remoting.TopicNotExist
+	case ErrNotFound:
+		return e.Code == remoting.QueryNotFound
+	case ErrDisabled:
+		return e.Code == remoting.SystemError && e.Remark == "disable"
+	}
+	return false
+}
+
+// Options tune a Client. Zero values take the defaults in parentheses.
+type Options struct {
+	DialTimeout    time.Duration // (3s)
+	RequestTimeout time.Duration // per request, unless the context ends sooner (3s)
+	// IdleTimeout closes a connection unused for this long before the next request, so a request never races
+	// the NameServer's own 120 s idle close (90s).
+	IdleTimeout time.Duration
+	MinBackoff  time.Duration // first wait after a failed dial (100ms)
+	MaxBackoff  time.Duration // longest wait between dials (10s)
+	// MaxFrameSize bounds a response frame (remoting.DefaultMaxFrameSize).
+	MaxFrameSize int
+	// HeaderType is the header encoding of requests; responses are read in either.
+	HeaderType remoting.SerializeType
+	// Version is the request version. The default, remoting.VersionStandardJSON, asks for standard JSON bodies.
+	Version int32
+	Logger  *slog.Logger
+}
+
+func (o *Options) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.DialTimeout, 3*time.Second)
+	def(&o.RequestTimeout, 3*time.Second)
+	def(&o.IdleTimeout, 90*time.Second)
+	def(&o.MinBackoff, 100*time.Millisecond)
+	def(&o.MaxBackoff, 10*time.Second)
+	if o.MaxFrameSize <= 0 {
+		o.MaxFrameSize = remoting.DefaultMaxFrameSize
+	}
+	if o.Version == 0 {
+		o.Version = remoting.VersionStandardJSON
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Client talks to one NameServer. It is safe for concurrent use; concurrent requests share one connection.
+type Client struct {
+	addr   string
+	opts   Options
+	opaque atomic.Int32
+
+	mu        sync.Mutex
+	conn      *conn
+	closed    bool
+	backoff   time.Duration
+	nextDial  time.Time
+	lastError error
+	dials     int
+}
+
+// New returns a client for the NameServer at addr. It connects on the first request.
+func New(addr string, opts Options) *Client {
+	opts.defaults()
+	return &Client{addr: addr, opts: opts}
+}
+
+// Addr is the NameServer's address.
+func (c *Client) Addr() string { return c.addr }
+
+// Dials returns how many connections the client has opened.
+func (c *Client) Dials() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dials
+}
+
+// Close closes the connection; later requests fail with ErrClosed.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	cn := c.conn
+	c.conn = nil
+	c.mu.Unlock()
+	if cn != nil {
+		cn.close(ErrClosed)
+	}
+	return nil
+}
+
+// Invoke sends a read-only request and waits for its response. Codes outside the allowlist fail with
+// ErrCodeNotAllowed without touching the network. The opaque, language, version and header type are set here.
+func (c *Client) Invoke(ctx context.Context, code int32, ext map[string]string) (*remoting.Command, error) {
+	name, ok := readOnlyCodes[code]
+	if !ok {
+		return nil, fmt.Errorf("request code %d: %w", code, ErrCodeNotAllowed)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+	defer cancel()
+	cn, err := c.connection(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s to %s: %w", name, c.addr, err)
+	}
+	req := &remoting.Command{
+		Code:       code,
+		Language:   remoting.LanguageGo,
+		Version:    c.opts.Version,
+		Opaque:     c.opaque.Add(1),
+		ExtFields:  ext,
+		HeaderType: c.opts.HeaderType,
+	}
+	resp, err := cn.roundTrip(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("%s to %s: %w", name, c.addr, err)
+	}
+	return resp, nil
+}
+
+// connection returns the live connection, dialing when there is none and the backoff allows it.
+func (c *Client) connection(ctx context.Context) (*conn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if cn := c.conn; cn != nil {
+		if !cn.dead() && time.Since(cn.lastUsed()) < c.opts.IdleTimeout {
+			return cn, nil
+		}
+		c.conn = nil
+		cn.close(errors.New("idle connection closed"))
+	}
+	if wait := time.Until(c.nextDial); wait > 0 {
+		return nil, fmt.Errorf("%w for %v after: %v", ErrBackoff, wait.Round(time.Millisecond), c.lastError)
+	}
+	d := net.Dialer{Timeout: c.opts.DialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		if c.backoff == 0 {
+			c.backoff = c.opts.MinBackoff
+		} else {
+			c.backoff = min(2*c.backoff, c.opts.MaxBackoff)
+		}
+		c.nextDial, c.lastError = time.Now().Add(c.backoff), err
+		return nil, err
+	}
+	c.backoff, c.lastError = 0, nil
+	c.dials++
+	c.conn = newConn(nc, c.opts)
+	c.opts.Logger.Debug("connected to nameserver", "addr", c.addr)
+	return c.conn, nil
+}

@@ -1,0 +1,293 @@
+package watcher
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rocketpilot/rocketpilot/nameserver/client"
+	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/routing"
+)
+
+// pollLoop queries topic routes: urgent topics first, then every known topic once per interval, spread evenly.
+func (w *Watcher) pollLoop(ctx context.Context) {
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	for ctx.Err() == nil {
+		cycle := w.knownTopics()
+		start := time.Now()
+		pace := time.Duration(0)
+		if len(cycle) > 0 {
+			pace = w.opts.Interval / time.Duration(len(cycle))
+		}
+		firstCycle := !w.isSynced()
+		for i := 0; i < len(cycle) && ctx.Err() == nil; {
+			if w.runUrgent(ctx, &inflight) {
+				continue
+			}
+			due := start.Add(time.Duration(i) * pace)
+			if wait := time.Until(due); wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+				case <-w.wake:
+				case <-t.C:
+				}
+				t.Stop()
+				continue
+			}
+			w.launch(ctx, &inflight, cycle[i])
+			i++
+		}
+		if firstCycle || len(cycle) == 0 {
+			// The first discovery queues every topic it finds as urgent before it counts itself, so once a discovery
+			// has been counted, draining the urgent queue answers every topic it found.
+			discovered := w.stats.discoveries.Load() > 0
+			for w.runUrgent(ctx, &inflight) {
+			}
+			inflight.Wait()
+			if discovered && ctx.Err() == nil {
+				w.markSynced()
+			}
+		}
+		if len(cycle) == 0 || time.Since(start) < w.opts.Interval {
+			// Idle until the next interval, serving urgent work as it comes.
+			rest := time.NewTimer(max(w.opts.Interval-time.Since(start), 0))
+			if len(cycle) == 0 {
+				rest.Reset(min(w.opts.Interval, 100*time.Millisecond))
+			}
+		wait:
+			for {
+				select {
+				case <-ctx.Done():
+					break wait
+				case <-rest.C:
+					break wait
+				case <-w.wake:
+					for w.runUrgent(ctx, &inflight) {
+					}
+				}
+			}
+			rest.Stop()
+		} else {
+			w.opts.Logger.Warn("a polling cycle took longer than the interval; raise the rate limit or the interval",
+				"topics", len(cycle), "took", time.Since(start).Round(time.Millisecond), "interval", w.opts.Interval)
+		}
+	}
+}
+
+func (w *Watcher) isSynced() bool {
+	select {
+	case <-w.synced:
+		return true
+	default:
+		return false
+	}
+}
+
+func (w *Watcher) markSynced() {
+	w.syncedOnce.Do(func() {
+		topics, sets := w.table.Stats()
+		w.opts.Logger.Info("initial sync done", "source", w.opts.Source, "topics", topics, "brokerSets", sets)
+		close(w.synced)
+	})
+}
+
+func (w *Watcher) knownTopics() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]string, 0, len(w.topics))
+	for name := range w.topics {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// runUrgent launches one urgent query if any is queued and reports whether it did.
+func (w *Watcher) runUrgent(ctx context.Context, inflight *sync.WaitGroup) bool {
+	w.mu.Lock()
+	var name string
+	for n := range w.urgent {
+		name = n
+		break
+	}
+	if name == "" {
+		w.mu.Unlock()
+		return false
+	}
+	delete(w.urgent, name)
+	w.mu.Unlock()
+	w.launch(ctx, inflight, name)
+	return true
+}
+
+// launch waits for the rate limit and a concurrency slot, then queries a topic in the background.
+func (w *Watcher) launch(ctx context.Context, inflight *sync.WaitGroup, name string) {
+	if w.limiter.Wait(ctx) != nil {
+		return
+	}
+	select {
+	case w.sem <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	inflight.Go(func() {
+		defer func() { <-w.sem }()
+		w.queryTopic(ctx, name)
+	})
+}
+
+// requeueUsing queues every followed topic whose route includes one of the broker groups.
+func (w *Watcher) requeueUsing(brokers map[string]bool) {
+	uses := map[*routing.BrokerSet]bool{}
+	var names []string
+	w.table.Range(func(t *routing.Topic) bool {
+		use, ok := uses[t.BrokerSet]
+		if !ok {
+			for _, m := range t.BrokerSet.Members {
+				use = use || brokers[m.BrokerName]
+			}
+			uses[t.BrokerSet] = use
+		}
+		if use {
+			names = append(names, t.Name)
+		}
+		return true
+	})
+	w.mu.Lock()
+	for _, name := range names {
+		if w.topics[name] != nil {
+			w.urgent[name] = struct{}{}
+		}
+	}
+	w.mu.Unlock()
+	w.stats.brokerRequeues.Add(int64(len(names)))
+}
+
+type answer struct {
+	body []byte
+	err  error
+}
+
+// queryTopic asks every NameServer for a topic's route and applies what they say to the table.
+func (w *Watcher) queryTopic(ctx context.Context, name string) {
+	answers := make([]answer, len(w.ns))
+	if len(w.ns) == 1 {
+		answers[0] = w.ask(ctx, w.ns[0], name)
+	} else {
+		var wg sync.WaitGroup
+		for i, ns := range w.ns {
+			wg.Go(func() { answers[i] = w.ask(ctx, ns, name) })
+		}
+		wg.Wait()
+	}
+	w.stats.queries.Add(1)
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := w.topics[name]
+	if st == nil {
+		return // released (in-use mode) while the query was in flight
+	}
+	found, absent := false, false
+	for _, a := range answers {
+		found = found || a.err == nil
+		absent = absent || errors.Is(a.err, client.ErrTopicNotExist)
+	}
+	if !found && absent {
+		// Every NameServer that answered says the topic does not exist: withdraw it from all of them, those that
+		// failed to answer included.
+		for i, ns := range w.ns {
+			if st.bodies[i] != 0 || w.table.SourceTopic(ns.source, name) != nil {
+				w.table.Apply(ns.source, routing.Update{Topic: name})
+				st.bodies[i] = 0
+			}
+		}
+		w.stats.removed.Add(1)
+		if w.opts.Mode == ModeAllTopics && st.listedBy == 0 {
+			delete(w.topics, name)
+		}
+		return
+	}
+	for i, a := range answers {
+		ns := w.ns[i]
+		switch {
+		case a.err == nil:
+			h := maphash.Bytes(w.seed, a.body) | 1
+			if h == st.bodies[i] {
+				w.stats.unchanged.Add(1)
+				continue
+			}
+			data, err := remoting.DecodeTopicRouteData(a.body)
+			if err != nil {
+				ns.record(err, 0)
+				w.opts.Logger.Warn("undecodable route; keeping the last good one", "nameserver", ns.addr, "topic", name, "err", err)
+				continue
+			}
+			w.table.Apply(ns.source, routing.Update{Topic: name, Route: toRoute(data)})
+			st.bodies[i] = h
+		case errors.Is(a.err, client.ErrTopicNotExist):
+			if st.bodies[i] != 0 {
+				w.table.Apply(ns.source, routing.Update{Topic: name})
+				st.bodies[i] = 0
+			}
+		}
+	}
+}
+
+func (w *Watcher) ask(ctx context.Context, ns *nameServer, topic string) answer {
+	start := time.Now()
+	body, err := ns.client.GetRouteInfoRaw(ctx, topic)
+	if err != nil && !errors.Is(err, client.ErrTopicNotExist) {
+		ns.record(err, time.Since(start))
+		w.stats.errors.Add(1)
+		return answer{err: err}
+	}
+	ns.record(nil, time.Since(start))
+	return answer{body: body, err: err}
+}
+
+// toRoute converts a NameServer route into the model's: one member per queue data, with its group's addresses.
+func toRoute(d *remoting.TopicRouteData) *routing.Route {
+	r := &routing.Route{OrderTopicConf: d.OrderTopicConf, Members: make([]routing.Member, 0, len(d.QueueDatas))}
+	for _, q := range d.QueueDatas {
+		m := routing.Member{
+			BrokerName:     q.BrokerName,
+			ReadQueueNums:  q.ReadQueueNums,
+			WriteQueueNums: q.WriteQueueNums,
+			Perm:           q.Perm,
+			TopicSysFlag:   q.TopicSysFlag,
+		}
+		for _, b := range d.BrokerDatas {
+			if b.BrokerName == q.BrokerName {
+				broker := toBroker(b)
+				m.Cluster, m.Zone, m.Addrs = broker.Cluster, broker.Zone, broker.Addrs
+				break
+			}
+		}
+		r.Members = append(r.Members, m)
+	}
+	return r
+}
+
+func toBroker(b remoting.BrokerData) routing.Broker {
+	out := routing.Broker{Cluster: b.Cluster, Name: b.BrokerName, Zone: b.ZoneName}
+	for id, addr := range b.BrokerAddrs {
+		out.Addrs = append(out.Addrs, routing.BrokerAddr{ID: id, Addr: addr})
+	}
+	slices.SortFunc(out.Addrs, func(a, b routing.BrokerAddr) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}

@@ -1,0 +1,399 @@
+// Package watcher keeps the routing model in step with one or more RocketMQ NameServers by polling them, as
+// RocketMQ clients do, over the read-only client.
+//
+// Every interval it asks each NameServer for its broker table (106) and, in "all topics" mode, its topic list (206,
+// falling back to 224 per cluster or a configured list when 206 is disabled); topic routes (105) are polled one by
+// one, spread evenly over the interval, with bounded concurrency and a request-rate limit. Topics that appear, and
+// topics whose brokers changed, are queried at once. In "topics in use" mode it polls only the topics the model's
+// consumers asked for (routing.Interest), so NameServer load follows the topics used, not the topics that exist.
+//
+// Each NameServer is its own source in the routing table, which merges their views. The watcher keeps the last good
+// routes through errors and outages: a topic is removed only when every NameServer that answered says
+// TOPIC_NOT_EXIST, never because a poll failed.
+package watcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/rocketpilot/rocketpilot/nameserver/client"
+	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/routing"
+)
+
+// Mode says which topics the watcher discovers.
+type Mode string
+
+const (
+	// ModeAllTopics follows every topic the NameServers list.
+	ModeAllTopics Mode = "all"
+	// ModeInUse follows only the topics in the routing table's Interest.
+	ModeInUse Mode = "in-use"
+)
+
+// Options configure a Watcher. Zero values take the defaults in parentheses.
+type Options struct {
+	// Source names this watcher in the routing table; each NameServer becomes source "<Source>@<addr>".
+	Source string
+	// Addrs are the NameServers' host:port addresses (at most 64).
+	Addrs []string
+	// Interval between polls of each topic and of the broker and topic lists (30s, as RocketMQ clients).
+	Interval time.Duration
+	Mode     Mode // (ModeAllTopics)
+	// Concurrency bounds the topic queries in flight (16).
+	Concurrency int
+	// RateLimit bounds topic queries per second, each asking every NameServer once (5000).
+	RateLimit float64
+	// Topics is the topic list used when a NameServer answers both 206 and 224 with "disable".
+	Topics []string
+	Client client.Options
+	Logger *slog.Logger
+}
+
+func (o *Options) defaults() error {
+	if len(o.Addrs) == 0 {
+		return errors.New("no NameServer address")
+	}
+	if len(o.Addrs) > 64 {
+		return fmt.Errorf("%d NameServer addresses, at most 64", len(o.Addrs))
+	}
+	if o.Source == "" {
+		o.Source = "namesrv"
+	}
+	if o.Interval <= 0 {
+		o.Interval = 30 * time.Second
+	}
+	switch o.Mode {
+	case "":
+		o.Mode = ModeAllTopics
+	case ModeAllTopics, ModeInUse:
+	default:
+		return fmt.Errorf("unknown discovery mode %q (want %q or %q)", o.Mode, ModeAllTopics, ModeInUse)
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.RateLimit <= 0 {
+		o.RateLimit = 5000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// nameServer is one polled NameServer and what it last said.
+type nameServer struct {
+	index   int
+	addr    string
+	source  string
+	client  *client.Client
+	brokers map[string]remoting.BrokerData // last good 106 broker table
+
+	mu     sync.Mutex
+	status AddrStatus
+}
+
+// topicState is what the watcher remembers of a topic between polls.
+type topicState struct {
+	listedBy     uint64   // bit i: NameServer i's last topic list named the topic (all-topics mode)
+	prevListedBy uint64   // listedBy before the latest merge of lists
+	bodies       []uint64 // per NameServer, hash of the last route body applied; 0 = none
+}
+
+// Watcher polls NameServers into a routing table. Run it once.
+type Watcher struct {
+	opts    Options
+	table   *routing.Table
+	ns      []*nameServer
+	seed    maphash.Seed
+	limiter *rate.Limiter
+	sem     chan struct{}
+
+	mu     sync.Mutex
+	topics map[string]*topicState
+	urgent map[string]struct{} // topics to query before the paced cycle goes on
+	wake   chan struct{}
+
+	synced     chan struct{}
+	syncedOnce sync.Once
+	stats      counters
+}
+
+// New returns a watcher writing into table.
+func New(table *routing.Table, opts Options) (*Watcher, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	w := &Watcher{
+		opts:    opts,
+		table:   table,
+		seed:    maphash.MakeSeed(),
+		limiter: rate.NewLimiter(rate.Limit(opts.RateLimit), opts.Concurrency),
+		sem:     make(chan struct{}, opts.Concurrency),
+		topics:  make(map[string]*topicState),
+		urgent:  make(map[string]struct{}),
+		wake:    make(chan struct{}, 1),
+		synced:  make(chan struct{}),
+	}
+	for i, addr := range opts.Addrs {
+		copts := opts.Client
+		if copts.Logger == nil {
+			copts.Logger = opts.Logger
+		}
+		w.ns = append(w.ns, &nameServer{
+			index:  i,
+			addr:   addr,
+			source: opts.Source + "@" + addr,
+			client: client.New(addr, copts),
+			status: AddrStatus{Addr: addr},
+		})
+	}
+	return w, nil
+}
+
+// Synced is closed once the first discovery has run and every topic it found has been queried once.
+func (w *Watcher) Synced() <-chan struct{} { return w.synced }
+
+// Run polls until ctx ends. It returns ctx's error. The routes it learned stay in the table.
+func (w *Watcher) Run(ctx context.Context) error {
+	defer func() {
+		for _, ns := range w.ns {
+			ns.client.Close()
+		}
+	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { w.discoverLoop(ctx) })
+	if w.opts.Mode == ModeInUse {
+		wg.Go(func() { w.interestLoop(ctx) })
+	}
+	w.pollLoop(ctx)
+	wg.Wait()
+	return ctx.Err()
+}
+
+func (w *Watcher) discoverLoop(ctx context.Context) {
+	t := time.NewTicker(w.opts.Interval)
+	defer t.Stop()
+	for {
+		w.discover(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// interestLoop follows routing.Interest in in-use mode: new topics are queried at once, released ones forgotten.
+func (w *Watcher) interestLoop(ctx context.Context) {
+	in := w.table.Interest()
+	for {
+		added, removed := in.Drain()
+		w.mu.Lock()
+		for _, name := range added {
+			if w.topics[name] == nil {
+				w.topics[name] = &topicState{bodies: make([]uint64, len(w.ns))}
+			}
+			w.urgent[name] = struct{}{}
+		}
+		for _, name := range removed {
+			delete(w.topics, name)
+			delete(w.urgent, name)
+		}
+		w.mu.Unlock()
+		if len(removed) > 0 {
+			updates := make([]routing.Update, len(removed))
+			for i, name := range removed {
+				updates[i] = routing.Update{Topic: name}
+			}
+			for _, ns := range w.ns {
+				w.table.Apply(ns.source, updates...)
+			}
+		}
+		if len(added) > 0 {
+			w.kick()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-in.Changed():
+		}
+	}
+}
+
+func (w *Watcher) kick() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// discover polls every NameServer's broker table and, in all-topics mode, topic list, and queues the topics that
+// need a query now.
+func (w *Watcher) discover(ctx context.Context) {
+	var wg sync.WaitGroup
+	touched := make([]map[string]bool, len(w.ns))
+	lists := make([][]string, len(w.ns))
+	listed := make([]bool, len(w.ns))
+	for i, ns := range w.ns {
+		wg.Go(func() {
+			touched[i] = w.pollBrokers(ctx, ns)
+			if w.opts.Mode == ModeAllTopics {
+				lists[i], listed[i] = w.pollTopicList(ctx, ns)
+			}
+		})
+	}
+	wg.Wait()
+
+	brokers := map[string]bool{}
+	for _, t := range touched {
+		for name := range t {
+			brokers[name] = true
+		}
+	}
+	var fresh int
+	if w.opts.Mode == ModeAllTopics {
+		fresh = w.mergeLists(lists, listed)
+	}
+	if len(brokers) > 0 {
+		w.requeueUsing(brokers)
+	}
+	if fresh > 0 || len(brokers) > 0 {
+		w.kick()
+	}
+	w.stats.discoveries.Add(1)
+}
+
+// pollBrokers fetches one NameServer's broker table and returns the broker groups that changed or vanished.
+func (w *Watcher) pollBrokers(ctx context.Context, ns *nameServer) map[string]bool {
+	start := time.Now()
+	info, err := ns.client.GetBrokerClusterInfo(ctx)
+	ns.record(err, time.Since(start))
+	if err != nil {
+		w.opts.Logger.Warn("broker table poll failed; keeping the last good routes", "nameserver", ns.addr, "err", err)
+		return nil
+	}
+	var brokers []routing.Broker
+	for _, b := range info.BrokerAddrTable {
+		brokers = append(brokers, toBroker(b))
+	}
+	w.table.SetBrokers(ns.source, brokers)
+	var touched map[string]bool
+	if ns.brokers != nil {
+		touched = map[string]bool{}
+		for name, old := range ns.brokers {
+			if cur, ok := info.BrokerAddrTable[name]; !ok || !sameBroker(old, cur) {
+				touched[name] = true
+			}
+		}
+	}
+	ns.brokers = info.BrokerAddrTable
+	ns.mu.Lock()
+	ns.status.Brokers = len(info.BrokerAddrTable)
+	ns.mu.Unlock()
+	return touched
+}
+
+func sameBroker(a, b remoting.BrokerData) bool {
+	if a.Cluster != b.Cluster || a.ZoneName != b.ZoneName || len(a.BrokerAddrs) != len(b.BrokerAddrs) {
+		return false
+	}
+	for id, addr := range a.BrokerAddrs {
+		if b.BrokerAddrs[id] != addr {
+			return false
+		}
+	}
+	return true
+}
+
+// pollTopicList returns the NameServer's topic list: 206, else 224 for each cluster, else the configured list.
+// ok is false when the NameServer could not be asked; the previous list then stands.
+func (w *Watcher) pollTopicList(ctx context.Context, ns *nameServer) (topics []string, ok bool) {
+	topics, err := ns.client.GetAllTopicList(ctx)
+	if err == nil {
+		return topics, true
+	}
+	if !errors.Is(err, client.ErrDisabled) {
+		w.opts.Logger.Warn("topic list poll failed; keeping the last good list", "nameserver", ns.addr, "err", err)
+		return nil, false
+	}
+	clusters := map[string]bool{}
+	for _, b := range ns.brokers {
+		clusters[b.Cluster] = true
+	}
+	seen := map[string]bool{}
+	for cluster := range clusters {
+		list, err := ns.client.GetTopicsByCluster(ctx, cluster)
+		if errors.Is(err, client.ErrDisabled) {
+			if len(w.opts.Topics) == 0 {
+				w.opts.Logger.Warn("nameserver lists no topics (206 and 224 disabled) and no topic list is configured", "nameserver", ns.addr)
+			}
+			return w.opts.Topics, true
+		}
+		if err != nil {
+			w.opts.Logger.Warn("topics-by-cluster poll failed; keeping the last good list", "nameserver", ns.addr, "cluster", cluster, "err", err)
+			return nil, false
+		}
+		for _, t := range list {
+			if !seen[t] {
+				seen[t] = true
+				topics = append(topics, t)
+			}
+		}
+	}
+	if len(clusters) == 0 {
+		return w.opts.Topics, true
+	}
+	return topics, true
+}
+
+// mergeLists applies the topic lists of the NameServers that answered, queues new topics and topics no list
+// names any more (their 105 answers decide their fate), and returns how many it queued.
+func (w *Watcher) mergeLists(lists [][]string, listed []bool) int {
+	var answered uint64
+	for i, ok := range listed {
+		if ok {
+			answered |= 1 << i
+		}
+	}
+	if answered == 0 {
+		return 0
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, st := range w.topics {
+		st.prevListedBy = st.listedBy
+		st.listedBy &^= answered
+	}
+	queued := 0
+	for i, ok := range listed {
+		if !ok {
+			continue
+		}
+		for _, name := range lists[i] {
+			st := w.topics[name]
+			if st == nil {
+				st = &topicState{bodies: make([]uint64, len(w.ns))}
+				w.topics[name] = st
+				w.urgent[name] = struct{}{}
+				queued++
+			}
+			st.listedBy |= 1 << i
+		}
+	}
+	for name, st := range w.topics {
+		if st.listedBy == 0 && st.prevListedBy != 0 {
+			w.urgent[name] = struct{}{} // vanished from every list: ask whether it still exists
+			queued++
+		}
+	}
+	return queued
+}
