@@ -17,65 +17,64 @@ import (
 func (w *Watcher) pollLoop(ctx context.Context) {
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
+	for ctx.Err() == nil && !w.isSynced() {
+		// Discovery queues every topic it finds as urgent before it counts itself, so once a discovery has been
+		// counted, draining the urgent queue answers every topic it found.
+		discovered := w.stats.discoveries.Load() > 0
+		for w.runUrgent(ctx, &inflight) {
+		}
+		inflight.Wait()
+		if discovered {
+			w.markSynced()
+			break
+		}
+		w.idle(ctx, &inflight, 20*time.Millisecond)
+	}
 	for ctx.Err() == nil {
 		cycle := w.knownTopics()
 		start := time.Now()
-		pace := time.Duration(0)
-		if len(cycle) > 0 {
-			pace = w.opts.Interval / time.Duration(len(cycle))
+		if len(cycle) == 0 {
+			w.idle(ctx, &inflight, w.opts.Interval)
+			continue
 		}
-		firstCycle := !w.isSynced()
+		pace := w.opts.Interval / time.Duration(len(cycle))
 		for i := 0; i < len(cycle) && ctx.Err() == nil; {
 			if w.runUrgent(ctx, &inflight) {
 				continue
 			}
-			due := start.Add(time.Duration(i) * pace)
-			if wait := time.Until(due); wait > 0 {
-				t := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-				case <-w.wake:
-				case <-t.C:
-				}
-				t.Stop()
+			if wait := time.Until(start.Add(time.Duration(i) * pace)); wait > 0 {
+				w.idle(ctx, nil, wait)
 				continue
 			}
 			w.launch(ctx, &inflight, cycle[i])
 			i++
 		}
-		if firstCycle || len(cycle) == 0 {
-			// The first discovery queues every topic it finds as urgent before it counts itself, so once a discovery
-			// has been counted, draining the urgent queue answers every topic it found.
-			discovered := w.stats.discoveries.Load() > 0
-			for w.runUrgent(ctx, &inflight) {
-			}
-			inflight.Wait()
-			if discovered && ctx.Err() == nil {
-				w.markSynced()
-			}
-		}
-		if len(cycle) == 0 || time.Since(start) < w.opts.Interval {
-			// Idle until the next interval, serving urgent work as it comes.
-			rest := time.NewTimer(max(w.opts.Interval-time.Since(start), 0))
-			if len(cycle) == 0 {
-				rest.Reset(min(w.opts.Interval, 100*time.Millisecond))
-			}
-		wait:
-			for {
-				select {
-				case <-ctx.Done():
-					break wait
-				case <-rest.C:
-					break wait
-				case <-w.wake:
-					for w.runUrgent(ctx, &inflight) {
-					}
-				}
-			}
-			rest.Stop()
-		} else {
+		if took := time.Since(start); took > w.opts.Interval+w.opts.Interval/10 {
 			w.opts.Logger.Warn("a polling cycle took longer than the interval; raise the rate limit or the interval",
-				"topics", len(cycle), "took", time.Since(start).Round(time.Millisecond), "interval", w.opts.Interval)
+				"topics", len(cycle), "took", took.Round(time.Millisecond), "interval", w.opts.Interval)
+		} else {
+			w.idle(ctx, &inflight, w.opts.Interval-took)
+		}
+	}
+}
+
+// idle waits for d, or until woken; with inflight set it serves urgent work while it waits, otherwise it returns
+// when woken so the caller can serve it.
+func (w *Watcher) idle(ctx context.Context, inflight *sync.WaitGroup, d time.Duration) {
+	t := time.NewTimer(max(d, 0))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case <-w.wake:
+			if inflight == nil {
+				return
+			}
+			for w.runUrgent(ctx, inflight) {
+			}
 		}
 	}
 }

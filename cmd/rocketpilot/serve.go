@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rocketpilot/rocketpilot/nameserver/client"
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
+	"github.com/rocketpilot/rocketpilot/routing"
+)
+
+type serveOptions struct {
+	namesrv        string
+	demo           bool
+	demoAddr       string
+	interval       time.Duration
+	discovery      string
+	concurrency    int
+	rateLimit      float64
+	frameLimit     int
+	requestTimeout time.Duration
+	topics         []string
+	logLevel       string
+	logFormat      string
+}
+
+func newServeCommand() *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Watch NameServers and keep the routing model",
+		Long: `serve watches RocketMQ NameServers (--namesrv) or, with --demo, an embedded simulated NameServer
+loaded with a demo topic set, and keeps the versioned routing model that the xDS layer serves.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return o.run(ctx, cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.namesrv, "namesrv", "", `NameServer addresses, "host:port;host:port"`)
+	f.BoolVar(&o.demo, "demo", false, "start the embedded demo NameServer and watch it")
+	f.StringVar(&o.demoAddr, "demo-namesrv-address", "127.0.0.1:9876", "listen address of the embedded demo NameServer")
+	f.DurationVar(&o.interval, "poll-interval", 30*time.Second, "how often each topic route and the broker table are polled")
+	f.StringVar(&o.discovery, "discovery", string(watcher.ModeAllTopics), `topic discovery: "all" (every listed topic) or "in-use" (topics asked for)`)
+	f.IntVar(&o.concurrency, "poll-concurrency", 16, "topic route queries in flight")
+	f.Float64Var(&o.rateLimit, "poll-rate-limit", 5000, "topic route queries per second at most")
+	f.IntVar(&o.frameLimit, "frame-limit", remoting.DefaultMaxFrameSize, "largest NameServer frame accepted, in bytes")
+	f.DurationVar(&o.requestTimeout, "request-timeout", 3*time.Second, "timeout of one NameServer request")
+	f.StringSliceVar(&o.topics, "topics", nil, "topics to follow when the NameServer lists none (206 and 224 disabled)")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	return cmd
+}
+
+func (o *serveOptions) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	switch o.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", o.logFormat)
+}
+
+func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
+	log, err := o.logger(logOut)
+	if err != nil {
+		return err
+	}
+	var addrs []string
+	for _, a := range strings.Split(o.namesrv, ";") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	if o.demo {
+		ns := embedded.New(embedded.Options{Addr: o.demoAddr, Logger: log.With("component", "demo-namesrv")})
+		embedded.LoadDemo(ns)
+		if err := ns.Start(); err != nil {
+			return fmt.Errorf("start the demo NameServer on %s: %w", o.demoAddr, err)
+		}
+		defer ns.Close()
+		log.Info("demo NameServer listening", "addr", ns.Addr(), "topics", ns.TopicCount())
+		addrs = append(addrs, ns.Addr())
+	}
+	if len(addrs) == 0 {
+		return errors.New("nothing to watch: give --namesrv or --demo")
+	}
+
+	table := routing.NewTable()
+	w, err := watcher.New(table, watcher.Options{
+		Source:      "namesrv",
+		Addrs:       addrs,
+		Interval:    o.interval,
+		Mode:        watcher.Mode(o.discovery),
+		Concurrency: o.concurrency,
+		RateLimit:   o.rateLimit,
+		Topics:      o.topics,
+		Client:      client.Options{MaxFrameSize: o.frameLimit, RequestTimeout: o.requestTimeout},
+		Logger:      log.With("component", "watcher"),
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("watching NameServers", "addrs", addrs, "discovery", o.discovery, "interval", o.interval)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+
+	select {
+	case <-w.Synced():
+		logModel(log, table)
+	case <-ctx.Done():
+	}
+	go logChanges(ctx, log, table)
+	<-ctx.Done()
+	<-done
+	log.Info("stopped")
+	return nil
+}
+
+// logModel logs every topic learned, with the broker groups its route uses.
+func logModel(log *slog.Logger, table *routing.Table) {
+	snap := table.Snapshot()
+	names := make([]string, 0, len(snap.Topics))
+	for name := range snap.Topics {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		t := snap.Topics[name]
+		log.Info("topic learned", "topic", name, "brokers", brokerNames(t.BrokerSet), "brokerSet", t.BrokerSet.Hash)
+	}
+	log.Info("routing model ready", "version", snap.Version, "topics", len(snap.Topics),
+		"brokerSets", len(snap.BrokerSets), "brokerGroups", len(snap.Brokers))
+}
+
+func brokerNames(set *routing.BrokerSet) string {
+	var parts []string
+	for _, m := range set.Members {
+		parts = append(parts, fmt.Sprintf("%s(%s,%s)", m.BrokerName, m.Cluster, permString(m.Perm)))
+	}
+	return strings.Join(parts, " ")
+}
+
+func permString(perm int32) string { return remoting.PermString(perm) }
+
+// logChanges logs each coalesced change of the model after the initial sync.
+func logChanges(ctx context.Context, log *slog.Logger, table *routing.Table) {
+	sub := table.Subscribe()
+	defer sub.Close()
+	for {
+		cs, err := sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		for name := range cs.Topics {
+			if t := table.Topic(name); t != nil {
+				log.Debug("topic changed", "topic", name, "brokers", brokerNames(t.BrokerSet), "version", t.Version)
+			} else {
+				log.Debug("topic removed", "topic", name)
+			}
+		}
+		topics, sets := table.Stats()
+		log.Info("routing model changed", "version", cs.Version, "topicsChanged", len(cs.Topics),
+			"brokerSetsChanged", len(cs.BrokerSets), "topics", topics, "brokerSets", sets)
+	}
+}
