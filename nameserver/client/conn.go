@@ -14,10 +14,16 @@ import (
 
 // conn is one TCP connection with a reader goroutine that hands responses to waiting requests by opaque.
 type conn struct {
-	nc      net.Conn
-	opts    Options
-	writeMu sync.Mutex
-	used    atomic.Int64 // unix nanos of the last request
+	nc   net.Conn
+	opts Options
+	used atomic.Int64 // unix nanos of the last request
+
+	// Writes are group-committed: frames queue in wbuf and whichever caller finds no flush under way writes
+	// everything queued, so concurrent requests share system calls.
+	wmu      sync.Mutex
+	wbuf     []byte
+	spare    []byte
+	flushing bool
 
 	mu      sync.Mutex
 	pending map[int32]chan *remoting.Command
@@ -102,14 +108,8 @@ func (cn *conn) roundTrip(ctx context.Context, req *remoting.Command) (*remoting
 		cn.mu.Unlock()
 	}
 
-	cn.writeMu.Lock()
-	deadline, _ := ctx.Deadline()
-	cn.nc.SetWriteDeadline(deadline)
-	_, err = cn.nc.Write(frame)
-	cn.writeMu.Unlock()
-	if err != nil {
+	if err := cn.send(frame); err != nil {
 		forget()
-		cn.close(fmt.Errorf("write: %w", err))
 		return nil, fmt.Errorf("write: %w", err)
 	}
 
@@ -130,4 +130,35 @@ func (cn *conn) roundTrip(ctx context.Context, req *remoting.Command) (*remoting
 		forget()
 		return nil, fmt.Errorf("no response within the timeout: %w", ctx.Err())
 	}
+}
+
+// send queues a frame and writes the queue unless another caller is already writing it. A failed write closes the
+// connection, which fails every request waiting on it.
+func (cn *conn) send(frame []byte) error {
+	cn.wmu.Lock()
+	cn.wbuf = append(cn.wbuf, frame...)
+	if cn.flushing {
+		cn.wmu.Unlock()
+		return nil
+	}
+	cn.flushing = true
+	for len(cn.wbuf) > 0 {
+		buf := cn.wbuf
+		cn.wbuf = cn.spare[:0]
+		cn.wmu.Unlock()
+		cn.nc.SetWriteDeadline(time.Now().Add(cn.opts.RequestTimeout))
+		_, err := cn.nc.Write(buf)
+		cn.wmu.Lock()
+		cn.spare = buf
+		if err != nil {
+			cn.flushing = false
+			cn.wbuf = nil
+			cn.wmu.Unlock()
+			cn.close(fmt.Errorf("write: %w", err))
+			return err
+		}
+	}
+	cn.flushing = false
+	cn.wmu.Unlock()
+	return nil
 }

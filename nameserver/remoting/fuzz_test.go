@@ -105,3 +105,28 @@ func FuzzNormalizeFastJSON(f *testing.F) {
 		}
 	})
 }
+
+// FuzzJSONHeaderFastPath is a differential test: whenever the reflection-free header decoder accepts input, the
+// general decoder accepts it too and decodes the same command.
+func FuzzJSONHeaderFastPath(f *testing.F) {
+	for _, s := range []string{
+		`{"code":105,"extFields":{"topic":"TopicTest"},"flag":0,"language":"JAVA","opaque":46,"serializeTypeCurrentRPC":"JSON","version":401}`,
+		`{"code":17,"flag":1,"language":"GO","opaque":-3,"remark":"x","version":0}`,
+		`{"language":9,"extFields":{"a":null,"b":"c"},"x":true,"y":null,"z":1}`,
+		` { "code" : 0 } `, `{}`, `{"Code":1}`, `{"code":01}`, `{"code":1.0}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var fast, slow Command
+		if !fastJSONHeader(data, &fast) {
+			return
+		}
+		if err := decodeJSONHeaderSlow(data, &slow); err != nil {
+			t.Fatalf("fast path accepted what the general decoder rejects (%v): %q", err, data)
+		}
+		if !sameCommand(&fast, &slow) {
+			t.Fatalf("decoders disagree on %q:\nfast %+v\nslow %+v", data, fast, slow)
+		}
+	})
+}

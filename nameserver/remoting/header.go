@@ -75,6 +75,14 @@ type jsonHeader struct {
 }
 
 func decodeJSONHeader(data []byte, c *Command) error {
+	if fastJSONHeader(data, c) {
+		return nil
+	}
+	return decodeJSONHeaderSlow(data, c)
+}
+
+// decodeJSONHeaderSlow is the general JSON header decoder.
+func decodeJSONHeaderSlow(data []byte, c *Command) error {
 	var h jsonHeader
 	if err := json.Unmarshal(data, &h); err != nil {
 		return malformed("JSON header: %v", err)

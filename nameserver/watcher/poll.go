@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"hash/maphash"
@@ -110,17 +111,11 @@ func (w *Watcher) knownTopics() []string {
 // runUrgent launches one urgent query if any is queued and reports whether it did.
 func (w *Watcher) runUrgent(ctx context.Context, inflight *sync.WaitGroup) bool {
 	w.mu.Lock()
-	var name string
-	for n := range w.urgent {
-		name = n
-		break
-	}
-	if name == "" {
-		w.mu.Unlock()
+	name, ok := w.urgent.pop()
+	w.mu.Unlock()
+	if !ok {
 		return false
 	}
-	delete(w.urgent, name)
-	w.mu.Unlock()
 	w.launch(ctx, inflight, name)
 	return true
 }
@@ -161,7 +156,7 @@ func (w *Watcher) requeueUsing(brokers map[string]bool) {
 	w.mu.Lock()
 	for _, name := range names {
 		if w.topics[name] != nil {
-			w.urgent[name] = struct{}{}
+			w.urgent.push(name)
 		}
 	}
 	w.mu.Unlock()
@@ -222,13 +217,13 @@ func (w *Watcher) queryTopic(ctx context.Context, name string) {
 				w.stats.unchanged.Add(1)
 				continue
 			}
-			data, err := remoting.DecodeTopicRouteData(a.body)
+			route, err := w.routes.decode(h, a.body)
 			if err != nil {
 				ns.record(err, 0)
 				w.opts.Logger.Warn("undecodable route; keeping the last good one", "nameserver", ns.addr, "topic", name, "err", err)
 				continue
 			}
-			w.table.Apply(ns.source, routing.Update{Topic: name, Route: toRoute(data)})
+			w.table.Apply(ns.source, routing.Update{Topic: name, Route: route})
 			st.bodies[i] = h
 		case errors.Is(a.err, client.ErrTopicNotExist):
 			if st.bodies[i] != 0 {
@@ -289,4 +284,40 @@ func toBroker(b remoting.BrokerData) routing.Broker {
 		return 0
 	})
 	return out
+}
+
+// routeCache maps route bodies to decoded routes. A 105 body names no topic, so every topic of one shape gets the
+// same bytes: a cold sync of a million topics over a few shapes decodes a few bodies, not a million.
+type routeCache struct {
+	mu      sync.Mutex
+	entries map[uint64]cachedRoute
+}
+
+type cachedRoute struct {
+	body  []byte
+	route *routing.Route
+}
+
+// routeCacheSize bounds the cache; past it the cache starts over, which costs decodes, never correctness.
+const routeCacheSize = 4096
+
+func (c *routeCache) decode(hash uint64, body []byte) (*routing.Route, error) {
+	c.mu.Lock()
+	if e, ok := c.entries[hash]; ok && bytes.Equal(e.body, body) {
+		c.mu.Unlock()
+		return e.route, nil
+	}
+	c.mu.Unlock()
+	data, err := remoting.DecodeTopicRouteData(body)
+	if err != nil {
+		return nil, err
+	}
+	route := toRoute(data)
+	c.mu.Lock()
+	if c.entries == nil || len(c.entries) >= routeCacheSize {
+		c.entries = make(map[uint64]cachedRoute)
+	}
+	c.entries[hash] = cachedRoute{body: bytes.Clone(body), route: route}
+	c.mu.Unlock()
+	return route, nil
 }

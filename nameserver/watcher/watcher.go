@@ -116,10 +116,11 @@ type Watcher struct {
 	seed    maphash.Seed
 	limiter *rate.Limiter
 	sem     chan struct{}
+	routes  routeCache
 
 	mu     sync.Mutex
 	topics map[string]*topicState
-	urgent map[string]struct{} // topics to query before the paced cycle goes on
+	urgent urgentQueue // topics to query before the paced cycle goes on
 	wake   chan struct{}
 
 	synced     chan struct{}
@@ -139,7 +140,6 @@ func New(table *routing.Table, opts Options) (*Watcher, error) {
 		limiter: rate.NewLimiter(rate.Limit(opts.RateLimit), opts.Concurrency),
 		sem:     make(chan struct{}, opts.Concurrency),
 		topics:  make(map[string]*topicState),
-		urgent:  make(map[string]struct{}),
 		wake:    make(chan struct{}, 1),
 		synced:  make(chan struct{}),
 	}
@@ -202,11 +202,11 @@ func (w *Watcher) interestLoop(ctx context.Context) {
 			if w.topics[name] == nil {
 				w.topics[name] = &topicState{bodies: make([]uint64, len(w.ns))}
 			}
-			w.urgent[name] = struct{}{}
+			w.urgent.push(name)
 		}
 		for _, name := range removed {
 			delete(w.topics, name)
-			delete(w.urgent, name)
+			w.urgent.remove(name)
 		}
 		w.mu.Unlock()
 		if len(removed) > 0 {
@@ -383,7 +383,7 @@ func (w *Watcher) mergeLists(lists [][]string, listed []bool) int {
 			if st == nil {
 				st = &topicState{bodies: make([]uint64, len(w.ns))}
 				w.topics[name] = st
-				w.urgent[name] = struct{}{}
+				w.urgent.push(name)
 				queued++
 			}
 			st.listedBy |= 1 << i
@@ -391,9 +391,44 @@ func (w *Watcher) mergeLists(lists [][]string, listed []bool) int {
 	}
 	for name, st := range w.topics {
 		if st.listedBy == 0 && st.prevListedBy != 0 {
-			w.urgent[name] = struct{}{} // vanished from every list: ask whether it still exists
+			w.urgent.push(name) // vanished from every list: ask whether it still exists
 			queued++
 		}
 	}
 	return queued
+}
+
+// urgentQueue is a FIFO of distinct topic names. Callers hold Watcher.mu.
+type urgentQueue struct {
+	order []string
+	head  int
+	set   map[string]struct{}
+}
+
+func (q *urgentQueue) push(name string) {
+	if _, ok := q.set[name]; ok {
+		return
+	}
+	if q.set == nil {
+		q.set = make(map[string]struct{})
+	}
+	q.set[name] = struct{}{}
+	q.order = append(q.order, name)
+}
+
+func (q *urgentQueue) remove(name string) { delete(q.set, name) }
+
+// pop returns the oldest queued name still wanted, or false.
+func (q *urgentQueue) pop() (string, bool) {
+	for q.head < len(q.order) {
+		name := q.order[q.head]
+		q.order[q.head] = ""
+		q.head++
+		if _, ok := q.set[name]; ok {
+			delete(q.set, name)
+			return name, true
+		}
+	}
+	q.order, q.head = q.order[:0], 0
+	return "", false
 }

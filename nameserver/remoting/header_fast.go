@@ -1,0 +1,261 @@
+package remoting
+
+import (
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// fastJSONHeader decodes the JSON headers that RocketMQ peers actually send — a flat object of numbers, plain
+// strings and an extFields object of plain strings — without reflection. It reports false for anything else
+// (escapes, nested values, unusual numbers, keys that encoding/json would match case-insensitively), and the caller
+// falls back to the general decoder, which also produces the error messages. FuzzJSONHeaderFastPath checks that the
+// two agree.
+func fastJSONHeader(data []byte, c *Command) bool {
+	p := headerParser{data: data}
+	if !p.consume('{') {
+		return false
+	}
+	var h Command
+	if p.consume('}') {
+		return p.end() && p.commit(&h, c)
+	}
+	for {
+		key, ok := p.str()
+		if !ok || !p.consume(':') {
+			return false
+		}
+		switch key {
+		case "code", "version", "opaque", "flag":
+			n, ok := p.int32()
+			if !ok {
+				return false
+			}
+			switch key {
+			case "code":
+				h.Code = n
+			case "version":
+				h.Version = n
+			case "opaque":
+				h.Opaque = n
+			case "flag":
+				h.Flag = n
+			}
+		case "language":
+			if p.peek() == '"' {
+				name, ok := p.str()
+				if !ok {
+					return false
+				}
+				h.Language = ParseLanguage(name)
+			} else {
+				n, ok := p.int32()
+				if !ok || n < 0 || n > 255 {
+					return false
+				}
+				h.Language = LanguageCode(n)
+			}
+		case "remark":
+			if p.literal("null") {
+				h.Remark = ""
+				break
+			}
+			s, ok := p.str()
+			if !ok {
+				return false
+			}
+			h.Remark = s
+		case "extFields":
+			if p.literal("null") {
+				h.ExtFields = nil
+				break
+			}
+			ext, ok := p.extFields()
+			if !ok {
+				return false
+			}
+			h.ExtFields = ext
+		default:
+			for _, known := range [...]string{"code", "version", "opaque", "flag", "language", "remark", "extFields"} {
+				if strings.EqualFold(key, known) {
+					return false
+				}
+			}
+			if !p.scalar() {
+				return false
+			}
+		}
+		if p.consume(',') {
+			continue
+		}
+		if p.consume('}') {
+			return p.end() && p.commit(&h, c)
+		}
+		return false
+	}
+}
+
+type headerParser struct {
+	data []byte
+	pos  int
+}
+
+func (p *headerParser) commit(h, c *Command) bool {
+	c.Code, c.Language, c.Version, c.Opaque, c.Flag, c.Remark, c.ExtFields = h.Code, h.Language, h.Version, h.Opaque, h.Flag, h.Remark, h.ExtFields
+	return true
+}
+
+func (p *headerParser) skipSpace() {
+	for p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case ' ', '\t', '\n', '\r':
+			p.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (p *headerParser) peek() byte {
+	p.skipSpace()
+	if p.pos < len(p.data) {
+		return p.data[p.pos]
+	}
+	return 0
+}
+
+func (p *headerParser) consume(c byte) bool {
+	if p.peek() == c {
+		p.pos++
+		return true
+	}
+	return false
+}
+
+func (p *headerParser) end() bool {
+	p.skipSpace()
+	return p.pos == len(p.data)
+}
+
+func (p *headerParser) literal(lit string) bool {
+	p.skipSpace()
+	if strings.HasPrefix(string(p.data[p.pos:]), lit) {
+		p.pos += len(lit)
+		return true
+	}
+	return false
+}
+
+// str reads a string without escapes, control characters or invalid UTF-8.
+func (p *headerParser) str() (string, bool) {
+	if !p.consume('"') {
+		return "", false
+	}
+	start := p.pos
+	for p.pos < len(p.data) {
+		switch c := p.data[p.pos]; {
+		case c == '"':
+			s := p.data[start:p.pos]
+			p.pos++
+			if !utf8.Valid(s) {
+				return "", false
+			}
+			return string(s), true
+		case c == '\\' || c < 0x20:
+			return "", false
+		}
+		p.pos++
+	}
+	return "", false
+}
+
+// number reads a JSON integer: -?(0|[1-9][0-9]*), no fraction or exponent.
+func (p *headerParser) number() (string, bool) {
+	p.skipSpace()
+	start := p.pos
+	if p.pos < len(p.data) && p.data[p.pos] == '-' {
+		p.pos++
+	}
+	digits := p.pos
+	for p.pos < len(p.data) && p.data[p.pos] >= '0' && p.data[p.pos] <= '9' {
+		p.pos++
+	}
+	n := p.pos - digits
+	if n == 0 || n > 1 && p.data[digits] == '0' {
+		return "", false
+	}
+	if p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case '.', 'e', 'E':
+			return "", false
+		}
+	}
+	return string(p.data[start:p.pos]), true
+}
+
+func (p *headerParser) int32() (int32, bool) {
+	s, ok := p.number()
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 32)
+	return int32(n), err == nil
+}
+
+// scalar skips a plain string, an integer, true, false or null.
+func (p *headerParser) scalar() bool {
+	switch p.peek() {
+	case '"':
+		_, ok := p.str()
+		return ok
+	case 't':
+		return p.literal("true")
+	case 'f':
+		return p.literal("false")
+	case 'n':
+		return p.literal("null")
+	}
+	_, ok := p.number()
+	return ok
+}
+
+func (p *headerParser) extFields() (map[string]string, bool) {
+	if !p.consume('{') {
+		return nil, false
+	}
+	ext := map[string]string{}
+	if p.consume('}') {
+		return nil, true
+	}
+	for {
+		key, ok := p.str()
+		if !ok || !p.consume(':') {
+			return nil, false
+		}
+		switch p.peek() {
+		case '"':
+			v, ok := p.str()
+			if !ok {
+				return nil, false
+			}
+			ext[key] = v
+		case 'n':
+			if !p.literal("null") {
+				return nil, false
+			}
+			delete(ext, key)
+		default:
+			return nil, false // numbers and booleans: rare, left to the general decoder
+		}
+		if p.consume(',') {
+			continue
+		}
+		if p.consume('}') {
+			if len(ext) == 0 {
+				return nil, true
+			}
+			return ext, true
+		}
+		return nil, false
+	}
+}
