@@ -66,6 +66,7 @@ type NameServer struct {
 // conn is one client connection.
 type conn struct {
 	nc   net.Conn
+	wmu  sync.Mutex // one response frame at a time
 	once sync.Once
 	done chan struct{} // closed when the server closes the connection
 }
@@ -260,9 +261,15 @@ func (s *NameServer) acceptLoop(ln net.Listener) {
 	}
 }
 
-// serveConn reads requests and answers them in order until the stream ends or breaks.
+// perConnConcurrency bounds the requests one connection has in progress. Like Java's processor pool, requests are
+// handled concurrently and answered in the order they finish, not the order they came.
+const perConnConcurrency = 16
+
+// serveConn reads requests and answers each as it is done until the stream ends or breaks.
 func (s *NameServer) serveConn(c *conn) {
 	defer s.wg.Done()
+	var inflight sync.WaitGroup
+	defer inflight.Wait() // runs after the close below, which unblocks writes to a client that stopped reading
 	defer func() {
 		c.close()
 		s.mu.Lock()
@@ -272,6 +279,7 @@ func (s *NameServer) serveConn(c *conn) {
 	remote := c.nc.RemoteAddr().String()
 	s.log.Debug("connection opened", "remote", remote)
 	r := remoting.NewReader(c.nc, s.opts.MaxFrameSize)
+	sem := make(chan struct{}, perConnConcurrency)
 	for {
 		if s.opts.IdleTimeout > 0 {
 			_ = c.nc.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
@@ -287,17 +295,25 @@ func (s *NameServer) serveConn(c *conn) {
 			continue
 		}
 		s.count(req.Code)
-		resp := s.handle(req)
-		if req.IsOneway() {
-			continue
-		}
-		if !s.wait(c) {
+		select {
+		case sem <- struct{}{}:
+		case <-c.done:
 			return
 		}
-		if err := s.write(c, resp); err != nil {
-			s.log.Debug("write failed", "remote", remote, "err", err)
-			return
-		}
+		inflight.Go(func() {
+			defer func() { <-sem }()
+			resp := s.handle(req)
+			if req.IsOneway() || !s.wait(c) {
+				return
+			}
+			c.wmu.Lock()
+			err := s.write(c, resp)
+			c.wmu.Unlock()
+			if err != nil {
+				s.log.Debug("write failed", "remote", remote, "err", err)
+				c.close()
+			}
+		})
 	}
 }
 
@@ -387,8 +403,7 @@ func (s *NameServer) SetAllTopicListEnabled(on bool) { s.allTopicListOff.Store(!
 // "disable". On by default.
 func (s *NameServer) SetTopicListEnabled(on bool) { s.topicListOff.Store(!on) }
 
-// SetLatency delays every response by d (0 for none). The delay is applied when a response is about to be
-// written, so it also holds back later requests of the same connection.
+// SetLatency delays every response by d (0 for none), each request on its own, as a slow server would.
 func (s *NameServer) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
 
 // CorruptResponses writes the next n responses, on any connection, as a malformed frame that remoting.Reader
