@@ -18,6 +18,7 @@ test-unit:
 	$(GO) test -race -count=1 $(PKGS)
 
 test-interop:
+	test/interop/setup.sh
 	cd test/interop && $(GO) test -race -count=1 ./...
 
 lint:

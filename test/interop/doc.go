@@ -1,0 +1,23 @@
+// Package interop proves, with real RocketMQ client libraries over real TCP on loopback, that rocketpilot's
+// embedded NameServer (github.com/rocketpilot/rocketpilot/nameserver/embedded) speaks the remoting protocol the
+// way clients expect. Its tests are the only code; this file only documents them.
+//
+// What is proved:
+//
+//   - The official Go client, github.com/apache/rocketmq-client-go/v2: its admin API lists every topic (206)
+//     and resolves TopicTest's publish queues and clusters (105); an unknown topic yields ErrTopicNotExist. The
+//     client sends request version 317, so it receives the legacy fastjson route body with bare numeric
+//     broker-id keys that encoding/json rejects; a spy proxy records the frames to show that this form, and both
+//     header serializations (JSON and ROCKETMQ binary) the server can be configured with, went over the wire.
+//   - Its producer resolves a topic's route through the embedded NameServer and sends to the master (broker id
+//     0) of a writable broker group, never to a slave or a read-only group. The brokers are fakes run by the
+//     test on loopback, speaking just enough of the broker protocol with rocketpilot's remoting codec.
+//   - The pure-JavaScript client ali-ons (npm, pinned in node/package-lock.json) fetches TopicTest's route with
+//     its own MQClientAPI and parses both the legacy and the standard JSON dialect. This needs node and
+//     `./setup.sh` (npm ci); without them the test is skipped locally and fails when the CI variable is set.
+//
+// Why a separate module: the client libraries pull in logrus, gjson, go-redis, testify and more. Keeping them in
+// this module (its own go.mod, with a replace of the main module to ../..) keeps them out of the main module's
+// dependency graph, which ships only what rocketpilot itself needs. Run it with `make test-interop`, or
+// `./setup.sh && go test -race ./...` here.
+package interop
