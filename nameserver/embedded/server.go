@@ -287,6 +287,9 @@ func (s *NameServer) serveConn(c *conn) {
 		req, err := r.Read()
 		if err != nil {
 			s.logReadError(c, remote, err)
+			if errors.Is(err, io.EOF) {
+				inflight.Wait() // a client that half-closed after its requests still gets the answers
+			}
 			return
 		}
 		if req.IsResponse() {
