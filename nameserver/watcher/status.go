@@ -27,6 +27,10 @@ type Status struct {
 	Unchanged   int64        `json:"unchanged"` // route answers identical to the last applied, not decoded
 	Removed     int64        `json:"removed"`   // topics withdrawn because every answering NameServer said 17
 	Errors      int64        `json:"errors"`    // failed route requests
+	// BrokerRequeues counts topic queries brought forward because a broker group they use changed.
+	BrokerRequeues int64 `json:"brokerRequeues"`
+	// LastDiscovery is when the broker tables (and topic lists) were last polled.
+	LastDiscovery time.Time `json:"lastDiscovery,omitzero"`
 }
 
 type counters struct {
@@ -36,6 +40,7 @@ type counters struct {
 	removed        atomic.Int64
 	errors         atomic.Int64
 	brokerRequeues atomic.Int64
+	lastDiscovery  atomic.Int64 // unix nanos
 }
 
 func (ns *nameServer) record(err error, latency time.Duration) {
@@ -69,6 +74,11 @@ func (w *Watcher) Status() Status {
 		Unchanged: w.stats.unchanged.Load(),
 		Removed:   w.stats.removed.Load(),
 		Errors:    w.stats.errors.Load(),
+
+		BrokerRequeues: w.stats.brokerRequeues.Load(),
+	}
+	if t := w.stats.lastDiscovery.Load(); t != 0 {
+		s.LastDiscovery = time.Unix(0, t)
 	}
 	for _, ns := range w.ns {
 		ns.mu.Lock()

@@ -91,7 +91,6 @@ func (o *Options) defaults() error {
 
 // nameServer is one polled NameServer and what it last said.
 type nameServer struct {
-	index   int
 	addr    string
 	source  string
 	client  *client.Client
@@ -143,13 +142,12 @@ func New(table *routing.Table, opts Options) (*Watcher, error) {
 		wake:    make(chan struct{}, 1),
 		synced:  make(chan struct{}),
 	}
-	for i, addr := range opts.Addrs {
+	for _, addr := range opts.Addrs {
 		copts := opts.Client
 		if copts.Logger == nil {
 			copts.Logger = opts.Logger
 		}
 		w.ns = append(w.ns, &nameServer{
-			index:  i,
 			addr:   addr,
 			source: opts.Source + "@" + addr,
 			client: client.New(addr, copts),
@@ -269,6 +267,7 @@ func (w *Watcher) discover(ctx context.Context) {
 	if fresh > 0 || len(brokers) > 0 {
 		w.kick()
 	}
+	w.stats.lastDiscovery.Store(time.Now().UnixNano())
 	w.stats.discoveries.Add(1)
 }
 

@@ -171,7 +171,7 @@ func TestExpiredBrokerLeavesRoutesWithinOneInterval(t *testing.T) {
 	demoLike(ns, 300)
 	table := routing.NewTable()
 	const interval = time.Second
-	runWatcher(t, table, testOptions(interval, ns.Addr()))
+	w := runWatcher(t, table, testOptions(interval, ns.Addr()))
 	var affected []string
 	table.Range(func(tp *routing.Topic) bool {
 		if tp.BrokerSet.Member("broker-b") != nil {
@@ -192,6 +192,9 @@ func TestExpiredBrokerLeavesRoutesWithinOneInterval(t *testing.T) {
 		}
 		return true
 	})
+	if w.Status().BrokerRequeues < int64(len(affected)) {
+		t.Fatalf("only %d topics were re-queried for the broker change", w.Status().BrokerRequeues)
+	}
 	t.Logf("%d routes left broker-b %v after it expired (interval %v)", len(affected), time.Since(expired).Round(time.Millisecond), interval)
 	if got := memberNames(table.Topic("TopicTest")); !slices.Equal(got, []string{"broker-a"}) {
 		t.Fatalf("TopicTest members = %v", got)

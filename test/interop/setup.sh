@@ -8,5 +8,5 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 	echo "test/interop/setup.sh: node or npm not on PATH; the ali-ons interop test cannot run" >&2
 	exit 0
 fi
-echo "test/interop/setup.sh: node $(node --version), npm $(npm --version): npm ci in $(pwd)"
+echo "test/interop/setup.sh: node $(node --version), npm $(npm --version): npm ci in test/interop/node"
 npm ci --ignore-scripts --no-audit --no-fund
