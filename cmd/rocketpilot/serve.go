@@ -27,6 +27,7 @@ type serveOptions struct {
 	demo           bool
 	demoAddr       string
 	interval       time.Duration
+	brokerInterval time.Duration
 	discovery      string
 	concurrency    int
 	rateLimit      float64
@@ -55,7 +56,8 @@ loaded with a demo topic set, and keeps the versioned routing model that the xDS
 	f.StringVar(&o.namesrv, "namesrv", "", `NameServer addresses, "host:port;host:port"`)
 	f.BoolVar(&o.demo, "demo", false, "start the embedded demo NameServer and watch it")
 	f.StringVar(&o.demoAddr, "demo-namesrv-address", "127.0.0.1:9876", "listen address of the embedded demo NameServer")
-	f.DurationVar(&o.interval, "poll-interval", 30*time.Second, "how often each topic route and the broker table are polled")
+	f.DurationVar(&o.interval, "poll-interval", 30*time.Second, "how often each topic route and the topic list are polled")
+	f.DurationVar(&o.brokerInterval, "broker-poll-interval", 10*time.Second, "how often the broker table is polled; topics of a changed broker are re-queried at once")
 	f.StringVar(&o.discovery, "discovery", string(watcher.ModeAllTopics), `topic discovery: "all" (every listed topic) or "in-use" (topics asked for)`)
 	f.IntVar(&o.concurrency, "poll-concurrency", 16, "topic route queries in flight")
 	f.Float64Var(&o.rateLimit, "poll-rate-limit", 5000, "topic route queries per second at most")
@@ -109,15 +111,16 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 
 	table := routing.NewTable()
 	w, err := watcher.New(table, watcher.Options{
-		Source:      "namesrv",
-		Addrs:       addrs,
-		Interval:    o.interval,
-		Mode:        watcher.Mode(o.discovery),
-		Concurrency: o.concurrency,
-		RateLimit:   o.rateLimit,
-		Topics:      o.topics,
-		Client:      client.Options{MaxFrameSize: o.frameLimit, RequestTimeout: o.requestTimeout},
-		Logger:      log.With("component", "watcher"),
+		Source:         "namesrv",
+		Addrs:          addrs,
+		Interval:       o.interval,
+		BrokerInterval: o.brokerInterval,
+		Mode:           watcher.Mode(o.discovery),
+		Concurrency:    o.concurrency,
+		RateLimit:      o.rateLimit,
+		Topics:         o.topics,
+		Client:         client.Options{MaxFrameSize: o.frameLimit, RequestTimeout: o.requestTimeout},
+		Logger:         log.With("component", "watcher"),
 	})
 	if err != nil {
 		return err

@@ -44,9 +44,12 @@ type Options struct {
 	Source string
 	// Addrs are the NameServers' host:port addresses (at most 64).
 	Addrs []string
-	// Interval between polls of each topic and of the broker and topic lists (30s, as RocketMQ clients).
+	// Interval between polls of each topic and of the topic lists (30s, as RocketMQ clients).
 	Interval time.Duration
-	Mode     Mode // (ModeAllTopics)
+	// BrokerInterval between polls of the broker table (Interval). A shorter one notices expired or moved
+	// brokers sooner: their topics are re-queried as soon as it is seen.
+	BrokerInterval time.Duration
+	Mode           Mode // (ModeAllTopics)
 	// Concurrency bounds the topic queries in flight (16).
 	Concurrency int
 	// RateLimit bounds topic queries per second, each asking every NameServer once (5000).
@@ -69,6 +72,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Interval <= 0 {
 		o.Interval = 30 * time.Second
+	}
+	if o.BrokerInterval <= 0 || o.BrokerInterval > o.Interval {
+		o.BrokerInterval = o.Interval
 	}
 	switch o.Mode {
 	case "":
@@ -178,10 +184,16 @@ func (w *Watcher) Run(ctx context.Context) error {
 }
 
 func (w *Watcher) discoverLoop(ctx context.Context) {
-	t := time.NewTicker(w.opts.Interval)
+	t := time.NewTicker(w.opts.BrokerInterval)
 	defer t.Stop()
+	var listed time.Time
 	for {
-		w.discover(ctx)
+		// Topic lists follow Interval; the broker table is polled every BrokerInterval.
+		withLists := w.opts.Mode == ModeAllTopics && time.Since(listed) >= w.opts.Interval-w.opts.BrokerInterval/2
+		if withLists {
+			listed = time.Now()
+		}
+		w.discover(ctx, withLists)
 		select {
 		case <-ctx.Done():
 			return
@@ -234,9 +246,9 @@ func (w *Watcher) kick() {
 	}
 }
 
-// discover polls every NameServer's broker table and, in all-topics mode, topic list, and queues the topics that
-// need a query now.
-func (w *Watcher) discover(ctx context.Context) {
+// discover polls every NameServer's broker table and, withLists, its topic list, and queues the topics that need
+// a query now.
+func (w *Watcher) discover(ctx context.Context, withLists bool) {
 	var wg sync.WaitGroup
 	touched := make([]map[string]bool, len(w.ns))
 	lists := make([][]string, len(w.ns))
@@ -244,7 +256,7 @@ func (w *Watcher) discover(ctx context.Context) {
 	for i, ns := range w.ns {
 		wg.Go(func() {
 			touched[i] = w.pollBrokers(ctx, ns)
-			if w.opts.Mode == ModeAllTopics {
+			if withLists {
 				lists[i], listed[i] = w.pollTopicList(ctx, ns)
 			}
 		})
@@ -258,7 +270,7 @@ func (w *Watcher) discover(ctx context.Context) {
 		}
 	}
 	var fresh int
-	if w.opts.Mode == ModeAllTopics {
+	if withLists {
 		fresh = w.mergeLists(lists, listed)
 	}
 	if len(brokers) > 0 {

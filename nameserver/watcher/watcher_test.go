@@ -328,3 +328,37 @@ func TestOptionsValidation(t *testing.T) {
 		t.Fatal("unknown mode accepted")
 	}
 }
+
+// TestBrokerChangeBringsTopicsForward: with topics polled every 20 s and the broker table every 100 ms, routes
+// leave an expired broker long before the paced cycle would reach them.
+func TestBrokerChangeBringsTopicsForward(t *testing.T) {
+	ns := startNameServer(t)
+	demoLike(ns, 300)
+	table := routing.NewTable()
+	opts := testOptions(20*time.Second, ns.Addr())
+	opts.BrokerInterval = 100 * time.Millisecond
+	w := runWatcher(t, table, opts)
+	polledBefore := ns.RequestCount(remoting.GetRouteInfoByTopic)
+	ns.ExpireBroker("broker-b")
+	eventually(t, 5*time.Second, "every route off the expired broker", func() bool {
+		n := 0
+		table.Range(func(tp *routing.Topic) bool {
+			if tp.BrokerSet.Member("broker-b") != nil {
+				n++
+			}
+			return true
+		})
+		return n == 0
+	})
+	// broker-b served TopicTest and a third of the others, 101 topics, all asked again at once, while the paced
+	// cycle (300 topics over 20 s) could have reached only a handful of them.
+	if got := w.Status().BrokerRequeues; got < 95 {
+		t.Fatalf("%d topics brought forward by the broker change", got)
+	}
+	if asked := ns.RequestCount(remoting.GetRouteInfoByTopic) - polledBefore; asked > 400 {
+		t.Fatalf("%d route queries after the change; only the affected topics should have been asked", asked)
+	}
+	if n := ns.RequestCount(remoting.GetAllTopicListFromNameServer); n > 2 {
+		t.Fatalf("topic list polled %d times in a 20 s interval", n)
+	}
+}
