@@ -17,20 +17,22 @@ func (c *Client) call(ctx context.Context, code int32, ext map[string]string) (*
 	return resp, nil
 }
 
-// GetRouteInfo asks for a topic's route (105). A missing topic is a *ResponseError matching ErrTopicNotExist.
+// GetRouteInfo asks for a topic's route (105) and decodes it; it also returns the raw body. A missing topic is a
+// *ResponseError matching ErrTopicNotExist.
 func (c *Client) GetRouteInfo(ctx context.Context, topic string) (*remoting.TopicRouteData, []byte, error) {
-	resp, err := c.call(ctx, remoting.GetRouteInfoByTopic, map[string]string{"topic": topic, "acceptStandardJsonOnly": "true"})
+	body, err := c.GetRouteInfoRaw(ctx, topic)
 	if err != nil {
 		return nil, nil, err
 	}
-	route, err := remoting.DecodeTopicRouteData(resp.Body)
+	route, err := remoting.DecodeTopicRouteData(body)
 	if err != nil {
 		return nil, nil, err
 	}
-	return route, resp.Body, nil
+	return route, body, nil
 }
 
-// GetRouteInfoRaw is GetRouteInfo without decoding: callers that already know a body skip the decode.
+// GetRouteInfoRaw is GetRouteInfo without decoding, for callers that recognise bodies they already know. It asks
+// for standard JSON (acceptStandardJsonOnly), which NameServers before 4.9.4 ignore.
 func (c *Client) GetRouteInfoRaw(ctx context.Context, topic string) ([]byte, error) {
 	resp, err := c.call(ctx, remoting.GetRouteInfoByTopic, map[string]string{"topic": topic, "acceptStandardJsonOnly": "true"})
 	if err != nil {
@@ -50,20 +52,16 @@ func (c *Client) GetBrokerClusterInfo(ctx context.Context) (*remoting.ClusterInf
 
 // GetAllTopicList asks for every topic (206). A NameServer with the list turned off answers ErrDisabled.
 func (c *Client) GetAllTopicList(ctx context.Context) ([]string, error) {
-	resp, err := c.call(ctx, remoting.GetAllTopicListFromNameServer, nil)
-	if err != nil {
-		return nil, err
-	}
-	list, err := remoting.DecodeTopicList(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	return list.TopicList, nil
+	return c.topicList(ctx, remoting.GetAllTopicListFromNameServer, nil)
 }
 
 // GetTopicsByCluster asks for the topics of one broker cluster (224).
 func (c *Client) GetTopicsByCluster(ctx context.Context, cluster string) ([]string, error) {
-	resp, err := c.call(ctx, remoting.GetTopicsByCluster, map[string]string{"cluster": cluster})
+	return c.topicList(ctx, remoting.GetTopicsByCluster, map[string]string{"cluster": cluster})
+}
+
+func (c *Client) topicList(ctx context.Context, code int32, ext map[string]string) ([]string, error) {
+	resp, err := c.call(ctx, code, ext)
 	if err != nil {
 		return nil, err
 	}
