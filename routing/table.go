@@ -496,3 +496,16 @@ func (t *Table) Range(fn func(*Topic) bool) {
 		}
 	}
 }
+
+// BrokerSets returns every served broker set.
+func (t *Table) BrokerSets() []*BrokerSet {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]*BrokerSet, 0, len(t.sets))
+	for _, e := range t.sets {
+		if e.served > 0 {
+			out = append(out, e.set)
+		}
+	}
+	return out
+}

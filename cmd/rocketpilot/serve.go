@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"slices"
@@ -20,6 +22,9 @@ import (
 	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
 	"github.com/rocketpilot/rocketpilot/routing"
+	"github.com/rocketpilot/rocketpilot/xds/cache"
+	"github.com/rocketpilot/rocketpilot/xds/server"
+	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
 
 type serveOptions struct {
@@ -36,6 +41,12 @@ type serveOptions struct {
 	topics         []string
 	logLevel       string
 	logFormat      string
+	xdsAddr        string
+	adminAddr      string
+	window         time.Duration
+	listenerPort   uint32
+	inlineRoutes   bool
+	grace          time.Duration
 }
 
 func newServeCommand() *cobra.Command {
@@ -64,6 +75,12 @@ loaded with a demo topic set, and keeps the versioned routing model that the xDS
 	f.IntVar(&o.frameLimit, "frame-limit", remoting.DefaultMaxFrameSize, "largest NameServer frame accepted, in bytes")
 	f.DurationVar(&o.requestTimeout, "request-timeout", 3*time.Second, "timeout of one NameServer request")
 	f.StringSliceVar(&o.topics, "topics", nil, "topics to follow when the NameServer lists none (206 and 224 disabled)")
+	f.StringVar(&o.xdsAddr, "xds-address", ":18000", "listen address of the xDS gRPC server (ADS and per-type services, delta and SotW)")
+	f.StringVar(&o.adminAddr, "admin-address", "127.0.0.1:19000", "listen address of the admin HTTP API; empty disables it")
+	f.DurationVar(&o.window, "coalesce-window", 100*time.Millisecond, "changes within this window are pushed together")
+	f.Uint32Var(&o.listenerPort, "envoy-listener-port", 9876, "port of the RocketMQ listener served to Envoy sidecars")
+	f.BoolVar(&o.inlineRoutes, "inline-routes", false, "put routes inline in the Envoy listener instead of serving them by ECDS (route changes then drain listeners)")
+	f.DurationVar(&o.grace, "shutdown-grace", 10*time.Second, "how long open xDS streams may take to close on shutdown")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -133,12 +150,60 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 	case <-w.Synced():
 		logModel(log, table)
 	case <-ctx.Done():
+		<-done
+		return nil
 	}
 	go logChanges(ctx, log, table)
-	<-ctx.Done()
+
+	// xDS is served only after the first complete sync: a restarted control plane never serves an empty world.
+	sub := table.Subscribe()
+	defer sub.Close()
+	xc, err := cache.New(table, cache.Options{
+		Listener:     translate.ListenerOptions{Port: o.listenerPort},
+		InlineRoutes: o.inlineRoutes,
+		Logger:       log.With("component", "xds"),
+	})
+	if err != nil {
+		return err
+	}
+	go xc.Run(ctx, sub, func(ctx context.Context) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(o.window):
+		}
+	})
+	lis, err := net.Listen("tcp", o.xdsAddr)
+	if err != nil {
+		return fmt.Errorf("xDS listener: %w", err)
+	}
+	g := server.GRPC(ctx, xc, server.Options{})
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- server.Serve(ctx, g, lis, o.grace) }()
+	log.Info("serving xDS", "addr", lis.Addr().String())
+	if o.adminAddr != "" {
+		admin := &server.Admin{Table: table, Cache: xc, Version: version,
+			Sources: func() any { return []watcher.Status{w.Status()} },
+			Ready:   func() bool { return true }}
+		alis, err := net.Listen("tcp", o.adminAddr)
+		if err != nil {
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		hs := &http.Server{Handler: admin.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			<-ctx.Done()
+			hs.Close()
+		}()
+		go hs.Serve(alis)
+		log.Info("serving the admin API", "addr", alis.Addr().String())
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		log.Error("xDS server failed", "err", err)
+	}
 	<-done
 	log.Info("stopped")
-	return nil
+	return err
 }
 
 // logModel logs every topic learned, with the broker groups its route uses.

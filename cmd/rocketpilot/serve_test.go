@@ -31,7 +31,7 @@ func (b *syncBuffer) String() string {
 func TestServeDemo(t *testing.T) {
 	var logs syncBuffer
 	root := newRootCommand()
-	root.SetArgs([]string{"serve", "--demo", "--demo-namesrv-address", "127.0.0.1:0", "--log-format", "json"})
+	root.SetArgs([]string{"serve", "--demo", "--demo-namesrv-address", "127.0.0.1:0", "--xds-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0", "--log-format", "json"})
 	root.SetErr(&logs)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

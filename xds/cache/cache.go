@@ -1,0 +1,468 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	gcpcache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+
+	"github.com/rocketpilot/rocketpilot/routing"
+	"github.com/rocketpilot/rocketpilot/xds/translate"
+)
+
+// Options configure a Cache.
+type Options struct {
+	// Scope returns the topics a node is scoped to (MetadataScope when nil).
+	Scope func(*corev3.Node) []string
+	// Listener shapes the RocketMQ listener served to Envoy nodes.
+	Listener translate.ListenerOptions
+	// InlineRoutes puts a node's routes in its listener instead of serving them by ECDS.
+	InlineRoutes bool
+	// StatPrefix of the RocketMQ filter ("rocketmq").
+	StatPrefix string
+	Logger     *slog.Logger
+}
+
+// Cache serves the routing table's content as xDS resources. Create it with New, feed it with Apply (or Run), and
+// hand it to go-control-plane's server both as the cache and as the callbacks.
+type Cache struct {
+	opts  Options
+	table *routing.Table
+
+	mu       sync.Mutex
+	version  uint64
+	topics   map[string]*topicEntry   // materialised routes
+	clusters map[string]*clusterEntry // every broker set's cluster, by cluster name
+	byHash   map[string]string        // broker set hash → cluster name
+	scopes   map[string]*scope        // node scopes, shared by nodes with the same topics
+	nodes    map[string]*node
+	streams  map[int64]*stream
+	pending  map[any]int64 // request being handled → its stream, from the request callback to CreateWatch
+	explicit map[nameKey]map[*watch]struct{}
+}
+
+type nameKey struct{ typeURL, name string }
+
+type topicEntry struct {
+	name    string
+	route   *resource // nil while the topic does not exist
+	proto   *rmqv3.RouteConfiguration
+	cluster string
+	refs    int // scopes and explicit stream subscriptions holding it
+	release func()
+	scopes  map[*scope]struct{}
+	nodes   map[*node]int // nodes subscribing to it explicitly
+}
+
+type clusterEntry struct {
+	cluster, endpoints *resource
+}
+
+// scope is a set of topics and the resources built from it, shared by every node with that set.
+type scope struct {
+	key      string
+	topics   []string
+	used     map[string]struct{} // cluster names the topics route to
+	ecds     *resource
+	listener *resource
+	nodes    map[*node]struct{}
+}
+
+type node struct {
+	id       string
+	streams  int
+	scope    *scope
+	explicit map[string]int // topics subscribed explicitly by the node's streams
+	watches  map[*watch]struct{}
+	// sent is what this node's streams were last sent of clusters and endpoints: make-before-break checks it.
+	sent map[string]map[string]string
+}
+
+// New returns a cache over table, holding the table's current broker sets.
+func New(table *routing.Table, opts Options) (*Cache, error) {
+	if opts.Scope == nil {
+		opts.Scope = MetadataScope
+	}
+	if opts.StatPrefix == "" {
+		opts.StatPrefix = "rocketmq"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Cache{
+		opts:     opts,
+		table:    table,
+		topics:   make(map[string]*topicEntry),
+		clusters: make(map[string]*clusterEntry),
+		byHash:   make(map[string]string),
+		scopes:   make(map[string]*scope),
+		nodes:    make(map[string]*node),
+		streams:  make(map[int64]*stream),
+		pending:  make(map[any]int64),
+		explicit: make(map[nameKey]map[*watch]struct{}),
+	}
+	c.version = table.Version()
+	for _, set := range table.BrokerSets() {
+		if err := c.syncCluster(set.Hash, nil); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Version is the table version the cache last applied.
+func (c *Cache) Version() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.version
+}
+
+// Apply brings the cache up to date with a change set of the routing table. Its cost is proportional to the
+// changed topics and broker sets that some stream uses, plus the watches that must answer.
+func (c *Cache) Apply(cs routing.ChangeSet) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	touched := map[*watch]struct{}{}
+	nodes := map[*node]struct{}{}
+	for hash := range cs.BrokerSets {
+		if err := c.syncCluster(hash, touched); err != nil {
+			c.opts.Logger.Error("translate broker set", "hash", hash, "err", err)
+		}
+	}
+	// Clusters that appeared or vanished change what wildcard cluster subscriptions of nodes using them see.
+	if len(cs.BrokerSets) > 0 {
+		for _, n := range c.nodes {
+			nodes[n] = struct{}{}
+		}
+	}
+	scopes := map[*scope]struct{}{}
+	for name := range cs.Topics {
+		e := c.topics[name]
+		if e == nil {
+			continue
+		}
+		if err := c.buildTopic(e); err != nil {
+			c.opts.Logger.Error("translate topic", "topic", name, "err", err)
+			continue
+		}
+		c.addWatches(touched, routeKey(name))
+		for s := range e.scopes {
+			scopes[s] = struct{}{}
+		}
+		for n := range e.nodes {
+			nodes[n] = struct{}{}
+		}
+	}
+	for s := range scopes {
+		if err := c.buildScope(s); err != nil {
+			c.opts.Logger.Error("translate scope", "scope", s.key, "err", err)
+		}
+		for n := range s.nodes {
+			nodes[n] = struct{}{}
+		}
+	}
+	for n := range nodes {
+		for w := range n.watches {
+			touched[w] = struct{}{}
+		}
+	}
+	c.version = max(c.version, cs.Version)
+	c.respondAll(touched)
+}
+
+// Run applies the table's changes until ctx ends, coalescing each burst for window.
+func (c *Cache) Run(ctx context.Context, sub *routing.Subscription, window func(context.Context)) {
+	for {
+		cs, err := sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		if window != nil {
+			window(ctx)
+			if more, ok, _ := sub.TryNext(); ok {
+				cs = merge(cs, more)
+			}
+		}
+		c.Apply(cs)
+	}
+}
+
+func merge(a, b routing.ChangeSet) routing.ChangeSet {
+	out := routing.ChangeSet{Version: max(a.Version, b.Version), Brokers: a.Brokers || b.Brokers,
+		Topics: map[string]struct{}{}, BrokerSets: map[string]struct{}{}}
+	maps.Copy(out.Topics, a.Topics)
+	maps.Copy(out.Topics, b.Topics)
+	maps.Copy(out.BrokerSets, a.BrokerSets)
+	maps.Copy(out.BrokerSets, b.BrokerSets)
+	return out
+}
+
+func routeKey(topic string) nameKey { return nameKey{translate.RouteType, topic} }
+
+func (c *Cache) addWatches(into map[*watch]struct{}, k nameKey) {
+	for w := range c.explicit[k] {
+		into[w] = struct{}{}
+	}
+}
+
+// syncCluster adds or removes the cluster of one broker set.
+func (c *Cache) syncCluster(hash string, touched map[*watch]struct{}) error {
+	set := c.table.BrokerSet(hash)
+	if set == nil {
+		name, ok := c.byHash[hash]
+		if !ok {
+			return nil
+		}
+		delete(c.byHash, hash)
+		delete(c.clusters, name)
+		if touched != nil {
+			c.addWatches(touched, nameKey{translate.ClusterType, name})
+			c.addWatches(touched, nameKey{translate.EndpointType, name})
+		}
+		return nil
+	}
+	name := translate.ClusterName(set)
+	cl, err := newResource(name, translate.Cluster(set))
+	if err != nil {
+		return err
+	}
+	ep, err := newResource(name, translate.LoadAssignment(set))
+	if err != nil {
+		return err
+	}
+	c.byHash[hash] = name
+	c.clusters[name] = &clusterEntry{cluster: cl, endpoints: ep}
+	if touched != nil {
+		c.addWatches(touched, nameKey{translate.ClusterType, name})
+		c.addWatches(touched, nameKey{translate.EndpointType, name})
+	}
+	return nil
+}
+
+// buildTopic translates one materialised topic from the table's current state.
+func (c *Cache) buildTopic(e *topicEntry) error {
+	t := c.table.Topic(e.name)
+	if t == nil {
+		e.route, e.proto, e.cluster = nil, nil, ""
+		return nil
+	}
+	proto := translate.TopicRoute(t)
+	r, err := newResource(e.name, proto)
+	if err != nil {
+		return err
+	}
+	e.route, e.proto, e.cluster = r, proto, translate.ClusterName(t.BrokerSet)
+	return nil
+}
+
+// ref materialises a topic (asking the table's sources for it) and counts one more user.
+func (c *Cache) ref(name string) *topicEntry {
+	e := c.topics[name]
+	if e == nil {
+		e = &topicEntry{name: name, scopes: map[*scope]struct{}{}, nodes: map[*node]int{}}
+		e.release = c.table.Interest().Want(name)
+		if err := c.buildTopic(e); err != nil {
+			c.opts.Logger.Error("translate topic", "topic", name, "err", err)
+		}
+		c.topics[name] = e
+	}
+	e.refs++
+	return e
+}
+
+func (c *Cache) unref(name string) {
+	e := c.topics[name]
+	if e == nil {
+		return
+	}
+	if e.refs--; e.refs <= 0 {
+		e.release()
+		delete(c.topics, name)
+	}
+}
+
+// scopeFor returns the shared scope of a topic set, creating and building it on first use.
+func (c *Cache) scopeFor(topics []string) *scope {
+	topics = slices.Compact(slices.Sorted(slices.Values(topics)))
+	key := strings.Join(topics, "\x00")
+	if s := c.scopes[key]; s != nil {
+		return s
+	}
+	s := &scope{key: key, topics: topics, nodes: map[*node]struct{}{}}
+	for _, t := range topics {
+		c.ref(t).scopes[s] = struct{}{}
+	}
+	if err := c.buildScope(s); err != nil {
+		c.opts.Logger.Error("translate scope", "err", err)
+	}
+	c.scopes[key] = s
+	return s
+}
+
+func (c *Cache) dropScope(s *scope) {
+	delete(c.scopes, s.key)
+	for _, t := range s.topics {
+		if e := c.topics[t]; e != nil {
+			delete(e.scopes, s)
+		}
+		c.unref(t)
+	}
+}
+
+// buildScope builds a scope's ECDS filter config and listener from its topics' current routes.
+func (c *Cache) buildScope(s *scope) error {
+	s.used = map[string]struct{}{}
+	var routes []*rmqv3.RouteConfiguration
+	for _, t := range s.topics {
+		if e := c.topics[t]; e != nil && e.proto != nil {
+			routes = append(routes, e.proto)
+			s.used[e.cluster] = struct{}{}
+		}
+	}
+	proxy := translate.ProxyConfig(c.opts.StatPrefix, routes)
+	lopts := c.opts.Listener
+	if c.opts.InlineRoutes {
+		lopts.Inline = proxy
+	} else {
+		ext, err := translate.ExtensionConfig(proxy)
+		if err != nil {
+			return err
+		}
+		if s.ecds, err = newResource(translate.ExtensionConfigName, ext); err != nil {
+			return err
+		}
+	}
+	l, err := translate.Listener(lopts)
+	if err != nil {
+		return err
+	}
+	s.listener, err = newResource(translate.ListenerName, l)
+	return err
+}
+
+// nodeFor returns the state of a node id, creating it (and its scope) on first sight.
+func (c *Cache) nodeFor(p *corev3.Node) *node {
+	id := p.GetId()
+	if n := c.nodes[id]; n != nil {
+		return n
+	}
+	n := &node{id: id, explicit: map[string]int{}, watches: map[*watch]struct{}{}, sent: map[string]map[string]string{}}
+	n.scope = c.scopeFor(c.opts.Scope(p))
+	n.scope.nodes[n] = struct{}{}
+	c.nodes[id] = n
+	return n
+}
+
+func (c *Cache) releaseNode(n *node) {
+	if n.streams > 0 {
+		return
+	}
+	delete(c.nodes, n.id)
+	delete(n.scope.nodes, n)
+	if len(n.scope.nodes) == 0 {
+		c.dropScope(n.scope)
+	}
+}
+
+// used returns the clusters a node's topics route to: its scope's and those of topics it asked for by name.
+func (c *Cache) used(n *node) map[string]struct{} {
+	if len(n.explicit) == 0 {
+		return n.scope.used
+	}
+	out := maps.Clone(n.scope.used)
+	for t := range n.explicit {
+		if e := c.topics[t]; e != nil && e.cluster != "" {
+			out[e.cluster] = struct{}{}
+		}
+	}
+	return out
+}
+
+// lookup returns the current resource of a type and name as a node sees it, or nil.
+func (c *Cache) lookup(typeURL, name string, n *node) *resource {
+	switch typeURL {
+	case translate.ClusterType, translate.EndpointType:
+		e := c.clusters[name]
+		if e == nil {
+			return nil
+		}
+		if typeURL == translate.ClusterType {
+			return e.cluster
+		}
+		return e.endpoints
+	case translate.RouteType:
+		if e := c.topics[name]; e != nil {
+			return e.route
+		}
+	case translate.ExtensionType:
+		if name == translate.ExtensionConfigName {
+			return n.scope.ecds
+		}
+	case translate.ListenerType:
+		if name == translate.ListenerName {
+			return n.scope.listener
+		}
+	}
+	return nil
+}
+
+// wildcard returns the names a wildcard subscription of a type covers for a node: what the node uses.
+func (c *Cache) wildcard(typeURL string, n *node) []string {
+	switch typeURL {
+	case translate.ClusterType, translate.EndpointType:
+		return slices.Collect(maps.Keys(c.used(n)))
+	case translate.RouteType:
+		return n.scope.topics
+	case translate.ExtensionType:
+		if n.scope.ecds != nil {
+			return []string{translate.ExtensionConfigName}
+		}
+	case translate.ListenerType:
+		return []string{translate.ListenerName}
+	}
+	return nil
+}
+
+// Known reports whether the cache serves a type.
+func Known(typeURL string) bool {
+	switch typeURL {
+	case translate.ClusterType, translate.EndpointType, translate.RouteType, translate.ExtensionType, translate.ListenerType:
+		return true
+	}
+	return false
+}
+
+var errUnknownType = errors.New("rocketpilot serves no resources of this type")
+
+func unknownType(typeURL string) error {
+	return fmt.Errorf("%w: %q", errUnknownType, typeURL)
+}
+
+// Fetch answers a REST (state-of-the-world, no watch) request with the current resources.
+func (c *Cache) Fetch(_ context.Context, req *gcpcache.Request) (gcpcache.Response, error) {
+	if !Known(req.GetTypeUrl()) {
+		return nil, unknownType(req.GetTypeUrl())
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.nodeFor(req.GetNode())
+	defer c.releaseNode(n)
+	w := &watch{typeURL: req.GetTypeUrl(), node: n, sotwReq: req}
+	names := req.GetResourceNames()
+	if len(names) == 0 {
+		names = c.wildcard(w.typeURL, n)
+	}
+	resp, _ := c.sotwResponse(w, names, true)
+	return resp, nil
+}
+
+func versionString(v uint64) string { return strconv.FormatUint(v, 10) }

@@ -1,0 +1,54 @@
+package cache
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// resource is one marshalled resource at one version. It is immutable and shared by every stream.
+type resource struct {
+	name    string
+	version string // 16 hex digits of the SHA-256 of body
+	body    []byte // deterministic protobuf encoding
+}
+
+func newResource(name string, m proto.Message) (*resource, error) {
+	body, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("marshal %s: %w", name, err)
+	}
+	sum := sha256.Sum256(body)
+	return &resource{name: name, version: hex.EncodeToString(sum[:8]), body: body}, nil
+}
+
+// MetadataTopicsKey is the node metadata field listing the topics a node is scoped to: a list of strings, or one
+// comma-separated string.
+const MetadataTopicsKey = "ROCKETMQ_TOPICS"
+
+// MetadataScope reads a node's topics from its metadata (MetadataTopicsKey).
+func MetadataScope(node *corev3.Node) []string {
+	v := node.GetMetadata().GetFields()[MetadataTopicsKey]
+	var out []string
+	add := func(s string) {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_StringValue:
+		for _, s := range strings.Split(k.StringValue, ",") {
+			add(s)
+		}
+	case *structpb.Value_ListValue:
+		for _, item := range k.ListValue.GetValues() {
+			add(item.GetStringValue())
+		}
+	}
+	return out
+}

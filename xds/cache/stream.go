@@ -1,0 +1,375 @@
+package cache
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"slices"
+	"sort"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/rocketpilot/rocketpilot/xds/translate"
+)
+
+// stream is what the cache knows of one xDS stream, learned through the server callbacks.
+type stream struct {
+	id      int64
+	delta   bool
+	opened  time.Time
+	node    *node
+	watches map[*watch]struct{}
+	topics  map[string]struct{} // routes subscribed by name
+	types   map[string]*typeStatus
+}
+
+// typeStatus is one stream's exchange of one type.
+type typeStatus struct {
+	subscribed   map[string]struct{}
+	wildcard     bool
+	sentNonce    string
+	sentVersion  string
+	sentAt       time.Time
+	ackedVersion string
+	nackVersion  string
+	nackError    string
+}
+
+func (s *stream) status(typeURL string) *typeStatus {
+	ts := s.types[typeURL]
+	if ts == nil {
+		ts = &typeStatus{}
+		s.types[typeURL] = ts
+	}
+	return ts
+}
+
+func (s *stream) lastSentVersion(typeURL string) string {
+	if ts := s.types[typeURL]; ts != nil {
+		return ts.sentVersion
+	}
+	return ""
+}
+
+// streamOf finds the stream a request arrived on (recorded by the request callback) and binds it to its node.
+// Requests that arrive without the callbacks (a cache used on its own) get a stream of their own.
+func (c *Cache) streamOf(req any, p *corev3.Node) *stream {
+	id, ok := c.pending[req]
+	delete(c.pending, req)
+	st := c.streams[id]
+	if !ok || st == nil {
+		st = c.newStream(-int64(len(c.streams)+1), false)
+	}
+	if st.node == nil {
+		st.node = c.nodeFor(p)
+		st.node.streams++
+	}
+	return st
+}
+
+func (c *Cache) newStream(id int64, delta bool) *stream {
+	st := &stream{id: id, delta: delta, opened: time.Now(), watches: map[*watch]struct{}{},
+		topics: map[string]struct{}{}, types: map[string]*typeStatus{}}
+	c.streams[id] = st
+	return st
+}
+
+// setExplicitTopics records the routes a stream subscribes to by name; they are materialised while subscribed.
+func (c *Cache) setExplicitTopics(st *stream, subscribed map[string]struct{}) {
+	for t := range subscribed {
+		if _, ok := st.topics[t]; !ok {
+			st.topics[t] = struct{}{}
+			e := c.ref(t)
+			e.nodes[st.node]++
+			st.node.explicit[t]++
+		}
+	}
+	for t := range st.topics {
+		if _, ok := subscribed[t]; !ok {
+			c.dropExplicit(st, t)
+		}
+	}
+}
+
+func (c *Cache) dropExplicit(st *stream, t string) {
+	delete(st.topics, t)
+	if e := c.topics[t]; e != nil {
+		if e.nodes[st.node]--; e.nodes[st.node] <= 0 {
+			delete(e.nodes, st.node)
+		}
+	}
+	if st.node.explicit[t]--; st.node.explicit[t] <= 0 {
+		delete(st.node.explicit, t)
+	}
+	c.unref(t)
+}
+
+func (c *Cache) closeStream(id int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.streams[id]
+	if st == nil {
+		return
+	}
+	delete(c.streams, id)
+	for req, sid := range c.pending {
+		if sid == id {
+			delete(c.pending, req)
+		}
+	}
+	for w := range st.watches {
+		c.forget(w)
+	}
+	if st.node == nil {
+		return
+	}
+	for t := range st.topics {
+		c.dropExplicit(st, t)
+	}
+	st.node.streams--
+	c.releaseNode(st.node)
+}
+
+func (c *Cache) onRequest(id int64, req any, typeURL, nonce string, errorDetail string, hasError bool,
+	subscribed []string, wildcard bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.streams[id]
+	if st == nil {
+		return
+	}
+	for r, sid := range c.pending { // a request the server skipped (a stale nonce) never reached CreateWatch
+		if sid == id {
+			delete(c.pending, r)
+		}
+	}
+	c.pending[req] = id
+	ts := st.status(typeURL)
+	if subscribed != nil {
+		ts.subscribed = map[string]struct{}{}
+		for _, n := range subscribed {
+			ts.subscribed[n] = struct{}{}
+		}
+	}
+	ts.wildcard = wildcard
+	if nonce != "" && nonce == ts.sentNonce {
+		if hasError {
+			ts.nackVersion, ts.nackError = ts.sentVersion, errorDetail
+			c.opts.Logger.Warn("xDS response rejected", "node", nodeID(st), "type", typeURL, "version", ts.sentVersion, "error", errorDetail)
+		} else {
+			ts.ackedVersion, ts.nackVersion, ts.nackError = ts.sentVersion, "", ""
+		}
+	}
+}
+
+func nodeID(st *stream) string {
+	if st.node == nil {
+		return ""
+	}
+	return st.node.id
+}
+
+func (c *Cache) onResponse(id int64, typeURL, nonce, version string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.streams[id]; st != nil {
+		ts := st.status(typeURL)
+		ts.sentNonce, ts.sentVersion, ts.sentAt = nonce, version, time.Now()
+	}
+}
+
+// Callbacks for go-control-plane's delta and state-of-the-world servers.
+
+func (c *Cache) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.newStream(id, true)
+	return nil
+}
+
+func (c *Cache) OnDeltaStreamClosed(id int64, _ *corev3.Node) { c.closeStream(id) }
+
+func (c *Cache) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
+	c.mu.Lock()
+	var subscribed []string
+	var wildcard bool
+	if st := c.streams[id]; st != nil {
+		prev := st.status(req.GetTypeUrl())
+		subscribed = slices.Collect(func(yield func(string) bool) {
+			for n := range prev.subscribed {
+				if !yield(n) {
+					return
+				}
+			}
+		})
+		wildcard = prev.wildcard || (prev.subscribed == nil && len(req.GetResourceNamesSubscribe()) == 0)
+	}
+	c.mu.Unlock()
+	for _, n := range req.GetResourceNamesSubscribe() {
+		if n == "*" {
+			wildcard = true
+			continue
+		}
+		subscribed = append(subscribed, n)
+	}
+	for _, n := range req.GetResourceNamesUnsubscribe() {
+		if n == "*" {
+			wildcard = false
+			continue
+		}
+		subscribed = slices.DeleteFunc(subscribed, func(s string) bool { return s == n })
+	}
+	if subscribed == nil {
+		subscribed = []string{}
+	}
+	c.onRequest(id, req, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(),
+		req.GetErrorDetail() != nil, subscribed, wildcard)
+	return nil
+}
+
+func (c *Cache) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
+	c.onResponse(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
+}
+
+func (c *Cache) OnStreamOpen(_ context.Context, id int64, _ string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.newStream(id, false)
+	return nil
+}
+
+func (c *Cache) OnStreamClosed(id int64, _ *corev3.Node) { c.closeStream(id) }
+
+func (c *Cache) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
+	c.onRequest(id, req, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(),
+		req.GetErrorDetail() != nil, req.GetResourceNames(), len(req.GetResourceNames()) == 0 || slices.Contains(req.GetResourceNames(), "*"))
+	return nil
+}
+
+func (c *Cache) OnStreamResponse(_ context.Context, id int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+	c.onResponse(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
+}
+
+func (c *Cache) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error { return nil }
+
+func (c *Cache) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {}
+
+// Sync states of a stream's type, as rocketctl proxy-status shows them.
+const (
+	Synced = "SYNCED" // the last response was acknowledged
+	Stale  = "STALE"  // a response is not acknowledged yet
+	Nacked = "NACKED" // the last response was rejected; the client keeps its last good state
+)
+
+// TypeStatus is one stream's exchange of one resource type.
+type TypeStatus struct {
+	TypeURL      string    `json:"typeUrl"`
+	State        string    `json:"state"`
+	Subscribed   []string  `json:"subscribed,omitempty"`
+	Wildcard     bool      `json:"wildcard"`
+	SentVersion  string    `json:"sentVersion,omitempty"`
+	SentAt       time.Time `json:"sentAt,omitzero"`
+	AckedVersion string    `json:"ackedVersion,omitempty"`
+	NackError    string    `json:"nackError,omitempty"`
+}
+
+// StreamStatus is one stream as the admin API reports it.
+type StreamStatus struct {
+	ID     int64        `json:"id"`
+	Node   string       `json:"node"`
+	Delta  bool         `json:"delta"`
+	Opened time.Time    `json:"opened"`
+	Scope  []string     `json:"scope,omitempty"`
+	Types  []TypeStatus `json:"types"`
+}
+
+// Streams returns the status of every open stream, by id.
+func (c *Cache) Streams() []StreamStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []StreamStatus
+	for _, st := range c.streams {
+		if st.id < 0 {
+			continue
+		}
+		s := StreamStatus{ID: st.id, Node: nodeID(st), Delta: st.delta, Opened: st.opened}
+		if st.node != nil {
+			s.Scope = st.node.scope.topics
+		}
+		for typeURL, ts := range st.types {
+			t := TypeStatus{TypeURL: typeURL, Wildcard: ts.wildcard, SentVersion: ts.sentVersion, SentAt: ts.sentAt,
+				AckedVersion: ts.ackedVersion, NackError: ts.nackError}
+			for n := range ts.subscribed {
+				t.Subscribed = append(t.Subscribed, n)
+			}
+			sort.Strings(t.Subscribed)
+			switch {
+			case ts.nackVersion != "" && ts.nackVersion == ts.sentVersion:
+				t.State = Nacked
+			case ts.sentVersion != "" && ts.ackedVersion == ts.sentVersion:
+				t.State = Synced
+			case ts.sentVersion == "":
+				t.State = Synced // nothing to send yet (e.g. only unknown names)
+			default:
+				t.State = Stale
+			}
+			s.Types = append(s.Types, t)
+		}
+		sort.Slice(s.Types, func(i, j int) bool { return s.Types[i].TypeURL < s.Types[j].TypeURL })
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// ConfigDump returns what a node is served, by type URL, each resource rendered as JSON with its version. ok is
+// false when no open stream belongs to the node.
+func (c *Cache) ConfigDump(nodeID string) (map[string][]DumpedResource, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.nodes[nodeID]
+	if n == nil {
+		return nil, false
+	}
+	out := map[string][]DumpedResource{}
+	add := func(typeURL string, names []string) {
+		slices.Sort(names)
+		for _, name := range names {
+			if r := c.lookup(typeURL, name, n); r != nil {
+				out[typeURL] = append(out[typeURL], dump(typeURL, r))
+			}
+		}
+	}
+	topics := slices.Clone(n.scope.topics)
+	for t := range n.explicit {
+		if !slices.Contains(topics, t) {
+			topics = append(topics, t)
+		}
+	}
+	used := slices.Collect(maps.Keys(c.used(n)))
+	add(translate.ListenerType, []string{translate.ListenerName})
+	add(translate.ExtensionType, []string{translate.ExtensionConfigName})
+	add(translate.ClusterType, slices.Clone(used))
+	add(translate.EndpointType, used)
+	add(translate.RouteType, topics)
+	return out, true
+}
+
+// DumpedResource is one served resource in a config dump.
+type DumpedResource struct {
+	Name     string          `json:"name"`
+	Version  string          `json:"version"`
+	Resource json.RawMessage `json:"resource"`
+}
+
+func dump(typeURL string, r *resource) DumpedResource {
+	b, err := protojson.Marshal(&anypb.Any{TypeUrl: typeURL, Value: r.body})
+	if err != nil {
+		b, _ = json.Marshal(err.Error())
+	}
+	return DumpedResource{Name: r.name, Version: r.version, Resource: b}
+}

@@ -1,0 +1,298 @@
+package cache
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"maps"
+	"slices"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	gcpcache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/rocketpilot/rocketpilot/xds/translate"
+)
+
+// watch is one pending request of one stream for one type. It answers at most once.
+type watch struct {
+	typeURL  string
+	node     *node
+	stream   *stream
+	sub      gcpcache.Subscription
+	forced   map[string]struct{} // names subscribed by this request: sent even when the client has them
+	deltaReq *gcpcache.DeltaRequest
+	deltaCh  chan gcpcache.DeltaResponse
+	sotwReq  *gcpcache.Request
+	sotwCh   chan gcpcache.Response
+	names    []string // explicit names indexed in Cache.explicit
+	done     bool
+}
+
+// CreateDeltaWatch implements cache.ConfigWatcher for delta streams.
+func (c *Cache) CreateDeltaWatch(req *gcpcache.DeltaRequest, sub gcpcache.Subscription, ch chan gcpcache.DeltaResponse) (func(), error) {
+	if !Known(req.GetTypeUrl()) {
+		return nil, unknownType(req.GetTypeUrl())
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.streamOf(req, req.GetNode())
+	w := &watch{typeURL: req.GetTypeUrl(), node: st.node, stream: st, sub: sub, deltaReq: req, deltaCh: ch}
+	if len(req.GetResourceNamesSubscribe()) > 0 {
+		w.forced = make(map[string]struct{}, len(req.GetResourceNamesSubscribe()))
+		for _, name := range req.GetResourceNamesSubscribe() {
+			w.forced[name] = struct{}{}
+		}
+	}
+	return c.register(w), nil
+}
+
+// CreateWatch implements cache.ConfigWatcher for state-of-the-world streams.
+func (c *Cache) CreateWatch(req *gcpcache.Request, sub gcpcache.Subscription, ch chan gcpcache.Response) (func(), error) {
+	if !Known(req.GetTypeUrl()) {
+		return nil, unknownType(req.GetTypeUrl())
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.streamOf(req, req.GetNode())
+	w := &watch{typeURL: req.GetTypeUrl(), node: st.node, stream: st, sub: sub, sotwReq: req, sotwCh: ch}
+	return c.register(w), nil
+}
+
+// register records a watch's subscription, answers it at once if it can, and otherwise indexes it until a change
+// concerns it. It returns the cancel function.
+func (c *Cache) register(w *watch) func() {
+	if w.typeURL == translate.RouteType {
+		c.setExplicitTopics(w.stream, w.sub.SubscribedResources())
+	}
+	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
+		c.noteSent(w.node, w.typeURL, w.sub.ReturnedResources())
+	}
+	if c.respond(w) {
+		return func() {}
+	}
+	for name := range w.sub.SubscribedResources() {
+		k := nameKey{w.typeURL, name}
+		if c.explicit[k] == nil {
+			c.explicit[k] = map[*watch]struct{}{}
+		}
+		c.explicit[k][w] = struct{}{}
+		w.names = append(w.names, name)
+	}
+	w.node.watches[w] = struct{}{}
+	w.stream.watches[w] = struct{}{}
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.forget(w)
+	}
+}
+
+func (c *Cache) forget(w *watch) {
+	w.done = true
+	for _, name := range w.names {
+		k := nameKey{w.typeURL, name}
+		delete(c.explicit[k], w)
+		if len(c.explicit[k]) == 0 {
+			delete(c.explicit, k)
+		}
+	}
+	w.names = nil
+	delete(w.node.watches, w)
+	delete(w.stream.watches, w)
+}
+
+// noteSent records what a node's streams hold of clusters or endpoints, for make-before-break.
+func (c *Cache) noteSent(n *node, typeURL string, versions map[string]string) {
+	n.sent[typeURL] = versions
+}
+
+// respondAll answers every touched watch that has something to say; answering clusters can release a node's
+// waiting listener and ECDS watches, which are then tried again.
+func (c *Cache) respondAll(touched map[*watch]struct{}) {
+	for len(touched) > 0 {
+		next := map[*watch]struct{}{}
+		for w := range touched {
+			if w.done {
+				continue
+			}
+			if c.respond(w) {
+				c.forget(w)
+				if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
+					for other := range w.node.watches {
+						if other.typeURL == translate.ExtensionType || other.typeURL == translate.ListenerType {
+							next[other] = struct{}{}
+						}
+					}
+				}
+			}
+		}
+		touched = next
+	}
+}
+
+// respond sends the watch its answer if the client lacks anything, and reports whether it did.
+func (c *Cache) respond(w *watch) bool {
+	if w.done {
+		return false
+	}
+	if (w.typeURL == translate.ExtensionType || w.typeURL == translate.ListenerType) && !c.clustersSent(w.node) {
+		return false // make before break: the clusters this config names are not with the node yet
+	}
+	names := slices.Collect(maps.Keys(w.sub.SubscribedResources()))
+	if w.sub.IsWildcard() {
+		names = append(names, c.wildcard(w.typeURL, w.node)...)
+	}
+	if w.deltaReq != nil {
+		return c.respondDelta(w, names)
+	}
+	resp, ok := c.sotwResponse(w, names, false)
+	if !ok {
+		return false
+	}
+	select {
+	case w.sotwCh <- resp:
+	default:
+		return false
+	}
+	w.done = true
+	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
+		c.noteSent(w.node, w.typeURL, resp.GetReturnedResources())
+	}
+	return true
+}
+
+// clustersSent reports whether every cluster a node uses has been sent to its cluster and endpoint
+// subscriptions. A node that subscribes to neither gets its config without waiting.
+func (c *Cache) clustersSent(n *node) bool {
+	used := c.used(n)
+	for _, typeURL := range []string{translate.ClusterType, translate.EndpointType} {
+		sent, subscribed := n.sent[typeURL]
+		if !subscribed {
+			continue
+		}
+		for name := range used {
+			if _, ok := sent[name]; !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (c *Cache) respondDelta(w *watch, names []string) bool {
+	returned := w.sub.ReturnedResources()
+	explicit := w.sub.SubscribedResources()
+	next := make(map[string]string, len(returned)+len(names))
+	maps.Copy(next, returned)
+	want := make(map[string]struct{}, len(names))
+	var send []*resource
+	var removed []string
+	for _, name := range names {
+		if _, dup := want[name]; dup {
+			continue
+		}
+		want[name] = struct{}{}
+		_, forced := w.forced[name]
+		had, known := returned[name]
+		if r := c.lookup(w.typeURL, name, w.node); r != nil {
+			if had != r.version || forced {
+				send = append(send, r)
+				next[name] = r.version
+			}
+			continue
+		}
+		// Absent. A name subscribed explicitly is answered in removed_resources once and remembered with version
+		// "", so it is sent when it appears; a wildcard-only name the client holds is removed.
+		_, isExplicit := explicit[name]
+		switch {
+		case isExplicit && (!known || had != "" || forced):
+			removed = append(removed, name)
+			next[name] = ""
+		case !isExplicit && known && had != "":
+			removed = append(removed, name)
+			delete(next, name)
+		case !isExplicit:
+			delete(next, name)
+		}
+	}
+	for name, had := range returned {
+		if _, ok := want[name]; !ok {
+			if had != "" {
+				removed = append(removed, name)
+			}
+			delete(next, name)
+		}
+	}
+	if len(send) == 0 && len(removed) == 0 {
+		return false
+	}
+	slices.SortFunc(send, func(a, b *resource) int { return compareNames(a.name, b.name) })
+	slices.Sort(removed)
+	out := &discovery.DeltaDiscoveryResponse{
+		TypeUrl:           w.typeURL,
+		SystemVersionInfo: versionString(c.version),
+		RemovedResources:  removed,
+	}
+	for _, r := range send {
+		out.Resources = append(out.Resources, &discovery.Resource{
+			Name:     r.name,
+			Version:  r.version,
+			Resource: &anypb.Any{TypeUrl: w.typeURL, Value: r.body},
+		})
+	}
+	resp := &gcpcache.DeltaPassthroughResponse{DeltaRequest: w.deltaReq, NextVersionMap: next, DeltaDiscoveryResponse: out}
+	select {
+	case w.deltaCh <- resp:
+	default:
+		return false // the stream's queue is full: stay pending and answer with the latest state later
+	}
+	w.done = true
+	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
+		c.noteSent(w.node, w.typeURL, next)
+	}
+	return true
+}
+
+func compareNames(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// sotwResponse builds the state-of-the-world answer for names. Unless always, it reports false when the client
+// already has this exact state (its version_info matches), or when the client rejected this very state.
+func (c *Cache) sotwResponse(w *watch, names []string, always bool) (gcpcache.Response, bool) {
+	slices.Sort(names)
+	names = slices.Compact(names)
+	var rs []*resource
+	h := sha256.New()
+	for _, name := range names {
+		if r := c.lookup(w.typeURL, name, w.node); r != nil {
+			rs = append(rs, r)
+			h.Write([]byte(r.name))
+			h.Write([]byte{0})
+			h.Write([]byte(r.version))
+			h.Write([]byte{0})
+		}
+	}
+	version := hex.EncodeToString(h.Sum(nil)[:8])
+	if !always {
+		if w.sotwReq.GetVersionInfo() == version {
+			return nil, false
+		}
+		if w.sotwReq.GetErrorDetail() != nil && w.stream != nil && w.stream.lastSentVersion(w.typeURL) == version {
+			return nil, false // rejected: keep the last good state until something changes
+		}
+	}
+	out := &discovery.DiscoveryResponse{VersionInfo: version, TypeUrl: w.typeURL}
+	returned := make(map[string]string, len(rs))
+	for _, r := range rs {
+		out.Resources = append(out.Resources, &anypb.Any{TypeUrl: w.typeURL, Value: r.body})
+		returned[r.name] = r.version
+	}
+	return &gcpcache.PassthroughResponse{Request: w.sotwReq, DiscoveryResponse: out, ReturnedResources: returned}, true
+}

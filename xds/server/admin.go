@@ -1,0 +1,193 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rocketpilot/rocketpilot/routing"
+	"github.com/rocketpilot/rocketpilot/xds/cache"
+	"github.com/rocketpilot/rocketpilot/xds/translate"
+)
+
+// Admin serves the admin API: read-only JSON views of the model, the served resources and the streams.
+//
+//	GET /healthz                  the process is up
+//	GET /readyz                   the first sync is done and xDS is served
+//	GET /api/v1/topics            topics (?prefix=, ?limit=, default 1000)
+//	GET /api/v1/topics/NAME       one topic's chain: route, broker set, cluster, served route, endpoints, streams
+//	GET /api/v1/brokersets        broker sets with the cluster each becomes
+//	GET /api/v1/brokers           broker groups from the NameServers' cluster tables
+//	GET /api/v1/proxies           every open stream: node, scope, per type SYNCED / STALE / NACKED
+//	GET /api/v1/config_dump?node= the resources one node is served
+//	GET /api/v1/sources           what the sources report (the NameServer watchers' status)
+type Admin struct {
+	Table   *routing.Table
+	Cache   *cache.Cache
+	Sources func() any
+	Ready   func() bool
+	Version string
+}
+
+func (a *Admin) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if a.Ready != nil && !a.Ready() {
+			http.Error(w, "initial sync not done", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /api/v1/version", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, map[string]any{"version": a.Version, "modelVersion": a.Table.Version()})
+	})
+	mux.HandleFunc("GET /api/v1/topics", a.topics)
+	mux.HandleFunc("GET /api/v1/topics/{name}", a.topic)
+	mux.HandleFunc("GET /api/v1/brokersets", a.brokerSets)
+	mux.HandleFunc("GET /api/v1/brokers", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Table.Brokers()) })
+	mux.HandleFunc("GET /api/v1/proxies", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Cache.Streams()) })
+	mux.HandleFunc("GET /api/v1/config_dump", a.configDump)
+	mux.HandleFunc("GET /api/v1/sources", func(w http.ResponseWriter, _ *http.Request) {
+		if a.Sources == nil {
+			writeJSON(w, []any{})
+			return
+		}
+		writeJSON(w, a.Sources())
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// TopicSummary is one row of the topic list.
+type TopicSummary struct {
+	Name      string   `json:"name"`
+	Cluster   string   `json:"cluster"`
+	BrokerSet string   `json:"brokerSet"`
+	Brokers   []string `json:"brokers"`
+	Version   uint64   `json:"version"`
+}
+
+func summarize(t *routing.Topic) TopicSummary {
+	s := TopicSummary{Name: t.Name, Cluster: translate.ClusterName(t.BrokerSet), BrokerSet: t.BrokerSet.Hash, Version: t.Version}
+	for _, m := range t.BrokerSet.Members {
+		s.Brokers = append(s.Brokers, m.BrokerName)
+	}
+	return s
+}
+
+func (a *Admin) topics(w http.ResponseWriter, r *http.Request) {
+	prefix := r.URL.Query().Get("prefix")
+	limit := 1000
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "limit must be a non-negative integer")
+			return
+		}
+		limit = n
+	}
+	var names []string
+	a.Table.Range(func(t *routing.Topic) bool {
+		if strings.HasPrefix(t.Name, prefix) {
+			names = append(names, t.Name)
+		}
+		return true
+	})
+	slices.Sort(names)
+	total := len(names)
+	if limit > 0 && len(names) > limit {
+		names = names[:limit]
+	}
+	out := struct {
+		Total  int            `json:"total"`
+		Topics []TopicSummary `json:"topics"`
+	}{Total: total, Topics: []TopicSummary{}}
+	for _, n := range names {
+		if t := a.Table.Topic(n); t != nil {
+			out.Topics = append(out.Topics, summarize(t))
+		}
+	}
+	writeJSON(w, out)
+}
+
+func (a *Admin) topic(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	t := a.Table.Topic(name)
+	if t == nil {
+		writeError(w, http.StatusNotFound, "topic "+strconv.Quote(name)+" not found")
+		return
+	}
+	route := translate.TopicRoute(t)
+	out := map[string]any{
+		"topic":     summarize(t),
+		"members":   t.BrokerSet.Members,
+		"cluster":   raw(translate.Cluster(t.BrokerSet)),
+		"endpoints": raw(translate.LoadAssignment(t.BrokerSet)),
+		"route":     raw(route),
+	}
+	var holders []cache.StreamStatus
+	for _, s := range a.Cache.Streams() {
+		for _, ts := range s.Types {
+			if ts.TypeURL == translate.RouteType && slices.Contains(ts.Subscribed, name) || slices.Contains(s.Scope, name) {
+				holders = append(holders, s)
+				break
+			}
+		}
+		if slices.Contains(s.Scope, name) && !slices.ContainsFunc(holders, func(h cache.StreamStatus) bool { return h.ID == s.ID }) {
+			holders = append(holders, s)
+		}
+	}
+	out["proxies"] = holders
+	writeJSON(w, out)
+}
+
+func (a *Admin) brokerSets(w http.ResponseWriter, _ *http.Request) {
+	type row struct {
+		Hash    string           `json:"hash"`
+		Cluster string           `json:"cluster"`
+		Members []routing.Member `json:"members"`
+	}
+	var out []row
+	for _, s := range a.Table.BrokerSets() {
+		out = append(out, row{Hash: s.Hash, Cluster: translate.ClusterName(s), Members: s.Members})
+	}
+	slices.SortFunc(out, func(x, y row) int { return strings.Compare(x.Cluster, y.Cluster) })
+	writeJSON(w, out)
+}
+
+func (a *Admin) configDump(w http.ResponseWriter, r *http.Request) {
+	node := r.URL.Query().Get("node")
+	dump, ok := a.Cache.ConfigDump(node)
+	if !ok {
+		writeError(w, http.StatusNotFound, "no stream of node "+strconv.Quote(node))
+		return
+	}
+	writeJSON(w, dump)
+}
+
+// raw renders a proto message as JSON inside a JSON document.
+func raw(m proto.Message) json.RawMessage {
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		return json.RawMessage(strconv.Quote(err.Error()))
+	}
+	return b
+}

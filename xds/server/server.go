@@ -1,0 +1,83 @@
+// Package server runs rocketpilot's xDS gRPC server (go-control-plane's ADS and per-type services, delta and
+// state-of-the-world) over the cache, and its admin HTTP API.
+package server
+
+import (
+	"context"
+	"net"
+	"time"
+
+	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
+	extensionservice "github.com/envoyproxy/go-control-plane/envoy/service/extension/v3"
+	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
+	gcpserver "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/rocketpilot/rocketpilot/xds/cache"
+)
+
+// Options tune the gRPC server. Zero values take the defaults in parentheses.
+type Options struct {
+	MaxRecvMsgSize int           // largest request accepted (4 MiB)
+	MaxSendMsgSize int           // largest response sent (64 MiB: a node's ECDS config grows with its topics)
+	KeepaliveTime  time.Duration // ping an idle client after (30s)
+	KeepaliveWait  time.Duration // close if the ping is not answered within (10s)
+	MaxStreams     uint32        // concurrent streams per connection (1000)
+}
+
+// GRPC returns a gRPC server with rocketpilot's xDS services registered on c.
+func GRPC(ctx context.Context, c *cache.Cache, opts Options) *grpc.Server {
+	if opts.MaxRecvMsgSize <= 0 {
+		opts.MaxRecvMsgSize = 4 << 20
+	}
+	if opts.MaxSendMsgSize <= 0 {
+		opts.MaxSendMsgSize = 64 << 20
+	}
+	if opts.KeepaliveTime <= 0 {
+		opts.KeepaliveTime = 30 * time.Second
+	}
+	if opts.KeepaliveWait <= 0 {
+		opts.KeepaliveWait = 10 * time.Second
+	}
+	if opts.MaxStreams == 0 {
+		opts.MaxStreams = 1000
+	}
+	g := grpc.NewServer(
+		grpc.MaxRecvMsgSize(opts.MaxRecvMsgSize),
+		grpc.MaxSendMsgSize(opts.MaxSendMsgSize),
+		grpc.MaxConcurrentStreams(opts.MaxStreams),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: opts.KeepaliveTime, Timeout: opts.KeepaliveWait}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	)
+	srv := gcpserver.NewServer(ctx, c, c)
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, srv)
+	clusterservice.RegisterClusterDiscoveryServiceServer(g, srv)
+	endpointservice.RegisterEndpointDiscoveryServiceServer(g, srv)
+	listenerservice.RegisterListenerDiscoveryServiceServer(g, srv)
+	extensionservice.RegisterExtensionConfigDiscoveryServiceServer(g, srv)
+	return g
+}
+
+// Serve serves g on lis until ctx ends, then stops gracefully: streams are closed with GOAWAY and clients
+// reconnect elsewhere; after grace, remaining streams are cut.
+func Serve(ctx context.Context, g *grpc.Server, lis net.Listener, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	stopped := make(chan struct{})
+	go func() { g.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(grace):
+		g.Stop()
+	}
+	<-errc
+	return nil
+}

@@ -1,0 +1,75 @@
+package server
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/rocketpilot/rocketpilot/nameserver/client"
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
+	"github.com/rocketpilot/rocketpilot/routing"
+	"github.com/rocketpilot/rocketpilot/xds/cache"
+)
+
+// stack is the whole control plane in process: embedded NameServer → watcher → table → cache → gRPC server.
+type stack struct {
+	ns      *embedded.NameServer
+	table   *routing.Table
+	watcher *watcher.Watcher
+	cache   *cache.Cache
+	addr    string
+}
+
+func startStack(t testing.TB, load func(*embedded.NameServer)) *stack {
+	t.Helper()
+	ns := embedded.New(embedded.Options{})
+	load(ns)
+	if err := ns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	table := routing.NewTable()
+	w, err := watcher.New(table, watcher.Options{
+		Addrs:          []string{ns.Addr()},
+		Interval:       200 * time.Millisecond,
+		BrokerInterval: 100 * time.Millisecond,
+		RateLimit:      1e6,
+		Concurrency:    32,
+		Client:         client.Options{RequestTimeout: 2 * time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	wdone := make(chan struct{})
+	go func() { w.Run(ctx); close(wdone) }()
+	select {
+	case <-w.Synced():
+	case <-time.After(20 * time.Second):
+		t.Fatal("watcher never synced")
+	}
+	sub := table.Subscribe()
+	c, err := cache.New(table, cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdone := make(chan struct{})
+	go func() { c.Run(ctx, sub, nil); close(cdone) }()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := GRPC(ctx, c, Options{})
+	sdone := make(chan struct{})
+	go func() { Serve(ctx, g, lis, time.Second); close(sdone) }()
+	t.Cleanup(func() {
+		cancel()
+		sub.Close()
+		<-sdone
+		<-cdone
+		<-wdone
+	})
+	return &stack{ns: ns, table: table, watcher: w, cache: c, addr: lis.Addr().String()}
+}

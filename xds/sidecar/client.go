@@ -1,0 +1,490 @@
+// Package sidecar is a Go client of rocketpilot's xDS server for Go sidecars and mesh-native SDKs. It subscribes
+// on demand, by delta xDS, to the routes of the topics it is asked about and to the endpoints of the clusters they
+// name, keeps them in a local cache with watch callbacks, and rebuilds from them the TopicRouteData a RocketMQ SDK
+// expects — the way Envoy's RocketMQ filter answers a route query (105).
+//
+// It reconnects with backoff and resubscribes with initial_resource_versions, so a control-plane restart costs
+// no resends of what it holds. Responses it cannot decode are rejected (NACK) and the last good state is kept.
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/xds/translate"
+)
+
+// ErrTopicNotFound is returned by Resolve when the control plane says the topic does not exist.
+var ErrTopicNotFound = errors.New("topic not found")
+
+// Options configure a Client.
+type Options struct {
+	NodeID      string // the node id sent to the control plane ("rocketpilot-sidecar")
+	DialOptions []grpc.DialOption
+	MinBackoff  time.Duration // (100ms)
+	MaxBackoff  time.Duration // (5s)
+	Logger      *slog.Logger
+}
+
+// Client holds one delta ADS stream to a control plane. Its methods are safe for concurrent use.
+type Client struct {
+	opts Options
+	conn *grpc.ClientConn
+
+	mu         sync.Mutex
+	routes     map[string]*entry[*rmqv3.RouteConfiguration] // wanted topics
+	endpoints  map[string]*entry[*endpointv3.ClusterLoadAssignment]
+	watchers   map[string]map[*watcher]struct{}
+	changed    chan struct{} // closed and replaced on every change
+	send       func(*discovery.DeltaDiscoveryRequest) error
+	subscribed map[string]map[string]struct{} // per type, what the current stream is subscribed to
+	nacks      int
+	streams    int
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// entry is one resource the client wants: known once the server answered (present or removed).
+type entry[T proto.Message] struct {
+	known   bool
+	value   T // zero when absent
+	version string
+}
+
+type watcher struct {
+	fn func(*remoting.TopicRouteData, error)
+}
+
+// Dial returns a client of the xDS server at addr and starts its stream in the background.
+func Dial(addr string, opts Options) (*Client, error) {
+	if opts.NodeID == "" {
+		opts.NodeID = "rocketpilot-sidecar"
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 100 * time.Millisecond
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	dopts := opts.DialOptions
+	if len(dopts) == 0 {
+		dopts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	conn, err := grpc.NewClient(addr, dopts...)
+	if err != nil {
+		return nil, fmt.Errorf("xds client for %s: %w", addr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{
+		opts:       opts,
+		conn:       conn,
+		routes:     map[string]*entry[*rmqv3.RouteConfiguration]{},
+		endpoints:  map[string]*entry[*endpointv3.ClusterLoadAssignment]{},
+		watchers:   map[string]map[*watcher]struct{}{},
+		changed:    make(chan struct{}),
+		subscribed: map[string]map[string]struct{}{},
+		cancel:     cancel,
+		done:       make(chan struct{}),
+	}
+	go c.run(ctx)
+	return c, nil
+}
+
+// Close ends the stream.
+func (c *Client) Close() error {
+	c.cancel()
+	<-c.done
+	return c.conn.Close()
+}
+
+// Resolve returns the topic's route as a RocketMQ SDK expects it, subscribing to it first if needed (it stays
+// subscribed, and later calls answer from the local cache). A topic the control plane does not know fails with
+// ErrTopicNotFound as soon as the server says so.
+func (c *Client) Resolve(ctx context.Context, topic string) (*remoting.TopicRouteData, error) {
+	c.want(topic)
+	for {
+		c.mu.Lock()
+		route, err, ready := c.resolveLocked(topic)
+		changed := c.changed
+		c.mu.Unlock()
+		if ready {
+			return route, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("resolve %q: %w", topic, ctx.Err())
+		case <-changed:
+		}
+	}
+}
+
+// Watch calls fn with the topic's route whenever it or its endpoints change (and once when first resolved),
+// until the returned function is called. fn runs on the client's receive goroutine: keep it short.
+func (c *Client) Watch(topic string, fn func(*remoting.TopicRouteData, error)) (cancel func()) {
+	w := &watcher{fn: fn}
+	c.mu.Lock()
+	if c.watchers[topic] == nil {
+		c.watchers[topic] = map[*watcher]struct{}{}
+	}
+	c.watchers[topic][w] = struct{}{}
+	route, err, ready := c.resolveLocked(topic)
+	c.mu.Unlock()
+	c.want(topic)
+	if ready {
+		fn(route, err)
+	}
+	return func() {
+		c.mu.Lock()
+		delete(c.watchers[topic], w)
+		c.mu.Unlock()
+	}
+}
+
+// Forget unsubscribes from a topic.
+func (c *Client) Forget(topic string) {
+	c.mu.Lock()
+	delete(c.routes, topic)
+	delete(c.watchers, topic)
+	c.syncClustersLocked()
+	c.mu.Unlock()
+	c.flush()
+}
+
+// Stats reports how many streams the client has opened and how many responses it rejected.
+func (c *Client) Stats() (streams, nacks int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.streams, c.nacks
+}
+
+func (c *Client) want(topic string) {
+	c.mu.Lock()
+	if c.routes[topic] == nil {
+		c.routes[topic] = &entry[*rmqv3.RouteConfiguration]{}
+	}
+	c.mu.Unlock()
+	c.flush()
+}
+
+// resolveLocked builds a topic's route from the local cache; ready is false while the answer is not known yet.
+func (c *Client) resolveLocked(topic string) (route *remoting.TopicRouteData, err error, ready bool) {
+	r := c.routes[topic]
+	if r == nil || !r.known {
+		return nil, nil, false
+	}
+	if r.value == nil {
+		return nil, fmt.Errorf("%w: %q", ErrTopicNotFound, topic), true
+	}
+	cluster := defaultCluster(r.value)
+	e := c.endpoints[cluster]
+	if e == nil || !e.known {
+		return nil, nil, false
+	}
+	if e.value == nil {
+		return nil, fmt.Errorf("route of %q names cluster %q, which the control plane does not have", topic, cluster), true
+	}
+	return translate.ClientTopicRoute(e.value), nil, true
+}
+
+// defaultCluster is the cluster of a topic's catch-all route, the one Envoy's filter uses to answer 105.
+func defaultCluster(rc *rmqv3.RouteConfiguration) string {
+	for _, r := range rc.GetRoutes() {
+		if len(r.GetMatch().GetHeaders()) == 0 {
+			return r.GetRoute().GetCluster()
+		}
+	}
+	if n := len(rc.GetRoutes()); n > 0 {
+		return rc.GetRoutes()[n-1].GetRoute().GetCluster()
+	}
+	return ""
+}
+
+// syncClustersLocked wants exactly the clusters the wanted, known routes name.
+func (c *Client) syncClustersLocked() {
+	need := map[string]struct{}{}
+	for _, r := range c.routes {
+		if r.value != nil {
+			need[defaultCluster(r.value)] = struct{}{}
+		}
+	}
+	for name := range c.endpoints {
+		if _, ok := need[name]; !ok {
+			delete(c.endpoints, name)
+		}
+	}
+	for name := range need {
+		if c.endpoints[name] == nil {
+			c.endpoints[name] = &entry[*endpointv3.ClusterLoadAssignment]{}
+		}
+	}
+}
+
+func (c *Client) broadcastLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// flush sends the subscription changes the current stream lacks.
+func (c *Client) flush() {
+	c.mu.Lock()
+	send := c.send
+	var reqs []*discovery.DeltaDiscoveryRequest
+	if send != nil {
+		reqs = c.diffLocked()
+	}
+	c.mu.Unlock()
+	for _, r := range reqs {
+		if err := send(r); err != nil {
+			return // the stream is broken; the next stream subscribes to everything
+		}
+	}
+}
+
+// diffLocked returns the requests that bring the stream's subscriptions to what the client wants, and records
+// them as sent.
+func (c *Client) diffLocked() []*discovery.DeltaDiscoveryRequest {
+	var out []*discovery.DeltaDiscoveryRequest
+	for _, typeURL := range []string{translate.RouteType, translate.EndpointType} {
+		want := map[string]struct{}{}
+		if typeURL == translate.RouteType {
+			for n := range c.routes {
+				want[n] = struct{}{}
+			}
+		} else {
+			for n := range c.endpoints {
+				want[n] = struct{}{}
+			}
+		}
+		have := c.subscribed[typeURL]
+		if have == nil {
+			have = map[string]struct{}{}
+			c.subscribed[typeURL] = have
+		}
+		req := &discovery.DeltaDiscoveryRequest{TypeUrl: typeURL}
+		for n := range want {
+			if _, ok := have[n]; !ok {
+				req.ResourceNamesSubscribe = append(req.ResourceNamesSubscribe, n)
+				have[n] = struct{}{}
+			}
+		}
+		for n := range have {
+			if _, ok := want[n]; !ok {
+				req.ResourceNamesUnsubscribe = append(req.ResourceNamesUnsubscribe, n)
+				delete(have, n)
+			}
+		}
+		if len(req.ResourceNamesSubscribe)+len(req.ResourceNamesUnsubscribe) > 0 {
+			slices.Sort(req.ResourceNamesSubscribe)
+			slices.Sort(req.ResourceNamesUnsubscribe)
+			out = append(out, req)
+		}
+	}
+	return out
+}
+
+// run keeps a stream open, reconnecting with backoff until Close.
+func (c *Client) run(ctx context.Context) {
+	defer close(c.done)
+	backoff := c.opts.MinBackoff
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := c.stream(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > 10*time.Second {
+			backoff = c.opts.MinBackoff
+		}
+		c.opts.Logger.Warn("xDS stream ended; reconnecting", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, c.opts.MaxBackoff)
+	}
+}
+
+func (c *Client) stream(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(c.conn).DeltaAggregatedResources(sctx)
+	if err != nil {
+		return err
+	}
+	var sendMu sync.Mutex
+	first := true
+	send := func(r *discovery.DeltaDiscoveryRequest) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		if first {
+			r.Node = &corev3.Node{Id: c.opts.NodeID, UserAgentName: "rocketpilot-sidecar"}
+			first = false
+		}
+		return st.Send(r)
+	}
+	// A new stream subscribes to everything wanted, telling the server which versions the client holds.
+	c.mu.Lock()
+	c.streams++
+	c.subscribed = map[string]map[string]struct{}{}
+	initial := c.diffLocked()
+	for _, r := range initial {
+		r.InitialResourceVersions = c.versionsLocked(r.TypeUrl)
+	}
+	c.send = send
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.send = nil
+		c.mu.Unlock()
+	}()
+	for _, r := range initial {
+		if err := send(r); err != nil {
+			return err
+		}
+	}
+	c.flush() // anything wanted while the stream was opening
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		ack := &discovery.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce()}
+		if err := c.apply(resp); err != nil {
+			c.opts.Logger.Warn("rejecting xDS response", "type", resp.GetTypeUrl(), "err", err)
+			ack.ErrorDetail = &status.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
+		}
+		if err := send(ack); err != nil {
+			return err
+		}
+		c.flush()
+	}
+}
+
+func (c *Client) versionsLocked(typeURL string) map[string]string {
+	out := map[string]string{}
+	if typeURL == translate.RouteType {
+		for n, e := range c.routes {
+			if e.value != nil {
+				out[n] = e.version
+			}
+		}
+	} else {
+		for n, e := range c.endpoints {
+			if e.value != nil {
+				out[n] = e.version
+			}
+		}
+	}
+	return out
+}
+
+// apply decodes a whole response first and applies it only if every resource decodes: a bad response changes
+// nothing.
+func (c *Client) apply(resp *discovery.DeltaDiscoveryResponse) error {
+	type decoded struct {
+		name, version string
+		msg           proto.Message
+	}
+	var items []decoded
+	for _, r := range resp.GetResources() {
+		var m proto.Message
+		switch resp.GetTypeUrl() {
+		case translate.RouteType:
+			m = &rmqv3.RouteConfiguration{}
+		case translate.EndpointType:
+			m = &endpointv3.ClusterLoadAssignment{}
+		default:
+			return fmt.Errorf("unexpected type %q", resp.GetTypeUrl())
+		}
+		if r.GetResource().GetTypeUrl() != resp.GetTypeUrl() {
+			return fmt.Errorf("resource %q has type %q in a %q response", r.GetName(), r.GetResource().GetTypeUrl(), resp.GetTypeUrl())
+		}
+		if err := proto.Unmarshal(r.GetResource().GetValue(), m); err != nil {
+			return fmt.Errorf("resource %q: %w", r.GetName(), err)
+		}
+		if v, ok := m.(interface{ ValidateAll() error }); ok {
+			if err := v.ValidateAll(); err != nil {
+				return fmt.Errorf("resource %q: %w", r.GetName(), err)
+			}
+		}
+		items = append(items, decoded{r.GetName(), r.GetVersion(), m})
+	}
+	c.mu.Lock()
+	touched := map[string]struct{}{}
+	for _, it := range items {
+		switch m := it.msg.(type) {
+		case *rmqv3.RouteConfiguration:
+			if e := c.routes[it.name]; e != nil {
+				e.known, e.value, e.version = true, m, it.version
+				touched[it.name] = struct{}{}
+			}
+		case *endpointv3.ClusterLoadAssignment:
+			if e := c.endpoints[it.name]; e != nil {
+				e.known, e.value, e.version = true, m, it.version
+				for t, r := range c.routes {
+					if r.value != nil && defaultCluster(r.value) == it.name {
+						touched[t] = struct{}{}
+					}
+				}
+			}
+		}
+	}
+	for _, name := range resp.GetRemovedResources() {
+		if resp.GetTypeUrl() == translate.RouteType {
+			if e := c.routes[name]; e != nil {
+				e.known, e.value, e.version = true, nil, ""
+				touched[name] = struct{}{}
+			}
+		} else if e := c.endpoints[name]; e != nil {
+			e.known, e.value, e.version = true, nil, ""
+			for t, r := range c.routes {
+				if r.value != nil && defaultCluster(r.value) == name {
+					touched[t] = struct{}{}
+				}
+			}
+		}
+	}
+	c.syncClustersLocked()
+	c.broadcastLocked()
+	type call struct {
+		fn    func(*remoting.TopicRouteData, error)
+		route *remoting.TopicRouteData
+		err   error
+	}
+	var calls []call
+	for t := range touched {
+		route, err, ready := c.resolveLocked(t)
+		if !ready {
+			continue
+		}
+		for w := range c.watchers[t] {
+			calls = append(calls, call{w.fn, route, err})
+		}
+	}
+	c.mu.Unlock()
+	for _, cl := range calls {
+		cl.fn(cl.route, cl.err)
+	}
+	return nil
+}

@@ -1,0 +1,132 @@
+package translate
+
+import (
+	"net"
+	"strconv"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/rocketpilot/rocketpilot/routing"
+)
+
+// adsSource is the config source of everything rocketpilot serves: the ADS stream that delivered it.
+func adsSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+	}
+}
+
+// Cluster is a broker set's cluster: EDS from the ADS stream, round robin, with subsets that let routes pick one
+// broker (broker_name + broker_id), the writable masters, or the readable brokers. A route without metadata_match
+// (route queries and anything else) may use any endpoint; a route with one never falls back to another subset.
+func Cluster(set *routing.BrokerSet) *clusterv3.Cluster {
+	name := ClusterName(set)
+	noFallback := clusterv3.Cluster_LbSubsetConfig_LbSubsetSelector_NO_FALLBACK
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name},
+		ConnectTimeout:       durationpb.New(3 * time.Second),
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+		LbSubsetConfig: &clusterv3.Cluster_LbSubsetConfig{
+			FallbackPolicy: clusterv3.Cluster_LbSubsetConfig_ANY_ENDPOINT,
+			SubsetSelectors: []*clusterv3.Cluster_LbSubsetConfig_LbSubsetSelector{
+				{Keys: []string{SubsetBrokerID, SubsetBrokerName}, FallbackPolicy: noFallback},
+				{Keys: []string{SubsetWritable}, FallbackPolicy: noFallback},
+				{Keys: []string{SubsetReadable}, FallbackPolicy: noFallback},
+			},
+		},
+	}
+}
+
+// carrier returns the address of a member that carries its queue data: the master, or the lowest broker id when
+// the master is gone. Envoy emits one QueueData per host it walks, so only the carrier reports queue counts and
+// perm; the other brokers report zero, which RocketMQ clients skip (neither readable nor writable).
+func carrier(m *routing.Member) int64 {
+	if len(m.Addrs) == 0 {
+		return -1
+	}
+	return m.Addrs[0].ID
+}
+
+// LoadAssignment is a broker set's endpoints: every broker of every group (masters and slaves), each with the six
+// RocketMQ filter metadata keys and the subset keys. Brokers whose address is not host:port with a numeric port are
+// left out (they could not be dialled either).
+func LoadAssignment(set *routing.BrokerSet) *endpointv3.ClusterLoadAssignment {
+	name := ClusterName(set)
+	byZone := map[string]*endpointv3.LocalityLbEndpoints{}
+	var zones []string
+	for i := range set.Members {
+		m := &set.Members[i]
+		for _, a := range m.Addrs {
+			host, portText, err := net.SplitHostPort(a.Addr)
+			if err != nil {
+				continue
+			}
+			port, err := strconv.ParseUint(portText, 10, 16)
+			if err != nil || host == "" {
+				continue
+			}
+			loc := byZone[m.Zone]
+			if loc == nil {
+				loc = &endpointv3.LocalityLbEndpoints{}
+				if m.Zone != "" {
+					loc.Locality = &corev3.Locality{Zone: m.Zone}
+				}
+				byZone[m.Zone] = loc
+				zones = append(zones, m.Zone)
+			}
+			loc.LbEndpoints = append(loc.LbEndpoints, &endpointv3.LbEndpoint{
+				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+					Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+						Address:       host,
+						PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(port)},
+					}}},
+				}},
+				Metadata: endpointMetadata(m, a),
+			})
+		}
+	}
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
+	sortStrings(zones)
+	for _, z := range zones {
+		cla.Endpoints = append(cla.Endpoints, byZone[z])
+	}
+	return cla
+}
+
+func endpointMetadata(m *routing.Member, a routing.BrokerAddr) *corev3.Metadata {
+	var perm, readQueues, writeQueues int32
+	isCarrier := a.ID == carrier(m)
+	if isCarrier {
+		perm, readQueues, writeQueues = m.Perm, m.ReadQueueNums, m.WriteQueueNums
+	}
+	rocketmq := map[string]*structpb.Value{
+		KeyBrokerName:    structpb.NewStringValue(m.BrokerName),
+		KeyClusterName:   structpb.NewStringValue(m.Cluster),
+		KeyBrokerID:      structpb.NewNumberValue(float64(a.ID)),
+		KeyPerm:          structpb.NewNumberValue(float64(perm)),
+		KeyReadQueueNum:  structpb.NewNumberValue(float64(readQueues)),
+		KeyWriteQueueNum: structpb.NewNumberValue(float64(writeQueues)),
+	}
+	lb := map[string]*structpb.Value{
+		SubsetBrokerName: structpb.NewStringValue(m.BrokerName),
+		SubsetBrokerID:   structpb.NewNumberValue(float64(a.ID)),
+	}
+	if a.ID == 0 && m.Writable() {
+		lb[SubsetWritable] = structpb.NewBoolValue(true)
+	}
+	if isCarrier && m.Readable() {
+		lb[SubsetReadable] = structpb.NewBoolValue(true)
+	}
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+		FilterNamespace: {Fields: rocketmq},
+		LBNamespace:     {Fields: lb},
+	}}
+}

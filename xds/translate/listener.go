@@ -1,0 +1,76 @@
+package translate
+
+import (
+	"time"
+
+	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// ProxyConfig is the RocketMQ filter config for a node: one route table holding the routes of every topic the
+// node is scoped to, in the order given (callers sort by topic).
+func ProxyConfig(statPrefix string, topics []*rmqv3.RouteConfiguration) *rmqv3.RocketmqProxy {
+	table := &rmqv3.RouteConfiguration{Name: ExtensionConfigName}
+	for _, t := range topics {
+		table.Routes = append(table.Routes, t.Routes...)
+	}
+	return &rmqv3.RocketmqProxy{
+		StatPrefix:              statPrefix,
+		RouteConfig:             table,
+		TransientObjectLifeSpan: durationpb.New(30 * time.Second),
+	}
+}
+
+// ExtensionConfig wraps a node's filter config as the ECDS resource the listener's filter subscribes to.
+func ExtensionConfig(proxy *rmqv3.RocketmqProxy) (*corev3.TypedExtensionConfig, error) {
+	cfg, err := anypb.New(proxy)
+	if err != nil {
+		return nil, err
+	}
+	return &corev3.TypedExtensionConfig{Name: ExtensionConfigName, TypedConfig: cfg}, nil
+}
+
+// ListenerOptions shape the RocketMQ listener.
+type ListenerOptions struct {
+	Address string // listen address (0.0.0.0)
+	Port    uint32 // listen port (9876: clients use the sidecar as their NameServer)
+	// Inline puts the filter config in the listener instead of ECDS. Every route change then replaces the
+	// listener, which drains its connections; ECDS (the default) does not.
+	Inline *rmqv3.RocketmqProxy
+}
+
+// Listener is the RocketMQ listener. By default its filter's config comes from ECDS over the ADS stream, and
+// Envoy subscribes to it by the filter's name, ExtensionConfigName.
+func Listener(opts ListenerOptions) (*listenerv3.Listener, error) {
+	if opts.Address == "" {
+		opts.Address = "0.0.0.0"
+	}
+	if opts.Port == 0 {
+		opts.Port = 9876
+	}
+	filter := &listenerv3.Filter{Name: ExtensionConfigName}
+	if opts.Inline != nil {
+		cfg, err := anypb.New(opts.Inline)
+		if err != nil {
+			return nil, err
+		}
+		filter.Name = FilterNamespace
+		filter.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: cfg}
+	} else {
+		filter.ConfigType = &listenerv3.Filter_ConfigDiscovery{ConfigDiscovery: &corev3.ExtensionConfigSource{
+			ConfigSource: adsSource(),
+			TypeUrls:     []string{ProxyType},
+		}}
+	}
+	return &listenerv3.Listener{
+		Name: ListenerName,
+		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Address:       opts.Address,
+			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: opts.Port},
+		}}},
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{filter}}},
+	}, nil
+}

@@ -1,0 +1,106 @@
+package translate
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+
+	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/rocketpilot/rocketpilot/routing"
+)
+
+// Request codes routes match on, through the `code` pseudo-header Envoy's filter sets to the decimal request
+// code. Both numberings of Pop are covered: Envoy's filter uses its own (50, 51), Apache RocketMQ 5.x uses 2000xx.
+var (
+	// SendCodes go to the writable masters: SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE.
+	SendCodes = []int32{10, 310, 320}
+	// ConsumeCodes go to the readable brokers: PULL_MESSAGE, Envoy's PopMessage, POP_MESSAGE, PEEK_MESSAGE,
+	// NOTIFICATION.
+	ConsumeCodes = []int32{11, 50, 200050, 200052, 200054}
+	// AckCodes go back to the broker that popped: Envoy's AckMessage, ACK_MESSAGE, CHANGE_MESSAGE_INVISIBLETIME,
+	// BATCH_ACK_MESSAGE.
+	AckCodes = []int32{51, 200051, 200053, 200151}
+)
+
+// Pseudo-headers set by Envoy's RocketMQ filter.
+const (
+	HeaderCode       = "code"
+	HeaderBrokerName = "broker_name"
+	HeaderBrokerID   = "broker_id"
+)
+
+// TopicRoute is a topic's route table, named by the topic. First match wins:
+//  1. send codes → the writable subset,
+//  2. consume codes → the readable subset,
+//  3. ack codes with broker_name and broker_id headers → that broker, one route per broker,
+//  4. anything else (route queries included) → the cluster.
+func TopicRoute(topic *routing.Topic) *rmqv3.RouteConfiguration {
+	return &rmqv3.RouteConfiguration{Name: topic.Name, Routes: Routes(topic)}
+}
+
+// Routes returns the routes of one topic, for a route table that holds several topics.
+func Routes(topic *routing.Topic) []*rmqv3.Route {
+	cluster := ClusterName(topic.BrokerSet)
+	match := func(headers ...*routev3.HeaderMatcher) *rmqv3.RouteMatch {
+		return &rmqv3.RouteMatch{
+			Topic:   &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: topic.Name}},
+			Headers: headers,
+		}
+	}
+	action := func(subset map[string]*structpb.Value) *rmqv3.RouteAction {
+		a := &rmqv3.RouteAction{Cluster: cluster}
+		if subset != nil {
+			a.MetadataMatch = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{LBNamespace: {Fields: subset}}}
+		}
+		return a
+	}
+	yes := structpb.NewBoolValue(true)
+	routes := []*rmqv3.Route{
+		{Match: match(codeHeader(SendCodes)), Route: action(map[string]*structpb.Value{SubsetWritable: yes})},
+		{Match: match(codeHeader(ConsumeCodes)), Route: action(map[string]*structpb.Value{SubsetReadable: yes})},
+	}
+	for _, m := range topic.BrokerSet.Members {
+		for _, a := range m.Addrs {
+			routes = append(routes, &rmqv3.Route{
+				Match: match(codeHeader(AckCodes), exactHeader(HeaderBrokerName, m.BrokerName),
+					exactHeader(HeaderBrokerID, strconv.FormatInt(a.ID, 10))),
+				Route: action(map[string]*structpb.Value{
+					SubsetBrokerName: structpb.NewStringValue(m.BrokerName),
+					SubsetBrokerID:   structpb.NewNumberValue(float64(a.ID)),
+				}),
+			})
+		}
+	}
+	return append(routes, &rmqv3.Route{Match: match(), Route: action(nil)})
+}
+
+// codeHeader matches the code pseudo-header against a set of codes with one anchored RE2 alternation (Envoy's
+// safe_regex matches the whole value).
+func codeHeader(codes []int32) *routev3.HeaderMatcher {
+	alts := make([]string, len(codes))
+	for i, c := range codes {
+		alts[i] = strconv.Itoa(int(c))
+	}
+	return &routev3.HeaderMatcher{
+		Name: HeaderCode,
+		HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+			MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: strings.Join(alts, "|")}},
+		}},
+	}
+}
+
+func exactHeader(name, value string) *routev3.HeaderMatcher {
+	return &routev3.HeaderMatcher{
+		Name: name,
+		HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+			MatchPattern: &matcherv3.StringMatcher_Exact{Exact: value},
+		}},
+	}
+}
+
+func sortStrings(s []string) { slices.Sort(s) }
