@@ -37,11 +37,16 @@ func (c *Cache) CreateDeltaWatch(req *gcpcache.DeltaRequest, sub gcpcache.Subscr
 	defer c.mu.Unlock()
 	st := c.streamOf(req, req.GetNode())
 	w := &watch{typeURL: req.GetTypeUrl(), node: st.node, stream: st, sub: sub, deltaReq: req, deltaCh: ch}
-	if len(req.GetResourceNamesSubscribe()) > 0 {
-		w.forced = make(map[string]struct{}, len(req.GetResourceNamesSubscribe()))
-		for _, name := range req.GetResourceNamesSubscribe() {
-			w.forced[name] = struct{}{}
+	// A name subscribed again is sent again even if the client has it (it may have dropped it), unless the
+	// client declared its version on a new stream (initial_resource_versions): then only a different one is sent.
+	for _, name := range req.GetResourceNamesSubscribe() {
+		if _, declared := req.GetInitialResourceVersions()[name]; declared {
+			continue
 		}
+		if w.forced == nil {
+			w.forced = make(map[string]struct{}, len(req.GetResourceNamesSubscribe()))
+		}
+		w.forced[name] = struct{}{}
 	}
 	return c.register(w), nil
 }
@@ -68,6 +73,9 @@ func (c *Cache) register(w *watch) func() {
 		c.noteSent(w.node, w.typeURL, w.sub.ReturnedResources())
 	}
 	if c.respond(w) {
+		if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
+			c.respondAll(c.waitingOnClusters(w.node)) // configs held back for these clusters may go now
+		}
 		return func() {}
 	}
 	for name := range w.sub.SubscribedResources() {
@@ -118,16 +126,23 @@ func (c *Cache) respondAll(touched map[*watch]struct{}) {
 			if c.respond(w) {
 				c.forget(w)
 				if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
-					for other := range w.node.watches {
-						if other.typeURL == translate.ExtensionType || other.typeURL == translate.ListenerType {
-							next[other] = struct{}{}
-						}
-					}
+					maps.Copy(next, c.waitingOnClusters(w.node))
 				}
 			}
 		}
 		touched = next
 	}
+}
+
+// waitingOnClusters returns a node's listener and ECDS watches, which make-before-break may be holding back.
+func (c *Cache) waitingOnClusters(n *node) map[*watch]struct{} {
+	out := map[*watch]struct{}{}
+	for w := range n.watches {
+		if w.typeURL == translate.ExtensionType || w.typeURL == translate.ListenerType {
+			out[w] = struct{}{}
+		}
+	}
+	return out
 }
 
 // respond sends the watch its answer if the client lacks anything, and reports whether it did.
