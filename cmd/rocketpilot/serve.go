@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -47,6 +48,8 @@ type serveOptions struct {
 	listenerPort   uint32
 	inlineRoutes   bool
 	grace          time.Duration
+	removeAfter    time.Duration
+	listTimeout    time.Duration
 }
 
 func newServeCommand() *cobra.Command {
@@ -74,6 +77,8 @@ loaded with a demo topic set, and keeps the versioned routing model that the xDS
 	f.Float64Var(&o.rateLimit, "poll-rate-limit", 5000, "topic route queries per second at most")
 	f.IntVar(&o.frameLimit, "frame-limit", remoting.DefaultMaxFrameSize, "largest NameServer frame accepted, in bytes")
 	f.DurationVar(&o.requestTimeout, "request-timeout", 3*time.Second, "timeout of one NameServer request")
+	f.DurationVar(&o.removeAfter, "remove-after", 30*time.Second, "how long a NameServer must answer TOPIC_NOT_EXIST before a topic is withdrawn")
+	f.DurationVar(&o.listTimeout, "list-timeout", 30*time.Second, "timeout of the topic-list requests (206, 224), slow at scale")
 	f.StringSliceVar(&o.topics, "topics", nil, "topics to follow when the NameServer lists none (206 and 224 disabled)")
 	f.StringVar(&o.xdsAddr, "xds-address", ":18000", "listen address of the xDS gRPC server (ADS and per-type services, delta and SotW)")
 	f.StringVar(&o.adminAddr, "admin-address", "127.0.0.1:19000", "listen address of the admin HTTP API; empty disables it")
@@ -108,10 +113,32 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 	}
 	var addrs []string
 	for _, a := range strings.Split(o.namesrv, ";") {
-		if a = strings.TrimSpace(a); a != "" {
+		if a = strings.TrimSpace(a); a != "" && !slices.Contains(addrs, a) {
 			addrs = append(addrs, a)
 		}
 	}
+	if len(addrs) == 0 && !o.demo {
+		return errors.New("nothing to watch: give --namesrv or --demo")
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait() // runs after cancel, below: every goroutine started here has stopped when run returns
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// Ports first, so that a clash fails at once rather than after a long initial sync.
+	lis, err := net.Listen("tcp", o.xdsAddr)
+	if err != nil {
+		return fmt.Errorf("xDS listener: %w", err)
+	}
+	defer lis.Close()
+	var alis net.Listener
+	if o.adminAddr != "" {
+		if alis, err = net.Listen("tcp", o.adminAddr); err != nil {
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		defer alis.Close()
+	}
+
 	if o.demo {
 		ns := embedded.New(embedded.Options{Addr: o.demoAddr, Logger: log.With("component", "demo-namesrv")})
 		embedded.LoadDemo(ns)
@@ -121,9 +148,6 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 		defer ns.Close()
 		log.Info("demo NameServer listening", "addr", ns.Addr(), "topics", ns.TopicCount())
 		addrs = append(addrs, ns.Addr())
-	}
-	if len(addrs) == 0 {
-		return errors.New("nothing to watch: give --namesrv or --demo")
 	}
 
 	table := routing.NewTable()
@@ -136,26 +160,15 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 		Concurrency:    o.concurrency,
 		RateLimit:      o.rateLimit,
 		Topics:         o.topics,
+		RemoveAfter:    o.removeAfter,
+		ListTimeout:    o.listTimeout,
 		Client:         client.Options{MaxFrameSize: o.frameLimit, RequestTimeout: o.requestTimeout},
 		Logger:         log.With("component", "watcher"),
 	})
 	if err != nil {
 		return err
 	}
-	log.Info("watching NameServers", "addrs", addrs, "discovery", o.discovery, "interval", o.interval)
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-
-	select {
-	case <-w.Synced():
-		logModel(log, table)
-	case <-ctx.Done():
-		<-done
-		return nil
-	}
-	go logChanges(ctx, log, table)
-
-	// xDS is served only after the first complete sync: a restarted control plane never serves an empty world.
+	// The cache follows the table from the start; what it serves is gated below, not what it knows.
 	sub := table.Subscribe()
 	defer sub.Close()
 	xc, err := cache.New(table, cache.Options{
@@ -166,44 +179,58 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	go xc.Run(ctx, sub, func(ctx context.Context) {
-		select {
-		case <-ctx.Done():
-		case <-time.After(o.window):
-		}
+	wg.Go(func() {
+		xc.Run(ctx, sub, func(ctx context.Context) {
+			select {
+			case <-ctx.Done():
+			case <-time.After(o.window):
+			}
+		})
 	})
-	lis, err := net.Listen("tcp", o.xdsAddr)
-	if err != nil {
-		return fmt.Errorf("xDS listener: %w", err)
-	}
-	g := server.GRPC(ctx, xc, server.Options{})
-	serveErr := make(chan error, 2)
-	go func() { serveErr <- server.Serve(ctx, g, lis, o.grace) }()
-	log.Info("serving xDS", "addr", lis.Addr().String())
-	if o.adminAddr != "" {
-		admin := &server.Admin{Table: table, Cache: xc, Version: version,
-			Sources: func() any { return []watcher.Status{w.Status()} },
-			Ready:   func() bool { return true }}
-		alis, err := net.Listen("tcp", o.adminAddr)
-		if err != nil {
-			return fmt.Errorf("admin listener: %w", err)
+	log.Info("watching NameServers", "addrs", addrs, "discovery", o.discovery, "interval", o.interval)
+	wg.Go(func() { w.Run(ctx) })
+
+	if alis != nil {
+		synced := func() bool {
+			select {
+			case <-w.Synced():
+				return true
+			default:
+				return false
+			}
 		}
+		admin := &server.Admin{Table: table, Cache: xc, Version: version, Ready: synced,
+			Sources: func() any { return []watcher.Status{w.Status()} }}
 		hs := &http.Server{Handler: admin.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
+		wg.Go(func() { hs.Serve(alis) })
+		wg.Go(func() {
 			<-ctx.Done()
 			hs.Close()
-		}()
-		go hs.Serve(alis)
+		})
 		log.Info("serving the admin API", "addr", alis.Addr().String())
 	}
+
+	select {
+	case <-w.Synced():
+		logModel(log, table)
+	case <-ctx.Done():
+		return nil
+	}
+	wg.Go(func() { logChanges(ctx, log, table) })
+
+	// xDS streams are served only after the first complete sync: a restarted control plane never serves an empty
+	// world. Until then, connections wait in the listener's backlog.
+	g := server.GRPC(ctx, xc, server.Options{})
+	serveErr := make(chan error, 1)
+	wg.Go(func() { serveErr <- server.Serve(ctx, g, lis, o.grace) })
+	log.Info("serving xDS", "addr", lis.Addr().String())
 	select {
 	case <-ctx.Done():
-	case err = <-serveErr:
-		log.Error("xDS server failed", "err", err)
+		log.Info("stopping")
+		return nil
+	case err := <-serveErr:
+		return fmt.Errorf("xDS server: %w", err)
 	}
-	<-done
-	log.Info("stopped")
-	return err
 }
 
 // logModel logs every topic learned, with the broker groups its route uses.
@@ -214,9 +241,13 @@ func logModel(log *slog.Logger, table *routing.Table) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
+	level := slog.LevelInfo
+	if len(names) > 1000 {
+		level = slog.LevelDebug // a line per topic is for demos and small deployments
+	}
 	for _, name := range names {
 		t := snap.Topics[name]
-		log.Info("topic learned", "topic", name, "brokers", brokerNames(t.BrokerSet), "brokerSet", t.BrokerSet.Hash)
+		log.Log(context.Background(), level, "topic learned", "topic", name, "brokers", brokerNames(t.BrokerSet), "brokerSet", t.BrokerSet.Hash)
 	}
 	log.Info("routing model ready", "version", snap.Version, "topics", len(snap.Topics),
 		"brokerSets", len(snap.BrokerSets), "brokerGroups", len(snap.Brokers))
@@ -225,12 +256,10 @@ func logModel(log *slog.Logger, table *routing.Table) {
 func brokerNames(set *routing.BrokerSet) string {
 	var parts []string
 	for _, m := range set.Members {
-		parts = append(parts, fmt.Sprintf("%s(%s,%s)", m.BrokerName, m.Cluster, permString(m.Perm)))
+		parts = append(parts, fmt.Sprintf("%s(%s,%s)", m.BrokerName, m.Cluster, remoting.PermString(m.Perm)))
 	}
 	return strings.Join(parts, " ")
 }
-
-func permString(perm int32) string { return remoting.PermString(perm) }
 
 // logChanges logs each coalesced change of the model after the initial sync.
 func logChanges(ctx context.Context, log *slog.Logger, table *routing.Table) {

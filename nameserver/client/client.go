@@ -152,15 +152,19 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// Invoke sends a read-only request and waits for its response. Codes outside the allowlist fail with
-// ErrCodeNotAllowed without touching the network. The opaque, language, version and header type are set here.
+// Invoke sends a read-only request and waits for its response, until ctx's deadline or, without one,
+// RequestTimeout. Codes outside the allowlist fail with ErrCodeNotAllowed without touching the network. The opaque,
+// language, version and header type are set here.
 func (c *Client) Invoke(ctx context.Context, code int32, ext map[string]string) (*remoting.Command, error) {
 	name, ok := readOnlyCodes[code]
 	if !ok {
 		return nil, fmt.Errorf("request code %d: %w", code, ErrCodeNotAllowed)
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
-	defer cancel()
+	if _, has := ctx.Deadline(); !has {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.RequestTimeout)
+		defer cancel()
+	}
 	cn, err := c.connection(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%s to %s: %w", name, c.addr, err)
@@ -180,6 +184,16 @@ func (c *Client) Invoke(ctx context.Context, code int32, ext map[string]string) 
 	return resp, nil
 }
 
+// fail schedules the next dial after a growing backoff. Callers hold c.mu.
+func (c *Client) fail(err error) {
+	if c.backoff == 0 {
+		c.backoff = c.opts.MinBackoff
+	} else {
+		c.backoff = min(2*c.backoff, c.opts.MaxBackoff)
+	}
+	c.nextDial, c.lastError = time.Now().Add(c.backoff), err
+}
+
 // connection returns the live connection, dialing when there is none and the backoff allows it.
 func (c *Client) connection(ctx context.Context) (*conn, error) {
 	c.mu.Lock()
@@ -192,7 +206,12 @@ func (c *Client) connection(ctx context.Context) (*conn, error) {
 			return cn, nil
 		}
 		c.conn = nil
-		cn.close(errors.New("idle connection closed"))
+		if cn.dead() && (cn.failed() || time.Since(cn.opened) < time.Second) {
+			// A peer that accepts connections and then breaks them is backed off like one that refuses them.
+			c.fail(cn.cause())
+		} else {
+			cn.close(errors.New("idle connection closed"))
+		}
 	}
 	if wait := time.Until(c.nextDial); wait > 0 {
 		return nil, fmt.Errorf("%w for %v after: %v", ErrBackoff, wait.Round(time.Millisecond), c.lastError)
@@ -200,17 +219,19 @@ func (c *Client) connection(ctx context.Context) (*conn, error) {
 	d := net.Dialer{Timeout: c.opts.DialTimeout}
 	nc, err := d.DialContext(ctx, "tcp", c.addr)
 	if err != nil {
-		if c.backoff == 0 {
-			c.backoff = c.opts.MinBackoff
-		} else {
-			c.backoff = min(2*c.backoff, c.opts.MaxBackoff)
-		}
-		c.nextDial, c.lastError = time.Now().Add(c.backoff), err
+		c.fail(err)
 		return nil, err
 	}
-	c.backoff, c.lastError = 0, nil
 	c.dials++
 	c.conn = newConn(nc, c.opts)
+	if c.backoff > 0 {
+		// Reset only once the connection has proven itself by answering (see conn.answered).
+		c.conn.onAnswer = func() {
+			c.mu.Lock()
+			c.backoff, c.lastError = 0, nil
+			c.mu.Unlock()
+		}
+	}
 	c.opts.Logger.Debug("connected to nameserver", "addr", c.addr)
 	return c.conn, nil
 }

@@ -152,13 +152,14 @@ func TestTimeoutLeavesOthersWorking(t *testing.T) {
 			echo(nc, req)
 		}
 	})
-	opts := fastOptions()
-	opts.RequestTimeout = 150 * time.Millisecond
-	c := New(srv.addr(), opts)
+	c := New(srv.addr(), fastOptions())
 	defer c.Close()
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.GetRouteInfoRaw(context.Background(), "black-hole")
+		// The caller's deadline wins over RequestTimeout.
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+		defer cancel()
+		_, err := c.GetRouteInfoRaw(ctx, "black-hole")
 		done <- err
 	}()
 	if body, err := c.GetRouteInfoRaw(context.Background(), "ok"); err != nil || string(body) != "ok" {
@@ -267,8 +268,18 @@ func TestBothResponseEncodingsAndErrors(t *testing.T) {
 	if _, err := c.GetRouteInfoRaw(context.Background(), "garbage"); err == nil || !errors.Is(err, remoting.ErrMalformed) {
 		t.Fatalf("garbage: err = %v", err)
 	}
-	if _, _, err := c.GetRouteInfo(context.Background(), "standard-json"); err != nil || c.Dials() != 2 {
-		t.Fatalf("after garbage: err %v, dials %d", err, c.Dials())
+	// The next request waits out a short backoff, then dials again and works.
+	var err2 error
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if _, _, err2 = c.GetRouteInfo(context.Background(), "standard-json"); err2 == nil {
+			break
+		}
+		if !errors.Is(err2, ErrBackoff) {
+			t.Fatalf("after garbage: %v", err2)
+		}
+	}
+	if err2 != nil || c.Dials() != 2 {
+		t.Fatalf("after garbage: err %v, dials %d", err2, c.Dials())
 	}
 }
 
@@ -279,5 +290,27 @@ func TestClosedClient(t *testing.T) {
 	c.Close()
 	if _, err := c.GetRouteInfoRaw(context.Background(), "t"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after Close: err = %v", err)
+	}
+}
+
+// TestBackoffAfterBrokenConnections: a peer that accepts connections and answers garbage is backed off like one
+// that refuses them, instead of being redialled on every request.
+func TestBackoffAfterBrokenConnections(t *testing.T) {
+	srv := newServer(t, func(nc net.Conn, req *remoting.Command) {
+		nc.Write([]byte{0, 0, 0, 8, 9, 0, 0, 1, 'x', 'x', 'x', 'x'})
+	})
+	opts := fastOptions()
+	opts.MinBackoff, opts.MaxBackoff = 300*time.Millisecond, time.Second
+	c := New(srv.addr(), opts)
+	defer c.Close()
+	backedOff := 0
+	for range 20 {
+		_, err := c.GetRouteInfoRaw(context.Background(), "t")
+		if errors.Is(err, ErrBackoff) {
+			backedOff++
+		}
+	}
+	if c.Dials() > 2 || backedOff < 15 {
+		t.Fatalf("%d dials and %d backed-off requests for 20 requests to a garbage-answering peer", c.Dials(), backedOff)
 	}
 }

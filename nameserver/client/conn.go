@@ -14,9 +14,13 @@ import (
 
 // conn is one TCP connection with a reader goroutine that hands responses to waiting requests by opaque.
 type conn struct {
-	nc   net.Conn
-	opts Options
-	used atomic.Int64 // unix nanos of the last request
+	nc       net.Conn
+	opts     Options
+	opened   time.Time
+	used     atomic.Int64 // unix nanos of the last request
+	bad      atomic.Bool  // closed because the peer sent a malformed or oversized frame
+	onAnswer func()       // called once, on the first response, when set
+	answered sync.Once
 
 	// Writes are group-committed: frames queue in wbuf and whichever caller finds no flush under way writes
 	// everything queued, so concurrent requests share system calls.
@@ -32,13 +36,23 @@ type conn struct {
 }
 
 func newConn(nc net.Conn, opts Options) *conn {
-	cn := &conn{nc: nc, opts: opts, pending: make(map[int32]chan *remoting.Command), done: make(chan struct{})}
+	cn := &conn{nc: nc, opts: opts, opened: time.Now(), pending: make(map[int32]chan *remoting.Command), done: make(chan struct{})}
 	cn.used.Store(time.Now().UnixNano())
 	go cn.readLoop()
 	return cn
 }
 
 func (cn *conn) lastUsed() time.Time { return time.Unix(0, cn.used.Load()) }
+
+// failed reports whether the connection died of a bad frame.
+func (cn *conn) failed() bool { return cn.bad.Load() }
+
+// cause is the error the connection died of.
+func (cn *conn) cause() error {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	return cn.err
+}
 
 func (cn *conn) dead() bool {
 	select {
@@ -69,6 +83,7 @@ func (cn *conn) readLoop() {
 		cmd, err := r.Read()
 		if err != nil {
 			if errors.Is(err, remoting.ErrMalformed) || errors.Is(err, remoting.ErrFrameTooLarge) {
+				cn.bad.Store(true)
 				cn.opts.Logger.Warn("closing nameserver connection after a bad frame", "addr", cn.nc.RemoteAddr(), "err", err)
 			}
 			cn.close(fmt.Errorf("connection lost: %w", err))
@@ -76,6 +91,9 @@ func (cn *conn) readLoop() {
 		}
 		if !cmd.IsResponse() {
 			continue // the NameServer sends clients no requests; ignore rather than fail
+		}
+		if cn.onAnswer != nil {
+			cn.answered.Do(cn.onAnswer)
 		}
 		cn.mu.Lock()
 		ch := cn.pending[cmd.Opaque]

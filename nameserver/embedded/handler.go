@@ -96,12 +96,12 @@ func (s *NameServer) getAllTopicList(req *remoting.Command) *remoting.Command {
 }
 
 func (s *NameServer) getTopicsByCluster(req *remoting.Command) *remoting.Command {
+	if s.topicListOff.Load() { // Java checks the switch before it decodes the header
+		return disabled(req)
+	}
 	cluster, bad := field(req, "cluster")
 	if bad != nil {
 		return bad
-	}
-	if s.topicListOff.Load() {
-		return disabled(req)
 	}
 	list := &remoting.TopicList{TopicList: s.st.topicsByCluster(cluster)}
 	return success(req, list.Encode())

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 )
 
@@ -28,7 +27,7 @@ func appendJSONHeader(dst []byte, c *Command) []byte {
 	dst = strconv.AppendInt(dst, int64(c.Code), 10)
 	if len(c.ExtFields) > 0 {
 		dst = append(dst, `,"extFields":{`...)
-		for i, k := range sortedKeys(c.ExtFields) {
+		for i, k := range sortedMapKeys(c.ExtFields) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
@@ -51,15 +50,6 @@ func appendJSONHeader(dst []byte, c *Command) []byte {
 	dst = append(dst, `,"serializeTypeCurrentRPC":"JSON","version":`...)
 	dst = strconv.AppendInt(dst, int64(c.Version), 10)
 	return append(dst, '}')
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // jsonHeader is the tolerant shape of a JSON header: language may be a name or a number, extension values
@@ -149,7 +139,7 @@ func appendBinaryHeader(dst []byte, c *Command) ([]byte, error) {
 	dst = append(dst, c.Remark...)
 	extLenAt := len(dst)
 	dst = append(dst, 0, 0, 0, 0)
-	for _, k := range sortedKeys(c.ExtFields) {
+	for _, k := range sortedMapKeys(c.ExtFields) {
 		v := c.ExtFields[k]
 		if len(k) > math.MaxInt16 {
 			return nil, fmt.Errorf("extension key of %d bytes does not fit the binary header", len(k))

@@ -1,6 +1,7 @@
 package remoting
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -70,11 +71,13 @@ func fastJSONHeader(data []byte, c *Command) bool {
 				h.ExtFields = nil
 				break
 			}
-			ext, ok := p.extFields()
-			if !ok {
+			// A repeated extFields key merges into the first, as encoding/json decodes into the same map.
+			if h.ExtFields == nil {
+				h.ExtFields = map[string]string{}
+			}
+			if !p.extFields(h.ExtFields) {
 				return false
 			}
-			h.ExtFields = ext
 		default:
 			for _, known := range [...]string{"code", "version", "opaque", "flag", "language", "remark", "extFields"} {
 				if strings.EqualFold(key, known) {
@@ -101,6 +104,9 @@ type headerParser struct {
 }
 
 func (p *headerParser) commit(h, c *Command) bool {
+	if len(h.ExtFields) == 0 {
+		h.ExtFields = nil
+	}
 	c.Code, c.Language, c.Version, c.Opaque, c.Flag, c.Remark, c.ExtFields = h.Code, h.Language, h.Version, h.Opaque, h.Flag, h.Remark, h.ExtFields
 	return true
 }
@@ -139,7 +145,7 @@ func (p *headerParser) end() bool {
 
 func (p *headerParser) literal(lit string) bool {
 	p.skipSpace()
-	if strings.HasPrefix(string(p.data[p.pos:]), lit) {
+	if bytes.HasPrefix(p.data[p.pos:], []byte(lit)) {
 		p.pos += len(lit)
 		return true
 	}
@@ -219,43 +225,37 @@ func (p *headerParser) scalar() bool {
 	return ok
 }
 
-func (p *headerParser) extFields() (map[string]string, bool) {
+// extFields reads an object of plain strings (or nulls, which remove a key) into ext.
+func (p *headerParser) extFields(ext map[string]string) bool {
 	if !p.consume('{') {
-		return nil, false
+		return false
 	}
-	ext := map[string]string{}
 	if p.consume('}') {
-		return nil, true
+		return true
 	}
 	for {
 		key, ok := p.str()
 		if !ok || !p.consume(':') {
-			return nil, false
+			return false
 		}
 		switch p.peek() {
 		case '"':
 			v, ok := p.str()
 			if !ok {
-				return nil, false
+				return false
 			}
 			ext[key] = v
 		case 'n':
 			if !p.literal("null") {
-				return nil, false
+				return false
 			}
 			delete(ext, key)
 		default:
-			return nil, false // numbers and booleans: rare, left to the general decoder
+			return false // numbers and booleans: rare, left to the general decoder
 		}
 		if p.consume(',') {
 			continue
 		}
-		if p.consume('}') {
-			if len(ext) == 0 {
-				return nil, true
-			}
-			return ext, true
-		}
-		return nil, false
+		return p.consume('}')
 	}
 }

@@ -120,18 +120,43 @@ func (w *Watcher) runUrgent(ctx context.Context, inflight *sync.WaitGroup) bool 
 	return true
 }
 
-// launch waits for the rate limit and a concurrency slot, then queries a topic in the background.
+// launch waits for the rate limit and a concurrency slot, then queries a topic in the background. A topic already
+// in flight is not asked twice at once (an older answer could land after a newer one): it is queried again as soon
+// as the flight ends.
 func (w *Watcher) launch(ctx context.Context, inflight *sync.WaitGroup, name string) {
+	w.mu.Lock()
+	if _, busy := w.inflight[name]; busy {
+		w.inflight[name] = true
+		w.mu.Unlock()
+		return
+	}
+	w.inflight[name] = false
+	w.mu.Unlock()
+	land := func() {
+		w.mu.Lock()
+		again := w.inflight[name]
+		delete(w.inflight, name)
+		if again && w.topics[name] != nil {
+			w.urgent.push(name)
+		}
+		w.mu.Unlock()
+		if again {
+			w.kick()
+		}
+	}
 	if w.limiter.Wait(ctx) != nil {
+		land()
 		return
 	}
 	select {
 	case w.sem <- struct{}{}:
 	case <-ctx.Done():
+		land()
 		return
 	}
 	inflight.Go(func() {
 		defer func() { <-w.sem }()
+		defer land()
 		w.queryTopic(ctx, name)
 	})
 }
@@ -188,30 +213,14 @@ func (w *Watcher) queryTopic(ctx context.Context, name string) {
 	if st == nil {
 		return // released (in-use mode) while the query was in flight
 	}
-	found, absent := false, false
-	for _, a := range answers {
-		found = found || a.err == nil
-		absent = absent || errors.Is(a.err, client.ErrTopicNotExist)
-	}
-	if !found && absent {
-		// Every NameServer that answered says the topic does not exist: withdraw it from all of them, those that
-		// failed to answer included.
-		for i, ns := range w.ns {
-			if st.bodies[i] != 0 || w.table.SourceTopic(ns.source, name) != nil {
-				w.table.Apply(ns.source, routing.Update{Topic: name})
-				st.bodies[i] = 0
-			}
-		}
-		w.stats.removed.Add(1)
-		if w.opts.Mode == ModeAllTopics && st.listedBy == 0 {
-			delete(w.topics, name)
-		}
-		return
-	}
+	now := time.Now()
+	present := false
 	for i, a := range answers {
 		ns := w.ns[i]
 		switch {
 		case a.err == nil:
+			present = true
+			st.absentSince[i] = 0
 			h := maphash.Bytes(w.seed, a.body) | 1
 			if h == st.bodies[i] {
 				w.stats.unchanged.Add(1)
@@ -226,11 +235,26 @@ func (w *Watcher) queryTopic(ctx context.Context, name string) {
 			w.table.Apply(ns.source, routing.Update{Topic: name, Route: route})
 			st.bodies[i] = h
 		case errors.Is(a.err, client.ErrTopicNotExist):
-			if st.bodies[i] != 0 {
+			if !ns.hasBrokers.Load() {
+				// A NameServer with an empty broker table has just restarted (it keeps routes in memory only)
+				// and says 17 for every topic until brokers register again: its 17s mean nothing yet.
+				continue
+			}
+			if st.absentSince[i] == 0 {
+				st.absentSince[i] = now.UnixNano()
+			}
+			if st.bodies[i] != 0 && now.Sub(time.Unix(0, st.absentSince[i])) >= w.opts.RemoveAfter {
+				// Withdrawn from this NameServer's source only: the others' views stand.
 				w.table.Apply(ns.source, routing.Update{Topic: name})
 				st.bodies[i] = 0
+				w.stats.removed.Add(1)
 			}
+		default:
+			present = present || st.bodies[i] != 0 // a failed poll keeps this NameServer's last good route
 		}
+	}
+	if !present && w.opts.Mode == ModeAllTopics && st.listedBy == 0 && !slices.ContainsFunc(st.bodies, func(h uint64) bool { return h != 0 }) {
+		delete(w.topics, name) // gone from every list and every source: stop polling it
 	}
 }
 
@@ -246,7 +270,8 @@ func (w *Watcher) ask(ctx context.Context, ns *nameServer, topic string) answer 
 	return answer{body: body, err: err}
 }
 
-// toRoute converts a NameServer route into the model's: one member per queue data, with its group's addresses.
+// toRoute converts a NameServer route into the model's: one member per queue data with its group's addresses;
+// queue data of a group the answer has no broker for is left out.
 func toRoute(d *remoting.TopicRouteData) *routing.Route {
 	r := &routing.Route{OrderTopicConf: d.OrderTopicConf, Members: make([]routing.Member, 0, len(d.QueueDatas))}
 	for _, q := range d.QueueDatas {
@@ -257,13 +282,12 @@ func toRoute(d *remoting.TopicRouteData) *routing.Route {
 			Perm:           q.Perm,
 			TopicSysFlag:   q.TopicSysFlag,
 		}
-		for _, b := range d.BrokerDatas {
-			if b.BrokerName == q.BrokerName {
-				broker := toBroker(b)
-				m.Cluster, m.Zone, m.Addrs = broker.Cluster, broker.Zone, broker.Addrs
-				break
-			}
+		i := slices.IndexFunc(d.BrokerDatas, func(b remoting.BrokerData) bool { return b.BrokerName == q.BrokerName })
+		if i < 0 || len(d.BrokerDatas[i].BrokerAddrs) == 0 {
+			continue // a group with no registered broker cannot be routed to
 		}
+		broker := toBroker(d.BrokerDatas[i])
+		m.Cluster, m.Zone, m.Addrs = broker.Cluster, broker.Zone, broker.Addrs
 		r.Members = append(r.Members, m)
 	}
 	return r

@@ -18,7 +18,9 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -56,8 +58,13 @@ type Options struct {
 	RateLimit float64
 	// Topics is the topic list used when a NameServer answers both 206 and 224 with "disable".
 	Topics []string
-	Client client.Options
-	Logger *slog.Logger
+	// RemoveAfter is how long a NameServer must keep answering 17 TOPIC_NOT_EXIST before the topic is withdrawn
+	// from its view (30s: a NameServer that restarted answers 17 until brokers re-register, every 30 s).
+	RemoveAfter time.Duration
+	// ListTimeout bounds the topic-list requests (206, 224), which take long at scale (30s).
+	ListTimeout time.Duration
+	Client      client.Options
+	Logger      *slog.Logger
 }
 
 func (o *Options) defaults() error {
@@ -86,6 +93,12 @@ func (o *Options) defaults() error {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 16
 	}
+	if o.RemoveAfter <= 0 {
+		o.RemoveAfter = 30 * time.Second
+	}
+	if o.ListTimeout <= 0 {
+		o.ListTimeout = 30 * time.Second
+	}
 	if o.RateLimit <= 0 {
 		o.RateLimit = 5000
 	}
@@ -100,7 +113,9 @@ type nameServer struct {
 	addr    string
 	source  string
 	client  *client.Client
-	brokers map[string]remoting.BrokerData // last good 106 broker table
+	brokers map[string]remoting.BrokerData // last good 106 broker table (discovery goroutine only)
+	// hasBrokers: the last 106 answer listed brokers. A NameServer that lists none has just restarted.
+	hasBrokers atomic.Bool
 
 	mu     sync.Mutex
 	status AddrStatus
@@ -111,6 +126,11 @@ type topicState struct {
 	listedBy     uint64   // bit i: NameServer i's last topic list named the topic (all-topics mode)
 	prevListedBy uint64   // listedBy before the latest merge of lists
 	bodies       []uint64 // per NameServer, hash of the last route body applied; 0 = none
+	absentSince  []int64  // per NameServer, unix nanos of the first 17 in a row; 0 = none
+}
+
+func newTopicState(nameServers int) *topicState {
+	return &topicState{bodies: make([]uint64, nameServers), absentSince: make([]int64, nameServers)}
 }
 
 // Watcher polls NameServers into a routing table. Run it once.
@@ -123,10 +143,11 @@ type Watcher struct {
 	sem     chan struct{}
 	routes  routeCache
 
-	mu     sync.Mutex
-	topics map[string]*topicState
-	urgent urgentQueue // topics to query before the paced cycle goes on
-	wake   chan struct{}
+	mu       sync.Mutex
+	topics   map[string]*topicState
+	urgent   urgentQueue     // topics to query before the paced cycle goes on
+	inflight map[string]bool // topics being queried → queried again when done
+	wake     chan struct{}
 
 	synced     chan struct{}
 	syncedOnce sync.Once
@@ -139,14 +160,15 @@ func New(table *routing.Table, opts Options) (*Watcher, error) {
 		return nil, err
 	}
 	w := &Watcher{
-		opts:    opts,
-		table:   table,
-		seed:    maphash.MakeSeed(),
-		limiter: rate.NewLimiter(rate.Limit(opts.RateLimit), opts.Concurrency),
-		sem:     make(chan struct{}, opts.Concurrency),
-		topics:  make(map[string]*topicState),
-		wake:    make(chan struct{}, 1),
-		synced:  make(chan struct{}),
+		opts:     opts,
+		table:    table,
+		seed:     maphash.MakeSeed(),
+		limiter:  rate.NewLimiter(rate.Limit(opts.RateLimit), opts.Concurrency),
+		sem:      make(chan struct{}, opts.Concurrency),
+		topics:   make(map[string]*topicState),
+		inflight: make(map[string]bool),
+		wake:     make(chan struct{}, 1),
+		synced:   make(chan struct{}),
 	}
 	for _, addr := range opts.Addrs {
 		copts := opts.Client
@@ -210,7 +232,7 @@ func (w *Watcher) interestLoop(ctx context.Context) {
 		w.mu.Lock()
 		for _, name := range added {
 			if w.topics[name] == nil {
-				w.topics[name] = &topicState{bodies: make([]uint64, len(w.ns))}
+				w.topics[name] = newTopicState(len(w.ns))
 			}
 			w.urgent.push(name)
 		}
@@ -251,13 +273,16 @@ func (w *Watcher) kick() {
 func (w *Watcher) discover(ctx context.Context, withLists bool) {
 	var wg sync.WaitGroup
 	touched := make([]map[string]bool, len(w.ns))
+	polled := make([]bool, len(w.ns))
 	lists := make([][]string, len(w.ns))
 	listed := make([]bool, len(w.ns))
 	for i, ns := range w.ns {
 		wg.Go(func() {
-			touched[i] = w.pollBrokers(ctx, ns)
-			if withLists {
-				lists[i], listed[i] = w.pollTopicList(ctx, ns)
+			touched[i], polled[i] = w.pollBrokers(ctx, ns)
+			if withLists && polled[i] {
+				lctx, cancel := context.WithTimeout(ctx, w.opts.ListTimeout)
+				lists[i], listed[i] = w.pollTopicList(lctx, ns)
+				cancel()
 			}
 		})
 	}
@@ -280,24 +305,29 @@ func (w *Watcher) discover(ctx context.Context, withLists bool) {
 		w.kick()
 	}
 	w.stats.lastDiscovery.Store(time.Now().UnixNano())
-	w.stats.discoveries.Add(1)
+	// A discovery counts towards the first sync only if some NameServer answered with its broker table (and, when
+	// lists were due, its topic list): an unreachable NameServer must not make an empty model look synced.
+	if slices.Contains(polled, true) && (!withLists || slices.Contains(listed, true)) {
+		w.stats.discoveries.Add(1)
+	}
 }
 
-// pollBrokers fetches one NameServer's broker table and returns the broker groups that changed or vanished.
-func (w *Watcher) pollBrokers(ctx context.Context, ns *nameServer) map[string]bool {
+// pollBrokers fetches one NameServer's broker table and returns the broker groups that changed or vanished; ok
+// is false when the NameServer could not be asked.
+func (w *Watcher) pollBrokers(ctx context.Context, ns *nameServer) (touched map[string]bool, ok bool) {
 	start := time.Now()
 	info, err := ns.client.GetBrokerClusterInfo(ctx)
 	ns.record(err, time.Since(start))
 	if err != nil {
 		w.opts.Logger.Warn("broker table poll failed; keeping the last good routes", "nameserver", ns.addr, "err", err)
-		return nil
+		return nil, false
 	}
+	ns.hasBrokers.Store(len(info.BrokerAddrTable) > 0)
 	var brokers []routing.Broker
 	for _, b := range info.BrokerAddrTable {
 		brokers = append(brokers, toBroker(b))
 	}
 	w.table.SetBrokers(ns.source, brokers)
-	var touched map[string]bool
 	if ns.brokers != nil {
 		touched = map[string]bool{}
 		for name, old := range ns.brokers {
@@ -310,7 +340,7 @@ func (w *Watcher) pollBrokers(ctx context.Context, ns *nameServer) map[string]bo
 	ns.mu.Lock()
 	ns.status.Brokers = len(info.BrokerAddrTable)
 	ns.mu.Unlock()
-	return touched
+	return touched, true
 }
 
 func sameBroker(a, b remoting.BrokerData) bool {
@@ -361,7 +391,8 @@ func (w *Watcher) pollTopicList(ctx context.Context, ns *nameServer) (topics []s
 		}
 	}
 	if len(clusters) == 0 {
-		return w.opts.Topics, true
+		// No broker table to ask 224 with (a NameServer that just restarted): only a configured list can answer.
+		return w.opts.Topics, len(w.opts.Topics) > 0
 	}
 	return topics, true
 }
@@ -392,7 +423,7 @@ func (w *Watcher) mergeLists(lists [][]string, listed []bool) int {
 		for _, name := range lists[i] {
 			st := w.topics[name]
 			if st == nil {
-				st = &topicState{bodies: make([]uint64, len(w.ns))}
+				st = newTopicState(len(w.ns))
 				w.topics[name] = st
 				w.urgent.push(name)
 				queued++

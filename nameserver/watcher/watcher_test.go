@@ -39,7 +39,9 @@ func testOptions(interval time.Duration, addrs ...string) Options {
 		Source:   "test",
 		Addrs:    addrs,
 		Interval: interval,
-		Client:   client.Options{RequestTimeout: 500 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
+		// Withdraw a topic at the second 17 in a row: the tests delete topics on purpose.
+		RemoveAfter: time.Nanosecond,
+		Client:      client.Options{RequestTimeout: 500 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
 	}
 	if testing.Verbose() {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -360,5 +362,81 @@ func TestBrokerChangeBringsTopicsForward(t *testing.T) {
 	}
 	if n := ns.RequestCount(remoting.GetAllTopicListFromNameServer); n > 2 {
 		t.Fatalf("topic list polled %d times in a 20 s interval", n)
+	}
+}
+
+// TestRestartedNameServerKeepsRoutes: a NameServer keeps routes in memory only; after a restart it has no brokers
+// and answers 17 for every topic until brokers register again. That must not empty the model.
+func TestRestartedNameServerKeepsRoutes(t *testing.T) {
+	ns := startNameServer(t)
+	demoLike(ns, 30)
+	table := routing.NewTable()
+	const interval = 150 * time.Millisecond
+	w := runWatcher(t, table, testOptions(interval, ns.Addr()))
+	before := table.Snapshot()
+	for _, b := range []string{"broker-a", "broker-b", "broker-c"} {
+		ns.ExpireBroker(b) // every group gone: the state of a freshly restarted NameServer
+	}
+	if ns.TopicCount() != 0 {
+		t.Fatalf("the restarted NameServer still has %d topics", ns.TopicCount())
+	}
+	ns.DropConnections()
+	queries := w.Status().Queries
+	time.Sleep(4 * interval)
+	if w.Status().Queries <= queries {
+		t.Fatal("no topic was polled while the NameServer was empty: the test tested nothing")
+	}
+	if after := table.Snapshot(); len(after.Topics) != len(before.Topics) {
+		t.Fatalf("a restarted NameServer emptied the model: %d topics -> %d", len(before.Topics), len(after.Topics))
+	}
+	// Brokers re-register with their topics: routes follow again.
+	demoLike(ns, 30)
+	ns.SetPerm("TopicTest", "broker-a", routing.PermRead)
+	eventually(t, 5*time.Second, "a change after the brokers came back", func() bool {
+		return table.Topic("TopicTest").BrokerSet.Member("broker-a").Perm == routing.PermRead
+	})
+}
+
+// TestFailedPollKeepsThatNameServersView: when one NameServer says 17 and the other fails to answer, the failing
+// one's last good route stands.
+func TestFailedPollKeepsThatNameServersView(t *testing.T) {
+	ns1, ns2 := startNameServer(t), startNameServer(t)
+	for _, ns := range []*embedded.NameServer{ns1, ns2} {
+		ns.RegisterBroker(brokerGroup("c1", "broker-a", 10))
+	}
+	ns2.SetTopic("only-on-2", queues("broker-a", 6, 4))
+	ns1.SetTopic("both", queues("broker-a", 6, 4))
+	ns2.SetTopic("both", queues("broker-a", 6, 4))
+	table := routing.NewTable()
+	const interval = 150 * time.Millisecond
+	w := runWatcher(t, table, testOptions(interval, ns1.Addr(), ns2.Addr()))
+	if table.Topic("only-on-2") == nil {
+		t.Fatal("topic of ns2 not learned")
+	}
+	ns2.Pause()
+	queries := w.Status().Queries
+	time.Sleep(4 * interval)
+	if w.Status().Queries <= queries || w.Status().Errors == 0 {
+		t.Fatal("nothing was polled during the outage: the test tested nothing")
+	}
+	if table.Topic("only-on-2") == nil {
+		t.Fatal("ns1's 17 removed a topic only the unreachable ns2 knows")
+	}
+}
+
+// TestMalformedFrameClosesOnlyThatConnection: with two NameServers, garbage from one leaves the other's connection
+// alone.
+func TestMalformedFrameClosesOnlyThatConnection(t *testing.T) {
+	ns1, ns2 := startNameServer(t), startNameServer(t)
+	demoLike(ns1, 10)
+	demoLike(ns2, 10)
+	table := routing.NewTable()
+	w := runWatcher(t, table, testOptions(150*time.Millisecond, ns1.Addr(), ns2.Addr()))
+	ns1.CorruptResponses(3)
+	eventually(t, 5*time.Second, "ns1's connection replaced", func() bool { return w.ns[0].client.Dials() >= 2 })
+	ns1.SetTopic("after-garbage", queues("broker-a", 6, 2))
+	eventually(t, 5*time.Second, "a topic added after the garbage", func() bool { return table.Topic("after-garbage") != nil })
+	if d := w.ns[1].client.Dials(); d != 1 {
+		t.Fatalf("ns2's connection was redialled %d times", d)
 	}
 }

@@ -255,6 +255,13 @@ func (c *Cache) buildTopic(e *topicEntry) error {
 		e.route, e.proto, e.cluster = nil, nil, ""
 		return nil
 	}
+	if _, ok := c.byHash[t.BrokerSet.Hash]; !ok {
+		// The table is ahead of the change sets applied so far: add the cluster now, so that no served route
+		// names a cluster the cache does not serve.
+		if err := c.syncCluster(t.BrokerSet.Hash, nil); err != nil {
+			return err
+		}
+	}
 	proto := translate.TopicRoute(t)
 	r, err := newResource(e.name, proto)
 	if err != nil {

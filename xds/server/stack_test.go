@@ -36,6 +36,7 @@ func startStack(t testing.TB, load func(*embedded.NameServer)) *stack {
 		Interval:       200 * time.Millisecond,
 		BrokerInterval: 100 * time.Millisecond,
 		RateLimit:      1e6,
+		RemoveAfter:    time.Nanosecond, // tests delete topics on purpose
 		Concurrency:    32,
 		Client:         client.Options{RequestTimeout: 2 * time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
 	})
