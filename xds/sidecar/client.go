@@ -371,6 +371,9 @@ func (c *Client) stream(ctx context.Context) error {
 		}
 		ack := &discovery.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce()}
 		if err := c.apply(resp); err != nil {
+			c.mu.Lock()
+			c.nacks++
+			c.mu.Unlock()
 			c.opts.Logger.Warn("rejecting xDS response", "type", resp.GetTypeUrl(), "err", err)
 			ack.ErrorDetail = &status.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
 		}

@@ -1,0 +1,128 @@
+package cache
+
+import (
+	"context"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	gcpcache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	gcpstream "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/rocketpilot/rocketpilot/routing"
+	"github.com/rocketpilot/rocketpilot/xds/translate"
+)
+
+func newTestCache(t *testing.T) (*Cache, *routing.Table) {
+	t.Helper()
+	tab := routing.NewTable()
+	for _, name := range []string{"a", "b", "c"} {
+		tab.Apply("ns", routing.Update{Topic: name, Route: &routing.Route{Members: []routing.Member{{Cluster: "C", BrokerName: "b-" + name,
+			Perm: 6, ReadQueueNums: 4, WriteQueueNums: 4, Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.0.0.1:10911"}}}}}})
+	}
+	c, err := New(tab, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, tab
+}
+
+// open simulates a delta stream: the callbacks the server makes, then a watch for one request.
+func open(t *testing.T, c *Cache, id int64, n *corev3.Node, typeURL string, names ...string) chan gcpcache.DeltaResponse {
+	t.Helper()
+	c.OnDeltaStreamOpen(context.Background(), id, "")
+	req := &discovery.DeltaDiscoveryRequest{Node: n, TypeUrl: typeURL, ResourceNamesSubscribe: names}
+	c.OnStreamDeltaRequest(id, req)
+	ch := make(chan gcpcache.DeltaResponse, 4)
+	if _, err := c.CreateDeltaWatch(req, gcpstream.NewDeltaSubscription(names, nil, nil, true), ch); err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+func scoped(id string, topics ...string) *corev3.Node {
+	var vals []*structpb.Value
+	for _, t := range topics {
+		vals = append(vals, structpb.NewStringValue(t))
+	}
+	return &corev3.Node{Id: id, Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+		MetadataTopicsKey: structpb.NewListValue(&structpb.ListValue{Values: vals})}}}
+}
+
+// TestRoutesMaterialisedWhileUsed: a route exists in the cache, and is wanted from the sources, only while some
+// stream subscribes to it.
+func TestRoutesMaterialisedWhileUsed(t *testing.T) {
+	c, tab := newTestCache(t)
+	if len(c.topics) != 0 {
+		t.Fatalf("%d routes materialised before any stream", len(c.topics))
+	}
+	open(t, c, 1, &corev3.Node{Id: "n1"}, translate.RouteType, "a")
+	open(t, c, 2, &corev3.Node{Id: "n2"}, translate.RouteType, "a", "b")
+	if len(c.topics) != 2 || !tab.Interest().Wanted("a") || !tab.Interest().Wanted("b") {
+		t.Fatalf("materialised %d routes; wanted a=%v b=%v", len(c.topics), tab.Interest().Wanted("a"), tab.Interest().Wanted("b"))
+	}
+	c.OnDeltaStreamClosed(2, nil)
+	if len(c.topics) != 1 || tab.Interest().Wanted("b") || !tab.Interest().Wanted("a") {
+		t.Fatalf("after one stream closed: %d routes, wanted b=%v", len(c.topics), tab.Interest().Wanted("b"))
+	}
+	c.OnDeltaStreamClosed(1, nil)
+	if len(c.topics) != 0 || len(c.nodes) != 0 || len(c.scopes) != 0 || len(c.explicit) != 0 {
+		t.Fatalf("leftovers: %d routes, %d nodes, %d scopes, %d indexed names", len(c.topics), len(c.nodes), len(c.scopes), len(c.explicit))
+	}
+}
+
+// TestNodesShareScopes: nodes with the same topics share one scope and its ECDS resource.
+func TestNodesShareScopes(t *testing.T) {
+	c, _ := newTestCache(t)
+	r1 := open(t, c, 1, scoped("n1", "a", "b"), translate.ExtensionType, translate.ExtensionConfigName)
+	r2 := open(t, c, 2, scoped("n2", "b", "a"), translate.ExtensionType, translate.ExtensionConfigName)
+	open(t, c, 3, scoped("n3", "c"), translate.ExtensionType, translate.ExtensionConfigName)
+	if len(c.scopes) != 2 {
+		t.Fatalf("%d scopes for two distinct topic sets", len(c.scopes))
+	}
+	a, _ := (<-r1).GetDeltaDiscoveryResponse()
+	b, _ := (<-r2).GetDeltaDiscoveryResponse()
+	if a.Resources[0].Version != b.Resources[0].Version || &a.Resources[0].Resource.Value[0] != &b.Resources[0].Resource.Value[0] {
+		t.Fatal("nodes of one scope do not share the marshalled ECDS resource")
+	}
+}
+
+// TestApplyTouchesOnlyUsers: a change of a topic no stream uses costs nothing and answers no watch.
+func TestApplyTouchesOnlyUsers(t *testing.T) {
+	c, tab := newTestCache(t)
+	ch := open(t, c, 1, &corev3.Node{Id: "n1"}, translate.RouteType, "a")
+	<-ch
+	// A new watch after the ACK, holding what was sent.
+	sub := gcpstream.NewDeltaSubscription([]string{"a"}, nil, map[string]string{"a": c.topics["a"].route.version}, true)
+	req := &discovery.DeltaDiscoveryRequest{TypeUrl: translate.RouteType}
+	c.OnStreamDeltaRequest(1, req)
+	if _, err := c.CreateDeltaWatch(req, sub, ch); err != nil {
+		t.Fatal(err)
+	}
+	sub2 := tab.Subscribe()
+	tab.Apply("ns", routing.Update{Topic: "zzz", Route: &routing.Route{Members: []routing.Member{{Cluster: "C", BrokerName: "x",
+		Perm: 6, Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.0.0.9:10911"}}}}}})
+	cs, _, _ := sub2.TryNext()
+	c.Apply(cs)
+	if _, ok := c.topics["zzz"]; ok {
+		t.Fatal("an unused topic was materialised")
+	}
+	select {
+	case r := <-ch:
+		t.Fatalf("a watch on a answered for a change of zzz: %v", r)
+	default:
+	}
+	tab.Apply("ns", routing.Update{Topic: "a"})
+	cs, _, _ = sub2.TryNext()
+	c.Apply(cs)
+	select {
+	case r := <-ch:
+		resp, _ := r.GetDeltaDiscoveryResponse()
+		if len(resp.RemovedResources) != 1 || resp.RemovedResources[0] != "a" {
+			t.Fatalf("deletion of a: %v", resp)
+		}
+	default:
+		t.Fatal("the watch on a was not answered when a was deleted")
+	}
+}

@@ -1,0 +1,83 @@
+package server
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/xds/sidecar"
+)
+
+// TestSidecarWatchAndReconnect: the Go sidecar client's watch fires on changes, and after the server restarts it
+// resubscribes by itself and keeps following.
+func TestSidecarWatchAndReconnect(t *testing.T) {
+	s := startStack(t, embedded.LoadDemo)
+	// A second server over the same cache, on an address the test restarts.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	serve := func(lis net.Listener) (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { Serve(ctx, GRPC(ctx, s.cache, Options{}), lis, 100*time.Millisecond); close(done) }()
+		return func() { cancel(); <-done }
+	}
+	stop := serve(lis)
+	sc, err := sidecar.Dial(addr, sidecar.Options{NodeID: "watcher-node", MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	updates := make(chan *remoting.TopicRouteData, 16)
+	cancelWatch := sc.Watch("TopicTest", func(r *remoting.TopicRouteData, err error) {
+		if err == nil {
+			updates <- r
+		}
+	})
+	defer cancelWatch()
+	first := waitRoute(t, updates)
+	if len(first.QueueDatas) != 2 {
+		t.Fatalf("first route: %+v", first)
+	}
+
+	stop() // the control plane goes away...
+	lis2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = serve(lis2) // ...and comes back on the same address
+	defer stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for streams, _ := sc.Stats(); streams < 2; streams, _ = sc.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatal("the client did not reconnect")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.ns.SetPerm("TopicTest", "broker-b", 4)
+	for {
+		r := waitRoute(t, updates)
+		if r.QueueDatas[1].Perm == 4 {
+			break
+		}
+	}
+	if _, nacks := sc.Stats(); nacks != 0 {
+		t.Fatalf("the client rejected %d responses", nacks)
+	}
+}
+
+func waitRoute(t *testing.T, ch chan *remoting.TopicRouteData) *remoting.TopicRouteData {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("no route update")
+		return nil
+	}
+}
