@@ -22,6 +22,8 @@ import (
 //	GET /api/v1/topics            topics (?prefix=, ?limit=, default 1000)
 //	GET /api/v1/topics/NAME       one topic's chain: route, broker set, cluster, served route, endpoints, streams
 //	GET /api/v1/brokersets        broker sets with the cluster each becomes
+//	GET /api/v1/clusters          clusters with their endpoints (each endpoint's broker, id, perm and queues)
+//	GET /api/v1/routes/NAME       the RocketMQ route served for a topic
 //	GET /api/v1/brokers           broker groups from the NameServers' cluster tables
 //	GET /api/v1/proxies           every open stream: node, scope, per type SYNCED / STALE / NACKED
 //	GET /api/v1/config_dump?node= the resources one node is served
@@ -50,6 +52,8 @@ func (a *Admin) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/topics", a.topics)
 	mux.HandleFunc("GET /api/v1/topics/{name}", a.topic)
 	mux.HandleFunc("GET /api/v1/brokersets", a.brokerSets)
+	mux.HandleFunc("GET /api/v1/clusters", a.clusters)
+	mux.HandleFunc("GET /api/v1/routes/{name}", a.route)
 	mux.HandleFunc("GET /api/v1/brokers", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Table.Brokers()) })
 	mux.HandleFunc("GET /api/v1/proxies", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Cache.Streams()) })
 	mux.HandleFunc("GET /api/v1/config_dump", a.configDump)
@@ -190,4 +194,52 @@ func raw(m proto.Message) json.RawMessage {
 		return json.RawMessage(strconv.Quote(err.Error()))
 	}
 	return b
+}
+
+func (a *Admin) clusters(w http.ResponseWriter, _ *http.Request) {
+	type endpoint struct {
+		Address    string `json:"address"`
+		BrokerName string `json:"brokerName"`
+		BrokerID   int64  `json:"brokerId"`
+		Perm       int32  `json:"perm"`
+		ReadQueues int32  `json:"readQueueNums"`
+		Write      int32  `json:"writeQueueNums"`
+	}
+	type row struct {
+		Name      string     `json:"name"`
+		BrokerSet string     `json:"brokerSet"`
+		Endpoints []endpoint `json:"endpoints"`
+	}
+	out := []row{}
+	for _, set := range a.Table.BrokerSets() {
+		r := row{Name: translate.ClusterName(set), BrokerSet: set.Hash}
+		for _, loc := range translate.LoadAssignment(set).GetEndpoints() {
+			for _, lb := range loc.GetLbEndpoints() {
+				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+				f := lb.GetMetadata().GetFilterMetadata()[translate.FilterNamespace].GetFields()
+				r.Endpoints = append(r.Endpoints, endpoint{
+					Address:    sa.GetAddress() + ":" + strconv.FormatUint(uint64(sa.GetPortValue()), 10),
+					BrokerName: f[translate.KeyBrokerName].GetStringValue(),
+					BrokerID:   int64(f[translate.KeyBrokerID].GetNumberValue()),
+					Perm:       int32(f[translate.KeyPerm].GetNumberValue()),
+					ReadQueues: int32(f[translate.KeyReadQueueNum].GetNumberValue()),
+					Write:      int32(f[translate.KeyWriteQueueNum].GetNumberValue()),
+				})
+			}
+		}
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(x, y row) int { return strings.Compare(x.Name, y.Name) })
+	writeJSON(w, out)
+}
+
+func (a *Admin) route(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	t := a.Table.Topic(name)
+	if t == nil {
+		writeError(w, http.StatusNotFound, "topic "+strconv.Quote(name)+" not found")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(raw(translate.TopicRoute(t)))
 }
