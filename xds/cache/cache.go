@@ -47,7 +47,8 @@ type Cache struct {
 	nodes    map[string]*node
 	streams  map[int64]*stream
 	pending  map[any]int64 // request being handled → its stream, from the request callback to CreateWatch
-	explicit map[nameKey]map[*watch]struct{}
+	// subscribers indexes the streams subscribed to a name explicitly, so that a change reaches exactly them.
+	subscribers map[nameKey]map[*stream]struct{}
 }
 
 type nameKey struct{ typeURL, name string }
@@ -79,7 +80,7 @@ type scope struct {
 
 type node struct {
 	id       string
-	streams  int
+	streams  map[*stream]struct{}
 	scope    *scope
 	explicit map[string]int // topics subscribed explicitly by the node's streams
 	watches  map[*watch]struct{}
@@ -99,16 +100,16 @@ func New(table *routing.Table, opts Options) (*Cache, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Cache{
-		opts:     opts,
-		table:    table,
-		topics:   make(map[string]*topicEntry),
-		clusters: make(map[string]*clusterEntry),
-		byHash:   make(map[string]string),
-		scopes:   make(map[string]*scope),
-		nodes:    make(map[string]*node),
-		streams:  make(map[int64]*stream),
-		pending:  make(map[any]int64),
-		explicit: make(map[nameKey]map[*watch]struct{}),
+		opts:        opts,
+		table:       table,
+		topics:      make(map[string]*topicEntry),
+		clusters:    make(map[string]*clusterEntry),
+		byHash:      make(map[string]string),
+		scopes:      make(map[string]*scope),
+		nodes:       make(map[string]*node),
+		streams:     make(map[int64]*stream),
+		pending:     make(map[any]int64),
+		subscribers: make(map[nameKey]map[*stream]struct{}),
 	}
 	c.version = table.Version()
 	for _, set := range table.BrokerSets() {
@@ -171,6 +172,11 @@ func (c *Cache) Apply(cs routing.ChangeSet) {
 		}
 	}
 	for n := range nodes {
+		// The node's own resources may have changed: mark them for its streams that name them explicitly.
+		for st := range n.streams {
+			st.markDirty(translate.ExtensionType, translate.ExtensionConfigName)
+			st.markDirty(translate.ListenerType, translate.ListenerName)
+		}
 		for w := range n.watches {
 			touched[w] = struct{}{}
 		}
@@ -208,9 +214,13 @@ func merge(a, b routing.ChangeSet) routing.ChangeSet {
 
 func routeKey(topic string) nameKey { return nameKey{translate.RouteType, topic} }
 
+// changed marks a name changed for every stream subscribed to it and collects their waiting watches.
 func (c *Cache) addWatches(into map[*watch]struct{}, k nameKey) {
-	for w := range c.explicit[k] {
-		into[w] = struct{}{}
+	for st := range c.subscribers[k] {
+		st.markDirty(k.typeURL, k.name)
+		if w := st.pending[k.typeURL]; w != nil {
+			into[w] = struct{}{}
+		}
 	}
 }
 
@@ -362,7 +372,7 @@ func (c *Cache) nodeFor(p *corev3.Node) *node {
 	if n := c.nodes[id]; n != nil {
 		return n
 	}
-	n := &node{id: id, explicit: map[string]int{}, watches: map[*watch]struct{}{}, sent: map[string]map[string]string{}}
+	n := &node{id: id, streams: map[*stream]struct{}{}, explicit: map[string]int{}, watches: map[*watch]struct{}{}, sent: map[string]map[string]string{}}
 	n.scope = c.scopeFor(c.opts.Scope(p))
 	n.scope.nodes[n] = struct{}{}
 	c.nodes[id] = n
@@ -370,7 +380,7 @@ func (c *Cache) nodeFor(p *corev3.Node) *node {
 }
 
 func (c *Cache) releaseNode(n *node) {
-	if n.streams > 0 {
+	if len(n.streams) > 0 {
 		return
 	}
 	delete(c.nodes, n.id)

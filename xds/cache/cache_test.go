@@ -67,8 +67,8 @@ func TestRoutesMaterialisedWhileUsed(t *testing.T) {
 		t.Fatalf("after one stream closed: %d routes, wanted b=%v", len(c.topics), tab.Interest().Wanted("b"))
 	}
 	c.OnDeltaStreamClosed(1, nil)
-	if len(c.topics) != 0 || len(c.nodes) != 0 || len(c.scopes) != 0 || len(c.explicit) != 0 {
-		t.Fatalf("leftovers: %d routes, %d nodes, %d scopes, %d indexed names", len(c.topics), len(c.nodes), len(c.scopes), len(c.explicit))
+	if len(c.topics) != 0 || len(c.nodes) != 0 || len(c.scopes) != 0 || len(c.subscribers) != 0 {
+		t.Fatalf("leftovers: %d routes, %d nodes, %d scopes, %d indexed names", len(c.topics), len(c.nodes), len(c.scopes), len(c.subscribers))
 	}
 }
 

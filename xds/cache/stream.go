@@ -10,6 +10,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	gcpcache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -22,14 +23,24 @@ type stream struct {
 	delta   bool
 	opened  time.Time
 	node    *node
-	watches map[*watch]struct{}
-	topics  map[string]struct{} // routes subscribed by name
 	types   map[string]*typeStatus
+	subs    map[string]map[string]struct{} // type → names subscribed by name
+	dirty   map[string]map[string]struct{} // type → subscribed names changed since the last answer
+	pending map[string]*watch              // type → the watch waiting for a change
+	seen    map[string]bool                // type → evaluated in full once; later answers look only at dirty names
+}
+
+func (s *stream) markDirty(typeURL, name string) {
+	d := s.dirty[typeURL]
+	if d == nil {
+		d = map[string]struct{}{}
+		s.dirty[typeURL] = d
+	}
+	d[name] = struct{}{}
 }
 
 // typeStatus is one stream's exchange of one type.
 type typeStatus struct {
-	subscribed   map[string]struct{}
 	wildcard     bool
 	sentNonce    string
 	sentVersion  string
@@ -66,46 +77,94 @@ func (c *Cache) streamOf(req any, p *corev3.Node) *stream {
 	}
 	if st.node == nil {
 		st.node = c.nodeFor(p)
-		st.node.streams++
+		st.node.streams[st] = struct{}{}
 	}
 	return st
 }
 
 func (c *Cache) newStream(id int64, delta bool) *stream {
-	st := &stream{id: id, delta: delta, opened: time.Now(), watches: map[*watch]struct{}{},
-		topics: map[string]struct{}{}, types: map[string]*typeStatus{}}
+	st := &stream{id: id, delta: delta, opened: time.Now(), types: map[string]*typeStatus{},
+		subs: map[string]map[string]struct{}{}, dirty: map[string]map[string]struct{}{}, pending: map[string]*watch{},
+		seen: map[string]bool{}}
 	c.streams[id] = st
 	return st
 }
 
-// setExplicitTopics records the routes a stream subscribes to by name; they are materialised while subscribed.
-func (c *Cache) setExplicitTopics(st *stream, subscribed map[string]struct{}) {
-	for t := range subscribed {
-		if _, ok := st.topics[t]; !ok {
-			st.topics[t] = struct{}{}
-			e := c.ref(t)
-			e.nodes[st.node]++
-			st.node.explicit[t]++
+// subscribe records that a stream asks for a name explicitly. Routes are materialised while subscribed.
+func (c *Cache) subscribe(st *stream, typeURL, name string) {
+	names := st.subs[typeURL]
+	if names == nil {
+		names = map[string]struct{}{}
+		st.subs[typeURL] = names
+	}
+	if _, ok := names[name]; ok {
+		return
+	}
+	names[name] = struct{}{}
+	k := nameKey{typeURL, name}
+	if c.subscribers[k] == nil {
+		c.subscribers[k] = map[*stream]struct{}{}
+	}
+	c.subscribers[k][st] = struct{}{}
+	if typeURL == translate.RouteType {
+		e := c.ref(name)
+		e.nodes[st.node]++
+		st.node.explicit[name]++
+	}
+}
+
+func (c *Cache) unsubscribe(st *stream, typeURL, name string) {
+	if _, ok := st.subs[typeURL][name]; !ok {
+		return
+	}
+	delete(st.subs[typeURL], name)
+	delete(st.dirty[typeURL], name)
+	k := nameKey{typeURL, name}
+	delete(c.subscribers[k], st)
+	if len(c.subscribers[k]) == 0 {
+		delete(c.subscribers, k)
+	}
+	if typeURL == translate.RouteType {
+		if e := c.topics[name]; e != nil {
+			if e.nodes[st.node]--; e.nodes[st.node] <= 0 {
+				delete(e.nodes, st.node)
+			}
+		}
+		if st.node.explicit[name]--; st.node.explicit[name] <= 0 {
+			delete(st.node.explicit, name)
+		}
+		c.unref(name)
+	}
+}
+
+// subscribeDelta applies a delta request's subscription changes: work proportional to the request.
+func (c *Cache) subscribeDelta(st *stream, req *gcpcache.DeltaRequest) {
+	for _, name := range req.GetResourceNamesSubscribe() {
+		if name != "*" {
+			c.subscribe(st, req.GetTypeUrl(), name)
 		}
 	}
-	for t := range st.topics {
-		if _, ok := subscribed[t]; !ok {
-			c.dropExplicit(st, t)
+	for _, name := range req.GetResourceNamesUnsubscribe() {
+		if name != "*" {
+			c.unsubscribe(st, req.GetTypeUrl(), name)
 		}
 	}
 }
 
-func (c *Cache) dropExplicit(st *stream, t string) {
-	delete(st.topics, t)
-	if e := c.topics[t]; e != nil {
-		if e.nodes[st.node]--; e.nodes[st.node] <= 0 {
-			delete(e.nodes, st.node)
+// subscribeSotw makes a stream's explicit names those of a state-of-the-world request, which lists them all.
+func (c *Cache) subscribeSotw(st *stream, req *gcpcache.Request) {
+	want := map[string]struct{}{}
+	for _, name := range req.GetResourceNames() {
+		if name != "*" {
+			want[name] = struct{}{}
+			c.subscribe(st, req.GetTypeUrl(), name)
 		}
 	}
-	if st.node.explicit[t]--; st.node.explicit[t] <= 0 {
-		delete(st.node.explicit, t)
+	for name := range st.subs[req.GetTypeUrl()] {
+		if _, ok := want[name]; !ok {
+			c.unsubscribe(st, req.GetTypeUrl(), name)
+		}
 	}
-	c.unref(t)
 }
 
 func (c *Cache) closeStream(id int64) {
@@ -121,21 +180,22 @@ func (c *Cache) closeStream(id int64) {
 			delete(c.pending, req)
 		}
 	}
-	for w := range st.watches {
+	for _, w := range st.pending {
 		c.forget(w)
 	}
 	if st.node == nil {
 		return
 	}
-	for t := range st.topics {
-		c.dropExplicit(st, t)
+	for typeURL, names := range st.subs {
+		for name := range names {
+			c.unsubscribe(st, typeURL, name)
+		}
 	}
-	st.node.streams--
+	delete(st.node.streams, st)
 	c.releaseNode(st.node)
 }
 
-func (c *Cache) onRequest(id int64, req any, typeURL, nonce string, errorDetail string, hasError bool,
-	subscribed []string, wildcard bool) {
+func (c *Cache) onRequest(id int64, req any, typeURL, nonce string, errorDetail string, hasError bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.streams[id]
@@ -149,13 +209,6 @@ func (c *Cache) onRequest(id int64, req any, typeURL, nonce string, errorDetail 
 	}
 	c.pending[req] = id
 	ts := st.status(typeURL)
-	if subscribed != nil {
-		ts.subscribed = map[string]struct{}{}
-		for _, n := range subscribed {
-			ts.subscribed[n] = struct{}{}
-		}
-	}
-	ts.wildcard = wildcard
 	if nonce != "" && nonce == ts.sentNonce {
 		if hasError {
 			ts.nackVersion, ts.nackError = ts.sentVersion, errorDetail
@@ -194,40 +247,7 @@ func (c *Cache) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
 func (c *Cache) OnDeltaStreamClosed(id int64, _ *corev3.Node) { c.closeStream(id) }
 
 func (c *Cache) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
-	c.mu.Lock()
-	var subscribed []string
-	var wildcard bool
-	if st := c.streams[id]; st != nil {
-		prev := st.status(req.GetTypeUrl())
-		subscribed = slices.Collect(func(yield func(string) bool) {
-			for n := range prev.subscribed {
-				if !yield(n) {
-					return
-				}
-			}
-		})
-		wildcard = prev.wildcard || (prev.subscribed == nil && len(req.GetResourceNamesSubscribe()) == 0)
-	}
-	c.mu.Unlock()
-	for _, n := range req.GetResourceNamesSubscribe() {
-		if n == "*" {
-			wildcard = true
-			continue
-		}
-		subscribed = append(subscribed, n)
-	}
-	for _, n := range req.GetResourceNamesUnsubscribe() {
-		if n == "*" {
-			wildcard = false
-			continue
-		}
-		subscribed = slices.DeleteFunc(subscribed, func(s string) bool { return s == n })
-	}
-	if subscribed == nil {
-		subscribed = []string{}
-	}
-	c.onRequest(id, req, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(),
-		req.GetErrorDetail() != nil, subscribed, wildcard)
+	c.onRequest(id, req, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 	return nil
 }
 
@@ -245,8 +265,7 @@ func (c *Cache) OnStreamOpen(_ context.Context, id int64, _ string) error {
 func (c *Cache) OnStreamClosed(id int64, _ *corev3.Node) { c.closeStream(id) }
 
 func (c *Cache) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
-	c.onRequest(id, req, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(),
-		req.GetErrorDetail() != nil, req.GetResourceNames(), len(req.GetResourceNames()) == 0 || slices.Contains(req.GetResourceNames(), "*"))
+	c.onRequest(id, req, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 	return nil
 }
 
@@ -303,7 +322,7 @@ func (c *Cache) Streams() []StreamStatus {
 		for typeURL, ts := range st.types {
 			t := TypeStatus{TypeURL: typeURL, Wildcard: ts.wildcard, SentVersion: ts.sentVersion, SentAt: ts.sentAt,
 				AckedVersion: ts.ackedVersion, NackError: ts.nackError}
-			for n := range ts.subscribed {
+			for n := range st.subs[typeURL] {
 				t.Subscribed = append(t.Subscribed, n)
 			}
 			sort.Strings(t.Subscribed)

@@ -15,17 +15,18 @@ import (
 
 // watch is one pending request of one stream for one type. It answers at most once.
 type watch struct {
-	typeURL  string
-	node     *node
-	stream   *stream
-	sub      gcpcache.Subscription
-	forced   map[string]struct{} // names subscribed by this request: sent even when the client has them
-	deltaReq *gcpcache.DeltaRequest
-	deltaCh  chan gcpcache.DeltaResponse
-	sotwReq  *gcpcache.Request
-	sotwCh   chan gcpcache.Response
-	names    []string // explicit names indexed in Cache.explicit
-	done     bool
+	typeURL string
+	node    *node
+	stream  *stream
+	sub     gcpcache.Subscription
+	forced  map[string]struct{} // names subscribed by this request: sent even when the client has them
+	// dropWildcard: this request unsubscribed the wildcard, so names only it covered are removed.
+	dropWildcard bool
+	deltaReq     *gcpcache.DeltaRequest
+	deltaCh      chan gcpcache.DeltaResponse
+	sotwReq      *gcpcache.Request
+	sotwCh       chan gcpcache.Response
+	done         bool
 }
 
 // CreateDeltaWatch implements cache.ConfigWatcher for delta streams.
@@ -66,9 +67,15 @@ func (c *Cache) CreateWatch(req *gcpcache.Request, sub gcpcache.Subscription, ch
 // register records a watch's subscription, answers it at once if it can, and otherwise indexes it until a change
 // concerns it. It returns the cancel function.
 func (c *Cache) register(w *watch) func() {
-	if w.typeURL == translate.RouteType {
-		c.setExplicitTopics(w.stream, w.sub.SubscribedResources())
+	st := w.stream
+	if w.deltaReq != nil {
+		c.subscribeDelta(st, w.deltaReq)
+	} else {
+		c.subscribeSotw(st, w.sotwReq)
 	}
+	ts := st.status(w.typeURL)
+	w.dropWildcard = ts.wildcard && !w.sub.IsWildcard() // what only the wildcard covered must be removed
+	ts.wildcard = w.sub.IsWildcard()
 	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
 		c.noteSent(w.node, w.typeURL, w.sub.ReturnedResources())
 	}
@@ -78,16 +85,11 @@ func (c *Cache) register(w *watch) func() {
 		}
 		return func() {}
 	}
-	for name := range w.sub.SubscribedResources() {
-		k := nameKey{w.typeURL, name}
-		if c.explicit[k] == nil {
-			c.explicit[k] = map[*watch]struct{}{}
-		}
-		c.explicit[k][w] = struct{}{}
-		w.names = append(w.names, name)
+	if old := st.pending[w.typeURL]; old != nil {
+		c.forget(old)
 	}
+	st.pending[w.typeURL] = w
 	w.node.watches[w] = struct{}{}
-	w.stream.watches[w] = struct{}{}
 	return func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -97,16 +99,10 @@ func (c *Cache) register(w *watch) func() {
 
 func (c *Cache) forget(w *watch) {
 	w.done = true
-	for _, name := range w.names {
-		k := nameKey{w.typeURL, name}
-		delete(c.explicit[k], w)
-		if len(c.explicit[k]) == 0 {
-			delete(c.explicit, k)
-		}
+	if w.stream.pending[w.typeURL] == w {
+		delete(w.stream.pending, w.typeURL)
 	}
-	w.names = nil
 	delete(w.node.watches, w)
-	delete(w.stream.watches, w)
 }
 
 // noteSent records what a node's streams hold of clusters or endpoints, for make-before-break.
@@ -153,12 +149,12 @@ func (c *Cache) respond(w *watch) bool {
 	if (w.typeURL == translate.ExtensionType || w.typeURL == translate.ListenerType) && !c.clustersSent(w.node) {
 		return false // make before break: the clusters this config names are not with the node yet
 	}
+	if w.deltaReq != nil {
+		return c.respondDelta(w)
+	}
 	names := slices.Collect(maps.Keys(w.sub.SubscribedResources()))
 	if w.sub.IsWildcard() {
 		names = append(names, c.wildcard(w.typeURL, w.node)...)
-	}
-	if w.deltaReq != nil {
-		return c.respondDelta(w, names)
 	}
 	resp, ok := c.sotwResponse(w, names, false)
 	if !ok {
@@ -194,9 +190,27 @@ func (c *Cache) clustersSent(n *node) bool {
 	return true
 }
 
-func (c *Cache) respondDelta(w *watch, names []string) bool {
+// respondDelta answers a delta watch. It looks at the names that can differ from what the client holds: on a
+// stream's first answer of a type, every subscribed name; later, the names subscribed by this request and those
+// changed since the last answer; plus, for a wildcard subscription, the node's view. Its cost follows the change,
+// not the size of the subscription.
+func (c *Cache) respondDelta(w *watch) bool {
+	st := w.stream
 	returned := w.sub.ReturnedResources()
 	explicit := w.sub.SubscribedResources()
+	var names []string
+	if !st.seen[w.typeURL] {
+		names = slices.Collect(maps.Keys(explicit))
+	} else {
+		names = slices.Collect(maps.Keys(w.forced))
+		for name := range st.dirty[w.typeURL] {
+			names = append(names, name)
+		}
+	}
+	wildcard := w.sub.IsWildcard()
+	if wildcard {
+		names = append(names, c.wildcard(w.typeURL, w.node)...)
+	}
 	next := make(map[string]string, len(returned)+len(names))
 	maps.Copy(next, returned)
 	want := make(map[string]struct{}, len(names))
@@ -230,13 +244,25 @@ func (c *Cache) respondDelta(w *watch, names []string) bool {
 			delete(next, name)
 		}
 	}
-	for name, had := range returned {
-		if _, ok := want[name]; !ok {
+	if wildcard || w.dropWildcard {
+		// Names the wildcard view no longer covers, and no explicit subscription holds, are removed.
+		for name, had := range returned {
+			if _, ok := want[name]; ok {
+				continue
+			}
+			if _, ok := explicit[name]; ok {
+				continue
+			}
 			if had != "" {
 				removed = append(removed, name)
 			}
 			delete(next, name)
 		}
+	}
+	if len(send) == 0 && len(removed) == 0 {
+		st.seen[w.typeURL] = true
+		delete(st.dirty, w.typeURL) // everything that changed is already with the client
+		return false
 	}
 	if len(send) == 0 && len(removed) == 0 {
 		return false
@@ -261,6 +287,8 @@ func (c *Cache) respondDelta(w *watch, names []string) bool {
 	default:
 		return false // the stream's queue is full: stay pending and answer with the latest state later
 	}
+	st.seen[w.typeURL] = true
+	delete(st.dirty, w.typeURL)
 	w.done = true
 	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
 		c.noteSent(w.node, w.typeURL, next)
