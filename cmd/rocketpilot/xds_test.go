@@ -127,6 +127,13 @@ func TestServeDemoOverDeltaADS(t *testing.T) {
 		Proxies []struct{ Node string } `json:"proxies"`
 	}
 	getJSON(t, "http://"+adminAddr+"/api/v1/topics/TopicTest", &chain)
+	var dump map[string][]struct {
+		Name string `json:"name"`
+	}
+	getJSON(t, "http://"+adminAddr+"/api/v1/config_dump?node=demo-client", &dump)
+	if routes := dump[translate.RouteType]; len(routes) != 1 || routes[0].Name != "TopicTest" || len(dump[translate.ClusterType]) != 1 {
+		t.Fatalf("config dump of demo-client: %+v", dump)
+	}
 	if chain.Topic.Cluster != cluster || len(chain.Topic.Brokers) != 2 || len(chain.Proxies) != 1 {
 		t.Fatalf("topic chain: %+v", chain)
 	}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -461,3 +462,28 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestSlowStreamGetsLatestStateNotQueue: a stream that does not acknowledge while a topic changes five times gets
+// one answer with the latest version when it does, not five.
+func TestSlowStreamGetsLatestStateNotQueue(t *testing.T) {
+	s := demoStack(t)
+	testTopic(s, "conf-slow", 6, "b1")
+	d := openDelta(t, s.addr, "slow-node")
+	d.subscribe(translate.RouteType, "conf-slow")
+	r := d.next() // not acknowledged yet
+	for i := range 5 {
+		testTopic(s, "conf-slow", int32(4+2*(i%2)), "b1", fmt.Sprintf("b%d", i+2))
+	}
+	d.quiet("one response per type is outstanding until the client asks again")
+	d.ack(r)
+	latest := d.next()
+	expect(t, latest, translate.RouteType, []string{"conf-slow"}, nil)
+	want := translate.ClusterName(s.table.Topic("conf-slow").BrokerSet)
+	if !containsBytes(latest.Resources[0].Resource.Value, want) {
+		t.Fatalf("the answer is not the latest state (cluster %s)", want)
+	}
+	d.ack(latest)
+	d.quiet("the intermediate versions are never sent")
+}
+
+func containsBytes(b []byte, s string) bool { return strings.Contains(string(b), s) }
