@@ -4,7 +4,7 @@ BIN     := bin
 PKGS    := ./...
 FUZZTIME ?= 30s
 
-.PHONY: all build test test-unit test-interop lint run fuzz bench clean
+.PHONY: all build test test-unit test-interop lint run fuzz bench bench-smoke bench-go clean
 
 all: build
 
@@ -35,8 +35,17 @@ run: build
 fuzz:
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
-## bench: the Go benchmarks of the NameServer side and the model.
+## bench: the scale benchmark (hack/bench): millions of topics, thousands of streams, beside the naive design.
+## BENCH_JSON=FILE also writes the figures as JSON.
 bench:
+	$(GO) run ./hack/bench
+
+## bench-smoke: the same scenarios, small enough to finish in under a minute on 2 cores.
+bench-smoke:
+	$(GO) run ./hack/bench -smoke
+
+## bench-go: the packages' Go benchmarks (codec, model, cache, server).
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 clean:

@@ -1,0 +1,134 @@
+// Command bench measures rocketpilot at scale, side by side with the design it replaces: go-control-plane's
+// SnapshotCache pushing one cluster per topic to every node over state-of-the-world CDS.
+//
+// Everything runs in this process over loopback: the embedded NameServer with N topics over a few broker groups,
+// the real watcher, routing table, cache and gRPC server, and simulated sidecars (raw delta ADS streams that ACK
+// what they get). It prints a markdown table — figure, value, goal, baseline, ratio — and with BENCH_JSON=FILE
+// writes the same figures as JSON.
+//
+//	go run ./hack/bench            # the full run (make bench)
+//	go run ./hack/bench -smoke     # a small run that finishes in under a minute on 2 cores (make bench-smoke)
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Figure is one measured number.
+type Figure struct {
+	Name     string   `json:"name"`
+	Value    float64  `json:"value"`
+	Unit     string   `json:"unit"`
+	Goal     string   `json:"goal"`
+	Baseline *float64 `json:"baseline"`
+	// lowerIsBetter orders the ratio: baseline/value when true, value/baseline otherwise.
+	lowerIsBetter bool
+}
+
+type config struct {
+	coldTopics      []int
+	streams         []int
+	topicsPerStream int
+	shapes          int
+	churnRate       float64
+	churnFor        time.Duration
+	samples         int
+	baselineTopics  int
+	baselineNodes   int
+	baselineChanges int
+}
+
+func main() {
+	smoke := flag.Bool("smoke", false, "a small run that finishes in under a minute on 2 cores")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	only := flag.String("only", "", "comma-separated scenarios to run (cold, ondemand, churn, reconnect, baseline); all by default")
+	flag.Parse()
+	cfg := config{
+		coldTopics: []int{10_000, 100_000, 1_000_000}, streams: []int{1_000, 10_000}, topicsPerStream: 10, shapes: 16,
+		churnRate: 50, churnFor: 10 * time.Second, samples: 2_000,
+		baselineTopics: 10_000, baselineNodes: 1_000, baselineChanges: 3,
+	}
+	if *smoke {
+		cfg = config{
+			coldTopics: []int{10_000}, streams: []int{300}, topicsPerStream: 10, shapes: 16,
+			churnRate: 20, churnFor: 3 * time.Second, samples: 300,
+			baselineTopics: 5_000, baselineNodes: 50, baselineChanges: 2,
+		}
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	want := func(s string) bool { return *only == "" || strings.Contains(","+*only+",", ","+s+",") }
+	start := time.Now()
+	var figs []Figure
+	var base baselineResult
+	if want("baseline") {
+		base = runBaseline(cfg)
+	}
+	if want("cold") {
+		figs = append(figs, coldSync(cfg)...)
+	}
+	if want("ondemand") || want("churn") || want("reconnect") {
+		for _, k := range cfg.streams {
+			figs = append(figs, streamScenarios(cfg, k, want, base)...)
+		}
+	}
+	if want("baseline") {
+		figs = append(figs, base.figures()...)
+	}
+	printTable(figs, time.Since(start))
+	if path := os.Getenv("BENCH_JSON"); path != "" {
+		b, _ := json.MarshalIndent(figs, "", "  ")
+		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+			log.Fatal(err)
+		}
+	}
+}
+
+func printTable(figs []Figure, took time.Duration) {
+	fmt.Printf("\nrocketpilot benchmark — %s, %d CPU, %s, took %s\n\n", runtime.Version(), runtime.NumCPU(), runtime.GOARCH, took.Round(time.Second))
+	fmt.Println("| figure | value | goal | baseline | ratio |")
+	fmt.Println("|---|---|---|---|---|")
+	for _, f := range figs {
+		base, ratio := "", ""
+		if f.Baseline != nil {
+			base = format(*f.Baseline, f.Unit)
+			if f.Value > 0 && *f.Baseline > 0 {
+				r := *f.Baseline / f.Value
+				if !f.lowerIsBetter {
+					r = f.Value / *f.Baseline
+				}
+				ratio = strconv.FormatFloat(r, 'f', 1, 64) + "×"
+			}
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s |\n", f.Name, format(f.Value, f.Unit), f.Goal, base, ratio)
+	}
+	fmt.Println()
+}
+
+func format(v float64, unit string) string {
+	switch {
+	case v == float64(int64(v)) && v < 1e15:
+		return fmt.Sprintf("%d %s", int64(v), unit)
+	case v >= 100:
+		return fmt.Sprintf("%.0f %s", v, unit)
+	default:
+		return fmt.Sprintf("%.3g %s", v, unit)
+	}
+}
+
+func ptr(v float64) *float64 { return &v }

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/routing"
+	"github.com/rocketpilot/rocketpilot/xds/sidecar"
+)
+
+// streamScenarios runs the on-demand, churn and reconnect scenarios with k open streams.
+func streamScenarios(cfg config, k int, want func(string) bool, base baselineResult) []Figure {
+	pool := max(k*cfg.topicsPerStream, 10_000)
+	ns := embedded.New(embedded.Options{})
+	loadNameServer(ns, pool, cfg.shapes)
+	if err := ns.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer ns.Close()
+	cp, _ := startControlPlane(ns.Addr(), "")
+	defer func() { cp.stop() }()
+
+	// Even streams use "hot" topics (the first half of the pool), odd streams "cold" ones; churn changes hot
+	// topics only, so odd streams must receive nothing while it runs.
+	half := pool / 2
+	topicsOf := func(i int) []string {
+		out := make([]string, cfg.topicsPerStream)
+		for j := range out {
+			n := (i/2*cfg.topicsPerStream + j) % half
+			if i%2 == 1 {
+				n += half
+			}
+			out[j] = topicName(n)
+		}
+		return out
+	}
+	before := heapNow()
+	sims := newSims(cp.addr, k, topicsOf)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	start := time.Now()
+	for _, s := range sims {
+		wg.Go(func() { s.run(ctx) })
+	}
+	if !waitSynced(sims, 5*time.Minute) {
+		log.Fatalf("%d streams did not sync", k)
+	}
+	log.Printf("%d streams synced in %v", k, time.Since(start).Round(time.Millisecond))
+	perStream := float64(heapNow()-before) / float64(k)
+	kk := human(k)
+	figs := []Figure{{Name: fmt.Sprintf("heap per open stream, %s streams (client and server sides)", kk), Value: round(perStream/1024, 1),
+		Unit: "KiB", Goal: "≤ 100 KiB", lowerIsBetter: true}}
+
+	if want("ondemand") {
+		figs = append(figs, onDemand(cfg, cp.addr, kk, pool)...)
+	}
+	if want("churn") {
+		figs = append(figs, churn(cfg, cp, sims, kk, half, base)...)
+	}
+	if want("reconnect") {
+		figs = append(figs, reconnect(cp, ns, sims, kk, &cp)...)
+	}
+	cancel()
+	wg.Wait()
+	return figs
+}
+
+// onDemand resolves topics nobody subscribed to yet, and names that do not exist, through the Go sidecar client.
+func onDemand(cfg config, addr, kk string, pool int) []Figure {
+	c, err := sidecar.Dial(addr, sidecar.Options{NodeID: "probe"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	var resolve, unknown []time.Duration
+	for i := range cfg.samples {
+		t0 := time.Now()
+		if _, err := c.Resolve(ctx, topicName(pool-1-i)); err != nil {
+			log.Fatalf("resolve: %v", err)
+		}
+		resolve = append(resolve, time.Since(t0))
+		t0 = time.Now()
+		if _, err := c.Resolve(ctx, fmt.Sprintf("no-such-topic-%d", i)); !errors.Is(err, sidecar.ErrTopicNotFound) {
+			log.Fatalf("unknown topic: %v", err)
+		}
+		unknown = append(unknown, time.Since(t0))
+	}
+	return []Figure{
+		{Name: "on-demand resolve p50, " + kk + " streams open", Value: ms(pct(resolve, 0.5)), Unit: "ms", lowerIsBetter: true},
+		{Name: "on-demand resolve p99, " + kk + " streams open", Value: ms(pct(resolve, 0.99)), Unit: "ms", Goal: "≤ 20 ms", lowerIsBetter: true},
+		{Name: "unknown name answered p50, " + kk + " streams open", Value: ms(pct(unknown, 0.5)), Unit: "ms", lowerIsBetter: true},
+		{Name: "unknown name answered p99, " + kk + " streams open", Value: ms(pct(unknown, 0.99)), Unit: "ms", Goal: "≤ 10 ms", lowerIsBetter: true},
+	}
+}
+
+// churn changes hot topics at cfg.churnRate per second and measures change → delivery (the sims ACK at once),
+// bytes per change per subscribed stream, bytes to streams that use none of the changed topics, and CPU.
+func churn(cfg config, cp *controlPlane, sims []*sim, kk string, half int, base baselineResult) []Figure {
+	var mu sync.Mutex
+	changedAt := map[string]time.Time{}
+	var lat []time.Duration
+	subscribers := map[string]int{}
+	for _, s := range sims {
+		for _, t := range s.topics {
+			subscribers[t]++
+		}
+		s.mu.Lock()
+		s.onRoute = func(topic string) {
+			now := time.Now()
+			mu.Lock()
+			if t0, ok := changedAt[topic]; ok {
+				lat = append(lat, now.Sub(t0))
+			}
+			mu.Unlock()
+		}
+		s.mu.Unlock()
+	}
+	// Only hot topics that some stream uses are changed.
+	var hot []string
+	for t, n := range subscribers {
+		if n > 0 && t < topicName(half) {
+			hot = append(hot, t)
+		}
+	}
+	slices.Sort(hot)
+	bytesBefore := make([]int64, len(sims))
+	for i, s := range sims {
+		bytesBefore[i] = s.bytes.Load()
+	}
+	var ru0, ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	changes, deliveries := 0, 0
+	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.churnRate))
+	end := time.Now().Add(cfg.churnFor)
+	for time.Now().Before(end) {
+		<-tick.C
+		t := hot[changes%len(hot)]
+		perm := int32(4 + 2*((changes/len(hot))%2)) // read-only, then read-write again on the next round
+		mu.Lock()
+		changedAt[t] = time.Now()
+		mu.Unlock()
+		cp.table.Apply("bench", routing.Update{Topic: t, Route: &routing.Route{Members: []routing.Member{{
+			Cluster: "cluster-0", BrokerName: "broker-churn", Perm: perm, ReadQueueNums: 4, WriteQueueNums: 4,
+			Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.9.9.1:10911"}}}}}})
+		changes++
+		deliveries += subscribers[t]
+	}
+	tick.Stop()
+	time.Sleep(time.Second) // let the last changes land
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	var hotBytes, coldBytes int64
+	for i, s := range sims {
+		d := s.bytes.Load() - bytesBefore[i]
+		if i%2 == 0 {
+			hotBytes += d
+		} else {
+			coldBytes += d
+		}
+	}
+	cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()) / time.Duration(max(changes, 1))
+	mu.Lock()
+	got := len(lat)
+	p50, p99 := pct(lat, 0.5), pct(lat, 0.99)
+	mu.Unlock()
+	log.Printf("churn: %d changes, %d/%d deliveries, p99 %v", changes, got, deliveries, p99)
+	perStream := float64(hotBytes) / float64(max(deliveries, 1))
+	return []Figure{
+		{Name: "change → ACK p50, " + kk + " streams", Value: ms(p50), Unit: "ms", lowerIsBetter: true},
+		{Name: "change → ACK p99, " + kk + " streams", Value: ms(p99), Unit: "ms", Goal: "≤ 1000 ms", Baseline: base.changeP99, lowerIsBetter: true},
+		{Name: "changes delivered to subscribed streams, " + kk + " streams", Value: float64(got), Unit: fmt.Sprintf("of %d", deliveries)},
+		{Name: "bytes per change per subscribed stream, " + kk + " streams", Value: round(perStream, 0), Unit: "B", Goal: "≤ 2048 B", Baseline: base.bytesPerChange, lowerIsBetter: true},
+		{Name: "bytes to unsubscribed streams during churn, " + kk + " streams", Value: float64(coldBytes), Unit: "B", Goal: "0 B", lowerIsBetter: true},
+		{Name: "CPU per change (whole process: server and simulated sidecars), " + kk + " streams", Value: ms(cpu), Unit: "ms", lowerIsBetter: true},
+	}
+}
+
+// reconnect kills the control plane under the open streams and starts a new one on the same address, which syncs
+// from the NameServer again before it serves; it measures the time until every stream has its whole world again.
+func reconnect(cp *controlPlane, ns *embedded.NameServer, sims []*sim, kk string, cpp **controlPlane) []Figure {
+	streamsBefore := make([]int, len(sims))
+	for i, s := range sims {
+		s.mu.Lock()
+		streamsBefore[i] = s.streams
+		s.mu.Unlock()
+	}
+	bad := int64(0)
+	for _, s := range sims {
+		bad += s.badWorlds.Load()
+	}
+	addr := cp.addr
+	start := time.Now()
+	cp.stop()
+	next, _ := startControlPlane(ns.Addr(), addr)
+	*cpp = next
+	for i, s := range sims { // every sim is on a new stream...
+		for {
+			s.mu.Lock()
+			n := s.streams
+			s.mu.Unlock()
+			if n > streamsBefore[i] {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	ok := waitSynced(sims, 5*time.Minute) // ...and has its whole world on it
+	took := time.Since(start)
+	if !ok {
+		log.Printf("reconnect: not every stream resynced within 5 minutes")
+	}
+	for _, s := range sims {
+		bad -= s.badWorlds.Load()
+	}
+	log.Printf("reconnect: %d streams resynced in %v", len(sims), took.Round(time.Millisecond))
+	return []Figure{
+		{Name: "resync after a control-plane restart, " + kk + " streams", Value: round(took.Seconds(), 2), Unit: "s", Goal: "≤ 60 s at 10k", lowerIsBetter: true},
+		{Name: "empty or partial worlds seen by streams during the restart, " + kk + " streams", Value: float64(-bad), Unit: "", Goal: "0", lowerIsBetter: true},
+	}
+}
+
+func pct(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	d = slices.Clone(d)
+	slices.Sort(d)
+	return d[min(len(d)-1, int(float64(len(d))*p))]
+}
+
+func ms(d time.Duration) float64 { return round(float64(d.Microseconds())/1000, 2) }

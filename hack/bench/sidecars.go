@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rocketpilot/rocketpilot/xds/translate"
+)
+
+// sim is a simulated Go sidecar: one delta ADS stream subscribed to its topics' routes and to the endpoints of
+// the clusters they name. It ACKs everything, reconnects on its own, and records what it receives.
+type sim struct {
+	id     int
+	topics []string
+	conn   *grpc.ClientConn
+
+	mu       sync.Mutex
+	clusters map[string]bool      // clusters whose endpoints it subscribed to
+	routes   map[string]string    // topic → cluster of its current route
+	eds      map[string]bool      // clusters whose endpoints arrived
+	synced   chan struct{}        // closed when every topic and cluster has arrived on the current stream
+	onRoute  func(topic string)   // called for every route received
+	streams  int
+
+	bytes     atomic.Int64
+	badWorlds atomic.Int64 // responses that removed a topic that exists: an empty or partial world
+}
+
+func newSims(addr string, n int, topicsOf func(int) []string) []*sim {
+	const perConn = 100
+	var conns []*grpc.ClientConn
+	for i := 0; i < (n+perConn-1)/perConn; i++ {
+		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			log.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	sims := make([]*sim, n)
+	for i := range sims {
+		sims[i] = &sim{id: i, topics: topicsOf(i), conn: conns[i/perConn]}
+	}
+	return sims
+}
+
+// run keeps the sim's stream open until ctx ends, resubscribing from scratch after every reconnect (the worst
+// case for the server: nothing declared in initial_resource_versions).
+func (s *sim) run(ctx context.Context) {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.stream(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		_ = err
+		sleep := backoff/2 + rand.N(backoff) // jitter spreads a reconnect storm
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(sleep):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+func (s *sim) stream(ctx context.Context) error {
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(s.conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.clusters, s.routes, s.eds = map[string]bool{}, map[string]string{}, map[string]bool{}
+	s.synced = make(chan struct{})
+	s.streams++
+	s.mu.Unlock()
+	var sendMu sync.Mutex
+	send := func(r *discovery.DeltaDiscoveryRequest) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return st.Send(r)
+	}
+	if err := send(&discovery.DeltaDiscoveryRequest{Node: &corev3.Node{Id: fmt.Sprintf("sim-%d", s.id)},
+		TypeUrl: translate.RouteType, ResourceNamesSubscribe: s.topics}); err != nil {
+		return err
+	}
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		s.bytes.Add(int64(proto.Size(resp)))
+		var newClusters []string
+		s.mu.Lock()
+		switch resp.TypeUrl {
+		case translate.RouteType:
+			for _, r := range resp.Resources {
+				var rc rmqv3.RouteConfiguration
+				if err := proto.Unmarshal(r.Resource.Value, &rc); err != nil || len(rc.Routes) == 0 {
+					continue
+				}
+				cluster := rc.Routes[len(rc.Routes)-1].Route.Cluster
+				s.routes[r.Name] = cluster
+				if !s.clusters[cluster] {
+					s.clusters[cluster] = true
+					newClusters = append(newClusters, cluster)
+				}
+				if s.onRoute != nil {
+					s.onRoute(r.Name)
+				}
+			}
+			if len(resp.RemovedResources) > 0 {
+				s.badWorlds.Add(int64(len(resp.RemovedResources))) // every workload topic exists
+			}
+		case translate.EndpointType:
+			for _, r := range resp.Resources {
+				s.eds[r.Name] = true
+			}
+		}
+		if len(s.routes) == len(s.topics) && len(s.eds) == len(s.clusters) {
+			select {
+			case <-s.synced:
+			default:
+				close(s.synced)
+			}
+		}
+		s.mu.Unlock()
+		if err := send(&discovery.DeltaDiscoveryRequest{TypeUrl: resp.TypeUrl, ResponseNonce: resp.Nonce}); err != nil {
+			return err
+		}
+		if len(newClusters) > 0 {
+			if err := send(&discovery.DeltaDiscoveryRequest{TypeUrl: translate.EndpointType, ResourceNamesSubscribe: newClusters}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *sim) syncedCh() chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.synced
+}
+
+// waitSynced waits until every sim has its whole world on its current stream.
+func waitSynced(sims []*sim, timeout time.Duration) bool {
+	deadline := time.After(timeout)
+	for _, s := range sims {
+		for {
+			ch := s.syncedCh()
+			if ch == nil {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			select {
+			case <-ch:
+			case <-deadline:
+				return false
+			}
+			break
+		}
+	}
+	return true
+}

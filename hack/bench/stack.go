@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net"
+	"runtime"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/rocketpilot/rocketpilot/nameserver/client"
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
+	"github.com/rocketpilot/rocketpilot/routing"
+	"github.com/rocketpilot/rocketpilot/xds/cache"
+	"github.com/rocketpilot/rocketpilot/xds/server"
+)
+
+const brokerGroups = 8
+
+// topicName names the i-th topic of the workload.
+func topicName(i int) string { return fmt.Sprintf("topic-%07d", i) }
+
+// loadNameServer registers brokerGroups groups (master and slave) in two clusters and spreads n topics over
+// `shapes` route shapes: many topics, few shapes, as in real deployments.
+func loadNameServer(ns *embedded.NameServer, n, shapes int) {
+	for g := range brokerGroups {
+		ns.RegisterBroker(embedded.Broker{Cluster: fmt.Sprintf("cluster-%d", g%2), Name: fmt.Sprintf("broker-%d", g),
+			Addrs: map[int64]string{0: fmt.Sprintf("10.0.%d.1:10911", g), 1: fmt.Sprintf("10.0.%d.2:10911", g)}})
+	}
+	q := func(g int) remoting.QueueData {
+		return remoting.QueueData{BrokerName: fmt.Sprintf("broker-%d", g%brokerGroups), ReadQueueNums: 8, WriteQueueNums: 8, Perm: 6}
+	}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = topicName(i)
+	}
+	for s := range shapes {
+		var batch []string
+		for i := s; i < n; i += shapes {
+			batch = append(batch, names[i])
+		}
+		ns.SetTopics(batch, q(s), q(s+1+s/brokerGroups))
+	}
+}
+
+// controlPlane is rocketpilot in process: watcher → table → cache → gRPC server.
+type controlPlane struct {
+	table   *routing.Table
+	watcher *watcher.Watcher
+	cache   *cache.Cache
+	grpc    *grpc.Server
+	addr    string
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// startControlPlane syncs from the NameServer and serves xDS on addr ("" picks a port). It returns once the
+// first sync is applied and xDS is served, with how long that took.
+func startControlPlane(nsAddr, addr string) (*controlPlane, time.Duration) {
+	start := time.Now()
+	table := routing.NewTable()
+	w, err := watcher.New(table, watcher.Options{
+		Addrs:          []string{nsAddr},
+		Interval:       time.Hour, // no steady-state polling inside the measurements
+		BrokerInterval: time.Hour,
+		Concurrency:    64,
+		RateLimit:      1e9,
+		Client:         client.Options{RequestTimeout: 30 * time.Second},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cp := &controlPlane{table: table, watcher: w, cancel: cancel, done: make(chan struct{})}
+	sub := table.Subscribe()
+	if cp.cache, err = cache.New(table, cache.Options{}); err != nil {
+		log.Fatal(err)
+	}
+	go func() { w.Run(ctx) }()
+	go cp.cache.Run(ctx, sub, nil)
+	<-w.Synced()
+	for cp.cache.Version() < table.Version() {
+		time.Sleep(time.Millisecond)
+	}
+	took := time.Since(start)
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	var lis net.Listener
+	for try := 0; ; try++ { // after a restart the old listener's port may take a moment to free
+		if lis, err = net.Listen("tcp", addr); err == nil || try == 100 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	cp.addr = lis.Addr().String()
+	cp.grpc = server.GRPC(ctx, cp.cache, server.Options{MaxStreams: 100_000})
+	go func() { cp.grpc.Serve(lis); close(cp.done) }()
+	return cp, took
+}
+
+// stop kills the control plane abruptly, as a crash or a rolling restart would.
+func (cp *controlPlane) stop() {
+	cp.cancel()
+	cp.grpc.Stop()
+	<-cp.done
+}
+
+func heapNow() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// coldSync measures, for each N, the time from an empty control plane to a complete, served model, and the heap
+// the control plane holds per topic (the embedded NameServer's own memory excluded).
+func coldSync(cfg config) []Figure {
+	var figs []Figure
+	for _, n := range cfg.coldTopics {
+		ns := embedded.New(embedded.Options{})
+		loadNameServer(ns, n, cfg.shapes)
+		if err := ns.Start(); err != nil {
+			log.Fatal(err)
+		}
+		before := heapNow()
+		cp, took := startControlPlane(ns.Addr(), "")
+		if topics, _ := cp.table.Stats(); topics != n {
+			log.Fatalf("cold sync of %d topics learned %d", n, topics)
+		}
+		perTopic := float64(heapNow()-before) / float64(n)
+		log.Printf("cold sync: %d topics in %v, %.0f B heap per topic", n, took.Round(time.Millisecond), perTopic)
+		figs = append(figs,
+			Figure{Name: fmt.Sprintf("cold sync, %s topics", human(n)), Value: round(took.Seconds(), 2), Unit: "s",
+				Goal: goalFor(n, "≤ 60 s"), lowerIsBetter: true},
+			Figure{Name: fmt.Sprintf("control-plane heap per topic, %s topics", human(n)), Value: round(perTopic, 0), Unit: "B",
+				Goal: "≤ 1024 B", lowerIsBetter: true})
+		cp.stop()
+		ns.Close()
+	}
+	return figs
+}
+
+func goalFor(n int, goal string) string {
+	if n == 1_000_000 {
+		return goal
+	}
+	return ""
+}
+
+func human(n int) string {
+	switch {
+	case n >= 1_000_000 && n%1_000_000 == 0:
+		return fmt.Sprintf("%dM", n/1_000_000)
+	case n >= 1_000 && n%1_000 == 0:
+		return fmt.Sprintf("%dk", n/1_000)
+	}
+	return fmt.Sprint(n)
+}
+
+func round(v float64, digits int) float64 {
+	p := 1.0
+	for range digits {
+		p *= 10
+	}
+	return float64(int64(v*p+0.5)) / p
+}
