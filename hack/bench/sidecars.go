@@ -27,11 +27,11 @@ type sim struct {
 	conn   *grpc.ClientConn
 
 	mu       sync.Mutex
-	clusters map[string]bool      // clusters whose endpoints it subscribed to
-	routes   map[string]string    // topic → cluster of its current route
-	eds      map[string]bool      // clusters whose endpoints arrived
-	synced   chan struct{}        // closed when every topic and cluster has arrived on the current stream
-	onRoute  func(topic string)   // called for every route received
+	clusters map[string]bool    // clusters whose endpoints it subscribed to
+	routes   map[string]string  // topic → cluster of its current route
+	eds      map[string]bool    // clusters whose endpoints arrived
+	synced   chan struct{}      // closed when every topic and cluster has arrived on the current stream
+	onRoute  func(topic string) // called for every route received
 	streams  int
 
 	bytes     atomic.Int64
