@@ -37,7 +37,8 @@ const (
 // TopicRoute is a topic's route table, named by the topic. First match wins:
 //  1. send codes → the writable subset,
 //  2. consume codes → the readable subset,
-//  3. ack codes with broker_name and broker_id headers → that broker, one route per broker,
+//  3. ack codes with broker_name and broker_id headers → that broker: one route per readable group, to the broker
+//     that carries its queues (the only one the readable subset can have popped from),
 //  4. anything else (route queries included) → the cluster.
 func TopicRoute(topic *routing.Topic) *rmqv3.RouteConfiguration {
 	return &rmqv3.RouteConfiguration{Name: topic.Name, Routes: Routes(topic)}
@@ -64,17 +65,22 @@ func Routes(topic *routing.Topic) []*rmqv3.Route {
 		{Match: match(codeHeader(SendCodes)), Route: action(map[string]*structpb.Value{SubsetWritable: yes})},
 		{Match: match(codeHeader(ConsumeCodes)), Route: action(map[string]*structpb.Value{SubsetReadable: yes})},
 	}
-	for _, m := range topic.BrokerSet.Members {
-		for _, a := range m.Addrs {
-			routes = append(routes, &rmqv3.Route{
-				Match: match(codeHeader(AckCodes), exactHeader(HeaderBrokerName, m.BrokerName),
-					exactHeader(HeaderBrokerID, strconv.FormatInt(a.ID, 10))),
-				Route: action(map[string]*structpb.Value{
-					SubsetBrokerName: structpb.NewStringValue(m.BrokerName),
-					SubsetBrokerID:   structpb.NewNumberValue(float64(a.ID)),
-				}),
-			})
+	// Pops go to the readable subset, which holds one broker per readable group (its carrier), so acks can only
+	// come back for those brokers: one ack route each.
+	for i := range topic.BrokerSet.Members {
+		m := &topic.BrokerSet.Members[i]
+		id := carrier(m)
+		if id < 0 || !m.Readable() {
+			continue
 		}
+		routes = append(routes, &rmqv3.Route{
+			Match: match(codeHeader(AckCodes), exactHeader(HeaderBrokerName, m.BrokerName),
+				exactHeader(HeaderBrokerID, strconv.FormatInt(id, 10))),
+			Route: action(map[string]*structpb.Value{
+				SubsetBrokerName: structpb.NewStringValue(m.BrokerName),
+				SubsetBrokerID:   structpb.NewNumberValue(float64(id)),
+			}),
+		})
 	}
 	return append(routes, &rmqv3.Route{Match: match(), Route: action(nil)})
 }
