@@ -47,15 +47,17 @@ type Client struct {
 	opts Options
 	conn *grpc.ClientConn
 
-	mu         sync.Mutex
-	routes     map[string]*entry[*rmqv3.RouteConfiguration] // wanted topics
-	endpoints  map[string]*entry[*endpointv3.ClusterLoadAssignment]
-	watchers   map[string]map[*watcher]struct{}
-	changed    chan struct{} // closed and replaced on every change
-	send       func(*discovery.DeltaDiscoveryRequest) error
-	subscribed map[string]map[string]struct{} // per type, what the current stream is subscribed to
-	nacks      int
-	streams    int
+	mu          sync.Mutex
+	routes      map[string]*entry[*rmqv3.RouteConfiguration] // wanted topics
+	endpoints   map[string]*entry[*endpointv3.ClusterLoadAssignment]
+	watchers    map[string]map[*watcher]struct{}
+	changed     chan struct{} // closed and replaced on every change
+	send        func(*discovery.DeltaDiscoveryRequest) error
+	subscribed  map[string]map[string]struct{} // per type, what the current stream is subscribed to
+	dirty       map[string]map[string]struct{} // per type, names whose wanting changed since the last flush
+	clusterRefs map[string]int                 // cluster → wanted routes naming it
+	nacks       int
+	streams     int
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -96,15 +98,17 @@ func Dial(addr string, opts Options) (*Client, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
-		opts:       opts,
-		conn:       conn,
-		routes:     map[string]*entry[*rmqv3.RouteConfiguration]{},
-		endpoints:  map[string]*entry[*endpointv3.ClusterLoadAssignment]{},
-		watchers:   map[string]map[*watcher]struct{}{},
-		changed:    make(chan struct{}),
-		subscribed: map[string]map[string]struct{}{},
-		cancel:     cancel,
-		done:       make(chan struct{}),
+		opts:        opts,
+		conn:        conn,
+		routes:      map[string]*entry[*rmqv3.RouteConfiguration]{},
+		endpoints:   map[string]*entry[*endpointv3.ClusterLoadAssignment]{},
+		watchers:    map[string]map[*watcher]struct{}{},
+		changed:     make(chan struct{}),
+		subscribed:  map[string]map[string]struct{}{},
+		dirty:       map[string]map[string]struct{}{},
+		clusterRefs: map[string]int{},
+		cancel:      cancel,
+		done:        make(chan struct{}),
 	}
 	go c.run(ctx)
 	return c, nil
@@ -163,9 +167,12 @@ func (c *Client) Watch(topic string, fn func(*remoting.TopicRouteData, error)) (
 // Forget unsubscribes from a topic.
 func (c *Client) Forget(topic string) {
 	c.mu.Lock()
-	delete(c.routes, topic)
+	if r := c.routes[topic]; r != nil {
+		c.setRouteLocked(topic, r, nil, "")
+		delete(c.routes, topic)
+		c.markLocked(translate.RouteType, topic)
+	}
 	delete(c.watchers, topic)
-	c.syncClustersLocked()
 	c.mu.Unlock()
 	c.flush()
 }
@@ -181,6 +188,7 @@ func (c *Client) want(topic string) {
 	c.mu.Lock()
 	if c.routes[topic] == nil {
 		c.routes[topic] = &entry[*rmqv3.RouteConfiguration]{}
+		c.markLocked(translate.RouteType, topic)
 	}
 	c.mu.Unlock()
 	c.flush()
@@ -219,22 +227,52 @@ func defaultCluster(rc *rmqv3.RouteConfiguration) string {
 	return ""
 }
 
-// syncClustersLocked wants exactly the clusters the wanted, known routes name.
-func (c *Client) syncClustersLocked() {
-	need := map[string]struct{}{}
-	for _, r := range c.routes {
-		if r.value != nil {
-			need[defaultCluster(r.value)] = struct{}{}
+// touchUsersLocked adds the watched topics routing to a cluster. Only watched topics need a callback, so the walk
+// is over the watchers, not over every wanted topic.
+func (c *Client) touchUsersLocked(touched map[string]struct{}, cluster string) {
+	for t := range c.watchers {
+		if r := c.routes[t]; r != nil && r.value != nil && defaultCluster(r.value) == cluster {
+			touched[t] = struct{}{}
 		}
 	}
-	for name := range c.endpoints {
-		if _, ok := need[name]; !ok {
-			delete(c.endpoints, name)
+}
+
+// markLocked notes that the client's wanting of a name changed; the next flush tells the server.
+func (c *Client) markLocked(typeURL, name string) {
+	d := c.dirty[typeURL]
+	if d == nil {
+		d = map[string]struct{}{}
+		c.dirty[typeURL] = d
+	}
+	d[name] = struct{}{}
+}
+
+// setRouteLocked records a wanted topic's route (nil when absent) and keeps the endpoints of exactly the
+// clusters the wanted routes name, by reference count: work proportional to the change.
+func (c *Client) setRouteLocked(topic string, e *entry[*rmqv3.RouteConfiguration], value *rmqv3.RouteConfiguration, version string) {
+	old := ""
+	if e.value != nil {
+		old = defaultCluster(e.value)
+	}
+	e.known, e.value, e.version = true, value, version
+	cur := ""
+	if value != nil {
+		cur = defaultCluster(value)
+	}
+	if old == cur {
+		return
+	}
+	if cur != "" {
+		if c.clusterRefs[cur]++; c.clusterRefs[cur] == 1 {
+			c.endpoints[cur] = &entry[*endpointv3.ClusterLoadAssignment]{}
+			c.markLocked(translate.EndpointType, cur)
 		}
 	}
-	for name := range need {
-		if c.endpoints[name] == nil {
-			c.endpoints[name] = &entry[*endpointv3.ClusterLoadAssignment]{}
+	if old != "" {
+		if c.clusterRefs[old]--; c.clusterRefs[old] <= 0 {
+			delete(c.clusterRefs, old)
+			delete(c.endpoints, old)
+			c.markLocked(translate.EndpointType, old)
 		}
 	}
 }
@@ -260,39 +298,35 @@ func (c *Client) flush() {
 	}
 }
 
-// diffLocked returns the requests that bring the stream's subscriptions to what the client wants, and records
-// them as sent.
+// diffLocked returns the requests that bring the stream's subscriptions to what the client wants, looking only
+// at the names whose wanting changed, and records them as sent.
 func (c *Client) diffLocked() []*discovery.DeltaDiscoveryRequest {
 	var out []*discovery.DeltaDiscoveryRequest
 	for _, typeURL := range []string{translate.RouteType, translate.EndpointType} {
-		want := map[string]struct{}{}
-		if typeURL == translate.RouteType {
-			for n := range c.routes {
-				want[n] = struct{}{}
-			}
-		} else {
-			for n := range c.endpoints {
-				want[n] = struct{}{}
-			}
-		}
 		have := c.subscribed[typeURL]
 		if have == nil {
 			have = map[string]struct{}{}
 			c.subscribed[typeURL] = have
 		}
 		req := &discovery.DeltaDiscoveryRequest{TypeUrl: typeURL}
-		for n := range want {
-			if _, ok := have[n]; !ok {
+		for n := range c.dirty[typeURL] {
+			wanted := false
+			if typeURL == translate.RouteType {
+				wanted = c.routes[n] != nil
+			} else {
+				wanted = c.endpoints[n] != nil
+			}
+			_, subscribed := have[n]
+			switch {
+			case wanted && !subscribed:
 				req.ResourceNamesSubscribe = append(req.ResourceNamesSubscribe, n)
 				have[n] = struct{}{}
-			}
-		}
-		for n := range have {
-			if _, ok := want[n]; !ok {
+			case !wanted && subscribed:
 				req.ResourceNamesUnsubscribe = append(req.ResourceNamesUnsubscribe, n)
 				delete(have, n)
 			}
 		}
+		delete(c.dirty, typeURL)
 		if len(req.ResourceNamesSubscribe)+len(req.ResourceNamesUnsubscribe) > 0 {
 			slices.Sort(req.ResourceNamesSubscribe)
 			slices.Sort(req.ResourceNamesUnsubscribe)
@@ -347,6 +381,12 @@ func (c *Client) stream(ctx context.Context) error {
 	c.mu.Lock()
 	c.streams++
 	c.subscribed = map[string]map[string]struct{}{}
+	for n := range c.routes { // a new stream subscribes to everything wanted
+		c.markLocked(translate.RouteType, n)
+	}
+	for n := range c.endpoints {
+		c.markLocked(translate.EndpointType, n)
+	}
 	initial := c.diffLocked()
 	for _, r := range initial {
 		r.InitialResourceVersions = c.versionsLocked(r.TypeUrl)
@@ -439,36 +479,27 @@ func (c *Client) apply(resp *discovery.DeltaDiscoveryResponse) error {
 		switch m := it.msg.(type) {
 		case *rmqv3.RouteConfiguration:
 			if e := c.routes[it.name]; e != nil {
-				e.known, e.value, e.version = true, m, it.version
+				c.setRouteLocked(it.name, e, m, it.version)
 				touched[it.name] = struct{}{}
 			}
 		case *endpointv3.ClusterLoadAssignment:
 			if e := c.endpoints[it.name]; e != nil {
 				e.known, e.value, e.version = true, m, it.version
-				for t, r := range c.routes {
-					if r.value != nil && defaultCluster(r.value) == it.name {
-						touched[t] = struct{}{}
-					}
-				}
+				c.touchUsersLocked(touched, it.name)
 			}
 		}
 	}
 	for _, name := range resp.GetRemovedResources() {
 		if resp.GetTypeUrl() == translate.RouteType {
 			if e := c.routes[name]; e != nil {
-				e.known, e.value, e.version = true, nil, ""
+				c.setRouteLocked(name, e, nil, "")
 				touched[name] = struct{}{}
 			}
 		} else if e := c.endpoints[name]; e != nil {
 			e.known, e.value, e.version = true, nil, ""
-			for t, r := range c.routes {
-				if r.value != nil && defaultCluster(r.value) == name {
-					touched[t] = struct{}{}
-				}
-			}
+			c.touchUsersLocked(touched, name)
 		}
 	}
-	c.syncClustersLocked()
 	c.broadcastLocked()
 	type call struct {
 		fn    func(*remoting.TopicRouteData, error)

@@ -26,10 +26,13 @@ func FuzzApply(f *testing.F) {
 	f.Add([]byte{0x0a, 0x01, 't'}, []byte{0xff})
 	f.Fuzz(func(t *testing.T, routeBytes, claBytes []byte) {
 		c := &Client{
-			routes:    map[string]*entry[*rmqv3.RouteConfiguration]{"t": {}},
-			endpoints: map[string]*entry[*endpointv3.ClusterLoadAssignment]{},
-			watchers:  map[string]map[*watcher]struct{}{},
-			changed:   make(chan struct{}),
+			routes:      map[string]*entry[*rmqv3.RouteConfiguration]{"t": {}},
+			endpoints:   map[string]*entry[*endpointv3.ClusterLoadAssignment]{},
+			watchers:    map[string]map[*watcher]struct{}{},
+			changed:     make(chan struct{}),
+			subscribed:  map[string]map[string]struct{}{},
+			dirty:       map[string]map[string]struct{}{},
+			clusterRefs: map[string]int{},
 		}
 		c.Watch("t", func(*remoting.TopicRouteData, error) {})
 		routeErr := c.apply(&discovery.DeltaDiscoveryResponse{TypeUrl: translate.RouteType, Resources: []*discovery.Resource{
