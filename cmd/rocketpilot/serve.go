@@ -49,6 +49,7 @@ type serveOptions struct {
 	inlineRoutes   bool
 	grace          time.Duration
 	removeAfter    time.Duration
+	retention      time.Duration
 	listTimeout    time.Duration
 }
 
@@ -85,6 +86,7 @@ loaded with a demo topic set, and keeps the versioned routing model that the xDS
 	f.DurationVar(&o.window, "coalesce-window", 100*time.Millisecond, "changes within this window are pushed together")
 	f.Uint32Var(&o.listenerPort, "envoy-listener-port", 9876, "port of the RocketMQ listener served to Envoy sidecars")
 	f.BoolVar(&o.inlineRoutes, "inline-routes", false, "put routes inline in the Envoy listener instead of serving them by ECDS (route changes then drain listeners)")
+	f.DurationVar(&o.retention, "cluster-retention", 10*time.Minute, "how long a cluster no route names any more stays served (Envoy applies route changes to new connections only)")
 	f.DurationVar(&o.grace, "shutdown-grace", 10*time.Second, "how long open xDS streams may take to close on shutdown")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -172,9 +174,10 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 	sub := table.Subscribe()
 	defer sub.Close()
 	xc, err := cache.New(table, cache.Options{
-		Listener:     translate.ListenerOptions{Port: o.listenerPort},
-		InlineRoutes: o.inlineRoutes,
-		Logger:       log.With("component", "xds"),
+		Listener:         translate.ListenerOptions{Port: o.listenerPort},
+		InlineRoutes:     o.inlineRoutes,
+		ClusterRetention: o.retention,
+		Logger:           log.With("component", "xds"),
 	})
 	if err != nil {
 		return err

@@ -74,7 +74,7 @@ func TestServeNeedsASource(t *testing.T) {
 
 func TestServeRejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{
-		{"serve", "--demo", "--discovery", "sometimes", "--demo-namesrv-address", "127.0.0.1:0"},
+		{"serve", "--demo", "--discovery", "sometimes", "--demo-namesrv-address", "127.0.0.1:0", "--xds-address", "127.0.0.1:0", "--admin-address", ""},
 		{"serve", "--demo", "--log-level", "loud"},
 	} {
 		root := newRootCommand()

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -29,7 +30,11 @@ type Options struct {
 	InlineRoutes bool
 	// StatPrefix of the RocketMQ filter ("rocketmq").
 	StatPrefix string
-	Logger     *slog.Logger
+	// ClusterRetention keeps a cluster that no route names any more for this long (10m). Envoy applies a new
+	// ECDS route table to new connections only; connections opened before a change keep routing to the old
+	// cluster until they close, so it must outlive them.
+	ClusterRetention time.Duration
+	Logger           *slog.Logger
 }
 
 // Cache serves the routing table's content as xDS resources. Create it with New, feed it with Apply (or Run), and
@@ -44,9 +49,10 @@ type Cache struct {
 	clusters map[string]*clusterEntry // every broker set's cluster, by cluster name
 	byHash   map[string]string        // broker set hash → cluster name
 	scopes   map[string]*scope        // node scopes, shared by nodes with the same topics
-	nodes    map[string]*node
-	streams  map[int64]*stream
-	pending  map[any]int64 // request being handled → its stream, from the request callback to CreateWatch
+	nodes    map[string]*node         // by node id and scope
+	streams  map[streamKey]*stream
+	pending  map[any]streamKey // request being handled → its stream, from the request callback to CreateWatch
+	anon     int64             // streams created without the server callbacks
 	// subscribers indexes the streams subscribed to a name explicitly, so that a change reaches exactly them.
 	subscribers map[nameKey]map[*stream]struct{}
 }
@@ -66,6 +72,7 @@ type topicEntry struct {
 
 type clusterEntry struct {
 	cluster, endpoints *resource
+	retiredAt          time.Time // when no broker set had this shape any more; zero while live
 }
 
 // scope is a set of topics and the resources built from it, shared by every node with that set.
@@ -78,14 +85,13 @@ type scope struct {
 	nodes    map[*node]struct{}
 }
 
+// node is one node id with one scope. Streams of the same id with different metadata are different nodes.
 type node struct {
-	id       string
-	streams  map[*stream]struct{}
-	scope    *scope
-	explicit map[string]int // topics subscribed explicitly by the node's streams
-	watches  map[*watch]struct{}
-	// sent is what this node's streams were last sent of clusters and endpoints: make-before-break checks it.
-	sent map[string]map[string]string
+	key     string
+	id      string
+	streams map[*stream]struct{}
+	scope   *scope
+	watches map[*watch]struct{}
 }
 
 // New returns a cache over table, holding the table's current broker sets.
@@ -95,6 +101,9 @@ func New(table *routing.Table, opts Options) (*Cache, error) {
 	}
 	if opts.StatPrefix == "" {
 		opts.StatPrefix = "rocketmq"
+	}
+	if opts.ClusterRetention <= 0 {
+		opts.ClusterRetention = 10 * time.Minute
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -107,8 +116,8 @@ func New(table *routing.Table, opts Options) (*Cache, error) {
 		byHash:      make(map[string]string),
 		scopes:      make(map[string]*scope),
 		nodes:       make(map[string]*node),
-		streams:     make(map[int64]*stream),
-		pending:     make(map[any]int64),
+		streams:     make(map[streamKey]*stream),
+		pending:     make(map[any]streamKey),
 		subscribers: make(map[nameKey]map[*stream]struct{}),
 	}
 	c.version = table.Version()
@@ -139,12 +148,9 @@ func (c *Cache) Apply(cs routing.ChangeSet) {
 			c.opts.Logger.Error("translate broker set", "hash", hash, "err", err)
 		}
 	}
-	// Clusters that appeared or vanished change what wildcard cluster subscriptions of nodes using them see.
-	if len(cs.BrokerSets) > 0 {
-		for _, n := range c.nodes {
-			nodes[n] = struct{}{}
-		}
-	}
+	// A new cluster reaches wildcard views through the topics that route to it (below); a vanished one is retained
+	// and leaves them when its retention ends (sweep).
+	c.sweep(touched)
 	scopes := map[*scope]struct{}{}
 	for name := range cs.Topics {
 		e := c.topics[name]
@@ -172,21 +178,68 @@ func (c *Cache) Apply(cs routing.ChangeSet) {
 		}
 	}
 	for n := range nodes {
-		// The node's own resources may have changed: mark them for its streams that name them explicitly.
-		for st := range n.streams {
-			st.markDirty(translate.ExtensionType, translate.ExtensionConfigName)
-			st.markDirty(translate.ListenerType, translate.ListenerName)
-		}
-		for w := range n.watches {
-			touched[w] = struct{}{}
-		}
+		c.touchNode(n, touched)
 	}
 	c.version = max(c.version, cs.Version)
 	c.respondAll(touched)
 }
 
-// Run applies the table's changes until ctx ends, coalescing each burst for window.
+// touchNode marks a node's own resources changed for its streams and collects its waiting watches.
+func (c *Cache) touchNode(n *node, touched map[*watch]struct{}) {
+	for st := range n.streams {
+		st.markDirty(translate.ExtensionType, translate.ExtensionConfigName)
+		st.markDirty(translate.ListenerType, translate.ListenerName)
+	}
+	for w := range n.watches {
+		touched[w] = struct{}{}
+	}
+}
+
+// sweep drops clusters whose retention has ended and collects the watches that must hear of it.
+func (c *Cache) sweep(touched map[*watch]struct{}) {
+	expired := false
+	for name, e := range c.clusters {
+		if !e.retiredAt.IsZero() && time.Since(e.retiredAt) >= c.opts.ClusterRetention {
+			delete(c.clusters, name)
+			c.addWatches(touched, nameKey{translate.ClusterType, name})
+			c.addWatches(touched, nameKey{translate.EndpointType, name})
+			expired = true
+		}
+	}
+	if expired { // wildcard cluster views may hold them: let every node's watches look (rare, batched)
+		for _, n := range c.nodes {
+			for w := range n.watches {
+				if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
+					touched[w] = struct{}{}
+				}
+			}
+		}
+	}
+}
+
+// Sweep drops the clusters whose retention has ended and tells the streams holding them.
+func (c *Cache) Sweep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	touched := map[*watch]struct{}{}
+	c.sweep(touched)
+	c.respondAll(touched)
+}
+
+// Run applies the table's changes until ctx ends, coalescing each burst for window, and sweeps retired clusters.
 func (c *Cache) Run(ctx context.Context, sub *routing.Subscription, window func(context.Context)) {
+	go func() {
+		t := time.NewTicker(max(c.opts.ClusterRetention/10, time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				c.Sweep()
+			}
+		}
+	}()
 	for {
 		cs, err := sub.Next(ctx)
 		if err != nil {
@@ -233,10 +286,8 @@ func (c *Cache) syncCluster(hash string, touched map[*watch]struct{}) error {
 			return nil
 		}
 		delete(c.byHash, hash)
-		delete(c.clusters, name)
-		if touched != nil {
-			c.addWatches(touched, nameKey{translate.ClusterType, name})
-			c.addWatches(touched, nameKey{translate.EndpointType, name})
+		if e := c.clusters[name]; e != nil && e.retiredAt.IsZero() {
+			e.retiredAt = time.Now() // retained: connections opened before the change may still route to it
 		}
 		return nil
 	}
@@ -369,34 +420,42 @@ func (c *Cache) buildScope(s *scope) error {
 // nodeFor returns the state of a node id, creating it (and its scope) on first sight.
 func (c *Cache) nodeFor(p *corev3.Node) *node {
 	id := p.GetId()
-	if n := c.nodes[id]; n != nil {
+	s := c.scopeFor(c.opts.Scope(p))
+	key := id + "\x00" + s.key
+	if n := c.nodes[key]; n != nil {
+		c.releaseScopeIfUnused(s)
 		return n
 	}
-	n := &node{id: id, streams: map[*stream]struct{}{}, explicit: map[string]int{}, watches: map[*watch]struct{}{}, sent: map[string]map[string]string{}}
-	n.scope = c.scopeFor(c.opts.Scope(p))
-	n.scope.nodes[n] = struct{}{}
-	c.nodes[id] = n
+	n := &node{key: key, id: id, scope: s, streams: map[*stream]struct{}{}, watches: map[*watch]struct{}{}}
+	s.nodes[n] = struct{}{}
+	c.nodes[key] = n
 	return n
+}
+
+func (c *Cache) releaseScopeIfUnused(s *scope) {
+	if len(s.nodes) == 0 {
+		c.dropScope(s)
+	}
 }
 
 func (c *Cache) releaseNode(n *node) {
 	if len(n.streams) > 0 {
 		return
 	}
-	delete(c.nodes, n.id)
+	delete(c.nodes, n.key)
 	delete(n.scope.nodes, n)
-	if len(n.scope.nodes) == 0 {
-		c.dropScope(n.scope)
-	}
+	c.releaseScopeIfUnused(n.scope)
 }
 
-// used returns the clusters a node's topics route to: its scope's and those of topics it asked for by name.
-func (c *Cache) used(n *node) map[string]struct{} {
-	if len(n.explicit) == 0 {
-		return n.scope.used
+// used returns the clusters a stream's topics route to: its node's scope's and those of the topics it asked for by
+// name.
+func (c *Cache) used(st *stream) map[string]struct{} {
+	explicit := st.subs[translate.RouteType]
+	if len(explicit) == 0 {
+		return st.node.scope.used
 	}
-	out := maps.Clone(n.scope.used)
-	for t := range n.explicit {
+	out := maps.Clone(st.node.scope.used)
+	for t := range explicit {
 		if e := c.topics[t]; e != nil && e.cluster != "" {
 			out[e.cluster] = struct{}{}
 		}
@@ -432,11 +491,12 @@ func (c *Cache) lookup(typeURL, name string, n *node) *resource {
 	return nil
 }
 
-// wildcard returns the names a wildcard subscription of a type covers for a node: what the node uses.
-func (c *Cache) wildcard(typeURL string, n *node) []string {
+// wildcard returns the names a wildcard subscription of a type covers for a stream: what it uses.
+func (c *Cache) wildcard(typeURL string, st *stream) []string {
+	n := st.node
 	switch typeURL {
 	case translate.ClusterType, translate.EndpointType:
-		return slices.Collect(maps.Keys(c.used(n)))
+		return slices.Collect(maps.Keys(c.used(st)))
 	case translate.RouteType:
 		return n.scope.topics
 	case translate.ExtensionType:
@@ -471,15 +531,25 @@ func (c *Cache) Fetch(_ context.Context, req *gcpcache.Request) (gcpcache.Respon
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n := c.nodeFor(req.GetNode())
-	defer c.releaseNode(n)
-	w := &watch{typeURL: req.GetTypeUrl(), node: n, sotwReq: req}
+	st := c.newStream(streamKey{id: c.nextAnon()}, false)
+	st.node = c.nodeFor(req.GetNode())
+	st.node.streams[st] = struct{}{}
+	defer c.closeStreamLocked(st)
+	w := &watch{typeURL: req.GetTypeUrl(), node: st.node, stream: st, sotwReq: req}
 	names := req.GetResourceNames()
 	if len(names) == 0 {
-		names = c.wildcard(w.typeURL, n)
+		names = c.wildcard(w.typeURL, st)
 	}
 	resp, _ := c.sotwResponse(w, names, true)
 	return resp, nil
 }
 
 func versionString(v uint64) string { return strconv.FormatUint(v, 10) }
+
+// Idle reports whether the cache holds no per-stream state: no stream, node, scope, materialised route or
+// subscription index entry. Tests use it to prove closed streams leave nothing behind.
+func (c *Cache) Idle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.streams) == 0 && len(c.nodes) == 0 && len(c.scopes) == 0 && len(c.topics) == 0 && len(c.subscribers) == 0
+}

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -124,5 +125,55 @@ func TestApplyTouchesOnlyUsers(t *testing.T) {
 		}
 	default:
 		t.Fatal("the watch on a was not answered when a was deleted")
+	}
+}
+
+// TestRetiredClustersLeaveAfterRetention: a cluster no route names any more stays served for ClusterRetention,
+// then Sweep removes it from the streams that hold it.
+func TestRetiredClustersLeaveAfterRetention(t *testing.T) {
+	tab := routing.NewTable()
+	route := func(perm int32) *routing.Route {
+		return &routing.Route{Members: []routing.Member{{Cluster: "C", BrokerName: "b", Perm: perm, ReadQueueNums: 4,
+			WriteQueueNums: 4, Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.0.0.1:10911"}}}}}
+	}
+	tab.Apply("ns", routing.Update{Topic: "a", Route: route(6)})
+	c, err := New(tab, Options{ClusterRetention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := tab.Subscribe()
+	ch := open(t, c, 1, scoped("n1", "a"), translate.ClusterType, "*")
+	first, _ := (<-ch).GetDeltaDiscoveryResponse()
+	old := first.Resources[0].Name
+
+	ack := func(resp *discovery.DeltaDiscoveryResponse, returned map[string]string) {
+		req := &discovery.DeltaDiscoveryRequest{TypeUrl: translate.ClusterType, ResponseNonce: "n"}
+		c.OnStreamDeltaRequest(1, req)
+		if _, err := c.CreateDeltaWatch(req, gcpstream.NewDeltaSubscription(nil, nil, returned, true), ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ack(first, map[string]string{old: first.Resources[0].Version})
+	tab.Apply("ns", routing.Update{Topic: "a", Route: route(4)})
+	cs, _, _ := sub.TryNext()
+	c.Apply(cs)
+	moved, _ := (<-ch).GetDeltaDiscoveryResponse()
+	if len(moved.RemovedResources) != 0 || len(moved.Resources) != 1 || moved.Resources[0].Name == old {
+		t.Fatalf("after the move: resources %v removed %v", moved.Resources, moved.RemovedResources)
+	}
+	ack(moved, map[string]string{old: first.Resources[0].Version, moved.Resources[0].Name: moved.Resources[0].Version})
+	c.Sweep()
+	select {
+	case r := <-ch:
+		t.Fatalf("swept before the retention ended: %v", r)
+	default:
+	}
+	c.mu.Lock()
+	c.clusters[old].retiredAt = time.Now().Add(-2 * time.Hour) // as if the retention had passed
+	c.mu.Unlock()
+	c.Sweep()
+	gone, _ := (<-ch).GetDeltaDiscoveryResponse()
+	if len(gone.RemovedResources) != 1 || gone.RemovedResources[0] != old {
+		t.Fatalf("after the retention: %v", gone)
 	}
 }

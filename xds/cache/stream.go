@@ -17,8 +17,16 @@ import (
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
 
+// streamKey identifies a stream: go-control-plane's delta and state-of-the-world servers number their streams
+// independently, so an id alone is ambiguous.
+type streamKey struct {
+	delta bool
+	id    int64
+}
+
 // stream is what the cache knows of one xDS stream, learned through the server callbacks.
 type stream struct {
+	key     streamKey
 	id      int64
 	delta   bool
 	opened  time.Time
@@ -28,6 +36,8 @@ type stream struct {
 	dirty   map[string]map[string]struct{} // type → subscribed names changed since the last answer
 	pending map[string]*watch              // type → the watch waiting for a change
 	seen    map[string]bool                // type → evaluated in full once; later answers look only at dirty names
+	absent  map[string]map[string]struct{} // type → explicit names answered in removed_resources, until they appear
+	sent    map[string]map[string]struct{} // cluster and endpoint names last sent (make-before-break)
 }
 
 func (s *stream) markDirty(typeURL, name string) {
@@ -69,11 +79,11 @@ func (s *stream) lastSentVersion(typeURL string) string {
 // streamOf finds the stream a request arrived on (recorded by the request callback) and binds it to its node.
 // Requests that arrive without the callbacks (a cache used on its own) get a stream of their own.
 func (c *Cache) streamOf(req any, p *corev3.Node) *stream {
-	id, ok := c.pending[req]
+	key, ok := c.pending[req]
 	delete(c.pending, req)
-	st := c.streams[id]
+	st := c.streams[key]
 	if !ok || st == nil {
-		st = c.newStream(-int64(len(c.streams)+1), false)
+		st = c.newStream(streamKey{id: c.nextAnon()}, false)
 	}
 	if st.node == nil {
 		st.node = c.nodeFor(p)
@@ -82,11 +92,16 @@ func (c *Cache) streamOf(req any, p *corev3.Node) *stream {
 	return st
 }
 
-func (c *Cache) newStream(id int64, delta bool) *stream {
-	st := &stream{id: id, delta: delta, opened: time.Now(), types: map[string]*typeStatus{},
+func (c *Cache) nextAnon() int64 {
+	c.anon--
+	return c.anon
+}
+
+func (c *Cache) newStream(key streamKey, delta bool) *stream {
+	st := &stream{key: key, id: key.id, delta: delta, opened: time.Now(), types: map[string]*typeStatus{},
 		subs: map[string]map[string]struct{}{}, dirty: map[string]map[string]struct{}{}, pending: map[string]*watch{},
-		seen: map[string]bool{}}
-	c.streams[id] = st
+		seen: map[string]bool{}, absent: map[string]map[string]struct{}{}, sent: map[string]map[string]struct{}{}}
+	c.streams[key] = st
 	return st
 }
 
@@ -107,9 +122,7 @@ func (c *Cache) subscribe(st *stream, typeURL, name string) {
 	}
 	c.subscribers[k][st] = struct{}{}
 	if typeURL == translate.RouteType {
-		e := c.ref(name)
-		e.nodes[st.node]++
-		st.node.explicit[name]++
+		c.ref(name).nodes[st.node]++
 	}
 }
 
@@ -119,6 +132,7 @@ func (c *Cache) unsubscribe(st *stream, typeURL, name string) {
 	}
 	delete(st.subs[typeURL], name)
 	delete(st.dirty[typeURL], name)
+	delete(st.absent[typeURL], name)
 	k := nameKey{typeURL, name}
 	delete(c.subscribers[k], st)
 	if len(c.subscribers[k]) == 0 {
@@ -129,9 +143,6 @@ func (c *Cache) unsubscribe(st *stream, typeURL, name string) {
 			if e.nodes[st.node]--; e.nodes[st.node] <= 0 {
 				delete(e.nodes, st.node)
 			}
-		}
-		if st.node.explicit[name]--; st.node.explicit[name] <= 0 {
-			delete(st.node.explicit, name)
 		}
 		c.unref(name)
 	}
@@ -167,16 +178,18 @@ func (c *Cache) subscribeSotw(st *stream, req *gcpcache.Request) {
 	}
 }
 
-func (c *Cache) closeStream(id int64) {
+func (c *Cache) closeStream(key streamKey) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := c.streams[id]
-	if st == nil {
-		return
+	if st := c.streams[key]; st != nil {
+		c.closeStreamLocked(st)
 	}
-	delete(c.streams, id)
-	for req, sid := range c.pending {
-		if sid == id {
+}
+
+func (c *Cache) closeStreamLocked(st *stream) {
+	delete(c.streams, st.key)
+	for req, key := range c.pending {
+		if key == st.key {
 			delete(c.pending, req)
 		}
 	}
@@ -195,19 +208,19 @@ func (c *Cache) closeStream(id int64) {
 	c.releaseNode(st.node)
 }
 
-func (c *Cache) onRequest(id int64, req any, typeURL, nonce string, errorDetail string, hasError bool) {
+func (c *Cache) onRequest(key streamKey, req any, typeURL, nonce string, errorDetail string, hasError bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := c.streams[id]
+	st := c.streams[key]
 	if st == nil {
 		return
 	}
-	for r, sid := range c.pending { // a request the server skipped (a stale nonce) never reached CreateWatch
-		if sid == id {
+	for r, k := range c.pending { // a request the server skipped (a stale nonce) never reached CreateWatch
+		if k == key {
 			delete(c.pending, r)
 		}
 	}
-	c.pending[req] = id
+	c.pending[req] = key
 	ts := st.status(typeURL)
 	if nonce != "" && nonce == ts.sentNonce {
 		if hasError {
@@ -226,10 +239,10 @@ func nodeID(st *stream) string {
 	return st.node.id
 }
 
-func (c *Cache) onResponse(id int64, typeURL, nonce, version string) {
+func (c *Cache) onResponse(key streamKey, typeURL, nonce, version string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st := c.streams[id]; st != nil {
+	if st := c.streams[key]; st != nil {
 		ts := st.status(typeURL)
 		ts.sentNonce, ts.sentVersion, ts.sentAt = nonce, version, time.Now()
 	}
@@ -240,37 +253,39 @@ func (c *Cache) onResponse(id int64, typeURL, nonce, version string) {
 func (c *Cache) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.newStream(id, true)
+	c.newStream(streamKey{delta: true, id: id}, true)
 	return nil
 }
 
-func (c *Cache) OnDeltaStreamClosed(id int64, _ *corev3.Node) { c.closeStream(id) }
+func (c *Cache) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
+	c.closeStream(streamKey{delta: true, id: id})
+}
 
 func (c *Cache) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
-	c.onRequest(id, req, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+	c.onRequest(streamKey{delta: true, id: id}, req, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 	return nil
 }
 
 func (c *Cache) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
-	c.onResponse(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
+	c.onResponse(streamKey{delta: true, id: id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
 }
 
 func (c *Cache) OnStreamOpen(_ context.Context, id int64, _ string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.newStream(id, false)
+	c.newStream(streamKey{id: id}, false)
 	return nil
 }
 
-func (c *Cache) OnStreamClosed(id int64, _ *corev3.Node) { c.closeStream(id) }
+func (c *Cache) OnStreamClosed(id int64, _ *corev3.Node) { c.closeStream(streamKey{id: id}) }
 
 func (c *Cache) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
-	c.onRequest(id, req, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+	c.onRequest(streamKey{id: id}, req, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 	return nil
 }
 
 func (c *Cache) OnStreamResponse(_ context.Context, id int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
-	c.onResponse(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
+	c.onResponse(streamKey{id: id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
 }
 
 func (c *Cache) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error { return nil }
@@ -350,10 +365,18 @@ func (c *Cache) Streams() []StreamStatus {
 func (c *Cache) ConfigDump(nodeID string) (map[string][]DumpedResource, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n := c.nodes[nodeID]
-	if n == nil {
+	var streams []*stream
+	for _, st := range c.streams {
+		if st.node != nil && st.node.id == nodeID && st.key.id > 0 {
+			streams = append(streams, st)
+		}
+	}
+	if len(streams) == 0 {
 		return nil, false
 	}
+	slices.SortFunc(streams, func(a, b *stream) int { return int(a.id - b.id) })
+	st := streams[len(streams)-1] // the newest stream of the node
+	n := st.node
 	out := map[string][]DumpedResource{}
 	add := func(typeURL string, names []string) {
 		slices.Sort(names)
@@ -364,12 +387,12 @@ func (c *Cache) ConfigDump(nodeID string) (map[string][]DumpedResource, bool) {
 		}
 	}
 	topics := slices.Clone(n.scope.topics)
-	for t := range n.explicit {
+	for t := range st.subs[translate.RouteType] {
 		if !slices.Contains(topics, t) {
 			topics = append(topics, t)
 		}
 	}
-	used := slices.Collect(maps.Keys(c.used(n)))
+	used := slices.Collect(maps.Keys(c.used(st)))
 	add(translate.ListenerType, []string{translate.ListenerName})
 	add(translate.ExtensionType, []string{translate.ExtensionConfigName})
 	add(translate.ClusterType, slices.Clone(used))

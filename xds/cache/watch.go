@@ -76,12 +76,12 @@ func (c *Cache) register(w *watch) func() {
 	ts := st.status(w.typeURL)
 	w.dropWildcard = ts.wildcard && !w.sub.IsWildcard() // what only the wildcard covered must be removed
 	ts.wildcard = w.sub.IsWildcard()
-	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
-		c.noteSent(w.node, w.typeURL, w.sub.ReturnedResources())
+	if (w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType) && st.sent[w.typeURL] == nil {
+		st.noteSent(w.typeURL, w.sub.ReturnedResources()) // a new stream may declare what it holds
 	}
 	if c.respond(w) {
 		if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
-			c.respondAll(c.waitingOnClusters(w.node)) // configs held back for these clusters may go now
+			c.respondAll(c.waitingOnClusters(st)) // configs held back for these clusters may go now
 		}
 		return func() {}
 	}
@@ -105,9 +105,16 @@ func (c *Cache) forget(w *watch) {
 	delete(w.node.watches, w)
 }
 
-// noteSent records what a node's streams hold of clusters or endpoints, for make-before-break.
-func (c *Cache) noteSent(n *node, typeURL string, versions map[string]string) {
-	n.sent[typeURL] = versions
+// noteSent records the cluster or endpoint names a stream holds, for make-before-break. It copies: the maps
+// go-control-plane hands over stay its own and change under its lock, not ours.
+func (st *stream) noteSent(typeURL string, versions map[string]string) {
+	names := make(map[string]struct{}, len(versions))
+	for name, v := range versions {
+		if v != "" {
+			names[name] = struct{}{}
+		}
+	}
+	st.sent[typeURL] = names
 }
 
 // respondAll answers every touched watch that has something to say; answering clusters can release a node's
@@ -122,7 +129,7 @@ func (c *Cache) respondAll(touched map[*watch]struct{}) {
 			if c.respond(w) {
 				c.forget(w)
 				if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
-					maps.Copy(next, c.waitingOnClusters(w.node))
+					maps.Copy(next, c.waitingOnClusters(w.stream))
 				}
 			}
 		}
@@ -130,11 +137,11 @@ func (c *Cache) respondAll(touched map[*watch]struct{}) {
 	}
 }
 
-// waitingOnClusters returns a node's listener and ECDS watches, which make-before-break may be holding back.
-func (c *Cache) waitingOnClusters(n *node) map[*watch]struct{} {
+// waitingOnClusters returns a stream's listener and ECDS watches, which make-before-break may be holding back.
+func (c *Cache) waitingOnClusters(st *stream) map[*watch]struct{} {
 	out := map[*watch]struct{}{}
-	for w := range n.watches {
-		if w.typeURL == translate.ExtensionType || w.typeURL == translate.ListenerType {
+	for _, typeURL := range []string{translate.ExtensionType, translate.ListenerType} {
+		if w := st.pending[typeURL]; w != nil {
 			out[w] = struct{}{}
 		}
 	}
@@ -146,7 +153,7 @@ func (c *Cache) respond(w *watch) bool {
 	if w.done {
 		return false
 	}
-	if (w.typeURL == translate.ExtensionType || w.typeURL == translate.ListenerType) && !c.clustersSent(w.node) {
+	if (w.typeURL == translate.ExtensionType || w.typeURL == translate.ListenerType) && !c.clustersSent(w.stream) {
 		return false // make before break: the clusters this config names are not with the node yet
 	}
 	if w.deltaReq != nil {
@@ -154,7 +161,12 @@ func (c *Cache) respond(w *watch) bool {
 	}
 	names := slices.Collect(maps.Keys(w.sub.SubscribedResources()))
 	if w.sub.IsWildcard() {
-		names = append(names, c.wildcard(w.typeURL, w.node)...)
+		names = append(names, c.wildcard(w.typeURL, w.stream)...)
+		for name := range w.stream.sent[w.typeURL] {
+			if c.retained(w.typeURL, name) { // a state-of-the-world answer that left it out would remove it
+				names = append(names, name)
+			}
+		}
 	}
 	resp, ok := c.sotwResponse(w, names, false)
 	if !ok {
@@ -167,17 +179,17 @@ func (c *Cache) respond(w *watch) bool {
 	}
 	w.done = true
 	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
-		c.noteSent(w.node, w.typeURL, resp.GetReturnedResources())
+		w.stream.noteSent(w.typeURL, resp.GetReturnedResources())
 	}
 	return true
 }
 
-// clustersSent reports whether every cluster a node uses has been sent to its cluster and endpoint
-// subscriptions. A node that subscribes to neither gets its config without waiting.
-func (c *Cache) clustersSent(n *node) bool {
-	used := c.used(n)
+// clustersSent reports whether every cluster a stream uses has been sent to its cluster and endpoint
+// subscriptions. A stream that subscribes to neither gets its config without waiting.
+func (c *Cache) clustersSent(st *stream) bool {
+	used := c.used(st)
 	for _, typeURL := range []string{translate.ClusterType, translate.EndpointType} {
-		sent, subscribed := n.sent[typeURL]
+		sent, subscribed := st.sent[typeURL]
 		if !subscribed {
 			continue
 		}
@@ -209,13 +221,19 @@ func (c *Cache) respondDelta(w *watch) bool {
 	}
 	wildcard := w.sub.IsWildcard()
 	if wildcard {
-		names = append(names, c.wildcard(w.typeURL, w.node)...)
+		names = append(names, c.wildcard(w.typeURL, st)...)
+	}
+	absent := st.absent[w.typeURL]
+	if absent == nil {
+		absent = map[string]struct{}{}
+		st.absent[w.typeURL] = absent
 	}
 	next := make(map[string]string, len(returned)+len(names))
 	maps.Copy(next, returned)
 	want := make(map[string]struct{}, len(names))
 	var send []*resource
 	var removed []string
+	var nowAbsent, nowPresent []string
 	for _, name := range names {
 		if _, dup := want[name]; dup {
 			continue
@@ -228,38 +246,50 @@ func (c *Cache) respondDelta(w *watch) bool {
 				send = append(send, r)
 				next[name] = r.version
 			}
+			nowPresent = append(nowPresent, name)
 			continue
 		}
-		// Absent. A name subscribed explicitly is answered in removed_resources once and remembered with version
-		// "", so it is sent when it appears; a wildcard-only name the client holds is removed.
+		// Absent. A name subscribed explicitly is answered in removed_resources once (the stream remembers it),
+		// and sent when it appears; a wildcard-only name the client holds is removed.
 		_, isExplicit := explicit[name]
+		_, told := absent[name]
 		switch {
-		case isExplicit && (!known || had != "" || forced):
+		case isExplicit && (!told || forced):
 			removed = append(removed, name)
 			next[name] = ""
-		case !isExplicit && known && had != "":
+			nowAbsent = append(nowAbsent, name)
+		case !isExplicit && known:
 			removed = append(removed, name)
-			delete(next, name)
-		case !isExplicit:
 			delete(next, name)
 		}
 	}
 	if wildcard || w.dropWildcard {
-		// Names the wildcard view no longer covers, and no explicit subscription holds, are removed.
-		for name, had := range returned {
+		// Names the wildcard view no longer covers, and no explicit subscription holds, are removed; retained
+		// clusters stay until their retention ends, as connections opened before a change may still use them.
+		for name := range returned {
 			if _, ok := want[name]; ok {
 				continue
 			}
 			if _, ok := explicit[name]; ok {
 				continue
 			}
-			if had != "" {
-				removed = append(removed, name)
+			if c.retained(w.typeURL, name) {
+				continue
 			}
+			removed = append(removed, name)
 			delete(next, name)
 		}
 	}
+	commit := func() {
+		for _, name := range nowAbsent {
+			absent[name] = struct{}{}
+		}
+		for _, name := range nowPresent {
+			delete(absent, name)
+		}
+	}
 	if len(send) == 0 && len(removed) == 0 {
+		commit()
 		st.seen[w.typeURL] = true
 		delete(st.dirty, w.typeURL) // everything that changed is already with the client
 		return false
@@ -287,13 +317,23 @@ func (c *Cache) respondDelta(w *watch) bool {
 	default:
 		return false // the stream's queue is full: stay pending and answer with the latest state later
 	}
+	commit()
 	st.seen[w.typeURL] = true
 	delete(st.dirty, w.typeURL)
 	w.done = true
 	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
-		c.noteSent(w.node, w.typeURL, next)
+		st.noteSent(w.typeURL, next)
 	}
 	return true
+}
+
+// retained reports whether a cluster or endpoint name belongs to a cluster kept after its broker set went away.
+func (c *Cache) retained(typeURL, name string) bool {
+	if typeURL != translate.ClusterType && typeURL != translate.EndpointType {
+		return false
+	}
+	e := c.clusters[name]
+	return e != nil && !e.retiredAt.IsZero()
 }
 
 func compareNames(a, b string) int {

@@ -487,3 +487,118 @@ func TestSlowStreamGetsLatestStateNotQueue(t *testing.T) {
 }
 
 func containsBytes(b []byte, s string) bool { return strings.Contains(string(b), s) }
+
+// TestDeltaAndSotwStreamsSideBySide: go-control-plane numbers delta and SotW streams independently; one of each
+// open at once must not share state.
+func TestDeltaAndSotwStreamsSideBySide(t *testing.T) {
+	s := demoStack(t)
+	testTopic(s, "conf-d", 6, "b1")
+	testTopic(s, "conf-s", 6, "b1")
+	d := openDelta(t, s.addr, "delta-node")
+	d.subscribe(translate.RouteType, "conf-d")
+	d.ack(d.next())
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := dialADS(t, s.addr).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Send(&discovery.DiscoveryRequest{Node: node("sotw-node"), TypeUrl: translate.RouteType, ResourceNames: []string{"conf-s"}})
+	if r, err := st.Recv(); err != nil || len(r.Resources) != 1 {
+		t.Fatalf("sotw: %v %v", r, err)
+	}
+	waitFor(t, "both streams listed", func() bool { return len(s.cache.Streams()) == 2 })
+	testTopic(s, "conf-d", 4, "b1")
+	r := d.next()
+	expect(t, r, translate.RouteType, []string{"conf-d"}, nil)
+	d.ack(r)
+	cancel() // the SotW stream closes: the delta stream keeps its state
+	waitFor(t, "the SotW stream gone", func() bool { return len(s.cache.Streams()) == 1 })
+	testTopic(s, "conf-d", 6, "b1", "b2")
+	expect(t, d.next(), translate.RouteType, []string{"conf-d"}, nil)
+}
+
+// TestScopeFollowsEachStreamsMetadata: two streams with one node id and different topics get their own scopes.
+func TestScopeFollowsEachStreamsMetadata(t *testing.T) {
+	s := demoStack(t)
+	testTopic(s, "p-old", 6, "b1")
+	testTopic(s, "p-new", 6, "b1", "b2")
+	old := openDelta(t, s.addr, "same-id", "p-old")
+	old.subscribe(translate.RouteType, "*")
+	expect(t, old.next(), translate.RouteType, []string{"p-old"}, nil)
+	fresh := openDelta(t, s.addr, "same-id", "p-new")
+	fresh.subscribe(translate.RouteType, "*")
+	expect(t, fresh.next(), translate.RouteType, []string{"p-new"}, nil)
+}
+
+// TestUnsubscribingAnExplicitNameUnderWildcard: the name leaves the stream unless the wildcard view covers it.
+func TestUnsubscribingAnExplicitNameUnderWildcard(t *testing.T) {
+	s := demoStack(t)
+	testTopic(s, "conf-scoped", 6, "b1")
+	testTopic(s, "conf-extra", 6, "b1", "b2")
+	scoped, extra := clusterOf(t, s, "conf-scoped"), clusterOf(t, s, "conf-extra")
+	d := openDelta(t, s.addr, "n1", "conf-scoped")
+	d.subscribe(translate.ClusterType, "*", extra)
+	r := d.next()
+	expect(t, r, translate.ClusterType, sorted([]string{scoped, extra}), nil)
+	d.ack(r)
+	d.send(&discovery.DeltaDiscoveryRequest{TypeUrl: translate.ClusterType, ResourceNamesUnsubscribe: []string{extra}})
+	expect(t, d.next(), translate.ClusterType, nil, []string{extra})
+}
+
+// TestNoBreakBeforeMake: when a topic moves to another broker set, the old cluster is neither removed from the
+// stream nor from its endpoints before (or with) the ECDS config that stops naming it; it is retained.
+func TestNoBreakBeforeMake(t *testing.T) {
+	s := demoStack(t)
+	testTopic(s, "conf-move", 6, "b1")
+	oldCluster := clusterOf(t, s, "conf-move")
+	d := openDelta(t, s.addr, "envoy-2", "conf-move")
+	d.subscribe(translate.ClusterType, "*")
+	d.ack(d.next())
+	d.subscribe(translate.EndpointType, oldCluster) // Envoy asks for endpoints by cluster name
+	d.ack(d.next())
+	d.subscribe(translate.ExtensionType, translate.ExtensionConfigName)
+	d.ack(d.next())
+	testTopic(s, "conf-move", 6, "b1", "b2")
+	newCluster := clusterOf(t, s, "conf-move")
+	for gotECDS := false; !gotECDS; {
+		r := d.next()
+		if slices.Contains(r.RemovedResources, oldCluster) {
+			t.Fatalf("%s removed the old cluster while connections may still route to it", r.TypeUrl)
+		}
+		if r.TypeUrl == translate.ClusterType && !slices.Contains(names(r), newCluster) {
+			t.Fatalf("cluster update without the new cluster: %v", names(r))
+		}
+		gotECDS = r.TypeUrl == translate.ExtensionType
+		d.ack(r)
+		if r.TypeUrl == translate.ClusterType {
+			d.subscribe(translate.EndpointType, newCluster) // as Envoy does for a new EDS cluster
+		}
+	}
+	d.quiet("the old cluster is retained")
+}
+
+// TestStreamsLeaveNothingBehind: after every stream of every kind closes, no node, scope, route or index entry is
+// left, and no topic is still wanted from the sources.
+func TestStreamsLeaveNothingBehind(t *testing.T) {
+	s := demoStack(t)
+	testTopic(s, "conf-a", 6, "b1")
+	ctx, cancel := context.WithCancel(context.Background())
+	d := openDelta(t, s.addr, "leak-delta", "conf-a")
+	d.subscribe(translate.RouteType, "conf-a", "nope")
+	d.next()
+	st, err := dialADS(t, s.addr).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Send(&discovery.DiscoveryRequest{Node: node("leak-sotw", "conf-a"), TypeUrl: translate.RouteType, ResourceNames: []string{"conf-a"}})
+	st.Recv()
+	waitFor(t, "both streams listed", func() bool { return len(s.cache.Streams()) == 2 })
+	cancel()
+	d.st.CloseSend()
+	waitFor(t, "the streams closed", func() bool { return len(s.cache.Streams()) == 0 })
+	// Closing the delta stream's context happens at cleanup; end it now through the server side.
+	waitFor(t, "nothing left", func() bool { return s.cache.Idle() })
+	if s.table.Interest().Wanted("conf-a") || s.table.Interest().Wanted("nope") {
+		t.Fatal("topics still wanted after every stream closed")
+	}
+}

@@ -59,6 +59,10 @@ type Client struct {
 	nacks       int
 	streams     int
 
+	// flushMu orders subscription changes: a diff and its sending happen as one step, so two callers can never
+	// deliver their requests in the opposite order from the state they computed them on.
+	flushMu sync.Mutex
+
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -284,6 +288,8 @@ func (c *Client) broadcastLocked() {
 
 // flush sends the subscription changes the current stream lacks.
 func (c *Client) flush() {
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
 	c.mu.Lock()
 	send := c.send
 	var reqs []*discovery.DeltaDiscoveryRequest
@@ -377,7 +383,9 @@ func (c *Client) stream(ctx context.Context) error {
 		}
 		return st.Send(r)
 	}
-	// A new stream subscribes to everything wanted, telling the server which versions the client holds.
+	// A new stream subscribes to everything wanted, telling the server which versions the client holds; no other
+	// subscription change may overtake these first requests.
+	c.flushMu.Lock()
 	c.mu.Lock()
 	c.streams++
 	c.subscribed = map[string]map[string]struct{}{}
@@ -400,9 +408,11 @@ func (c *Client) stream(ctx context.Context) error {
 	}()
 	for _, r := range initial {
 		if err := send(r); err != nil {
+			c.flushMu.Unlock()
 			return err
 		}
 	}
+	c.flushMu.Unlock()
 	c.flush() // anything wanted while the stream was opening
 	for {
 		resp, err := st.Recv()
@@ -496,6 +506,11 @@ func (c *Client) apply(resp *discovery.DeltaDiscoveryResponse) error {
 				touched[name] = struct{}{}
 			}
 		} else if e := c.endpoints[name]; e != nil {
+			if e.value != nil && c.clusterRefs[name] > 0 {
+				// A route still names it: the route's update is on its way. Keep the last good endpoints
+				// rather than fail resolution in between.
+				continue
+			}
 			e.known, e.value, e.version = true, nil, ""
 			c.touchUsersLocked(touched, name)
 		}

@@ -39,7 +39,8 @@ const (
 //  2. consume codes → the readable subset,
 //  3. ack codes with broker_name and broker_id headers → that broker: one route per readable group, to the broker
 //     that carries its queues (the only one the readable subset can have popped from),
-//  4. anything else (route queries included) → the cluster.
+//  4. any other ack → a subset no endpoint is in, so it fails rather than reach a broker that did not pop it,
+//  5. anything else (route queries included) → the cluster.
 func TopicRoute(topic *routing.Topic) *rmqv3.RouteConfiguration {
 	return &rmqv3.RouteConfiguration{Name: topic.Name, Routes: Routes(topic)}
 }
@@ -82,6 +83,12 @@ func Routes(topic *routing.Topic) []*rmqv3.Route {
 			}),
 		})
 	}
+	// An ack for a broker none of the routes above names must fail, not reach a random broker through the
+	// catch-all: this subset matches no endpoint and its selector never falls back.
+	routes = append(routes, &rmqv3.Route{Match: match(codeHeader(AckCodes)), Route: action(map[string]*structpb.Value{
+		SubsetBrokerName: structpb.NewStringValue(""),
+		SubsetBrokerID:   structpb.NewNumberValue(-1),
+	})})
 	return append(routes, &rmqv3.Route{Match: match(), Route: action(nil)})
 }
 
