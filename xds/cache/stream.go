@@ -56,7 +56,8 @@ type typeStatus struct {
 	sentVersion  string
 	sentAt       time.Time
 	ackedVersion string
-	nackVersion  string
+	ackedNonce   string
+	nackNonce    string
 	nackError    string
 }
 
@@ -224,10 +225,10 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL, nonce string, errorDe
 	ts := st.status(typeURL)
 	if nonce != "" && nonce == ts.sentNonce {
 		if hasError {
-			ts.nackVersion, ts.nackError = ts.sentVersion, errorDetail
+			ts.nackNonce, ts.nackError = nonce, errorDetail
 			c.opts.Logger.Warn("xDS response rejected", "node", nodeID(st), "type", typeURL, "version", ts.sentVersion, "error", errorDetail)
 		} else {
-			ts.ackedVersion, ts.nackVersion, ts.nackError = ts.sentVersion, "", ""
+			ts.ackedVersion, ts.ackedNonce, ts.nackNonce, ts.nackError = ts.sentVersion, nonce, "", ""
 		}
 	}
 }
@@ -341,13 +342,14 @@ func (c *Cache) Streams() []StreamStatus {
 				t.Subscribed = append(t.Subscribed, n)
 			}
 			sort.Strings(t.Subscribed)
+			// By nonce: a delta response's version is the model's, shared by many responses.
 			switch {
-			case ts.nackVersion != "" && ts.nackVersion == ts.sentVersion:
+			case ts.sentNonce == "":
+				t.State = Synced // nothing sent yet
+			case ts.nackNonce == ts.sentNonce:
 				t.State = Nacked
-			case ts.sentVersion != "" && ts.ackedVersion == ts.sentVersion:
+			case ts.ackedNonce == ts.sentNonce:
 				t.State = Synced
-			case ts.sentVersion == "":
-				t.State = Synced // nothing to send yet (e.g. only unknown names)
 			default:
 				t.State = Stale
 			}

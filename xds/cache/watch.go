@@ -31,9 +31,8 @@ type watch struct {
 
 // CreateDeltaWatch implements cache.ConfigWatcher for delta streams.
 func (c *Cache) CreateDeltaWatch(req *gcpcache.DeltaRequest, sub gcpcache.Subscription, ch chan gcpcache.DeltaResponse) (func(), error) {
-	if !Known(req.GetTypeUrl()) {
-		return nil, unknownType(req.GetTypeUrl())
-	}
+	// A type rocketpilot does not serve gets what any unknown name gets (removed_resources for explicit names),
+	// rather than an error that would end the client's whole ADS stream.
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.streamOf(req, req.GetNode())
@@ -54,10 +53,7 @@ func (c *Cache) CreateDeltaWatch(req *gcpcache.DeltaRequest, sub gcpcache.Subscr
 
 // CreateWatch implements cache.ConfigWatcher for state-of-the-world streams.
 func (c *Cache) CreateWatch(req *gcpcache.Request, sub gcpcache.Subscription, ch chan gcpcache.Response) (func(), error) {
-	if !Known(req.GetTypeUrl()) {
-		return nil, unknownType(req.GetTypeUrl())
-	}
-	c.mu.Lock()
+	c.mu.Lock() // an unknown type is answered with no resources, as an unknown name would be
 	defer c.mu.Unlock()
 	st := c.streamOf(req, req.GetNode())
 	w := &watch{typeURL: req.GetTypeUrl(), node: st.node, stream: st, sub: sub, sotwReq: req, sotwCh: ch}
@@ -367,7 +363,7 @@ func (c *Cache) sotwResponse(w *watch, names []string, always bool) (gcpcache.Re
 		if w.sotwReq.GetVersionInfo() == version {
 			return nil, false
 		}
-		if w.sotwReq.GetErrorDetail() != nil && w.stream != nil && w.stream.lastSentVersion(w.typeURL) == version {
+		if w.sotwReq.GetErrorDetail() != nil && w.stream.lastSentVersion(w.typeURL) == version {
 			return nil, false // rejected: keep the last good state until something changes
 		}
 	}

@@ -40,10 +40,11 @@ func testTopic(s *stack, name string, perm int32, brokers ...string) {
 		members = append(members, routing.Member{Cluster: "TestCluster", BrokerName: b, Perm: perm, ReadQueueNums: 4, WriteQueueNums: 4,
 			Addrs: []routing.BrokerAddr{{ID: 0, Addr: fmt.Sprintf("10.9.%d.1:10911", i)}}})
 	}
-	s.table.Apply("test", routing.Update{Topic: name, Route: &routing.Route{Members: members}})
+	v := s.table.Apply("test", routing.Update{Topic: name, Route: &routing.Route{Members: members}})
+	for s.cache.Version() < v { // the cache applies changes asynchronously: let it catch up
+		time.Sleep(time.Millisecond)
+	}
 }
-
-func removeTestTopic(s *stack, name string) { s.table.Apply("test", routing.Update{Topic: name}) }
 
 type deltaStream struct {
 	t    *testing.T
@@ -474,6 +475,7 @@ func TestSlowStreamGetsLatestStateNotQueue(t *testing.T) {
 	for i := range 5 {
 		testTopic(s, "conf-slow", int32(4+2*(i%2)), "b1", fmt.Sprintf("b%d", i+2))
 	}
+	waitFor(t, "the cache to apply every change", func() bool { return s.cache.Version() >= s.table.Version() })
 	d.quiet("one response per type is outstanding until the client asks again")
 	d.ack(r)
 	latest := d.next()
@@ -601,4 +603,17 @@ func TestStreamsLeaveNothingBehind(t *testing.T) {
 	if s.table.Interest().Wanted("conf-a") || s.table.Interest().Wanted("nope") {
 		t.Fatal("topics still wanted after every stream closed")
 	}
+}
+
+// TestUnknownTypeDoesNotEndTheStream: asking for a type rocketpilot does not serve gets removed_resources for the
+// names asked, and the stream goes on serving the others.
+func TestUnknownTypeDoesNotEndTheStream(t *testing.T) {
+	s := demoStack(t)
+	testTopic(s, "conf-a", 6, "b1")
+	d := openDelta(t, s.addr, "n1")
+	const rds = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+	d.subscribe(rds, "some-route")
+	expect(t, d.next(), rds, nil, []string{"some-route"})
+	d.subscribe(translate.RouteType, "conf-a")
+	expect(t, d.next(), translate.RouteType, []string{"conf-a"}, nil)
 }
