@@ -51,7 +51,12 @@ func main() {
 	smoke := flag.Bool("smoke", false, "a small run that finishes in under a minute on 2 cores")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	only := flag.String("only", "", "comma-separated scenarios to run (cold, ondemand, churn, reconnect, baseline); all by default")
+	worker := flag.Bool("sims-worker", false, "internal: run simulated sidecars for the parent process")
 	flag.Parse()
+	if *worker {
+		simsWorker(flag.Args())
+		return
+	}
 	cfg := config{
 		coldTopics: []int{10_000, 100_000, 1_000_000}, streams: []int{1_000, 10_000}, topicsPerStream: 10, shapes: 16,
 		churnRate: 50, churnFor: 10 * time.Second, samples: 2_000,

@@ -62,7 +62,6 @@ type nameKey struct{ typeURL, name string }
 type topicEntry struct {
 	name    string
 	route   *resource // nil while the topic does not exist
-	proto   *rmqv3.RouteConfiguration
 	cluster string
 	refs    int // scopes and explicit stream subscriptions holding it
 	release func()
@@ -313,7 +312,7 @@ func (c *Cache) syncCluster(hash string, touched map[*watch]struct{}) error {
 func (c *Cache) buildTopic(e *topicEntry) error {
 	t := c.table.Topic(e.name)
 	if t == nil {
-		e.route, e.proto, e.cluster = nil, nil, ""
+		e.route, e.cluster = nil, ""
 		return nil
 	}
 	if _, ok := c.byHash[t.BrokerSet.Hash]; !ok {
@@ -328,7 +327,7 @@ func (c *Cache) buildTopic(e *topicEntry) error {
 	if err != nil {
 		return err
 	}
-	e.route, e.proto, e.cluster = r, proto, translate.ClusterName(t.BrokerSet)
+	e.route, e.cluster = r, translate.ClusterName(t.BrokerSet)
 	return nil
 }
 
@@ -391,10 +390,21 @@ func (c *Cache) buildScope(s *scope) error {
 	s.used = map[string]struct{}{}
 	var routes []*rmqv3.RouteConfiguration
 	for _, t := range s.topics {
-		if e := c.topics[t]; e != nil && e.proto != nil {
-			routes = append(routes, e.proto)
-			s.used[e.cluster] = struct{}{}
+		// Translated again rather than kept: a route's proto costs several times its bytes, and only scope
+		// rebuilds need it.
+		e, tp := c.topics[t], c.table.Topic(t)
+		if e == nil || tp == nil {
+			continue
 		}
+		if translate.ClusterName(tp.BrokerSet) != e.cluster {
+			// The table is ahead of the change sets applied so far: bring the route (and its cluster) up to
+			// date first, so the config never names a cluster the cache does not serve.
+			if err := c.buildTopic(e); err != nil {
+				return err
+			}
+		}
+		routes = append(routes, translate.TopicRoute(tp))
+		s.used[e.cluster] = struct{}{}
 	}
 	proxy := translate.ProxyConfig(c.opts.StatPrefix, routes)
 	lopts := c.opts.Listener
