@@ -81,3 +81,47 @@ func waitRoute(t *testing.T, ch chan *remoting.TopicRouteData) *remoting.TopicRo
 		return nil
 	}
 }
+
+// TestSidecarForget: forgetting a topic unsubscribes it on the server, and the cluster only it used.
+func TestSidecarForget(t *testing.T) {
+	s := startStack(t, embedded.LoadDemo)
+	sc, err := sidecar.Dial(s.addr, sidecar.Options{NodeID: "forgetful"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, topic := range []string{"TopicTest", "demo-orders-001"} {
+		if _, err := sc.Resolve(ctx, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	subscribed := func(typeURL string) []string {
+		for _, st := range s.cache.Streams() {
+			if st.Node == "forgetful" {
+				for _, ts := range st.Types {
+					if ts.TypeURL == typeURL {
+						return ts.Subscribed
+					}
+				}
+			}
+		}
+		return nil
+	}
+	sc.Forget("demo-orders-001")
+	waitFor(t, "the route unsubscribed", func() bool {
+		got := subscribed("type.googleapis.com/envoy.extensions.filters.network.rocketmq_proxy.v3.RouteConfiguration")
+		return len(got) == 1 && got[0] == "TopicTest"
+	})
+	// The two topics route to different clusters in the demo: only TopicTest's stays subscribed.
+	if s.table.Topic("demo-orders-001").BrokerSet == s.table.Topic("TopicTest").BrokerSet {
+		t.Fatal("the demo topics share a broker set: the test needs two")
+	}
+	waitFor(t, "only TopicTest's cluster kept", func() bool {
+		return len(subscribed("type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment")) == 1
+	})
+	if s.table.Interest().Wanted("demo-orders-001") {
+		t.Fatal("the forgotten topic is still wanted from the sources")
+	}
+}
