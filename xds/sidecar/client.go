@@ -101,9 +101,16 @@ func Dial(addr string, opts Options) (*Client, error) {
 		return nil, fmt.Errorf("xds client for %s: %w", addr, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Client{
+	c := newClient(opts)
+	c.conn, c.cancel = conn, cancel
+	go c.run(ctx)
+	return c, nil
+}
+
+// newClient returns a client with its local cache and no stream.
+func newClient(opts Options) *Client {
+	return &Client{
 		opts:        opts,
-		conn:        conn,
 		routes:      map[string]*entry[*rmqv3.RouteConfiguration]{},
 		endpoints:   map[string]*entry[*endpointv3.ClusterLoadAssignment]{},
 		watchers:    map[string]map[*watcher]struct{}{},
@@ -111,11 +118,8 @@ func Dial(addr string, opts Options) (*Client, error) {
 		subscribed:  map[string]map[string]struct{}{},
 		dirty:       map[string]map[string]struct{}{},
 		clusterRefs: map[string]int{},
-		cancel:      cancel,
 		done:        make(chan struct{}),
 	}
-	go c.run(ctx)
-	return c, nil
 }
 
 // Close ends the stream.

@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -25,15 +24,8 @@ func FuzzApply(f *testing.F) {
 	f.Add(route, cla)
 	f.Add([]byte{0x0a, 0x01, 't'}, []byte{0xff})
 	f.Fuzz(func(t *testing.T, routeBytes, claBytes []byte) {
-		c := &Client{
-			routes:      map[string]*entry[*rmqv3.RouteConfiguration]{"t": {}},
-			endpoints:   map[string]*entry[*endpointv3.ClusterLoadAssignment]{},
-			watchers:    map[string]map[*watcher]struct{}{},
-			changed:     make(chan struct{}),
-			subscribed:  map[string]map[string]struct{}{},
-			dirty:       map[string]map[string]struct{}{},
-			clusterRefs: map[string]int{},
-		}
+		c := newClient(Options{})
+		c.routes["t"] = &entry[*rmqv3.RouteConfiguration]{}
 		c.Watch("t", func(*remoting.TopicRouteData, error) {})
 		routeErr := c.apply(&discovery.DeltaDiscoveryResponse{TypeUrl: translate.RouteType, Resources: []*discovery.Resource{
 			{Name: "t", Version: "1", Resource: &anypb.Any{TypeUrl: translate.RouteType, Value: routeBytes}}}})
