@@ -115,6 +115,12 @@ func endpointMetadata(m *routing.Member, a routing.BrokerAddr) *corev3.Metadata 
 		KeyReadQueueNum:  structpb.NewNumberValue(float64(readQueues)),
 		KeyWriteQueueNum: structpb.NewNumberValue(float64(writeQueues)),
 	}
+	md := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{FilterNamespace: {Fields: rocketmq}}}
+	if !isCarrier {
+		// Every route that picks a subset picks carriers: sends go to masters with queues, pops to carriers, acks
+		// back to the carrier that popped. The other brokers serve route queries only and need no subset keys.
+		return md
+	}
 	lb := map[string]*structpb.Value{
 		SubsetBrokerName: structpb.NewStringValue(m.BrokerName),
 		SubsetBrokerID:   structpb.NewNumberValue(float64(a.ID)),
@@ -122,11 +128,9 @@ func endpointMetadata(m *routing.Member, a routing.BrokerAddr) *corev3.Metadata 
 	if a.ID == 0 && m.Writable() {
 		lb[SubsetWritable] = structpb.NewBoolValue(true)
 	}
-	if isCarrier && m.Readable() {
+	if m.Readable() {
 		lb[SubsetReadable] = structpb.NewBoolValue(true)
 	}
-	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
-		FilterNamespace: {Fields: rocketmq},
-		LBNamespace:     {Fields: lb},
-	}}
+	md.FilterMetadata[LBNamespace] = &structpb.Struct{Fields: lb}
+	return md
 }

@@ -43,10 +43,10 @@ const (
 	KeyWriteQueueNum = "write_queue_num" // number
 )
 
-// Subset keys (namespace LBNamespace).
+// Subset keys (namespace LBNamespace), on each group's carrier only (see LoadAssignment).
 const (
-	SubsetBrokerName = "broker_name" // string, on every endpoint
-	SubsetBrokerID   = "broker_id"   // number, on every endpoint
+	SubsetBrokerName = "broker_name" // string
+	SubsetBrokerID   = "broker_id"   // number
 	SubsetWritable   = "writable"    // bool true, on the master of a group the topic may be sent to
 	SubsetReadable   = "readable"    // bool true, on the broker that carries a readable group's queues
 )
