@@ -138,8 +138,10 @@ func churn(cfg config, cp *controlPlane, sims []*sim, kk string, half int, base 
 	}
 	slices.Sort(hot)
 	bytesBefore := make([]int64, len(sims))
+	routeBefore := make([]int64, len(sims))
 	for i, s := range sims {
 		bytesBefore[i] = s.bytes.Load()
+		routeBefore[i] = s.routeBytes.Load()
 	}
 	var ru0, ru1 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
@@ -162,11 +164,12 @@ func churn(cfg config, cp *controlPlane, sims []*sim, kk string, half int, base 
 	tick.Stop()
 	time.Sleep(time.Second) // let the last changes land
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	var hotBytes, coldBytes int64
+	var hotBytes, hotRouteBytes, coldBytes int64
 	for i, s := range sims {
 		d := s.bytes.Load() - bytesBefore[i]
 		if i%2 == 0 {
 			hotBytes += d
+			hotRouteBytes += s.routeBytes.Load() - routeBefore[i]
 		} else {
 			coldBytes += d
 		}
@@ -183,6 +186,8 @@ func churn(cfg config, cp *controlPlane, sims []*sim, kk string, half int, base 
 		{Name: "change → ACK p99, " + kk + " streams", Value: ms(p99), Unit: "ms", Goal: "≤ 1000 ms", Baseline: base.changeP99, lowerIsBetter: true},
 		{Name: "changes delivered to subscribed streams, " + kk + " streams", Value: float64(got), Unit: fmt.Sprintf("of %d", deliveries)},
 		{Name: "bytes per change per subscribed stream, " + kk + " streams", Value: round(perStream, 0), Unit: "B", Goal: "≤ 2048 B", Baseline: base.bytesPerChange, lowerIsBetter: true},
+		{Name: "  of which the route itself, " + kk + " streams", Value: round(float64(hotRouteBytes)/float64(max(deliveries, 1)), 0), Unit: "B", lowerIsBetter: true},
+		{Name: "  of which endpoints of broker sets new to the stream, " + kk + " streams", Value: round(float64(hotBytes-hotRouteBytes)/float64(max(deliveries, 1)), 0), Unit: "B", lowerIsBetter: true},
 		{Name: "bytes to unsubscribed streams during churn, " + kk + " streams", Value: float64(coldBytes), Unit: "B", Goal: "0 B", lowerIsBetter: true},
 		{Name: "CPU per change (whole process: server and simulated sidecars), " + kk + " streams", Value: ms(cpu), Unit: "ms", lowerIsBetter: true},
 	}

@@ -34,8 +34,9 @@ type sim struct {
 	onRoute  func(topic string) // called for every route received
 	streams  int
 
-	bytes     atomic.Int64
-	badWorlds atomic.Int64 // responses that removed a topic that exists: an empty or partial world
+	bytes      atomic.Int64
+	routeBytes atomic.Int64 // of bytes, in route responses
+	badWorlds  atomic.Int64 // responses that removed a topic that exists: an empty or partial world
 }
 
 func newSims(addr string, n int, topicsOf func(int) []string) []*sim {
@@ -100,7 +101,11 @@ func (s *sim) stream(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		s.bytes.Add(int64(proto.Size(resp)))
+		size := int64(proto.Size(resp))
+		s.bytes.Add(size)
+		if resp.TypeUrl == translate.RouteType {
+			s.routeBytes.Add(size)
+		}
 		var newClusters []string
 		s.mu.Lock()
 		switch resp.TypeUrl {
