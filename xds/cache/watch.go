@@ -290,9 +290,6 @@ func (c *Cache) respondDelta(w *watch) bool {
 		delete(st.dirty, w.typeURL) // everything that changed is already with the client
 		return false
 	}
-	if len(send) == 0 && len(removed) == 0 {
-		return false
-	}
 	slices.SortFunc(send, func(a, b *resource) int { return compareNames(a.name, b.name) })
 	slices.Sort(removed)
 	out := &discovery.DeltaDiscoveryResponse{
