@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"runtime"
 	"slices"
 	"sync"
 	"syscall"
@@ -58,6 +59,8 @@ func streamScenarios(cfg config, k int, want func(string) bool, base baselineRes
 	perStream := float64(heapNow()-before) / float64(k)
 	kk := human(k)
 	figs := []Figure{
+		{Name: fmt.Sprintf("open streams held per core (all synced), %s streams", kk), Value: float64(k / runtime.NumCPU()),
+			Unit: "", Goal: "≥ 2000"},
 		{Name: fmt.Sprintf("control-plane heap per open stream, %s streams (sidecars in another process)", kk),
 			Value: round(serverPerStream/1024, 1), Unit: "KiB", Goal: "≤ 100 KiB", lowerIsBetter: true},
 		{Name: fmt.Sprintf("heap per open stream, %s streams, sidecars in process (both sides)", kk),
