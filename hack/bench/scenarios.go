@@ -58,9 +58,13 @@ func streamScenarios(cfg config, k int, want func(string) bool, base baselineRes
 	log.Printf("%d streams synced in %v", k, time.Since(start).Round(time.Millisecond))
 	perStream := float64(heapNow()-before) / float64(k)
 	kk := human(k)
+	perCoreGoal := ""
+	if k == cfg.streams[len(cfg.streams)-1] {
+		perCoreGoal = "≥ 2000" // the run's largest stream count is the claim
+	}
 	figs := []Figure{
 		{Name: fmt.Sprintf("open streams held per core (all synced), %s streams", kk), Value: float64(k / runtime.NumCPU()),
-			Unit: "", Goal: "≥ 2000"},
+			Unit: "", Goal: perCoreGoal},
 		{Name: fmt.Sprintf("control-plane heap per open stream, %s streams (sidecars in another process)", kk),
 			Value: round(serverPerStream/1024, 1), Unit: "KiB", Goal: "≤ 100 KiB", lowerIsBetter: true},
 		{Name: fmt.Sprintf("heap per open stream, %s streams, sidecars in process (both sides)", kk),
