@@ -50,6 +50,8 @@ type NameServer struct {
 	corrupt         atomic.Int64 // responses still to corrupt
 	counts          sync.Map     // int32 → *atomic.Int64
 	distinctCodes   atomic.Int64 // entries in counts
+	inFlight        atomic.Int64 // requests being handled (latency included), all connections
+	maxInFlight     atomic.Int64
 
 	// Lifecycle, guarded by mu.
 	mu       sync.Mutex
@@ -305,6 +307,9 @@ func (s *NameServer) serveConn(c *conn) {
 		}
 		inflight.Go(func() {
 			defer func() { <-sem }()
+			defer s.inFlight.Add(-1)
+			for n, m := s.inFlight.Add(1), s.maxInFlight.Load(); n > m && !s.maxInFlight.CompareAndSwap(m, n); m = s.maxInFlight.Load() {
+			}
 			resp := s.handle(req)
 			if req.IsOneway() || !s.wait(c) {
 				return
@@ -412,6 +417,9 @@ func (s *NameServer) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
 // CorruptResponses writes the next n responses, on any connection, as a malformed frame that remoting.Reader
 // rejects with remoting.ErrMalformed, instead of the real answer. n <= 0 cancels pending corruption.
 func (s *NameServer) CorruptResponses(n int) { s.corrupt.Store(int64(max(n, 0))) }
+
+// MaxInFlight returns the most requests the server was handling at once, over all connections, since it started.
+func (s *NameServer) MaxInFlight() int64 { return s.maxInFlight.Load() }
 
 // RequestCount returns how many requests of a code were received, one-way ones included. Only the first 65536
 // distinct codes seen are counted.

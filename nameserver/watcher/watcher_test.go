@@ -440,3 +440,52 @@ func TestMalformedFrameClosesOnlyThatConnection(t *testing.T) {
 		t.Fatalf("ns2's connection was redialled %d times", d)
 	}
 }
+
+// TestConcurrencyAndRateLimits: route queries never exceed the concurrency bound, and a rate limit stretches a
+// cold sync accordingly (a lower bound on time, which a slow machine cannot break).
+func TestConcurrencyAndRateLimits(t *testing.T) {
+	ns := startNameServer(t)
+	demoLike(ns, 59) // 60 topics
+	ns.SetLatency(20 * time.Millisecond)
+	table := routing.NewTable()
+	opts := testOptions(time.Hour, ns.Addr())
+	opts.Concurrency = 3
+	opts.RateLimit = 100 // per second; the burst is the concurrency
+	start := time.Now()
+	runWatcher(t, table, opts)
+	took := time.Since(start)
+	if got := ns.MaxInFlight(); got > 3+1 { // the broker-table poll may overlap one route query
+		t.Fatalf("%d requests in flight at once with concurrency 3", got)
+	}
+	if ns.MaxInFlight() < 2 {
+		t.Fatalf("queries were never concurrent (max in flight %d): the test tested nothing", ns.MaxInFlight())
+	}
+	// 60 topics at 100/s with a burst of 3 cannot take less than (60-3)/100 s.
+	if took < 570*time.Millisecond {
+		t.Fatalf("cold sync of 60 topics at 100/s took %v", took)
+	}
+	if topics, _ := table.Stats(); topics != 60 {
+		t.Fatalf("synced %d topics", topics)
+	}
+}
+
+// TestRouteQueriesArePaced: after the first sync, each topic is asked once per interval, spread evenly, not in a
+// burst (an upper bound on a count, which a slow machine can only lower).
+func TestRouteQueriesArePaced(t *testing.T) {
+	ns := startNameServer(t)
+	demoLike(ns, 99) // 100 topics
+	table := routing.NewTable()
+	opts := testOptions(2*time.Second, ns.Addr())
+	opts.RateLimit = 1e6
+	runWatcher(t, table, opts)
+	before := ns.RequestCount(remoting.GetRouteInfoByTopic)
+	time.Sleep(400 * time.Millisecond)
+	asked := ns.RequestCount(remoting.GetRouteInfoByTopic) - before
+	// Paced over 2 s, 100 topics make about 20 queries in 400 ms; a burst would make 100.
+	if asked > 45 {
+		t.Fatalf("%d route queries in the first 400 ms of a 2 s cycle of 100 topics", asked)
+	}
+	if asked == 0 {
+		t.Fatal("no route query in 400 ms: the cycle did not start")
+	}
+}
