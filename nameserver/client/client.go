@@ -116,6 +116,7 @@ type Client struct {
 
 	mu        sync.Mutex
 	conn      *conn
+	dialing   chan struct{} // closed when the dial under way ends
 	closed    bool
 	backoff   time.Duration
 	nextDial  time.Time
@@ -194,44 +195,75 @@ func (c *Client) fail(err error) {
 	c.nextDial, c.lastError = time.Now().Add(c.backoff), err
 }
 
-// connection returns the live connection, dialing when there is none and the backoff allows it.
+// connection returns the live connection, dialing when there is none and the backoff allows it. One caller dials
+// at a time, outside the lock; the others wait for it within their own deadlines.
 func (c *Client) connection(ctx context.Context) (*conn, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, ErrClosed
-	}
-	if cn := c.conn; cn != nil {
-		if !cn.dead() && time.Since(cn.lastUsed()) < c.opts.IdleTimeout {
-			return cn, nil
-		}
-		c.conn = nil
-		if cn.dead() && (cn.failed() || time.Since(cn.opened) < time.Second) {
-			// A peer that accepts connections and then breaks them is backed off like one that refuses them.
-			c.fail(cn.cause())
-		} else {
-			cn.close(errors.New("idle connection closed"))
-		}
-	}
-	if wait := time.Until(c.nextDial); wait > 0 {
-		return nil, fmt.Errorf("%w for %v after: %v", ErrBackoff, wait.Round(time.Millisecond), c.lastError)
-	}
-	d := net.Dialer{Timeout: c.opts.DialTimeout}
-	nc, err := d.DialContext(ctx, "tcp", c.addr)
-	if err != nil {
-		c.fail(err)
-		return nil, err
-	}
-	c.dials++
-	c.conn = newConn(nc, c.opts)
-	if c.backoff > 0 {
-		// Reset only once the connection has proven itself by answering (see conn.answered).
-		c.conn.onAnswer = func() {
-			c.mu.Lock()
-			c.backoff, c.lastError = 0, nil
+	for {
+		c.mu.Lock()
+		if c.closed {
 			c.mu.Unlock()
+			return nil, ErrClosed
 		}
+		if cn := c.conn; cn != nil {
+			if !cn.dead() && time.Since(cn.lastUsed()) < c.opts.IdleTimeout {
+				c.mu.Unlock()
+				return cn, nil
+			}
+			c.conn = nil
+			if cn.dead() && (cn.failed() || time.Since(cn.opened) < time.Second) {
+				// A peer that accepts connections and then breaks them is backed off like one that refuses them.
+				c.fail(cn.cause())
+			} else {
+				cn.close(errors.New("idle connection closed"))
+			}
+		}
+		if wait := time.Until(c.nextDial); wait > 0 {
+			err := fmt.Errorf("%w for %v after: %v", ErrBackoff, wait.Round(time.Millisecond), c.lastError)
+			c.mu.Unlock()
+			return nil, err
+		}
+		if dialing := c.dialing; dialing != nil {
+			c.mu.Unlock()
+			select {
+			case <-dialing:
+				continue // look again: connected, or backing off
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		c.dialing = done
+		c.mu.Unlock()
+
+		d := net.Dialer{Timeout: c.opts.DialTimeout}
+		nc, err := d.DialContext(ctx, "tcp", c.addr)
+
+		c.mu.Lock()
+		c.dialing = nil
+		close(done)
+		switch {
+		case err != nil:
+			c.fail(err)
+			c.mu.Unlock()
+			return nil, err
+		case c.closed:
+			c.mu.Unlock()
+			nc.Close()
+			return nil, ErrClosed
+		}
+		c.dials++
+		c.conn = newConn(nc, c.opts)
+		if c.backoff > 0 {
+			// Reset only once the connection has proven itself by answering (see conn.answered).
+			c.conn.onAnswer = func() {
+				c.mu.Lock()
+				c.backoff, c.lastError = 0, nil
+				c.mu.Unlock()
+			}
+		}
+		cn := c.conn
+		c.mu.Unlock()
+		c.opts.Logger.Debug("connected to nameserver", "addr", c.addr)
+		return cn, nil
 	}
-	c.opts.Logger.Debug("connected to nameserver", "addr", c.addr)
-	return c.conn, nil
 }
