@@ -242,6 +242,10 @@ func (c *Client) connection(ctx context.Context) (*conn, error) {
 		c.dialing = nil
 		close(done)
 		switch {
+		case err != nil && ctx.Err() != nil:
+			// This caller gave up, not the NameServer: no backoff for everyone else.
+			c.mu.Unlock()
+			return nil, err
 		case err != nil:
 			c.fail(err)
 			c.mu.Unlock()

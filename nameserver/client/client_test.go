@@ -314,3 +314,21 @@ func TestBackoffAfterBrokenConnections(t *testing.T) {
 		t.Fatalf("%d dials and %d backed-off requests for 20 requests to a garbage-answering peer", c.Dials(), backedOff)
 	}
 }
+
+// TestCancelledCallerDoesNotBackOffOthers: a caller whose context ends during the dial does not put the client
+// into backoff for the callers after it.
+func TestCancelledCallerDoesNotBackOffOthers(t *testing.T) {
+	srv := newServer(t, echo)
+	opts := fastOptions()
+	opts.MinBackoff, opts.MaxBackoff = time.Second, time.Second
+	c := New(srv.addr(), opts)
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.GetRouteInfoRaw(ctx, "t"); err == nil {
+		t.Fatal("a cancelled caller got an answer")
+	}
+	if _, err := c.GetRouteInfoRaw(context.Background(), "t"); err != nil {
+		t.Fatalf("the next caller: %v", err)
+	}
+}

@@ -38,6 +38,7 @@ type stream struct {
 	seen    map[string]bool                // type → evaluated in full once; later answers look only at dirty names
 	absent  map[string]map[string]struct{} // type → explicit names answered in removed_resources, until they appear
 	sent    map[string]map[string]struct{} // cluster and endpoint names last sent (make-before-break)
+	resumed map[string]bool                // SotW type whose first request carried a version: state unknown
 }
 
 func (s *stream) markDirty(typeURL, name string) {
@@ -101,7 +102,8 @@ func (c *Cache) nextAnon() int64 {
 func (c *Cache) newStream(key streamKey, delta bool) *stream {
 	st := &stream{key: key, id: key.id, delta: delta, opened: time.Now(), types: map[string]*typeStatus{},
 		subs: map[string]map[string]struct{}{}, dirty: map[string]map[string]struct{}{}, pending: map[string]*watch{},
-		seen: map[string]bool{}, absent: map[string]map[string]struct{}{}, sent: map[string]map[string]struct{}{}}
+		seen: map[string]bool{}, absent: map[string]map[string]struct{}{}, sent: map[string]map[string]struct{}{},
+		resumed: map[string]bool{}}
 	c.streams[key] = st
 	return st
 }

@@ -39,8 +39,12 @@ func (c *Cache) CreateDeltaWatch(req *gcpcache.DeltaRequest, sub gcpcache.Subscr
 	w := &watch{typeURL: req.GetTypeUrl(), node: st.node, stream: st, sub: sub, deltaReq: req, deltaCh: ch}
 	// A name subscribed again is sent again even if the client has it (it may have dropped it), unless the
 	// client declared its version on a new stream (initial_resource_versions): then only a different one is sent.
+	declared := req.GetInitialResourceVersions()
+	if st.seen[req.GetTypeUrl()] {
+		declared = nil // go-control-plane honours declared versions only on a type's first request
+	}
 	for _, name := range req.GetResourceNamesSubscribe() {
-		if _, declared := req.GetInitialResourceVersions()[name]; declared {
+		if _, ok := declared[name]; ok {
 			continue
 		}
 		if w.forced == nil {
@@ -72,8 +76,16 @@ func (c *Cache) register(w *watch) func() {
 	ts := st.status(w.typeURL)
 	w.dropWildcard = ts.wildcard && !w.sub.IsWildcard() // what only the wildcard covered must be removed
 	ts.wildcard = w.sub.IsWildcard()
-	if (w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType) && st.sent[w.typeURL] == nil {
-		st.noteSent(w.typeURL, w.sub.ReturnedResources()) // a new stream may declare what it holds
+	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
+		switch {
+		case w.deltaReq != nil:
+			// What the client holds, as go-control-plane tracks it (declared versions, sends, unsubscribes).
+			st.noteSent(w.typeURL, w.sub.ReturnedResources())
+		case st.sent[w.typeURL] == nil && w.sotwReq.GetVersionInfo() != "":
+			// A state-of-the-world client back after a reconnect holds some earlier state the server cannot
+			// name: until it has been answered, its wildcard answers keep every retained cluster.
+			st.resumed[w.typeURL] = true
+		}
 	}
 	if c.respond(w) {
 		if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
@@ -158,9 +170,13 @@ func (c *Cache) respond(w *watch) bool {
 	names := slices.Collect(maps.Keys(w.sub.SubscribedResources()))
 	if w.sub.IsWildcard() {
 		names = append(names, c.wildcard(w.typeURL, w.stream)...)
-		for name := range w.stream.sent[w.typeURL] {
-			if c.retained(w.typeURL, name) { // a state-of-the-world answer that left it out would remove it
-				names = append(names, name)
+		if w.stream.resumed[w.typeURL] {
+			names = append(names, c.retainedNames()...)
+		} else {
+			for name := range w.stream.sent[w.typeURL] {
+				if c.retained(w.typeURL, name) { // a state-of-the-world answer that left it out would remove it
+					names = append(names, name)
+				}
 			}
 		}
 	}
@@ -176,6 +192,7 @@ func (c *Cache) respond(w *watch) bool {
 	w.done = true
 	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
 		w.stream.noteSent(w.typeURL, resp.GetReturnedResources())
+		delete(w.stream.resumed, w.typeURL)
 	}
 	return true
 }
@@ -320,6 +337,17 @@ func (c *Cache) respondDelta(w *watch) bool {
 	return true
 }
 
+// retainedNames returns every cluster kept after its broker set went away.
+func (c *Cache) retainedNames() []string {
+	var out []string
+	for name, e := range c.clusters {
+		if !e.retiredAt.IsZero() {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // retained reports whether a cluster or endpoint name belongs to a cluster kept after its broker set went away.
 func (c *Cache) retained(typeURL, name string) bool {
 	if typeURL != translate.ClusterType && typeURL != translate.EndpointType {
@@ -358,6 +386,13 @@ func (c *Cache) sotwResponse(w *watch, names []string, always bool) (gcpcache.Re
 	version := hex.EncodeToString(h.Sum(nil)[:8])
 	if !always {
 		if w.sotwReq.GetVersionInfo() == version {
+			if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
+				held := make(map[string]string, len(rs)) // the client provably holds exactly these
+				for _, r := range rs {
+					held[r.name] = r.version
+				}
+				w.stream.noteSent(w.typeURL, held)
+			}
 			return nil, false
 		}
 		if w.sotwReq.GetErrorDetail() != nil && w.stream.lastSentVersion(w.typeURL) == version {

@@ -14,11 +14,13 @@ import (
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
@@ -616,4 +618,103 @@ func TestUnknownTypeDoesNotEndTheStream(t *testing.T) {
 	expect(t, d.next(), rds, nil, []string{"some-route"})
 	d.subscribe(translate.RouteType, "conf-a")
 	expect(t, d.next(), translate.RouteType, []string{"conf-a"}, nil)
+}
+
+// sotwStream is a raw state-of-the-world ADS stream for the reconnect tests.
+type sotwStream struct {
+	t    *testing.T
+	st   discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	node *corev3.Node
+	got  chan *discovery.DiscoveryResponse
+}
+
+func openSotw(t *testing.T, addr string, n *corev3.Node) *sotwStream {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := dialADS(t, addr).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sotwStream{t: t, st: st, node: n, got: make(chan *discovery.DiscoveryResponse, 16)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			r, err := st.Recv()
+			if err != nil {
+				return
+			}
+			s.got <- r
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return s
+}
+
+func (s *sotwStream) ask(typeURL, version, nonce string, names ...string) {
+	s.t.Helper()
+	if err := s.st.Send(&discovery.DiscoveryRequest{Node: s.node, TypeUrl: typeURL, VersionInfo: version,
+		ResponseNonce: nonce, ResourceNames: names}); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *sotwStream) next() *discovery.DiscoveryResponse {
+	s.t.Helper()
+	select {
+	case r := <-s.got:
+		return r
+	case <-time.After(answerWithin):
+		s.t.Fatal("no SotW response within", answerWithin)
+		return nil
+	}
+}
+
+// TestSotwReconnectKeepsMakeBeforeBreakAndRetention: an Envoy on state-of-the-world ADS reconnecting with the
+// versions it holds still gets config changes that need no new cluster, and keeps retained clusters.
+func TestSotwReconnectKeepsMakeBeforeBreakAndRetention(t *testing.T) {
+	s := demoStack(t)
+	testTopic(s, "conf-a", 6, "b1")
+	n := node("sotw-envoy", "conf-a", "conf-late")
+	first := openSotw(t, s.addr, n)
+	first.ask(translate.ClusterType, "", "")
+	cds := first.next()
+	first.ask(translate.ExtensionType, "", "", translate.ExtensionConfigName)
+	ecds := first.next()
+	if len(cds.Resources) != 1 || len(ecds.Resources) != 1 {
+		t.Fatalf("first stream: %d clusters, %d ECDS", len(cds.Resources), len(ecds.Resources))
+	}
+
+	again := openSotw(t, s.addr, n) // the control plane restarted, or the connection broke
+	again.ask(translate.ClusterType, cds.VersionInfo, "")
+	again.ask(translate.ExtensionType, ecds.VersionInfo, "", translate.ExtensionConfigName)
+	// A topic of the scope appears on a shape the node already has: only ECDS changes, and it must come.
+	s.table.Apply("test", routing.Update{Topic: "conf-late", Route: &routing.Route{Members: s.table.Topic("conf-a").BrokerSet.Members}})
+	for r := again.next(); r.TypeUrl != translate.ExtensionType; r = again.next() {
+		t.Fatalf("unexpected %s answer before the ECDS change", r.TypeUrl)
+	}
+	// Both topics move to another shape: the clusters answer keeps the old cluster (retained) beside the new one.
+	oldCluster := clusterOf(t, s, "conf-a")
+	testTopic(s, "conf-a", 6, "b1", "b2")
+	s.table.Apply("test", routing.Update{Topic: "conf-late", Route: &routing.Route{Members: s.table.Topic("conf-a").BrokerSet.Members}})
+	newCluster := clusterOf(t, s, "conf-a")
+	for {
+		r := again.next()
+		if r.TypeUrl != translate.ClusterType {
+			continue
+		}
+		var got []string
+		for _, res := range r.Resources {
+			var c clusterv3.Cluster
+			if err := proto.Unmarshal(res.Value, &c); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, c.Name)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, sorted([]string{oldCluster, newCluster})) {
+			t.Fatalf("clusters after the move: %v, want the new one and the retained %s", got, oldCluster)
+		}
+		break
+	}
 }

@@ -510,9 +510,9 @@ func (c *Client) apply(resp *discovery.DeltaDiscoveryResponse) error {
 				touched[name] = struct{}{}
 			}
 		} else if e := c.endpoints[name]; e != nil {
-			if e.value != nil && c.clusterRefs[name] > 0 {
-				// A route still names it: the route's update is on its way. Keep the last good endpoints
-				// rather than fail resolution in between.
+			if e.value != nil {
+				// The client only holds endpoints of clusters its routes name, so a route still names this one:
+				// its update is on the way. Keep the last good endpoints rather than fail resolution meanwhile.
 				continue
 			}
 			e.known, e.value, e.version = true, nil, ""
