@@ -39,6 +39,10 @@ type stream struct {
 	absent  map[string]map[string]struct{} // type → explicit names answered in removed_resources, until they appear
 	sent    map[string]map[string]struct{} // cluster and endpoint names last sent (make-before-break)
 	resumed map[string]bool                // SotW type whose first request carried a version: state unknown
+	// forced and dropWildcard carry a request's asks (resend these names; remove what only the wildcard covered)
+	// until an answer commits them.
+	forced       map[string]map[string]struct{}
+	dropWildcard map[string]bool
 }
 
 func (s *stream) markDirty(typeURL, name string) {
@@ -103,7 +107,7 @@ func (c *Cache) newStream(key streamKey, delta bool) *stream {
 	st := &stream{key: key, id: key.id, delta: delta, opened: time.Now(), types: map[string]*typeStatus{},
 		subs: map[string]map[string]struct{}{}, dirty: map[string]map[string]struct{}{}, pending: map[string]*watch{},
 		seen: map[string]bool{}, absent: map[string]map[string]struct{}{}, sent: map[string]map[string]struct{}{},
-		resumed: map[string]bool{}}
+		resumed: map[string]bool{}, forced: map[string]map[string]struct{}{}, dropWildcard: map[string]bool{}}
 	c.streams[key] = st
 	return st
 }
@@ -136,6 +140,7 @@ func (c *Cache) unsubscribe(st *stream, typeURL, name string) {
 	delete(st.subs[typeURL], name)
 	delete(st.dirty[typeURL], name)
 	delete(st.absent[typeURL], name)
+	delete(st.forced[typeURL], name)
 	k := nameKey{typeURL, name}
 	delete(c.subscribers[k], st)
 	if len(c.subscribers[k]) == 0 {

@@ -74,7 +74,19 @@ func (c *Cache) register(w *watch) func() {
 		c.subscribeSotw(st, w.sotwReq)
 	}
 	ts := st.status(w.typeURL)
-	w.dropWildcard = ts.wildcard && !w.sub.IsWildcard() // what only the wildcard covered must be removed
+	// Until an answer commits them, a stream keeps what its requests asked for: a watch replaced before it
+	// answered (a held ECDS config, a full queue) must not lose a resend or a wildcard drop.
+	if ts.wildcard && !w.sub.IsWildcard() {
+		st.dropWildcard[w.typeURL] = true // what only the wildcard covered must be removed
+	}
+	w.dropWildcard = st.dropWildcard[w.typeURL]
+	if len(w.forced) > 0 {
+		if st.forced[w.typeURL] == nil {
+			st.forced[w.typeURL] = map[string]struct{}{}
+		}
+		maps.Copy(st.forced[w.typeURL], w.forced)
+	}
+	w.forced = st.forced[w.typeURL]
 	ts.wildcard = w.sub.IsWildcard()
 	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
 		switch {
@@ -300,6 +312,8 @@ func (c *Cache) respondDelta(w *watch) bool {
 		for _, name := range nowPresent {
 			delete(absent, name)
 		}
+		delete(st.forced, w.typeURL)
+		delete(st.dropWildcard, w.typeURL)
 	}
 	if len(send) == 0 && len(removed) == 0 {
 		commit()
