@@ -84,7 +84,11 @@ func (c *Cache) register(w *watch) func() {
 		if st.forced[w.typeURL] == nil {
 			st.forced[w.typeURL] = map[string]struct{}{}
 		}
-		maps.Copy(st.forced[w.typeURL], w.forced)
+		for name := range w.forced {
+			if _, ok := st.subs[w.typeURL][name]; ok { // not if the same request unsubscribed it again
+				st.forced[w.typeURL][name] = struct{}{}
+			}
+		}
 	}
 	w.forced = st.forced[w.typeURL]
 	ts.wildcard = w.sub.IsWildcard()
