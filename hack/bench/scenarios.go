@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -76,6 +77,7 @@ func streamScenarios(cfg config, k int, want func(string) bool, base baselineRes
 	}
 	if want("churn") {
 		figs = append(figs, churn(cfg, cp, sims, kk, half, base)...)
+		figs = append(figs, brokerFlip(cp, sims, kk)...)
 	}
 	if want("reconnect") {
 		figs = append(figs, reconnect(cp, ns, sims, kk, &cp)...)
@@ -254,3 +256,77 @@ func pct(d []time.Duration, p float64) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return round(float64(d.Microseconds())/1000, 2) }
+
+// brokerFlip makes one broker group read-only for every topic on it at once, as a broker perm change does, and
+// measures the bytes each subscribed stream receives per changed topic: many topics move to a few new broker
+// sets, so a stream receives each new cluster's endpoints once for all its topics on it.
+func brokerFlip(cp *controlPlane, sims []*sim, kk string) []Figure {
+	const broker = "broker-0"
+	var updates []routing.Update
+	cp.table.Range(func(t *routing.Topic) bool {
+		if t.BrokerSet.Member(broker) == nil {
+			return true
+		}
+		members := slices.Clone(t.BrokerSet.Members)
+		for i := range members {
+			if members[i].BrokerName == broker {
+				members[i].Perm = routing.PermRead
+			}
+		}
+		updates = append(updates, routing.Update{Topic: t.Name, Route: &routing.Route{Members: members}})
+		return true
+	})
+	changed := map[string]bool{}
+	for _, u := range updates {
+		changed[u.Topic] = true
+	}
+	deliveries := 0
+	subscribed := make([]bool, len(sims))
+	for i, s := range sims {
+		for _, t := range s.topics {
+			if changed[t] {
+				deliveries++
+				subscribed[i] = true
+			}
+		}
+	}
+	var received sync.WaitGroup
+	received.Add(deliveries)
+	var left atomic.Int64
+	left.Store(int64(deliveries))
+	before := make([]int64, len(sims))
+	for i, s := range sims {
+		before[i] = s.bytes.Load()
+		s.mu.Lock()
+		s.onRoute = func(topic string) {
+			if changed[topic] && left.Add(-1) >= 0 {
+				received.Done()
+			}
+		}
+		s.mu.Unlock()
+	}
+	start := time.Now()
+	cp.table.Apply("bench", updates...)
+	done := make(chan struct{})
+	go func() { received.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		log.Printf("broker flip: not every change arrived within 60 s")
+	}
+	took := time.Since(start)
+	time.Sleep(500 * time.Millisecond) // endpoints of new clusters follow the routes
+	var bytes int64
+	for i, s := range sims {
+		if subscribed[i] {
+			bytes += s.bytes.Load() - before[i]
+		}
+	}
+	log.Printf("broker flip: %d topics changed, %d deliveries in %v", len(updates), deliveries, took.Round(time.Millisecond))
+	return []Figure{
+		{Name: fmt.Sprintf("broker perm change (%s topics at once): bytes per changed topic per subscribed stream, %s streams",
+			human(len(updates)), kk), Value: round(float64(bytes)/float64(max(deliveries, 1)), 0), Unit: "B", Goal: "≤ 2048 B", lowerIsBetter: true},
+		{Name: fmt.Sprintf("broker perm change (%s topics at once): until every subscribed stream has it, %s streams", human(len(updates)), kk),
+			Value: ms(took), Unit: "ms", lowerIsBetter: true},
+	}
+}
