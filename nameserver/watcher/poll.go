@@ -2,6 +2,7 @@ package watcher
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"hash/maphash"
@@ -298,15 +299,7 @@ func toBroker(b remoting.BrokerData) routing.Broker {
 	for id, addr := range b.BrokerAddrs {
 		out.Addrs = append(out.Addrs, routing.BrokerAddr{ID: id, Addr: addr})
 	}
-	slices.SortFunc(out.Addrs, func(a, b routing.BrokerAddr) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out.Addrs, func(a, b routing.BrokerAddr) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 

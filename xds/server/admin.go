@@ -132,30 +132,36 @@ func (a *Admin) topics(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, out)
 }
 
-func (a *Admin) topic(w http.ResponseWriter, r *http.Request) {
+// pathTopic returns the topic named by the request path, or answers 404 and returns nil.
+func (a *Admin) pathTopic(w http.ResponseWriter, r *http.Request) *routing.Topic {
 	name := r.PathValue("name")
 	t := a.Table.Topic(name)
 	if t == nil {
 		writeError(w, http.StatusNotFound, "topic "+strconv.Quote(name)+" not found")
+	}
+	return t
+}
+
+func (a *Admin) topic(w http.ResponseWriter, r *http.Request) {
+	t := a.pathTopic(w, r)
+	if t == nil {
 		return
 	}
-	route := translate.TopicRoute(t)
 	out := map[string]any{
 		"topic":     summarize(t),
 		"members":   t.BrokerSet.Members,
 		"cluster":   raw(translate.Cluster(t.BrokerSet)),
 		"endpoints": raw(translate.LoadAssignment(t.BrokerSet)),
-		"route":     raw(route),
+		"route":     raw(translate.TopicRoute(t)),
 	}
+	// The streams holding the topic: through their node's scope, or subscribed to its route by name.
 	var holders []cache.StreamStatus
 	for _, s := range a.Cache.Streams() {
+		held := slices.Contains(s.Scope, t.Name)
 		for _, ts := range s.Types {
-			if ts.TypeURL == translate.RouteType && slices.Contains(ts.Subscribed, name) || slices.Contains(s.Scope, name) {
-				holders = append(holders, s)
-				break
-			}
+			held = held || ts.TypeURL == translate.RouteType && slices.Contains(ts.Subscribed, t.Name)
 		}
-		if slices.Contains(s.Scope, name) && !slices.ContainsFunc(holders, func(h cache.StreamStatus) bool { return h.ID == s.ID }) {
+		if held {
 			holders = append(holders, s)
 		}
 	}
@@ -234,10 +240,8 @@ func (a *Admin) clusters(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (a *Admin) route(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	t := a.Table.Topic(name)
+	t := a.pathTopic(w, r)
 	if t == nil {
-		writeError(w, http.StatusNotFound, "topic "+strconv.Quote(name)+" not found")
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
