@@ -222,10 +222,11 @@ func (c *Client) resolveLocked(topic string) (route *remoting.TopicRouteData, er
 	return translate.ClientTopicRoute(e.value), nil, true
 }
 
-// defaultCluster is the cluster of a topic's catch-all route, the one Envoy's filter uses to answer 105.
+// defaultCluster is the cluster of a topic's catch-all route, the one Envoy's filter uses to answer 105: the
+// route that picks no subset.
 func defaultCluster(rc *rmqv3.RouteConfiguration) string {
 	for _, r := range rc.GetRoutes() {
-		if len(r.GetMatch().GetHeaders()) == 0 {
+		if r.GetRoute().GetMetadataMatch() == nil {
 			return r.GetRoute().GetCluster()
 		}
 	}

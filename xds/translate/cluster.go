@@ -23,7 +23,7 @@ func adsSource() *corev3.ConfigSource {
 }
 
 // Cluster is a broker set's cluster: EDS from the ADS stream, round robin, with subsets that let routes pick one
-// broker (broker_name + broker_id), the writable masters, or the readable brokers. A route without metadata_match
+// group's carrier (broker_name), the writable masters, or the readable brokers. A route without metadata_match
 // (route queries and anything else) may use any endpoint; a route with one never falls back to another subset.
 func Cluster(set *routing.BrokerSet) *clusterv3.Cluster {
 	name := ClusterName(set)
@@ -37,7 +37,7 @@ func Cluster(set *routing.BrokerSet) *clusterv3.Cluster {
 		LbSubsetConfig: &clusterv3.Cluster_LbSubsetConfig{
 			FallbackPolicy: clusterv3.Cluster_LbSubsetConfig_ANY_ENDPOINT,
 			SubsetSelectors: []*clusterv3.Cluster_LbSubsetConfig_LbSubsetSelector{
-				{Keys: []string{SubsetBrokerID, SubsetBrokerName}, FallbackPolicy: noFallback},
+				{Keys: []string{SubsetBrokerName}, FallbackPolicy: noFallback},
 				{Keys: []string{SubsetWritable}, FallbackPolicy: noFallback},
 				{Keys: []string{SubsetReadable}, FallbackPolicy: noFallback},
 			},
@@ -101,6 +101,10 @@ func LoadAssignment(set *routing.BrokerSet) *endpointv3.ClusterLoadAssignment {
 	return cla
 }
 
+// endpointMetadata is what Envoy's filter reads from a host (FilterNamespace) and, on carriers, the subset keys.
+// Numbers that are zero are left out: Envoy reads a missing broker_id, perm or queue count as zero (it checks
+// for each before reading it), and most hosts have several — a master's id, and all three queue figures of a
+// broker that carries no queues. broker_name and cluster_name are read unchecked, so they are always there.
 func endpointMetadata(m *routing.Member, a routing.BrokerAddr) *corev3.Metadata {
 	var perm, readQueues, writeQueues int32
 	isCarrier := a.ID == carrier(m)
@@ -108,23 +112,25 @@ func endpointMetadata(m *routing.Member, a routing.BrokerAddr) *corev3.Metadata 
 		perm, readQueues, writeQueues = m.Perm, m.ReadQueueNums, m.WriteQueueNums
 	}
 	rocketmq := map[string]*structpb.Value{
-		KeyBrokerName:    structpb.NewStringValue(m.BrokerName),
-		KeyClusterName:   structpb.NewStringValue(m.Cluster),
-		KeyBrokerID:      structpb.NewNumberValue(float64(a.ID)),
-		KeyPerm:          structpb.NewNumberValue(float64(perm)),
-		KeyReadQueueNum:  structpb.NewNumberValue(float64(readQueues)),
-		KeyWriteQueueNum: structpb.NewNumberValue(float64(writeQueues)),
+		KeyBrokerName:  structpb.NewStringValue(m.BrokerName),
+		KeyClusterName: structpb.NewStringValue(m.Cluster),
 	}
+	number := func(key string, n int64) {
+		if n != 0 {
+			rocketmq[key] = structpb.NewNumberValue(float64(n))
+		}
+	}
+	number(KeyBrokerID, a.ID)
+	number(KeyPerm, int64(perm))
+	number(KeyReadQueueNum, int64(readQueues))
+	number(KeyWriteQueueNum, int64(writeQueues))
 	md := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{FilterNamespace: {Fields: rocketmq}}}
 	if !isCarrier {
 		// Every route that picks a subset picks carriers: sends go to masters with queues, pops to carriers, acks
 		// back to the carrier that popped. The other brokers serve route queries only and need no subset keys.
 		return md
 	}
-	lb := map[string]*structpb.Value{
-		SubsetBrokerName: structpb.NewStringValue(m.BrokerName),
-		SubsetBrokerID:   structpb.NewNumberValue(float64(a.ID)),
-	}
+	lb := map[string]*structpb.Value{SubsetBrokerName: structpb.NewStringValue(m.BrokerName)}
 	if a.ID == 0 && m.Writable() {
 		lb[SubsetWritable] = structpb.NewBoolValue(true)
 	}

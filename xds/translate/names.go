@@ -33,7 +33,8 @@ const (
 	ListenerName = "rocketmq"
 )
 
-// Endpoint metadata keys read by Envoy's RocketMQ filter (namespace FilterNamespace).
+// Endpoint metadata keys read by Envoy's RocketMQ filter (namespace FilterNamespace). The numbers are left out
+// when zero, which Envoy reads as zero.
 const (
 	KeyBrokerName    = "broker_name"     // string
 	KeyClusterName   = "cluster_name"    // string: the broker cluster
@@ -45,8 +46,7 @@ const (
 
 // Subset keys (namespace LBNamespace), on each group's carrier only (see LoadAssignment).
 const (
-	SubsetBrokerName = "broker_name" // string
-	SubsetBrokerID   = "broker_id"   // number
+	SubsetBrokerName = "broker_name" // string: picks the group's carrier, the only endpoint of the group with subset keys
 	SubsetWritable   = "writable"    // bool true, on the master of a group the topic may be sent to
 	SubsetReadable   = "readable"    // bool true, on the broker that carries a readable group's queues
 )

@@ -39,8 +39,10 @@ const (
 //  2. consume codes → the readable subset,
 //  3. ack codes with broker_name and broker_id headers → that broker: one route per readable group, to the broker
 //     that carries its queues (the only one the readable subset can have popped from),
-//  4. any other ack → a subset no endpoint is in, so it fails rather than reach a broker that did not pop it,
-//  5. anything else (route queries included) → the cluster.
+//  4. anything but an ack (route queries included) → the whole cluster.
+//
+// An ack for a broker no route of 3 names matches nothing, and Envoy's filter fails a request without a route
+// ("No route for current request"), so it cannot reach a broker that did not pop it.
 func TopicRoute(topic *routing.Topic) *rmqv3.RouteConfiguration {
 	return &rmqv3.RouteConfiguration{Name: topic.Name, Routes: Routes(topic)}
 }
@@ -54,20 +56,20 @@ func Routes(topic *routing.Topic) []*rmqv3.Route {
 			Headers: headers,
 		}
 	}
-	action := func(subset map[string]*structpb.Value) *rmqv3.RouteAction {
-		a := &rmqv3.RouteAction{Cluster: cluster}
-		if subset != nil {
-			a.MetadataMatch = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{LBNamespace: {Fields: subset}}}
-		}
-		return a
+	subset := func(key string, v *structpb.Value) *rmqv3.RouteAction {
+		return &rmqv3.RouteAction{Cluster: cluster, MetadataMatch: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+			LBNamespace: {Fields: map[string]*structpb.Value{key: v}},
+		}}}
 	}
 	yes := structpb.NewBoolValue(true)
 	routes := []*rmqv3.Route{
-		{Match: match(codeHeader(SendCodes)), Route: action(map[string]*structpb.Value{SubsetWritable: yes})},
-		{Match: match(codeHeader(ConsumeCodes)), Route: action(map[string]*structpb.Value{SubsetReadable: yes})},
+		{Match: match(codeHeader(SendCodes, false)), Route: subset(SubsetWritable, yes)},
+		{Match: match(codeHeader(ConsumeCodes, false)), Route: subset(SubsetReadable, yes)},
 	}
 	// Pops go to the readable subset, which holds one broker per readable group (its carrier), so acks can only
-	// come back for those brokers: one ack route each.
+	// come back for those brokers: one ack route each. The carrier is the only endpoint of its group with subset
+	// keys, so its broker name alone selects it; the broker_id header still has to be the carrier's, so an ack
+	// of a pop made before the group's carrier changed fails here rather than at a broker that never saw it.
 	for i := range topic.BrokerSet.Members {
 		m := &topic.BrokerSet.Members[i]
 		id := carrier(m)
@@ -75,32 +77,24 @@ func Routes(topic *routing.Topic) []*rmqv3.Route {
 			continue
 		}
 		routes = append(routes, &rmqv3.Route{
-			Match: match(codeHeader(AckCodes), exactHeader(HeaderBrokerName, m.BrokerName),
+			Match: match(codeHeader(AckCodes, false), exactHeader(HeaderBrokerName, m.BrokerName),
 				exactHeader(HeaderBrokerID, strconv.FormatInt(id, 10))),
-			Route: action(map[string]*structpb.Value{
-				SubsetBrokerName: structpb.NewStringValue(m.BrokerName),
-				SubsetBrokerID:   structpb.NewNumberValue(float64(id)),
-			}),
+			Route: subset(SubsetBrokerName, structpb.NewStringValue(m.BrokerName)),
 		})
 	}
-	// An ack for a broker none of the routes above names must fail, not reach a random broker through the
-	// catch-all: this subset matches no endpoint and its selector never falls back.
-	routes = append(routes, &rmqv3.Route{Match: match(codeHeader(AckCodes)), Route: action(map[string]*structpb.Value{
-		SubsetBrokerName: structpb.NewStringValue(""),
-		SubsetBrokerID:   structpb.NewNumberValue(-1),
-	})})
-	return append(routes, &rmqv3.Route{Match: match(), Route: action(nil)})
+	return append(routes, &rmqv3.Route{Match: match(codeHeader(AckCodes, true)), Route: &rmqv3.RouteAction{Cluster: cluster}})
 }
 
 // codeHeader matches the code pseudo-header against a set of codes with one anchored RE2 alternation (Envoy's
-// safe_regex matches the whole value).
-func codeHeader(codes []int32) *routev3.HeaderMatcher {
+// safe_regex matches the whole value); invert matches every other code.
+func codeHeader(codes []int32, invert bool) *routev3.HeaderMatcher {
 	alts := make([]string, len(codes))
 	for i, c := range codes {
 		alts[i] = strconv.Itoa(int(c))
 	}
 	return &routev3.HeaderMatcher{
-		Name: HeaderCode,
+		Name:        HeaderCode,
+		InvertMatch: invert,
 		HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
 			MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: strings.Join(alts, "|")}},
 		}},

@@ -1,0 +1,242 @@
+package translate
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"slices"
+	"strconv"
+	"testing"
+
+	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// envoyRequest is what Envoy's RocketMQ filter routes on: the topic and the pseudo-headers it sets (code on every
+// request; broker_name and broker_id on an ack, from the record of the pop).
+type envoyRequest struct {
+	topic   string
+	headers map[string]string
+}
+
+// envoyHosts models what Envoy does with a request, from the same resources Envoy would hold: the first route of the
+// table whose topic and headers match (route_matcher.cc, HeaderUtility::matchHeaders), then the hosts the subset
+// load balancer may pick for that route's metadata_match (subset_lb.cc: a selector with exactly the criteria's keys
+// and its fallback policy, the cluster's fallback policy otherwise). routed is false when no route matches, which
+// the filter fails ("No route for current request").
+func envoyHosts(t *testing.T, routes []*rmqv3.Route, cluster *clusterv3.Cluster, cla *endpointv3.ClusterLoadAssignment,
+	req envoyRequest) (hosts []string, routed bool) {
+	t.Helper()
+	var route *rmqv3.Route
+	for _, r := range routes {
+		if stringMatches(t, r.GetMatch().GetTopic(), req.topic) && headersMatch(t, r.GetMatch().GetHeaders(), req.headers) {
+			route = r
+			break
+		}
+	}
+	if route == nil {
+		return nil, false
+	}
+	if got := route.GetRoute().GetCluster(); got != cluster.GetName() || got != cla.GetClusterName() {
+		t.Fatalf("route names cluster %q, the resources are %q and %q", got, cluster.GetName(), cla.GetClusterName())
+	}
+	criteria := route.GetRoute().GetMetadataMatch().GetFilterMetadata()[LBNamespace].GetFields()
+	all := func() []string {
+		var out []string
+		for _, loc := range cla.GetEndpoints() {
+			for _, lb := range loc.GetLbEndpoints() {
+				out = append(out, hostAddr(lb))
+			}
+		}
+		return out
+	}
+	subsets := cluster.GetLbSubsetConfig()
+	if len(criteria) == 0 {
+		if subsets.GetFallbackPolicy() != clusterv3.Cluster_LbSubsetConfig_ANY_ENDPOINT {
+			t.Fatalf("a route without metadata_match gets no hosts under fallback %v", subsets.GetFallbackPolicy())
+		}
+		return all(), true
+	}
+	keys := make([]string, 0, len(criteria))
+	for k := range criteria {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var selector *clusterv3.Cluster_LbSubsetConfig_LbSubsetSelector
+	for _, s := range subsets.GetSubsetSelectors() {
+		if sk := slices.Sorted(slices.Values(s.GetKeys())); slices.Equal(sk, keys) {
+			selector = s
+		}
+	}
+	if selector == nil {
+		t.Fatalf("no subset selector has the keys %v of a route's metadata_match: every endpoint would be used", keys)
+	}
+	for _, loc := range cla.GetEndpoints() {
+		for _, lb := range loc.GetLbEndpoints() {
+			md := lb.GetMetadata().GetFilterMetadata()[LBNamespace].GetFields()
+			ok := true
+			for k, want := range criteria {
+				if !proto.Equal(md[k], want) { // Envoy compares values with their types: "0" is not 0
+					ok = false
+				}
+			}
+			if ok {
+				hosts = append(hosts, hostAddr(lb))
+			}
+		}
+	}
+	if len(hosts) == 0 && selector.GetFallbackPolicy() != clusterv3.Cluster_LbSubsetConfig_LbSubsetSelector_NO_FALLBACK {
+		t.Fatalf("an empty subset %v falls back (%v) to other brokers", criteria, selector.GetFallbackPolicy())
+	}
+	return hosts, true
+}
+
+func hostAddr(lb *endpointv3.LbEndpoint) string {
+	sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+	return net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
+}
+
+func stringMatches(t *testing.T, m *matcherv3.StringMatcher, s string) bool {
+	switch p := m.GetMatchPattern().(type) {
+	case *matcherv3.StringMatcher_Exact:
+		return s == p.Exact
+	case *matcherv3.StringMatcher_Prefix:
+		return len(s) >= len(p.Prefix) && s[:len(p.Prefix)] == p.Prefix
+	case *matcherv3.StringMatcher_SafeRegex:
+		return regexp.MustCompile("^(?:" + p.SafeRegex.GetRegex() + ")$").MatchString(s) // RE2, whole value
+	default:
+		t.Fatalf("string matcher %T is not modelled", p)
+		return false
+	}
+}
+
+// headersMatch: every matcher must match; a missing header never matches, unless the matcher is inverted.
+func headersMatch(t *testing.T, matchers []*routev3.HeaderMatcher, headers map[string]string) bool {
+	for _, h := range matchers {
+		v, present := headers[h.GetName()]
+		ok := present && stringMatches(t, h.GetStringMatch(), v)
+		if h.GetInvertMatch() {
+			ok = !ok
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func code(c int32, kv ...string) envoyRequest {
+	h := map[string]string{HeaderCode: strconv.Itoa(int(c))}
+	for i := 0; i+1 < len(kv); i += 2 {
+		h[kv[i]] = kv[i+1]
+	}
+	return envoyRequest{topic: "TopicTest", headers: h}
+}
+
+// TestEnvoyRouting checks, request kind by request kind, where Envoy sends a request for TopicTest (broker-a
+// read-write, broker-b read-only, masters and slaves) and for a topic whose only group lost its master.
+func TestEnvoyRouting(t *testing.T) {
+	_, topics := model(t)
+	set := topics[0].BrokerSet
+	routes, cluster, cla := Routes(topics[0]), Cluster(set), LoadAssignment(set)
+	const (
+		aMaster, aSlave = "10.0.0.1:10911", "10.0.0.2:10911"
+		bMaster, bSlave = "10.0.1.1:10911", "10.0.1.2:10911"
+	)
+	cases := []struct {
+		name string
+		req  envoyRequest
+		want []string // nil: no route
+	}{
+		{"send to the writable master", code(10), []string{aMaster}},
+		{"send v2", code(310), []string{aMaster}},
+		{"batch send", code(320), []string{aMaster}},
+		{"Envoy's pop to each readable group's carrier", code(50), []string{aMaster, bMaster}},
+		{"Apache pop", code(200050), []string{aMaster, bMaster}},
+		{"pull", code(11), []string{aMaster, bMaster}},
+		{"ack back to the broker that popped", code(51, HeaderBrokerName, "broker-b", HeaderBrokerID, "0"), []string{bMaster}},
+		{"Apache ack", code(200051, HeaderBrokerName, "broker-a", HeaderBrokerID, "0"), []string{aMaster}},
+		{"change invisible time", code(200053, HeaderBrokerName, "broker-a", HeaderBrokerID, "0"), []string{aMaster}},
+		{"ack naming a slave", code(51, HeaderBrokerName, "broker-a", HeaderBrokerID, "1"), nil},
+		{"ack naming an unknown broker", code(51, HeaderBrokerName, "broker-x", HeaderBrokerID, "0"), nil},
+		{"ack without a pop record", code(51), nil},
+		{"route query to the whole cluster", code(105), []string{aMaster, aSlave, bMaster, bSlave}},
+		{"heartbeat", code(34), []string{aMaster, aSlave, bMaster, bSlave}},
+		{"another topic", envoyRequest{topic: "OtherTopic", headers: map[string]string{HeaderCode: "10"}}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, routed := envoyHosts(t, routes, cluster, cla, c.req)
+			if c.want == nil {
+				if routed {
+					t.Fatalf("routed to %v, want no route", got)
+				}
+				return
+			}
+			if !routed {
+				t.Fatalf("no route, want %v", c.want)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, c.want) {
+				t.Fatalf("hosts %v, want %v", got, c.want)
+			}
+		})
+	}
+
+	// broker-c lost its master: nothing may be sent, pops go to the slave carrying the queues, acks come back to it.
+	orphan := topics[1]
+	routes, cluster, cla = Routes(orphan), Cluster(orphan.BrokerSet), LoadAssignment(orphan.BrokerSet)
+	at := func(req envoyRequest) envoyRequest { req.topic = orphan.Name; return req }
+	for _, c := range []struct {
+		req  envoyRequest
+		want string
+	}{
+		{at(code(10)), ""},
+		{at(code(50)), "10.0.2.2:10911"},
+		{at(code(51, HeaderBrokerName, "broker-c", HeaderBrokerID, "1")), "10.0.2.2:10911"},
+	} {
+		got, routed := envoyHosts(t, routes, cluster, cla, c.req)
+		if !routed || fmt.Sprint(got) != fmt.Sprint(slices.DeleteFunc([]string{c.want}, func(s string) bool { return s == "" })) {
+			t.Fatalf("orphaned group, code %s: hosts %v (routed %v), want %q", c.req.headers[HeaderCode], got, routed, c.want)
+		}
+	}
+}
+
+// TestEnvoyReadsEveryHost checks each endpoint against how Envoy's filter reads it (active_message.cc):
+// broker_name and cluster_name are read without a presence check, so they must be strings on every host; the
+// numbers are read only when present, so those left out must be exactly the zero ones.
+func TestEnvoyReadsEveryHost(t *testing.T) {
+	_, topics := model(t)
+	for _, topic := range topics {
+		for _, m := range topic.BrokerSet.Members {
+			for _, a := range m.Addrs {
+				md := endpointMetadata(&m, a)
+				f := md.GetFilterMetadata()[FilterNamespace].GetFields()
+				for _, k := range []string{KeyBrokerName, KeyClusterName} {
+					if _, ok := f[k].GetKind().(*structpb.Value_StringValue); !ok {
+						t.Fatalf("%s/%d: %s is %v, Envoy reads it unchecked as a string", m.BrokerName, a.ID, k, f[k])
+					}
+				}
+				isCarrier := a.ID == carrier(&m)
+				want := map[string]int64{KeyBrokerID: a.ID}
+				if isCarrier {
+					want[KeyPerm], want[KeyReadQueueNum], want[KeyWriteQueueNum] = int64(m.Perm), int64(m.ReadQueueNums), int64(m.WriteQueueNums)
+				}
+				for k, n := range want {
+					v, present := f[k]
+					if present != (n != 0) || int64(v.GetNumberValue()) != n {
+						t.Fatalf("%s/%d: %s = %v (present %v), want %d, left out only when zero", m.BrokerName, a.ID, k, v, present, n)
+					}
+				}
+				if _, hasSubset := md.GetFilterMetadata()[LBNamespace]; hasSubset != isCarrier {
+					t.Fatalf("%s/%d: subset keys %v, want them on the carrier only", m.BrokerName, a.ID, hasSubset)
+				}
+			}
+		}
+	}
+}
