@@ -51,6 +51,7 @@ type serveOptions struct {
 	removeAfter    time.Duration
 	retention      time.Duration
 	listTimeout    time.Duration
+	compression    string
 }
 
 func newServeCommand() *cobra.Command {
@@ -83,6 +84,7 @@ loaded with a demo topic set, and keeps the versioned routing model that the xDS
 	f.StringSliceVar(&o.topics, "topics", nil, "topics to follow when the NameServer lists none (206 and 224 disabled)")
 	f.StringVar(&o.xdsAddr, "xds-address", ":18000", "listen address of the xDS gRPC server (ADS and per-type services, delta and SotW)")
 	f.StringVar(&o.adminAddr, "admin-address", "127.0.0.1:19000", "listen address of the admin HTTP API; empty disables it")
+	f.StringVar(&o.compression, "xds-compression", "gzip", `compress xDS responses to clients that accept it: "gzip" or "none" (Envoy's own gRPC client accepts none and gets plain responses)`)
 	f.DurationVar(&o.window, "coalesce-window", 100*time.Millisecond, "changes within this window are pushed together")
 	f.Uint32Var(&o.listenerPort, "envoy-listener-port", 9876, "port of the RocketMQ listener served to Envoy sidecars")
 	f.BoolVar(&o.inlineRoutes, "inline-routes", false, "put routes inline in the Envoy listener instead of serving them by ECDS (route changes then drain listeners)")
@@ -121,6 +123,9 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 	}
 	if len(addrs) == 0 && !o.demo {
 		return errors.New("nothing to watch: give --namesrv or --demo")
+	}
+	if !slices.Contains(server.Compressions, o.compression) {
+		return fmt.Errorf("--xds-compression %q: want one of %s", o.compression, strings.Join(server.Compressions, ", "))
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait() // runs after cancel, below: every goroutine started here has stopped when run returns
@@ -223,7 +228,7 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 
 	// xDS streams are served only after the first complete sync: a restarted control plane never serves an empty
 	// world. Until then, connections wait in the listener's backlog.
-	g := server.GRPC(ctx, xc, server.Options{})
+	g := server.GRPC(ctx, xc, server.Options{Compression: o.compression})
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- server.Serve(ctx, g, lis, o.grace) })
 	log.Info("serving xDS", "addr", lis.Addr().String())

@@ -14,6 +14,8 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	_ "google.golang.org/grpc/encoding/gzip" // the sims accept gzip, as the Go sidecar client does
+	"google.golang.org/grpc/stats"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rocketpilot/rocketpilot/xds/translate"
@@ -34,16 +36,35 @@ type sim struct {
 	onRoute  func(topic string) // called for every route received
 	streams  int
 
-	bytes      atomic.Int64
+	bytes      atomic.Int64 // protobuf bytes of the responses received
 	routeBytes atomic.Int64 // of bytes, in route responses
+	wire       atomic.Int64 // bytes of the same responses on the wire (gRPC message frames, compressed)
 	badWorlds  atomic.Int64 // responses that removed a topic that exists: an empty or partial world
+}
+
+// simKey carries a stream's sim in its context, for wireCounter.
+type simKey struct{}
+
+// wireCounter is a client stats handler that adds each response's size on the wire (its gRPC message frame,
+// after compression) to the sim of the stream it arrived on. grpc-go calls it before RecvMsg returns.
+type wireCounter struct{}
+
+func (wireCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (wireCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (wireCounter) HandleConn(context.Context, stats.ConnStats)                       {}
+func (wireCounter) HandleRPC(ctx context.Context, st stats.RPCStats) {
+	if in, ok := st.(*stats.InPayload); ok {
+		if s, ok := ctx.Value(simKey{}).(*sim); ok {
+			s.wire.Add(int64(in.WireLength))
+		}
+	}
 }
 
 func newSims(addr string, n int, topicsOf func(int) []string) []*sim {
 	const perConn = 100
 	var conns []*grpc.ClientConn
 	for i := 0; i < (n+perConn-1)/perConn; i++ {
-		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithStatsHandler(wireCounter{}))
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -77,7 +98,7 @@ func (s *sim) run(ctx context.Context) {
 }
 
 func (s *sim) stream(ctx context.Context) error {
-	st, err := discovery.NewAggregatedDiscoveryServiceClient(s.conn).DeltaAggregatedResources(ctx)
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(s.conn).DeltaAggregatedResources(context.WithValue(ctx, simKey{}, s))
 	if err != nil {
 		return err
 	}

@@ -34,12 +34,17 @@ func (b *benchStream) send(req *discovery.DeltaDiscoveryRequest) error {
 	return b.st.Send(req)
 }
 
-// openStreams opens n delta streams over conns connections, each subscribed to the routes topicOf(i).
-func openStreams(b *testing.B, ctx context.Context, addr string, n int, topicOf func(int) string) []*benchStream {
+// openStreams opens n delta streams over conns connections, each subscribed to the routes topicOf(i). wire, if
+// not nil, counts the bytes of every response on the wire.
+func openStreams(b *testing.B, ctx context.Context, addr string, n int, topicOf func(int) string, wire *payloads) []*benchStream {
 	const perConn = 100
 	var conns []*grpc.ClientConn
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if wire != nil {
+		opts = append(opts, grpc.WithStatsHandler(wire))
+	}
 	for i := 0; i < (n+perConn-1)/perConn; i++ {
-		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		c, err := grpc.NewClient(addr, opts...)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -91,8 +96,8 @@ func BenchmarkUnknownName(b *testing.B) {
 	s := startStack(b, embedded.LoadDemo)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	openStreams(b, ctx, s.addr, 1000, func(int) string { return "TopicTest" })
-	probe := openStreams(b, ctx, s.addr, 1, func(int) string { return "TopicTest" })[0]
+	openStreams(b, ctx, s.addr, 1000, func(int) string { return "TopicTest" }, nil)
+	probe := openStreams(b, ctx, s.addr, 1, func(int) string { return "TopicTest" }, nil)[0]
 	var lat []time.Duration
 	i := 0
 	for b.Loop() {
@@ -113,7 +118,13 @@ func BenchmarkUnknownName(b *testing.B) {
 // BenchmarkFanout changes one topic's route while 1,000 streams are subscribed to it and measures the time until
 // every stream has the new version, and the bytes each stream receives.
 func BenchmarkFanout(b *testing.B) {
-	s := startStack(b, embedded.LoadDemo)
+	for _, compression := range Compressions {
+		b.Run(compression, func(b *testing.B) { benchmarkFanout(b, compression) })
+	}
+}
+
+func benchmarkFanout(b *testing.B, compression string) {
+	s := startStackWith(b, embedded.LoadDemo, Options{Compression: compression})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const topic = "fanout-topic"
@@ -124,10 +135,14 @@ func BenchmarkFanout(b *testing.B) {
 		}}
 	}
 	s.table.Apply("bench", routing.Update{Topic: topic, Route: route(6)})
-	streams := openStreams(b, ctx, s.addr, 1000, func(int) string { return topic })
+	wire := &payloads{}
+	streams := openStreams(b, ctx, s.addr, 1000, func(int) string { return topic }, wire)
 	var bytes int
 	perm := int32(6)
 	var lat []time.Duration
+	wire.mu.Lock()
+	wireBefore := wire.wire
+	wire.mu.Unlock()
 	for b.Loop() {
 		perm = 10 - perm // 6 ↔ 4
 		start := time.Now()
@@ -140,7 +155,11 @@ func BenchmarkFanout(b *testing.B) {
 	}
 	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "all-streams-p50-ms")
 	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "all-streams-p99-ms")
+	wire.mu.Lock()
+	wireBytes := wire.wire - wireBefore
+	wire.mu.Unlock()
 	b.ReportMetric(float64(bytes), "bytes/stream")
+	b.ReportMetric(float64(wireBytes)/float64(len(lat)*len(streams)), "wire-bytes/stream")
 }
 
 // BenchmarkStreamHeap opens 1,000 delta streams, each subscribed to one route, and reports the heap they cost
@@ -153,7 +172,7 @@ func BenchmarkStreamHeap(b *testing.B) {
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		streams := openStreams(b, ctx, s.addr, 1000, func(i int) string { return topics[i%len(topics)] })
+		streams := openStreams(b, ctx, s.addr, 1000, func(i int) string { return topics[i%len(topics)] }, nil)
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(len(streams)), "heapB/stream")

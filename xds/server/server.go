@@ -5,6 +5,7 @@ package server
 import (
 	"context"
 	"net"
+	"slices"
 	"time"
 
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
@@ -14,6 +15,7 @@ import (
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	gcpserver "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/rocketpilot/rocketpilot/xds/cache"
@@ -26,7 +28,14 @@ type Options struct {
 	KeepaliveTime  time.Duration // ping an idle client after (30s)
 	KeepaliveWait  time.Duration // close if the ping is not answered within (10s)
 	MaxStreams     uint32        // concurrent streams per connection (1000)
+	// Compression compresses responses to clients that accept it: "gzip" (the default) or "none". A gRPC client
+	// accepts a compressor by naming it in grpc-accept-encoding; grpc-go clients that link the gzip codec (the Go
+	// sidecar client does) name it, Envoy's own gRPC client names none and gets plain responses.
+	Compression string
 }
+
+// Compressions are the values Options.Compression takes.
+var Compressions = []string{gzip.Name, "none"}
 
 // GRPC returns a gRPC server with rocketpilot's xDS services registered on c.
 func GRPC(ctx context.Context, c *cache.Cache, opts Options) *grpc.Server {
@@ -45,13 +54,20 @@ func GRPC(ctx context.Context, c *cache.Cache, opts Options) *grpc.Server {
 	if opts.MaxStreams == 0 {
 		opts.MaxStreams = 1000
 	}
-	g := grpc.NewServer(
+	if opts.Compression == "" {
+		opts.Compression = gzip.Name
+	}
+	serverOpts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxRecvMsgSize),
 		grpc.MaxSendMsgSize(opts.MaxSendMsgSize),
 		grpc.MaxConcurrentStreams(opts.MaxStreams),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: opts.KeepaliveTime, Timeout: opts.KeepaliveWait}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	)
+	}
+	if opts.Compression != "none" {
+		serverOpts = append(serverOpts, grpc.StreamInterceptor(compress(opts.Compression)))
+	}
+	g := grpc.NewServer(serverOpts...)
 	srv := gcpserver.NewServer(ctx, c, c)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, srv)
 	clusterservice.RegisterClusterDiscoveryServiceServer(g, srv)
@@ -59,6 +75,17 @@ func GRPC(ctx context.Context, c *cache.Cache, opts Options) *grpc.Server {
 	listenerservice.RegisterListenerDiscoveryServiceServer(g, srv)
 	extensionservice.RegisterExtensionConfigDiscoveryServiceServer(g, srv)
 	return g
+}
+
+// compress sets the stream's response compressor when the client accepts it; other clients get plain
+// responses. Every xDS service is a stream, so a stream interceptor covers them all.
+func compress(name string) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if accepted, err := grpc.ClientSupportedCompressors(ss.Context()); err == nil && slices.Contains(accepted, name) {
+			_ = grpc.SetSendCompressor(ss.Context(), name) // fails only for a client that does not accept it
+		}
+		return handler(srv, ss)
+	}
 }
 
 // Serve serves g on lis until ctx ends, then stops gracefully: streams are closed with GOAWAY and clients

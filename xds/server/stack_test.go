@@ -24,6 +24,12 @@ type stack struct {
 
 func startStack(t testing.TB, load func(*embedded.NameServer)) *stack {
 	t.Helper()
+	return startStackWith(t, load, Options{})
+}
+
+// startStackWith is startStack with the gRPC server's options.
+func startStackWith(t testing.TB, load func(*embedded.NameServer), opts Options) *stack {
+	t.Helper()
 	ns := embedded.New(embedded.Options{})
 	load(ns)
 	if err := ns.Start(); err != nil {
@@ -62,7 +68,7 @@ func startStack(t testing.TB, load func(*embedded.NameServer)) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := GRPC(ctx, c, Options{})
+	g := GRPC(ctx, c, opts)
 	sdone := make(chan struct{})
 	go func() { Serve(ctx, g, lis, time.Second); close(sdone) }()
 	t.Cleanup(func() {

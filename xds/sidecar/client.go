@@ -5,6 +5,7 @@
 //
 // It reconnects with backoff and resubscribes with initial_resource_versions, so a control-plane restart costs
 // no resends of what it holds. Responses it cannot decode are rejected (NACK) and the last good state is kept.
+// Linking it registers gRPC's gzip codec, so the client accepts compressed responses.
 package sidecar
 
 import (
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	_ "google.golang.org/grpc/encoding/gzip" // accept gzip-compressed responses (grpc-accept-encoding)
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
