@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,25 @@ type baselineResult struct {
 	coldPush       time.Duration // until every node has the first snapshot
 	changeP99      *float64      // ms, change → every stream has the new version
 	bytesPerChange *float64      // per stream
+	heapPerTopic   *float64      // B: the snapshot set for every node, before any stream
+	heapPerNode    *float64      // B: what every node's synced stream adds, client side included
+}
+
+// forTopics returns v when n topics match the baseline's topic count.
+func (b baselineResult) forTopics(n int, v *float64) *float64 {
+	if n != b.topics {
+		return nil
+	}
+	return v
+}
+
+// forStreams returns v when k streams match the baseline's node count, so that a figure gets a baseline only
+// where the two runs have the same shape.
+func (b baselineResult) forStreams(k int, v *float64) *float64 {
+	if k != b.nodes {
+		return nil
+	}
+	return v
 }
 
 func (b baselineResult) figures() []Figure {
@@ -39,6 +59,12 @@ func (b baselineResult) figures() []Figure {
 	figs := []Figure{
 		{Name: "baseline: cold push of one cluster per topic to every node, " + n, Value: round(b.coldPush.Seconds(), 2), Unit: "s", lowerIsBetter: true},
 		{Name: "baseline: SetSnapshot for every node, " + n, Value: round(b.setAll.Seconds(), 2), Unit: "s", lowerIsBetter: true},
+	}
+	if b.heapPerTopic != nil {
+		figs = append(figs, Figure{Name: "baseline: heap per topic (snapshot set for every node), " + n, Value: *b.heapPerTopic, Unit: "B", lowerIsBetter: true})
+	}
+	if b.heapPerNode != nil {
+		figs = append(figs, Figure{Name: "baseline: heap per synced node, both sides, " + n, Value: round(*b.heapPerNode/1024, 1), Unit: "KiB", lowerIsBetter: true})
 	}
 	if b.changeP99 != nil {
 		figs = append(figs, Figure{Name: "baseline: change → ACK p99, " + n, Value: *b.changeP99, Unit: "ms", lowerIsBetter: true})
@@ -96,6 +122,21 @@ func runBaseline(cfg config) baselineResult {
 		return time.Since(t0)
 	}
 
+	// The heap of the naive design's state alone: the snapshot set for every node of a second cache, with no
+	// stream open.
+	h0 := heapNow()
+	idle := gcpcache.NewSnapshotCache(false, gcpcache.IDHash{}, nil)
+	s0 := snapshot("v0", 0)
+	for i := range cfg.baselineNodes {
+		if err := idle.SetSnapshot(ctx, fmt.Sprintf("node-%d", i), s0); err != nil {
+			log.Fatal(err)
+		}
+	}
+	snapshotHeap := heapNow() - h0
+	runtime.KeepAlive(idle) // measured above while still held
+	res.heapPerTopic = ptr(round(float64(snapshotHeap)/float64(cfg.baselineTopics), 0))
+	h1 := heapNow()
+
 	// Clients: SotW CDS, wildcard, ACKing each version.
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
@@ -144,6 +185,7 @@ func runBaseline(cfg config) baselineResult {
 	}
 	res.setAll = setAll(snapshot("v0", 0))
 	res.coldPush = wait("v0").Sub(start)
+	res.heapPerNode = ptr(float64(int64(heapNow())-int64(h1)-int64(snapshotHeap)) / float64(cfg.baselineNodes))
 	var worst time.Duration
 	for c := 1; c <= cfg.baselineChanges; c++ {
 		version := fmt.Sprintf("v%d", c)

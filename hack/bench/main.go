@@ -85,7 +85,7 @@ func main() {
 		base = runBaseline(cfg)
 	}
 	if want("cold") {
-		figs = append(figs, coldSync(cfg)...)
+		figs = append(figs, coldSync(cfg, base)...)
 	}
 	if want("ondemand") || want("churn") || want("reconnect") {
 		for _, k := range cfg.streams {

@@ -69,7 +69,7 @@ func streamScenarios(cfg config, k int, want func(string) bool, base baselineRes
 		{Name: fmt.Sprintf("control-plane heap per open stream, %s streams (sidecars in another process)", kk),
 			Value: round(serverPerStream/1024, 1), Unit: "KiB", Goal: "≤ 100 KiB", lowerIsBetter: true},
 		{Name: fmt.Sprintf("heap per open stream, %s streams, sidecars in process (both sides)", kk),
-			Value: round(perStream/1024, 1), Unit: "KiB", lowerIsBetter: true},
+			Value: round(perStream/1024, 1), Unit: "KiB", Baseline: base.forStreams(k, kib(base.heapPerNode)), lowerIsBetter: true},
 	}
 
 	if want("ondemand") {
@@ -80,7 +80,7 @@ func streamScenarios(cfg config, k int, want func(string) bool, base baselineRes
 		figs = append(figs, brokerFlip(cp, sims, kk)...)
 	}
 	if want("reconnect") {
-		figs = append(figs, reconnect(cp, ns, sims, kk, &cp)...)
+		figs = append(figs, reconnect(cp, ns, sims, kk, &cp, base.forStreams(k, seconds(base.coldPush)))...)
 	}
 	cancel()
 	wg.Wait()
@@ -208,7 +208,7 @@ func churn(cfg config, cp *controlPlane, sims []*sim, kk string, half int, base 
 
 // reconnect kills the control plane under the open streams and starts a new one on the same address, which syncs
 // from the NameServer again before it serves; it measures the time until every stream has its whole world again.
-func reconnect(cp *controlPlane, ns *embedded.NameServer, sims []*sim, kk string, cpp **controlPlane) []Figure {
+func reconnect(cp *controlPlane, ns *embedded.NameServer, sims []*sim, kk string, cpp **controlPlane, base *float64) []Figure {
 	streamsBefore := make([]int, len(sims))
 	for i, s := range sims {
 		s.mu.Lock()
@@ -245,9 +245,24 @@ func reconnect(cp *controlPlane, ns *embedded.NameServer, sims []*sim, kk string
 	}
 	log.Printf("reconnect: %d streams resynced in %v", len(sims), took.Round(time.Millisecond))
 	return []Figure{
-		{Name: "resync after a control-plane restart, " + kk + " streams", Value: round(took.Seconds(), 2), Unit: "s", Goal: "≤ 60 s at 10k", lowerIsBetter: true},
+		{Name: "resync after a control-plane restart, " + kk + " streams", Value: round(took.Seconds(), 2), Unit: "s", Goal: "≤ 60 s at 10k",
+			Baseline: base, lowerIsBetter: true},
 		{Name: "empty or partial worlds seen by streams during the restart, " + kk + " streams", Value: float64(-bad), Unit: "", Goal: "0", lowerIsBetter: true},
 	}
+}
+
+func kib(b *float64) *float64 {
+	if b == nil {
+		return nil
+	}
+	return ptr(round(*b/1024, 1))
+}
+
+func seconds(d time.Duration) *float64 {
+	if d == 0 {
+		return nil
+	}
+	return ptr(round(d.Seconds(), 2))
 }
 
 func pct(d []time.Duration, p float64) time.Duration {

@@ -93,7 +93,13 @@ func percentile(d []time.Duration, p float64) time.Duration {
 // BenchmarkUnknownName measures how long a subscription to a name that does not exist takes to be answered in
 // removed_resources, with 1,000 other streams open.
 func BenchmarkUnknownName(b *testing.B) {
-	s := startStack(b, embedded.LoadDemo)
+	for _, compression := range Compressions {
+		b.Run(compression, func(b *testing.B) { benchmarkUnknownName(b, compression) })
+	}
+}
+
+func benchmarkUnknownName(b *testing.B, compression string) {
+	s := startStackWith(b, embedded.LoadDemo, Options{Compression: compression})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	openStreams(b, ctx, s.addr, 1000, func(int) string { return "TopicTest" }, nil)
