@@ -3,19 +3,35 @@ GO      ?= go
 BIN     := bin
 PKGS    := ./...
 FUZZTIME ?= 30s
+CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 
-.PHONY: all build test test-unit test-interop lint run fuzz bench bench-smoke bench-go clean
+.PHONY: all build test test-unit test-interop lint generate verify-generate envtest run fuzz bench bench-smoke bench-go clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/rocketpilot ./cmd/rocketpilot
 
-## test: lint, then every unit and integration test with the race detector, then the interop module.
-test: lint test-unit test-interop
+## test: lint, generated files up to date, then every unit and integration test with the race detector (the
+## Kubernetes suites against a real kube-apiserver and etcd, built once by hack/envtest-assets.sh), then the
+## interop module.
+test: lint verify-generate test-unit test-interop
 
 test-unit:
-	$(GO) test -race -count=1 $(PKGS)
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) test -race -count=1 $(PKGS)
+
+## envtest: build (once) and print the folder of kube-apiserver and etcd for envtest (KUBEBUILDER_ASSETS).
+envtest:
+	@hack/envtest-assets.sh
+
+## generate: deep-copy functions and CRD manifests from the API types in crds/.
+generate:
+	$(CONTROLLER_GEN) object paths=./crds/... crd paths=./crds/... output:crd:artifacts:config=crds/manifests
+
+## verify-generate: fails when the committed generated files differ from what make generate writes.
+verify-generate: generate
+	@out="$$(git diff --name-only -- crds; git ls-files --others --exclude-standard -- crds)"; if [ -n "$$out" ]; then \
+	  echo "generated files are not up to date (run make generate and add them):"; echo "$$out"; exit 1; fi
 
 test-interop:
 	test/interop/setup.sh

@@ -41,10 +41,25 @@ type Member struct {
 	WriteQueueNums int32        `json:"writeQueueNums"`
 	Perm           int32        `json:"perm"`
 	TopicSysFlag   int32        `json:"topicSysFlag"`
+	// SourcePerm is the perm the sources reported when a policy changed Perm (0 when none did). Acks follow
+	// it: a group a policy took out of consume still gets the acks of the messages popped from it before.
+	SourcePerm int32 `json:"sourcePerm,omitempty"`
+	// Weight is the group's share of sends under a weighted policy (0: no weights; see Policy).
+	Weight int32 `json:"weight,omitempty"`
 }
 
 // Readable reports whether consumers may read the topic from this group.
 func (m *Member) Readable() bool { return m.Perm&PermRead != 0 && m.ReadQueueNums > 0 }
+
+// AcksReadable reports whether acks may go back to this group: its queues are readable at the source, whatever
+// a policy serves.
+func (m *Member) AcksReadable() bool {
+	perm := m.Perm
+	if m.SourcePerm != 0 {
+		perm = m.SourcePerm
+	}
+	return perm&PermRead != 0 && m.ReadQueueNums > 0
+}
 
 // Writable reports whether producers may send the topic to this group.
 func (m *Member) Writable() bool { return m.Perm&PermWrite != 0 && m.WriteQueueNums > 0 }
@@ -132,6 +147,8 @@ func hashMembers(members []Member, buf []byte) (string, []byte) {
 		num(int64(m.WriteQueueNums))
 		num(int64(m.Perm))
 		num(int64(m.TopicSysFlag))
+		num(int64(m.SourcePerm))
+		num(int64(m.Weight))
 		num(int64(len(m.Addrs)))
 		for _, a := range m.Addrs {
 			num(a.ID)
@@ -146,6 +163,7 @@ func equalMembers(a, b []Member) bool {
 	return slices.EqualFunc(a, b, func(x, y Member) bool {
 		return x.Cluster == y.Cluster && x.BrokerName == y.BrokerName && x.Zone == y.Zone &&
 			x.ReadQueueNums == y.ReadQueueNums && x.WriteQueueNums == y.WriteQueueNums &&
-			x.Perm == y.Perm && x.TopicSysFlag == y.TopicSysFlag && slices.Equal(x.Addrs, y.Addrs)
+			x.Perm == y.Perm && x.TopicSysFlag == y.TopicSysFlag && x.SourcePerm == y.SourcePerm && x.Weight == y.Weight &&
+			slices.Equal(x.Addrs, y.Addrs)
 	})
 }

@@ -27,6 +27,11 @@ type Table struct {
 	subs     map[*Subscription]struct{}
 	scratch  []byte
 	interest *Interest
+
+	policies    []*Policy // in precedence order
+	policyStats map[string]*policyCount
+	bindings    []Binding
+	proxies     *Proxies
 }
 
 // sourceRoute is what one source says of a topic: an interned BrokerSet, so each costs a pointer.
@@ -37,8 +42,10 @@ type sourceRoute struct {
 }
 
 type topicEntry struct {
-	sources []sourceRoute // sorted by source name
-	topic   *Topic        // the merged topic
+	sources     []sourceRoute // sorted by source name
+	topic       *Topic        // the merged topic
+	policy      *Policy       // the policy the topic follows, or nil
+	alsoMatched []*Policy     // other policies that match it, overridden by policy
 }
 
 type setEntry struct {
@@ -55,6 +62,9 @@ func NewTable() *Table {
 		brokers:  make(map[string][]Broker),
 		subs:     make(map[*Subscription]struct{}),
 		interest: newInterest(),
+
+		policyStats: make(map[string]*policyCount),
+		proxies:     newProxies(),
 	}
 }
 
@@ -130,6 +140,7 @@ type applyState struct {
 	sets    []string // served sets added or removed
 	touched []*setEntry
 	brokers bool
+	scopes  bool
 }
 
 // Apply records a source's updates and returns the resulting version. Updates that change nothing (the same
@@ -183,6 +194,7 @@ func (t *Table) applyOne(st *applyState, source string, u Update) {
 func (t *Table) remerge(st *applyState, name string, e *topicEntry) {
 	old := e.topic
 	if len(e.sources) == 0 {
+		t.countPolicies(e, -1)
 		delete(t.topics, name)
 		if old != nil {
 			t.unref(st, old.BrokerSet, true)
@@ -205,6 +217,18 @@ func (t *Table) remerge(st *applyState, name string, e *topicEntry) {
 			}
 		}
 		set = t.intern(st, canonicalMembers(members))
+	}
+	if won, also := t.policyFor(name); won != e.policy || !slices.Equal(also, e.alsoMatched) {
+		t.countPolicies(e, -1)
+		e.policy, e.alsoMatched = won, also
+		t.countPolicies(e, 1)
+	}
+	if e.policy != nil {
+		var prev []Member
+		if old != nil {
+			prev = old.BrokerSet.Members
+		}
+		set = t.intern(st, canonicalMembers(e.policy.apply(set.Members, prev)))
 	}
 	if old != nil && old.BrokerSet == set && old.OrderTopicConf == orderConf {
 		return
@@ -264,7 +288,7 @@ func (t *Table) commit(st *applyState) {
 			delete(t.sets, e.set.Hash)
 		}
 	}
-	if len(st.topics) == 0 && len(st.sets) == 0 && !st.brokers {
+	if len(st.topics) == 0 && len(st.sets) == 0 && !st.brokers && !st.scopes {
 		return
 	}
 	t.version = st.version
@@ -368,11 +392,13 @@ type ChangeSet struct {
 	Topics     map[string]struct{}
 	BrokerSets map[string]struct{}
 	Brokers    bool
+	// Scopes: the bindings changed, so proxies' scopes (Bound) may have.
+	Scopes bool
 }
 
 // Empty reports whether nothing changed.
 func (c *ChangeSet) Empty() bool {
-	return len(c.Topics) == 0 && len(c.BrokerSets) == 0 && !c.Brokers
+	return len(c.Topics) == 0 && len(c.BrokerSets) == 0 && !c.Brokers && !c.Scopes
 }
 
 // ErrClosed is returned by Next after Close.
@@ -433,6 +459,7 @@ func (s *Subscription) add(st *applyState) {
 		p.BrokerSets[hash] = struct{}{}
 	}
 	p.Brokers = p.Brokers || st.brokers
+	p.Scopes = p.Scopes || st.scopes
 	select {
 	case s.notify <- struct{}{}:
 	default:

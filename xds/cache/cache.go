@@ -255,7 +255,7 @@ func (c *Cache) Run(ctx context.Context, sub *routing.Subscription, window func(
 }
 
 func merge(a, b routing.ChangeSet) routing.ChangeSet {
-	out := routing.ChangeSet{Version: max(a.Version, b.Version), Brokers: a.Brokers || b.Brokers,
+	out := routing.ChangeSet{Version: max(a.Version, b.Version), Brokers: a.Brokers || b.Brokers, Scopes: a.Scopes || b.Scopes,
 		Topics: map[string]struct{}{}, BrokerSets: map[string]struct{}{}}
 	maps.Copy(out.Topics, a.Topics)
 	maps.Copy(out.Topics, b.Topics)

@@ -10,6 +10,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/rocketpilot/rocketpilot/routing"
 )
@@ -55,8 +56,8 @@ func carrier(m *routing.Member) int64 {
 	return m.Addrs[0].ID
 }
 
-// LoadAssignment is a broker set's endpoints: every broker of every group (masters and slaves), each with the six
-// RocketMQ filter metadata keys and the subset keys. Brokers whose address is not host:port with a numeric port are
+// LoadAssignment is a broker set's endpoints: every broker of every group (masters and slaves), each with the
+// RocketMQ filter metadata keys and the subset keys, and the send weights of a weighted policy on the masters. Brokers whose address is not host:port with a numeric port are
 // left out (they could not be dialled either).
 func LoadAssignment(set *routing.BrokerSet) *endpointv3.ClusterLoadAssignment {
 	name := ClusterName(set)
@@ -82,7 +83,7 @@ func LoadAssignment(set *routing.BrokerSet) *endpointv3.ClusterLoadAssignment {
 				byZone[m.Zone] = loc
 				zones = append(zones, m.Zone)
 			}
-			loc.LbEndpoints = append(loc.LbEndpoints, &endpointv3.LbEndpoint{
+			lb := &endpointv3.LbEndpoint{
 				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
 					Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 						Address:       host,
@@ -90,7 +91,13 @@ func LoadAssignment(set *routing.BrokerSet) *endpointv3.ClusterLoadAssignment {
 					}}},
 				}},
 				Metadata: endpointMetadata(m, a),
-			})
+			}
+			if m.Weight > 0 && a.ID == 0 && m.Writable() {
+				// The writable subset holds the writable masters; a weighted policy's shares are their weights,
+				// which Envoy's round robin honours within the subset.
+				lb.LoadBalancingWeight = wrapperspb.UInt32(uint32(m.Weight))
+			}
+			loc.LbEndpoints = append(loc.LbEndpoints, lb)
 		}
 	}
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}

@@ -15,6 +15,8 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/rocketpilot/rocketpilot/routing"
 )
 
 // envoyRequest is what Envoy's RocketMQ filter routes on: the topic and the pseudo-headers it sets (code on every
@@ -237,6 +239,56 @@ func TestEnvoyReadsEveryHost(t *testing.T) {
 					t.Fatalf("%s/%d: subset keys %v, want them on the carrier only", m.BrokerName, a.ID, hasSubset)
 				}
 			}
+		}
+	}
+}
+
+// TestEnvoyRoutingUnderPolicy: a policy that weighs sends and takes broker-b out of consume. Pops reach broker-a
+// only, but an ack of a message popped from broker-b before still goes back to it; the masters carry the send
+// weights Envoy's round robin uses within the writable subset.
+func TestEnvoyRoutingUnderPolicy(t *testing.T) {
+	tab, _ := model(t)
+	tab.SetPolicies([]routing.Policy{{Name: "ns/p", Match: routing.TopicMatch{Exact: []string{"TopicTest"}},
+		Send: []routing.Backend{
+			{BrokerNames: []string{"broker-a"}, Weight: 80, Weighted: true},
+			{BrokerNames: []string{"broker-b"}, Weight: 20, Weighted: true}},
+		Consume: []routing.Backend{{BrokerNames: []string{"broker-a"}}},
+	}})
+	// Both groups read-write at the NameServer.
+	tab.Apply("ns", routing.Update{Topic: "TopicTest", Route: &routing.Route{Members: []routing.Member{
+		{Cluster: "DefaultCluster", BrokerName: "broker-a", Perm: 6, ReadQueueNums: 4, WriteQueueNums: 4,
+			Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.0.0.1:10911"}, {ID: 1, Addr: "10.0.0.2:10911"}}},
+		{Cluster: "DefaultCluster", BrokerName: "broker-b", Perm: 6, ReadQueueNums: 8, WriteQueueNums: 8,
+			Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.0.1.1:10911"}, {ID: 1, Addr: "10.0.1.2:10911"}}},
+	}}})
+	topic := tab.Topic("TopicTest")
+	routes, cluster, cla := Routes(topic), Cluster(topic.BrokerSet), LoadAssignment(topic.BrokerSet)
+	if got, _ := envoyHosts(t, routes, cluster, cla, code(50)); !slices.Equal(got, []string{"10.0.0.1:10911"}) {
+		t.Fatalf("pops go to %v, want broker-a's master only", got)
+	}
+	if got, ok := envoyHosts(t, routes, cluster, cla, code(51, HeaderBrokerName, "broker-b", HeaderBrokerID, "0")); !ok ||
+		!slices.Equal(got, []string{"10.0.1.1:10911"}) {
+		t.Fatalf("an ack of a pop from broker-b goes to %v (routed %v), want broker-b's master", got, ok)
+	}
+	send, _ := envoyHosts(t, routes, cluster, cla, code(10))
+	slices.Sort(send)
+	if !slices.Equal(send, []string{"10.0.0.1:10911", "10.0.1.1:10911"}) {
+		t.Fatalf("sends go to %v", send)
+	}
+	weights := map[string]uint32{}
+	for _, loc := range cla.GetEndpoints() {
+		for _, lb := range loc.GetLbEndpoints() {
+			weights[hostAddr(lb)] = lb.GetLoadBalancingWeight().GetValue()
+		}
+	}
+	if a, b := weights["10.0.0.1:10911"], weights["10.0.1.1:10911"]; a != 4*b || b == 0 || weights["10.0.0.2:10911"] != 0 {
+		t.Fatalf("weights %v: want the masters 80:20 and none on slaves", weights)
+	}
+	// The Go sidecar's view: broker-b is write-only, so a client reading the route does not consume from it.
+	view := ClientTopicRoute(cla)
+	for _, q := range view.QueueDatas {
+		if q.BrokerName == "broker-b" && q.Perm != routing.PermWrite {
+			t.Fatalf("broker-b perm %d in the client's route, want write-only", q.Perm)
 		}
 	}
 }

@@ -67,13 +67,14 @@ func Routes(topic *routing.Topic) []*rmqv3.Route {
 		{Match: match(codeHeader(ConsumeCodes, false)), Route: subset(SubsetReadable, yes)},
 	}
 	// Pops go to the readable subset, which holds one broker per readable group (its carrier), so acks can only
-	// come back for those brokers: one ack route each. The carrier is the only endpoint of its group with subset
+	// come back for those brokers: one ack route each. A group a policy took out of consume keeps its ack route
+	// while its queues are readable at the source, for the messages popped from it before. The carrier is the only endpoint of its group with subset
 	// keys, so its broker name alone selects it; the broker_id header still has to be the carrier's, so an ack
 	// of a pop made before the group's carrier changed fails here rather than at a broker that never saw it.
 	for i := range topic.BrokerSet.Members {
 		m := &topic.BrokerSet.Members[i]
 		id := carrier(m)
-		if id < 0 || !m.Readable() {
+		if id < 0 || !m.AcksReadable() {
 			continue
 		}
 		routes = append(routes, &rmqv3.Route{

@@ -1,0 +1,292 @@
+package routing
+
+import (
+	"cmp"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Policy is routing policy for the topics it matches (a TopicRoute): which broker groups a topic's route lists,
+// where producers send and with which weights, where consumers read, which brokers are drained, and whether the
+// topic is ordered. The table applies a topic's policy when it merges the topic's sources, so the served broker
+// set — and the cluster shared by every topic of the same served shape — already carries it.
+type Policy struct {
+	// Name identifies the policy in reports ("namespace/name").
+	Name string
+	// Created orders policies that match the same topic: the oldest wins, then the lowest Name.
+	Created time.Time
+	Match   TopicMatch
+	// RouteQuery restricts the groups the topic's route lists at all; nil lists every group. A topic it would
+	// leave without a group is served as its sources report it.
+	RouteQuery []Backend
+	// Send restricts the groups producers send to (others are served without the write bit); weights, when
+	// given, split sends between backends.
+	Send []Backend
+	// Consume restricts the groups consumers read from (others are served without the read bit).
+	Consume []Backend
+	// Drain names broker groups served read-only.
+	Drain []string
+	// Ordered keeps every group the topic was served with, even when its sources stop reporting one.
+	Ordered bool
+}
+
+// TopicMatch matches topic names: exact, by prefix, or by a regular expression over the whole name.
+type TopicMatch struct {
+	Exact  []string
+	Prefix []string
+	Regex  *regexp.Regexp // anchored by the caller: it must match the whole name
+}
+
+// Matches reports whether the topic matches.
+func (m *TopicMatch) Matches(topic string) bool {
+	if slices.Contains(m.Exact, topic) {
+		return true
+	}
+	for _, p := range m.Prefix {
+		if strings.HasPrefix(topic, p) {
+			return true
+		}
+	}
+	return m.Regex != nil && m.Regex.MatchString(topic)
+}
+
+// Backend names broker groups: every group of a broker cluster, or groups by name. Weight is the backend's
+// share of sends relative to the other backends' (Weighted says whether one was given).
+type Backend struct {
+	BrokerCluster string
+	BrokerNames   []string
+	Weight        int32
+	Weighted      bool
+}
+
+// Selects reports whether the backend names a member.
+func (b *Backend) Selects(m *Member) bool {
+	if b.BrokerCluster != "" {
+		return m.Cluster == b.BrokerCluster
+	}
+	return slices.Contains(b.BrokerNames, m.BrokerName)
+}
+
+func selected(backends []Backend, m *Member) bool {
+	return slices.ContainsFunc(backends, func(b Backend) bool { return b.Selects(m) })
+}
+
+// precedes orders policies for a topic several match: older first, then by name.
+func (p *Policy) precedes(q *Policy) bool {
+	if c := p.Created.Compare(q.Created); c != 0 {
+		return c < 0
+	}
+	return p.Name < q.Name
+}
+
+// weightScale spreads a backend's weight over its groups in integers: a group of a backend with weight w over n
+// writable groups gets w*weightScale/n.
+const weightScale = 1000
+
+// apply returns the members a policy serves for members the sources reported (canonical, sorted by name), and
+// whether it changed them. prev are the members last served, for ordered topics.
+func (p *Policy) apply(members []Member, prev []Member) []Member {
+	out := make([]Member, 0, len(members))
+	for _, m := range members {
+		if p.RouteQuery != nil && !selected(p.RouteQuery, &m) {
+			continue
+		}
+		out = append(out, m)
+	}
+	if len(out) == 0 {
+		out = append(out, members...) // never serve a topic without a group: the sources' route instead
+	}
+	if p.Ordered {
+		for _, m := range prev {
+			if !slices.ContainsFunc(out, func(x Member) bool { return x.BrokerName == m.BrokerName }) {
+				out = append(out, m)
+			}
+		}
+		slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.BrokerName, b.BrokerName) })
+	}
+	for i := range out {
+		m := &out[i]
+		perm := m.Perm
+		if m.SourcePerm != 0 { // an ordered topic's retained member, already served under this policy
+			perm = m.SourcePerm
+		}
+		served := perm
+		if slices.Contains(p.Drain, m.BrokerName) || (p.Send != nil && !p.sendsTo(m)) {
+			served &^= PermWrite
+		}
+		if p.Consume != nil && !selected(p.Consume, m) {
+			served &^= PermRead
+		}
+		m.Perm, m.SourcePerm, m.Weight = served, 0, 0
+		if served != perm {
+			m.SourcePerm = perm
+		}
+	}
+	p.weigh(out)
+	return out
+}
+
+// sendsTo reports whether a send backend with a weight above zero (or any, when unweighted) names the member.
+func (p *Policy) sendsTo(m *Member) bool {
+	return slices.ContainsFunc(p.Send, func(b Backend) bool { return b.Selects(m) && (!b.Weighted || b.Weight > 0) })
+}
+
+// weigh sets the send weight of every writable member under a weighted send rule: each backend's weight split
+// evenly over the writable groups it names (the first backend naming a group counts).
+func (p *Policy) weigh(members []Member) {
+	if len(p.Send) == 0 || !p.Send[0].Weighted {
+		return
+	}
+	owner := make([]int, len(members))
+	count := make([]int, len(p.Send))
+	for i := range members {
+		owner[i] = -1
+		if !members[i].Writable() {
+			continue
+		}
+		if j := slices.IndexFunc(p.Send, func(b Backend) bool { return b.Selects(&members[i]) }); j >= 0 {
+			owner[i] = j
+			count[j]++
+		}
+	}
+	for i := range members {
+		if j := owner[i]; j >= 0 {
+			members[i].Weight = max(1, p.Send[j].Weight*weightScale/int32(count[j]))
+		}
+	}
+}
+
+// policyFor returns the policy a topic follows and the others that also match it, in precedence order.
+func (t *Table) policyFor(topic string) (*Policy, []*Policy) {
+	var won *Policy
+	var also []*Policy
+	for _, p := range t.policies {
+		if !p.Match.Matches(topic) {
+			continue
+		}
+		if won == nil {
+			won = p
+		} else {
+			also = append(also, p)
+		}
+	}
+	return won, also
+}
+
+// PolicyStatus is what the table knows of one policy.
+type PolicyStatus struct {
+	// Matched is the number of topics that follow the policy.
+	Matched int
+	// Overridden is the number of topics the policy matches that follow an older one.
+	Overridden int
+	// OverriddenBy names the policies that won those topics.
+	OverriddenBy []string
+	// UnknownBackends lists backends and drained brokers that name no broker cluster or group of the model.
+	UnknownBackends []string
+}
+
+// SetPolicies replaces every policy and re-serves the topics whose routes change. It visits every topic:
+// policies change rarely, topic routes often, and a topic's own change costs a pass over the policies only.
+func (t *Table) SetPolicies(policies []Policy) uint64 {
+	ps := make([]*Policy, len(policies))
+	for i := range policies {
+		p := policies[i]
+		ps[i] = &p
+	}
+	slices.SortStableFunc(ps, func(a, b *Policy) int {
+		if a.precedes(b) {
+			return -1
+		}
+		if b.precedes(a) {
+			return 1
+		}
+		return 0
+	})
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.policies = ps
+	t.policyStats = make(map[string]*policyCount, len(ps))
+	st := &applyState{version: t.version + 1}
+	for name, e := range t.topics {
+		e.policy, e.alsoMatched = nil, nil
+		t.remerge(st, name, e)
+	}
+	t.commit(st)
+	return t.version
+}
+
+type policyCount struct {
+	matched, overridden int
+	by                  map[string]int
+}
+
+func (t *Table) countPolicies(e *topicEntry, delta int) {
+	if e.policy == nil {
+		return
+	}
+	c := t.policyStat(e.policy.Name)
+	c.matched += delta
+	for _, p := range e.alsoMatched {
+		o := t.policyStat(p.Name)
+		o.overridden += delta
+		if o.by == nil {
+			o.by = map[string]int{}
+		}
+		if o.by[e.policy.Name] += delta; o.by[e.policy.Name] <= 0 {
+			delete(o.by, e.policy.Name)
+		}
+	}
+}
+
+func (t *Table) policyStat(name string) *policyCount {
+	c := t.policyStats[name]
+	if c == nil {
+		c = &policyCount{}
+		t.policyStats[name] = c
+	}
+	return c
+}
+
+// PolicyStatus reports a policy by name.
+func (t *Table) PolicyStatus(name string) PolicyStatus {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var out PolicyStatus
+	if c := t.policyStats[name]; c != nil {
+		out.Matched, out.Overridden = c.matched, c.overridden
+		for n := range c.by {
+			out.OverriddenBy = append(out.OverriddenBy, n)
+		}
+		slices.Sort(out.OverriddenBy)
+	}
+	i := slices.IndexFunc(t.policies, func(p *Policy) bool { return p.Name == name })
+	if i < 0 {
+		return out
+	}
+	p := t.policies[i]
+	clusters, groups := map[string]bool{}, map[string]bool{}
+	for _, b := range t.merged {
+		clusters[b.Cluster], groups[b.Name] = true, true
+	}
+	for _, rule := range [][]Backend{p.RouteQuery, p.Send, p.Consume} {
+		for _, b := range rule {
+			if b.BrokerCluster != "" && !clusters[b.BrokerCluster] {
+				out.UnknownBackends = append(out.UnknownBackends, "brokerCluster "+b.BrokerCluster)
+			}
+			for _, n := range b.BrokerNames {
+				if !groups[n] {
+					out.UnknownBackends = append(out.UnknownBackends, "broker "+n)
+				}
+			}
+		}
+	}
+	for _, n := range p.Drain {
+		if !groups[n] {
+			out.UnknownBackends = append(out.UnknownBackends, "broker "+n)
+		}
+	}
+	out.UnknownBackends = slices.Compact(slices.SortedFunc(slices.Values(out.UnknownBackends), cmp.Compare[string]))
+	return out
+}

@@ -1,0 +1,204 @@
+package routing
+
+import (
+	"regexp"
+	"slices"
+	"testing"
+	"time"
+)
+
+// policyTable holds "orders" on three groups: a1 and a2 in cluster A, b1 in cluster B, all read-write.
+func policyTable(t *testing.T) *Table {
+	t.Helper()
+	tab := NewTable()
+	tab.SetBrokers("ns", []Broker{{Cluster: "A", Name: "a1"}, {Cluster: "A", Name: "a2"}, {Cluster: "B", Name: "b1"}})
+	tab.Apply("ns",
+		Update{"orders", route(member("A", "a1", 6, 8, "10.0.0.1:10911", "10.0.0.2:10911"),
+			member("A", "a2", 6, 8, "10.0.1.1:10911"), member("B", "b1", 6, 4, "10.1.0.1:10911"))},
+		Update{"payments", route(member("A", "a1", 6, 8, "10.0.0.1:10911", "10.0.0.2:10911"))})
+	return tab
+}
+
+func served(t *testing.T, tab *Table, topic, group string) *Member {
+	t.Helper()
+	m := tab.Topic(topic).BrokerSet.Member(group)
+	if m == nil {
+		t.Fatalf("%s is not served on %s: %+v", topic, group, tab.Topic(topic).BrokerSet.Members)
+	}
+	c := *m
+	return &c
+}
+
+func exact(names ...string) TopicMatch { return TopicMatch{Exact: names} }
+
+func TestWeightedSendSplitsEachBackendOverItsGroups(t *testing.T) {
+	tab := policyTable(t)
+	tab.SetPolicies([]Policy{{Name: "ns/migrate", Match: exact("orders"), Send: []Backend{
+		{BrokerCluster: "A", Weight: 80, Weighted: true}, {BrokerCluster: "B", Weight: 20, Weighted: true}}}})
+	a1, a2, b1 := served(t, tab, "orders", "a1"), served(t, tab, "orders", "a2"), served(t, tab, "orders", "b1")
+	if a1.Weight+a2.Weight != 4*b1.Weight || a1.Weight != a2.Weight || b1.Weight == 0 {
+		t.Fatalf("weights a1 %d, a2 %d, b1 %d: want cluster A 80%%, B 20%%, split evenly", a1.Weight, a2.Weight, b1.Weight)
+	}
+	if a1.Perm != 6 || a1.SourcePerm != 0 {
+		t.Fatalf("a weighted group keeps its perm: %+v", a1)
+	}
+	if tab.Topic("payments").BrokerSet.Members[0].Weight != 0 {
+		t.Fatal("a topic the policy does not match got weights")
+	}
+
+	// Weight 0 takes a backend out of sends: its groups are served read-only, and acks still reach them.
+	tab.SetPolicies([]Policy{{Name: "ns/migrate", Match: exact("orders"), Send: []Backend{
+		{BrokerCluster: "A", Weight: 100, Weighted: true}, {BrokerCluster: "B", Weight: 0, Weighted: true}}}})
+	b1 = served(t, tab, "orders", "b1")
+	if b1.Perm != PermRead || b1.Weight != 0 || !b1.AcksReadable() || b1.Writable() {
+		t.Fatalf("b1 under weight 0: %+v", b1)
+	}
+}
+
+func TestDrainConsumeAndRouteQueryRules(t *testing.T) {
+	tab := policyTable(t)
+	tab.SetPolicies([]Policy{{Name: "ns/p", Match: exact("orders"), Drain: []string{"a2"},
+		Consume: []Backend{{BrokerNames: []string{"a1", "a2"}}}}})
+	if a2 := served(t, tab, "orders", "a2"); a2.Writable() || !a2.Readable() || a2.SourcePerm != 6 {
+		t.Fatalf("drained a2 must be read-only: %+v", a2)
+	}
+	if b1 := served(t, tab, "orders", "b1"); b1.Readable() || !b1.Writable() || !b1.AcksReadable() {
+		t.Fatalf("b1 outside consume must be write-only and still take acks: %+v", b1)
+	}
+	if a1 := served(t, tab, "orders", "a1"); a1.Perm != 6 || a1.SourcePerm != 0 {
+		t.Fatalf("a1 is untouched: %+v", a1)
+	}
+
+	tab.SetPolicies([]Policy{{Name: "ns/p", Match: exact("orders", "payments"), RouteQuery: []Backend{{BrokerCluster: "B"}}}})
+	if got := tab.Topic("orders").BrokerSet.Members; len(got) != 1 || got[0].BrokerName != "b1" {
+		t.Fatalf("routeQuery B left %+v", got)
+	}
+	// payments has no group in B: it is served as the NameServers report it, never as an empty route.
+	if got := tab.Topic("payments").BrokerSet.Members; len(got) != 1 || got[0].BrokerName != "a1" {
+		t.Fatalf("payments under a routeQuery that names none of its groups: %+v", got)
+	}
+}
+
+func TestRemovingAPolicyRestoresTheSourcesRoute(t *testing.T) {
+	tab := policyTable(t)
+	before := tab.Topic("orders").BrokerSet
+	sub := tab.Subscribe()
+	defer sub.Close()
+	tab.SetPolicies([]Policy{{Name: "ns/p", Match: exact("orders"), Drain: []string{"a1"}}})
+	if cs := nextNow(t, sub); !slices.Equal(keys(cs.Topics), []string{"orders"}) {
+		t.Fatalf("a policy on orders changed %v", keys(cs.Topics))
+	}
+	if tab.Topic("orders").BrokerSet == before {
+		t.Fatal("the policy changed nothing")
+	}
+	tab.SetPolicies(nil)
+	if tab.Topic("orders").BrokerSet != before {
+		t.Fatalf("without the policy orders is %+v, want the NameServer's route back", tab.Topic("orders").BrokerSet.Members)
+	}
+}
+
+func TestConflictingPoliciesOldestWins(t *testing.T) {
+	tab := policyTable(t)
+	now := time.Now()
+	young := Policy{Name: "a/young", Created: now, Match: TopicMatch{Prefix: []string{"ord"}}, Drain: []string{"a1"}}
+	old := Policy{Name: "z/old", Created: now.Add(-time.Hour), Match: TopicMatch{Regex: regexp.MustCompile(`^(?:orders|payments)$`)},
+		Drain: []string{"b1"}}
+	tab.SetPolicies([]Policy{young, old})
+	if !served(t, tab, "orders", "a1").Writable() || served(t, tab, "orders", "b1").Writable() {
+		t.Fatal("orders follows the younger policy")
+	}
+	ys, os := tab.PolicyStatus("a/young"), tab.PolicyStatus("z/old")
+	if ys.Matched != 0 || ys.Overridden != 1 || !slices.Equal(ys.OverriddenBy, []string{"z/old"}) {
+		t.Fatalf("young: %+v", ys)
+	}
+	if os.Matched != 2 || os.Overridden != 0 {
+		t.Fatalf("old: %+v", os)
+	}
+	// Same age: the lower name wins, whatever the order given.
+	young.Created = old.Created
+	tab.SetPolicies([]Policy{old, young})
+	if served(t, tab, "orders", "a1").Writable() {
+		t.Fatal("a/young, the lower name, should win at equal age")
+	}
+	// A topic that appears later follows the same rule.
+	tab.Apply("ns", Update{"orders-eu", route(member("A", "a1", 6, 8, "10.0.0.1:10911"))})
+	if served(t, tab, "orders-eu", "a1").Writable() {
+		t.Fatal("a new topic ignored the policy it matches")
+	}
+	if st := tab.PolicyStatus("a/young"); st.Matched != 2 {
+		t.Fatalf("young after a new topic: %+v", st)
+	}
+}
+
+func TestOrderedTopicKeepsAVanishedGroup(t *testing.T) {
+	tab := policyTable(t)
+	tab.SetPolicies([]Policy{{Name: "ns/o", Match: exact("orders"), Ordered: true}})
+	// b1's broker goes away: the NameServer reports orders on A only.
+	tab.Apply("ns", Update{"orders", route(member("A", "a1", 6, 8, "10.0.0.1:10911", "10.0.0.2:10911"),
+		member("A", "a2", 6, 8, "10.0.1.1:10911"))})
+	if b1 := served(t, tab, "orders", "b1"); b1.WriteQueueNums != 4 || !b1.Writable() {
+		t.Fatalf("ordered orders lost b1's queues: %+v", b1)
+	}
+	// It comes back with the same queues: nothing moves.
+	v := tab.Topic("orders").BrokerSet
+	tab.Apply("ns", Update{"orders", route(member("A", "a1", 6, 8, "10.0.0.1:10911", "10.0.0.2:10911"),
+		member("A", "a2", 6, 8, "10.0.1.1:10911"), member("B", "b1", 6, 4, "10.1.0.1:10911"))})
+	if tab.Topic("orders").BrokerSet != v {
+		t.Fatal("the returning group changed the served route")
+	}
+	// Shrinking an ordered topic is deliberate: without ordered, the vanished group leaves.
+	tab.Apply("ns", Update{"orders", route(member("A", "a1", 6, 8, "10.0.0.1:10911", "10.0.0.2:10911"))})
+	tab.SetPolicies(nil)
+	if got := tab.Topic("orders").BrokerSet.Members; len(got) != 1 {
+		t.Fatalf("not ordered any more, orders still has %+v", got)
+	}
+}
+
+func TestPolicyStatusNamesUnknownBackends(t *testing.T) {
+	tab := policyTable(t)
+	tab.SetPolicies([]Policy{{Name: "ns/p", Match: exact("orders"), Send: []Backend{{BrokerCluster: "C"}, {BrokerNames: []string{"a1", "zz"}}},
+		Drain: []string{"yy"}}})
+	if got := tab.PolicyStatus("ns/p").UnknownBackends; !slices.Equal(got, []string{"broker yy", "broker zz", "brokerCluster C"}) {
+		t.Fatalf("unknown backends %v", got)
+	}
+}
+
+func TestBindingsScopeProxies(t *testing.T) {
+	tab := NewTable()
+	sub := tab.Subscribe()
+	defer sub.Close()
+	tab.SetBindings([]Binding{
+		{Name: "ns/orders", Selects: func(p Proxy) bool { return p.Namespace == "shop" && p.Labels["app"] == "orders" },
+			Topics: []string{"orders", "payments"}, ConsumerGroups: []string{"orders-cg"}},
+		{Name: "ns/all", Selects: func(p Proxy) bool { return p.ID == "audit-1" }, Topics: []string{"orders"}},
+	})
+	if cs := nextNow(t, sub); !cs.Scopes {
+		t.Fatal("a binding change did not say scopes changed")
+	}
+	got := tab.Bound(Proxy{ID: "x", Namespace: "shop", Labels: map[string]string{"app": "orders"}})
+	if !slices.Equal(got, []string{"%RETRY%orders-cg", "orders", "payments"}) {
+		t.Fatalf("bound %v", got)
+	}
+	if got := tab.Bound(Proxy{ID: "audit-1"}); !slices.Equal(got, []string{"orders"}) {
+		t.Fatalf("bound by node id: %v", got)
+	}
+	if got := tab.Bound(Proxy{ID: "other", Namespace: "shop"}); len(got) != 0 {
+		t.Fatalf("an unbound proxy got %v", got)
+	}
+
+	p := tab.Proxies()
+	r1 := p.Connect(Proxy{ID: "n1", Namespace: "shop", Labels: map[string]string{"app": "orders"}})
+	r2 := p.Connect(Proxy{ID: "n1", Namespace: "shop", Labels: map[string]string{"app": "orders"}}) // second stream
+	r3 := p.Connect(Proxy{ID: "n2", Namespace: "shop"})
+	inShop := func(x Proxy) bool { return x.Namespace == "shop" }
+	if n := p.Count(inShop); n != 2 {
+		t.Fatalf("%d proxies in shop, want 2 (n1 once)", n)
+	}
+	r1()
+	r1() // a second release does nothing
+	r3()
+	if n := p.Count(inShop); n != 1 {
+		t.Fatalf("%d after releases, want 1", n)
+	}
+	r2()
+}
