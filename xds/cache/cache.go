@@ -15,6 +15,7 @@ import (
 	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	gcpcache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
@@ -22,7 +23,8 @@ import (
 
 // Options configure a Cache.
 type Options struct {
-	// Scope returns the topics a node is scoped to (MetadataScope when nil).
+	// Scope returns the topics a node is scoped to: when nil, those its metadata lists (MetadataScope) and those
+	// the table's bindings bind it to (routing.Table.Bound of ProxyOf the node).
 	Scope func(*corev3.Node) []string
 	// Listener shapes the RocketMQ listener served to Envoy nodes.
 	Listener translate.ListenerOptions
@@ -84,20 +86,20 @@ type scope struct {
 	nodes    map[*node]struct{}
 }
 
-// node is one node id with one scope. Streams of the same id with different metadata are different nodes.
+// node is one node id with one metadata. Streams of the same id with different metadata are different nodes.
 type node struct {
 	key     string
 	id      string
+	proto   *corev3.Node // as its first stream sent it, to compute its scope again when bindings change
 	streams map[*stream]struct{}
 	scope   *scope
 	watches map[*watch]struct{}
+	release func() // its registration in the table's connected proxies
 }
 
 // New returns a cache over table, holding the table's current broker sets.
 func New(table *routing.Table, opts Options) (*Cache, error) {
-	if opts.Scope == nil {
-		opts.Scope = MetadataScope
-	}
+
 	if opts.StatPrefix == "" {
 		opts.StatPrefix = "rocketmq"
 	}
@@ -118,6 +120,9 @@ func New(table *routing.Table, opts Options) (*Cache, error) {
 		streams:     make(map[streamKey]*stream),
 		pending:     make(map[any]streamKey),
 		subscribers: make(map[nameKey]map[*stream]struct{}),
+	}
+	if c.opts.Scope == nil {
+		c.opts.Scope = func(n *corev3.Node) []string { return append(MetadataScope(n), table.Bound(ProxyOf(n))...) }
 	}
 	c.version = table.Version()
 	for _, set := range table.BrokerSets() {
@@ -150,6 +155,9 @@ func (c *Cache) Apply(cs routing.ChangeSet) {
 	// A new cluster reaches wildcard views through the topics that route to it (below); a vanished one is retained
 	// and leaves them when its retention ends (sweep).
 	c.sweep(touched)
+	if cs.Scopes {
+		c.rescope(touched)
+	}
 	scopes := map[*scope]struct{}{}
 	for name := range cs.Topics {
 		e := c.topics[name]
@@ -427,19 +435,36 @@ func (c *Cache) buildScope(s *scope) error {
 	return err
 }
 
-// nodeFor returns the state of a node id, creating it (and its scope) on first sight.
+// nodeFor returns the state of a node id and metadata, creating it (and its scope) on first sight.
 func (c *Cache) nodeFor(p *corev3.Node) *node {
 	id := p.GetId()
-	s := c.scopeFor(c.opts.Scope(p))
-	key := id + "\x00" + s.key
+	md, _ := proto.MarshalOptions{Deterministic: true}.Marshal(p.GetMetadata())
+	key := id + "\x00" + string(md)
 	if n := c.nodes[key]; n != nil {
-		c.releaseScopeIfUnused(s)
 		return n
 	}
-	n := &node{key: key, id: id, scope: s, streams: map[*stream]struct{}{}, watches: map[*watch]struct{}{}}
+	s := c.scopeFor(c.opts.Scope(p))
+	n := &node{key: key, id: id, proto: p, scope: s, streams: map[*stream]struct{}{}, watches: map[*watch]struct{}{},
+		release: c.table.Proxies().Connect(ProxyOf(p))}
 	s.nodes[n] = struct{}{}
 	c.nodes[key] = n
 	return n
+}
+
+// rescope moves every node whose scope changed (the bindings changed) to its new scope and collects its watches.
+func (c *Cache) rescope(touched map[*watch]struct{}) {
+	for _, n := range c.nodes {
+		s := c.scopeFor(c.opts.Scope(n.proto))
+		if s == n.scope {
+			continue
+		}
+		old := n.scope
+		delete(old.nodes, n)
+		n.scope = s
+		s.nodes[n] = struct{}{}
+		c.releaseScopeIfUnused(old)
+		c.touchNode(n, touched)
+	}
 }
 
 func (c *Cache) releaseScopeIfUnused(s *scope) {
@@ -454,6 +479,7 @@ func (c *Cache) releaseNode(n *node) {
 	}
 	delete(c.nodes, n.key)
 	delete(n.scope.nodes, n)
+	n.release()
 	c.releaseScopeIfUnused(n.scope)
 }
 

@@ -9,6 +9,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/rocketpilot/rocketpilot/routing"
 )
 
 // resource is one marshalled resource at one version. It is immutable and shared by every stream.
@@ -27,9 +29,28 @@ func newResource(name string, m proto.Message) (*resource, error) {
 	return &resource{name: name, version: hex.EncodeToString(sum[:8]), body: body}, nil
 }
 
-// MetadataTopicsKey is the node metadata field listing the topics a node is scoped to: a list of strings, or one
-// comma-separated string.
-const MetadataTopicsKey = "ROCKETMQ_TOPICS"
+// Node metadata fields rocketpilot reads.
+const (
+	// MetadataTopicsKey lists the topics a node is scoped to: a list of strings, or one comma-separated string.
+	MetadataTopicsKey = "ROCKETMQ_TOPICS"
+	// MetadataNamespaceKey and MetadataLabelsKey are the namespace and labels of the node's pod (strings, and a
+	// struct of strings), as Istio's sidecar bootstrap writes them: TopicBindings select pods by them.
+	MetadataNamespaceKey = "NAMESPACE"
+	MetadataLabelsKey    = "LABELS"
+)
+
+// ProxyOf is a node as bindings see it: its id, and its pod's namespace and labels from its metadata.
+func ProxyOf(node *corev3.Node) routing.Proxy {
+	f := node.GetMetadata().GetFields()
+	p := routing.Proxy{ID: node.GetId(), Namespace: f[MetadataNamespaceKey].GetStringValue()}
+	if labels := f[MetadataLabelsKey].GetStructValue().GetFields(); len(labels) > 0 {
+		p.Labels = make(map[string]string, len(labels))
+		for k, v := range labels {
+			p.Labels[k] = v.GetStringValue()
+		}
+	}
+	return p
+}
 
 // MetadataScope reads a node's topics from its metadata (MetadataTopicsKey).
 func MetadataScope(node *corev3.Node) []string {

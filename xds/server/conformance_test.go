@@ -605,6 +605,9 @@ func TestStreamsLeaveNothingBehind(t *testing.T) {
 	if s.table.Interest().Wanted("conf-a") || s.table.Interest().Wanted("nope") {
 		t.Fatal("topics still wanted after every stream closed")
 	}
+	if n := s.table.Proxies().Count(func(routing.Proxy) bool { return true }); n != 0 {
+		t.Fatalf("%d proxies still counted as connected", n)
+	}
 }
 
 // TestUnknownTypeDoesNotEndTheStream: asking for a type rocketpilot does not serve gets removed_resources for the

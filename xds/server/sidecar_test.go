@@ -8,6 +8,7 @@ import (
 
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
 )
 
@@ -124,4 +125,47 @@ func TestSidecarForget(t *testing.T) {
 	if s.table.Interest().Wanted("demo-orders-001") {
 		t.Fatal("the forgotten topic is still wanted from the sources")
 	}
+}
+
+// TestSidecarRouteShowsPolicy: a weighted TopicRoute policy over two broker clusters shows in the route a Go
+// sidecar reads — the send targets carry the weights — and its removal restores the NameServer's route.
+func TestSidecarRouteShowsPolicy(t *testing.T) {
+	s := startStack(t, embedded.LoadDemo)
+	sc, err := sidecar.Dial(s.addr, sidecar.Options{NodeID: "policy-node"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	const topic = "demo-inventory-003" // broker-a (DefaultCluster) and broker-d (ClusterB)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	before, err := sc.Route(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(before.Send) != 2 || before.Send[0].Weight != 0 {
+		t.Fatalf("unweighted route: %+v", before.Send)
+	}
+	s.table.SetPolicies([]routing.Policy{{Name: "ns/migrate", Match: routing.TopicMatch{Exact: []string{topic}}, Send: []routing.Backend{
+		{BrokerCluster: embedded.DemoCluster, Weight: 80, Weighted: true}, {BrokerCluster: embedded.DemoClusterB, Weight: 20, Weighted: true}}}})
+	var weights map[string]uint32
+	waitFor(t, "the weighted route", func() bool {
+		r, err := sc.Route(ctx, topic)
+		if err != nil || r.Cluster == before.Cluster {
+			return false
+		}
+		weights = map[string]uint32{}
+		for _, tg := range r.Send {
+			weights[tg.BrokerName] = tg.Weight
+		}
+		return true
+	})
+	if weights["broker-a"] != 4*weights["broker-d"] || weights["broker-d"] == 0 {
+		t.Fatalf("send weights %v, want DefaultCluster 80 : ClusterB 20", weights)
+	}
+	s.table.SetPolicies(nil)
+	waitFor(t, "the NameServer's route back", func() bool {
+		r, err := sc.Route(ctx, topic)
+		return err == nil && r.Cluster == before.Cluster
+	})
 }

@@ -152,6 +152,42 @@ func (c *Client) Resolve(ctx context.Context, topic string) (*remoting.TopicRout
 	}
 }
 
+// Route is a topic's route as the control plane serves it: the TopicRouteData a RocketMQ client reads, and the
+// brokers each operation goes to, with the send weights of a weighted TopicRoute.
+type Route struct {
+	Topic   string
+	Cluster string
+	Data    *remoting.TopicRouteData
+	// Send lists the writable masters; Consume the brokers that carry each readable group's queues.
+	Send, Consume []translate.Target
+}
+
+// Route returns the topic's served route, subscribing to it like Resolve.
+func (c *Client) Route(ctx context.Context, topic string) (*Route, error) {
+	c.want(topic)
+	for {
+		c.mu.Lock()
+		data, err, ready := c.resolveLocked(topic)
+		var out *Route
+		if ready && err == nil {
+			cluster := defaultCluster(c.routes[topic].value)
+			cla := c.endpoints[cluster].value
+			out = &Route{Topic: topic, Cluster: cluster, Data: data,
+				Send: translate.Targets(cla, translate.SubsetWritable), Consume: translate.Targets(cla, translate.SubsetReadable)}
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		if ready {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("route of %q: %w", topic, ctx.Err())
+		case <-changed:
+		}
+	}
+}
+
 // Watch calls fn with the topic's route whenever it or its endpoints change (and once when first resolved),
 // until the returned function is called. fn runs on the client's receive goroutine: keep it short.
 func (c *Client) Watch(topic string, fn func(*remoting.TopicRouteData, error)) (cancel func()) {

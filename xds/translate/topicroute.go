@@ -103,3 +103,32 @@ func hostBrokerIDs(cla *endpointv3.ClusterLoadAssignment) []int64 {
 	}
 	return ids
 }
+
+// Target is one broker an operation's subset holds, with its endpoint weight (0 when none is set, which Envoy
+// reads as 1).
+type Target struct {
+	BrokerName string `json:"brokerName"`
+	BrokerID   int64  `json:"brokerId"`
+	Addr       string `json:"addr"`
+	Weight     uint32 `json:"weight,omitempty"`
+}
+
+// Targets returns the endpoints of a cluster in one boolean subset (SubsetWritable, SubsetReadable): where the
+// routes that pick it send, in endpoint order.
+func Targets(cla *endpointv3.ClusterLoadAssignment, subset string) []Target {
+	var out []Target
+	for _, loc := range cla.GetEndpoints() {
+		for _, lb := range loc.GetLbEndpoints() {
+			md := lb.GetMetadata().GetFilterMetadata()
+			if !md[LBNamespace].GetFields()[subset].GetBoolValue() {
+				continue
+			}
+			f := md[FilterNamespace].GetFields()
+			sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+			out = append(out, Target{BrokerName: f[KeyBrokerName].GetStringValue(), BrokerID: int64(f[KeyBrokerID].GetNumberValue()),
+				Addr:   net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10)),
+				Weight: lb.GetLoadBalancingWeight().GetValue()})
+		}
+	}
+	return out
+}
