@@ -135,18 +135,32 @@ func (c *Client) Close() error {
 // subscribed, and later calls answer from the local cache). A topic the control plane does not know fails with
 // ErrTopicNotFound as soon as the server says so.
 func (c *Client) Resolve(ctx context.Context, topic string) (*remoting.TopicRouteData, error) {
+	var route *remoting.TopicRouteData
+	var rerr error
+	if err := c.await(ctx, topic, func() (ready bool) {
+		route, rerr, ready = c.resolveLocked(topic)
+		return ready
+	}); err != nil {
+		return nil, fmt.Errorf("resolve %q: %w", topic, err)
+	}
+	return route, rerr
+}
+
+// await subscribes to a topic and calls read under the lock until it reports ready, waiting for changes between
+// calls, or until ctx ends.
+func (c *Client) await(ctx context.Context, topic string, read func() (ready bool)) error {
 	c.want(topic)
 	for {
 		c.mu.Lock()
-		route, err, ready := c.resolveLocked(topic)
+		ready := read()
 		changed := c.changed
 		c.mu.Unlock()
 		if ready {
-			return route, err
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("resolve %q: %w", topic, ctx.Err())
+			return ctx.Err()
 		case <-changed:
 		}
 	}
@@ -164,28 +178,22 @@ type Route struct {
 
 // Route returns the topic's served route, subscribing to it like Resolve.
 func (c *Client) Route(ctx context.Context, topic string) (*Route, error) {
-	c.want(topic)
-	for {
-		c.mu.Lock()
+	var out *Route
+	var rerr error
+	if err := c.await(ctx, topic, func() bool {
 		data, err, ready := c.resolveLocked(topic)
-		var out *Route
 		if ready && err == nil {
 			cluster := defaultCluster(c.routes[topic].value)
 			cla := c.endpoints[cluster].value
 			out = &Route{Topic: topic, Cluster: cluster, Data: data,
 				Send: translate.Targets(cla, translate.SubsetWritable), Consume: translate.Targets(cla, translate.SubsetReadable)}
 		}
-		changed := c.changed
-		c.mu.Unlock()
-		if ready {
-			return out, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("route of %q: %w", topic, ctx.Err())
-		case <-changed:
-		}
+		rerr = err
+		return ready
+	}); err != nil {
+		return nil, fmt.Errorf("route of %q: %w", topic, err)
 	}
+	return out, rerr
 }
 
 // Watch calls fn with the topic's route whenever it or its endpoints change (and once when first resolved),
