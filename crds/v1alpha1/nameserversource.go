@@ -54,9 +54,8 @@ type NameServerSourceSpec struct {
 	// PollInterval is how often each topic route and the topic list are polled, as RocketMQ clients do (30s).
 	// +optional
 	// +kubebuilder:default="30s"
-	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('1h')",message="pollInterval must be between 1s and 1h"
-	PollInterval metav1.Duration `json:"pollInterval,omitempty"`
+	PollInterval *metav1.Duration `json:"pollInterval,omitempty"`
 
 	// Discovery says which topics are followed: AllTopics (every listed topic) or TopicsInUse (only topics some
 	// sidecar asked for).

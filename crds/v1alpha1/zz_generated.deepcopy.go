@@ -148,7 +148,11 @@ func (in *NameServerSourceSpec) DeepCopyInto(out *NameServerSourceSpec) {
 		*out = new(NameServiceReference)
 		**out = **in
 	}
-	out.PollInterval = in.PollInterval
+	if in.PollInterval != nil {
+		in, out := &in.PollInterval, &out.PollInterval
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.Topics != nil {
 		in, out := &in.Topics, &out.Topics
 		*out = make([]string, len(*in))

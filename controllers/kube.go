@@ -1,0 +1,378 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
+	"github.com/rocketpilot/rocketpilot/routing"
+)
+
+// NameServiceGVK is rocketmq-operator's NameService, whose status.nameServers a NameServerSource may follow.
+var NameServiceGVK = schema.GroupVersionKind{Group: "rocketmq.apache.org", Version: "v1alpha1", Kind: "NameService"}
+
+// NameServicePort is the port of the NameServers a NameService lists (rocketmq-operator lists pod IPs only).
+const NameServicePort = 9876
+
+// Options wire the reconcilers to the model.
+type Options struct {
+	Table    *routing.Table
+	Sources  *Sources
+	Policies *Policies
+	Logger   *slog.Logger
+	// Resync is how often each object is reconciled again to refresh its status (30s).
+	Resync time.Duration
+}
+
+// Setup registers the three reconcilers with a manager. They run on every replica, feeding its model; status and
+// events are written only by the replica that holds the leader lease (the manager's Elected channel), and when a
+// replica becomes leader every object is reconciled at once so that status is current.
+func Setup(mgr manager.Manager, o Options) error {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Resync <= 0 {
+		o.Resync = 30 * time.Second
+	}
+	base := reconciler{Client: mgr.GetClient(), opts: o, elected: mgr.Elected(), events: mgr.GetEventRecorder("rocketpilot")}
+	notLeaderOnly := false
+	kinds := []struct {
+		name string
+		obj  client.Object
+		list client.ObjectList
+		r    func(reconciler) ctrlReconciler
+	}{
+		{"nameserversource", &v1alpha1.NameServerSource{}, &v1alpha1.NameServerSourceList{}, func(b reconciler) ctrlReconciler { return &nameServerSourceReconciler{b} }},
+		{"topicroute", &v1alpha1.TopicRoute{}, &v1alpha1.TopicRouteList{}, func(b reconciler) ctrlReconciler { return &topicRouteReconciler{b} }},
+		{"topicbinding", &v1alpha1.TopicBinding{}, &v1alpha1.TopicBindingList{}, func(b reconciler) ctrlReconciler { return &topicBindingReconciler{b} }},
+	}
+	for _, k := range kinds {
+		kick := make(chan event.GenericEvent)
+		err := ctrl.NewControllerManagedBy(mgr).
+			Named(k.name).
+			For(k.obj).
+			WatchesRawSource(source.Channel(kick, &handler.EnqueueRequestForObject{})).
+			WithOptions(controller.Options{NeedLeaderElection: &notLeaderOnly, MaxConcurrentReconciles: 2}).
+			Complete(k.r(base))
+		if err != nil {
+			return fmt.Errorf("set up the %s controller: %w", k.name, err)
+		}
+		if err := mgr.Add(&leaderKick{c: mgr.GetClient(), list: k.list, kick: kick}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type ctrlReconciler interface {
+	Reconcile(context.Context, ctrl.Request) (ctrl.Result, error)
+}
+
+// leaderKick runs only on the leader: when elected, it reconciles every object of a kind once.
+type leaderKick struct {
+	c    client.Client
+	list client.ObjectList
+	kick chan<- event.GenericEvent
+}
+
+func (k *leaderKick) NeedLeaderElection() bool { return true }
+
+func (k *leaderKick) Start(ctx context.Context) error {
+	list := k.list.DeepCopyObject().(client.ObjectList)
+	if err := k.c.List(ctx, list); err != nil {
+		return fmt.Errorf("list to refresh status: %w", err)
+	}
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		select {
+		case k.kick <- event.GenericEvent{Object: it.(client.Object)}:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// reconciler is what the three reconcilers share.
+type reconciler struct {
+	client.Client
+	opts    Options
+	elected <-chan struct{}
+	events  recorder.EventRecorder
+}
+
+func (r *reconciler) leader() bool {
+	select {
+	case <-r.elected:
+		return true
+	default:
+		return false
+	}
+}
+
+// writeStatus updates an object's status subresource when this replica leads and the status changed.
+func (r *reconciler) writeStatus(ctx context.Context, obj client.Object, before any, after any) error {
+	if !r.leader() || equality.Semantic.DeepEqual(before, after) {
+		return nil
+	}
+	if err := r.Status().Update(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("update status of %s: %w", keyOf(obj), err)
+	}
+	return nil
+}
+
+func (r *reconciler) event(obj client.Object, warning bool, reason, note string, args ...any) {
+	if !r.leader() {
+		return
+	}
+	kind := corev1.EventTypeNormal
+	if warning {
+		kind = corev1.EventTypeWarning
+	}
+	r.events.Eventf(obj, nil, kind, reason, "Reconcile", note, args...)
+}
+
+// fetch reads the object of a request; live is false when it is gone or being deleted.
+func (r *reconciler) fetch(ctx context.Context, req ctrl.Request, obj client.Object) (live bool, err error) {
+	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	return obj.GetDeletionTimestamp().IsZero(), nil
+}
+
+func condition(conds *[]metav1.Condition, generation int64, kind string, ok bool, reason, message string) {
+	status := metav1.ConditionFalse
+	if ok {
+		status = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(conds, metav1.Condition{Type: kind, Status: status, Reason: reason, Message: message,
+		ObservedGeneration: generation})
+}
+
+type nameServerSourceReconciler struct{ reconciler }
+
+func (r *nameServerSourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	key := req.String()
+	var nss v1alpha1.NameServerSource
+	if live, err := r.fetch(ctx, req, &nss); err != nil || !live {
+		if err == nil {
+			r.opts.Sources.Remove(key)
+		}
+		return ctrl.Result{}, err
+	}
+	before := nss.Status.DeepCopy()
+	st := &nss.Status
+	st.ObservedGeneration = nss.Generation
+	addrs, problem := r.addresses(ctx, &nss)
+	if len(addrs) > 0 {
+		if err := r.opts.Sources.Set(key, SourceSpecOf(&nss, addrs)); err != nil {
+			problem = err.Error()
+		}
+	}
+	// With no addresses the running watcher (if any) keeps its last good routes: a NameService between pods is
+	// no reason to blackhole the mesh.
+	ws, running := r.opts.Sources.Status(key)
+	reachable := 0
+	st.NameServers = nil
+	for _, a := range ws.NameServers {
+		ns := v1alpha1.NameServerStatus{Address: a.Addr, Reachable: a.Reachable, LastError: a.LastError}
+		if !a.LastSuccess.IsZero() {
+			t := metav1.NewTime(a.LastSuccess)
+			ns.LastSuccessTime = &t
+		}
+		if a.Reachable {
+			reachable++
+		} else if problem == "" {
+			problem = fmt.Sprintf("NameServer %s unreachable: %s", a.Addr, a.LastError)
+		}
+		st.NameServers = append(st.NameServers, ns)
+	}
+	st.Topics, st.Brokers = int32(ws.Topics), int32(len(r.opts.Table.Brokers()))
+	if !ws.LastDiscovery.IsZero() {
+		t := metav1.NewTime(ws.LastDiscovery.Truncate(time.Second))
+		st.LastSyncTime = &t
+	}
+	switch {
+	case running && ws.Synced && reachable > 0:
+		condition(&st.Conditions, nss.Generation, v1alpha1.ConditionReady, true, v1alpha1.ReasonSynced,
+			fmt.Sprintf("%d topics from %d of %d NameServers", ws.Topics, reachable, len(ws.NameServers)))
+	case running && ws.Synced:
+		condition(&st.Conditions, nss.Generation, v1alpha1.ConditionReady, false, v1alpha1.ReasonUnreachable,
+			"no NameServer answers; the last good routes are served")
+	case len(addrs) == 0 && !running:
+		condition(&st.Conditions, nss.Generation, v1alpha1.ConditionReady, false, v1alpha1.ReasonNoAddresses, problem)
+	default:
+		condition(&st.Conditions, nss.Generation, v1alpha1.ConditionReady, false, v1alpha1.ReasonSyncing, "first sync in progress")
+	}
+	if problem != "" {
+		reason := v1alpha1.ReasonUnreachable
+		if len(addrs) == 0 {
+			reason = v1alpha1.ReasonNoAddresses
+		}
+		condition(&st.Conditions, nss.Generation, v1alpha1.ConditionDegraded, true, reason, problem)
+	} else {
+		condition(&st.Conditions, nss.Generation, v1alpha1.ConditionDegraded, false, v1alpha1.ReasonHealthy, "every NameServer answers")
+	}
+	if err := r.writeStatus(ctx, &nss, before, &nss.Status); err != nil {
+		return ctrl.Result{}, err
+	}
+	if !meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionReady) {
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
+	return ctrl.Result{RequeueAfter: r.opts.Resync}, nil
+}
+
+// addresses returns a source's NameServer addresses, and what is wrong when there are none.
+func (r *nameServerSourceReconciler) addresses(ctx context.Context, nss *v1alpha1.NameServerSource) ([]string, string) {
+	if ref := nss.Spec.NameServiceRef; ref != nil {
+		ns := ref.Namespace
+		if ns == "" {
+			ns = nss.Namespace
+		}
+		obj := &unstructured.Unstructured{}
+		obj.SetGroupVersionKind(NameServiceGVK)
+		if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, obj); err != nil {
+			return nil, fmt.Sprintf("NameService %s/%s: %v", ns, ref.Name, err)
+		}
+		list, _, _ := unstructured.NestedStringSlice(obj.Object, "status", "nameServers")
+		var out []string
+		for _, a := range list {
+			if a = strings.TrimSpace(a); a == "" {
+				continue
+			}
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				a = net.JoinHostPort(a, strconv.Itoa(NameServicePort))
+			}
+			out = append(out, a)
+		}
+		if len(out) == 0 {
+			return nil, fmt.Sprintf("NameService %s/%s lists no NameServers yet", ns, ref.Name)
+		}
+		return out, ""
+	}
+	return nss.Spec.Addresses, ""
+}
+
+type topicRouteReconciler struct{ reconciler }
+
+func (r *topicRouteReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	key := req.String()
+	var tr v1alpha1.TopicRoute
+	if live, err := r.fetch(ctx, req, &tr); err != nil || !live {
+		if err == nil {
+			r.opts.Policies.SetRoute(key, "", nil)
+		}
+		return ctrl.Result{}, err
+	}
+	before := tr.Status.DeepCopy()
+	if err := ApplyTopicRoute(r.opts.Policies, r.opts.Table, &tr, strconv.FormatInt(tr.Generation, 10)); err != nil {
+		r.event(&tr, true, v1alpha1.ReasonInvalid, "%v", err)
+	} else if c := meta.FindStatusCondition(tr.Status.Conditions, v1alpha1.ConditionConflicted); c != nil && c.Status == metav1.ConditionTrue {
+		if old := meta.FindStatusCondition(before.Conditions, v1alpha1.ConditionConflicted); old == nil || old.Message != c.Message {
+			r.event(&tr, true, "Conflict", "%s", c.Message)
+		}
+	}
+	if err := r.writeStatus(ctx, &tr, before, &tr.Status); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: r.opts.Resync}, nil
+}
+
+// ApplyTopicRoute records a TopicRoute's policy (unless it is invalid: then the policy it had stays) and fills
+// its status from the table.
+func ApplyTopicRoute(p *Policies, table *routing.Table, tr *v1alpha1.TopicRoute, version string) error {
+	st := &tr.Status
+	st.ObservedGeneration = tr.Generation
+	policy, err := PolicyOf(tr)
+	if err != nil {
+		condition(&st.Conditions, tr.Generation, v1alpha1.ConditionAccepted, false, v1alpha1.ReasonInvalid, err.Error())
+		return err
+	}
+	p.SetRoute(keyOf(tr), version, &policy)
+	condition(&st.Conditions, tr.Generation, v1alpha1.ConditionAccepted, true, v1alpha1.ReasonAccepted, "the policy is applied")
+	ps := table.PolicyStatus(keyOf(tr))
+	st.MatchedTopics = int32(ps.Matched)
+	if len(ps.UnknownBackends) > 0 {
+		condition(&st.Conditions, tr.Generation, v1alpha1.ConditionResolved, false, v1alpha1.ReasonBackendNotFound,
+			"no broker cluster or group of that name: "+strings.Join(ps.UnknownBackends, ", "))
+	} else {
+		condition(&st.Conditions, tr.Generation, v1alpha1.ConditionResolved, true, v1alpha1.ReasonResolved,
+			"every backend names a known broker cluster or group")
+	}
+	if ps.Overridden > 0 {
+		condition(&st.Conditions, tr.Generation, v1alpha1.ConditionConflicted, true, v1alpha1.ReasonOverridden,
+			fmt.Sprintf("%d matched topics follow an older TopicRoute: %s", ps.Overridden, strings.Join(ps.OverriddenBy, ", ")))
+	} else {
+		condition(&st.Conditions, tr.Generation, v1alpha1.ConditionConflicted, false, v1alpha1.ReasonNoConflict,
+			"no older TopicRoute claims its topics")
+	}
+	return nil
+}
+
+type topicBindingReconciler struct{ reconciler }
+
+func (r *topicBindingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	key := req.String()
+	var tb v1alpha1.TopicBinding
+	if live, err := r.fetch(ctx, req, &tb); err != nil || !live {
+		if err == nil {
+			r.opts.Policies.SetBinding(key, "", nil)
+		}
+		return ctrl.Result{}, err
+	}
+	before := tb.Status.DeepCopy()
+	if err := ApplyTopicBinding(r.opts.Policies, r.opts.Table, &tb, strconv.FormatInt(tb.Generation, 10)); err != nil {
+		r.event(&tb, true, v1alpha1.ReasonInvalid, "%v", err)
+	}
+	if err := r.writeStatus(ctx, &tb, before, &tb.Status); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: min(r.opts.Resync, 10*time.Second)}, nil
+}
+
+// ApplyTopicBinding records a TopicBinding (unless it is invalid) and fills its status.
+func ApplyTopicBinding(p *Policies, table *routing.Table, tb *v1alpha1.TopicBinding, version string) error {
+	st := &tb.Status
+	st.ObservedGeneration = tb.Generation
+	b, err := BindingOf(tb)
+	if err != nil {
+		condition(&st.Conditions, tb.Generation, v1alpha1.ConditionAccepted, false, v1alpha1.ReasonInvalid, err.Error())
+		return err
+	}
+	p.SetBinding(keyOf(tb), version, &b)
+	condition(&st.Conditions, tb.Generation, v1alpha1.ConditionAccepted, true, v1alpha1.ReasonAccepted,
+		fmt.Sprintf("binds %d topics and %d consumer groups", len(tb.Spec.Topics), len(tb.Spec.ConsumerGroups)))
+	if cur, ok := p.Binding(keyOf(tb)); ok {
+		st.BoundProxies = int32(table.Proxies().Count(cur.Selects))
+	}
+	return nil
+}

@@ -1,0 +1,377 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/xds/sidecar"
+	"github.com/rocketpilot/rocketpilot/xds/translate"
+)
+
+func create(t *testing.T, obj client.Object) {
+	t.Helper()
+	if err := k8s.Create(context.Background(), obj); err != nil {
+		t.Fatalf("create %s: %v", obj.GetName(), err)
+	}
+}
+
+func get[T client.Object](t *testing.T, obj T) T {
+	t.Helper()
+	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+		t.Fatalf("get %s: %v", obj.GetName(), err)
+	}
+	return obj
+}
+
+func conditionIs(conds []metav1.Condition, kind string, status metav1.ConditionStatus) (bool, string) {
+	c := meta.FindStatusCondition(conds, kind)
+	if c == nil {
+		return false, kind + " not set"
+	}
+	return c.Status == status, fmt.Sprintf("%s=%s %s: %s", kind, c.Status, c.Reason, c.Message)
+}
+
+// readySource creates a NameServerSource for the demo NameServer and waits until it is Ready.
+func readySource(t *testing.T, namespace string, ns *embedded.NameServer) *v1alpha1.NameServerSource {
+	t.Helper()
+	nss := &v1alpha1.NameServerSource{ObjectMeta: objectMeta(namespace, "demo"),
+		Spec: v1alpha1.NameServerSourceSpec{Addresses: []string{ns.Addr()}}}
+	create(t, nss)
+	eventually(t, "NameServerSource Ready", func() (bool, string) {
+		got := get(t, nss)
+		return conditionIs(got.Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionTrue)
+	})
+	return nss
+}
+
+func TestNameServerSourceReachesReady(t *testing.T) {
+	startPlane(t, "r1", "")
+	ns := demoNameServer(t)
+	n := namespace(t)
+	nss := readySource(t, n, ns)
+	if nss.Status.Topics != int32(ns.TopicCount()) || nss.Status.Brokers != 4 || len(nss.Status.NameServers) != 1 ||
+		!nss.Status.NameServers[0].Reachable || nss.Status.LastSyncTime == nil || nss.Status.ObservedGeneration != 1 {
+		t.Fatalf("status %+v, want %d topics, 4 brokers, one reachable NameServer", nss.Status, ns.TopicCount())
+	}
+	if nss.Spec.PollInterval == nil || nss.Spec.PollInterval.Duration != 30*time.Second || nss.Spec.Discovery != v1alpha1.DiscoveryAllTopics ||
+		nss.Spec.FrameLimit != 64<<20 {
+		t.Fatalf("the API server did not apply the schema's defaults: %+v", nss.Spec)
+	}
+	if ok, why := conditionIs(nss.Status.Conditions, v1alpha1.ConditionDegraded, metav1.ConditionFalse); !ok {
+		t.Fatal(why)
+	}
+
+	// A NameServer that goes away keeps the last good routes and shows as Degraded.
+	ns.Pause()
+	eventually(t, "Degraded after the NameServer stops answering", func() (bool, string) {
+		return conditionIs(get(t, nss).Status.Conditions, v1alpha1.ConditionDegraded, metav1.ConditionTrue)
+	})
+	if got := get(t, nss).Status.Topics; got != int32(ns.TopicCount()) {
+		t.Fatalf("%d topics after an outage, want the last good %d", got, ns.TopicCount())
+	}
+	if err := ns.Resume(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNameServerSourceFollowsANameService(t *testing.T) {
+	p := startPlane(t, "r1", "")
+	ns := demoNameServer(t)
+	n := namespace(t)
+	svc := &unstructured.Unstructured{}
+	svc.SetGroupVersionKind(NameServiceGVK)
+	svc.SetNamespace(n)
+	svc.SetName("rocketmq")
+	create(t, svc)
+	nss := &v1alpha1.NameServerSource{ObjectMeta: objectMeta(n, "operator"),
+		Spec: v1alpha1.NameServerSourceSpec{NameServiceRef: &v1alpha1.NameServiceReference{Name: "rocketmq"}}}
+	create(t, nss)
+	eventually(t, "NoAddresses while the NameService lists none", func() (bool, string) {
+		c := meta.FindStatusCondition(get(t, nss).Status.Conditions, v1alpha1.ConditionReady)
+		return c != nil && c.Reason == v1alpha1.ReasonNoAddresses, fmt.Sprint(c)
+	})
+	// rocketmq-operator lists the NameServers' pod IPs; this one lists the embedded NameServer's address.
+	if err := unstructured.SetNestedStringSlice(svc.Object, []string{ns.Addr()}, "status", "nameServers"); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Status().Update(context.Background(), svc); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Ready from the NameService's addresses", func() (bool, string) {
+		return conditionIs(get(t, nss).Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionTrue)
+	})
+	if p.table.Topic(embedded.DemoTopic) == nil {
+		t.Fatal("the model has no TopicTest")
+	}
+}
+
+// TestTopicRouteWeightsReachTheServedRoute: a TopicRoute with weights 80/20 over two broker clusters shows up in
+// the route a Go sidecar reads; deleting it brings back the NameServer's route.
+func TestTopicRouteWeightsReachTheServedRoute(t *testing.T) {
+	p := startPlane(t, "r1", "")
+	ns := demoNameServer(t)
+	n := namespace(t)
+	readySource(t, n, ns)
+	const topic = "demo-inventory-003" // broker-a (DefaultCluster) and broker-d (ClusterB)
+	sc, err := sidecar.Dial(p.addr, sidecar.Options{NodeID: "orders-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before, err := sc.Route(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &v1alpha1.TopicRoute{ObjectMeta: objectMeta(n, "inventory-migration"), Spec: v1alpha1.TopicRouteSpec{
+		Topics: v1alpha1.TopicSelector{Prefix: []string{"demo-inventory-00"}},
+		Send: &v1alpha1.SendRule{Backends: []v1alpha1.Backend{
+			{BrokerCluster: embedded.DemoCluster, Weight: ptr.To[int32](80)},
+			{BrokerCluster: embedded.DemoClusterB, Weight: ptr.To[int32](20)},
+		}},
+	}}
+	create(t, tr)
+	eventually(t, "the weighted route at the sidecar", func() (bool, string) {
+		r, err := sc.Route(ctx, topic)
+		if err != nil {
+			return false, err.Error()
+		}
+		w := map[string]uint32{}
+		for _, tg := range r.Send {
+			w[tg.BrokerName] = tg.Weight
+		}
+		return w["broker-d"] > 0 && w["broker-a"] == 4*w["broker-d"], fmt.Sprint(w)
+	})
+	eventually(t, "TopicRoute status", func() (bool, string) {
+		got := get(t, tr)
+		for _, c := range []string{v1alpha1.ConditionAccepted, v1alpha1.ConditionResolved} {
+			if ok, why := conditionIs(got.Status.Conditions, c, metav1.ConditionTrue); !ok {
+				return false, why
+			}
+		}
+		return got.Status.MatchedTopics == 9 && got.Status.ObservedGeneration == 1, fmt.Sprint(got.Status.MatchedTopics)
+	})
+	if err := k8s.Delete(context.Background(), tr); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the NameServer's route back", func() (bool, string) {
+		r, err := sc.Route(ctx, topic)
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.Cluster == before.Cluster && r.Send[0].Weight == 0, r.Cluster
+	})
+}
+
+func TestInvalidTopicRoutesAreRejected(t *testing.T) {
+	n := namespace(t)
+	for _, c := range []struct {
+		name string
+		spec v1alpha1.TopicRouteSpec
+		want string
+	}{
+		{"consume-weight", v1alpha1.TopicRouteSpec{Topics: v1alpha1.TopicSelector{Exact: []string{"t"}},
+			Consume: &v1alpha1.BackendRule{Backends: []v1alpha1.Backend{{BrokerCluster: "A", Weight: ptr.To[int32](5)}}}},
+			"weights apply to send only"},
+		{"no-topics", v1alpha1.TopicRouteSpec{Topics: v1alpha1.TopicSelector{}}, "topics must give at least one of exact, prefix and regex"},
+		{"both-backend-kinds", v1alpha1.TopicRouteSpec{Topics: v1alpha1.TopicSelector{Exact: []string{"t"}},
+			Send: &v1alpha1.SendRule{Backends: []v1alpha1.Backend{{BrokerCluster: "A", BrokerNames: []string{"b"}}}}},
+			"a backend names either a brokerCluster or brokerNames"},
+		{"some-weights", v1alpha1.TopicRouteSpec{Topics: v1alpha1.TopicSelector{Exact: []string{"t"}},
+			Send: &v1alpha1.SendRule{Backends: []v1alpha1.Backend{{BrokerCluster: "A", Weight: ptr.To[int32](5)}, {BrokerCluster: "B"}}}},
+			"give every send backend a weight, or none"},
+		{"ordered-weights", v1alpha1.TopicRouteSpec{Topics: v1alpha1.TopicSelector{Exact: []string{"t"}}, Ordered: true,
+			Send: &v1alpha1.SendRule{Backends: []v1alpha1.Backend{{BrokerCluster: "A", Weight: ptr.To[int32](5)}}}},
+			"an ordered topic keeps a stable broker/queue mapping"},
+		{"bad-topic-name", v1alpha1.TopicRouteSpec{Topics: v1alpha1.TopicSelector{Exact: []string{"no spaces"}}}, "spec.topics.exact[0]"},
+	} {
+		err := k8s.Create(context.Background(), &v1alpha1.TopicRoute{ObjectMeta: objectMeta(n, c.name), Spec: c.spec})
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want Invalid with %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestInvalidRegexIsNotAccepted: what the schema cannot check is rejected in status, with the reason.
+func TestInvalidRegexIsNotAccepted(t *testing.T) {
+	startPlane(t, "r1", "")
+	n := namespace(t)
+	tr := &v1alpha1.TopicRoute{ObjectMeta: objectMeta(n, "bad-regex"),
+		Spec: v1alpha1.TopicRouteSpec{Topics: v1alpha1.TopicSelector{Regex: "orders-(["}}}
+	create(t, tr)
+	eventually(t, "Accepted=False", func() (bool, string) {
+		c := meta.FindStatusCondition(get(t, tr).Status.Conditions, v1alpha1.ConditionAccepted)
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == v1alpha1.ReasonInvalid &&
+			strings.Contains(c.Message, "spec.topics.regex"), fmt.Sprint(c)
+	})
+}
+
+// ecdsTopics opens a raw delta ADS stream as node id and returns the topics of each ECDS route table it gets.
+type ecdsStream struct {
+	t  *testing.T
+	st discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
+}
+
+func openECDS(t *testing.T, addr, id string) *ecdsStream {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&discovery.DeltaDiscoveryRequest{Node: &corev3.Node{Id: id}, TypeUrl: translate.ExtensionType,
+		ResourceNamesSubscribe: []string{translate.ExtensionConfigName}}); err != nil {
+		t.Fatal(err)
+	}
+	return &ecdsStream{t: t, st: st}
+}
+
+// next returns the topics of the next ECDS config, ACKing it.
+func (e *ecdsStream) next() []string {
+	e.t.Helper()
+	r, err := e.st.Recv()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.st.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: r.TypeUrl, ResponseNonce: r.Nonce}); err != nil {
+		e.t.Fatal(err)
+	}
+	var ext corev3.TypedExtensionConfig
+	var proxy rmqv3.RocketmqProxy
+	if len(r.Resources) != 1 || r.Resources[0].Resource.UnmarshalTo(&ext) != nil || ext.TypedConfig.UnmarshalTo(&proxy) != nil {
+		e.t.Fatalf("not an ECDS config: %v", r)
+	}
+	var topics []string
+	for _, rt := range proxy.GetRouteConfig().GetRoutes() {
+		topics = append(topics, rt.GetMatch().GetTopic().GetExact())
+	}
+	slices.Sort(topics)
+	return slices.Compact(topics)
+}
+
+func TestTopicBindingScopesANodesRouteTable(t *testing.T) {
+	p := startPlane(t, "r1", "")
+	ns := demoNameServer(t)
+	n := namespace(t)
+	readySource(t, n, ns)
+	tb := &v1alpha1.TopicBinding{ObjectMeta: objectMeta(n, "orders"),
+		Spec: v1alpha1.TopicBindingSpec{NodeIDs: []string{"orders-*"}, Topics: []string{embedded.DemoTopic}}}
+	create(t, tb)
+	eventually(t, "TopicBinding accepted", func() (bool, string) {
+		return conditionIs(get(t, tb).Status.Conditions, v1alpha1.ConditionAccepted, metav1.ConditionTrue)
+	})
+	e := openECDS(t, p.addr, "orders-7f9c")
+	if got := e.next(); !slices.Equal(got, []string{embedded.DemoTopic}) {
+		t.Fatalf("bound route table %v", got)
+	}
+	eventually(t, "boundProxies 1", func() (bool, string) {
+		got := get(t, tb).Status.BoundProxies
+		return got == 1, fmt.Sprint(got)
+	})
+	tb = get(t, tb)
+	tb.Spec.Topics = append(tb.Spec.Topics, "demo-orders-001")
+	if err := k8s.Update(context.Background(), tb); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.next(); !slices.Equal(got, []string{embedded.DemoTopic, "demo-orders-001"}) {
+		t.Fatalf("after the binding changed: %v", got)
+	}
+}
+
+// TestTwoReplicas: two instances against one API server both serve the same xDS from their own models; only
+// the one holding the lease writes status, and when it goes, the other takes over.
+func TestTwoReplicas(t *testing.T) {
+	const lease = "rocketpilot-two-replicas"
+	a := startPlane(t, "replica-a", lease)
+	b := startPlane(t, "replica-b", lease)
+	ns := demoNameServer(t)
+	n := namespace(t)
+	nss := readySource(t, n, ns)
+	tr := &v1alpha1.TopicRoute{ObjectMeta: objectMeta(n, "drain"), Spec: v1alpha1.TopicRouteSpec{
+		Topics: v1alpha1.TopicSelector{Exact: []string{embedded.DemoTopic}}, Drain: &v1alpha1.Drain{BrokerNames: []string{"broker-b"}}}}
+	create(t, tr)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	route := func(p *plane) *sidecar.Route {
+		sc, err := sidecar.Dial(p.addr, sidecar.Options{NodeID: "probe-" + p.id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sc.Close()
+		var r *sidecar.Route
+		eventually(t, p.id+" serves the drained route", func() (bool, string) {
+			if r, err = sc.Route(ctx, embedded.DemoTopic); err != nil {
+				return false, err.Error()
+			}
+			return len(r.Send) == 1 && r.Send[0].BrokerName == "broker-a", fmt.Sprint(r.Send)
+		})
+		return r
+	}
+	ra, rb := route(a), route(b)
+	if ra.Cluster != rb.Cluster || fmt.Sprint(ra.Data) != fmt.Sprint(rb.Data) {
+		t.Fatalf("the replicas serve different routes:\n%s %+v\n%s %+v", ra.Cluster, ra.Data, rb.Cluster, rb.Data)
+	}
+
+	leader, follower := a, b
+	if !a.leader.Load() {
+		leader, follower = b, a
+	}
+	if !leader.leader.Load() || follower.leader.Load() {
+		t.Fatalf("leaders: a %v, b %v; want exactly one", a.leader.Load(), b.leader.Load())
+	}
+	var l coordinationv1.Lease
+	if err := k8s.Get(ctx, types.NamespacedName{Namespace: "default", Name: lease}, &l); err != nil || ptr.Deref(l.Spec.HolderIdentity, "") == "" {
+		t.Fatalf("lease %s: %v, holder %q", lease, err, ptr.Deref(l.Spec.HolderIdentity, ""))
+	}
+	statusWriters := func(obj client.Object) []string {
+		var out []string
+		for _, m := range get(t, obj).GetManagedFields() {
+			if m.Subresource == "status" {
+				out = append(out, m.Manager)
+			}
+		}
+		return out
+	}
+	eventually(t, "status written by the leader only", func() (bool, string) {
+		w := append(statusWriters(nss), statusWriters(tr)...)
+		return len(w) == 2 && w[0] == leader.id && w[1] == leader.id, fmt.Sprint(w)
+	})
+
+	// The leader goes away: the other takes the lease and writes status from then on.
+	leader.stop()
+	eventually(t, follower.id+" elected", func() (bool, string) { return follower.leader.Load(), "" })
+	ns.Pause()
+	eventually(t, "Degraded written by the new leader", func() (bool, string) {
+		ok, why := conditionIs(get(t, nss).Status.Conditions, v1alpha1.ConditionDegraded, metav1.ConditionTrue)
+		return ok && slices.Contains(statusWriters(nss), follower.id), why + fmt.Sprint(statusWriters(nss))
+	})
+	if err := ns.Resume(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,77 @@
+package controllers
+
+import (
+	"sync"
+
+	"github.com/rocketpilot/rocketpilot/routing"
+)
+
+// Policies holds the policies (TopicRoutes) and bindings (TopicBindings) of every source of resources and writes
+// them into the routing table whenever one of them changes.
+type Policies struct {
+	table *routing.Table
+
+	mu       sync.Mutex
+	routes   map[string]versioned[routing.Policy]
+	bindings map[string]versioned[routing.Binding]
+}
+
+type versioned[T any] struct {
+	version string
+	value   T
+}
+
+// NewPolicies returns an empty Policies over table.
+func NewPolicies(table *routing.Table) *Policies {
+	return &Policies{table: table, routes: map[string]versioned[routing.Policy]{}, bindings: map[string]versioned[routing.Binding]{}}
+}
+
+// SetRoute records a TopicRoute's policy at a version (its generation, or a hash of its file); the same version
+// again changes nothing. A nil policy removes it.
+func (p *Policies) SetRoute(key, version string, policy *routing.Policy) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !set(p.routes, key, version, policy) {
+		return
+	}
+	all := make([]routing.Policy, 0, len(p.routes))
+	for _, v := range p.routes {
+		all = append(all, v.value)
+	}
+	p.table.SetPolicies(all)
+}
+
+// SetBinding records a TopicBinding's binding, like SetRoute.
+func (p *Policies) SetBinding(key, version string, binding *routing.Binding) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !set(p.bindings, key, version, binding) {
+		return
+	}
+	all := make([]routing.Binding, 0, len(p.bindings))
+	for _, v := range p.bindings {
+		all = append(all, v.value)
+	}
+	p.table.SetBindings(all)
+}
+
+// Binding returns a recorded binding.
+func (p *Policies) Binding(key string) (routing.Binding, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, ok := p.bindings[key]
+	return b.value, ok
+}
+
+func set[T any](m map[string]versioned[T], key, version string, v *T) (changed bool) {
+	old, had := m[key]
+	if v == nil {
+		delete(m, key)
+		return had
+	}
+	if had && old.version == version {
+		return false
+	}
+	m[key] = versioned[T]{version: version, value: *v}
+	return true
+}

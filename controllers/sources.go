@@ -1,0 +1,153 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
+	"github.com/rocketpilot/rocketpilot/routing"
+)
+
+// Sources runs one NameServer watcher per NameServerSource, into one routing table. Each NameServer of a source
+// is a table source of its own ("nss:<namespace/name>@<addr>"), so the table merges every view.
+type Sources struct {
+	table *routing.Table
+	// Defaults are the watcher options a NameServerSource does not set (concurrency, rate limit, timeouts).
+	defaults watcher.Options
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	running map[string]*runningSource
+}
+
+type runningSource struct {
+	spec   SourceSpec
+	w      *watcher.Watcher
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewSources returns a Sources over table; defaults fill what a NameServerSource does not say.
+func NewSources(table *routing.Table, defaults watcher.Options, log *slog.Logger) *Sources {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Sources{table: table, defaults: defaults, log: log, running: map[string]*runningSource{}}
+}
+
+func tableSource(key string) string { return "nss:" + key }
+
+// Set starts the watcher of a source, or restarts it when its spec changed. The routes it learned stay in the
+// table across a restart, and those of NameServers the new spec no longer lists are withdrawn.
+func (s *Sources) Set(key string, spec SourceSpec) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.running[key]
+	if old != nil && old.spec.equal(spec) {
+		return nil
+	}
+	opts := s.defaults
+	opts.Source, opts.Addrs, opts.Mode, opts.Topics = tableSource(key), spec.Addrs, spec.Mode, spec.Topics
+	if spec.Interval > 0 {
+		opts.Interval = spec.Interval
+		if opts.BrokerInterval > spec.Interval {
+			opts.BrokerInterval = spec.Interval
+		}
+	}
+	if spec.FrameLimit > 0 {
+		opts.Client.MaxFrameSize = spec.FrameLimit
+	}
+	opts.Logger = s.log.With("source", key)
+	w, err := watcher.New(s.table, opts)
+	if err != nil {
+		return fmt.Errorf("NameServerSource %s: %w", key, err)
+	}
+	if old != nil {
+		old.stop()
+		for _, a := range old.spec.Addrs {
+			if !slices.Contains(spec.Addrs, a) {
+				s.table.RemoveSource(tableSource(key) + "@" + a)
+			}
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningSource{spec: spec, w: w, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(r.done); w.Run(ctx) }()
+	s.running[key] = r
+	s.log.Info("watching NameServers", "source", key, "addrs", spec.Addrs, "mode", spec.Mode, "interval", opts.Interval)
+	return nil
+}
+
+func (r *runningSource) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// Remove stops a source's watcher and withdraws everything it learned.
+func (s *Sources) Remove(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.running[key]
+	if r == nil {
+		return
+	}
+	r.stop()
+	delete(s.running, key)
+	for _, a := range r.spec.Addrs {
+		s.table.RemoveSource(tableSource(key) + "@" + a)
+	}
+	s.log.Info("stopped watching NameServers", "source", key)
+}
+
+// Status returns a source's watcher status; ok is false when the source is not running.
+func (s *Sources) Status(key string) (st watcher.Status, ok bool) {
+	s.mu.Lock()
+	r := s.running[key]
+	s.mu.Unlock()
+	if r == nil {
+		return watcher.Status{}, false
+	}
+	return r.w.Status(), true
+}
+
+// Keys returns the running sources.
+func (s *Sources) Keys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.running))
+	for k := range s.running {
+		out = append(out, k)
+	}
+	return out
+}
+
+// WaitSynced waits until every running source has completed its first sync, or ctx ends.
+func (s *Sources) WaitSynced(ctx context.Context) error {
+	s.mu.Lock()
+	var ws []*watcher.Watcher
+	for _, r := range s.running {
+		ws = append(ws, r.w)
+	}
+	s.mu.Unlock()
+	for _, w := range ws {
+		select {
+		case <-w.Synced():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Close stops every watcher, leaving what they learned in the table.
+func (s *Sources) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, r := range s.running {
+		r.stop()
+		delete(s.running, k)
+	}
+}

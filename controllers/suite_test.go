@@ -1,0 +1,218 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
+	nsclient "github.com/rocketpilot/rocketpilot/nameserver/client"
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
+	"github.com/rocketpilot/rocketpilot/routing"
+	"github.com/rocketpilot/rocketpilot/xds/cache"
+	"github.com/rocketpilot/rocketpilot/xds/server"
+)
+
+// The suites run against a real kube-apiserver and etcd (envtest). hack/envtest-assets.sh builds them once per
+// machine from the Go module proxy; make test exports KUBEBUILDER_ASSETS, and a plain go test asks the script.
+var (
+	restConfig *rest.Config
+	scheme     = runtime.NewScheme()
+	k8s        client.Client // an admin client for the tests themselves
+)
+
+func TestMain(m *testing.M) {
+	log.SetLogger(logr.Discard())
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		panic(err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		panic(err)
+	}
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		out, err := exec.Command(filepath.Join("..", "hack", "envtest-assets.sh")).Output()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "envtest assets:", err)
+			os.Exit(1)
+		}
+		assets = strings.TrimSpace(string(out))
+	}
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "crds", "manifests"), filepath.Join("testdata", "crds")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assets,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start envtest:", err)
+		os.Exit(1)
+	}
+	restConfig = cfg
+	if k8s, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stop envtest:", err)
+	}
+	os.Exit(code)
+}
+
+// plane is one rocketpilot replica against the envtest API server: its own routing table fed by the
+// reconcilers, and its own xDS server.
+type plane struct {
+	id      string
+	table   *routing.Table
+	sources *Sources
+	addr    string // xDS
+	mgr     ctrl.Manager
+	leader  atomic.Bool
+	stop    func() // stops the replica (its manager releases the lease)
+}
+
+var leaseIDs atomic.Int64
+
+// startPlane starts a replica. Replicas given the same lease compete for leadership; "" takes a lease of its own.
+func startPlane(t *testing.T, id, lease string) *plane {
+	t.Helper()
+	if lease == "" {
+		lease = fmt.Sprintf("rocketpilot-test-%d", leaseIDs.Add(1))
+	}
+	table := routing.NewTable()
+	sources := NewSources(table, watcher.Options{
+		BrokerInterval: 100 * time.Millisecond, RateLimit: 1e6, Concurrency: 32, RemoveAfter: time.Nanosecond,
+		Client: nsclient.Options{RequestTimeout: 2 * time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
+	}, nil)
+	leaseDuration, renew, retry := 2*time.Second, time.Second, 100*time.Millisecond
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:        "0",
+		LeaderElection:                true,
+		LeaderElectionID:              lease,
+		LeaderElectionNamespace:       "default",
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &leaseDuration,
+		RenewDeadline:                 &renew,
+		RetryPeriod:                   &retry,
+		Client:                        client.Options{FieldOwner: id},
+		Controller:                    config.Controller{SkipNameValidation: ptr.To(true)}, // several managers in one process
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &plane{id: id, table: table, sources: sources, mgr: mgr}
+	if err := Setup(mgr, Options{Table: table, Sources: sources, Policies: NewPolicies(table), Resync: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := mgr.Start(ctx); err != nil {
+			t.Errorf("%s: manager: %v", id, err)
+		}
+	})
+	wg.Go(func() {
+		select {
+		case <-mgr.Elected():
+			p.leader.Store(true)
+		case <-ctx.Done():
+		}
+	})
+	c, err := cache.New(table, cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := table.Subscribe()
+	wg.Go(func() { c.Run(ctx, sub, nil) })
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.addr = lis.Addr().String()
+	g := server.GRPC(ctx, c, server.Options{})
+	wg.Go(func() { server.Serve(ctx, g, lis, time.Second) })
+	var once sync.Once
+	p.stop = func() {
+		once.Do(func() {
+			cancel()
+			sub.Close()
+			wg.Wait()
+			sources.Close()
+		})
+	}
+	t.Cleanup(p.stop)
+	return p
+}
+
+// demoNameServer starts the embedded NameServer with the demo data set.
+func demoNameServer(t *testing.T) *embedded.NameServer {
+	t.Helper()
+	ns := embedded.New(embedded.Options{})
+	embedded.LoadDemo(ns)
+	if err := ns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
+var namespaces atomic.Int64
+
+// namespace creates a namespace of the test's own.
+func namespace(t *testing.T) string {
+	t.Helper()
+	name := fmt.Sprintf("t%d-%s", namespaces.Add(1), strings.ToLower(strings.TrimPrefix(t.Name(), "Test")))
+	if len(name) > 63 {
+		name = name[:63]
+	}
+	name = strings.Trim(strings.ReplaceAll(name, "/", "-"), "-")
+	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: objectMeta("", name)}); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// eventually polls cond until it holds, failing the test after 30 s with what it last reported.
+func eventually(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		last = why
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within 30s (last: %s)", what, last)
+}
+
+func objectMeta(namespace, name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Namespace: namespace, Name: name}
+}
