@@ -190,8 +190,6 @@ func (r *nameServerSourceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		return ctrl.Result{}, err
 	}
 	before := nss.Status.DeepCopy()
-	st := &nss.Status
-	st.ObservedGeneration = nss.Generation
 	addrs, problem := r.addresses(ctx, &nss)
 	if len(addrs) > 0 {
 		if err := r.opts.Sources.Set(key, SourceSpecOf(&nss, addrs)); err != nil {
@@ -200,7 +198,24 @@ func (r *nameServerSourceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	}
 	// With no addresses the running watcher (if any) keeps its last good routes: a NameService between pods is
 	// no reason to blackhole the mesh.
-	ws, running := r.opts.Sources.Status(key)
+	fillSourceStatus(&nss, r.opts.Sources, r.opts.Table, len(addrs) > 0, problem)
+	st := &nss.Status
+	if err := r.writeStatus(ctx, &nss, before, &nss.Status); err != nil {
+		return ctrl.Result{}, err
+	}
+	if !meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionReady) {
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
+	return ctrl.Result{RequeueAfter: r.opts.Resync}, nil
+}
+
+// fillSourceStatus sets a NameServerSource's status from its watcher. hasAddrs says whether it has addresses to
+// watch; problem is what is wrong with them, if anything.
+func fillSourceStatus(nss *v1alpha1.NameServerSource, sources *Sources, table *routing.Table, hasAddrs bool, problem string) {
+	key := keyOf(nss)
+	st := &nss.Status
+	st.ObservedGeneration = nss.Generation
+	ws, running := sources.Status(key)
 	reachable := 0
 	st.NameServers = nil
 	for _, a := range ws.NameServers {
@@ -216,7 +231,7 @@ func (r *nameServerSourceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		}
 		st.NameServers = append(st.NameServers, ns)
 	}
-	st.Topics, st.Brokers = int32(ws.Topics), int32(len(r.opts.Table.Brokers()))
+	st.Topics, st.Brokers = int32(ws.Topics), int32(len(table.Brokers()))
 	if !ws.LastDiscovery.IsZero() {
 		t := metav1.NewTime(ws.LastDiscovery.Truncate(time.Second))
 		st.LastSyncTime = &t
@@ -228,27 +243,20 @@ func (r *nameServerSourceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	case running && ws.Synced:
 		condition(&st.Conditions, nss.Generation, v1alpha1.ConditionReady, false, v1alpha1.ReasonUnreachable,
 			"no NameServer answers; the last good routes are served")
-	case len(addrs) == 0 && !running:
+	case !hasAddrs && !running:
 		condition(&st.Conditions, nss.Generation, v1alpha1.ConditionReady, false, v1alpha1.ReasonNoAddresses, problem)
 	default:
 		condition(&st.Conditions, nss.Generation, v1alpha1.ConditionReady, false, v1alpha1.ReasonSyncing, "first sync in progress")
 	}
 	if problem != "" {
 		reason := v1alpha1.ReasonUnreachable
-		if len(addrs) == 0 {
+		if !hasAddrs {
 			reason = v1alpha1.ReasonNoAddresses
 		}
 		condition(&st.Conditions, nss.Generation, v1alpha1.ConditionDegraded, true, reason, problem)
 	} else {
 		condition(&st.Conditions, nss.Generation, v1alpha1.ConditionDegraded, false, v1alpha1.ReasonHealthy, "every NameServer answers")
 	}
-	if err := r.writeStatus(ctx, &nss, before, &nss.Status); err != nil {
-		return ctrl.Result{}, err
-	}
-	if !meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionReady) {
-		return ctrl.Result{RequeueAfter: time.Second}, nil
-	}
-	return ctrl.Result{RequeueAfter: r.opts.Resync}, nil
 }
 
 // addresses returns a source's NameServer addresses, and what is wrong when there are none.
@@ -319,6 +327,13 @@ func ApplyTopicRoute(p *Policies, table *routing.Table, tr *v1alpha1.TopicRoute,
 	}
 	p.SetRoute(keyOf(tr), version, &policy)
 	condition(&st.Conditions, tr.Generation, v1alpha1.ConditionAccepted, true, v1alpha1.ReasonAccepted, "the policy is applied")
+	fillTopicRouteStatus(tr, table)
+	return nil
+}
+
+// fillTopicRouteStatus sets an accepted TopicRoute's Resolved and Conflicted conditions and matched topics.
+func fillTopicRouteStatus(tr *v1alpha1.TopicRoute, table *routing.Table) {
+	st := &tr.Status
 	ps := table.PolicyStatus(keyOf(tr))
 	st.MatchedTopics = int32(ps.Matched)
 	if len(ps.UnknownBackends) > 0 {
@@ -335,7 +350,6 @@ func ApplyTopicRoute(p *Policies, table *routing.Table, tr *v1alpha1.TopicRoute,
 		condition(&st.Conditions, tr.Generation, v1alpha1.ConditionConflicted, false, v1alpha1.ReasonNoConflict,
 			"no older TopicRoute claims its topics")
 	}
-	return nil
 }
 
 type topicBindingReconciler struct{ reconciler }
@@ -371,8 +385,13 @@ func ApplyTopicBinding(p *Policies, table *routing.Table, tb *v1alpha1.TopicBind
 	p.SetBinding(keyOf(tb), version, &b)
 	condition(&st.Conditions, tb.Generation, v1alpha1.ConditionAccepted, true, v1alpha1.ReasonAccepted,
 		fmt.Sprintf("binds %d topics and %d consumer groups", len(tb.Spec.Topics), len(tb.Spec.ConsumerGroups)))
-	if cur, ok := p.Binding(keyOf(tb)); ok {
-		st.BoundProxies = int32(table.Proxies().Count(cur.Selects))
-	}
+	fillTopicBindingStatus(tb, p, table)
 	return nil
+}
+
+// fillTopicBindingStatus counts the connected proxies an accepted TopicBinding selects.
+func fillTopicBindingStatus(tb *v1alpha1.TopicBinding, p *Policies, table *routing.Table) {
+	if cur, ok := p.Binding(keyOf(tb)); ok {
+		tb.Status.BoundProxies = int32(table.Proxies().Count(cur.Selects))
+	}
 }

@@ -2,7 +2,10 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -19,8 +22,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
@@ -374,4 +379,137 @@ func TestTwoReplicas(t *testing.T) {
 	if err := ns.Resume(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestExamplesReachReadyAndAccepted applies every manifest of examples/ (the NameServerSource pointed at this
+// test's demo NameServer instead of the demo's fixed address) and waits for each to be Ready or Accepted.
+func TestExamplesReachReadyAndAccepted(t *testing.T) {
+	startPlane(t, "r1", "")
+	ns := demoNameServer(t)
+	n := namespace(t)
+	files, _ := filepath.Glob(filepath.Join("..", "examples", "*.yaml"))
+	var objs []*unstructured.Unstructured
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs, err := splitDocuments(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range docs {
+			u := &unstructured.Unstructured{}
+			if err := sigsyaml.Unmarshal(d, &u.Object); err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			u.SetNamespace(n)
+			if u.GetKind() == "NameServerSource" {
+				unstructured.SetNestedStringSlice(u.Object, []string{ns.Addr()}, "spec", "addresses")
+			}
+			if err := k8s.Create(context.Background(), u); err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			objs = append(objs, u)
+		}
+	}
+	if len(objs) < 4 {
+		t.Fatalf("only %d example objects", len(objs))
+	}
+	for _, u := range objs {
+		want := v1alpha1.ConditionAccepted
+		if u.GetKind() == "NameServerSource" {
+			want = v1alpha1.ConditionReady
+		}
+		eventually(t, u.GetKind()+" "+u.GetName()+" "+want, func() (bool, string) {
+			if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(u), u); err != nil {
+				return false, err.Error()
+			}
+			conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+			for _, c := range conds {
+				m, _ := c.(map[string]any)
+				if m["type"] == want {
+					return m["status"] == "True", fmt.Sprint(m)
+				}
+			}
+			return false, "no condition yet"
+		})
+	}
+}
+
+// TestFileValidationMatchesTheAPIServer: the file source's validator accepts and rejects what the API server
+// does, with the same messages, because it runs the same schema and CEL code on the same CRDs.
+func TestFileValidationMatchesTheAPIServer(t *testing.T) {
+	n := namespace(t)
+	v, err := NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := []string{
+		`{kind: TopicRoute, metadata: {name: ok}, spec: {topics: {exact: [a]}, send: {backends: [{brokerCluster: A, weight: 1}]}}}`,
+		`{kind: TopicRoute, metadata: {name: bad1}, spec: {topics: {}}}`,
+		`{kind: TopicRoute, metadata: {name: bad2}, spec: {topics: {exact: [a]}, consume: {backends: [{brokerNames: [b], weight: 3}]}}}`,
+		`{kind: TopicRoute, metadata: {name: bad3}, spec: {topics: {prefix: ["x y"]}}}`,
+		`{kind: TopicRoute, metadata: {name: bad4}, spec: {topics: {exact: [a]}, send: {backends: [{brokerCluster: A, weight: 0}]}}}`,
+		`{kind: TopicRoute, metadata: {name: bad5}, spec: {topics: {exact: [a]}, send: {backends: [{brokerCluster: A, weight: 2000}]}}}`,
+		`{kind: NameServerSource, metadata: {name: ok}, spec: {addresses: ["10.0.0.1:9876"]}}`,
+		`{kind: NameServerSource, metadata: {name: bad1}, spec: {}}`,
+		`{kind: NameServerSource, metadata: {name: bad2}, spec: {addresses: ["10.0.0.1:9876"], pollInterval: 10ms}}`,
+		`{kind: NameServerSource, metadata: {name: bad3}, spec: {addresses: ["no-port"]}}`,
+		`{kind: TopicBinding, metadata: {name: ok}, spec: {nodeIDs: ["a-*"], topics: [t]}}`,
+		`{kind: TopicBinding, metadata: {name: bad1}, spec: {nodeIDs: ["a"], podSelector: {}, topics: [t]}}`,
+		`{kind: TopicBinding, metadata: {name: bad2}, spec: {nodeIDs: ["a"]}}`,
+	}
+	for _, d := range docs {
+		var obj map[string]any
+		if err := sigsyaml.Unmarshal([]byte(d), &obj); err != nil {
+			t.Fatal(err)
+		}
+		obj["apiVersion"] = "rocketpilot.io/v1alpha1"
+		obj["metadata"].(map[string]any)["namespace"] = n
+		u := &unstructured.Unstructured{Object: obj}
+		u = u.DeepCopy()
+		apiErr := k8s.Create(context.Background(), u, client.DryRunAll)
+		fileErr := v.Validate(context.Background(), intsToInt64(obj))
+		if (apiErr == nil) != (fileErr == nil) {
+			t.Errorf("%s\n  API server: %v\n  file source: %v", d, apiErr, fileErr)
+			continue
+		}
+		if apiErr == nil {
+			continue
+		}
+		// Every CEL message and field path the API server reports, the file source reports too.
+		causes := apiCauses(apiErr)
+		if len(causes) == 0 {
+			t.Errorf("%s: the API server gave no causes: %v", d, apiErr)
+		}
+		for _, cause := range causes {
+			if !strings.Contains(fileErr.Error(), cause) {
+				t.Errorf("%s\n  API server: %v\n  file source lacks %q: %v", d, apiErr, cause, fileErr)
+			}
+		}
+	}
+}
+
+func apiCauses(err error) []string {
+	var out []string
+	if s, ok := err.(apierrors.APIStatus); ok && s.Status().Details != nil {
+		for _, c := range s.Status().Details.Causes {
+			out = append(out, c.Field)
+			if i := strings.LastIndex(c.Message, ": "); i >= 0 {
+				out = append(out, c.Message[i+2:])
+			}
+		}
+	}
+	return out
+}
+
+// intsToInt64 makes the numbers of a decoded document what the API server's decoder makes them.
+func intsToInt64(v map[string]any) map[string]any {
+	b, _ := json.Marshal(v)
+	var out map[string]any
+	if err := utiljson.Unmarshal(b, &out); err != nil {
+		panic(err)
+	}
+	return out
 }

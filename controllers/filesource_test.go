@@ -1,0 +1,201 @@
+package controllers
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
+	"github.com/rocketpilot/rocketpilot/routing"
+)
+
+type fileStack struct {
+	dir     string
+	table   *routing.Table
+	sources *Sources
+	fs      *FileSource
+}
+
+func newFileStack(t *testing.T) *fileStack {
+	t.Helper()
+	dir := t.TempDir()
+	table := routing.NewTable()
+	sources := NewSources(table, watcher.Options{BrokerInterval: 100 * time.Millisecond, RateLimit: 1e6}, nil)
+	t.Cleanup(sources.Close)
+	fs, err := NewFileSource(dir, table, sources, NewPolicies(table), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fileStack{dir: dir, table: table, sources: sources, fs: fs}
+}
+
+func (s *fileStack) write(t *testing.T, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(s.dir, name), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *fileStack) load(t *testing.T) []FileResourceStatus {
+	t.Helper()
+	if err := s.fs.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s.fs.Status()
+}
+
+func (s *fileStack) sync(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.sources.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const weighted = `
+apiVersion: rocketpilot.io/v1alpha1
+kind: TopicRoute
+metadata:
+  name: migrate
+spec:
+  topics:
+    exact: [demo-inventory-003]
+  send:
+    backends:
+      - {brokerCluster: DefaultCluster, weight: 80}
+      - {brokerCluster: ClusterB, weight: 20}
+`
+
+func TestFileSourceAppliesTheDirectory(t *testing.T) {
+	ns := demoNameServer(t)
+	s := newFileStack(t)
+	s.write(t, "source.yaml", "apiVersion: rocketpilot.io/v1alpha1\nkind: NameServerSource\nmetadata:\n  name: demo\nspec:\n  addresses: ["+ns.Addr()+"]\n")
+	s.write(t, "policy.yml", weighted+"---\n# a binding in the same file\n"+`
+apiVersion: rocketpilot.io/v1alpha1
+kind: TopicBinding
+metadata: {name: orders, namespace: shop}
+spec:
+  nodeIDs: ["orders-*"]
+  topics: [TopicTest]
+`)
+	s.write(t, "notes.txt", "not yaml: ignored")
+	report := s.load(t)
+	if len(report) != 3 {
+		t.Fatalf("report %+v", report)
+	}
+	for _, r := range report {
+		if !r.Accepted {
+			t.Fatalf("%s %s rejected: %s", r.Kind, r.Name, r.Error)
+		}
+	}
+	s.sync(t)
+	if m := s.table.Topic("demo-inventory-003").BrokerSet.Member("broker-d"); m == nil || m.Weight == 0 {
+		t.Fatalf("the weighted policy is not applied: %+v", m)
+	}
+	if got := s.table.Bound(routing.Proxy{ID: "orders-1"}); len(got) != 1 || got[0] != embedded.DemoTopic {
+		t.Fatalf("bound %v", got)
+	}
+	byKind := map[string]any{}
+	for _, r := range s.fs.Status() {
+		byKind[r.Kind] = r.Status
+	}
+	if src, _ := byKind["NameServerSource"].(v1alpha1.NameServerSourceStatus); src.Topics != int32(ns.TopicCount()) {
+		t.Fatalf("source status %+v", byKind["NameServerSource"])
+	}
+	if tr, _ := byKind["TopicRoute"].(v1alpha1.TopicRouteStatus); tr.MatchedTopics != 1 || len(tr.Conditions) != 3 {
+		t.Fatalf("TopicRoute status %+v", byKind["TopicRoute"])
+	}
+}
+
+func TestFileSourceRejectsBadDocumentsAndKeepsTheLastGood(t *testing.T) {
+	ns := demoNameServer(t)
+	s := newFileStack(t)
+	s.write(t, "source.yaml", "apiVersion: rocketpilot.io/v1alpha1\nkind: NameServerSource\nmetadata:\n  name: demo\nspec:\n  addresses: ["+ns.Addr()+"]\n")
+	s.write(t, "route.yaml", weighted)
+	s.load(t)
+	s.sync(t)
+	good := s.table.Topic("demo-inventory-003").BrokerSet
+
+	for _, c := range []struct{ doc, want string }{
+		{strings.Replace(weighted, "- {brokerCluster: ClusterB, weight: 20}", "- {brokerCluster: ClusterB}", 1), "give every send backend a weight, or none"},
+		{strings.Replace(weighted, "send:", "consume:", 1), "weights apply to send only"},
+		{strings.Replace(weighted, "exact:", "exactly:", 1), `spec.topics.exactly: Invalid value: "": unknown field`},
+		{strings.Replace(weighted, "demo-inventory-003", "has space", 1), "spec.topics.exact[0]"},
+		{strings.Replace(weighted, "TopicRoute", "TopicRule", 1), `unknown kind "TopicRule"`},
+		{strings.Replace(weighted, "exact: [demo-inventory-003]", `regex: "demo-(["`, 1), "spec.topics.regex"},
+		{strings.Replace(weighted, "name: migrate", "name: Migrate_1", 1), "metadata.name"},
+		{"kind: [unclosed", "yaml"},
+	} {
+		s.write(t, "route.yaml", c.doc)
+		report := s.load(t)
+		var got *FileResourceStatus
+		for i := range report {
+			if report[i].File == "route.yaml" {
+				got = &report[i]
+			}
+		}
+		if got == nil || got.Accepted || !strings.Contains(got.Error, c.want) {
+			t.Errorf("want a rejection with %q, got %+v", c.want, got)
+		}
+		if s.table.Topic("demo-inventory-003").BrokerSet != good {
+			t.Fatalf("a rejected document (%q) changed the served route", c.want)
+		}
+	}
+	// Removing the file removes the policy: the NameServer's route comes back.
+	if err := os.Remove(filepath.Join(s.dir, "route.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	s.load(t)
+	if m := s.table.Topic("demo-inventory-003").BrokerSet.Member("broker-d"); m == nil || m.Weight != 0 {
+		t.Fatalf("the policy outlived its file: %+v", m)
+	}
+}
+
+func TestFileSourceFollowsChanges(t *testing.T) {
+	ns := demoNameServer(t)
+	s := newFileStack(t)
+	s.write(t, "source.yaml", "apiVersion: rocketpilot.io/v1alpha1\nkind: NameServerSource\nmetadata:\n  name: demo\nspec:\n  addresses: ["+ns.Addr()+"]\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.load(t)
+	go s.fs.Run(ctx, 20*time.Millisecond)
+	s.sync(t)
+	s.write(t, "drain.yaml", `
+apiVersion: rocketpilot.io/v1alpha1
+kind: TopicRoute
+metadata: {name: drain}
+spec:
+  topics: {exact: [TopicTest]}
+  drain: {brokerNames: [broker-b]}
+`)
+	eventually(t, "the new file applied", func() (bool, string) {
+		m := s.table.Topic(embedded.DemoTopic).BrokerSet.Member("broker-b")
+		return m != nil && !m.Writable(), ""
+	})
+}
+
+func TestExamplesAreValid(t *testing.T) {
+	s := newFileStack(t)
+	examples, _ := filepath.Glob(filepath.Join("..", "examples", "*.yaml"))
+	if len(examples) == 0 {
+		t.Fatal("no examples")
+	}
+	for _, e := range examples {
+		b, err := os.ReadFile(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.write(t, filepath.Base(e), string(b))
+	}
+	for _, r := range s.load(t) {
+		if !r.Accepted {
+			t.Errorf("%s: %s %s rejected: %s", r.File, r.Kind, r.Name, r.Error)
+		}
+	}
+}
