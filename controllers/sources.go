@@ -6,7 +6,11 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
 	"github.com/rocketpilot/rocketpilot/routing"
 )
@@ -149,5 +153,33 @@ func (s *Sources) Close() {
 	for k, r := range s.running {
 		r.stop()
 		delete(s.running, k)
+	}
+}
+
+// WaitForSources waits until every NameServerSource the reader lists is watched and has completed its first
+// sync, or ctx ends; it returns the sources still not synced then. A control plane that starts serving before
+// waits for nothing less than what it can know.
+func WaitForSources(ctx context.Context, r client.Reader, sources *Sources) []string {
+	var pending []string
+	for {
+		var list v1alpha1.NameServerSourceList
+		if err := r.List(ctx, &list); err != nil {
+			return []string{err.Error()}
+		}
+		pending = pending[:0]
+		for i := range list.Items {
+			key := keyOf(&list.Items[i])
+			if st, ok := sources.Status(key); !ok || !st.Synced {
+				pending = append(pending, key)
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return pending
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }

@@ -178,13 +178,13 @@ func (t *Table) policyFor(topic string) (*Policy, []*Policy) {
 // PolicyStatus is what the table knows of one policy.
 type PolicyStatus struct {
 	// Matched is the number of topics that follow the policy.
-	Matched int
+	Matched int `json:"matched"`
 	// Overridden is the number of topics the policy matches that follow an older one.
-	Overridden int
+	Overridden int `json:"overridden"`
 	// OverriddenBy names the policies that won those topics.
-	OverriddenBy []string
+	OverriddenBy []string `json:"overriddenBy,omitempty"`
 	// UnknownBackends lists backends and drained brokers that name no broker cluster or group of the model.
-	UnknownBackends []string
+	UnknownBackends []string `json:"unknownBackends,omitempty"`
 }
 
 // SetPolicies replaces every policy and re-serves the topics whose routes change. It visits every topic:
@@ -288,5 +288,30 @@ func (t *Table) PolicyStatus(name string) PolicyStatus {
 		}
 	}
 	out.UnknownBackends = slices.Compact(slices.SortedFunc(slices.Values(out.UnknownBackends), cmp.Compare[string]))
+	return out
+}
+
+// TopicPolicy names the policy a topic follows ("" for none) and the policies that match it too but lost.
+func (t *Table) TopicPolicy(topic string) (policy string, overridden []string) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	e := t.topics[topic]
+	if e == nil || e.policy == nil {
+		return "", nil
+	}
+	for _, p := range e.alsoMatched {
+		overridden = append(overridden, p.Name)
+	}
+	return e.policy.Name, overridden
+}
+
+// PolicyNames returns the policies in precedence order.
+func (t *Table) PolicyNames() []string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]string, len(t.policies))
+	for i, p := range t.policies {
+		out[i] = p.Name
+	}
 	return out
 }

@@ -13,11 +13,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/rocketpilot/rocketpilot/controllers"
 	"github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
@@ -52,15 +55,20 @@ type serveOptions struct {
 	retention      time.Duration
 	listTimeout    time.Duration
 	compression    string
+	configDir      string
+	configPoll     time.Duration
+	syncTimeout    time.Duration
+	kube           kubeOptions
 }
 
 func newServeCommand() *cobra.Command {
 	o := &serveOptions{}
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Watch NameServers and keep the routing model",
+		Short: "Watch NameServers and serve their routes over xDS",
 		Long: `serve watches RocketMQ NameServers (--namesrv) or, with --demo, an embedded simulated NameServer
-loaded with a demo topic set, and keeps the versioned routing model that the xDS layer serves.`,
+loaded with a demo topic set, keeps the versioned routing model, and serves it over xDS. NameServerSources,
+TopicRoutes and TopicBindings come from the Kubernetes API (--kubernetes) or from YAML files (--config DIR).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -90,6 +98,10 @@ loaded with a demo topic set, and keeps the versioned routing model that the xDS
 	f.BoolVar(&o.inlineRoutes, "inline-routes", false, "put routes inline in the Envoy listener instead of serving them by ECDS (route changes then drain listeners)")
 	f.DurationVar(&o.retention, "cluster-retention", 10*time.Minute, "how long a cluster no route names any more stays served (Envoy applies route changes to new connections only)")
 	f.DurationVar(&o.grace, "shutdown-grace", 10*time.Second, "how long open xDS streams may take to close on shutdown")
+	f.StringVar(&o.configDir, "config", "", "read NameServerSources, TopicRoutes and TopicBindings from the YAML files of this directory, and follow changes")
+	f.DurationVar(&o.configPoll, "config-poll-interval", 2*time.Second, "how often the --config directory is checked for changes")
+	f.DurationVar(&o.syncTimeout, "initial-sync-timeout", 2*time.Minute, "how long xDS waits for the custom resources' NameServer sources to sync before serving what is known")
+	o.kube.addFlags(f)
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -121,8 +133,8 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 			addrs = append(addrs, a)
 		}
 	}
-	if len(addrs) == 0 && !o.demo {
-		return errors.New("nothing to watch: give --namesrv or --demo")
+	if len(addrs) == 0 && !o.demo && !o.kube.enabled && o.configDir == "" {
+		return errors.New("nothing to watch: give --namesrv, --demo, --kubernetes or --config")
 	}
 	if !slices.Contains(server.Compressions, o.compression) {
 		return fmt.Errorf("--xds-compression %q: want one of %s", o.compression, strings.Join(server.Compressions, ", "))
@@ -158,23 +170,29 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 	}
 
 	table := routing.NewTable()
-	w, err := watcher.New(table, watcher.Options{
-		Source:         "namesrv",
-		Addrs:          addrs,
+	wopts := watcher.Options{
 		Interval:       o.interval,
 		BrokerInterval: o.brokerInterval,
 		Mode:           watcher.Mode(o.discovery),
 		Concurrency:    o.concurrency,
 		RateLimit:      o.rateLimit,
-		Topics:         o.topics,
 		RemoveAfter:    o.removeAfter,
 		ListTimeout:    o.listTimeout,
 		Client:         client.Options{MaxFrameSize: o.frameLimit, RequestTimeout: o.requestTimeout},
-		Logger:         log.With("component", "watcher"),
-	})
-	if err != nil {
-		return err
 	}
+	// NameServers named by flags have a watcher of their own; NameServerSources (files, Kubernetes) get theirs
+	// from Sources, with the flags' values for what a source does not set.
+	var w *watcher.Watcher
+	if len(addrs) > 0 {
+		fopts := wopts
+		fopts.Source, fopts.Addrs, fopts.Topics, fopts.Logger = "namesrv", addrs, o.topics, log.With("component", "watcher")
+		if w, err = watcher.New(table, fopts); err != nil {
+			return err
+		}
+	}
+	sources := controllers.NewSources(table, wopts, log.With("component", "sources"))
+	defer sources.Close()
+	policies := controllers.NewPolicies(table)
 	// The cache follows the table from the start; what it serves is gated below, not what it knows.
 	sub := table.Subscribe()
 	defer sub.Close()
@@ -195,20 +213,50 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 			}
 		})
 	})
-	log.Info("watching NameServers", "addrs", addrs, "discovery", o.discovery, "interval", o.interval)
-	wg.Go(func() { w.Run(ctx) })
-
-	if alis != nil {
-		synced := func() bool {
-			select {
-			case <-w.Synced():
-				return true
-			default:
-				return false
-			}
+	if w != nil {
+		log.Info("watching NameServers", "addrs", addrs, "discovery", o.discovery, "interval", o.interval)
+		wg.Go(func() { w.Run(ctx) })
+	}
+	var files *controllers.FileSource
+	if o.configDir != "" {
+		if files, err = controllers.NewFileSource(o.configDir, table, sources, policies, log.With("component", "config")); err != nil {
+			return err
 		}
-		admin := &server.Admin{Table: table, Cache: xc, Version: version, Ready: synced,
-			Sources: func() any { return []watcher.Status{w.Status()} }}
+		if err := files.Load(ctx); err != nil {
+			return err
+		}
+		wg.Go(func() { files.Run(ctx, o.configPoll) })
+		log.Info("following the config directory", "dir", o.configDir)
+	}
+	managerErr := make(chan error, 1)
+	var mgr interface{ GetAPIReader() ctrlclient.Reader }
+	if o.kube.enabled {
+		m, err := o.kube.startManager(ctx, log, controllers.Options{Table: table, Sources: sources, Policies: policies,
+			Logger: log.With("component", "controllers")}, func(err error) { managerErr <- err })
+		if err != nil {
+			return err
+		}
+		mgr = m
+	}
+
+	var ready atomic.Bool
+	if alis != nil {
+		admin := &server.Admin{Table: table, Cache: xc, Version: version, Ready: ready.Load,
+			Sources: func() any {
+				out := []watcher.Status{}
+				if w != nil {
+					out = append(out, w.Status())
+				}
+				for _, k := range slices.Sorted(slices.Values(sources.Keys())) {
+					if st, ok := sources.Status(k); ok {
+						out = append(out, st)
+					}
+				}
+				return out
+			}}
+		if files != nil {
+			admin.Resources = func() any { return files.Status() }
+		}
 		hs := &http.Server{Handler: admin.Handler(), ReadHeaderTimeout: 5 * time.Second}
 		wg.Go(func() { hs.Serve(alis) })
 		wg.Go(func() {
@@ -218,12 +266,30 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 		log.Info("serving the admin API", "addr", alis.Addr().String())
 	}
 
-	select {
-	case <-w.Synced():
-		logModel(log, table)
-	case <-ctx.Done():
+	// The first sync: the flags' NameServers, then (for a bounded time) the NameServerSources' watchers.
+	if w != nil {
+		select {
+		case <-w.Synced():
+		case <-ctx.Done():
+			return nil
+		case err := <-managerErr:
+			return fmt.Errorf("controllers: %w", err)
+		}
+	}
+	syncCtx, cancelSync := context.WithTimeout(ctx, o.syncTimeout)
+	if mgr != nil {
+		if pending := controllers.WaitForSources(syncCtx, mgr.GetAPIReader(), sources); len(pending) > 0 {
+			log.Warn("serving before these NameServerSources synced", "sources", pending, "timeout", o.syncTimeout)
+		}
+	}
+	if err := sources.WaitSynced(syncCtx); err != nil && ctx.Err() == nil {
+		log.Warn("serving before every NameServerSource synced", "timeout", o.syncTimeout, "sources", sources.Keys())
+	}
+	cancelSync()
+	if ctx.Err() != nil {
 		return nil
 	}
+	logModel(log, table)
 	wg.Go(func() { logChanges(ctx, log, table) })
 
 	// xDS streams are served only after the first complete sync: a restarted control plane never serves an empty
@@ -231,6 +297,7 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 	g := server.GRPC(ctx, xc, server.Options{Compression: o.compression})
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- server.Serve(ctx, g, lis, o.grace) })
+	ready.Store(true)
 	log.Info("serving xDS", "addr", lis.Addr().String())
 	select {
 	case <-ctx.Done():
@@ -238,6 +305,8 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 		return nil
 	case err := <-serveErr:
 		return fmt.Errorf("xDS server: %w", err)
+	case err := <-managerErr:
+		return fmt.Errorf("controllers: %w", err)
 	}
 }
 

@@ -67,7 +67,7 @@ func TestServeNeedsASource(t *testing.T) {
 	root := newRootCommand()
 	root.SetArgs([]string{"serve"})
 	root.SetErr(&bytes.Buffer{})
-	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "--namesrv or --demo") {
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "give --namesrv, --demo, --kubernetes or --config") {
 		t.Fatalf("serve without a source: err = %v", err)
 	}
 }

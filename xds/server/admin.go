@@ -28,12 +28,15 @@ import (
 //	GET /api/v1/proxies           every open stream: node, scope, per type SYNCED / STALE / NACKED
 //	GET /api/v1/config_dump?node= the resources one node is served
 //	GET /api/v1/sources           what the sources report (the NameServer watchers' status)
+//	GET /api/v1/policies          the TopicRoute policies in precedence order, with matched and overridden topics
+//	GET /api/v1/resources         the custom resources of the file source (--config), each accepted or why not
 type Admin struct {
-	Table   *routing.Table
-	Cache   *cache.Cache
-	Sources func() any
-	Ready   func() bool
-	Version string
+	Table     *routing.Table
+	Cache     *cache.Cache
+	Sources   func() any
+	Resources func() any
+	Ready     func() bool
+	Version   string
 }
 
 func (a *Admin) Handler() http.Handler {
@@ -57,6 +60,24 @@ func (a *Admin) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/brokers", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Table.Brokers()) })
 	mux.HandleFunc("GET /api/v1/proxies", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Cache.Streams()) })
 	mux.HandleFunc("GET /api/v1/config_dump", a.configDump)
+	mux.HandleFunc("GET /api/v1/policies", func(w http.ResponseWriter, _ *http.Request) {
+		type row struct {
+			Name string `json:"name"`
+			routing.PolicyStatus
+		}
+		out := []row{}
+		for _, n := range a.Table.PolicyNames() {
+			out = append(out, row{Name: n, PolicyStatus: a.Table.PolicyStatus(n)})
+		}
+		writeJSON(w, out)
+	})
+	mux.HandleFunc("GET /api/v1/resources", func(w http.ResponseWriter, _ *http.Request) {
+		if a.Resources == nil {
+			writeJSON(w, []any{})
+			return
+		}
+		writeJSON(w, a.Resources())
+	})
 	mux.HandleFunc("GET /api/v1/sources", func(w http.ResponseWriter, _ *http.Request) {
 		if a.Sources == nil {
 			writeJSON(w, []any{})
@@ -153,6 +174,9 @@ func (a *Admin) topic(w http.ResponseWriter, r *http.Request) {
 		"cluster":   raw(translate.Cluster(t.BrokerSet)),
 		"endpoints": raw(translate.LoadAssignment(t.BrokerSet)),
 		"route":     raw(translate.TopicRoute(t)),
+	}
+	if policy, overridden := a.Table.TopicPolicy(t.Name); policy != "" {
+		out["policy"] = map[string]any{"topicRoute": policy, "overridden": overridden}
 	}
 	// The streams holding the topic: through their node's scope, or subscribed to its route by name.
 	var holders []cache.StreamStatus

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+)
+
+// TestServeConfigDir runs `serve --config DIR` with no NameServer flag: the directory's NameServerSource feeds the
+// model, its TopicRoute drains a broker, its invalid document is reported, and the admin API shows all three.
+func TestServeConfigDir(t *testing.T) {
+	ns := embedded.New(embedded.Options{})
+	embedded.LoadDemo(ns)
+	if err := ns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	dir := t.TempDir()
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("source.yaml", "apiVersion: rocketpilot.io/v1alpha1\nkind: NameServerSource\nmetadata: {name: demo}\nspec:\n  addresses: ["+ns.Addr()+"]\n")
+	write("drain.yaml", "apiVersion: rocketpilot.io/v1alpha1\nkind: TopicRoute\nmetadata: {name: drain}\nspec:\n  topics: {exact: [TopicTest]}\n  drain: {brokerNames: [broker-b]}\n")
+	write("bad.yaml", "apiVersion: rocketpilot.io/v1alpha1\nkind: TopicRoute\nmetadata: {name: bad}\nspec:\n  topics: {}\n")
+
+	var logs syncBuffer
+	root := newRootCommand()
+	root.SetArgs([]string{"serve", "--config", dir, "--xds-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0", "--log-format", "json"})
+	root.SetErr(&logs)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	defer func() { cancel(); <-done }()
+	re := regexp.MustCompile(`"msg":"serving the admin API","addr":"([^"]+)"`)
+	deadline := time.Now().Add(10 * time.Second)
+	var admin string
+	for admin == "" {
+		if m := re.FindStringSubmatch(logs.String()); m != nil {
+			admin = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no admin API:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for !strings.Contains(logs.String(), `"msg":"serving xDS"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("xDS not served:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	getJSON := func(path string, v any) {
+		t.Helper()
+		resp, err := http.Get("http://" + admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	var resources []struct {
+		File, Kind, Name, Error string
+		Accepted                bool
+	}
+	getJSON("/api/v1/resources", &resources)
+	if len(resources) != 3 {
+		t.Fatalf("resources %+v", resources)
+	}
+	for _, r := range resources {
+		if (r.File == "bad.yaml") == r.Accepted {
+			t.Fatalf("%s accepted %v: %s", r.File, r.Accepted, r.Error)
+		}
+		if r.File == "bad.yaml" && !strings.Contains(r.Error, "topics must give at least one of exact, prefix and regex") {
+			t.Fatalf("bad.yaml rejected for %q", r.Error)
+		}
+	}
+	var topic struct {
+		Policy struct {
+			TopicRoute string `json:"topicRoute"`
+		} `json:"policy"`
+		Members []struct {
+			BrokerName string `json:"brokerName"`
+			Perm       int32  `json:"perm"`
+		} `json:"members"`
+	}
+	getJSON("/api/v1/topics/TopicTest", &topic)
+	if topic.Policy.TopicRoute != "default/drain" || len(topic.Members) != 2 || topic.Members[1].Perm != 4 {
+		t.Fatalf("TopicTest under the drain: %+v", topic)
+	}
+}
