@@ -41,6 +41,9 @@ func PolicyOf(tr *v1alpha1.TopicRoute) (routing.Policy, error) {
 	if s.Consume != nil {
 		p.Consume = backends(s.Consume.Backends)
 	}
+	if s.Ack != nil {
+		p.Ack = backends(s.Ack.Backends)
+	}
 	if s.RouteQuery != nil {
 		p.RouteQuery = backends(s.RouteQuery.Backends)
 	}

@@ -46,14 +46,19 @@ type Member struct {
 	SourcePerm int32 `json:"sourcePerm,omitempty"`
 	// Weight is the group's share of sends under a weighted policy (0: no weights; see Policy).
 	Weight int32 `json:"weight,omitempty"`
+	// AckAlways: a policy routes acks to the group whatever its perm (Policy.Ack).
+	AckAlways bool `json:"ackAlways,omitempty"`
 }
 
 // Readable reports whether consumers may read the topic from this group.
 func (m *Member) Readable() bool { return m.Perm&PermRead != 0 && m.ReadQueueNums > 0 }
 
 // AcksReadable reports whether acks may go back to this group: its queues are readable at the source, whatever
-// a policy serves.
+// a policy serves, or a policy routes acks to it anyway.
 func (m *Member) AcksReadable() bool {
+	if m.AckAlways {
+		return true
+	}
 	perm := m.Perm
 	if m.SourcePerm != 0 {
 		perm = m.SourcePerm
@@ -149,6 +154,11 @@ func hashMembers(members []Member, buf []byte) (string, []byte) {
 		num(int64(m.TopicSysFlag))
 		num(int64(m.SourcePerm))
 		num(int64(m.Weight))
+		if m.AckAlways {
+			num(1)
+		} else {
+			num(0)
+		}
 		num(int64(len(m.Addrs)))
 		for _, a := range m.Addrs {
 			num(a.ID)
@@ -164,6 +174,7 @@ func equalMembers(a, b []Member) bool {
 		return x.Cluster == y.Cluster && x.BrokerName == y.BrokerName && x.Zone == y.Zone &&
 			x.ReadQueueNums == y.ReadQueueNums && x.WriteQueueNums == y.WriteQueueNums &&
 			x.Perm == y.Perm && x.TopicSysFlag == y.TopicSysFlag && x.SourcePerm == y.SourcePerm && x.Weight == y.Weight &&
+			x.AckAlways == y.AckAlways &&
 			slices.Equal(x.Addrs, y.Addrs)
 	})
 }

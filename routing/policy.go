@@ -26,6 +26,8 @@ type Policy struct {
 	Send []Backend
 	// Consume restricts the groups consumers read from (others are served without the read bit).
 	Consume []Backend
+	// Ack names groups that take acks whatever their perm.
+	Ack []Backend
 	// Drain names broker groups served read-only.
 	Drain []string
 	// Ordered keeps every group the topic was served with, even when its sources stop reporting one.
@@ -123,6 +125,7 @@ func (p *Policy) apply(members []Member, prev []Member) []Member {
 		if served != perm {
 			m.SourcePerm = perm
 		}
+		m.AckAlways = selected(p.Ack, m)
 	}
 	p.weigh(out)
 	return out
@@ -270,7 +273,7 @@ func (t *Table) PolicyStatus(name string) PolicyStatus {
 	for _, b := range t.merged {
 		clusters[b.Cluster], groups[b.Name] = true, true
 	}
-	for _, rule := range [][]Backend{p.RouteQuery, p.Send, p.Consume} {
+	for _, rule := range [][]Backend{p.RouteQuery, p.Send, p.Consume, p.Ack} {
 		for _, b := range rule {
 			if b.BrokerCluster != "" && !clusters[b.BrokerCluster] {
 				out.UnknownBackends = append(out.UnknownBackends, "brokerCluster "+b.BrokerCluster)

@@ -202,3 +202,21 @@ func TestBindingsScopeProxies(t *testing.T) {
 	}
 	r2()
 }
+
+func TestAckRuleKeepsAcksForAnUnreadableGroup(t *testing.T) {
+	tab := policyTable(t)
+	// The NameServer makes b1 write-only (its read perm wiped): pops of it made before can no longer be acked...
+	tab.Apply("ns", Update{"orders", route(member("A", "a1", 6, 8, "10.0.0.1:10911", "10.0.0.2:10911"),
+		member("A", "a2", 6, 8, "10.0.1.1:10911"), member("B", "b1", PermWrite, 4, "10.1.0.1:10911"))})
+	if served(t, tab, "orders", "b1").AcksReadable() {
+		t.Fatal("a write-only group takes acks without a rule")
+	}
+	// ...unless a policy's ack rule names it.
+	tab.SetPolicies([]Policy{{Name: "ns/acks", Match: exact("orders"), Ack: []Backend{{BrokerCluster: "B"}}}})
+	if b1 := served(t, tab, "orders", "b1"); !b1.AcksReadable() || b1.Readable() {
+		t.Fatalf("b1 under the ack rule: %+v", b1)
+	}
+	if st := tab.PolicyStatus("ns/acks"); len(st.UnknownBackends) != 0 || st.Matched != 1 {
+		t.Fatalf("status %+v", st)
+	}
+}

@@ -29,6 +29,7 @@ type TopicRoute struct {
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.consume) || self.consume.backends.all(b, !has(b.weight))",message="weights apply to send only: consume backends take no weight"
 // +kubebuilder:validation:XValidation:rule="!has(self.routeQuery) || self.routeQuery.backends.all(b, !has(b.weight))",message="weights apply to send only: routeQuery backends take no weight"
+// +kubebuilder:validation:XValidation:rule="!has(self.ack) || self.ack.backends.all(b, !has(b.weight))",message="weights apply to send only: ack backends take no weight"
 // +kubebuilder:validation:XValidation:rule="!has(self.ordered) || !self.ordered || (!has(self.drain) && (!has(self.send) || self.send.backends.all(b, !has(b.weight))))",message="an ordered topic keeps a stable broker/queue mapping: it takes no send weights and no drain"
 type TopicRouteSpec struct {
 	// Topics the policy applies to.
@@ -44,6 +45,13 @@ type TopicRouteSpec struct {
 	// before a group left consume are still acknowledged.
 	// +optional
 	Consume *BackendRule `json:"consume,omitempty"`
+
+	// Ack names broker groups that take acks even when their queues are not readable, at the NameServers or under
+	// this policy: acks (and invisible-time changes) of messages popped before a group stopped being readable
+	// still reach it. An ack always goes back to the broker that popped; without this rule, to every group whose
+	// queues the NameServers report readable.
+	// +optional
+	Ack *BackendRule `json:"ack,omitempty"`
 
 	// RouteQuery restricts the broker groups a topic's route lists at all (the route query answer, 105, and
 	// every operation). A topic the backends leave no group is served as the NameServers report it.

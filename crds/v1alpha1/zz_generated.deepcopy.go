@@ -448,6 +448,11 @@ func (in *TopicRouteSpec) DeepCopyInto(out *TopicRouteSpec) {
 		*out = new(BackendRule)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.Ack != nil {
+		in, out := &in.Ack, &out.Ack
+		*out = new(BackendRule)
+		(*in).DeepCopyInto(*out)
+	}
 	if in.RouteQuery != nil {
 		in, out := &in.RouteQuery, &out.RouteQuery
 		*out = new(BackendRule)

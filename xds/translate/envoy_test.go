@@ -292,3 +292,33 @@ func TestEnvoyRoutingUnderPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvoyAckRuleRoutesAcksToAWriteOnlyGroup: with broker-b write-only at the NameServer, an ack for it has no
+// route, until a policy's ack rule names it.
+func TestEnvoyAckRuleRoutesAcksToAWriteOnlyGroup(t *testing.T) {
+	tab, _ := model(t)
+	writeOnly := []routing.Member{
+		{Cluster: "DefaultCluster", BrokerName: "broker-a", Perm: 6, ReadQueueNums: 4, WriteQueueNums: 4,
+			Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.0.0.1:10911"}}},
+		{Cluster: "DefaultCluster", BrokerName: "broker-b", Perm: routing.PermWrite, ReadQueueNums: 8, WriteQueueNums: 8,
+			Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.0.1.1:10911"}}},
+	}
+	tab.Apply("ns", routing.Update{Topic: "TopicTest", Route: &routing.Route{Members: writeOnly}})
+	ack := code(51, HeaderBrokerName, "broker-b", HeaderBrokerID, "0")
+	hosts := func() ([]string, bool) {
+		topic := tab.Topic("TopicTest")
+		return envoyHosts(t, Routes(topic), Cluster(topic.BrokerSet), LoadAssignment(topic.BrokerSet), ack)
+	}
+	if got, routed := hosts(); routed {
+		t.Fatalf("an ack for a write-only group routed to %v", got)
+	}
+	tab.SetPolicies([]routing.Policy{{Name: "ns/acks", Match: routing.TopicMatch{Exact: []string{"TopicTest"}},
+		Ack: []routing.Backend{{BrokerNames: []string{"broker-b"}}}}})
+	if got, routed := hosts(); !routed || !slices.Equal(got, []string{"10.0.1.1:10911"}) {
+		t.Fatalf("under the ack rule: %v (routed %v)", got, routed)
+	}
+	if got, _ := envoyHosts(t, Routes(tab.Topic("TopicTest")), Cluster(tab.Topic("TopicTest").BrokerSet),
+		LoadAssignment(tab.Topic("TopicTest").BrokerSet), code(50)); !slices.Equal(got, []string{"10.0.0.1:10911"}) {
+		t.Fatalf("pops go to %v, want broker-a only: an ack rule does not make a group readable", got)
+	}
+}
