@@ -5,7 +5,7 @@ PKGS    := ./...
 FUZZTIME ?= 30s
 CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 
-.PHONY: all build test test-unit test-interop lint generate verify-generate envtest run fuzz bench bench-smoke bench-go clean
+.PHONY: all build test test-unit test-interop lint generate verify-generate envtest run run-config fuzz bench bench-smoke bench-go clean
 
 all: build
 
@@ -46,6 +46,10 @@ lint:
 ## run: the control plane against its embedded demo NameServer.
 run: build
 	$(BIN)/rocketpilot serve --demo
+
+## run-config: the demo with the custom resources of examples/ applied from files.
+run-config: build
+	$(BIN)/rocketpilot serve --demo --config examples
 
 ## fuzz: every fuzz target for FUZZTIME each.
 fuzz:
