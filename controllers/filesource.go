@@ -257,7 +257,7 @@ func (f *FileSource) refreshStatus() {
 		st := &f.report[i]
 		switch o := f.objects[i].(type) {
 		case *v1alpha1.NameServerSource:
-			fillSourceStatus(o, f.sources, f.table, len(o.Spec.Addresses) > 0, "")
+			fillSourceStatus(o, f.sources, len(o.Spec.Addresses) > 0, "")
 			st.Status = o.Status
 		case *v1alpha1.TopicRoute:
 			if st.Accepted {

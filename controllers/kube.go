@@ -198,7 +198,7 @@ func (r *nameServerSourceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	}
 	// With no addresses the running watcher (if any) keeps its last good routes: a NameService between pods is
 	// no reason to blackhole the mesh.
-	fillSourceStatus(&nss, r.opts.Sources, r.opts.Table, len(addrs) > 0, problem)
+	fillSourceStatus(&nss, r.opts.Sources, len(addrs) > 0, problem)
 	st := &nss.Status
 	if err := r.writeStatus(ctx, &nss, before, &nss.Status); err != nil {
 		return ctrl.Result{}, err
@@ -211,7 +211,7 @@ func (r *nameServerSourceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 
 // fillSourceStatus sets a NameServerSource's status from its watcher. hasAddrs says whether it has addresses to
 // watch; problem is what is wrong with them, if anything.
-func fillSourceStatus(nss *v1alpha1.NameServerSource, sources *Sources, table *routing.Table, hasAddrs bool, problem string) {
+func fillSourceStatus(nss *v1alpha1.NameServerSource, sources *Sources, hasAddrs bool, problem string) {
 	key := keyOf(nss)
 	st := &nss.Status
 	st.ObservedGeneration = nss.Generation
@@ -231,7 +231,10 @@ func fillSourceStatus(nss *v1alpha1.NameServerSource, sources *Sources, table *r
 		}
 		st.NameServers = append(st.NameServers, ns)
 	}
-	st.Topics, st.Brokers = int32(ws.Topics), int32(len(table.Brokers()))
+	st.Topics, st.Brokers = int32(ws.Topics), 0
+	for _, a := range ws.NameServers {
+		st.Brokers = max(st.Brokers, int32(a.Brokers)) // NameServers of one source share their brokers
+	}
 	if !ws.LastDiscovery.IsZero() {
 		t := metav1.NewTime(ws.LastDiscovery.Truncate(time.Second))
 		st.LastSyncTime = &t
