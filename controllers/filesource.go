@@ -148,7 +148,11 @@ func (f *FileSource) Load(ctx context.Context) error {
 			var err error
 			switch o := e.obj.(type) {
 			case *v1alpha1.NameServerSource:
-				if pass == 0 {
+				switch {
+				case pass != 0:
+				case o.Spec.NameServiceRef != nil:
+					err = fmt.Errorf("spec.nameServiceRef needs the Kubernetes API (serve --kubernetes): give addresses in a file")
+				default:
 					err = f.sources.Set(keyOf(o), SourceSpecOf(o, o.Spec.Addresses))
 				}
 			case *v1alpha1.TopicRoute:

@@ -131,6 +131,8 @@ func TestFileSourceRejectsBadDocumentsAndKeepsTheLastGood(t *testing.T) {
 		{strings.Replace(weighted, "exact: [demo-inventory-003]", `regex: "demo-(["`, 1), "spec.topics.regex"},
 		{strings.Replace(weighted, "name: migrate", "name: Migrate_1", 1), "metadata.name"},
 		{"kind: [unclosed", "yaml"},
+		{"apiVersion: rocketpilot.io/v1alpha1\nkind: NameServerSource\nmetadata: {name: op}\nspec: {nameServiceRef: {name: rocketmq}}\n",
+			"spec.nameServiceRef needs the Kubernetes API"},
 	} {
 		s.write(t, "route.yaml", c.doc)
 		report := s.load(t)
