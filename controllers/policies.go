@@ -31,6 +31,9 @@ func NewPolicies(table *routing.Table) *Policies {
 func (p *Policies) SetRoute(key, version string, policy *routing.Policy) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if policy != nil {
+		policy.Version = version
+	}
 	if !set(p.routes, key, version, policy) {
 		return
 	}

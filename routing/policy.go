@@ -15,6 +15,9 @@ import (
 type Policy struct {
 	// Name identifies the policy in reports ("namespace/name").
 	Name string
+	// Version identifies its content (a generation, a hash): SetPolicies leaves alone the topics whose policy
+	// keeps its Name and a non-empty Version.
+	Version string
 	// Created orders policies that match the same topic: the oldest wins, then the lowest Name.
 	Created time.Time
 	Match   TopicMatch
@@ -190,13 +193,23 @@ type PolicyStatus struct {
 	UnknownBackends []string `json:"unknownBackends,omitempty"`
 }
 
-// SetPolicies replaces every policy and re-serves the topics whose routes change. It visits every topic:
-// policies change rarely, topic routes often, and a topic's own change costs a pass over the policies only.
+// SetPolicies replaces every policy and re-serves the topics whose policy changes. It evaluates every topic's
+// match in chunks under the read lock, so readers and writers go on meanwhile, then merges again, in chunks under
+// the write lock, only the topics whose policy changed: a policy that keeps its Name and Version keeps its topics
+// untouched. Topics that arrive meanwhile follow the new policies already.
 func (t *Table) SetPolicies(policies []Policy) uint64 {
+	t.policyMu.Lock()
+	defer t.policyMu.Unlock()
+	t.mu.RLock()
+	old := t.policies
+	t.mu.RUnlock()
 	ps := make([]*Policy, len(policies))
 	for i := range policies {
 		p := policies[i]
 		ps[i] = &p
+		if j := slices.IndexFunc(old, func(o *Policy) bool { return samePolicy(o, &p) }); j >= 0 {
+			ps[i] = old[j] // the same policy: the same pointer, so its topics are seen unchanged
+		}
 	}
 	slices.SortStableFunc(ps, func(a, b *Policy) int {
 		if a.precedes(b) {
@@ -208,16 +221,51 @@ func (t *Table) SetPolicies(policies []Policy) uint64 {
 		return 0
 	})
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	t.policies = ps
-	t.policyStats = make(map[string]*policyCount, len(ps))
-	st := &applyState{version: t.version + 1}
-	for name, e := range t.topics {
-		e.policy, e.alsoMatched = nil, nil
-		t.remerge(st, name, e)
+	t.mu.Unlock()
+	t.mu.RLock()
+	names := make([]string, 0, len(t.topics))
+	for name := range t.topics {
+		names = append(names, name)
 	}
-	t.commit(st)
+	t.mu.RUnlock()
+
+	const chunk = 10_000
+	var changed []string
+	for i := 0; i < len(names); i += chunk {
+		t.mu.RLock()
+		for _, name := range names[i:min(i+chunk, len(names))] {
+			if e := t.topics[name]; e != nil {
+				if won, also := t.policyFor(name); won != e.policy || !slices.Equal(also, e.alsoMatched) {
+					changed = append(changed, name)
+				}
+			}
+		}
+		t.mu.RUnlock()
+	}
+	for i := 0; i < len(changed); i += chunk {
+		t.mu.Lock()
+		st := &applyState{version: t.version + 1}
+		for _, name := range changed[i:min(i+chunk, len(changed))] {
+			if e := t.topics[name]; e != nil {
+				t.remerge(st, name, e)
+			}
+		}
+		t.commit(st)
+		t.mu.Unlock()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for name, c := range t.policyStats {
+		if c.matched == 0 && c.overridden == 0 {
+			delete(t.policyStats, name)
+		}
+	}
 	return t.version
+}
+
+func samePolicy(p, q *Policy) bool {
+	return p.Name == q.Name && p.Version != "" && p.Version == q.Version
 }
 
 type policyCount struct {

@@ -220,3 +220,27 @@ func TestAckRuleKeepsAcksForAnUnreadableGroup(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 }
+
+func TestSetPoliciesTouchesOnlyTheChangedPolicysTopics(t *testing.T) {
+	tab := policyTable(t)
+	orders := Policy{Name: "ns/orders", Version: "1", Match: exact("orders"), Drain: []string{"a1"}}
+	payments := Policy{Name: "ns/payments", Version: "1", Match: exact("payments"), Drain: []string{"a1"}}
+	tab.SetPolicies([]Policy{orders, payments})
+	sub := tab.Subscribe()
+	defer sub.Close()
+	payments.Version, payments.Drain = "2", nil
+	tab.SetPolicies([]Policy{orders, payments})
+	if cs := nextNow(t, sub); !slices.Equal(keys(cs.Topics), []string{"payments"}) {
+		t.Fatalf("changing the payments policy changed %v", keys(cs.Topics))
+	}
+	if served(t, tab, "orders", "a1").Writable() || !served(t, tab, "payments", "a1").Writable() {
+		t.Fatal("policies not as set")
+	}
+	if st := tab.PolicyStatus("ns/orders"); st.Matched != 1 {
+		t.Fatalf("orders policy status %+v", st)
+	}
+	tab.SetPolicies([]Policy{orders})
+	if st := tab.PolicyStatus("ns/payments"); st.Matched != 0 {
+		t.Fatalf("a removed policy still counts %+v", st)
+	}
+}

@@ -30,6 +30,7 @@ type Table struct {
 
 	policies    []*Policy // in precedence order
 	policyStats map[string]*policyCount
+	policyMu    sync.Mutex // serializes SetPolicies, which takes mu in chunks
 	bindings    []Binding
 	proxies     *Proxies
 }
