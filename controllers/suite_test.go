@@ -36,11 +36,16 @@ import (
 	"github.com/rocketpilot/rocketpilot/xds/server"
 )
 
-// The suites run against a real kube-apiserver and etcd (envtest). hack/envtest-assets.sh builds them once per
-// machine from the Go module proxy; make test exports KUBEBUILDER_ASSETS, and a plain go test asks the script.
+// The Kubernetes suites run against a real kube-apiserver and etcd (envtest), started on first use by apiServer
+// so that tests and fuzz targets that need none do not pay for it. hack/envtest-assets.sh builds the binaries once
+// per machine from the Go module proxy; make test exports KUBEBUILDER_ASSETS, and a plain go test asks the script.
 var (
+	scheme = runtime.NewScheme()
+
+	envOnce    sync.Once
+	env        *envtest.Environment
+	envErr     error
 	restConfig *rest.Config
-	scheme     = runtime.NewScheme()
 	k8s        client.Client // an admin client for the tests themselves
 )
 
@@ -52,34 +57,41 @@ func TestMain(m *testing.M) {
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		panic(err)
 	}
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		out, err := exec.Command(filepath.Join("..", "hack", "envtest-assets.sh")).Output()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "envtest assets:", err)
-			os.Exit(1)
-		}
-		assets = strings.TrimSpace(string(out))
-	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "crds", "manifests"), filepath.Join("testdata", "crds")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets,
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start envtest:", err)
-		os.Exit(1)
-	}
-	restConfig = cfg
-	if k8s, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
-		panic(err)
-	}
 	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stop envtest:", err)
+	if env != nil && envErr == nil {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop envtest:", err)
+		}
 	}
 	os.Exit(code)
+}
+
+// apiServer starts envtest once for the test binary and fails the test if it cannot.
+func apiServer(t testing.TB) {
+	t.Helper()
+	envOnce.Do(func() {
+		assets := os.Getenv("KUBEBUILDER_ASSETS")
+		if assets == "" {
+			out, err := exec.Command(filepath.Join("..", "hack", "envtest-assets.sh")).Output()
+			if err != nil {
+				envErr = fmt.Errorf("envtest assets: %w", err)
+				return
+			}
+			assets = strings.TrimSpace(string(out))
+		}
+		env = &envtest.Environment{
+			CRDDirectoryPaths:     []string{filepath.Join("..", "crds", "manifests"), filepath.Join("testdata", "crds")},
+			ErrorIfCRDPathMissing: true,
+			BinaryAssetsDirectory: assets,
+		}
+		if restConfig, envErr = env.Start(); envErr != nil {
+			return
+		}
+		k8s, envErr = client.New(restConfig, client.Options{Scheme: scheme})
+	})
+	if envErr != nil {
+		t.Fatalf("envtest: %v", envErr)
+	}
 }
 
 // plane is one rocketpilot replica against the envtest API server: its own routing table fed by the
@@ -99,6 +111,7 @@ var leaseIDs atomic.Int64
 // startPlane starts a replica. Replicas given the same lease compete for leadership; "" takes a lease of its own.
 func startPlane(t *testing.T, id, lease string) *plane {
 	t.Helper()
+	apiServer(t)
 	if lease == "" {
 		lease = fmt.Sprintf("rocketpilot-test-%d", leaseIDs.Add(1))
 	}
@@ -186,6 +199,7 @@ var namespaces atomic.Int64
 // namespace creates a namespace of the test's own.
 func namespace(t *testing.T) string {
 	t.Helper()
+	apiServer(t)
 	name := fmt.Sprintf("t%d-%s", namespaces.Add(1), strings.ToLower(strings.TrimPrefix(t.Name(), "Test")))
 	if len(name) > 63 {
 		name = name[:63]
