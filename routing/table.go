@@ -537,3 +537,24 @@ func (t *Table) BrokerSets() []*BrokerSet {
 	}
 	return out
 }
+
+// SourceRoute is one source's view of a topic.
+type SourceRoute struct {
+	Source  string   `json:"source"`
+	Members []Member `json:"members"`
+}
+
+// TopicSources returns what each source reported of a topic, sorted by source name (nil when unknown).
+func (t *Table) TopicSources(name string) []SourceRoute {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	e := t.topics[name]
+	if e == nil {
+		return nil
+	}
+	out := make([]SourceRoute, len(e.sources))
+	for i, r := range e.sources {
+		out[i] = SourceRoute{Source: r.source, Members: r.set.Members}
+	}
+	return out
+}

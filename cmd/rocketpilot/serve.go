@@ -241,7 +241,9 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 
 	var ready atomic.Bool
 	if alis != nil {
-		admin := &server.Admin{Table: table, Cache: xc, Version: version, Ready: ready.Load,
+		changes := &server.ChangeLog{}
+		wg.Go(func() { changes.Follow(ctx, table) })
+		admin := &server.Admin{Table: table, Cache: xc, Version: version, Ready: ready.Load, Changes: changes,
 			Sources: func() any {
 				out := []watcher.Status{}
 				if w != nil {

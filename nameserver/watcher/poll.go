@@ -271,9 +271,9 @@ func (w *Watcher) ask(ctx context.Context, ns *nameServer, topic string) answer 
 	return answer{body: body, err: err}
 }
 
-// toRoute converts a NameServer route into the model's: one member per queue data with its group's addresses;
+// RouteOf converts a NameServer route into the model's: one member per queue data with its group's addresses;
 // queue data of a group the answer has no broker for is left out.
-func toRoute(d *remoting.TopicRouteData) *routing.Route {
+func RouteOf(d *remoting.TopicRouteData) *routing.Route {
 	r := &routing.Route{OrderTopicConf: d.OrderTopicConf, Members: make([]routing.Member, 0, len(d.QueueDatas))}
 	for _, q := range d.QueueDatas {
 		m := routing.Member{
@@ -287,14 +287,15 @@ func toRoute(d *remoting.TopicRouteData) *routing.Route {
 		if i < 0 || len(d.BrokerDatas[i].BrokerAddrs) == 0 {
 			continue // a group with no registered broker cannot be routed to
 		}
-		broker := toBroker(d.BrokerDatas[i])
+		broker := BrokerOf(d.BrokerDatas[i])
 		m.Cluster, m.Zone, m.Addrs = broker.Cluster, broker.Zone, broker.Addrs
 		r.Members = append(r.Members, m)
 	}
 	return r
 }
 
-func toBroker(b remoting.BrokerData) routing.Broker {
+// BrokerOf converts a NameServer broker group into the model's.
+func BrokerOf(b remoting.BrokerData) routing.Broker {
 	out := routing.Broker{Cluster: b.Cluster, Name: b.BrokerName, Zone: b.ZoneName}
 	for id, addr := range b.BrokerAddrs {
 		out.Addrs = append(out.Addrs, routing.BrokerAddr{ID: id, Addr: addr})
@@ -329,7 +330,7 @@ func (c *routeCache) decode(hash uint64, body []byte) (*routing.Route, error) {
 	if err != nil {
 		return nil, err
 	}
-	route := toRoute(data)
+	route := RouteOf(data)
 	c.mu.Lock()
 	if c.entries == nil || len(c.entries) >= routeCacheSize {
 		c.entries = make(map[uint64]cachedRoute)

@@ -325,7 +325,7 @@ func (w *Watcher) pollBrokers(ctx context.Context, ns *nameServer) (touched map[
 	ns.hasBrokers.Store(len(info.BrokerAddrTable) > 0)
 	var brokers []routing.Broker
 	for _, b := range info.BrokerAddrTable {
-		brokers = append(brokers, toBroker(b))
+		brokers = append(brokers, BrokerOf(b))
 	}
 	w.table.SetBrokers(ns.source, brokers)
 	if ns.brokers != nil {

@@ -30,11 +30,13 @@ import (
 //	GET /api/v1/sources           what the sources report (the NameServer watchers' status)
 //	GET /api/v1/policies          the TopicRoute policies in precedence order, with matched and overridden topics
 //	GET /api/v1/resources         the custom resources of the file source (--config), each accepted or why not
+//	GET /api/v1/changes           the latest changes of the model (?topic= for one topic's)
 type Admin struct {
 	Table     *routing.Table
 	Cache     *cache.Cache
 	Sources   func() any
 	Resources func() any
+	Changes   *ChangeLog // optional: recent changes of the model
 	Ready     func() bool
 	Version   string
 }
@@ -68,6 +70,19 @@ func (a *Admin) Handler() http.Handler {
 		out := []row{}
 		for _, n := range a.Table.PolicyNames() {
 			out = append(out, row{Name: n, PolicyStatus: a.Table.PolicyStatus(n)})
+		}
+		writeJSON(w, out)
+	})
+	mux.HandleFunc("GET /api/v1/changes", func(w http.ResponseWriter, r *http.Request) {
+		out := []Change{}
+		if a.Changes != nil {
+			var version uint64
+			if name := r.URL.Query().Get("topic"); name != "" {
+				if t := a.Table.Topic(name); t != nil {
+					version = t.Version
+				}
+			}
+			out = append(out, a.Changes.Recent(r.URL.Query().Get("topic"), version)...)
 		}
 		writeJSON(w, out)
 	})
@@ -177,6 +192,10 @@ func (a *Admin) topic(w http.ResponseWriter, r *http.Request) {
 	}
 	if policy, overridden := a.Table.TopicPolicy(t.Name); policy != "" {
 		out["policy"] = map[string]any{"topicRoute": policy, "overridden": overridden}
+	}
+	out["sources"] = a.Table.TopicSources(t.Name)
+	if a.Changes != nil {
+		out["changes"] = a.Changes.Recent(t.Name, t.Version)
 	}
 	// The streams holding the topic: through their node's scope, or subscribed to its route by name.
 	var holders []cache.StreamStatus

@@ -1,10 +1,12 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,7 +16,11 @@ import (
 func TestAdminAPI(t *testing.T) {
 	s := startStack(t, embedded.LoadDemo)
 	ready := false
-	admin := &Admin{Table: s.table, Cache: s.cache, Version: "test", Ready: func() bool { return ready }}
+	changes := &ChangeLog{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go changes.Follow(ctx, s.table)
+	admin := &Admin{Table: s.table, Cache: s.cache, Version: "test", Ready: func() bool { return ready }, Changes: changes}
 	srv := httptest.NewServer(admin.Handler())
 	defer srv.Close()
 	get := func(path string) (int, string) {
@@ -66,7 +72,23 @@ func TestAdminAPI(t *testing.T) {
 	if code, _ := get("/api/v1/config_dump?node=nobody"); code != http.StatusNotFound {
 		t.Fatalf("config dump of an unknown node: %d", code)
 	}
-	for _, path := range []string{"/healthz", "/api/v1/version", "/api/v1/brokersets", "/api/v1/brokers", "/api/v1/proxies", "/api/v1/sources"} {
+	// A change to TopicTest shows in its chain, with what its source reported.
+	testTopic(s, "TopicTest", 6, "b1")
+	var chain struct {
+		Sources []struct {
+			Source string `json:"source"`
+		} `json:"sources"`
+		Changes []Change `json:"changes"`
+	}
+	waitFor(t, "the change in TopicTest's chain", func() bool {
+		_, body := get("/api/v1/topics/TopicTest")
+		return json.Unmarshal([]byte(body), &chain) == nil && len(chain.Changes) > 0
+	})
+	if len(chain.Sources) == 0 || !slices.Contains(chain.Changes[len(chain.Changes)-1].Names, "TopicTest") {
+		t.Fatalf("chain: %+v", chain)
+	}
+	for _, path := range []string{"/healthz", "/api/v1/version", "/api/v1/brokersets", "/api/v1/brokers", "/api/v1/proxies", "/api/v1/sources",
+		"/api/v1/policies", "/api/v1/resources", "/api/v1/changes"} {
 		if code, _ := get(path); code != http.StatusOK {
 			t.Fatalf("%s: %d", path, code)
 		}
