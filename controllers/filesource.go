@@ -41,6 +41,9 @@ type FileSource struct {
 	table     *routing.Table
 	validator *Validator
 	log       *slog.Logger
+	// Offline validates NameServerSources without watching them (a dry run of translation has its routes
+	// from elsewhere).
+	Offline bool
 
 	mu          sync.Mutex
 	fingerprint string
@@ -149,7 +152,7 @@ func (f *FileSource) Load(ctx context.Context) error {
 			switch o := e.obj.(type) {
 			case *v1alpha1.NameServerSource:
 				switch {
-				case pass != 0:
+				case pass != 0, f.Offline:
 				case o.Spec.NameServiceRef != nil:
 					err = fmt.Errorf("spec.nameServiceRef needs the Kubernetes API (serve --kubernetes): give addresses in a file")
 				default:

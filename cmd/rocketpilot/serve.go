@@ -170,6 +170,8 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 	}
 
 	table := routing.NewTable()
+	changes := &server.ChangeLog{} // from the start, so that the first sync is in it
+	wg.Go(func() { changes.Follow(ctx, table) })
 	wopts := watcher.Options{
 		Interval:       o.interval,
 		BrokerInterval: o.brokerInterval,
@@ -241,8 +243,6 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 
 	var ready atomic.Bool
 	if alis != nil {
-		changes := &server.ChangeLog{}
-		wg.Go(func() { changes.Follow(ctx, table) })
 		admin := &server.Admin{Table: table, Cache: xc, Version: version, Ready: ready.Load, Changes: changes,
 			Sources: func() any {
 				out := []watcher.Status{}

@@ -384,7 +384,28 @@ func (c *Cache) ConfigDump(nodeID string) (map[string][]DumpedResource, bool) {
 		return nil, false
 	}
 	slices.SortFunc(streams, func(a, b *stream) int { return int(a.id - b.id) })
-	st := streams[len(streams)-1] // the newest stream of the node
+	return c.dumpLocked(streams[len(streams)-1]), true // the newest stream of the node
+}
+
+// Preview returns what a node would be served if it connected now and subscribed to the given topics' routes:
+// the resources of ConfigDump, computed by the same code, with no stream left behind. Offline tools
+// (rocketctl x translate) use it to show what a running server serves.
+func (c *Cache) Preview(node *corev3.Node, topics []string) map[string][]DumpedResource {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.newStream(streamKey{id: c.nextAnon()}, true)
+	st.node = c.nodeFor(node)
+	st.node.streams[st] = struct{}{}
+	defer c.closeStreamLocked(st)
+	for _, t := range topics {
+		c.subscribe(st, translate.RouteType, t)
+	}
+	return c.dumpLocked(st)
+}
+
+// dumpLocked renders what a stream's node is served: its listener and ECDS config, the clusters and endpoints
+// its topics use, and the routes of its scope and of the topics it subscribed to.
+func (c *Cache) dumpLocked(st *stream) map[string][]DumpedResource {
 	n := st.node
 	out := map[string][]DumpedResource{}
 	add := func(typeURL string, names []string) {
@@ -407,7 +428,7 @@ func (c *Cache) ConfigDump(nodeID string) (map[string][]DumpedResource, bool) {
 	add(translate.ClusterType, slices.Clone(used))
 	add(translate.EndpointType, used)
 	add(translate.RouteType, topics)
-	return out, true
+	return out
 }
 
 // DumpedResource is one served resource in a config dump.

@@ -123,10 +123,13 @@ type TopicSummary struct {
 	BrokerSet string   `json:"brokerSet"`
 	Brokers   []string `json:"brokers"`
 	Version   uint64   `json:"version"`
+	// Policy is the TopicRoute the topic follows, if any.
+	Policy string `json:"policy,omitempty"`
 }
 
-func summarize(t *routing.Topic) TopicSummary {
+func (a *Admin) summarize(t *routing.Topic) TopicSummary {
 	s := TopicSummary{Name: t.Name, Cluster: translate.ClusterName(t.BrokerSet), BrokerSet: t.BrokerSet.Hash, Version: t.Version}
+	s.Policy, _ = a.Table.TopicPolicy(t.Name)
 	for _, m := range t.BrokerSet.Members {
 		s.Brokers = append(s.Brokers, m.BrokerName)
 	}
@@ -162,7 +165,7 @@ func (a *Admin) topics(w http.ResponseWriter, r *http.Request) {
 	}{Total: total, Topics: []TopicSummary{}}
 	for _, n := range names {
 		if t := a.Table.Topic(n); t != nil {
-			out.Topics = append(out.Topics, summarize(t))
+			out.Topics = append(out.Topics, a.summarize(t))
 		}
 	}
 	writeJSON(w, out)
@@ -184,7 +187,7 @@ func (a *Admin) topic(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := map[string]any{
-		"topic":     summarize(t),
+		"topic":     a.summarize(t),
 		"members":   t.BrokerSet.Members,
 		"cluster":   raw(translate.Cluster(t.BrokerSet)),
 		"endpoints": raw(translate.LoadAssignment(t.BrokerSet)),

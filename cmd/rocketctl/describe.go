@@ -1,0 +1,184 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/routing"
+	"github.com/rocketpilot/rocketpilot/xds/cache"
+	"github.com/rocketpilot/rocketpilot/xds/server"
+	"github.com/rocketpilot/rocketpilot/xds/translate"
+)
+
+// topicChain is the admin API's view of one topic, GET /api/v1/topics/NAME.
+type topicChain struct {
+	Topic     server.TopicSummary   `json:"topic"`
+	Members   []routing.Member      `json:"members"`
+	Sources   []routing.SourceRoute `json:"sources"`
+	Policy    *topicPolicy          `json:"policy,omitempty"`
+	Route     json.RawMessage       `json:"route"`
+	Cluster   json.RawMessage       `json:"cluster"`
+	Endpoints json.RawMessage       `json:"endpoints"`
+	Proxies   []cache.StreamStatus  `json:"proxies"`
+	Changes   []server.Change       `json:"changes"`
+}
+
+type topicPolicy struct {
+	TopicRoute string   `json:"topicRoute"`
+	Overridden []string `json:"overridden,omitempty"`
+}
+
+func newDescribeCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "describe topic NAME",
+		Short: "Show a topic's whole chain: NameServer route, policy, served route, cluster, endpoints, proxies, changes",
+		Example: `  rocketctl describe topic TopicTest
+  rocketctl describe topic TopicTest -o yaml`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if kind := strings.ToLower(args[0]); kind != "topic" && kind != "topics" && kind != "t" {
+				return fmt.Errorf("describe knows topics only, not %q", args[0])
+			}
+			var chain topicChain
+			if err := g.getJSON(cmd.Context(), "/api/v1/topics/"+url.PathEscape(args[1]), nil, &chain); err != nil {
+				return err
+			}
+			switch g.output {
+			case "json":
+				return printJSON(g.out, chain)
+			case "yaml":
+				return printYAML(g.out, chain)
+			}
+			return describeTopic(g.out, &chain, time.Now())
+		},
+	}
+	addOutput(cmd, g, "text", "json", "yaml")
+	return cmd
+}
+
+// describeTopic writes the chain as kubectl describe does: fields, then sections.
+func describeTopic(w io.Writer, c *topicChain, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	p := func(format string, args ...any) { fmt.Fprintf(tw, format+"\n", args...) }
+	p("Name:\t%s", c.Topic.Name)
+	p("Cluster:\t%s", c.Topic.Cluster)
+	p("Broker set:\t%s", c.Topic.BrokerSet)
+	p("Model version:\t%d", c.Topic.Version)
+	policy := "<none>"
+	if c.Policy != nil {
+		policy = c.Policy.TopicRoute
+		if len(c.Policy.Overridden) > 0 {
+			policy += " (overrides " + strings.Join(c.Policy.Overridden, ", ") + ")"
+		}
+	}
+	p("TopicRoute:\t%s", policy)
+	p("NameServer route:")
+	p("  SOURCE\tGROUP\tBROKER CLUSTER\tPERM\tREAD\tWRITE\tBROKERS")
+	for _, s := range c.Sources {
+		for _, m := range s.Members {
+			p("  %s\t%s\t%s\t%s\t%d\t%d\t%s", s.Source, m.BrokerName, m.Cluster, remoting.PermString(m.Perm), m.ReadQueueNums, m.WriteQueueNums, addrs(m))
+		}
+	}
+	p("Served route:")
+	p("  GROUP\tBROKER CLUSTER\tPERM\tREAD\tWRITE\tSEND SHARE\tACKS")
+	var total int64
+	for _, m := range c.Members {
+		total += int64(m.Weight)
+	}
+	for _, m := range c.Members {
+		weight := "-" // no weights: sends spread over the writable groups' queues
+		if m.Weight > 0 && total > 0 {
+			weight = strconv.FormatFloat(100*float64(m.Weight)/float64(total), 'f', -1, 64) + "%"
+		}
+		acks := "no"
+		if m.AcksReadable() {
+			acks = "yes"
+		}
+		p("  %s\t%s\t%s\t%d\t%d\t%s\t%s", m.BrokerName, m.Cluster, remoting.PermString(m.Perm), m.ReadQueueNums, m.WriteQueueNums, weight, acks)
+	}
+	if row, err := summarizeRoute(c.Topic.Name, c.Route); err == nil {
+		p("Rules:")
+		p("  CODES\tHEADERS\tSUBSET")
+		for _, r := range row.Rules {
+			p("  %s\t%s\t%s", r.Codes, orNone(r.Headers), orNone(r.Subset))
+		}
+	}
+	p("Endpoints (%s):", c.Topic.Cluster)
+	p("  GROUP\tID\tADDRESS\tPERM\tREAD\tWRITE\tWEIGHT\tSUBSETS")
+	var cla endpointv3.ClusterLoadAssignment
+	if err := protojson.Unmarshal(c.Endpoints, &cla); err == nil {
+		for _, loc := range cla.GetEndpoints() {
+			for _, lb := range loc.GetLbEndpoints() {
+				f := lb.GetMetadata().GetFilterMetadata()[translate.FilterNamespace].GetFields()
+				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+				var subsets []string
+				for k, v := range lb.GetMetadata().GetFilterMetadata()[translate.LBNamespace].GetFields() {
+					if k == translate.SubsetBrokerName {
+						continue
+					}
+					if v.GetBoolValue() {
+						subsets = append(subsets, k)
+					}
+				}
+				slices.Sort(subsets)
+				weight := "-"
+				if w := lb.GetLoadBalancingWeight().GetValue(); w > 0 {
+					weight = strconv.Itoa(int(w))
+				}
+				p("  %s\t%d\t%s:%d\t%s\t%d\t%d\t%s\t%s", f[translate.KeyBrokerName].GetStringValue(), int64(f[translate.KeyBrokerID].GetNumberValue()),
+					sa.GetAddress(), sa.GetPortValue(), remoting.PermString(int32(f[translate.KeyPerm].GetNumberValue())),
+					int(f[translate.KeyReadQueueNum].GetNumberValue()), int(f[translate.KeyWriteQueueNum].GetNumberValue()), weight,
+					orNone(strings.Join(subsets, ",")))
+			}
+		}
+	}
+	p("Proxies:")
+	if len(c.Proxies) == 0 {
+		p("  <none>")
+	} else {
+		p("  NODE\tSTREAM\tHOLDS IT BY\tAGE")
+		for _, s := range c.Proxies {
+			by := "subscription"
+			for _, t := range s.Scope {
+				if t == c.Topic.Name {
+					by = "scope"
+				}
+			}
+			p("  %s\t%d\t%s\t%s", s.Node, s.ID, by, age(s.Opened, now))
+		}
+	}
+	p("Events:")
+	if len(c.Changes) == 0 {
+		p("  <none in the change log>")
+	} else {
+		p("  AGE\tMODEL VERSION\tCHANGE")
+		for _, ch := range c.Changes {
+			what := fmt.Sprintf("%d topics changed", ch.Topics)
+			if ch.Topics == 1 {
+				what = "route changed"
+			}
+			p("  %s\t%d\t%s", age(ch.Time, now), ch.Version, what)
+		}
+	}
+	return tw.Flush()
+}
+
+func addrs(m routing.Member) string {
+	var out []string
+	for _, a := range m.Addrs {
+		out = append(out, fmt.Sprintf("%d=%s", a.ID, a.Addr))
+	}
+	return strings.Join(out, ",")
+}

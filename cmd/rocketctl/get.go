@@ -1,0 +1,499 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/routing"
+	"github.com/rocketpilot/rocketpilot/xds/cache"
+	"github.com/rocketpilot/rocketpilot/xds/server"
+	"github.com/rocketpilot/rocketpilot/xds/translate"
+)
+
+// getFlags are get's own flags.
+type getFlags struct {
+	prefix   string
+	selector string
+	limit    int
+}
+
+// getKinds are the kinds `get` knows, with their aliases; the Kubernetes ones read the Kubernetes API.
+var getKinds = []struct {
+	names []string
+	run   func(ctx context.Context, g *globals, f *getFlags, names []string) error
+}{
+	{[]string{"topics", "topic", "t"}, getTopics},
+	{[]string{"brokersets", "brokerset", "bs"}, getBrokerSets},
+	{[]string{"clusters", "cluster"}, getClusters},
+	{[]string{"routes", "route"}, getRoutes},
+	{[]string{"proxies", "proxy"}, getProxies},
+	{[]string{"nameserversources", "nameserversource", "nss"}, getNameServerSources},
+	{[]string{"topicroutes", "topicroute", "tr"}, getTopicRoutes},
+	{[]string{"topicbindings", "topicbinding", "tb"}, getTopicBindings},
+}
+
+func newGetCommand(g *globals) *cobra.Command {
+	f := &getFlags{}
+	var kinds []string
+	for _, k := range getKinds {
+		kinds = append(kinds, k.names[0])
+	}
+	cmd := &cobra.Command{
+		Use:   "get KIND [NAME...]",
+		Short: "List topics, broker sets, clusters, routes, proxies, or rocketpilot's custom resources",
+		Long: "get lists one kind: " + strings.Join(kinds, ", ") + ".\n" +
+			"The first five come from rocketpilot's admin API (--server), the others from the Kubernetes API.",
+		Example: `  rocketctl get topics --prefix demo-orders-
+  rocketctl get topics -l broker=broker-a,cluster=DefaultCluster -o wide
+  rocketctl get routes TopicTest -o yaml
+  rocketctl get topicroutes -A`,
+		Args:      cobra.MinimumNArgs(1),
+		ValidArgs: kinds,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, k := range getKinds {
+				if slices.Contains(k.names, strings.ToLower(args[0])) {
+					return k.run(cmd.Context(), g, f, args[1:])
+				}
+			}
+			return fmt.Errorf("unknown kind %q: want one of %s", args[0], strings.Join(kinds, ", "))
+		},
+	}
+	addOutput(cmd, g, "table", "wide", "json", "yaml", "name")
+	cmd.Flags().StringVar(&f.prefix, "prefix", "", "topics whose name starts with this")
+	cmd.Flags().StringVarP(&f.selector, "selector", "l", "", "topics whose route matches: cluster=NAME (broker cluster), broker=NAME, brokerSet=HASH, policy=NS/NAME; comma-separated, all must hold")
+	cmd.Flags().IntVar(&f.limit, "limit", 1000, "at most this many topics or routes (0: all)")
+	return cmd
+}
+
+// topicSelector is a parsed --selector.
+type topicSelector map[string]string
+
+func parseSelector(s string) (topicSelector, error) {
+	out := topicSelector{}
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		switch k = strings.TrimSpace(k); {
+		case !ok || v == "":
+			return nil, fmt.Errorf("--selector %q: want key=value", part)
+		case k != "cluster" && k != "broker" && k != "brokerSet" && k != "policy":
+			return nil, fmt.Errorf("--selector key %q: want cluster, broker, brokerSet or policy", k)
+		}
+		out[k] = strings.TrimSpace(v)
+	}
+	return out, nil
+}
+
+func (s topicSelector) matches(t server.TopicSummary, set *brokerSetRow) bool {
+	if v, ok := s["broker"]; ok && !slices.Contains(t.Brokers, v) {
+		return false
+	}
+	if v, ok := s["brokerSet"]; ok && t.BrokerSet != v {
+		return false
+	}
+	if v, ok := s["policy"]; ok && t.Policy != v {
+		return false
+	}
+	if v, ok := s["cluster"]; ok {
+		if set == nil || !slices.ContainsFunc(set.Members, func(m routing.Member) bool { return m.Cluster == v }) {
+			return false
+		}
+	}
+	return true
+}
+
+type topicList struct {
+	Total  int                   `json:"total"`
+	Topics []server.TopicSummary `json:"topics"`
+}
+
+type brokerSetRow struct {
+	Hash    string           `json:"hash"`
+	Cluster string           `json:"cluster"`
+	Members []routing.Member `json:"members"`
+}
+
+// listTopics returns the topics get and describe work on: the named ones, or those of --prefix and --selector.
+func listTopics(ctx context.Context, g *globals, f *getFlags, names []string) ([]server.TopicSummary, error) {
+	sel, err := parseSelector(f.selector)
+	if err != nil {
+		return nil, err
+	}
+	var topics []server.TopicSummary
+	if len(names) > 0 {
+		for _, n := range names {
+			var chain struct {
+				Topic server.TopicSummary `json:"topic"`
+			}
+			if err := g.getJSON(ctx, "/api/v1/topics/"+url.PathEscape(n), nil, &chain); err != nil {
+				return nil, err
+			}
+			topics = append(topics, chain.Topic)
+		}
+	} else {
+		q := url.Values{"prefix": {f.prefix}, "limit": {strconv.Itoa(f.limit)}}
+		if len(sel) > 0 {
+			q.Set("limit", "0") // the selector filters here, the limit applies after it
+		}
+		var list topicList
+		if err := g.getJSON(ctx, "/api/v1/topics", q, &list); err != nil {
+			return nil, err
+		}
+		topics = list.Topics
+	}
+	if len(sel) == 0 {
+		return topics, nil
+	}
+	sets := map[string]*brokerSetRow{}
+	if _, ok := sel["cluster"]; ok {
+		var rows []brokerSetRow
+		if err := g.getJSON(ctx, "/api/v1/brokersets", nil, &rows); err != nil {
+			return nil, err
+		}
+		for i := range rows {
+			sets[rows[i].Hash] = &rows[i]
+		}
+	}
+	var out []server.TopicSummary
+	for _, t := range topics {
+		if sel.matches(t, sets[t.BrokerSet]) {
+			out = append(out, t)
+		}
+	}
+	if f.limit > 0 && len(out) > f.limit {
+		out = out[:f.limit]
+	}
+	return out, nil
+}
+
+func getTopics(ctx context.Context, g *globals, f *getFlags, names []string) error {
+	topics, err := listTopics(ctx, g, f, names)
+	if err != nil {
+		return err
+	}
+	return printTopics(g, topics)
+}
+
+func printTopics(g *globals, topics []server.TopicSummary) error {
+	switch g.output {
+	case "json":
+		return printJSON(g.out, topics)
+	case "yaml":
+		return printYAML(g.out, topics)
+	case "name":
+		var names []string
+		for _, t := range topics {
+			names = append(names, t.Name)
+		}
+		return printNames(g.out, "topic", names)
+	}
+	t := &table{headers: []string{"NAME", "CLUSTER", "BROKERS", "VERSION"}}
+	if g.output == "wide" {
+		t.headers = append(t.headers, "BROKER SET", "TOPICROUTE")
+	}
+	for _, tp := range topics {
+		row := []string{tp.Name, tp.Cluster, strings.Join(tp.Brokers, ","), strconv.FormatUint(tp.Version, 10)}
+		if g.output == "wide" {
+			row = append(row, tp.BrokerSet, orNone(tp.Policy))
+		}
+		t.add(row...)
+	}
+	return t.print(g.out)
+}
+
+func getBrokerSets(ctx context.Context, g *globals, _ *getFlags, names []string) error {
+	var rows []brokerSetRow
+	if err := g.getJSON(ctx, "/api/v1/brokersets", nil, &rows); err != nil {
+		return err
+	}
+	rows = slices.DeleteFunc(rows, func(r brokerSetRow) bool { return len(names) > 0 && !slices.Contains(names, r.Hash) })
+	if len(names) > 0 && len(rows) == 0 {
+		return fmt.Errorf("broker set %s not found", strings.Join(names, ", "))
+	}
+	return printBrokerSets(g, rows)
+}
+
+func printBrokerSets(g *globals, rows []brokerSetRow) error {
+	switch g.output {
+	case "json":
+		return printJSON(g.out, rows)
+	case "yaml":
+		return printYAML(g.out, rows)
+	case "name":
+		var names []string
+		for _, r := range rows {
+			names = append(names, r.Hash)
+		}
+		return printNames(g.out, "brokerset", names)
+	}
+	t := &table{headers: []string{"HASH", "CLUSTER", "GROUPS"}}
+	if g.output == "wide" {
+		t.headers = append(t.headers, "ADDRESSES")
+	}
+	for _, r := range rows {
+		var groups, addrs []string
+		for _, m := range r.Members {
+			groups = append(groups, fmt.Sprintf("%s(%s,%d/%d)", m.BrokerName, remoting.PermString(m.Perm), m.ReadQueueNums, m.WriteQueueNums))
+			for _, a := range m.Addrs {
+				addrs = append(addrs, fmt.Sprintf("%s/%d=%s", m.BrokerName, a.ID, a.Addr))
+			}
+		}
+		row := []string{r.Hash, r.Cluster, strings.Join(groups, " ")}
+		if g.output == "wide" {
+			row = append(row, strings.Join(addrs, ","))
+		}
+		t.add(row...)
+	}
+	return t.print(g.out)
+}
+
+type clusterRow struct {
+	Name      string            `json:"name"`
+	BrokerSet string            `json:"brokerSet"`
+	Endpoints []clusterEndpoint `json:"endpoints"`
+}
+
+type clusterEndpoint struct {
+	Address    string `json:"address"`
+	BrokerName string `json:"brokerName"`
+	BrokerID   int64  `json:"brokerId"`
+	Perm       int32  `json:"perm"`
+	ReadQueues int32  `json:"readQueueNums"`
+	Write      int32  `json:"writeQueueNums"`
+}
+
+func getClusters(ctx context.Context, g *globals, _ *getFlags, names []string) error {
+	var rows []clusterRow
+	if err := g.getJSON(ctx, "/api/v1/clusters", nil, &rows); err != nil {
+		return err
+	}
+	rows = slices.DeleteFunc(rows, func(r clusterRow) bool { return len(names) > 0 && !slices.Contains(names, r.Name) })
+	if len(names) > 0 && len(rows) == 0 {
+		return fmt.Errorf("cluster %s not found", strings.Join(names, ", "))
+	}
+	return printClusters(g, rows)
+}
+
+func printClusters(g *globals, rows []clusterRow) error {
+	switch g.output {
+	case "json":
+		return printJSON(g.out, rows)
+	case "yaml":
+		return printYAML(g.out, rows)
+	case "name":
+		var names []string
+		for _, r := range rows {
+			names = append(names, r.Name)
+		}
+		return printNames(g.out, "cluster", names)
+	}
+	t := &table{headers: []string{"NAME", "BROKER SET", "ENDPOINTS"}}
+	if g.output == "wide" {
+		t.headers = append(t.headers, "HOSTS")
+	}
+	for _, r := range rows {
+		row := []string{r.Name, r.BrokerSet, strconv.Itoa(len(r.Endpoints))}
+		if g.output == "wide" {
+			var hosts []string
+			for _, e := range r.Endpoints {
+				hosts = append(hosts, fmt.Sprintf("%s/%d=%s(%s,%d/%d)", e.BrokerName, e.BrokerID, e.Address, remoting.PermString(e.Perm), e.ReadQueues, e.Write))
+			}
+			row = append(row, strings.Join(hosts, ","))
+		}
+		t.add(row...)
+	}
+	return t.print(g.out)
+}
+
+// routeRow is a topic's served RocketMQ route, and its rules summarized.
+type routeRow struct {
+	Topic   string          `json:"topic"`
+	Cluster string          `json:"cluster"`
+	Rules   []routeRule     `json:"rules"`
+	Route   json.RawMessage `json:"route"`
+}
+
+type routeRule struct {
+	Codes   string `json:"codes"`
+	Headers string `json:"headers,omitempty"`
+	Subset  string `json:"subset,omitempty"`
+}
+
+func getRoutes(ctx context.Context, g *globals, f *getFlags, names []string) error {
+	if len(names) == 0 {
+		topics, err := listTopics(ctx, g, f, nil)
+		if err != nil {
+			return err
+		}
+		for _, t := range topics {
+			names = append(names, t.Name)
+		}
+	}
+	var rows []routeRow
+	for _, n := range names {
+		var raw json.RawMessage
+		if err := g.getJSON(ctx, "/api/v1/routes/"+url.PathEscape(n), nil, &raw); err != nil {
+			return err
+		}
+		row, err := summarizeRoute(n, raw)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, row)
+	}
+	return printRoutes(g, rows)
+}
+
+func summarizeRoute(topic string, raw json.RawMessage) (routeRow, error) {
+	var rc rmqv3.RouteConfiguration
+	if err := protojson.Unmarshal(raw, &rc); err != nil {
+		return routeRow{}, fmt.Errorf("route of %s: %w", topic, err)
+	}
+	row := routeRow{Topic: topic, Route: raw}
+	for _, r := range rc.GetRoutes() {
+		rule := routeRule{}
+		var headers []string
+		for _, h := range r.GetMatch().GetHeaders() {
+			v := h.GetStringMatch().GetExact()
+			if re := h.GetStringMatch().GetSafeRegex().GetRegex(); re != "" {
+				v = re
+			}
+			switch {
+			case h.GetName() == translate.HeaderCode && h.GetInvertMatch():
+				rule.Codes = "not " + v
+			case h.GetName() == translate.HeaderCode:
+				rule.Codes = v
+			default:
+				headers = append(headers, h.GetName()+"="+v)
+			}
+		}
+		if rule.Codes == "" {
+			rule.Codes = "any"
+		}
+		rule.Headers = strings.Join(headers, ",")
+		var subset []string
+		for k, v := range r.GetRoute().GetMetadataMatch().GetFilterMetadata()[translate.LBNamespace].GetFields() {
+			b, _ := protojson.Marshal(v)
+			subset = append(subset, k+"="+string(b))
+		}
+		slices.Sort(subset)
+		rule.Subset = strings.Join(subset, ",")
+		row.Cluster = r.GetRoute().GetCluster()
+		row.Rules = append(row.Rules, rule)
+	}
+	return row, nil
+}
+
+func printRoutes(g *globals, rows []routeRow) error {
+	switch g.output {
+	case "json":
+		return printJSON(g.out, rows)
+	case "yaml":
+		return printYAML(g.out, rows)
+	case "name":
+		var names []string
+		for _, r := range rows {
+			names = append(names, r.Topic)
+		}
+		return printNames(g.out, "route", names)
+	}
+	if g.output == "wide" {
+		t := &table{headers: []string{"TOPIC", "CLUSTER", "CODES", "HEADERS", "SUBSET"}}
+		for _, r := range rows {
+			for _, rule := range r.Rules {
+				t.add(r.Topic, r.Cluster, rule.Codes, orNone(rule.Headers), orNone(rule.Subset))
+			}
+		}
+		return t.print(g.out)
+	}
+	t := &table{headers: []string{"TOPIC", "CLUSTER", "RULES"}}
+	for _, r := range rows {
+		t.add(r.Topic, r.Cluster, strconv.Itoa(len(r.Rules)))
+	}
+	return t.print(g.out)
+}
+
+func getProxies(ctx context.Context, g *globals, _ *getFlags, names []string) error {
+	var streams []cache.StreamStatus
+	if err := g.getJSON(ctx, "/api/v1/proxies", nil, &streams); err != nil {
+		return err
+	}
+	streams = slices.DeleteFunc(streams, func(s cache.StreamStatus) bool { return len(names) > 0 && !slices.Contains(names, s.Node) })
+	slices.SortFunc(streams, func(a, b cache.StreamStatus) int {
+		if c := strings.Compare(a.Node, b.Node); c != 0 {
+			return c
+		}
+		return int(a.ID - b.ID)
+	})
+	return printProxies(g, streams, time.Now())
+}
+
+func printProxies(g *globals, streams []cache.StreamStatus, now time.Time) error {
+	switch g.output {
+	case "json":
+		return printJSON(g.out, streams)
+	case "yaml":
+		return printYAML(g.out, streams)
+	case "name":
+		var names []string
+		for _, s := range streams {
+			names = append(names, s.Node)
+		}
+		return printNames(g.out, "proxy", slices.Compact(names))
+	}
+	t := &table{headers: []string{"NODE", "STREAM", "PROTOCOL", "TOPICS", "TYPES", "AGE"}}
+	if g.output == "wide" {
+		t.headers = append(t.headers, "SCOPE")
+	}
+	for _, s := range streams {
+		protocol := "sotw"
+		if s.Delta {
+			protocol = "delta"
+		}
+		topics := len(s.Scope)
+		var types []string
+		for _, ts := range s.Types {
+			if ts.TypeURL == translate.RouteType {
+				topics = max(topics, len(ts.Subscribed))
+			}
+			types = append(types, shortType(ts.TypeURL))
+		}
+		slices.Sort(types)
+		row := []string{s.Node, strconv.FormatInt(s.ID, 10), protocol, strconv.Itoa(topics), strings.Join(types, ","), age(s.Opened, now)}
+		if g.output == "wide" {
+			row = append(row, orNone(strings.Join(s.Scope, ",")))
+		}
+		t.add(row...)
+	}
+	return t.print(g.out)
+}
+
+// shortType names a type URL as proxy-status and proxy-config do.
+func shortType(typeURL string) string {
+	switch typeURL {
+	case translate.ClusterType:
+		return "CDS"
+	case translate.EndpointType:
+		return "EDS"
+	case translate.ListenerType:
+		return "LDS"
+	case translate.ExtensionType:
+		return "ECDS"
+	case translate.RouteType:
+		return "ROUTES"
+	}
+	return typeURL[strings.LastIndex(typeURL, ".")+1:]
+}

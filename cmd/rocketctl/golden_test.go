@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rocketpilot/rocketpilot/xds/cache"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// The fixtures in testdata/admin are answers of a real admin API (rocketpilot serve --demo --config examples, one
+// Go sidecar connected), captured once; now.txt is when. The golden files are what each printer makes of them.
+
+func fixture(t *testing.T, name string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "admin", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+}
+
+func fixtureNow(t *testing.T) time.Time {
+	b, err := os.ReadFile(filepath.Join("testdata", "admin", "now.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, err := time.Parse(time.RFC3339, strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return now
+}
+
+func golden(t *testing.T, name string, print func(g *globals) error, output string) {
+	t.Helper()
+	var out bytes.Buffer
+	g := &globals{out: &out, output: output}
+	if err := print(g); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", "golden", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./cmd/rocketctl -update)", err)
+	}
+	if out.String() != string(want) {
+		t.Fatalf("%s differs from the golden file; got:\n%s", name, out.String())
+	}
+}
+
+func TestGoldenOutput(t *testing.T) {
+	now := fixtureNow(t)
+	var topics topicList
+	fixture(t, "topics.json", &topics)
+	for _, o := range []string{"table", "wide", "json", "yaml", "name"} {
+		golden(t, "topics."+o, func(g *globals) error { return printTopics(g, topics.Topics) }, o)
+	}
+	var sets []brokerSetRow
+	fixture(t, "brokersets.json", &sets)
+	for _, o := range []string{"table", "wide"} {
+		golden(t, "brokersets."+o, func(g *globals) error { return printBrokerSets(g, sets) }, o)
+	}
+	var clusters []clusterRow
+	fixture(t, "clusters.json", &clusters)
+	for _, o := range []string{"table", "wide", "json"} {
+		golden(t, "clusters."+o, func(g *globals) error { return printClusters(g, clusters) }, o)
+	}
+	var raw json.RawMessage
+	fixture(t, "route-TopicTest.json", &raw)
+	row, err := summarizeRoute("TopicTest", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []string{"table", "wide", "yaml"} {
+		golden(t, "routes."+o, func(g *globals) error { return printRoutes(g, []routeRow{row}) }, o)
+	}
+	var streams []cache.StreamStatus
+	fixture(t, "proxies.json", &streams)
+	for _, o := range []string{"table", "wide"} {
+		golden(t, "proxies."+o, func(g *globals) error { return printProxies(g, streams, now) }, o)
+	}
+	golden(t, "proxy-status.table", func(g *globals) error { return printProxyStatus(g, streams, now) }, "table")
+	golden(t, "proxy-status-node.table", func(g *globals) error { return printProxyDetail(g, streams, now) }, "table")
+	var chain topicChain
+	fixture(t, "topic-demo-inventory-003.json", &chain)
+	golden(t, "describe-topic.text", func(g *globals) error { return describeTopic(g.out, &chain, now) }, "text")
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
+)
+
+// kubeFlags reach the Kubernetes API, as kubectl's do.
+type kubeFlags struct {
+	kubeconfig    string
+	context       string
+	namespace     string
+	allNamespaces bool
+}
+
+func (k *kubeFlags) addFlags(f *pflag.FlagSet) {
+	f.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file ($KUBECONFIG and ~/.kube/config when empty)")
+	f.StringVar(&k.context, "context", "", "kubeconfig context (the current one when empty)")
+	f.StringVarP(&k.namespace, "namespace", "n", "", "namespace (the context's when empty)")
+	f.BoolVarP(&k.allNamespaces, "all-namespaces", "A", false, "every namespace")
+}
+
+// client returns a Kubernetes client for rocketpilot's kinds and the namespace to list ("" with -A).
+func (k *kubeFlags) client() (client.Client, string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = k.kubeconfig
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: k.context})
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("kubernetes configuration: %w", err)
+	}
+	ns := k.namespace
+	if ns == "" {
+		if ns, _, err = cc.Namespace(); err != nil {
+			return nil, "", err
+		}
+	}
+	if k.allNamespaces {
+		ns = ""
+	}
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return nil, "", err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	return c, ns, err
+}
+
+// listKube lists a kind, or gets the named objects.
+func listKube(ctx context.Context, g *globals, list client.ObjectList, names []string) ([]client.Object, string, error) {
+	c, ns, err := g.kube.client()
+	if err != nil {
+		return nil, "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	if err := c.List(ctx, list, client.InNamespace(ns)); err != nil {
+		return nil, "", fmt.Errorf("list from the Kubernetes API: %w", err)
+	}
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return nil, "", err
+	}
+	var out []client.Object
+	for _, it := range items {
+		o := it.(client.Object)
+		if len(names) == 0 || slices.Contains(names, o.GetName()) {
+			out = append(out, o)
+		}
+	}
+	slices.SortFunc(out, func(a, b client.Object) int {
+		return strings.Compare(a.GetNamespace()+"/"+a.GetName(), b.GetNamespace()+"/"+b.GetName())
+	})
+	for _, n := range names {
+		if !slices.ContainsFunc(out, func(o client.Object) bool { return o.GetName() == n }) {
+			return nil, "", fmt.Errorf("%q not found in namespace %q", n, ns)
+		}
+	}
+	return out, ns, nil
+}
+
+// printKube prints Kubernetes objects: their printer columns as a table, or the objects.
+func printKube(g *globals, kind string, objs []client.Object, allNamespaces bool, headers []string, cells func(client.Object) []string) error {
+	switch g.output {
+	case "json":
+		return printJSON(g.out, objs)
+	case "yaml":
+		return printYAML(g.out, objs)
+	case "name":
+		var names []string
+		for _, o := range objs {
+			names = append(names, o.GetName())
+		}
+		return printNames(g.out, kind+".rocketpilot.io", names)
+	}
+	t := &table{headers: append([]string{"NAME"}, headers...)}
+	if allNamespaces {
+		t.headers = append([]string{"NAMESPACE"}, t.headers...)
+	}
+	t.headers = append(t.headers, "AGE")
+	now := time.Now()
+	for _, o := range objs {
+		row := append([]string{o.GetName()}, cells(o)...)
+		if allNamespaces {
+			row = append([]string{o.GetNamespace()}, row...)
+		}
+		t.add(append(row, age(o.GetCreationTimestamp().Time, now))...)
+	}
+	return t.print(g.out)
+}
+
+func conditionStatus(conds []metav1.Condition, kind string) string {
+	if c := meta.FindStatusCondition(conds, kind); c != nil {
+		return string(c.Status)
+	}
+	return "Unknown"
+}
+
+func getNameServerSources(ctx context.Context, g *globals, _ *getFlags, names []string) error {
+	objs, ns, err := listKube(ctx, g, &v1alpha1.NameServerSourceList{}, names)
+	if err != nil {
+		return err
+	}
+	return printKube(g, "nameserversource", objs, ns == "", []string{"READY", "TOPICS", "BROKERS", "LAST SYNC"}, func(o client.Object) []string {
+		s := o.(*v1alpha1.NameServerSource)
+		last := "<never>"
+		if s.Status.LastSyncTime != nil {
+			last = age(s.Status.LastSyncTime.Time, time.Now())
+		}
+		return []string{conditionStatus(s.Status.Conditions, v1alpha1.ConditionReady), strconv.Itoa(int(s.Status.Topics)),
+			strconv.Itoa(int(s.Status.Brokers)), last}
+	})
+}
+
+func getTopicRoutes(ctx context.Context, g *globals, _ *getFlags, names []string) error {
+	objs, ns, err := listKube(ctx, g, &v1alpha1.TopicRouteList{}, names)
+	if err != nil {
+		return err
+	}
+	return printKube(g, "topicroute", objs, ns == "", []string{"ACCEPTED", "RESOLVED", "TOPICS"}, func(o client.Object) []string {
+		r := o.(*v1alpha1.TopicRoute)
+		return []string{conditionStatus(r.Status.Conditions, v1alpha1.ConditionAccepted),
+			conditionStatus(r.Status.Conditions, v1alpha1.ConditionResolved), strconv.Itoa(int(r.Status.MatchedTopics))}
+	})
+}
+
+func getTopicBindings(ctx context.Context, g *globals, _ *getFlags, names []string) error {
+	objs, ns, err := listKube(ctx, g, &v1alpha1.TopicBindingList{}, names)
+	if err != nil {
+		return err
+	}
+	return printKube(g, "topicbinding", objs, ns == "", []string{"ACCEPTED", "PROXIES"}, func(o client.Object) []string {
+		b := o.(*v1alpha1.TopicBinding)
+		return []string{conditionStatus(b.Status.Conditions, v1alpha1.ConditionAccepted), strconv.Itoa(int(b.Status.BoundProxies))}
+	})
+}

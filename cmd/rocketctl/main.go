@@ -1,0 +1,108 @@
+// Command rocketctl queries and debugs rocketpilot the way kubectl, istioctl proxy-status/proxy-config and egctl
+// do: the routing model, the served resources and the connected proxies through rocketpilot's admin API; routes
+// as a Go sidecar receives them over xDS; rocketpilot's custom resources through the Kubernetes API; and an offline
+// dry run of translation. Installed as kubectl-rocketmq it is also `kubectl rocketmq`.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+func main() {
+	os.Exit(run(context.Background(), os.Args, os.Stdout, os.Stderr))
+}
+
+// run executes one command line; errors go to stderr and give exit code 1.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRootCommand(stdout, stderr)
+	if len(args) > 0 {
+		name := filepath.Base(args[0])
+		if strings.HasPrefix(name, "kubectl-") {
+			root.Use = "kubectl " + strings.TrimPrefix(name, "kubectl-") // as a kubectl plugin
+		}
+		root.SetArgs(args[1:])
+	}
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		var ex exitError
+		if errors.As(err, &ex) {
+			return ex.code
+		}
+		return 1
+	}
+	return 0
+}
+
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+
+// globals are the flags every command shares.
+type globals struct {
+	server  string // admin API
+	xds     string // xDS server, for resolve
+	output  string
+	timeout time.Duration
+	kube    kubeFlags
+	out     io.Writer
+	errOut  io.Writer
+}
+
+func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{out: stdout, errOut: stderr}
+	root := &cobra.Command{
+		Use:           "rocketctl",
+		Short:         "Query and debug rocketpilot, the xDS control plane for Apache RocketMQ",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	f := root.PersistentFlags()
+	f.StringVar(&g.server, "server", envOr("ROCKETCTL_SERVER", "http://127.0.0.1:19000"), "rocketpilot's admin API (or $ROCKETCTL_SERVER)")
+	f.StringVar(&g.xds, "xds-server", envOr("ROCKETCTL_XDS_SERVER", "127.0.0.1:18000"), "rocketpilot's xDS server, for resolve (or $ROCKETCTL_XDS_SERVER)")
+	f.DurationVar(&g.timeout, "request-timeout", 10*time.Second, "how long one request may take")
+	g.kube.addFlags(f)
+	root.AddCommand(newGetCommand(g), newDescribeCommand(g), newProxyStatusCommand(g), newProxyConfigCommand(g),
+		newResolveCommand(g), newDumpNamesrvCommand(g), newExperimentalCommand(g), newVersionCommand(g))
+	return root
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// addOutput adds -o/--output with the formats a command supports, the first being the default.
+func addOutput(cmd *cobra.Command, g *globals, formats ...string) {
+	cmd.Flags().StringVarP(&g.output, "output", "o", formats[0], "output format: "+strings.Join(formats, ", "))
+	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		if !cmd.Flags().Changed("output") {
+			g.output = formats[0] // every command binds the same variable: its own default applies
+		}
+		for _, f := range formats {
+			if g.output == f || (f == "table" && g.output == "") {
+				return nil
+			}
+		}
+		return fmt.Errorf("--output %q: want one of %s", g.output, strings.Join(formats, ", "))
+	}
+}

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/rocketpilot/rocketpilot/controllers"
+	"github.com/rocketpilot/rocketpilot/nameserver/client"
+	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
+	"github.com/rocketpilot/rocketpilot/routing"
+	"github.com/rocketpilot/rocketpilot/xds/cache"
+)
+
+// namesrvDump is what dump-namesrv writes and x translate reads: one NameServer's broker table and every topic's
+// route, as its 106, 206 and 105 answers gave them.
+type namesrvDump struct {
+	NameServer string                             `json:"nameServer"`
+	TakenAt    time.Time                          `json:"takenAt"`
+	Brokers    *remoting.ClusterInfo              `json:"brokers"`
+	Topics     map[string]remoting.TopicRouteData `json:"topics"`
+}
+
+func newDumpNamesrvCommand(g *globals) *cobra.Command {
+	var addr string
+	var concurrency int
+	cmd := &cobra.Command{
+		Use:   "dump-namesrv --namesrv ADDR > FILE",
+		Short: "Write a NameServer's broker table and every topic's route as JSON, for x translate",
+		Long: `dump-namesrv asks a NameServer, with the read-only requests rocketpilot itself uses, for its broker table
+(106), its topic list (206, or 224 per cluster when 206 is disabled) and every topic's route (105), and writes
+them as one JSON document.`,
+		Example: `  rocketctl dump-namesrv --namesrv 127.0.0.1:9876 > namesrv.json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if addr == "" {
+				return fmt.Errorf("give --namesrv host:port")
+			}
+			d, err := dumpNameServer(cmd.Context(), addr, concurrency, g.timeout)
+			if err != nil {
+				return err
+			}
+			return printJSON(g.out, d)
+		},
+	}
+	cmd.Flags().StringVar(&addr, "namesrv", "", "the NameServer, host:port")
+	cmd.Flags().IntVar(&concurrency, "concurrency", 16, "route queries in flight")
+	return cmd
+}
+
+func dumpNameServer(ctx context.Context, addr string, concurrency int, timeout time.Duration) (*namesrvDump, error) {
+	c := client.New(addr, client.Options{RequestTimeout: timeout})
+	defer c.Close()
+	info, err := c.GetBrokerClusterInfo(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("broker table of %s: %w", addr, err)
+	}
+	topics, err := c.GetAllTopicList(ctx)
+	if err != nil { // listing disabled: per cluster
+		topics = nil
+		for cluster := range info.ClusterAddrTable {
+			more, cerr := c.GetTopicsByCluster(ctx, cluster)
+			if cerr != nil {
+				return nil, fmt.Errorf("topic list of %s: %w (and per cluster: %w)", addr, err, cerr)
+			}
+			topics = append(topics, more...)
+		}
+	}
+	slices.Sort(topics)
+	topics = slices.Compact(topics)
+	d := &namesrvDump{NameServer: addr, TakenAt: time.Now().UTC().Truncate(time.Second), Brokers: info,
+		Topics: make(map[string]remoting.TopicRouteData, len(topics))}
+	var mu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, max(concurrency, 1))
+	var wg sync.WaitGroup
+	for _, t := range topics {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			route, _, err := c.GetRouteInfo(ctx, t)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				d.Topics[t] = *route
+			case errors.Is(err, client.ErrTopicNotExist):
+				// listed, then gone: not in the dump
+			case firstErr == nil:
+				firstErr = fmt.Errorf("route of %q from %s: %w", t, addr, err)
+			}
+		})
+	}
+	wg.Wait()
+	return d, firstErr
+}
+
+func newExperimentalCommand(g *globals) *cobra.Command {
+	x := &cobra.Command{Use: "x", Short: "Experimental commands"}
+	x.AddCommand(newTranslateCommand(g))
+	return x
+}
+
+func newTranslateCommand(g *globals) *cobra.Command {
+	var dumpFile, configDir, nodeID, nodeNamespace, nodeLabels string
+	var topics []string
+	cmd := &cobra.Command{
+		Use:   "translate --namesrv-dump FILE [--config DIR]",
+		Short: "Offline dry run: the xDS resources rocketpilot would serve for a NameServer dump and custom resources",
+		Long: `translate builds rocketpilot's routing model from a NameServer dump (dump-namesrv) and the custom resources
+of a directory (as serve --config reads them: TopicRoutes and TopicBindings apply, NameServerSources are
+validated only), then renders, with the server's own cache, what a node would be served: the routes of every
+topic (or of --topics), the clusters and endpoints they use, and the node's listener and ECDS route table (its
+scope from the TopicBindings that select --node). No server is needed.`,
+		Example: `  rocketctl dump-namesrv --namesrv 127.0.0.1:9876 > namesrv.json
+  rocketctl x translate --namesrv-dump namesrv.json --config examples/ --node orders-1 -o yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dumpFile == "" {
+				return fmt.Errorf("give --namesrv-dump FILE (rocketctl dump-namesrv writes one)")
+			}
+			out, err := translateOffline(cmd.Context(), dumpFile, configDir, nodeOf(nodeID, nodeNamespace, nodeLabels), topics)
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return printJSON(g.out, out)
+			}
+			return printYAML(g.out, out)
+		},
+	}
+	cmd.Flags().StringVar(&dumpFile, "namesrv-dump", "", "a NameServer dump written by dump-namesrv")
+	cmd.Flags().StringVar(&configDir, "config", "", "a directory of custom resources (YAML), as serve --config reads")
+	cmd.Flags().StringVar(&nodeID, "node", "rocketctl-translate", "the xDS node id to render for")
+	cmd.Flags().StringVar(&nodeNamespace, "node-namespace", "", "the node's pod namespace (NAMESPACE node metadata)")
+	cmd.Flags().StringVar(&nodeLabels, "node-labels", "", "the node's pod labels, k=v,k=v (LABELS node metadata)")
+	cmd.Flags().StringSliceVar(&topics, "topics", nil, "the topics whose routes the node subscribes to (every topic of the dump when empty)")
+	addOutput(cmd, g, "yaml", "json")
+	return cmd
+}
+
+// nodeOf builds the node a translation renders for, with the metadata bindings select by.
+func nodeOf(id, namespace, labels string) *corev3.Node {
+	n := &corev3.Node{Id: id, Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{}}}
+	if namespace != "" {
+		n.Metadata.Fields[cache.MetadataNamespaceKey] = structpb.NewStringValue(namespace)
+	}
+	if labels != "" {
+		l := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+		for _, kv := range strings.Split(labels, ",") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				l.Fields[strings.TrimSpace(k)] = structpb.NewStringValue(strings.TrimSpace(v))
+			}
+		}
+		n.Metadata.Fields[cache.MetadataLabelsKey] = structpb.NewStructValue(l)
+	}
+	return n
+}
+
+// translateOffline renders what a node would be served for a dump and a directory of custom resources.
+func translateOffline(ctx context.Context, dumpFile, configDir string, node *corev3.Node, topics []string) (map[string][]cache.DumpedResource, error) {
+	b, err := os.ReadFile(dumpFile)
+	if err != nil {
+		return nil, err
+	}
+	var d namesrvDump
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("%s: not a NameServer dump: %w", dumpFile, err)
+	}
+	table := routing.NewTable()
+	source := "namesrv@" + d.NameServer
+	if d.Brokers != nil {
+		var brokers []routing.Broker
+		for _, bd := range d.Brokers.BrokerAddrTable {
+			brokers = append(brokers, watcher.BrokerOf(bd))
+		}
+		table.SetBrokers(source, brokers)
+	}
+	updates := make([]routing.Update, 0, len(d.Topics))
+	for name, rd := range d.Topics {
+		updates = append(updates, routing.Update{Topic: name, Route: watcher.RouteOf(&rd)})
+	}
+	table.Apply(source, updates...)
+	if configDir != "" {
+		sources := controllers.NewSources(table, watcher.Options{}, nil)
+		defer sources.Close()
+		fs, err := controllers.NewFileSource(configDir, table, sources, controllers.NewPolicies(table), slog.New(slog.DiscardHandler))
+		if err != nil {
+			return nil, err
+		}
+		fs.Offline = true
+		if err := fs.Load(ctx); err != nil {
+			return nil, err
+		}
+		for _, r := range fs.Status() {
+			if !r.Accepted {
+				return nil, fmt.Errorf("%s: %s %s: %s", r.File, r.Kind, r.Name, r.Error)
+			}
+		}
+	}
+	if len(topics) == 0 {
+		for name := range d.Topics {
+			topics = append(topics, name)
+		}
+	}
+	c, err := cache.New(table, cache.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return c.Preview(node, topics), nil
+}
