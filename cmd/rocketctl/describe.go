@@ -31,8 +31,10 @@ type topicChain struct {
 	Route     json.RawMessage       `json:"route"`
 	Cluster   json.RawMessage       `json:"cluster"`
 	Endpoints json.RawMessage       `json:"endpoints"`
-	Proxies   []cache.StreamStatus  `json:"proxies"`
-	Changes   []server.Change       `json:"changes"`
+	// SendEndpoints are a weighted TopicRoute's send cluster's.
+	SendEndpoints json.RawMessage      `json:"sendEndpoints,omitempty"`
+	Proxies       []cache.StreamStatus `json:"proxies"`
+	Changes       []server.Change      `json:"changes"`
 }
 
 type topicPolicy struct {
@@ -116,33 +118,10 @@ func describeTopic(w io.Writer, c *topicChain, now time.Time) error {
 		}
 	}
 	p("Endpoints (%s):", c.Topic.Cluster)
-	p("  GROUP\tID\tADDRESS\tPERM\tREAD\tWRITE\tWEIGHT\tSUBSETS")
-	var cla endpointv3.ClusterLoadAssignment
-	if err := protojson.Unmarshal(c.Endpoints, &cla); err == nil {
-		for _, loc := range cla.GetEndpoints() {
-			for _, lb := range loc.GetLbEndpoints() {
-				f := lb.GetMetadata().GetFilterMetadata()[translate.FilterNamespace].GetFields()
-				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
-				var subsets []string
-				for k, v := range lb.GetMetadata().GetFilterMetadata()[translate.LBNamespace].GetFields() {
-					if k == translate.SubsetBrokerName {
-						continue
-					}
-					if v.GetBoolValue() {
-						subsets = append(subsets, k)
-					}
-				}
-				slices.Sort(subsets)
-				weight := "-"
-				if w := lb.GetLoadBalancingWeight().GetValue(); w > 0 {
-					weight = strconv.Itoa(int(w))
-				}
-				p("  %s\t%d\t%s:%d\t%s\t%d\t%d\t%s\t%s", f[translate.KeyBrokerName].GetStringValue(), int64(f[translate.KeyBrokerID].GetNumberValue()),
-					sa.GetAddress(), sa.GetPortValue(), remoting.PermString(int32(f[translate.KeyPerm].GetNumberValue())),
-					int(f[translate.KeyReadQueueNum].GetNumberValue()), int(f[translate.KeyWriteQueueNum].GetNumberValue()), weight,
-					orNone(strings.Join(subsets, ",")))
-			}
-		}
+	printEndpoints(p, c.Endpoints)
+	if len(c.SendEndpoints) > 0 {
+		p("Send endpoints (%s-send, weighted):", c.Topic.Cluster)
+		printEndpoints(p, c.SendEndpoints)
 	}
 	p("Proxies:")
 	if len(c.Proxies) == 0 {
@@ -173,6 +152,37 @@ func describeTopic(w io.Writer, c *topicChain, now time.Time) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// printEndpoints writes a cluster's endpoints, one line each.
+func printEndpoints(p func(string, ...any), raw json.RawMessage) {
+	p("  GROUP\tID\tADDRESS\tPERM\tREAD\tWRITE\tWEIGHT\tSUBSETS")
+	var cla endpointv3.ClusterLoadAssignment
+	if err := protojson.Unmarshal(raw, &cla); err != nil {
+		p("  <%v>", err)
+		return
+	}
+	for _, loc := range cla.GetEndpoints() {
+		for _, lb := range loc.GetLbEndpoints() {
+			f := lb.GetMetadata().GetFilterMetadata()[translate.FilterNamespace].GetFields()
+			sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+			var subsets []string
+			for k, v := range lb.GetMetadata().GetFilterMetadata()[translate.LBNamespace].GetFields() {
+				if k != translate.SubsetBrokerName && v.GetBoolValue() {
+					subsets = append(subsets, k)
+				}
+			}
+			slices.Sort(subsets)
+			weight := "-"
+			if w := lb.GetLoadBalancingWeight().GetValue(); w > 0 {
+				weight = strconv.Itoa(int(w))
+			}
+			p("  %s\t%d\t%s:%d\t%s\t%d\t%d\t%s\t%s", f[translate.KeyBrokerName].GetStringValue(), int64(f[translate.KeyBrokerID].GetNumberValue()),
+				sa.GetAddress(), sa.GetPortValue(), remoting.PermString(int32(f[translate.KeyPerm].GetNumberValue())),
+				int(f[translate.KeyReadQueueNum].GetNumberValue()), int(f[translate.KeyWriteQueueNum].GetNumberValue()), weight,
+				orNone(strings.Join(subsets, ",")))
+		}
+	}
 }
 
 func addrs(m routing.Member) string {

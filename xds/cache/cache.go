@@ -49,7 +49,7 @@ type Cache struct {
 	version  uint64
 	topics   map[string]*topicEntry   // materialised routes
 	clusters map[string]*clusterEntry // every broker set's cluster, by cluster name
-	byHash   map[string]string        // broker set hash → cluster name
+	byHash   map[string][]string      // broker set hash → its cluster names (translate.ClusterNames)
 	scopes   map[string]*scope        // node scopes, shared by nodes with the same topics
 	nodes    map[string]*node         // by node id and scope
 	streams  map[streamKey]*stream
@@ -64,8 +64,9 @@ type nameKey struct{ typeURL, name string }
 type topicEntry struct {
 	name    string
 	route   *resource // nil while the topic does not exist
-	cluster string
-	refs    int // scopes and explicit stream subscriptions holding it
+	cluster string    // the cluster of its catch-all route ("" while absent)
+	uses    []string  // every cluster its route names: the cluster, and a weighted set's send cluster
+	refs    int       // scopes and explicit stream subscriptions holding it
 	release func()
 	scopes  map[*scope]struct{}
 	nodes   map[*node]int // nodes subscribing to it explicitly
@@ -114,7 +115,7 @@ func New(table *routing.Table, opts Options) (*Cache, error) {
 		table:       table,
 		topics:      make(map[string]*topicEntry),
 		clusters:    make(map[string]*clusterEntry),
-		byHash:      make(map[string]string),
+		byHash:      make(map[string][]string),
 		scopes:      make(map[string]*scope),
 		nodes:       make(map[string]*node),
 		streams:     make(map[streamKey]*stream),
@@ -284,35 +285,49 @@ func (c *Cache) addWatches(into map[*watch]struct{}, k nameKey) {
 	}
 }
 
-// syncCluster adds or removes the cluster of one broker set.
+// syncCluster adds or removes the clusters of one broker set (its cluster, and a weighted set's send cluster).
 func (c *Cache) syncCluster(hash string, touched map[*watch]struct{}) error {
 	set := c.table.BrokerSet(hash)
 	if set == nil {
-		name, ok := c.byHash[hash]
+		names, ok := c.byHash[hash]
 		if !ok {
 			return nil
 		}
 		delete(c.byHash, hash)
-		if e := c.clusters[name]; e != nil && e.retiredAt.IsZero() {
-			e.retiredAt = time.Now() // retained: connections opened before the change may still route to it
+		for _, name := range names {
+			if e := c.clusters[name]; e != nil && e.retiredAt.IsZero() {
+				e.retiredAt = time.Now() // retained: connections opened before the change may still route to it
+			}
 		}
 		return nil
 	}
-	name := translate.ClusterName(set)
-	cl, err := newResource(name, translate.Cluster(set))
-	if err != nil {
-		return err
+	type built struct {
+		name    string
+		cluster proto.Message
+		cla     proto.Message
 	}
-	ep, err := newResource(name, translate.LoadAssignment(set))
-	if err != nil {
-		return err
+	clusters := []built{{translate.ClusterName(set), translate.Cluster(set), translate.LoadAssignment(set)}}
+	if translate.Weighted(set) {
+		clusters = append(clusters, built{translate.SendClusterName(set), translate.SendCluster(set), translate.SendLoadAssignment(set)})
 	}
-	c.byHash[hash] = name
-	c.clusters[name] = &clusterEntry{cluster: cl, endpoints: ep}
-	if touched != nil {
-		c.addWatches(touched, nameKey{translate.ClusterType, name})
-		c.addWatches(touched, nameKey{translate.EndpointType, name})
+	names := make([]string, 0, len(clusters))
+	for _, b := range clusters {
+		cl, err := newResource(b.name, b.cluster)
+		if err != nil {
+			return err
+		}
+		ep, err := newResource(b.name, b.cla)
+		if err != nil {
+			return err
+		}
+		c.clusters[b.name] = &clusterEntry{cluster: cl, endpoints: ep}
+		names = append(names, b.name)
+		if touched != nil {
+			c.addWatches(touched, nameKey{translate.ClusterType, b.name})
+			c.addWatches(touched, nameKey{translate.EndpointType, b.name})
+		}
 	}
+	c.byHash[hash] = names
 	return nil
 }
 
@@ -320,7 +335,7 @@ func (c *Cache) syncCluster(hash string, touched map[*watch]struct{}) error {
 func (c *Cache) buildTopic(e *topicEntry) error {
 	t := c.table.Topic(e.name)
 	if t == nil {
-		e.route, e.cluster = nil, ""
+		e.route, e.cluster, e.uses = nil, "", nil
 		return nil
 	}
 	if _, ok := c.byHash[t.BrokerSet.Hash]; !ok {
@@ -335,7 +350,7 @@ func (c *Cache) buildTopic(e *topicEntry) error {
 	if err != nil {
 		return err
 	}
-	e.route, e.cluster = r, translate.ClusterName(t.BrokerSet)
+	e.route, e.cluster, e.uses = r, translate.ClusterName(t.BrokerSet), translate.ClusterNames(t.BrokerSet)
 	return nil
 }
 
@@ -412,7 +427,9 @@ func (c *Cache) buildScope(s *scope) error {
 			}
 		}
 		routes = append(routes, translate.TopicRoute(tp))
-		s.used[e.cluster] = struct{}{}
+		for _, name := range e.uses {
+			s.used[name] = struct{}{}
+		}
 	}
 	proxy := translate.ProxyConfig(c.opts.StatPrefix, routes)
 	lopts := c.opts.Listener
@@ -492,8 +509,10 @@ func (c *Cache) used(st *stream) map[string]struct{} {
 	}
 	out := maps.Clone(st.node.scope.used)
 	for t := range explicit {
-		if e := c.topics[t]; e != nil && e.cluster != "" {
-			out[e.cluster] = struct{}{}
+		if e := c.topics[t]; e != nil {
+			for _, name := range e.uses {
+				out[name] = struct{}{}
+			}
 		}
 	}
 	return out

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -193,6 +194,9 @@ func (a *Admin) topic(w http.ResponseWriter, r *http.Request) {
 		"endpoints": raw(translate.LoadAssignment(t.BrokerSet)),
 		"route":     raw(translate.TopicRoute(t)),
 	}
+	if translate.Weighted(t.BrokerSet) {
+		out["sendEndpoints"] = raw(translate.SendLoadAssignment(t.BrokerSet))
+	}
 	if policy, overridden := a.Table.TopicPolicy(t.Name); policy != "" {
 		out["policy"] = map[string]any{"topicRoute": policy, "overridden": overridden}
 	}
@@ -256,6 +260,7 @@ func (a *Admin) clusters(w http.ResponseWriter, _ *http.Request) {
 		Perm       int32  `json:"perm"`
 		ReadQueues int32  `json:"readQueueNums"`
 		Write      int32  `json:"writeQueueNums"`
+		Weight     uint32 `json:"weight,omitempty"`
 	}
 	type row struct {
 		Name      string     `json:"name"`
@@ -264,22 +269,29 @@ func (a *Admin) clusters(w http.ResponseWriter, _ *http.Request) {
 	}
 	out := []row{}
 	for _, set := range a.Table.BrokerSets() {
-		r := row{Name: translate.ClusterName(set), BrokerSet: set.Hash}
-		for _, loc := range translate.LoadAssignment(set).GetEndpoints() {
-			for _, lb := range loc.GetLbEndpoints() {
-				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
-				f := lb.GetMetadata().GetFilterMetadata()[translate.FilterNamespace].GetFields()
-				r.Endpoints = append(r.Endpoints, endpoint{
-					Address:    sa.GetAddress() + ":" + strconv.FormatUint(uint64(sa.GetPortValue()), 10),
-					BrokerName: f[translate.KeyBrokerName].GetStringValue(),
-					BrokerID:   int64(f[translate.KeyBrokerID].GetNumberValue()),
-					Perm:       int32(f[translate.KeyPerm].GetNumberValue()),
-					ReadQueues: int32(f[translate.KeyReadQueueNum].GetNumberValue()),
-					Write:      int32(f[translate.KeyWriteQueueNum].GetNumberValue()),
-				})
-			}
+		clas := []*endpointv3.ClusterLoadAssignment{translate.LoadAssignment(set)}
+		if translate.Weighted(set) {
+			clas = append(clas, translate.SendLoadAssignment(set))
 		}
-		out = append(out, r)
+		for _, cla := range clas {
+			r := row{Name: cla.GetClusterName(), BrokerSet: set.Hash}
+			for _, loc := range cla.GetEndpoints() {
+				for _, lb := range loc.GetLbEndpoints() {
+					sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+					f := lb.GetMetadata().GetFilterMetadata()[translate.FilterNamespace].GetFields()
+					r.Endpoints = append(r.Endpoints, endpoint{
+						Address:    sa.GetAddress() + ":" + strconv.FormatUint(uint64(sa.GetPortValue()), 10),
+						BrokerName: f[translate.KeyBrokerName].GetStringValue(),
+						BrokerID:   int64(f[translate.KeyBrokerID].GetNumberValue()),
+						Perm:       int32(f[translate.KeyPerm].GetNumberValue()),
+						ReadQueues: int32(f[translate.KeyReadQueueNum].GetNumberValue()),
+						Write:      int32(f[translate.KeyWriteQueueNum].GetNumberValue()),
+						Weight:     lb.GetLoadBalancingWeight().GetValue(),
+					})
+				}
+			}
+			out = append(out, r)
+		}
 	}
 	slices.SortFunc(out, func(x, y row) int { return strings.Compare(x.Name, y.Name) })
 	writeJSON(w, out)

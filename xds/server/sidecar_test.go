@@ -151,7 +151,7 @@ func TestSidecarRouteShowsPolicy(t *testing.T) {
 	var weights map[string]uint32
 	waitFor(t, "the weighted route", func() bool {
 		r, err := sc.Route(ctx, topic)
-		if err != nil || r.Cluster == before.Cluster {
+		if err != nil || r.Cluster == before.Cluster || r.SendCluster != r.Cluster+"-send" {
 			return false
 		}
 		weights = map[string]uint32{}

@@ -172,7 +172,10 @@ type Route struct {
 	Topic   string
 	Cluster string
 	Data    *remoting.TopicRouteData
-	// Send lists the writable masters; Consume the brokers that carry each readable group's queues.
+	// SendCluster is the cluster sends go to when it is not Cluster (a weighted TopicRoute's send cluster).
+	SendCluster string
+	// Send lists the writable masters, with a weighted TopicRoute's weights; Consume the brokers that carry each
+	// readable group's queues.
 	Send, Consume []translate.Target
 }
 
@@ -183,10 +186,18 @@ func (c *Client) Route(ctx context.Context, topic string) (*Route, error) {
 	if err := c.await(ctx, topic, func() bool {
 		data, err, ready := c.resolveLocked(topic)
 		if ready && err == nil {
-			cluster := defaultCluster(c.routes[topic].value)
+			rc := c.routes[topic].value
+			cluster := defaultCluster(rc)
 			cla := c.endpoints[cluster].value
 			out = &Route{Topic: topic, Cluster: cluster, Data: data,
 				Send: translate.Targets(cla, translate.SubsetWritable), Consume: translate.Targets(cla, translate.SubsetReadable)}
+			if send := sendCluster(rc); send != cluster {
+				e := c.endpoints[send]
+				if e == nil || !e.known {
+					return false // the send cluster's endpoints are on their way
+				}
+				out.SendCluster, out.Send = send, translate.Targets(e.value, "")
+			}
 		}
 		rerr = err
 		return ready
@@ -268,16 +279,34 @@ func (c *Client) resolveLocked(topic string) (route *remoting.TopicRouteData, er
 	return translate.ClientTopicRoute(e.value), nil, true
 }
 
-// defaultCluster is the cluster of a topic's catch-all route, the one Envoy's filter uses to answer 105: the
-// route that picks no subset.
+// defaultCluster is the cluster of a topic's catch-all route, the one Envoy's filter answers a route query (105)
+// from: translate.Routes puts it last.
 func defaultCluster(rc *rmqv3.RouteConfiguration) string {
-	for _, r := range rc.GetRoutes() {
-		if r.GetRoute().GetMetadataMatch() == nil {
-			return r.GetRoute().GetCluster()
-		}
-	}
 	if n := len(rc.GetRoutes()); n > 0 {
 		return rc.GetRoutes()[n-1].GetRoute().GetCluster()
+	}
+	return ""
+}
+
+// routeClusters are the clusters a route names, its default cluster first: a weighted TopicRoute sends to a
+// send cluster of its own.
+func routeClusters(rc *rmqv3.RouteConfiguration) []string {
+	var out []string
+	if d := defaultCluster(rc); d != "" {
+		out = append(out, d)
+	}
+	for _, r := range rc.GetRoutes() {
+		if name := r.GetRoute().GetCluster(); name != "" && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// sendCluster is the cluster a route's sends go to.
+func sendCluster(rc *rmqv3.RouteConfiguration) string {
+	if routes := rc.GetRoutes(); len(routes) > 0 {
+		return routes[0].GetRoute().GetCluster() // translate.Routes puts the send route first
 	}
 	return ""
 }
@@ -286,7 +315,7 @@ func defaultCluster(rc *rmqv3.RouteConfiguration) string {
 // is over the watchers, not over every wanted topic.
 func (c *Client) touchUsersLocked(touched map[string]struct{}, cluster string) {
 	for t := range c.watchers {
-		if r := c.routes[t]; r != nil && r.value != nil && defaultCluster(r.value) == cluster {
+		if r := c.routes[t]; r != nil && r.value != nil && slices.Contains(routeClusters(r.value), cluster) {
 			touched[t] = struct{}{}
 		}
 	}
@@ -305,29 +334,31 @@ func (c *Client) markLocked(typeURL, name string) {
 // setRouteLocked records a wanted topic's route (nil when absent) and keeps the endpoints of exactly the
 // clusters the wanted routes name, by reference count: work proportional to the change.
 func (c *Client) setRouteLocked(topic string, e *entry[*rmqv3.RouteConfiguration], value *rmqv3.RouteConfiguration, version string) {
-	old := ""
+	var old, cur []string
 	if e.value != nil {
-		old = defaultCluster(e.value)
+		old = routeClusters(e.value)
 	}
 	e.known, e.value, e.version = true, value, version
-	cur := ""
 	if value != nil {
-		cur = defaultCluster(value)
+		cur = routeClusters(value)
 	}
-	if old == cur {
-		return
-	}
-	if cur != "" {
-		if c.clusterRefs[cur]++; c.clusterRefs[cur] == 1 {
-			c.endpoints[cur] = &entry[*endpointv3.ClusterLoadAssignment]{}
-			c.markLocked(translate.EndpointType, cur)
+	for _, name := range cur {
+		if slices.Contains(old, name) {
+			continue
+		}
+		if c.clusterRefs[name]++; c.clusterRefs[name] == 1 {
+			c.endpoints[name] = &entry[*endpointv3.ClusterLoadAssignment]{}
+			c.markLocked(translate.EndpointType, name)
 		}
 	}
-	if old != "" {
-		if c.clusterRefs[old]--; c.clusterRefs[old] <= 0 {
-			delete(c.clusterRefs, old)
-			delete(c.endpoints, old)
-			c.markLocked(translate.EndpointType, old)
+	for _, name := range old {
+		if slices.Contains(cur, name) {
+			continue
+		}
+		if c.clusterRefs[name]--; c.clusterRefs[name] <= 0 {
+			delete(c.clusterRefs, name)
+			delete(c.endpoints, name)
+			c.markLocked(translate.EndpointType, name)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -57,15 +58,66 @@ func carrier(m *routing.Member) int64 {
 }
 
 // LoadAssignment is a broker set's endpoints: every broker of every group (masters and slaves), each with the
-// RocketMQ filter metadata keys and the subset keys, and the send weights of a weighted policy on the masters. Brokers whose address is not host:port with a numeric port are
-// left out (they could not be dialled either).
+// RocketMQ filter metadata keys and the subset keys. Brokers whose address is not host:port with a numeric port
+// are left out (they could not be dialled either).
 func LoadAssignment(set *routing.BrokerSet) *endpointv3.ClusterLoadAssignment {
-	name := ClusterName(set)
+	return loadAssignment(set, ClusterName(set), func(*routing.Member, routing.BrokerAddr) bool { return true })
+}
+
+// Weighted reports whether a broker set carries the send weights of a weighted TopicRoute.
+func Weighted(set *routing.BrokerSet) bool {
+	return slices.ContainsFunc(set.Members, func(m routing.Member) bool { return m.Weight > 0 })
+}
+
+// ClusterNames are the clusters a broker set becomes: its cluster, and for a weighted set its send cluster.
+func ClusterNames(set *routing.BrokerSet) []string {
+	if Weighted(set) {
+		return []string{ClusterName(set), SendClusterName(set)}
+	}
+	return []string{ClusterName(set)}
+}
+
+// SendClusterName names a weighted broker set's send cluster.
+func SendClusterName(set *routing.BrokerSet) string { return ClusterName(set) + "-send" }
+
+// SendCluster is a weighted broker set's send cluster: its writable masters only, weighted. In Envoy a host
+// has one weight whatever subset picks it, and a master is also the broker that carries its group's queues:
+// weights on the main cluster would skew consumption as much as sends, so sends get a cluster of their own.
+func SendCluster(set *routing.BrokerSet) *clusterv3.Cluster {
+	name := SendClusterName(set)
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name},
+		ConnectTimeout:       durationpb.New(3 * time.Second),
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+	}
+}
+
+// SendLoadAssignment is the send cluster's endpoints: each writable master with a weight above zero, its weight
+// the group's share of sends.
+func SendLoadAssignment(set *routing.BrokerSet) *endpointv3.ClusterLoadAssignment {
+	cla := loadAssignment(set, SendClusterName(set), func(m *routing.Member, a routing.BrokerAddr) bool {
+		return a.ID == 0 && m.Writable() && m.Weight > 0
+	})
+	for _, loc := range cla.Endpoints {
+		for _, lb := range loc.LbEndpoints {
+			name := lb.GetMetadata().GetFilterMetadata()[FilterNamespace].GetFields()[KeyBrokerName].GetStringValue()
+			lb.LoadBalancingWeight = wrapperspb.UInt32(uint32(set.Member(name).Weight))
+		}
+	}
+	return cla
+}
+
+func loadAssignment(set *routing.BrokerSet, name string, include func(*routing.Member, routing.BrokerAddr) bool) *endpointv3.ClusterLoadAssignment {
 	byZone := map[string]*endpointv3.LocalityLbEndpoints{}
 	var zones []string
 	for i := range set.Members {
 		m := &set.Members[i]
 		for _, a := range m.Addrs {
+			if !include(m, a) {
+				continue
+			}
 			host, portText, err := net.SplitHostPort(a.Addr)
 			if err != nil {
 				continue
@@ -91,11 +143,6 @@ func LoadAssignment(set *routing.BrokerSet) *endpointv3.ClusterLoadAssignment {
 					}}},
 				}},
 				Metadata: endpointMetadata(m, a),
-			}
-			if m.Weight > 0 && a.ID == 0 && m.Writable() {
-				// The writable subset holds the writable masters; a weighted policy's shares are their weights,
-				// which Envoy's round robin honours within the subset.
-				lb.LoadBalancingWeight = wrapperspb.UInt32(uint32(m.Weight))
 			}
 			loc.LbEndpoints = append(loc.LbEndpoints, lb)
 		}

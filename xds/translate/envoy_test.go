@@ -34,6 +34,27 @@ type envoyRequest struct {
 func envoyHosts(t *testing.T, routes []*rmqv3.Route, cluster *clusterv3.Cluster, cla *endpointv3.ClusterLoadAssignment,
 	req envoyRequest) (hosts []string, routed bool) {
 	t.Helper()
+	return envoyHostsIn(t, routes, map[string]envoyCluster{cluster.GetName(): {cluster, cla}}, req)
+}
+
+// envoyCluster is a cluster and its endpoints, as Envoy holds them.
+type envoyCluster struct {
+	cluster *clusterv3.Cluster
+	cla     *endpointv3.ClusterLoadAssignment
+}
+
+// clustersOf is every cluster a broker set becomes.
+func clustersOf(set *routing.BrokerSet) map[string]envoyCluster {
+	out := map[string]envoyCluster{ClusterName(set): {Cluster(set), LoadAssignment(set)}}
+	if Weighted(set) {
+		out[SendClusterName(set)] = envoyCluster{SendCluster(set), SendLoadAssignment(set)}
+	}
+	return out
+}
+
+// envoyHostsIn is envoyHosts over several clusters: the route picks one by name.
+func envoyHostsIn(t *testing.T, routes []*rmqv3.Route, clusters map[string]envoyCluster, req envoyRequest) (hosts []string, routed bool) {
+	t.Helper()
 	var route *rmqv3.Route
 	for _, r := range routes {
 		if stringMatches(t, r.GetMatch().GetTopic(), req.topic) && headersMatch(t, r.GetMatch().GetHeaders(), req.headers) {
@@ -44,8 +65,13 @@ func envoyHosts(t *testing.T, routes []*rmqv3.Route, cluster *clusterv3.Cluster,
 	if route == nil {
 		return nil, false
 	}
-	if got := route.GetRoute().GetCluster(); got != cluster.GetName() || got != cla.GetClusterName() {
-		t.Fatalf("route names cluster %q, the resources are %q and %q", got, cluster.GetName(), cla.GetClusterName())
+	ec, ok := clusters[route.GetRoute().GetCluster()]
+	if !ok {
+		t.Fatalf("route names cluster %q, which is not served", route.GetRoute().GetCluster())
+	}
+	cluster, cla := ec.cluster, ec.cla
+	if cla.GetClusterName() != cluster.GetName() || cluster.GetEdsClusterConfig().GetServiceName() != cluster.GetName() {
+		t.Fatalf("cluster %q has endpoints of %q", cluster.GetName(), cla.GetClusterName())
 	}
 	criteria := route.GetRoute().GetMetadataMatch().GetFilterMetadata()[LBNamespace].GetFields()
 	all := func() []string {
@@ -59,7 +85,7 @@ func envoyHosts(t *testing.T, routes []*rmqv3.Route, cluster *clusterv3.Cluster,
 	}
 	subsets := cluster.GetLbSubsetConfig()
 	if len(criteria) == 0 {
-		if subsets.GetFallbackPolicy() != clusterv3.Cluster_LbSubsetConfig_ANY_ENDPOINT {
+		if subsets != nil && subsets.GetFallbackPolicy() != clusterv3.Cluster_LbSubsetConfig_ANY_ENDPOINT {
 			t.Fatalf("a route without metadata_match gets no hosts under fallback %v", subsets.GetFallbackPolicy())
 		}
 		return all(), true
@@ -243,9 +269,10 @@ func TestEnvoyReadsEveryHost(t *testing.T) {
 	}
 }
 
-// TestEnvoyRoutingUnderPolicy: a policy that weighs sends and takes broker-b out of consume. Pops reach broker-a
-// only, but an ack of a message popped from broker-b before still goes back to it; the masters carry the send
-// weights Envoy's round robin uses within the writable subset.
+// TestEnvoyRoutingUnderPolicy: a policy that weighs sends 80/20 and takes broker-b out of consume. Sends go to
+// the send cluster, whose masters carry the weights; pops reach broker-a only, with no weight on the main
+// cluster (in Envoy a host has one weight for every subset: weights there would skew consumption too); an ack of
+// a message popped from broker-b before still goes back to it.
 func TestEnvoyRoutingUnderPolicy(t *testing.T) {
 	tab, _ := model(t)
 	tab.SetPolicies([]routing.Policy{{Name: "ns/p", Match: routing.TopicMatch{Exact: []string{"TopicTest"}},
@@ -262,30 +289,42 @@ func TestEnvoyRoutingUnderPolicy(t *testing.T) {
 			Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.0.1.1:10911"}, {ID: 1, Addr: "10.0.1.2:10911"}}},
 	}}})
 	topic := tab.Topic("TopicTest")
-	routes, cluster, cla := Routes(topic), Cluster(topic.BrokerSet), LoadAssignment(topic.BrokerSet)
-	if got, _ := envoyHosts(t, routes, cluster, cla, code(50)); !slices.Equal(got, []string{"10.0.0.1:10911"}) {
+	routes, clusters := Routes(topic), clustersOf(topic.BrokerSet)
+	if len(clusters) != 2 {
+		t.Fatalf("a weighted set becomes %d clusters, want the cluster and its send cluster", len(clusters))
+	}
+	if got, _ := envoyHostsIn(t, routes, clusters, code(50)); !slices.Equal(got, []string{"10.0.0.1:10911"}) {
 		t.Fatalf("pops go to %v, want broker-a's master only", got)
 	}
-	if got, ok := envoyHosts(t, routes, cluster, cla, code(51, HeaderBrokerName, "broker-b", HeaderBrokerID, "0")); !ok ||
+	if got, ok := envoyHostsIn(t, routes, clusters, code(51, HeaderBrokerName, "broker-b", HeaderBrokerID, "0")); !ok ||
 		!slices.Equal(got, []string{"10.0.1.1:10911"}) {
 		t.Fatalf("an ack of a pop from broker-b goes to %v (routed %v), want broker-b's master", got, ok)
 	}
-	send, _ := envoyHosts(t, routes, cluster, cla, code(10))
+	send, _ := envoyHostsIn(t, routes, clusters, code(10))
 	slices.Sort(send)
 	if !slices.Equal(send, []string{"10.0.0.1:10911", "10.0.1.1:10911"}) {
 		t.Fatalf("sends go to %v", send)
 	}
-	weights := map[string]uint32{}
-	for _, loc := range cla.GetEndpoints() {
-		for _, lb := range loc.GetLbEndpoints() {
-			weights[hostAddr(lb)] = lb.GetLoadBalancingWeight().GetValue()
+	weights := func(cla *endpointv3.ClusterLoadAssignment) map[string]uint32 {
+		w := map[string]uint32{}
+		for _, loc := range cla.GetEndpoints() {
+			for _, lb := range loc.GetLbEndpoints() {
+				w[hostAddr(lb)] = lb.GetLoadBalancingWeight().GetValue()
+			}
+		}
+		return w
+	}
+	sw := weights(clusters[SendClusterName(topic.BrokerSet)].cla)
+	if a, b := sw["10.0.0.1:10911"], sw["10.0.1.1:10911"]; a != 4*b || b == 0 || len(sw) != 2 {
+		t.Fatalf("send cluster weights %v: want the two masters 80:20", sw)
+	}
+	for addr, w := range weights(clusters[ClusterName(topic.BrokerSet)].cla) {
+		if w != 0 {
+			t.Fatalf("the main cluster weighs %s %d: consumption would follow the send weights", addr, w)
 		}
 	}
-	if a, b := weights["10.0.0.1:10911"], weights["10.0.1.1:10911"]; a != 4*b || b == 0 || weights["10.0.0.2:10911"] != 0 {
-		t.Fatalf("weights %v: want the masters 80:20 and none on slaves", weights)
-	}
 	// The Go sidecar's view: broker-b is write-only, so a client reading the route does not consume from it.
-	view := ClientTopicRoute(cla)
+	view := ClientTopicRoute(clusters[ClusterName(topic.BrokerSet)].cla)
 	for _, q := range view.QueueDatas {
 		if q.BrokerName == "broker-b" && q.Perm != routing.PermWrite {
 			t.Fatalf("broker-b perm %d in the client's route, want write-only", q.Perm)

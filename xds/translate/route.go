@@ -35,7 +35,7 @@ const (
 )
 
 // TopicRoute is a topic's route table, named by the topic. First match wins:
-//  1. send codes → the writable subset,
+//  1. send codes → the writable subset, or under a weighted TopicRoute the send cluster (SendCluster),
 //  2. consume codes → the readable subset,
 //  3. ack codes with broker_name and broker_id headers → that broker: one route per readable group, to the broker
 //     that carries its queues (the only one the readable subset can have popped from),
@@ -62,8 +62,12 @@ func Routes(topic *routing.Topic) []*rmqv3.Route {
 		}}}
 	}
 	yes := structpb.NewBoolValue(true)
+	send := subset(SubsetWritable, yes)
+	if Weighted(topic.BrokerSet) {
+		send = &rmqv3.RouteAction{Cluster: SendClusterName(topic.BrokerSet)} // weighted writable masters only
+	}
 	routes := []*rmqv3.Route{
-		{Match: match(codeHeader(SendCodes, false)), Route: subset(SubsetWritable, yes)},
+		{Match: match(codeHeader(SendCodes, false)), Route: send},
 		{Match: match(codeHeader(ConsumeCodes, false)), Route: subset(SubsetReadable, yes)},
 	}
 	// Pops go to the readable subset, which holds one broker per readable group (its carrier), so acks can only

@@ -113,14 +113,14 @@ type Target struct {
 	Weight     uint32 `json:"weight,omitempty"`
 }
 
-// Targets returns the endpoints of a cluster in one boolean subset (SubsetWritable, SubsetReadable): where the
-// routes that pick it send, in endpoint order.
+// Targets returns the endpoints of a cluster in one boolean subset (SubsetWritable, SubsetReadable), or every
+// endpoint for "": where the routes that pick it send, in endpoint order.
 func Targets(cla *endpointv3.ClusterLoadAssignment, subset string) []Target {
 	var out []Target
 	for _, loc := range cla.GetEndpoints() {
 		for _, lb := range loc.GetLbEndpoints() {
 			md := lb.GetMetadata().GetFilterMetadata()
-			if !md[LBNamespace].GetFields()[subset].GetBoolValue() {
+			if subset != "" && !md[LBNamespace].GetFields()[subset].GetBoolValue() {
 				continue
 			}
 			f := md[FilterNamespace].GetFields()
