@@ -85,18 +85,32 @@ func NewFileSource(dir string, table *routing.Table, sources *Sources, policies 
 		applied: map[string]fileResource{}}, nil
 }
 
-// Run loads the directory whenever its files change, every interval, until ctx ends.
+// Run follows the directory until ctx ends: every interval it looks at the files, and loads them once they have
+// stayed the same for one interval, so that a file caught half-written is never applied.
 func (f *FileSource) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	last := ""
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := f.Load(ctx); err != nil {
-				f.log.Error("config directory", "dir", f.dir, "err", err)
-			}
+		}
+		_, fingerprint, err := f.read()
+		if err != nil {
+			f.log.Error("config directory", "dir", f.dir, "err", err)
+			continue
+		}
+		f.mu.Lock()
+		applied := f.fingerprint
+		f.mu.Unlock()
+		if fingerprint != last || fingerprint == applied {
+			last = fingerprint // changed since the last look: wait until it holds still
+			continue
+		}
+		if err := f.Load(ctx); err != nil {
+			f.log.Error("config directory", "dir", f.dir, "err", err)
 		}
 	}
 }
@@ -123,6 +137,9 @@ func (f *FileSource) Load(ctx context.Context) error {
 	var entries []entry
 	for _, file := range slices.Sorted(maps.Keys(files)) {
 		docs, err := splitDocuments(files[file])
+		if err == nil && len(docs) == 0 {
+			err = errors.New("no documents: an empty file is taken for one being written, and what it defined is kept")
+		}
 		if err != nil {
 			entries = append(entries, entry{st: FileResourceStatus{File: file, Error: err.Error()}})
 			f.log.Error("config file", "file", file, "err", err)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
@@ -149,6 +151,14 @@ func TestFileSourceRejectsBadDocumentsAndKeepsTheLastGood(t *testing.T) {
 			t.Fatalf("a rejected document (%q) changed the served route", c.want)
 		}
 	}
+	// An empty file (one being written, say) keeps what it defined.
+	s.write(t, "route.yaml", weighted)
+	s.load(t)
+	s.write(t, "route.yaml", "")
+	report := s.load(t)
+	if s.table.Topic("demo-inventory-003").BrokerSet.Member("broker-d").Weight == 0 || report[0].Accepted {
+		t.Fatalf("an empty file withdrew its policy: %+v", report)
+	}
 	// Removing the file removes the policy: the NameServer's route comes back.
 	if err := os.Remove(filepath.Join(s.dir, "route.yaml")); err != nil {
 		t.Fatal(err)
@@ -199,5 +209,32 @@ func TestExamplesAreValid(t *testing.T) {
 		if !r.Accepted {
 			t.Errorf("%s: %s %s rejected: %s", r.File, r.Kind, r.Name, r.Error)
 		}
+	}
+}
+
+// TestRecreatedTopicRouteIsApplied: a TopicRoute deleted and created again under the same name starts at
+// generation 1 again; its UID tells the versions apart, so the new spec is applied.
+func TestRecreatedTopicRouteIsApplied(t *testing.T) {
+	ns := demoNameServer(t)
+	s := newFileStack(t)
+	s.write(t, "source.yaml", "apiVersion: rocketpilot.io/v1alpha1\nkind: NameServerSource\nmetadata:\n  name: demo\nspec:\n  addresses: ["+ns.Addr()+"]\n")
+	s.load(t)
+	s.sync(t)
+	policies := NewPolicies(s.table)
+	tr := func(uid, broker string) *v1alpha1.TopicRoute {
+		r := &v1alpha1.TopicRoute{Spec: v1alpha1.TopicRouteSpec{Topics: v1alpha1.TopicSelector{Exact: []string{embedded.DemoTopic}},
+			Drain: &v1alpha1.Drain{BrokerNames: []string{broker}}}}
+		r.Namespace, r.Name, r.UID, r.Generation = "ns", "drain", types.UID(uid), 1
+		return r
+	}
+	first, again := tr("uid-1", "broker-a"), tr("uid-2", "broker-b")
+	if err := ApplyTopicRoute(policies, s.table, first, objectVersion(first)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ApplyTopicRoute(policies, s.table, again, objectVersion(again)); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := s.table.Topic(embedded.DemoTopic).BrokerSet.Member("broker-a"), s.table.Topic(embedded.DemoTopic).BrokerSet.Member("broker-b"); !a.Writable() || b.Writable() {
+		t.Fatalf("the recreated TopicRoute is not applied: a %+v, b %+v", a, b)
 	}
 }

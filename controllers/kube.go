@@ -158,6 +158,12 @@ func (r *reconciler) event(obj client.Object, warning bool, reason, note string,
 	r.events.Eventf(obj, nil, kind, reason, "Reconcile", note, args...)
 }
 
+// objectVersion identifies an object's spec: a recreated object of the same name starts at generation 1 again,
+// so the UID is part of it.
+func objectVersion(o client.Object) string {
+	return string(o.GetUID()) + "/" + strconv.FormatInt(o.GetGeneration(), 10)
+}
+
 // fetch reads the object of a request; live is false when it is gone or being deleted.
 func (r *reconciler) fetch(ctx context.Context, req ctrl.Request, obj client.Object) (live bool, err error) {
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
@@ -221,7 +227,7 @@ func fillSourceStatus(nss *v1alpha1.NameServerSource, sources *Sources, hasAddrs
 	for _, a := range ws.NameServers {
 		ns := v1alpha1.NameServerStatus{Address: a.Addr, Reachable: a.Reachable, LastError: a.LastError}
 		if !a.LastSuccess.IsZero() {
-			t := metav1.NewTime(a.LastSuccess)
+			t := metav1.NewTime(a.LastSuccess.Truncate(time.Second)) // the API stores seconds: compare as stored
 			ns.LastSuccessTime = &t
 		}
 		if a.Reachable {
@@ -305,7 +311,7 @@ func (r *topicRouteReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{}, err
 	}
 	before := tr.Status.DeepCopy()
-	if err := ApplyTopicRoute(r.opts.Policies, r.opts.Table, &tr, strconv.FormatInt(tr.Generation, 10)); err != nil {
+	if err := ApplyTopicRoute(r.opts.Policies, r.opts.Table, &tr, objectVersion(&tr)); err != nil {
 		r.event(&tr, true, v1alpha1.ReasonInvalid, "%v", err)
 	} else if c := meta.FindStatusCondition(tr.Status.Conditions, v1alpha1.ConditionConflicted); c != nil && c.Status == metav1.ConditionTrue {
 		if old := meta.FindStatusCondition(before.Conditions, v1alpha1.ConditionConflicted); old == nil || old.Message != c.Message {
@@ -321,6 +327,7 @@ func (r *topicRouteReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 // ApplyTopicRoute records a TopicRoute's policy (unless it is invalid: then the policy it had stays) and fills
 // its status from the table.
 func ApplyTopicRoute(p *Policies, table *routing.Table, tr *v1alpha1.TopicRoute, version string) error {
+	defer p.noteReconciled("TopicRoute", keyOf(tr), version)
 	st := &tr.Status
 	st.ObservedGeneration = tr.Generation
 	policy, err := PolicyOf(tr)
@@ -367,7 +374,7 @@ func (r *topicBindingReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, err
 	}
 	before := tb.Status.DeepCopy()
-	if err := ApplyTopicBinding(r.opts.Policies, r.opts.Table, &tb, strconv.FormatInt(tb.Generation, 10)); err != nil {
+	if err := ApplyTopicBinding(r.opts.Policies, r.opts.Table, &tb, objectVersion(&tb)); err != nil {
 		r.event(&tb, true, v1alpha1.ReasonInvalid, "%v", err)
 	}
 	if err := r.writeStatus(ctx, &tb, before, &tb.Status); err != nil {
@@ -378,6 +385,7 @@ func (r *topicBindingReconciler) Reconcile(ctx context.Context, req ctrl.Request
 
 // ApplyTopicBinding records a TopicBinding (unless it is invalid) and fills its status.
 func ApplyTopicBinding(p *Policies, table *routing.Table, tb *v1alpha1.TopicBinding, version string) error {
+	defer p.noteReconciled("TopicBinding", keyOf(tb), version)
 	st := &tb.Status
 	st.ObservedGeneration = tb.Generation
 	b, err := BindingOf(tb)

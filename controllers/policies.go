@@ -14,6 +14,7 @@ type Policies struct {
 	mu       sync.Mutex
 	routes   map[string]versioned[routing.Policy]
 	bindings map[string]versioned[routing.Binding]
+	seen     map[string]string // kind/key → the last version reconciled, valid or not
 }
 
 type versioned[T any] struct {
@@ -23,7 +24,8 @@ type versioned[T any] struct {
 
 // NewPolicies returns an empty Policies over table.
 func NewPolicies(table *routing.Table) *Policies {
-	return &Policies{table: table, routes: map[string]versioned[routing.Policy]{}, bindings: map[string]versioned[routing.Binding]{}}
+	return &Policies{table: table, routes: map[string]versioned[routing.Policy]{}, bindings: map[string]versioned[routing.Binding]{},
+		seen: map[string]string{}}
 }
 
 // SetRoute records a TopicRoute's policy at a version (its generation, or a hash of its file); the same version
@@ -56,6 +58,20 @@ func (p *Policies) SetBinding(key, version string, binding *routing.Binding) {
 		all = append(all, v.value)
 	}
 	p.table.SetBindings(all)
+}
+
+// noteReconciled records that a resource was reconciled at a version, whether it was valid or not.
+func (p *Policies) noteReconciled(kind, key, version string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.seen[kind+"/"+key] = version
+}
+
+// Reconciled reports whether a resource was reconciled at a version.
+func (p *Policies) Reconciled(kind, key, version string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.seen[kind+"/"+key] == version
 }
 
 // Binding returns a recorded binding.

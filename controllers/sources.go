@@ -80,9 +80,42 @@ func (s *Sources) Set(key string, spec SourceSpec) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runningSource{spec: spec, w: w, cancel: cancel, done: make(chan struct{})}
 	go func() { defer close(r.done); w.Run(ctx) }()
+	if old != nil {
+		// The new watcher starts with no topics; the table keeps what the old one learned, so the mesh is
+		// served meanwhile. Once it has synced, what it does not follow is withdrawn: a topic deleted while the
+		// watcher restarted must not stay served forever.
+		go s.withdrawUnfollowed(ctx, key, r)
+	}
 	s.running[key] = r
 	s.log.Info("watching NameServers", "source", key, "addrs", spec.Addrs, "mode", spec.Mode, "interval", opts.Interval)
 	return nil
+}
+
+// withdrawUnfollowed waits for a restarted watcher's first sync and withdraws, from each of its NameServers'
+// table sources, the topics it does not follow.
+func (s *Sources) withdrawUnfollowed(ctx context.Context, key string, r *runningSource) {
+	select {
+	case <-r.w.Synced():
+	case <-ctx.Done():
+		return
+	}
+	followed := map[string]bool{}
+	for _, t := range r.w.Topics() {
+		followed[t] = true
+	}
+	for _, a := range r.spec.Addrs {
+		source := tableSource(key) + "@" + a
+		var gone []routing.Update
+		for _, t := range s.table.SourceTopics(source) {
+			if !followed[t] {
+				gone = append(gone, routing.Update{Topic: t})
+			}
+		}
+		if len(gone) > 0 && ctx.Err() == nil {
+			s.table.Apply(source, gone...)
+			s.log.Info("withdrew topics the restarted watcher no longer follows", "source", key, "addr", a, "topics", len(gone))
+		}
+	}
 }
 
 func (r *runningSource) stop() {
@@ -156,25 +189,18 @@ func (s *Sources) Close() {
 	}
 }
 
-// WaitForSources waits until every NameServerSource the reader lists is watched and has completed its first
-// sync, or ctx ends; it returns the sources still not synced then. A control plane that starts serving before
-// waits for nothing less than what it can know.
-func WaitForSources(ctx context.Context, r client.Reader, sources *Sources) []string {
-	var pending []string
+// WaitForResources waits until the reconcilers have caught up with what the reader lists in namespace ("" for
+// all): every NameServerSource watched and through its first sync, every TopicRoute and TopicBinding reconciled
+// at its current version. It returns what is still pending when ctx ends, or nil. A control plane serves only
+// after it, so that a restart does not serve routes without their policies or nodes without their bindings.
+func WaitForResources(ctx context.Context, r client.Reader, sources *Sources, policies *Policies, namespace string) []string {
 	for {
-		var list v1alpha1.NameServerSourceList
-		if err := r.List(ctx, &list); err != nil {
-			return []string{err.Error()}
-		}
-		pending = pending[:0]
-		for i := range list.Items {
-			key := keyOf(&list.Items[i])
-			if st, ok := sources.Status(key); !ok || !st.Synced {
-				pending = append(pending, key)
-			}
-		}
-		if len(pending) == 0 {
+		pending, err := pendingResources(ctx, r, sources, policies, namespace)
+		if err == nil && len(pending) == 0 {
 			return nil
+		}
+		if err != nil {
+			pending = []string{err.Error()}
 		}
 		select {
 		case <-ctx.Done():
@@ -182,4 +208,37 @@ func WaitForSources(ctx context.Context, r client.Reader, sources *Sources) []st
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+func pendingResources(ctx context.Context, r client.Reader, sources *Sources, policies *Policies, namespace string) ([]string, error) {
+	var pending []string
+	var nss v1alpha1.NameServerSourceList
+	if err := r.List(ctx, &nss, client.InNamespace(namespace)); err != nil {
+		return nil, err
+	}
+	for i := range nss.Items {
+		key := keyOf(&nss.Items[i])
+		if st, ok := sources.Status(key); !ok || !st.Synced {
+			pending = append(pending, "NameServerSource "+key)
+		}
+	}
+	var trs v1alpha1.TopicRouteList
+	if err := r.List(ctx, &trs, client.InNamespace(namespace)); err != nil {
+		return nil, err
+	}
+	for i := range trs.Items {
+		if o := &trs.Items[i]; !policies.Reconciled("TopicRoute", keyOf(o), objectVersion(o)) {
+			pending = append(pending, "TopicRoute "+keyOf(o))
+		}
+	}
+	var tbs v1alpha1.TopicBindingList
+	if err := r.List(ctx, &tbs, client.InNamespace(namespace)); err != nil {
+		return nil, err
+	}
+	for i := range tbs.Items {
+		if o := &tbs.Items[i]; !policies.Reconciled("TopicBinding", keyOf(o), objectVersion(o)) {
+			pending = append(pending, "TopicBinding "+keyOf(o))
+		}
+	}
+	return pending, nil
 }

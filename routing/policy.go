@@ -111,17 +111,28 @@ func (p *Policy) apply(members []Member, prev []Member) []Member {
 		}
 		slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.BrokerName, b.BrokerName) })
 	}
+	sourcePerm := func(m *Member) int32 {
+		if m.SourcePerm != 0 { // an ordered topic's retained member, already served under this policy
+			return m.SourcePerm
+		}
+		return m.Perm
+	}
+	// A send or consume rule that names none of the groups the topic can be sent to (read from) is not applied
+	// to it: a typo or a topic not yet on the new cluster must not blackhole producers (consumers).
+	sendRule, consumeRule := false, false
+	for i := range out {
+		m, perm := &out[i], sourcePerm(&out[i])
+		sendRule = sendRule || (p.Send != nil && perm&PermWrite != 0 && m.WriteQueueNums > 0 && p.sendsTo(m))
+		consumeRule = consumeRule || (p.Consume != nil && perm&PermRead != 0 && m.ReadQueueNums > 0 && selected(p.Consume, m))
+	}
 	for i := range out {
 		m := &out[i]
-		perm := m.Perm
-		if m.SourcePerm != 0 { // an ordered topic's retained member, already served under this policy
-			perm = m.SourcePerm
-		}
+		perm := sourcePerm(m)
 		served := perm
-		if slices.Contains(p.Drain, m.BrokerName) || (p.Send != nil && !p.sendsTo(m)) {
+		if slices.Contains(p.Drain, m.BrokerName) || (sendRule && !p.sendsTo(m)) {
 			served &^= PermWrite
 		}
-		if p.Consume != nil && !selected(p.Consume, m) {
+		if consumeRule && !selected(p.Consume, m) {
 			served &^= PermRead
 		}
 		m.Perm, m.SourcePerm, m.Weight = served, 0, 0
@@ -130,7 +141,9 @@ func (p *Policy) apply(members []Member, prev []Member) []Member {
 		}
 		m.AckAlways = selected(p.Ack, m)
 	}
-	p.weigh(out)
+	if sendRule {
+		p.weigh(out)
+	}
 	return out
 }
 
@@ -140,7 +153,7 @@ func (p *Policy) sendsTo(m *Member) bool {
 }
 
 // weigh sets the send weight of every writable member under a weighted send rule: each backend's weight split
-// evenly over the writable groups it names (the first backend naming a group counts).
+// evenly over the writable groups it names (the first backend with a weight above zero naming a group counts).
 func (p *Policy) weigh(members []Member) {
 	if len(p.Send) == 0 || !p.Send[0].Weighted {
 		return
@@ -152,7 +165,7 @@ func (p *Policy) weigh(members []Member) {
 		if !members[i].Writable() {
 			continue
 		}
-		if j := slices.IndexFunc(p.Send, func(b Backend) bool { return b.Selects(&members[i]) }); j >= 0 {
+		if j := slices.IndexFunc(p.Send, func(b Backend) bool { return b.Weight > 0 && b.Selects(&members[i]) }); j >= 0 {
 			owner[i] = j
 			count[j]++
 		}

@@ -244,3 +244,28 @@ func TestSetPoliciesTouchesOnlyTheChangedPolicysTopics(t *testing.T) {
 		t.Fatalf("a removed policy still counts %+v", st)
 	}
 }
+
+func TestRulesThatNameNoGroupOfATopicAreNotAppliedToIt(t *testing.T) {
+	tab := policyTable(t)
+	// payments is on a1 only: a send rule for cluster B and a consume rule for b1 would leave it nothing.
+	tab.SetPolicies([]Policy{{Name: "ns/p", Match: exact("orders", "payments"),
+		Send:    []Backend{{BrokerCluster: "B", Weight: 100, Weighted: true}, {BrokerCluster: "A", Weight: 0, Weighted: true}},
+		Consume: []Backend{{BrokerNames: []string{"b1"}}}}})
+	if a1 := served(t, tab, "payments", "a1"); !a1.Writable() || !a1.Readable() || a1.Weight != 0 {
+		t.Fatalf("payments blackholed by rules naming none of its groups: %+v", a1)
+	}
+	if a1, b1 := served(t, tab, "orders", "a1"), served(t, tab, "orders", "b1"); a1.Writable() || a1.Readable() || !b1.Writable() || b1.Weight == 0 {
+		t.Fatalf("orders under the same rules: a1 %+v, b1 %+v", a1, b1)
+	}
+}
+
+func TestAWeightZeroBackendDoesNotClaimAGroup(t *testing.T) {
+	tab := policyTable(t)
+	// b1 is in cluster B (weight 0) and named by a weighted backend: it takes that backend's weight.
+	tab.SetPolicies([]Policy{{Name: "ns/p", Match: exact("orders"), Send: []Backend{
+		{BrokerCluster: "B", Weight: 0, Weighted: true}, {BrokerNames: []string{"b1", "a1"}, Weight: 100, Weighted: true}}}})
+	a1, b1 := served(t, tab, "orders", "a1"), served(t, tab, "orders", "b1")
+	if !b1.Writable() || b1.Weight != a1.Weight || a1.Weight == 0 || served(t, tab, "orders", "a2").Writable() {
+		t.Fatalf("a1 %+v, b1 %+v", a1, b1)
+	}
+}

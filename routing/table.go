@@ -538,6 +538,19 @@ func (t *Table) BrokerSets() []*BrokerSet {
 	return out
 }
 
+// SourceTopics returns the topics a source reports. It visits every topic: for rare housekeeping.
+func (t *Table) SourceTopics(source string) []string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var out []string
+	for name, e := range t.topics {
+		if _, ok := e.find(source); ok {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // SourceRoute is one source's view of a topic.
 type SourceRoute struct {
 	Source  string   `json:"source"`

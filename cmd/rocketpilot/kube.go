@@ -12,10 +12,13 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/rocketpilot/rocketpilot/controllers"
@@ -31,6 +34,9 @@ type kubeOptions struct {
 	leaderElect    bool
 	leaseNamespace string
 	leaseName      string
+	leaseDuration  time.Duration
+	renewDeadline  time.Duration
+	retryPeriod    time.Duration
 }
 
 func (k *kubeOptions) addFlags(f *pflag.FlagSet) {
@@ -41,10 +47,15 @@ func (k *kubeOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVar(&k.leaderElect, "leader-elect", true, "elect one replica to write status and events (a Lease); every replica serves xDS")
 	f.StringVar(&k.leaseNamespace, "leader-election-namespace", "", "namespace of the Lease ($POD_NAMESPACE, the pod's own, or default when empty)")
 	f.StringVar(&k.leaseName, "leader-election-id", "rocketpilot-leader", "name of the Lease")
+	f.DurationVar(&k.leaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a Lease holds without renewal")
+	f.DurationVar(&k.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader tries to renew before it gives leadership up")
+	f.DurationVar(&k.retryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to take the Lease")
 }
 
-// startManager starts the controllers' manager. It returns once the manager's caches are synced.
-func (k *kubeOptions) startManager(ctx context.Context, log *slog.Logger, opts controllers.Options, done func(error)) (ctrl.Manager, error) {
+// startManager starts the controllers' manager and returns it once its caches are synced. A manager that stops
+// while ctx lives — it lost the lease, the API server went away — is replaced by a new one, with backoff: the
+// reconcilers only feed the model, which keeps serving meanwhile, so losing leadership costs no xDS stream.
+func (k *kubeOptions) startManager(ctx context.Context, log *slog.Logger, opts controllers.Options) (ctrl.Manager, error) {
 	ctrl.SetLogger(logr.FromSlogHandler(log.With("component", "controllers").Handler()))
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = k.kubeconfig
@@ -52,6 +63,57 @@ func (k *kubeOptions) startManager(ctx context.Context, log *slog.Logger, opts c
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes configuration: %w", err)
 	}
+	first, err := k.newManager(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	// run starts a manager and reports, when it stops, why and how long it ran.
+	type stop struct {
+		err error
+		ran time.Duration
+	}
+	stopped := make(chan stop, 1)
+	run := func(m ctrl.Manager) {
+		start := time.Now()
+		err := m.Start(ctx)
+		stopped <- stop{err, time.Since(start)}
+	}
+	go run(first)
+	syncCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if !first.GetCache().WaitForCacheSync(syncCtx) {
+		return nil, fmt.Errorf("the Kubernetes caches did not sync (are the CRDs installed? kubectl apply -f crds/manifests)")
+	}
+	log.Info("reconciling custom resources", "namespace", k.namespace, "leaderElection", k.leaderElect)
+	go func() {
+		backoff := time.Second
+		for {
+			st := <-stopped
+			if ctx.Err() != nil {
+				return
+			}
+			if st.ran > time.Minute {
+				backoff = time.Second // it ran for a while: start the backoff over
+			}
+			log.Warn("the controllers stopped; starting them again (xDS keeps serving the model)", "err", st.err, "in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+			m, err := k.newManager(cfg, opts)
+			if err != nil {
+				stopped <- stop{err: err}
+				continue
+			}
+			go run(m)
+		}
+	}()
+	return first, nil
+}
+
+func (k *kubeOptions) newManager(cfg *rest.Config, opts controllers.Options) (ctrl.Manager, error) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, err
@@ -67,7 +129,12 @@ func (k *kubeOptions) startManager(ctx context.Context, log *slog.Logger, opts c
 		LeaderElectionID:              k.leaseName,
 		LeaderElectionNamespace:       k.leaseNamespaceOrDefault(),
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &k.leaseDuration,
+		RenewDeadline:                 &k.renewDeadline,
+		RetryPeriod:                   &k.retryPeriod,
 		Client:                        client.Options{FieldOwner: "rocketpilot"},
+		// A replacement manager registers the same controller names in this process.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	}
 	if k.namespace != "" {
 		mopts.Cache = cache.Options{DefaultNamespaces: map[string]cache.Config{k.namespace: {}}}
@@ -79,13 +146,6 @@ func (k *kubeOptions) startManager(ctx context.Context, log *slog.Logger, opts c
 	if err := controllers.Setup(mgr, opts); err != nil {
 		return nil, err
 	}
-	go func() { done(mgr.Start(ctx)) }()
-	syncCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	if !mgr.GetCache().WaitForCacheSync(syncCtx) {
-		return nil, fmt.Errorf("the Kubernetes caches did not sync (are the CRDs installed? kubectl apply -f crds/manifests)")
-	}
-	log.Info("reconciling custom resources", "namespace", k.namespace, "leaderElection", k.leaderElect)
 	return mgr, nil
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -47,6 +49,9 @@ func TestServeKubernetes(t *testing.T) {
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
+	if err := coordinationv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
 	k8s, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
@@ -62,10 +67,16 @@ func TestServeKubernetes(t *testing.T) {
 	if err := k8s.Create(context.Background(), nss); err != nil {
 		t.Fatal(err)
 	}
+	drain := &v1alpha1.TopicRoute{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "drain"}, Spec: v1alpha1.TopicRouteSpec{
+		Topics: v1alpha1.TopicSelector{Exact: []string{embedded.DemoTopic}}, Drain: &v1alpha1.Drain{BrokerNames: []string{"broker-b"}}}}
+	if err := k8s.Create(context.Background(), drain); err != nil {
+		t.Fatal(err)
+	}
 
 	var logs syncBuffer
 	root := newRootCommand()
 	root.SetArgs([]string{"serve", "--kubernetes", "--kubeconfig", kubeconfig, "--leader-election-namespace", "default",
+		"--leader-election-lease-duration", "2s", "--leader-election-renew-deadline", "1s", "--leader-election-retry-period", "200ms",
 		"--xds-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0", "--log-format", "json"})
 	root.SetErr(&logs)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -83,14 +94,16 @@ func TestServeKubernetes(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	admin = re.FindStringSubmatch(logs.String())[1]
-	// Served only after the NameServerSource's first sync: the topic is there the moment xDS is.
+	// Served only after the NameServerSource's first sync and the TopicRoute's reconcile: the topic and its
+	// policy are there the moment xDS is.
 	resp, err := http.Get("http://" + admin + "/api/v1/topics/" + embedded.DemoTopic)
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("TopicTest: %s when xDS started serving", resp.Status)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"topicRoute": "default/drain"`) {
+		t.Fatalf("TopicTest when xDS started serving: %s %s", resp.Status, body)
 	}
 	for {
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(nss), nss); err != nil {
@@ -103,5 +116,37 @@ func TestServeKubernetes(t *testing.T) {
 			t.Fatalf("status %+v\n%s", nss.Status, logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Another holder takes the Lease: the replica loses leadership, and keeps serving.
+	var lease coordinationv1.Lease
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: "rocketpilot-leader"}, &lease); err != nil {
+		t.Fatal(err)
+	}
+	thief, long := "someone-else", int32(3600)
+	lease.Spec.HolderIdentity, lease.Spec.LeaseDurationSeconds = &thief, &long
+	now := metav1.NewMicroTime(time.Now())
+	lease.Spec.RenewTime, lease.Spec.AcquireTime = &now, &now
+	if err := k8s.Update(context.Background(), &lease); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(logs.String(), "the controllers stopped") {
+		if time.Now().After(deadline.Add(30 * time.Second)) {
+			t.Fatalf("leadership never lost:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("serve exited when it lost the lease: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	resp, err = http.Get("http://" + admin + "/api/v1/topics/" + embedded.DemoTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("after losing the lease: %s", resp.Status)
 	}
 }

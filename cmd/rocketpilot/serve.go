@@ -136,6 +136,9 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 	if len(addrs) == 0 && !o.demo && !o.kube.enabled && o.configDir == "" {
 		return errors.New("nothing to watch: give --namesrv, --demo, --kubernetes or --config")
 	}
+	if o.kube.enabled && o.configDir != "" {
+		return errors.New("--kubernetes and --config both define NameServerSources, TopicRoutes and TopicBindings: give one of them")
+	}
 	if !slices.Contains(server.Compressions, o.compression) {
 		return fmt.Errorf("--xds-compression %q: want one of %s", o.compression, strings.Join(server.Compressions, ", "))
 	}
@@ -230,11 +233,10 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 		wg.Go(func() { files.Run(ctx, o.configPoll) })
 		log.Info("following the config directory", "dir", o.configDir)
 	}
-	managerErr := make(chan error, 1)
 	var mgr interface{ GetAPIReader() ctrlclient.Reader }
 	if o.kube.enabled {
 		m, err := o.kube.startManager(ctx, log, controllers.Options{Table: table, Sources: sources, Policies: policies,
-			Logger: log.With("component", "controllers")}, func(err error) { managerErr <- err })
+			Logger: log.With("component", "controllers")})
 		if err != nil {
 			return err
 		}
@@ -274,14 +276,12 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 		case <-w.Synced():
 		case <-ctx.Done():
 			return nil
-		case err := <-managerErr:
-			return fmt.Errorf("controllers: %w", err)
 		}
 	}
 	syncCtx, cancelSync := context.WithTimeout(ctx, o.syncTimeout)
 	if mgr != nil {
-		if pending := controllers.WaitForSources(syncCtx, mgr.GetAPIReader(), sources); len(pending) > 0 {
-			log.Warn("serving before these NameServerSources synced", "sources", pending, "timeout", o.syncTimeout)
+		if pending := controllers.WaitForResources(syncCtx, mgr.GetAPIReader(), sources, policies, o.kube.namespace); len(pending) > 0 {
+			log.Warn("serving before these custom resources were reconciled", "resources", pending, "timeout", o.syncTimeout)
 		}
 	}
 	if err := sources.WaitSynced(syncCtx); err != nil && ctx.Err() == nil {
@@ -307,8 +307,6 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 		return nil
 	case err := <-serveErr:
 		return fmt.Errorf("xDS server: %w", err)
-	case err := <-managerErr:
-		return fmt.Errorf("controllers: %w", err)
 	}
 }
 

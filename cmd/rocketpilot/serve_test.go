@@ -76,6 +76,7 @@ func TestServeRejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"serve", "--demo", "--discovery", "sometimes", "--demo-namesrv-address", "127.0.0.1:0", "--xds-address", "127.0.0.1:0", "--admin-address", ""},
 		{"serve", "--demo", "--log-level", "loud"},
+		{"serve", "--kubernetes", "--config", "."},
 		{"serve", "--demo", "--xds-compression", "brotli", "--demo-namesrv-address", "127.0.0.1:0", "--xds-address", "127.0.0.1:0", "--admin-address", ""},
 	} {
 		root := newRootCommand()

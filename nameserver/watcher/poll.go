@@ -98,6 +98,9 @@ func (w *Watcher) markSynced() {
 	})
 }
 
+// Topics returns the topics the watcher follows, sorted.
+func (w *Watcher) Topics() []string { return w.knownTopics() }
+
 func (w *Watcher) knownTopics() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
