@@ -4,13 +4,24 @@ BIN     := bin
 PKGS    := ./...
 FUZZTIME ?= 30s
 CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+PREFIX  ?= $(shell $(GO) env GOPATH)
 
-.PHONY: all build test test-unit test-interop lint generate verify-generate envtest run run-config fuzz bench bench-smoke bench-go clean
+.PHONY: all build install test test-unit test-interop lint generate verify-generate envtest run run-config fuzz bench bench-smoke bench-go clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/rocketpilot ./cmd/rocketpilot
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/rocketpilot ./cmd/rocketpilot
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/rocketctl ./cmd/rocketctl
+
+## install: rocketpilot and rocketctl into $(PREFIX)/bin, rocketctl also as the kubectl plugin kubectl-rocketmq
+## (so that `kubectl rocketmq get topics` works).
+install: build
+	install -d $(PREFIX)/bin
+	install -m 0755 $(BIN)/rocketpilot $(BIN)/rocketctl $(PREFIX)/bin/
+	install -m 0755 $(BIN)/rocketctl $(PREFIX)/bin/kubectl-rocketmq
 
 ## test: lint, generated files up to date, then every unit and integration test with the race detector (the
 ## Kubernetes suites against a real kube-apiserver and etcd, built once by hack/envtest-assets.sh), then the

@@ -112,9 +112,13 @@ func describeTopic(w io.Writer, c *topicChain, now time.Time) error {
 	}
 	if row, err := summarizeRoute(c.Topic.Name, c.Route); err == nil {
 		p("Rules:")
-		p("  CODES\tHEADERS\tSUBSET")
+		p("  CODES\tHEADERS\tCLUSTER\tSUBSET")
 		for _, r := range row.Rules {
-			p("  %s\t%s\t%s", r.Codes, orNone(r.Headers), orNone(r.Subset))
+			cluster := "the cluster"
+			if r.Cluster != c.Topic.Cluster {
+				cluster = r.Cluster
+			}
+			p("  %s\t%s\t%s\t%s", r.Codes, orNone(r.Headers), cluster, orNone(r.Subset))
 		}
 	}
 	p("Endpoints (%s):", c.Topic.Cluster)

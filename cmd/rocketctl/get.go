@@ -327,6 +327,7 @@ type routeRow struct {
 }
 
 type routeRule struct {
+	Cluster string `json:"cluster"`
 	Codes   string `json:"codes"`
 	Headers string `json:"headers,omitempty"`
 	Subset  string `json:"subset,omitempty"`
@@ -391,7 +392,8 @@ func summarizeRoute(topic string, raw json.RawMessage) (routeRow, error) {
 		}
 		slices.Sort(subset)
 		rule.Subset = strings.Join(subset, ",")
-		row.Cluster = r.GetRoute().GetCluster()
+		rule.Cluster = r.GetRoute().GetCluster()
+		row.Cluster = rule.Cluster // the last, the catch-all: the topic's cluster
 		row.Rules = append(row.Rules, rule)
 	}
 	return row, nil
@@ -414,7 +416,7 @@ func printRoutes(g *globals, rows []routeRow) error {
 		t := &table{headers: []string{"TOPIC", "CLUSTER", "CODES", "HEADERS", "SUBSET"}}
 		for _, r := range rows {
 			for _, rule := range r.Rules {
-				t.add(r.Topic, r.Cluster, rule.Codes, orNone(rule.Headers), orNone(rule.Subset))
+				t.add(r.Topic, rule.Cluster, rule.Codes, orNone(rule.Headers), orNone(rule.Subset))
 			}
 		}
 		return t.print(g.out)

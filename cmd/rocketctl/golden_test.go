@@ -104,3 +104,14 @@ func TestGoldenOutput(t *testing.T) {
 	fixture(t, "topic-demo-inventory-003.json", &chain)
 	golden(t, "describe-topic.text", func(g *globals) error { return describeTopic(g.out, &chain, now) }, "text")
 }
+
+// TestKubectlPlugin: installed as kubectl-rocketmq, the command names itself as kubectl does its plugins.
+func TestKubectlPlugin(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"/usr/local/bin/kubectl-rocketmq", "get", "--help"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "kubectl rocketmq get KIND [NAME...]") {
+		t.Fatalf("usage as a plugin:\n%s", out.String())
+	}
+}

@@ -30,7 +30,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		name := filepath.Base(args[0])
 		if strings.HasPrefix(name, "kubectl-") {
-			root.Use = "kubectl " + strings.TrimPrefix(name, "kubectl-") // as a kubectl plugin
+			root.Use = name // as a kubectl plugin, named as kubectl names it
+			root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl " + strings.TrimPrefix(name, "kubectl-")}
 		}
 		root.SetArgs(args[1:])
 	}

@@ -104,6 +104,7 @@ func SendLoadAssignment(set *routing.BrokerSet) *endpointv3.ClusterLoadAssignmen
 		for _, lb := range loc.LbEndpoints {
 			name := lb.GetMetadata().GetFilterMetadata()[FilterNamespace].GetFields()[KeyBrokerName].GetStringValue()
 			lb.LoadBalancingWeight = wrapperspb.UInt32(uint32(set.Member(name).Weight))
+			delete(lb.Metadata.FilterMetadata, LBNamespace) // the send cluster has no subsets
 		}
 	}
 	return cla
