@@ -188,17 +188,8 @@ func getTopics(ctx context.Context, g *globals, f *getFlags, names []string) err
 }
 
 func printTopics(g *globals, topics []server.TopicSummary) error {
-	switch g.output {
-	case "json":
-		return printJSON(g.out, topics)
-	case "yaml":
-		return printYAML(g.out, topics)
-	case "name":
-		var names []string
-		for _, t := range topics {
-			names = append(names, t.Name)
-		}
-		return printNames(g.out, "topic", names)
+	if done, err := printData(g, topics, "topic", func(t server.TopicSummary) string { return t.Name }); done {
+		return err
 	}
 	t := &table{headers: []string{"NAME", "CLUSTER", "BROKERS", "VERSION"}}
 	if g.output == "wide" {
@@ -227,17 +218,8 @@ func getBrokerSets(ctx context.Context, g *globals, _ *getFlags, names []string)
 }
 
 func printBrokerSets(g *globals, rows []brokerSetRow) error {
-	switch g.output {
-	case "json":
-		return printJSON(g.out, rows)
-	case "yaml":
-		return printYAML(g.out, rows)
-	case "name":
-		var names []string
-		for _, r := range rows {
-			names = append(names, r.Hash)
-		}
-		return printNames(g.out, "brokerset", names)
+	if done, err := printData(g, rows, "brokerset", func(r brokerSetRow) string { return r.Hash }); done {
+		return err
 	}
 	t := &table{headers: []string{"HASH", "CLUSTER", "GROUPS"}}
 	if g.output == "wide" {
@@ -288,17 +270,8 @@ func getClusters(ctx context.Context, g *globals, _ *getFlags, names []string) e
 }
 
 func printClusters(g *globals, rows []clusterRow) error {
-	switch g.output {
-	case "json":
-		return printJSON(g.out, rows)
-	case "yaml":
-		return printYAML(g.out, rows)
-	case "name":
-		var names []string
-		for _, r := range rows {
-			names = append(names, r.Name)
-		}
-		return printNames(g.out, "cluster", names)
+	if done, err := printData(g, rows, "cluster", func(r clusterRow) string { return r.Name }); done {
+		return err
 	}
 	t := &table{headers: []string{"NAME", "BROKER SET", "ENDPOINTS"}}
 	if g.output == "wide" {
@@ -400,17 +373,8 @@ func summarizeRoute(topic string, raw json.RawMessage) (routeRow, error) {
 }
 
 func printRoutes(g *globals, rows []routeRow) error {
-	switch g.output {
-	case "json":
-		return printJSON(g.out, rows)
-	case "yaml":
-		return printYAML(g.out, rows)
-	case "name":
-		var names []string
-		for _, r := range rows {
-			names = append(names, r.Topic)
-		}
-		return printNames(g.out, "route", names)
+	if done, err := printData(g, rows, "route", func(r routeRow) string { return r.Topic }); done {
+		return err
 	}
 	if g.output == "wide" {
 		t := &table{headers: []string{"TOPIC", "CLUSTER", "CODES", "HEADERS", "SUBSET"}}
@@ -444,17 +408,8 @@ func getProxies(ctx context.Context, g *globals, _ *getFlags, names []string) er
 }
 
 func printProxies(g *globals, streams []cache.StreamStatus, now time.Time) error {
-	switch g.output {
-	case "json":
-		return printJSON(g.out, streams)
-	case "yaml":
-		return printYAML(g.out, streams)
-	case "name":
-		var names []string
-		for _, s := range streams {
-			names = append(names, s.Node)
-		}
-		return printNames(g.out, "proxy", slices.Compact(names))
+	if done, err := printData(g, streams, "proxy", func(s cache.StreamStatus) string { return s.Node }); done {
+		return err
 	}
 	t := &table{headers: []string{"NODE", "STREAM", "PROTOCOL", "TOPICS", "TYPES", "AGE"}}
 	if g.output == "wide" {

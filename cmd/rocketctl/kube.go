@@ -94,17 +94,8 @@ func listKube(ctx context.Context, g *globals, list client.ObjectList, names []s
 
 // printKube prints Kubernetes objects: their printer columns as a table, or the objects.
 func printKube(g *globals, kind string, objs []client.Object, allNamespaces bool, headers []string, cells func(client.Object) []string) error {
-	switch g.output {
-	case "json":
-		return printJSON(g.out, objs)
-	case "yaml":
-		return printYAML(g.out, objs)
-	case "name":
-		var names []string
-		for _, o := range objs {
-			names = append(names, o.GetName())
-		}
-		return printNames(g.out, kind+".rocketpilot.io", names)
+	if done, err := printData(g, objs, kind+".rocketpilot.io", func(o client.Object) string { return o.GetName() }); done {
+		return err
 	}
 	t := &table{headers: append([]string{"NAME"}, headers...)}
 	if allNamespaces {

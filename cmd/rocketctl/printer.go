@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -55,6 +56,27 @@ func printYAML(w io.Writer, v any) error {
 	}
 	_, err = w.Write(y)
 	return err
+}
+
+// printData prints items as -o json, yaml or name ask (kind/name lines, repeated names once); done is false for
+// the table formats, which the caller prints.
+func printData[T any](g *globals, items []T, kind string, name func(T) string) (done bool, err error) {
+	if items == nil {
+		items = []T{} // an empty list, not null
+	}
+	switch g.output {
+	case "json":
+		return true, printJSON(g.out, items)
+	case "yaml":
+		return true, printYAML(g.out, items)
+	case "name":
+		var names []string
+		for _, it := range items {
+			names = append(names, name(it))
+		}
+		return true, printNames(g.out, kind, slices.Compact(names))
+	}
+	return false, nil
 }
 
 // printNames writes kind/name lines, as kubectl -o name.
