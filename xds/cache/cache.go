@@ -214,6 +214,24 @@ func (c *Cache) sweep(touched map[*watch]struct{}) {
 			expired = true
 		}
 	}
+	// Live clusters kept by streams whose view they left: once the retention is over, those streams drop them.
+	for _, st := range c.streams {
+		for name, left := range st.leftAt {
+			if time.Since(left) < c.opts.ClusterRetention {
+				continue
+			}
+			for _, typeURL := range []string{translate.ClusterType, translate.EndpointType} {
+				if w := st.pending[typeURL]; w != nil {
+					touched[w] = struct{}{}
+				}
+			}
+			_, cds := st.sent[translate.ClusterType][name]
+			_, eds := st.sent[translate.EndpointType][name]
+			if !cds && !eds {
+				delete(st.leftAt, name) // no longer held: nothing left to drop
+			}
+		}
+	}
 	if expired { // wildcard cluster views may hold them: let every node's watches look (rare, batched)
 		for _, n := range c.nodes {
 			for w := range n.watches {

@@ -43,6 +43,9 @@ type stream struct {
 	// until an answer commits them.
 	forced       map[string]map[string]struct{}
 	dropWildcard map[string]bool
+	// leftAt records when a live cluster left the stream's wildcard view (its topics moved to other broker sets
+	// while others still use it): the stream keeps it for the retention, as it keeps a retired one.
+	leftAt map[string]time.Time
 }
 
 func (s *stream) markDirty(typeURL, name string) {
@@ -107,7 +110,8 @@ func (c *Cache) newStream(key streamKey, delta bool) *stream {
 	st := &stream{key: key, id: key.id, delta: delta, opened: time.Now(), types: map[string]*typeStatus{},
 		subs: map[string]map[string]struct{}{}, dirty: map[string]map[string]struct{}{}, pending: map[string]*watch{},
 		seen: map[string]bool{}, absent: map[string]map[string]struct{}{}, sent: map[string]map[string]struct{}{},
-		resumed: map[string]bool{}, forced: map[string]map[string]struct{}{}, dropWildcard: map[string]bool{}}
+		resumed: map[string]bool{}, forced: map[string]map[string]struct{}{}, dropWildcard: map[string]bool{},
+		leftAt: map[string]time.Time{}}
 	c.streams[key] = st
 	return st
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"maps"
 	"slices"
+	"time"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	gcpcache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -185,12 +186,16 @@ func (c *Cache) respond(w *watch) bool {
 	}
 	names := slices.Collect(maps.Keys(w.sub.SubscribedResources()))
 	if w.sub.IsWildcard() {
-		names = append(names, c.wildcard(w.typeURL, w.stream)...)
+		view := c.wildcard(w.typeURL, w.stream)
+		for _, name := range view {
+			delete(w.stream.leftAt, name)
+		}
+		names = append(names, view...)
 		if w.stream.resumed[w.typeURL] {
 			names = append(names, c.retainedNames()...)
 		} else {
 			for name := range w.stream.sent[w.typeURL] {
-				if c.retained(w.typeURL, name) { // a state-of-the-world answer that left it out would remove it
+				if c.keep(w.stream, w.typeURL, name) { // a state-of-the-world answer that left it out would remove it
 					names = append(names, name)
 				}
 			}
@@ -268,6 +273,7 @@ func (c *Cache) respondDelta(w *watch) bool {
 			continue
 		}
 		want[name] = struct{}{}
+		delete(st.leftAt, name) // in the view (again)
 		_, forced := w.forced[name]
 		had, known := returned[name]
 		if r := c.lookup(w.typeURL, name, w.node); r != nil {
@@ -302,7 +308,10 @@ func (c *Cache) respondDelta(w *watch) bool {
 			if _, ok := explicit[name]; ok {
 				continue
 			}
-			if c.retained(w.typeURL, name) {
+			// A name the client itself let go (unsubscribed, or the wildcard dropped) goes at once; one the model
+			// moved the node's topics away from is kept for the retention.
+			dropped := w.dropWildcard || slices.Contains(w.deltaReq.GetResourceNamesUnsubscribe(), name)
+			if c.retained(w.typeURL, name) || !dropped && c.keep(st, w.typeURL, name) {
 				continue
 			}
 			removed = append(removed, name)
@@ -364,6 +373,24 @@ func (c *Cache) retainedNames() []string {
 		}
 	}
 	return out
+}
+
+// keep reports whether a stream keeps a cluster or endpoint name its wildcard view no longer covers: a cluster
+// retired from the model (retained), or a live one that left the stream's view less than the retention ago.
+// Connections opened before the change may still route to either.
+func (c *Cache) keep(st *stream, typeURL, name string) bool {
+	if c.retained(typeURL, name) {
+		return true
+	}
+	if typeURL != translate.ClusterType && typeURL != translate.EndpointType || c.clusters[name] == nil {
+		return false
+	}
+	left, ok := st.leftAt[name]
+	if !ok {
+		st.leftAt[name] = time.Now()
+		return true
+	}
+	return time.Since(left) < c.opts.ClusterRetention
 }
 
 // retained reports whether a cluster or endpoint name belongs to a cluster kept after its broker set went away.

@@ -721,3 +721,38 @@ func TestSotwReconnectKeepsMakeBeforeBreakAndRetention(t *testing.T) {
 		break
 	}
 }
+
+// TestLiveClusterKeptWhenANodeStopsUsingIt: a node's topic moves to another broker set while another node's topic
+// still uses the old one. The first node keeps the old cluster for the retention (connections opened before may
+// still route to it), then drops it, though the cluster itself lives on.
+func TestLiveClusterKeptWhenANodeStopsUsingIt(t *testing.T) {
+	const retention = 1500 * time.Millisecond
+	s := startStackWith(t, embedded.LoadDemo, Options{}, cache.Options{ClusterRetention: retention})
+	testTopic(s, "conf-mine", 6, "b1")
+	testTopic(s, "conf-theirs", 6, "b1")
+	shared := clusterOf(t, s, "conf-mine")
+	d := openDelta(t, s.addr, "envoy-mine", "conf-mine")
+	d.subscribe(translate.ClusterType, "*")
+	r := d.next()
+	expect(t, r, translate.ClusterType, []string{shared}, nil)
+	d.ack(r)
+	other := openDelta(t, s.addr, "envoy-theirs", "conf-theirs")
+	other.subscribe(translate.ClusterType, "*")
+	r = other.next()
+	expect(t, r, translate.ClusterType, []string{shared}, nil)
+	other.ack(r)
+
+	testTopic(s, "conf-mine", 6, "b1", "b2") // a new shape; conf-theirs keeps the old one
+	moved := clusterOf(t, s, "conf-mine")
+	start := time.Now()
+	r = d.next()
+	if !slices.Contains(names(r), moved) || len(r.RemovedResources) > 0 {
+		t.Fatalf("after the move: %v, removed %v; want the new cluster and the old one kept", names(r), r.RemovedResources)
+	}
+	d.ack(r)
+	r = d.next()
+	if took := time.Since(start); !slices.Equal(r.RemovedResources, []string{shared}) || took < retention {
+		t.Fatalf("removed %v after %v, want %s after the retention (%v)", r.RemovedResources, took, shared, retention)
+	}
+	other.quiet("the other node's cluster is untouched")
+}

@@ -27,8 +27,8 @@ func startStack(t testing.TB, load func(*embedded.NameServer)) *stack {
 	return startStackWith(t, load, Options{})
 }
 
-// startStackWith is startStack with the gRPC server's options.
-func startStackWith(t testing.TB, load func(*embedded.NameServer), opts Options) *stack {
+// startStackWith is startStack with the gRPC server's options, and optionally the cache's.
+func startStackWith(t testing.TB, load func(*embedded.NameServer), opts Options, copts ...cache.Options) *stack {
 	t.Helper()
 	ns := embedded.New(embedded.Options{})
 	load(ns)
@@ -58,7 +58,11 @@ func startStackWith(t testing.TB, load func(*embedded.NameServer), opts Options)
 		t.Fatal("watcher never synced")
 	}
 	sub := table.Subscribe()
-	c, err := cache.New(table, cache.Options{})
+	var co cache.Options
+	if len(copts) > 0 {
+		co = copts[0]
+	}
+	c, err := cache.New(table, co)
 	if err != nil {
 		t.Fatal(err)
 	}
