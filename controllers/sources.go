@@ -99,6 +99,12 @@ func (s *Sources) withdrawUnfollowed(ctx context.Context, key string, r *running
 	case <-ctx.Done():
 		return
 	}
+	// What the sources hold first, what the watcher follows second: a topic it learns in between is followed.
+	held := map[string][]string{}
+	for _, a := range r.spec.Addrs {
+		source := tableSource(key) + "@" + a
+		held[source] = s.table.SourceTopics(source)
+	}
 	followed := map[string]bool{}
 	for _, t := range r.w.Topics() {
 		followed[t] = true
@@ -106,7 +112,7 @@ func (s *Sources) withdrawUnfollowed(ctx context.Context, key string, r *running
 	for _, a := range r.spec.Addrs {
 		source := tableSource(key) + "@" + a
 		var gone []routing.Update
-		for _, t := range s.table.SourceTopics(source) {
+		for _, t := range held[source] {
 			if !followed[t] {
 				gone = append(gone, routing.Update{Topic: t})
 			}

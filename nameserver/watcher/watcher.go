@@ -227,6 +227,16 @@ func (w *Watcher) discoverLoop(ctx context.Context) {
 // interestLoop follows routing.Interest in in-use mode: new topics are queried at once, released ones forgotten.
 func (w *Watcher) interestLoop(ctx context.Context) {
 	in := w.table.Interest()
+	// Start from every topic in use: a watcher that replaces another (a source whose spec changed) would
+	// otherwise see only what changed since its predecessor's last Drain.
+	w.mu.Lock()
+	for _, name := range in.Topics() {
+		if w.topics[name] == nil {
+			w.topics[name] = newTopicState(len(w.ns))
+			w.urgent.push(name)
+		}
+	}
+	w.mu.Unlock()
 	for {
 		added, removed := in.Drain()
 		w.mu.Lock()
