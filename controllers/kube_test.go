@@ -29,6 +29,8 @@ import (
 
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
+	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
@@ -512,4 +514,31 @@ func intsToInt64(v map[string]any) map[string]any {
 		panic(err)
 	}
 	return out
+}
+
+// TestPruneDropsWhatTheAPIServerNoLongerLists: resources deleted while no manager watched (after a lost lease)
+// leave the model when the next manager prunes; those still listed stay.
+func TestPruneDropsWhatTheAPIServerNoLongerLists(t *testing.T) {
+	n := namespace(t)
+	ns := demoNameServer(t)
+	table := routing.NewTable()
+	sources := NewSources(table, watcher.Options{RateLimit: 1e6}, nil)
+	defer sources.Close()
+	policies := NewPolicies(table)
+	kept := &v1alpha1.TopicRoute{ObjectMeta: objectMeta(n, "kept"), Spec: v1alpha1.TopicRouteSpec{Topics: v1alpha1.TopicSelector{Exact: []string{"a"}}}}
+	create(t, kept)
+	for _, key := range []string{n + "/kept", n + "/gone"} {
+		policies.SetRoute(key, "1", &routing.Policy{Name: key, Match: routing.TopicMatch{Exact: []string{"a"}}})
+	}
+	policies.SetBinding(n+"/gone", "1", &routing.Binding{Name: n + "/gone", Selects: func(routing.Proxy) bool { return true }})
+	if err := sources.Set(n+"/gone", SourceSpec{Addrs: []string{ns.Addr()}, Mode: watcher.ModeAllTopics}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Prune(context.Background(), k8s, sources, policies, n); err != nil {
+		t.Fatal(err)
+	}
+	routes, bindings := policies.Keys()
+	if !slices.Equal(routes, []string{n + "/kept"}) || len(bindings) != 0 || len(sources.Keys()) != 0 {
+		t.Fatalf("after prune: routes %v, bindings %v, sources %v", routes, bindings, sources.Keys())
+	}
 }

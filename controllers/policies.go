@@ -74,6 +74,19 @@ func (p *Policies) Reconciled(kind, key, version string) bool {
 	return p.seen[kind+"/"+key] == version
 }
 
+// Keys returns the keys of the recorded TopicRoutes and TopicBindings.
+func (p *Policies) Keys() (routes, bindings []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k := range p.routes {
+		routes = append(routes, k)
+	}
+	for k := range p.bindings {
+		bindings = append(bindings, k)
+	}
+	return routes, bindings
+}
+
 // Binding returns a recorded binding.
 func (p *Policies) Binding(key string) (routing.Binding, bool) {
 	p.mu.Lock()

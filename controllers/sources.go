@@ -248,3 +248,47 @@ func pendingResources(ctx context.Context, r client.Reader, sources *Sources, po
 	}
 	return pending, nil
 }
+
+// Prune drops what the model holds of resources the reader no longer lists in namespace ("" for all): those
+// deleted while no manager watched (between a lost lease and the next manager), whose delete events nobody saw.
+func Prune(ctx context.Context, r client.Reader, sources *Sources, policies *Policies, namespace string) error {
+	listed := map[string]bool{}
+	var nss v1alpha1.NameServerSourceList
+	if err := r.List(ctx, &nss, client.InNamespace(namespace)); err != nil {
+		return err
+	}
+	for i := range nss.Items {
+		listed["NameServerSource/"+keyOf(&nss.Items[i])] = true
+	}
+	var trs v1alpha1.TopicRouteList
+	if err := r.List(ctx, &trs, client.InNamespace(namespace)); err != nil {
+		return err
+	}
+	for i := range trs.Items {
+		listed["TopicRoute/"+keyOf(&trs.Items[i])] = true
+	}
+	var tbs v1alpha1.TopicBindingList
+	if err := r.List(ctx, &tbs, client.InNamespace(namespace)); err != nil {
+		return err
+	}
+	for i := range tbs.Items {
+		listed["TopicBinding/"+keyOf(&tbs.Items[i])] = true
+	}
+	for _, k := range sources.Keys() {
+		if !listed["NameServerSource/"+k] {
+			sources.Remove(k)
+		}
+	}
+	routes, bindings := policies.Keys()
+	for _, k := range routes {
+		if !listed["TopicRoute/"+k] {
+			policies.SetRoute(k, "", nil)
+		}
+	}
+	for _, k := range bindings {
+		if !listed["TopicBinding/"+k] {
+			policies.SetBinding(k, "", nil)
+		}
+	}
+	return nil
+}

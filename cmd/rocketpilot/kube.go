@@ -108,6 +108,15 @@ func (k *kubeOptions) startManager(ctx context.Context, log *slog.Logger, opts c
 				continue
 			}
 			go run(m)
+			// What was deleted while no manager watched sent no event to the new one: prune it once its
+			// caches hold the current state.
+			syncCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			if m.GetCache().WaitForCacheSync(syncCtx) {
+				if err := controllers.Prune(syncCtx, m.GetAPIReader(), opts.Sources, opts.Policies, k.namespace); err != nil {
+					log.Warn("prune resources deleted while the controllers were down", "err", err)
+				}
+			}
+			cancel()
 		}
 	}()
 	return first, nil
