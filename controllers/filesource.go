@@ -97,7 +97,7 @@ func (f *FileSource) Run(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		_, fingerprint, err := f.read()
+		files, fingerprint, err := f.read()
 		if err != nil {
 			f.log.Error("config directory", "dir", f.dir, "err", err)
 			continue
@@ -109,9 +109,7 @@ func (f *FileSource) Run(ctx context.Context, interval time.Duration) {
 			last = fingerprint // changed since the last look: wait until it holds still
 			continue
 		}
-		if err := f.Load(ctx); err != nil {
-			f.log.Error("config directory", "dir", f.dir, "err", err)
-		}
+		f.apply(ctx, files, fingerprint) // the very bytes that held still, not a read after them
 	}
 }
 
@@ -122,11 +120,17 @@ func (f *FileSource) Load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	f.apply(ctx, files, fingerprint)
+	return nil
+}
+
+// apply applies the files read with that fingerprint.
+func (f *FileSource) apply(ctx context.Context, files map[string][]byte, fingerprint string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if fingerprint == f.fingerprint {
 		f.refreshStatus()
-		return nil
+		return
 	}
 	f.fingerprint = fingerprint
 	seen := map[string]bool{}
@@ -230,7 +234,6 @@ func (f *FileSource) Load(ctx context.Context) error {
 	}
 	f.report, f.objects = report, objects
 	f.refreshStatus()
-	return nil
 }
 
 // decode validates one document and returns its report and typed object (nil when rejected).

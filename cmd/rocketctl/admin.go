@@ -25,7 +25,7 @@ func (g *globals) getJSON(ctx context.Context, path string, query url.Values, v 
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	ctx, cancel := g.withTimeout(ctx)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -57,4 +57,12 @@ func (g *globals) getJSON(ctx context.Context, path string, query url.Values, v 
 		return fmt.Errorf("decode %s: %w", path, err)
 	}
 	return nil
+}
+
+// withTimeout bounds a request by --request-timeout; 0 means no bound, as for kubectl.
+func (g *globals) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if g.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, g.timeout)
 }

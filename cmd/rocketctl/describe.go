@@ -96,13 +96,16 @@ func describeTopic(w io.Writer, c *topicChain, now time.Time) error {
 	p("Served route:")
 	p("  GROUP\tBROKER CLUSTER\tPERM\tREAD\tWRITE\tSEND SHARE\tACKS")
 	var total int64
+	sends := func(m routing.Member) bool { return m.Weight > 0 && m.Writable() && m.Master() != "" } // in the send cluster
 	for _, m := range c.Members {
-		total += int64(m.Weight)
+		if sends(m) {
+			total += int64(m.Weight)
+		}
 	}
 	for _, m := range c.Members {
 		weight := "-" // no weights: sends spread over the writable groups' queues
-		if m.Weight > 0 && total > 0 {
-			weight = strconv.FormatFloat(100*float64(m.Weight)/float64(total), 'f', -1, 64) + "%"
+		if sends(m) && total > 0 {
+			weight = strconv.FormatFloat(100*float64(m.Weight)/float64(total), 'f', 1, 64) + "%"
 		}
 		acks := "no"
 		if m.AcksReadable() {

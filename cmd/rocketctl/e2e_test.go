@@ -235,8 +235,22 @@ func TestEndToEndAgainstServeDemo(t *testing.T) {
 			t.Fatalf("rocketctl %v printed nothing", args)
 		}
 	}
-	if _, errOut, code := ctl(t, s, "get", "widgets"); code == 0 || !strings.Contains(errOut, `unknown kind "widgets"`) {
-		t.Fatalf("get widgets: exit %d %q", code, errOut)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"get", "widgets"}, `unknown kind "widgets"`},
+		{[]string{"get", "clusters", cluster, "rmq-nope"}, "cluster rmq-nope not found"},
+		{[]string{"get", "proxies", "nobody"}, "no connected proxy has node id nobody"},
+		{[]string{"describe", "topic", "no-such-topic"}, "no-such-topic"},
+	} {
+		out, errOut, code := ctl(t, s, c.args...)
+		if code == 0 || !strings.Contains(errOut, c.want) {
+			t.Fatalf("rocketctl %v: exit %d %q, want an error with %q", c.args, code, errOut, c.want)
+		}
+		if c.args[1] == "clusters" && !strings.Contains(out, cluster) {
+			t.Fatalf("get clusters with a missing name printed no found one:\n%s", out)
+		}
 	}
 }
 

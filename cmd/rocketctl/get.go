@@ -211,10 +211,11 @@ func getBrokerSets(ctx context.Context, g *globals, _ *getFlags, names []string)
 		return err
 	}
 	rows = slices.DeleteFunc(rows, func(r brokerSetRow) bool { return len(names) > 0 && !slices.Contains(names, r.Hash) })
-	if len(names) > 0 && len(rows) == 0 {
-		return fmt.Errorf("broker set %s not found", strings.Join(names, ", "))
+	missing := notFound(names, rows, func(r brokerSetRow) string { return r.Hash })
+	if err := printBrokerSets(g, rows); err != nil {
+		return err
 	}
-	return printBrokerSets(g, rows)
+	return missingError("broker set", missing)
 }
 
 func printBrokerSets(g *globals, rows []brokerSetRow) error {
@@ -255,6 +256,7 @@ type clusterEndpoint struct {
 	Perm       int32  `json:"perm"`
 	ReadQueues int32  `json:"readQueueNums"`
 	Write      int32  `json:"writeQueueNums"`
+	Weight     uint32 `json:"weight,omitempty"`
 }
 
 func getClusters(ctx context.Context, g *globals, _ *getFlags, names []string) error {
@@ -263,10 +265,11 @@ func getClusters(ctx context.Context, g *globals, _ *getFlags, names []string) e
 		return err
 	}
 	rows = slices.DeleteFunc(rows, func(r clusterRow) bool { return len(names) > 0 && !slices.Contains(names, r.Name) })
-	if len(names) > 0 && len(rows) == 0 {
-		return fmt.Errorf("cluster %s not found", strings.Join(names, ", "))
+	missing := notFound(names, rows, func(r clusterRow) string { return r.Name })
+	if err := printClusters(g, rows); err != nil {
+		return err
 	}
-	return printClusters(g, rows)
+	return missingError("cluster", missing)
 }
 
 func printClusters(g *globals, rows []clusterRow) error {
@@ -282,7 +285,11 @@ func printClusters(g *globals, rows []clusterRow) error {
 		if g.output == "wide" {
 			var hosts []string
 			for _, e := range r.Endpoints {
-				hosts = append(hosts, fmt.Sprintf("%s/%d=%s(%s,%d/%d)", e.BrokerName, e.BrokerID, e.Address, remoting.PermString(e.Perm), e.ReadQueues, e.Write))
+				host := fmt.Sprintf("%s/%d=%s(%s,%d/%d)", e.BrokerName, e.BrokerID, e.Address, remoting.PermString(e.Perm), e.ReadQueues, e.Write)
+				if e.Weight > 0 {
+					host += fmt.Sprintf("*%d", e.Weight)
+				}
+				hosts = append(hosts, host)
 			}
 			row = append(row, strings.Join(hosts, ","))
 		}
@@ -398,6 +405,9 @@ func getProxies(ctx context.Context, g *globals, _ *getFlags, names []string) er
 		return err
 	}
 	streams = slices.DeleteFunc(streams, func(s cache.StreamStatus) bool { return len(names) > 0 && !slices.Contains(names, s.Node) })
+	if missing := notFound(names, streams, func(s cache.StreamStatus) string { return s.Node }); len(missing) > 0 {
+		return fmt.Errorf("no connected proxy has node id %s", strings.Join(missing, ", "))
+	}
 	slices.SortFunc(streams, func(a, b cache.StreamStatus) int {
 		if c := strings.Compare(a.Node, b.Node); c != 0 {
 			return c
@@ -453,4 +463,23 @@ func shortType(typeURL string) string {
 		return "ROUTES"
 	}
 	return typeURL[strings.LastIndex(typeURL, ".")+1:]
+}
+
+// notFound returns the names no row has.
+func notFound[T any](names []string, rows []T, name func(T) string) []string {
+	var out []string
+	for _, n := range names {
+		if !slices.ContainsFunc(rows, func(r T) bool { return name(r) == n }) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// missingError is the error for names not found, after what was found is printed (as kubectl does).
+func missingError(kind string, missing []string) error {
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s %s not found", kind, strings.Join(missing, ", "))
 }

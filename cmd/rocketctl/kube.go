@@ -65,7 +65,7 @@ func listKube(ctx context.Context, g *globals, list client.ObjectList, names []s
 	if err != nil {
 		return nil, "", err
 	}
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	ctx, cancel := g.withTimeout(ctx)
 	defer cancel()
 	if err := c.List(ctx, list, client.InNamespace(ns)); err != nil {
 		return nil, "", fmt.Errorf("list from the Kubernetes API: %w", err)

@@ -78,7 +78,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	f := root.PersistentFlags()
 	f.StringVar(&g.server, "server", envOr("ROCKETCTL_SERVER", "http://127.0.0.1:19000"), "rocketpilot's admin API (or $ROCKETCTL_SERVER)")
 	f.StringVar(&g.xds, "xds-server", envOr("ROCKETCTL_XDS_SERVER", "127.0.0.1:18000"), "rocketpilot's xDS server, for resolve (or $ROCKETCTL_XDS_SERVER)")
-	f.DurationVar(&g.timeout, "request-timeout", 10*time.Second, "how long one request may take")
+	f.DurationVar(&g.timeout, "request-timeout", 10*time.Second, "how long one request may take (0: no limit)")
 	g.kube.addFlags(f)
 	root.AddCommand(newGetCommand(g), newDescribeCommand(g), newProxyStatusCommand(g), newProxyConfigCommand(g),
 		newResolveCommand(g), newDumpNamesrvCommand(g), newExperimentalCommand(g), newVersionCommand(g))

@@ -25,7 +25,7 @@ RocketMQ client asking its sidecar for the route (code 105) would get.`,
 				return err
 			}
 			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
+			ctx, cancel := g.withTimeout(cmd.Context())
 			defer cancel()
 			route, err := c.Resolve(ctx, args[0])
 			switch {

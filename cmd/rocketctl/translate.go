@@ -61,6 +61,9 @@ them as one JSON document.`,
 }
 
 func dumpNameServer(ctx context.Context, addr string, concurrency int, timeout time.Duration) (*namesrvDump, error) {
+	if timeout <= 0 {
+		timeout = time.Hour // --request-timeout 0: no bound of ours
+	}
 	c := client.New(addr, client.Options{RequestTimeout: timeout})
 	defer c.Close()
 	info, err := c.GetBrokerClusterInfo(ctx)
@@ -213,6 +216,11 @@ func translateOffline(ctx context.Context, dumpFile, configDir string, node *cor
 	if len(topics) == 0 {
 		for name := range d.Topics {
 			topics = append(topics, name)
+		}
+	}
+	for _, t := range topics {
+		if _, ok := d.Topics[t]; !ok {
+			return nil, fmt.Errorf("topic %q is not in the dump %s", t, dumpFile)
 		}
 	}
 	c, err := cache.New(table, cache.Options{})

@@ -756,3 +756,33 @@ func TestLiveClusterKeptWhenANodeStopsUsingIt(t *testing.T) {
 	}
 	other.quiet("the other node's cluster is untouched")
 }
+
+// TestWeightedTopicBringsItsSendCluster: when a TopicRoute weighs a node's topic, the node's wildcard CDS and EDS
+// views hold the send cluster beside the cluster, both before the ECDS config that routes sends to it.
+func TestWeightedTopicBringsItsSendCluster(t *testing.T) {
+	s := demoStack(t)
+	testTopic(s, "conf-weighted", 6, "b1", "b2")
+	d := openDelta(t, s.addr, "envoy-w", "conf-weighted")
+	d.subscribe(translate.ClusterType, "*")
+	d.subscribe(translate.EndpointType, "*")
+	d.subscribe(translate.ExtensionType, translate.ExtensionConfigName)
+	for range 3 {
+		d.ack(d.next())
+	}
+	s.table.SetPolicies([]routing.Policy{{Name: "ns/w", Match: routing.TopicMatch{Exact: []string{"conf-weighted"}}, Send: []routing.Backend{
+		{BrokerNames: []string{"b1"}, Weight: 70, Weighted: true}, {BrokerNames: []string{"b2"}, Weight: 30, Weighted: true}}}})
+	cluster := clusterOf(t, s, "conf-weighted")
+	got := map[string][]string{}
+	for got[translate.ExtensionType] == nil {
+		r := d.next()
+		if r.TypeUrl == translate.ExtensionType && (!slices.Contains(got[translate.ClusterType], cluster+"-send") ||
+			!slices.Contains(got[translate.EndpointType], cluster+"-send")) {
+			t.Fatalf("ECDS before the send cluster reached the node: %v", got)
+		}
+		got[r.TypeUrl] = append(got[r.TypeUrl], names(r)...)
+		d.ack(r)
+	}
+	if !slices.Contains(got[translate.ClusterType], cluster) {
+		t.Fatalf("clusters %v lack %s", got[translate.ClusterType], cluster)
+	}
+}

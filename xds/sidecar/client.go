@@ -196,6 +196,10 @@ func (c *Client) Route(ctx context.Context, topic string) (*Route, error) {
 				if e == nil || !e.known {
 					return false // the send cluster's endpoints are on their way
 				}
+				if e.value == nil {
+					out, rerr = nil, fmt.Errorf("route of %q sends to cluster %q, which the control plane does not have", topic, send)
+					return true
+				}
 				out.SendCluster, out.Send = send, translate.Targets(e.value, "")
 			}
 		}
