@@ -216,33 +216,42 @@ func WaitForResources(ctx context.Context, r client.Reader, sources *Sources, po
 	}
 }
 
+// resourceLists are the three kinds as one namespace (or all) holds them.
+type resourceLists struct {
+	sources  v1alpha1.NameServerSourceList
+	routes   v1alpha1.TopicRouteList
+	bindings v1alpha1.TopicBindingList
+}
+
+func listResources(ctx context.Context, r client.Reader, namespace string) (*resourceLists, error) {
+	l := &resourceLists{}
+	for _, list := range []client.ObjectList{&l.sources, &l.routes, &l.bindings} {
+		if err := r.List(ctx, list, client.InNamespace(namespace)); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
 func pendingResources(ctx context.Context, r client.Reader, sources *Sources, policies *Policies, namespace string) ([]string, error) {
-	var pending []string
-	var nss v1alpha1.NameServerSourceList
-	if err := r.List(ctx, &nss, client.InNamespace(namespace)); err != nil {
+	l, err := listResources(ctx, r, namespace)
+	if err != nil {
 		return nil, err
 	}
-	for i := range nss.Items {
-		key := keyOf(&nss.Items[i])
+	var pending []string
+	for i := range l.sources.Items {
+		key := keyOf(&l.sources.Items[i])
 		if st, ok := sources.Status(key); !ok || !st.Synced {
 			pending = append(pending, "NameServerSource "+key)
 		}
 	}
-	var trs v1alpha1.TopicRouteList
-	if err := r.List(ctx, &trs, client.InNamespace(namespace)); err != nil {
-		return nil, err
-	}
-	for i := range trs.Items {
-		if o := &trs.Items[i]; !policies.Reconciled("TopicRoute", keyOf(o), objectVersion(o)) {
+	for i := range l.routes.Items {
+		if o := &l.routes.Items[i]; !policies.Reconciled("TopicRoute", keyOf(o), objectVersion(o)) {
 			pending = append(pending, "TopicRoute "+keyOf(o))
 		}
 	}
-	var tbs v1alpha1.TopicBindingList
-	if err := r.List(ctx, &tbs, client.InNamespace(namespace)); err != nil {
-		return nil, err
-	}
-	for i := range tbs.Items {
-		if o := &tbs.Items[i]; !policies.Reconciled("TopicBinding", keyOf(o), objectVersion(o)) {
+	for i := range l.bindings.Items {
+		if o := &l.bindings.Items[i]; !policies.Reconciled("TopicBinding", keyOf(o), objectVersion(o)) {
 			pending = append(pending, "TopicBinding "+keyOf(o))
 		}
 	}
@@ -252,27 +261,19 @@ func pendingResources(ctx context.Context, r client.Reader, sources *Sources, po
 // Prune drops what the model holds of resources the reader no longer lists in namespace ("" for all): those
 // deleted while no manager watched (between a lost lease and the next manager), whose delete events nobody saw.
 func Prune(ctx context.Context, r client.Reader, sources *Sources, policies *Policies, namespace string) error {
+	l, err := listResources(ctx, r, namespace)
+	if err != nil {
+		return err
+	}
 	listed := map[string]bool{}
-	var nss v1alpha1.NameServerSourceList
-	if err := r.List(ctx, &nss, client.InNamespace(namespace)); err != nil {
-		return err
+	for i := range l.sources.Items {
+		listed["NameServerSource/"+keyOf(&l.sources.Items[i])] = true
 	}
-	for i := range nss.Items {
-		listed["NameServerSource/"+keyOf(&nss.Items[i])] = true
+	for i := range l.routes.Items {
+		listed["TopicRoute/"+keyOf(&l.routes.Items[i])] = true
 	}
-	var trs v1alpha1.TopicRouteList
-	if err := r.List(ctx, &trs, client.InNamespace(namespace)); err != nil {
-		return err
-	}
-	for i := range trs.Items {
-		listed["TopicRoute/"+keyOf(&trs.Items[i])] = true
-	}
-	var tbs v1alpha1.TopicBindingList
-	if err := r.List(ctx, &tbs, client.InNamespace(namespace)); err != nil {
-		return err
-	}
-	for i := range tbs.Items {
-		listed["TopicBinding/"+keyOf(&tbs.Items[i])] = true
+	for i := range l.bindings.Items {
+		listed["TopicBinding/"+keyOf(&l.bindings.Items[i])] = true
 	}
 	for _, k := range sources.Keys() {
 		if !listed["NameServerSource/"+k] {

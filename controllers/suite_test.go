@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -28,6 +27,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
+	"github.com/rocketpilot/rocketpilot/internal/kubetest"
 	nsclient "github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
@@ -70,23 +70,10 @@ func TestMain(m *testing.M) {
 func apiServer(t testing.TB) {
 	t.Helper()
 	envOnce.Do(func() {
-		assets := os.Getenv("KUBEBUILDER_ASSETS")
-		if assets == "" {
-			out, err := exec.Command(filepath.Join("..", "hack", "envtest-assets.sh")).Output()
-			if err != nil {
-				envErr = fmt.Errorf("envtest assets: %w", err)
-				return
-			}
-			assets = strings.TrimSpace(string(out))
-		}
-		env = &envtest.Environment{
-			CRDDirectoryPaths:     []string{filepath.Join("..", "crds", "manifests"), filepath.Join("testdata", "crds")},
-			ErrorIfCRDPathMissing: true,
-			BinaryAssetsDirectory: assets,
-		}
-		if restConfig, envErr = env.Start(); envErr != nil {
+		if env, envErr = kubetest.Start(filepath.Join("testdata", "crds")); envErr != nil {
 			return
 		}
+		restConfig = env.Config
 		k8s, envErr = client.New(restConfig, client.Options{Scheme: scheme})
 	})
 	if envErr != nil {

@@ -7,25 +7,37 @@ import (
 	"time"
 )
 
-// BenchmarkApplyOneTopic changes one topic's route in tables of growing size: the cost must not grow with N.
-func BenchmarkApplyOneTopic(b *testing.B) {
+// benchShapes are eight route shapes over nine broker groups.
+func benchShapes() []*Route {
 	shapes := make([]*Route, 8)
 	for i := range shapes {
 		shapes[i] = route(
 			member("c1", fmt.Sprintf("broker-%d", i), 6, 8, fmt.Sprintf("10.0.%d.1:10911", i), fmt.Sprintf("10.0.%d.2:10911", i)),
 			member("c1", fmt.Sprintf("broker-%d", i+1), 6, 8, fmt.Sprintf("10.0.%d.1:10911", i+1)))
 	}
-	for _, n := range []int{1_000, 100_000, 1_000_000} {
-		tab := NewTable()
-		batch := make([]Update, 0, 10_000)
-		for i := range n {
-			batch = append(batch, Update{fmt.Sprintf("topic-%07d", i), shapes[i%len(shapes)]})
-			if len(batch) == cap(batch) {
-				tab.Apply("ns", batch...)
-				batch = batch[:0]
-			}
+	return shapes
+}
+
+// benchTable is a table of n topics, topic-0000000 and on, over the shapes in turn.
+func benchTable(n int, shapes []*Route) *Table {
+	tab := NewTable()
+	batch := make([]Update, 0, 10_000)
+	for i := range n {
+		batch = append(batch, Update{fmt.Sprintf("topic-%07d", i), shapes[i%len(shapes)]})
+		if len(batch) == cap(batch) {
+			tab.Apply("ns", batch...)
+			batch = batch[:0]
 		}
-		tab.Apply("ns", batch...)
+	}
+	tab.Apply("ns", batch...)
+	return tab
+}
+
+// BenchmarkApplyOneTopic changes one topic's route in tables of growing size: the cost must not grow with N.
+func BenchmarkApplyOneTopic(b *testing.B) {
+	shapes := benchShapes()
+	for _, n := range []int{1_000, 100_000, 1_000_000} {
+		tab := benchTable(n, shapes)
 		sub := tab.Subscribe()
 		b.Run(fmt.Sprintf("topics=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
@@ -43,22 +55,9 @@ func BenchmarkApplyOneTopic(b *testing.B) {
 // BenchmarkSetPolicies changes one of ten prefix policies, each matching a tenth of a table of 100k or 1M topics:
 // the cost of one TopicRoute change. Every topic's match is evaluated; only the changed policy's topics merge again.
 func BenchmarkSetPolicies(b *testing.B) {
-	shapes := make([]*Route, 8)
-	for i := range shapes {
-		shapes[i] = route(member("c1", fmt.Sprintf("broker-%d", i), 6, 8, fmt.Sprintf("10.0.%d.1:10911", i)),
-			member("c1", fmt.Sprintf("broker-%d", i+1), 6, 8, fmt.Sprintf("10.0.%d.1:10911", i+1)))
-	}
+	shapes := benchShapes()
 	for _, n := range []int{100_000, 1_000_000} {
-		tab := NewTable()
-		batch := make([]Update, 0, 10_000)
-		for i := range n {
-			batch = append(batch, Update{fmt.Sprintf("topic-%07d", i), shapes[i%len(shapes)]})
-			if len(batch) == cap(batch) {
-				tab.Apply("ns", batch...)
-				batch = batch[:0]
-			}
-		}
-		tab.Apply("ns", batch...)
+		tab := benchTable(n, shapes)
 		policies := make([]Policy, 10)
 		for i := range policies {
 			// Each prefix covers a tenth of the names: "topic-0" plus one digit at 1M topics, "topic-00" plus one at 100k.

@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,34 +9,17 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
+	"github.com/rocketpilot/rocketpilot/internal/kubetest"
 )
 
 // TestGetKubernetesResources lists rocketpilot's custom resources through a real kube-apiserver (envtest).
 func TestGetKubernetesResources(t *testing.T) {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		out, err := exec.Command(filepath.Join("..", "..", "hack", "envtest-assets.sh")).Output()
-		if err != nil {
-			t.Fatalf("envtest assets: %v", err)
-		}
-		assets = strings.TrimSpace(string(out))
-	}
-	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "..", "crds", "manifests")},
-		ErrorIfCRDPathMissing: true, BinaryAssetsDirectory: assets}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Stop()
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	env := kubetest.StartT(t)
+	kubeconfig := kubetest.Kubeconfig(t, env)
 	scheme := runtime.NewScheme()
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
@@ -47,7 +27,7 @@ func TestGetKubernetesResources(t *testing.T) {
 	if err := corev1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
-	k8s, err := client.New(cfg, client.Options{Scheme: scheme})
+	k8s, err := client.New(env.Config, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -33,31 +31,9 @@ func TestServeConfigDir(t *testing.T) {
 	write("drain.yaml", "apiVersion: rocketpilot.io/v1alpha1\nkind: TopicRoute\nmetadata: {name: drain}\nspec:\n  topics: {exact: [TopicTest]}\n  drain: {brokerNames: [broker-b]}\n")
 	write("bad.yaml", "apiVersion: rocketpilot.io/v1alpha1\nkind: TopicRoute\nmetadata: {name: bad}\nspec:\n  topics: {}\n")
 
-	var logs syncBuffer
-	root := newRootCommand()
-	root.SetArgs([]string{"serve", "--config", dir, "--xds-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0", "--log-format", "json"})
-	root.SetErr(&logs)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- root.ExecuteContext(ctx) }()
-	defer func() { cancel(); <-done }()
-	re := regexp.MustCompile(`"msg":"serving the admin API","addr":"([^"]+)"`)
-	deadline := time.Now().Add(10 * time.Second)
-	var admin string
-	for admin == "" {
-		if m := re.FindStringSubmatch(logs.String()); m != nil {
-			admin = m[1]
-		} else if time.Now().After(deadline) {
-			t.Fatalf("no admin API:\n%s", logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	for !strings.Contains(logs.String(), `"msg":"serving xDS"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("xDS not served:\n%s", logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	p := serveInProcess(t, "--config", dir)
+	admin := p.addr(t, "serving the admin API", 10*time.Second)
+	p.waitLog(t, "serving xDS", 10*time.Second)
 	getJSON := func(path string, v any) {
 		t.Helper()
 		resp, err := http.Get("http://" + admin + path)

@@ -4,10 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -17,34 +13,17 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
+	"github.com/rocketpilot/rocketpilot/internal/kubetest"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 )
 
 // TestServeKubernetes runs `serve --kubernetes` against a real kube-apiserver (envtest): it reconciles a
 // NameServerSource, waits for its first sync before serving xDS, and writes its status as the elected leader.
 func TestServeKubernetes(t *testing.T) {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		out, err := exec.Command(filepath.Join("..", "..", "hack", "envtest-assets.sh")).Output()
-		if err != nil {
-			t.Fatalf("envtest assets: %v", err)
-		}
-		assets = strings.TrimSpace(string(out))
-	}
-	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "..", "crds", "manifests")},
-		ErrorIfCRDPathMissing: true, BinaryAssetsDirectory: assets}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Stop()
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	env := kubetest.StartT(t)
+	kubeconfig := kubetest.Kubeconfig(t, env)
 	scheme := runtime.NewScheme()
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
@@ -52,7 +31,7 @@ func TestServeKubernetes(t *testing.T) {
 	if err := coordinationv1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
-	k8s, err := client.New(cfg, client.Options{Scheme: scheme})
+	k8s, err := client.New(env.Config, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,27 +52,11 @@ func TestServeKubernetes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logs syncBuffer
-	root := newRootCommand()
-	root.SetArgs([]string{"serve", "--kubernetes", "--kubeconfig", kubeconfig, "--leader-election-namespace", "default",
-		"--leader-election-lease-duration", "2s", "--leader-election-renew-deadline", "1s", "--leader-election-retry-period", "200ms",
-		"--xds-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0", "--log-format", "json"})
-	root.SetErr(&logs)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- root.ExecuteContext(ctx) }()
-	defer func() { cancel(); <-done }()
-
-	re := regexp.MustCompile(`"msg":"serving the admin API","addr":"([^"]+)"`)
+	p := serveInProcess(t, "--kubernetes", "--kubeconfig", kubeconfig, "--leader-election-namespace", "default",
+		"--leader-election-lease-duration", "2s", "--leader-election-renew-deadline", "1s", "--leader-election-retry-period", "200ms")
+	p.waitLog(t, "serving xDS", 30*time.Second)
+	admin := p.addr(t, "serving the admin API", time.Second)
 	deadline := time.Now().Add(30 * time.Second)
-	var admin string
-	for !strings.Contains(logs.String(), `"msg":"serving xDS"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("xDS not served:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	admin = re.FindStringSubmatch(logs.String())[1]
 	// Served only after the NameServerSource's first sync and the TopicRoute's reconcile: the topic and its
 	// policy are there the moment xDS is.
 	resp, err := http.Get("http://" + admin + "/api/v1/topics/" + embedded.DemoTopic)
@@ -113,7 +76,7 @@ func TestServeKubernetes(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("status %+v\n%s", nss.Status, logs.String())
+			t.Fatalf("status %+v\n%s", nss.Status, p.logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -130,15 +93,10 @@ func TestServeKubernetes(t *testing.T) {
 	if err := k8s.Update(context.Background(), &lease); err != nil {
 		t.Fatal(err)
 	}
-	for !strings.Contains(logs.String(), "the controllers stopped") {
-		if time.Now().After(deadline.Add(30 * time.Second)) {
-			t.Fatalf("leadership never lost:\n%s", logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	p.waitLog(t, "the controllers stopped; starting them again (xDS keeps serving the model)", 30*time.Second)
 	select {
-	case err := <-done:
-		t.Fatalf("serve exited when it lost the lease: %v", err)
+	case <-p.stopped:
+		t.Fatalf("serve exited when it lost the lease: %v", p.err)
 	case <-time.After(500 * time.Millisecond):
 	}
 	resp, err = http.Get("http://" + admin + "/api/v1/topics/" + embedded.DemoTopic)

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -27,39 +29,82 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// TestServeDemo runs `rocketpilot serve --demo` in process and checks that it learns and logs the demo topics.
-func TestServeDemo(t *testing.T) {
-	var logs syncBuffer
-	root := newRootCommand()
-	root.SetArgs([]string{"serve", "--demo", "--demo-namesrv-address", "127.0.0.1:0", "--xds-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0", "--log-format", "json"})
-	root.SetErr(&logs)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- root.ExecuteContext(ctx) }()
+// inProcess is `rocketpilot serve` run in process, on loopback ports of its own, with JSON logs; it is stopped
+// when the test ends.
+type inProcess struct {
+	logs    syncBuffer
+	cancel  context.CancelFunc
+	stopped chan struct{}
+	err     error // what serve returned, once stopped is closed
+}
 
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(logs.String(), `"msg":"routing model ready"`) {
+func serveInProcess(t *testing.T, args ...string) *inProcess {
+	t.Helper()
+	p := &inProcess{stopped: make(chan struct{})}
+	root := newRootCommand()
+	root.SetArgs(append(append([]string{"serve"}, args...),
+		"--xds-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0", "--log-format", "json"))
+	root.SetErr(&p.logs)
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	go func() { p.err = root.ExecuteContext(ctx); close(p.stopped) }()
+	t.Cleanup(func() { p.stop() })
+	return p
+}
+
+// stop ends serve and returns what it returned, or an error when it does not stop within 5 s.
+func (p *inProcess) stop() error {
+	p.cancel()
+	select {
+	case <-p.stopped:
+		return p.err
+	case <-time.After(5 * time.Second):
+		return errors.New("serve did not stop within 5 s after its context ended")
+	}
+}
+
+// waitLog waits until a log line with msg appears, and returns the logs so far.
+func (p *inProcess) waitLog(t *testing.T, msg string, within time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if out := p.logs.String(); strings.Contains(out, `"msg":"`+msg+`"`) {
+			return out
+		}
+		select {
+		case <-p.stopped:
+			t.Fatalf("serve stopped (%v) before %q; logs:\n%s", p.err, msg, p.logs.String())
+		default:
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no routing model within 10s; logs:\n%s", logs.String())
+			t.Fatalf("no %q within %v; logs:\n%s", msg, within, p.logs.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	out := logs.String()
+}
+
+// addr waits for the log line msg and returns the address it names.
+func (p *inProcess) addr(t *testing.T, msg string, within time.Duration) string {
+	t.Helper()
+	m := regexp.MustCompile(`"msg":"` + regexp.QuoteMeta(msg) + `","addr":"([^"]+)"`).FindStringSubmatch(p.waitLog(t, msg, within))
+	if m == nil {
+		t.Fatalf("the %q log line names no address", msg)
+	}
+	return m[1]
+}
+
+// TestServeDemo runs `rocketpilot serve --demo` in process and checks that it learns and logs the demo topics.
+func TestServeDemo(t *testing.T) {
+	p := serveInProcess(t, "--demo", "--demo-namesrv-address", "127.0.0.1:0")
+	out := p.waitLog(t, "routing model ready", 10*time.Second)
 	if n := strings.Count(out, `"msg":"topic learned"`); n < 100 {
 		t.Fatalf("logged %d learned topics, want at least 100", n)
 	}
 	if !strings.Contains(out, `"topic":"TopicTest","brokers":"broker-a(DefaultCluster,RW-) broker-b(DefaultCluster,RW-)"`) {
 		t.Fatalf("TopicTest not logged with its two broker groups:\n%s", out)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve returned %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("serve did not stop after its context ended")
+	if err := p.stop(); err != nil {
+		t.Fatalf("serve: %v", err)
 	}
 }
 

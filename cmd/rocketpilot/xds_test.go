@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -22,30 +21,9 @@ import (
 // TestServeDemoOverDeltaADS runs `serve --demo` and, as an on-demand delta client, asks for TopicTest's route, then
 // for the cluster and endpoints it names, then for a topic that does not exist.
 func TestServeDemoOverDeltaADS(t *testing.T) {
-	var logs syncBuffer
-	root := newRootCommand()
-	root.SetArgs([]string{"serve", "--demo", "--demo-namesrv-address", "127.0.0.1:0", "--xds-address", "127.0.0.1:0",
-		"--admin-address", "127.0.0.1:0", "--log-format", "json"})
-	root.SetErr(&logs)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- root.ExecuteContext(ctx) }()
-	defer func() { cancel(); <-done }()
-
-	addrOf := func(msg string) string {
-		re := regexp.MustCompile(`"msg":"` + msg + `","addr":"([^"]+)"`)
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if m := re.FindStringSubmatch(logs.String()); m != nil {
-				return m[1]
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q log line:\n%s", msg, logs.String())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	xdsAddr, adminAddr := addrOf("serving xDS"), addrOf("serving the admin API")
+	p := serveInProcess(t, "--demo", "--demo-namesrv-address", "127.0.0.1:0")
+	xdsAddr, adminAddr := p.addr(t, "serving xDS", 10*time.Second), p.addr(t, "serving the admin API", time.Second)
+	ctx := context.Background()
 
 	conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

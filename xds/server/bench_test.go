@@ -22,10 +22,9 @@ import (
 
 // benchStream is a raw delta ADS stream that ACKs everything and reports each response.
 type benchStream struct {
-	st   discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
-	mu   sync.Mutex
-	sent bool
-	got  chan *discovery.DeltaDiscoveryResponse
+	st  discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
+	mu  sync.Mutex
+	got chan *discovery.DeltaDiscoveryResponse
 }
 
 func (b *benchStream) send(req *discovery.DeltaDiscoveryRequest) error {
