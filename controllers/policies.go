@@ -36,28 +36,18 @@ func (p *Policies) SetRoute(key, version string, policy *routing.Policy) {
 	if policy != nil {
 		policy.Version = version
 	}
-	if !set(p.routes, key, version, policy) {
-		return
+	if set(p.routes, key, version, policy) {
+		p.table.SetPolicies(values(p.routes))
 	}
-	all := make([]routing.Policy, 0, len(p.routes))
-	for _, v := range p.routes {
-		all = append(all, v.value)
-	}
-	p.table.SetPolicies(all)
 }
 
 // SetBinding records a TopicBinding's binding, like SetRoute.
 func (p *Policies) SetBinding(key, version string, binding *routing.Binding) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !set(p.bindings, key, version, binding) {
-		return
+	if set(p.bindings, key, version, binding) {
+		p.table.SetBindings(values(p.bindings))
 	}
-	all := make([]routing.Binding, 0, len(p.bindings))
-	for _, v := range p.bindings {
-		all = append(all, v.value)
-	}
-	p.table.SetBindings(all)
 }
 
 // noteReconciled records that a resource was reconciled at a version, whether it was valid or not.
@@ -106,4 +96,12 @@ func set[T any](m map[string]versioned[T], key, version string, v *T) (changed b
 	}
 	m[key] = versioned[T]{version: version, value: *v}
 	return true
+}
+
+func values[T any](m map[string]versioned[T]) []T {
+	out := make([]T, 0, len(m))
+	for _, v := range m {
+		out = append(out, v.value)
+	}
+	return out
 }

@@ -243,21 +243,8 @@ func printBrokerSets(g *globals, rows []brokerSetRow) error {
 	return t.print(g.out)
 }
 
-type clusterRow struct {
-	Name      string            `json:"name"`
-	BrokerSet string            `json:"brokerSet"`
-	Endpoints []clusterEndpoint `json:"endpoints"`
-}
-
-type clusterEndpoint struct {
-	Address    string `json:"address"`
-	BrokerName string `json:"brokerName"`
-	BrokerID   int64  `json:"brokerId"`
-	Perm       int32  `json:"perm"`
-	ReadQueues int32  `json:"readQueueNums"`
-	Write      int32  `json:"writeQueueNums"`
-	Weight     uint32 `json:"weight,omitempty"`
-}
+// clusterRow is the admin API's served cluster.
+type clusterRow = server.ClusterRow
 
 func getClusters(ctx context.Context, g *globals, _ *getFlags, names []string) error {
 	var rows []clusterRow

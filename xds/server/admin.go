@@ -252,34 +252,38 @@ func raw(m proto.Message) json.RawMessage {
 	return b
 }
 
+// ClusterRow is one served cluster in GET /api/v1/clusters.
+type ClusterRow struct {
+	Name      string            `json:"name"`
+	BrokerSet string            `json:"brokerSet"`
+	Endpoints []ClusterEndpoint `json:"endpoints"`
+}
+
+// ClusterEndpoint is one endpoint of a ClusterRow: the broker and what Envoy's filter reads of it.
+type ClusterEndpoint struct {
+	Address    string `json:"address"`
+	BrokerName string `json:"brokerName"`
+	BrokerID   int64  `json:"brokerId"`
+	Perm       int32  `json:"perm"`
+	ReadQueues int32  `json:"readQueueNums"`
+	Write      int32  `json:"writeQueueNums"`
+	Weight     uint32 `json:"weight,omitempty"`
+}
+
 func (a *Admin) clusters(w http.ResponseWriter, _ *http.Request) {
-	type endpoint struct {
-		Address    string `json:"address"`
-		BrokerName string `json:"brokerName"`
-		BrokerID   int64  `json:"brokerId"`
-		Perm       int32  `json:"perm"`
-		ReadQueues int32  `json:"readQueueNums"`
-		Write      int32  `json:"writeQueueNums"`
-		Weight     uint32 `json:"weight,omitempty"`
-	}
-	type row struct {
-		Name      string     `json:"name"`
-		BrokerSet string     `json:"brokerSet"`
-		Endpoints []endpoint `json:"endpoints"`
-	}
-	out := []row{}
+	out := []ClusterRow{}
 	for _, set := range a.Table.BrokerSets() {
 		clas := []*endpointv3.ClusterLoadAssignment{translate.LoadAssignment(set)}
 		if translate.Weighted(set) {
 			clas = append(clas, translate.SendLoadAssignment(set))
 		}
 		for _, cla := range clas {
-			r := row{Name: cla.GetClusterName(), BrokerSet: set.Hash}
+			r := ClusterRow{Name: cla.GetClusterName(), BrokerSet: set.Hash}
 			for _, loc := range cla.GetEndpoints() {
 				for _, lb := range loc.GetLbEndpoints() {
 					sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
 					f := lb.GetMetadata().GetFilterMetadata()[translate.FilterNamespace].GetFields()
-					r.Endpoints = append(r.Endpoints, endpoint{
+					r.Endpoints = append(r.Endpoints, ClusterEndpoint{
 						Address:    sa.GetAddress() + ":" + strconv.FormatUint(uint64(sa.GetPortValue()), 10),
 						BrokerName: f[translate.KeyBrokerName].GetStringValue(),
 						BrokerID:   int64(f[translate.KeyBrokerID].GetNumberValue()),
@@ -293,7 +297,7 @@ func (a *Admin) clusters(w http.ResponseWriter, _ *http.Request) {
 			out = append(out, r)
 		}
 	}
-	slices.SortFunc(out, func(x, y row) int { return strings.Compare(x.Name, y.Name) })
+	slices.SortFunc(out, func(x, y ClusterRow) int { return strings.Compare(x.Name, y.Name) })
 	writeJSON(w, out)
 }
 

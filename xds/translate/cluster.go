@@ -28,23 +28,17 @@ func adsSource() *corev3.ConfigSource {
 // group's carrier (broker_name), the writable masters, or the readable brokers. A route without metadata_match
 // (route queries and anything else) may use any endpoint; a route with one never falls back to another subset.
 func Cluster(set *routing.BrokerSet) *clusterv3.Cluster {
-	name := ClusterName(set)
 	noFallback := clusterv3.Cluster_LbSubsetConfig_LbSubsetSelector_NO_FALLBACK
-	return &clusterv3.Cluster{
-		Name:                 name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name},
-		ConnectTimeout:       durationpb.New(3 * time.Second),
-		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
-		LbSubsetConfig: &clusterv3.Cluster_LbSubsetConfig{
-			FallbackPolicy: clusterv3.Cluster_LbSubsetConfig_ANY_ENDPOINT,
-			SubsetSelectors: []*clusterv3.Cluster_LbSubsetConfig_LbSubsetSelector{
-				{Keys: []string{SubsetBrokerName}, FallbackPolicy: noFallback},
-				{Keys: []string{SubsetWritable}, FallbackPolicy: noFallback},
-				{Keys: []string{SubsetReadable}, FallbackPolicy: noFallback},
-			},
+	c := edsCluster(ClusterName(set))
+	c.LbSubsetConfig = &clusterv3.Cluster_LbSubsetConfig{
+		FallbackPolicy: clusterv3.Cluster_LbSubsetConfig_ANY_ENDPOINT,
+		SubsetSelectors: []*clusterv3.Cluster_LbSubsetConfig_LbSubsetSelector{
+			{Keys: []string{SubsetBrokerName}, FallbackPolicy: noFallback},
+			{Keys: []string{SubsetWritable}, FallbackPolicy: noFallback},
+			{Keys: []string{SubsetReadable}, FallbackPolicy: noFallback},
 		},
 	}
+	return c
 }
 
 // carrier returns the address of a member that carries its queue data: the master, or the lowest broker id when
@@ -83,8 +77,10 @@ func SendClusterName(set *routing.BrokerSet) string { return ClusterName(set) + 
 // SendCluster is a weighted broker set's send cluster: its writable masters only, weighted. In Envoy a host
 // has one weight whatever subset picks it, and a master is also the broker that carries its group's queues:
 // weights on the main cluster would skew consumption as much as sends, so sends get a cluster of their own.
-func SendCluster(set *routing.BrokerSet) *clusterv3.Cluster {
-	name := SendClusterName(set)
+func SendCluster(set *routing.BrokerSet) *clusterv3.Cluster { return edsCluster(SendClusterName(set)) }
+
+// edsCluster is a cluster whose endpoints come by EDS from the ADS stream, round robin, connect timeout 3 s.
+func edsCluster(name string) *clusterv3.Cluster {
 	return &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
