@@ -307,6 +307,17 @@ func routeClusters(rc *rmqv3.RouteConfiguration) []string {
 	return out
 }
 
+// routesTo reports whether a route names a cluster (without building routeClusters: this runs per watcher on
+// every endpoint update).
+func routesTo(rc *rmqv3.RouteConfiguration, cluster string) bool {
+	for _, r := range rc.GetRoutes() {
+		if r.GetRoute().GetCluster() == cluster {
+			return true
+		}
+	}
+	return false
+}
+
 // sendCluster is the cluster a route's sends go to.
 func sendCluster(rc *rmqv3.RouteConfiguration) string {
 	if routes := rc.GetRoutes(); len(routes) > 0 {
@@ -319,7 +330,7 @@ func sendCluster(rc *rmqv3.RouteConfiguration) string {
 // is over the watchers, not over every wanted topic.
 func (c *Client) touchUsersLocked(touched map[string]struct{}, cluster string) {
 	for t := range c.watchers {
-		if r := c.routes[t]; r != nil && r.value != nil && slices.Contains(routeClusters(r.value), cluster) {
+		if r := c.routes[t]; r != nil && r.value != nil && routesTo(r.value, cluster) {
 			touched[t] = struct{}{}
 		}
 	}
