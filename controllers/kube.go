@@ -44,6 +44,8 @@ type Options struct {
 	Logger   *slog.Logger
 	// Resync is how often each object is reconciled again to refresh its status (30s).
 	Resync time.Duration
+	// Metrics counts reconcile errors; a private, unregistered one when nil.
+	Metrics *Metrics
 }
 
 // Setup registers the three reconcilers with a manager. They run on every replica, feeding its model; status and
@@ -55,6 +57,9 @@ func Setup(mgr manager.Manager, o Options) error {
 	}
 	if o.Resync <= 0 {
 		o.Resync = 30 * time.Second
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics()
 	}
 	base := reconciler{Client: mgr.GetClient(), opts: o, elected: mgr.Elected(), events: mgr.GetEventRecorder("rocketpilot")}
 	notLeaderOnly := false
@@ -75,7 +80,7 @@ func Setup(mgr manager.Manager, o Options) error {
 			For(k.obj).
 			WatchesRawSource(source.Channel(kick, &handler.EnqueueRequestForObject{})).
 			WithOptions(controller.Options{NeedLeaderElection: &notLeaderOnly, MaxConcurrentReconciles: 2}).
-			Complete(k.r(base))
+			Complete(counted{k.r(base), o.Metrics.errors.WithLabelValues(k.name)})
 		if err != nil {
 			return fmt.Errorf("set up the %s controller: %w", k.name, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -37,6 +38,23 @@ type kubeOptions struct {
 	leaseDuration  time.Duration
 	renewDeadline  time.Duration
 	retryPeriod    time.Duration
+	current        atomic.Pointer[managerRef] // the running manager, for the leader metric
+}
+
+type managerRef struct{ ctrl.Manager }
+
+// leading reports 1 while the running manager leads (it holds the Lease, or leader election is off).
+func (k *kubeOptions) leading() float64 {
+	m := k.current.Load()
+	if m == nil {
+		return 0
+	}
+	select {
+	case <-m.Elected():
+		return 1
+	default:
+		return 0
+	}
 }
 
 func (k *kubeOptions) addFlags(f *pflag.FlagSet) {
@@ -74,8 +92,11 @@ func (k *kubeOptions) startManager(ctx context.Context, log *slog.Logger, opts c
 	}
 	stopped := make(chan stop, 1)
 	run := func(m ctrl.Manager) {
+		ref := &managerRef{m}
+		k.current.Store(ref)
 		start := time.Now()
 		err := m.Start(ctx)
+		k.current.CompareAndSwap(ref, nil)
 		stopped <- stop{err, time.Since(start)}
 	}
 	go run(first)

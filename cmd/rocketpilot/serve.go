@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"slices"
@@ -18,9 +20,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/credentials"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/rocketpilot/rocketpilot/controllers"
+	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
 	"github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
@@ -59,6 +63,12 @@ type serveOptions struct {
 	configPoll     time.Duration
 	syncTimeout    time.Duration
 	kube           kubeOptions
+	metricsAddr    string
+	pprof          bool
+	shutdownDelay  time.Duration
+	tls            tlsreload.Files
+	tlsReload      time.Duration
+	flagsFile      string
 }
 
 func newServeCommand() *cobra.Command {
@@ -71,6 +81,9 @@ loaded with a demo topic set, keeps the versioned routing model, and serves it o
 TopicRoutes and TopicBindings come from the Kubernetes API (--kubernetes) or from YAML files (--config DIR).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyFlagSources(cmd.Flags(), "flags-file", os.Environ()); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return o.run(ctx, cmd.ErrOrStderr())
@@ -98,6 +111,14 @@ TopicRoutes and TopicBindings come from the Kubernetes API (--kubernetes) or fro
 	f.BoolVar(&o.inlineRoutes, "inline-routes", false, "put routes inline in the Envoy listener instead of serving them by ECDS (route changes then drain listeners)")
 	f.DurationVar(&o.retention, "cluster-retention", 10*time.Minute, "how long a cluster no route names any more stays served (Envoy applies route changes to new connections only)")
 	f.DurationVar(&o.grace, "shutdown-grace", 10*time.Second, "how long open xDS streams may take to close on shutdown")
+	f.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, how long to keep serving with /readyz failing before closing the xDS streams (lets load balancers take the replica out first)")
+	f.StringVar(&o.metricsAddr, "metrics-address", "", "listen address of the Prometheus /metrics endpoint; empty serves it on the admin address")
+	f.BoolVar(&o.pprof, "pprof", false, "serve Go's profiles on the admin address under /debug/pprof/ (to clients with a verified certificate)")
+	f.StringVar(&o.tls.Cert, "tls-cert", "", "PEM certificate (chain) of the xDS, admin and metrics listeners; with --tls-key, they serve TLS only")
+	f.StringVar(&o.tls.Key, "tls-key", "", "PEM private key of --tls-cert")
+	f.StringVar(&o.tls.ClientCA, "tls-client-ca", "", "PEM CAs of client certificates: xDS clients must present one (mutual TLS), and so must admin API clients except for /healthz, /readyz and /metrics")
+	f.DurationVar(&o.tlsReload, "tls-reload-interval", 10*time.Second, "how often the TLS files are checked for a rotated certificate")
+	f.StringVar(&o.flagsFile, "flags-file", "", "a YAML file of flag values (flag name: value); the command line, then ROCKETPILOT_* environment variables, take precedence")
 	f.StringVar(&o.configDir, "config", "", "read NameServerSources, TopicRoutes and TopicBindings from the YAML files of this directory, and follow changes")
 	f.DurationVar(&o.configPoll, "config-poll-interval", 2*time.Second, "how often the --config directory is checked for changes")
 	f.DurationVar(&o.syncTimeout, "initial-sync-timeout", 2*time.Minute, "how long xDS waits for the custom resources' NameServer sources to sync before serving what is known")
@@ -107,23 +128,24 @@ TopicRoutes and TopicBindings come from the Kubernetes API (--kubernetes) or fro
 	return cmd
 }
 
-func (o *serveOptions) logger(w io.Writer) (*slog.Logger, error) {
-	var level slog.Level
+// logger returns the process's logger and its level, which the admin API can change at run time.
+func (o *serveOptions) logger(w io.Writer) (*slog.Logger, *slog.LevelVar, error) {
+	level := &slog.LevelVar{}
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
+		return nil, nil, fmt.Errorf("--log-level: %w", err)
 	}
 	hopts := &slog.HandlerOptions{Level: level}
 	switch o.logFormat {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, hopts)), nil
+		return slog.New(slog.NewTextHandler(w, hopts)), level, nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+		return slog.New(slog.NewJSONHandler(w, hopts)), level, nil
 	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", o.logFormat)
+	return nil, nil, fmt.Errorf("--log-format %q: want text or json", o.logFormat)
 }
 
-func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
-	log, err := o.logger(logOut)
+func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
+	log, level, err := o.logger(logOut)
 	if err != nil {
 		return err
 	}
@@ -142,10 +164,25 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 	if !slices.Contains(server.Compressions, o.compression) {
 		return fmt.Errorf("--xds-compression %q: want one of %s", o.compression, strings.Join(server.Compressions, ", "))
 	}
+	if o.tls.ClientCA != "" && o.tls.Cert == "" {
+		return errors.New("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first")
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait() // runs after cancel, below: every goroutine started here has stopped when run returns
-	ctx, cancel := context.WithCancel(ctx)
+	// ctx outlives the signal by --shutdown-delay once xDS is served: readiness fails first, while streams are
+	// still answered, so that load balancers take this replica out before its streams close (see shutdown).
+	ctx, cancel := context.WithCancel(context.WithoutCancel(signalled))
 	defer cancel()
+	var ready atomic.Bool
+	wg.Go(func() { o.shutdown(signalled, ctx, cancel, &ready, log) })
+
+	var certs *tlsreload.Reloader
+	if o.tls.Cert != "" || o.tls.Key != "" {
+		if certs, err = tlsreload.New(o.tls, log.With("component", "tls")); err != nil {
+			return err
+		}
+		wg.Go(func() { certs.Run(ctx, o.tlsReload) })
+	}
 
 	// Ports first, so that a clash fails at once rather than after a long initial sync.
 	lis, err := net.Listen("tcp", o.xdsAddr)
@@ -153,12 +190,13 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 		return fmt.Errorf("xDS listener: %w", err)
 	}
 	defer lis.Close()
-	var alis net.Listener
-	if o.adminAddr != "" {
-		if alis, err = net.Listen("tcp", o.adminAddr); err != nil {
-			return fmt.Errorf("admin listener: %w", err)
-		}
-		defer alis.Close()
+	alis, err := o.listen(o.adminAddr, "admin", certs)
+	if err != nil {
+		return err
+	}
+	mlis, err := o.listen(o.metricsAddr, "metrics", certs)
+	if err != nil {
+		return err
 	}
 
 	if o.demo {
@@ -175,6 +213,7 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 	table := routing.NewTable()
 	changes := &server.ChangeLog{} // from the start, so that the first sync is in it
 	wg.Go(func() { changes.Follow(ctx, table) })
+	nsMetrics := watcher.NewMetrics()
 	wopts := watcher.Options{
 		Interval:       o.interval,
 		BrokerInterval: o.brokerInterval,
@@ -184,6 +223,7 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 		RemoveAfter:    o.removeAfter,
 		ListTimeout:    o.listTimeout,
 		Client:         client.Options{MaxFrameSize: o.frameLimit, RequestTimeout: o.requestTimeout},
+		Metrics:        nsMetrics,
 	}
 	// NameServers named by flags have a watcher of their own; NameServerSources (files, Kubernetes) get theirs
 	// from Sources, with the flags' values for what a source does not set.
@@ -197,6 +237,18 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 	}
 	sources := controllers.NewSources(table, wopts, log.With("component", "sources"))
 	defer sources.Close()
+	statuses := func() []watcher.Status {
+		out := []watcher.Status{}
+		if w != nil {
+			out = append(out, w.Status())
+		}
+		for _, k := range slices.Sorted(slices.Values(sources.Keys())) {
+			if st, ok := sources.Status(k); ok {
+				out = append(out, st)
+			}
+		}
+		return out
+	}
 	policies := controllers.NewPolicies(table)
 	// The cache follows the table from the start; what it serves is gated below, not what it knows.
 	sub := table.Subscribe()
@@ -233,41 +285,46 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 		wg.Go(func() { files.Run(ctx, o.configPoll) })
 		log.Info("following the config directory", "dir", o.configDir)
 	}
+	reconcileMetrics := controllers.NewMetrics()
 	var mgr interface{ GetAPIReader() ctrlclient.Reader }
 	if o.kube.enabled {
 		m, err := o.kube.startManager(ctx, log, controllers.Options{Table: table, Sources: sources, Policies: policies,
-			Logger: log.With("component", "controllers")})
+			Logger: log.With("component", "controllers"), Metrics: reconcileMetrics})
 		if err != nil {
 			return err
 		}
 		mgr = m
 	}
 
-	var ready atomic.Bool
+	wire := server.NewWireStats()
+	metrics := o.metricsHandler(xc, wire, nsMetrics, statuses, reconcileMetrics, files)
 	if alis != nil {
 		admin := &server.Admin{Table: table, Cache: xc, Version: version, Ready: ready.Load, Changes: changes,
-			Sources: func() any {
-				out := []watcher.Status{}
-				if w != nil {
-					out = append(out, w.Status())
-				}
-				for _, k := range slices.Sorted(slices.Values(sources.Keys())) {
-					if st, ok := sources.Status(k); ok {
-						out = append(out, st)
-					}
-				}
-				return out
-			}}
+			Sources: func() any { return statuses() }}
 		if files != nil {
 			admin.Resources = func() any { return files.Status() }
 		}
-		hs := &http.Server{Handler: admin.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		wg.Go(func() { hs.Serve(alis) })
-		wg.Go(func() {
-			<-ctx.Done()
-			hs.Close()
-		})
-		log.Info("serving the admin API", "addr", alis.Addr().String())
+		mux := http.NewServeMux()
+		mux.Handle("/", admin.Handler())
+		mux.Handle("/debug/log-level", logLevelHandler(level, log))
+		if o.pprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
+		if mlis == nil {
+			mux.Handle("GET /metrics", metrics)
+		}
+		o.serveHTTP(ctx, &wg, alis, server.AdminGuard(mux, certs != nil && certs.MutualTLS()))
+		log.Info("serving the admin API", "addr", alis.Addr().String(), "tls", certs != nil, "pprof", o.pprof)
+	}
+	if mlis != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics)
+		o.serveHTTP(ctx, &wg, mlis, mux)
+		log.Info("serving metrics", "addr", mlis.Addr().String())
 	}
 
 	// The first sync: the flags' NameServers, then (for a bounded time) the NameServerSources' watchers.
@@ -296,18 +353,71 @@ func (o *serveOptions) run(ctx context.Context, logOut io.Writer) error {
 
 	// xDS streams are served only after the first complete sync: a restarted control plane never serves an empty
 	// world. Until then, connections wait in the listener's backlog.
-	g := server.GRPC(ctx, xc, server.Options{Compression: o.compression})
+	sopts := server.Options{Compression: o.compression, Stats: wire}
+	if certs != nil {
+		sopts.Creds = credentials.NewTLS(certs.ServerConfig(tls.RequireAndVerifyClientCert, "h2"))
+	}
+	g := server.GRPC(ctx, xc, sopts)
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- server.Serve(ctx, g, lis, o.grace) })
-	ready.Store(true)
-	log.Info("serving xDS", "addr", lis.Addr().String())
+	if signalled.Err() == nil {
+		ready.Store(true)
+	}
+	log.Info("serving xDS", "addr", lis.Addr().String(), "tls", certs != nil, "mutualTLS", certs != nil && certs.MutualTLS())
 	select {
 	case <-ctx.Done():
-		log.Info("stopping")
+		log.Info("stopped serving")
 		return nil
 	case err := <-serveErr:
 		return fmt.Errorf("xDS server: %w", err)
 	}
+}
+
+// shutdown turns a signal into the end of ctx: readiness fails at once; when xDS is being served, streams are
+// still answered for --shutdown-delay, then ctx ends, which closes them (GOAWAY, then the streams end so that
+// clients reconnect to another replica), stops the controllers and releases the leader lease.
+func (o *serveOptions) shutdown(signalled, ctx context.Context, cancel context.CancelFunc, ready *atomic.Bool, log *slog.Logger) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-signalled.Done():
+	}
+	serving := ready.Swap(false)
+	if serving && o.shutdownDelay > 0 {
+		log.Info("shutting down: readiness off, still serving", "for", o.shutdownDelay)
+		select {
+		case <-ctx.Done():
+		case <-time.After(o.shutdownDelay):
+		}
+	}
+	log.Info("shutting down: closing xDS streams and releasing leadership", "grace", o.grace)
+	cancel()
+}
+
+// listen opens an HTTP listener (none for an empty address), TLS when certs are configured: once they are, no
+// port serves plaintext.
+func (o *serveOptions) listen(addr, what string, certs *tlsreload.Reloader) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listener: %w", what, err)
+	}
+	if certs != nil {
+		// Client certificates are verified when given; AdminGuard decides which paths need one.
+		lis = tls.NewListener(lis, certs.ServerConfig(tls.VerifyClientCertIfGiven, "http/1.1"))
+	}
+	return lis, nil
+}
+
+func (o *serveOptions) serveHTTP(ctx context.Context, wg *sync.WaitGroup, lis net.Listener, h http.Handler) {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: nil}
+	wg.Go(func() { hs.Serve(lis) })
+	wg.Go(func() {
+		<-ctx.Done()
+		hs.Close()
+	})
 }
 
 // logModel logs every topic learned, with the broker groups its route uses.

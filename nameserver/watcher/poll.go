@@ -232,7 +232,7 @@ func (w *Watcher) queryTopic(ctx context.Context, name string) {
 			}
 			route, err := w.routes.decode(h, a.body)
 			if err != nil {
-				ns.record(err, 0)
+				ns.record(requestRoute, err, 0)
 				w.opts.Logger.Warn("undecodable route; keeping the last good one", "nameserver", ns.addr, "topic", name, "err", err)
 				continue
 			}
@@ -266,11 +266,11 @@ func (w *Watcher) ask(ctx context.Context, ns *nameServer, topic string) answer 
 	start := time.Now()
 	body, err := ns.client.GetRouteInfoRaw(ctx, topic)
 	if err != nil && !errors.Is(err, client.ErrTopicNotExist) {
-		ns.record(err, time.Since(start))
+		ns.record(requestRoute, err, time.Since(start))
 		w.stats.errors.Add(1)
 		return answer{err: err}
 	}
-	ns.record(nil, time.Since(start))
+	ns.record(requestRoute, nil, time.Since(start))
 	return answer{body: body, err: err}
 }
 

@@ -3,6 +3,8 @@ package watcher
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // AddrStatus is what the watcher knows of one NameServer.
@@ -43,7 +45,8 @@ type counters struct {
 	lastDiscovery  atomic.Int64 // unix nanos
 }
 
-func (ns *nameServer) record(err error, latency time.Duration) {
+func (ns *nameServer) record(request string, err error, latency time.Duration) {
+	ns.metrics.observe(ns.watcher, ns.addr, request, err, latency)
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	if err != nil {
@@ -86,4 +89,94 @@ func (w *Watcher) Status() Status {
 		ns.mu.Unlock()
 	}
 	return s
+}
+
+// Metrics are the watchers' Prometheus series of requests to NameServers: one Metrics is shared by every watcher
+// of a process (Options.Metrics) and registered once. The gauges of topics and brokers come from Status, read at
+// scrape time (StatusCollector).
+type Metrics struct {
+	duration *prometheus.HistogramVec // source, nameserver, request
+	errors   *prometheus.CounterVec   // source, nameserver, request
+}
+
+// Request kinds in the metrics' request label.
+const (
+	requestRoute   = "route"   // 105 GET_ROUTEINFO_BY_TOPIC
+	requestBrokers = "brokers" // 106 GET_BROKER_CLUSTER_INFO
+	requestTopics  = "topics"  // 206 GET_ALL_TOPIC_LIST_FROM_NAMESERVER, or 224 per cluster
+)
+
+// NewMetrics returns unregistered Metrics.
+func NewMetrics() *Metrics {
+	labels := []string{"source", "nameserver", "request"}
+	return &Metrics{
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rocketpilot_nameserver_request_duration_seconds",
+			Help:    "Latency of NameServer requests that got an answer, by source, NameServer and request (route, brokers, topics).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, labels),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rocketpilot_nameserver_request_errors_total",
+			Help: "NameServer requests that failed (no answer, an error code other than TOPIC_NOT_EXIST, an undecodable body), by source, NameServer and request."}, labels),
+	}
+}
+
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.duration.Describe(ch)
+	m.errors.Describe(ch)
+}
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) { m.duration.Collect(ch); m.errors.Collect(ch) }
+
+func (m *Metrics) observe(source, addr, request string, err error, latency time.Duration) {
+	if err != nil {
+		m.errors.WithLabelValues(source, addr, request).Inc()
+		return
+	}
+	m.duration.WithLabelValues(source, addr, request).Observe(latency.Seconds())
+}
+
+// forget drops the series of a watcher that stopped.
+func (m *Metrics) forget(source string) {
+	m.duration.DeletePartialMatch(prometheus.Labels{"source": source})
+	m.errors.DeletePartialMatch(prometheus.Labels{"source": source})
+}
+
+// StatusCollector reports, at scrape time, the topics, broker groups, reachability and sync of the watchers that
+// statuses returns.
+func StatusCollector(statuses func() []Status) prometheus.Collector {
+	return &statusCollector{statuses: statuses,
+		topics: prometheus.NewDesc("rocketpilot_nameserver_topics", "Topics a watcher follows, by source.", []string{"source"}, nil),
+		brokers: prometheus.NewDesc("rocketpilot_nameserver_brokers", "Broker groups in a NameServer's last broker table, by source and NameServer.",
+			[]string{"source", "nameserver"}, nil),
+		up: prometheus.NewDesc("rocketpilot_nameserver_up", "1 when a NameServer answered its last request, by source and NameServer.",
+			[]string{"source", "nameserver"}, nil),
+		synced: prometheus.NewDesc("rocketpilot_nameserver_synced", "1 once a watcher finished its first complete poll, by source.", []string{"source"}, nil),
+	}
+}
+
+type statusCollector struct {
+	statuses                    func() []Status
+	topics, brokers, up, synced *prometheus.Desc
+}
+
+func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.topics
+	ch <- c.brokers
+	ch <- c.up
+	ch <- c.synced
+}
+
+func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.statuses() {
+		ch <- prometheus.MustNewConstMetric(c.topics, prometheus.GaugeValue, float64(s.Topics), s.Source)
+		ch <- prometheus.MustNewConstMetric(c.synced, prometheus.GaugeValue, bool01(s.Synced), s.Source)
+		for _, ns := range s.NameServers {
+			ch <- prometheus.MustNewConstMetric(c.brokers, prometheus.GaugeValue, float64(ns.Brokers), s.Source, ns.Addr)
+			ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, bool01(ns.Reachable), s.Source, ns.Addr)
+		}
+	}
+}
+
+func bool01(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -65,6 +65,8 @@ type Options struct {
 	ListTimeout time.Duration
 	Client      client.Options
 	Logger      *slog.Logger
+	// Metrics records the requests to NameServers; a private, unregistered one when nil.
+	Metrics *Metrics
 }
 
 func (o *Options) defaults() error {
@@ -73,6 +75,9 @@ func (o *Options) defaults() error {
 	}
 	if len(o.Addrs) > 64 {
 		return fmt.Errorf("%d NameServer addresses, at most 64", len(o.Addrs))
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics()
 	}
 	if o.Source == "" {
 		o.Source = "namesrv"
@@ -112,6 +117,8 @@ func (o *Options) defaults() error {
 type nameServer struct {
 	addr    string
 	source  string
+	watcher string   // the watcher's Source, the metrics' source label
+	metrics *Metrics // shared by the process's watchers
 	client  *client.Client
 	brokers map[string]remoting.BrokerData // last good 106 broker table (discovery goroutine only)
 	// hasBrokers: the last 106 answer listed brokers. A NameServer that lists none has just restarted.
@@ -176,10 +183,12 @@ func New(table *routing.Table, opts Options) (*Watcher, error) {
 			copts.Logger = opts.Logger
 		}
 		w.ns = append(w.ns, &nameServer{
-			addr:   addr,
-			source: opts.Source + "@" + addr,
-			client: client.New(addr, copts),
-			status: AddrStatus{Addr: addr},
+			addr:    addr,
+			source:  opts.Source + "@" + addr,
+			watcher: opts.Source,
+			client:  client.New(addr, copts),
+			status:  AddrStatus{Addr: addr},
+			metrics: opts.Metrics,
 		})
 	}
 	return w, nil
@@ -194,6 +203,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		for _, ns := range w.ns {
 			ns.client.Close()
 		}
+		w.opts.Metrics.forget(w.opts.Source)
 	}()
 	var wg sync.WaitGroup
 	wg.Go(func() { w.discoverLoop(ctx) })
@@ -327,7 +337,7 @@ func (w *Watcher) discover(ctx context.Context, withLists bool) {
 func (w *Watcher) pollBrokers(ctx context.Context, ns *nameServer) (touched map[string]bool, ok bool) {
 	start := time.Now()
 	info, err := ns.client.GetBrokerClusterInfo(ctx)
-	ns.record(err, time.Since(start))
+	ns.record(requestBrokers, err, time.Since(start))
 	if err != nil {
 		w.opts.Logger.Warn("broker table poll failed; keeping the last good routes", "nameserver", ns.addr, "err", err)
 		return nil, false
@@ -368,7 +378,11 @@ func sameBroker(a, b remoting.BrokerData) bool {
 // pollTopicList returns the NameServer's topic list: 206, else 224 for each cluster, else the configured list.
 // ok is false when the NameServer could not be asked; the previous list then stands.
 func (w *Watcher) pollTopicList(ctx context.Context, ns *nameServer) (topics []string, ok bool) {
+	start := time.Now()
 	topics, err := ns.client.GetAllTopicList(ctx)
+	if !errors.Is(err, client.ErrDisabled) {
+		ns.metrics.observe(ns.watcher, ns.addr, requestTopics, err, time.Since(start))
+	}
 	if err == nil {
 		return topics, true
 	}
@@ -382,7 +396,11 @@ func (w *Watcher) pollTopicList(ctx context.Context, ns *nameServer) (topics []s
 	}
 	seen := map[string]bool{}
 	for cluster := range clusters {
+		start := time.Now()
 		list, err := ns.client.GetTopicsByCluster(ctx, cluster)
+		if !errors.Is(err, client.ErrDisabled) {
+			ns.metrics.observe(ns.watcher, ns.addr, requestTopics, err, time.Since(start))
+		}
 		if errors.Is(err, client.ErrDisabled) {
 			if len(w.opts.Topics) == 0 {
 				w.opts.Logger.Warn("nameserver lists no topics (206 and 224 disabled) and no topic list is configured", "nameserver", ns.addr)

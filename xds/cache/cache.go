@@ -57,6 +57,10 @@ type Cache struct {
 	anon     int64             // streams created without the server callbacks
 	// subscribers indexes the streams subscribed to a name explicitly, so that a change reaches exactly them.
 	subscribers map[nameKey]map[*stream]struct{}
+	// pushStart is when the change being applied reached the cache (zero outside Apply and Sweep): responses
+	// queued meanwhile are pushes, timed from it.
+	pushStart time.Time
+	metrics   *metrics
 }
 
 type nameKey struct{ typeURL, name string }
@@ -121,6 +125,7 @@ func New(table *routing.Table, opts Options) (*Cache, error) {
 		streams:     make(map[streamKey]*stream),
 		pending:     make(map[any]streamKey),
 		subscribers: make(map[nameKey]map[*stream]struct{}),
+		metrics:     newMetrics(),
 	}
 	if c.opts.Scope == nil {
 		c.opts.Scope = func(n *corev3.Node) []string { return append(MetadataScope(n), table.Bound(ProxyOf(n))...) }
@@ -146,6 +151,8 @@ func (c *Cache) Version() uint64 {
 func (c *Cache) Apply(cs routing.ChangeSet) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.pushStart = time.Now()
+	defer func() { c.pushStart = time.Time{} }()
 	touched := map[*watch]struct{}{}
 	nodes := map[*node]struct{}{}
 	for hash := range cs.BrokerSets {
@@ -247,6 +254,8 @@ func (c *Cache) sweep(touched map[*watch]struct{}) {
 func (c *Cache) Sweep() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.pushStart = time.Now()
+	defer func() { c.pushStart = time.Time{} }()
 	touched := map[*watch]struct{}{}
 	c.sweep(touched)
 	c.respondAll(touched)

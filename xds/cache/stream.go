@@ -67,6 +67,7 @@ type typeStatus struct {
 	ackedNonce   string
 	nackNonce    string
 	nackError    string
+	pushedAt     time.Time // when the change behind the response queued last reached the cache; zero for a request's
 }
 
 func (s *stream) status(typeURL string) *typeStatus {
@@ -237,6 +238,7 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL, nonce string, errorDe
 	if nonce != "" && nonce == ts.sentNonce {
 		if hasError {
 			ts.nackNonce, ts.nackError = nonce, errorDetail
+			c.metrics.nacks.WithLabelValues(TypeLabel(typeURL)).Inc()
 			c.opts.Logger.Warn("xDS response rejected", "node", nodeID(st), "type", typeURL, "version", ts.sentVersion, "error", errorDetail)
 		} else {
 			ts.ackedVersion, ts.ackedNonce, ts.nackNonce, ts.nackError = ts.sentVersion, nonce, "", ""
@@ -257,6 +259,8 @@ func (c *Cache) onResponse(key streamKey, typeURL, nonce, version string) {
 	if st := c.streams[key]; st != nil {
 		ts := st.status(typeURL)
 		ts.sentNonce, ts.sentVersion, ts.sentAt = nonce, version, time.Now()
+		c.metrics.sent(typeURL, ts.pushedAt)
+		ts.pushedAt = time.Time{}
 	}
 }
 

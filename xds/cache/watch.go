@@ -211,6 +211,7 @@ func (c *Cache) respond(w *watch) bool {
 		return false
 	}
 	w.done = true
+	w.stream.status(w.typeURL).pushedAt = c.pushStart
 	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
 		w.stream.noteSent(w.typeURL, resp.GetReturnedResources())
 		delete(w.stream.resumed, w.typeURL)
@@ -358,6 +359,7 @@ func (c *Cache) respondDelta(w *watch) bool {
 	st.seen[w.typeURL] = true
 	delete(st.dirty, w.typeURL)
 	w.done = true
+	st.status(w.typeURL).pushedAt = c.pushStart
 	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
 		st.noteSent(w.typeURL, next)
 	}

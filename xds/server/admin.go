@@ -309,3 +309,41 @@ func (a *Admin) route(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(raw(translate.TopicRoute(t)))
 }
+
+// AdminGuard is the admin API's access rule. /healthz, /readyz and /metrics are open (probes and scrapers need no
+// identity). Debug endpoints (/debug/: profiles, the log level) and every write (a method other than GET or HEAD)
+// need an authenticated client: one whose certificate the listener verified against --tls-client-ca. Without a
+// client CA they are refused. With one, the read-only API needs a verified certificate too: mutual TLS covers the
+// whole admin API but the probes.
+func AdminGuard(next http.Handler, mutualTLS bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/healthz", "/readyz", "/metrics":
+			next.ServeHTTP(w, r)
+			return
+		}
+		if authenticated(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		sensitive := strings.HasPrefix(r.URL.Path, "/debug/") || (r.Method != http.MethodGet && r.Method != http.MethodHead)
+		switch {
+		case sensitive && !mutualTLS:
+			writeError(w, http.StatusForbidden, "debug and write endpoints need an authenticated client: serve with --tls-cert, --tls-key and --tls-client-ca, and present a client certificate")
+		case sensitive || mutualTLS:
+			writeError(w, http.StatusUnauthorized, "this endpoint needs a client certificate signed by the --tls-client-ca")
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+func authenticated(r *http.Request) bool { return r.TLS != nil && len(r.TLS.VerifiedChains) > 0 }
+
+// ClientName is the common name of a request's verified client certificate, or "anonymous".
+func ClientName(r *http.Request) string {
+	if authenticated(r) {
+		return r.TLS.VerifiedChains[0][0].Subject.CommonName
+	}
+	return "anonymous"
+}

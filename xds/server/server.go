@@ -15,6 +15,7 @@ import (
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	gcpserver "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/keepalive"
 
@@ -32,6 +33,10 @@ type Options struct {
 	// accepts a compressor by naming it in grpc-accept-encoding; grpc-go clients that link the gzip codec (the Go
 	// sidecar client does) name it, Envoy's own gRPC client names none and gets plain responses.
 	Compression string
+	// Stats, when set, counts the bytes sent and received on the wire.
+	Stats *WireStats
+	// Creds secures the listener (TLS); nil serves plaintext.
+	Creds credentials.TransportCredentials
 }
 
 // Compressions are the values Options.Compression takes.
@@ -63,6 +68,12 @@ func GRPC(ctx context.Context, c *cache.Cache, opts Options) *grpc.Server {
 		grpc.MaxConcurrentStreams(opts.MaxStreams),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: opts.KeepaliveTime, Timeout: opts.KeepaliveWait}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	}
+	if opts.Stats != nil {
+		serverOpts = append(serverOpts, grpc.StatsHandler(opts.Stats))
+	}
+	if opts.Creds != nil {
+		serverOpts = append(serverOpts, grpc.Creds(opts.Creds))
 	}
 	if opts.Compression != "none" {
 		serverOpts = append(serverOpts, grpc.StreamInterceptor(compress(opts.Compression)))

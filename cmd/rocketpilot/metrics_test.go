@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
+	"github.com/rocketpilot/rocketpilot/internal/kubetest"
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/xds/sidecar"
+	"github.com/rocketpilot/rocketpilot/xds/translate"
+)
+
+// TestMetrics scrapes /metrics of a run over the demo topics with the Kubernetes controllers (envtest) while a Go sidecar
+// resolves a topic, the topic's route changes, a raw client NACKs a response and a NameServerSource names a
+// NameServer that is down; every metric family the operations guide lists is there, with values that follow.
+func TestMetrics(t *testing.T) {
+	env := kubetest.StartT(t)
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	k8s, err := client.New(env.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := embedded.New(embedded.Options{})
+	embedded.LoadDemo(ns)
+	if err := ns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	for name, addr := range map[string]string{"live": ns.Addr(), "down": "127.0.0.1:1"} {
+		nss := &v1alpha1.NameServerSource{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+			Spec: v1alpha1.NameServerSourceSpec{Addresses: []string{addr}}}
+		if err := k8s.Create(context.Background(), nss); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := serveInProcess(t, "--namesrv", ns.Addr(), "--kubernetes", "--kubeconfig", kubetest.Kubeconfig(t, env),
+		"--leader-election-namespace", "default", "--leader-election-retry-period", "200ms", "--poll-interval", "200ms",
+		"--broker-poll-interval", "200ms", "--initial-sync-timeout", "3s", "--metrics-address", "127.0.0.1:0", "--coalesce-window", "10ms")
+	xdsAddr := p.addr(t, "serving xDS", 30*time.Second)
+	metricsAddr := p.addr(t, "serving metrics", time.Second)
+
+	sc, err := sidecar.Dial(xdsAddr, sidecar.Options{NodeID: "metrics-sidecar",
+		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := sc.Resolve(ctx, embedded.DemoTopic); err != nil {
+		t.Fatal(err)
+	}
+	nackOnce(t, ctx, xdsAddr)
+	// A change the sidecar subscribes to: a push, timed.
+	if err := ns.SetPerm(embedded.DemoTopic, "broker-b", remoting.PermRead); err != nil {
+		t.Fatal(err)
+	}
+
+	var fams map[string]*dto.MetricFamily
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		fams = scrape(t, "http://"+metricsAddr+"/metrics")
+		if sum(fams, "rocketpilot_xds_push_duration_seconds", map[string]string{"type": "rocketmq_route"}) > 0 &&
+			sum(fams, "rocketpilot_nameserver_request_errors_total", map[string]string{"source": "nss:default/down"}) > 0 &&
+			sum(fams, "rocketpilot_leader", nil) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics never showed the push, the NameServer errors and leadership:\n%s", dumpFamilies(fams))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, c := range []struct {
+		family string
+		labels map[string]string
+		min    float64
+		max    float64
+	}{
+		{"rocketpilot_xds_streams", map[string]string{"type": "rocketmq_route", "protocol": "delta"}, 2, 2}, // the sidecar and the NACKing client
+		{"rocketpilot_xds_streams", map[string]string{"type": "cluster", "protocol": "sotw"}, 0, 0},
+		{"rocketpilot_xds_pushes_total", map[string]string{"type": "rocketmq_route", "trigger": "request"}, 2, 100},
+		{"rocketpilot_xds_pushes_total", map[string]string{"type": "rocketmq_route", "trigger": "change"}, 1, 100},
+		{"rocketpilot_xds_sent_bytes_total", map[string]string{"type": "rocketmq_route"}, 100, 1e6},
+		{"rocketpilot_xds_sent_bytes_total", map[string]string{"type": "endpoint"}, 100, 1e6},
+		{"rocketpilot_xds_received_bytes_total", map[string]string{"type": "rocketmq_route"}, 10, 1e6},
+		{"rocketpilot_xds_nacks_total", map[string]string{"type": "rocketmq_route"}, 1, 1},
+		{"rocketpilot_xds_nacks_total", map[string]string{"type": "cluster"}, 0, 0},
+		{"rocketpilot_xds_push_duration_seconds", map[string]string{"type": "rocketmq_route"}, 1, 100},
+		{"rocketpilot_xds_resources", map[string]string{"type": "cluster"}, 4, 1000},
+		{"rocketpilot_xds_resources", map[string]string{"type": "rocketmq_route"}, 1, 2},
+		{"rocketpilot_xds_nodes", nil, 2, 2},
+		{"rocketpilot_nameserver_request_duration_seconds", map[string]string{"source": "namesrv", "request": "route"}, 100, 1e6},
+		{"rocketpilot_nameserver_request_duration_seconds", map[string]string{"source": "nss:default/live", "request": "brokers"}, 1, 1e6},
+		{"rocketpilot_nameserver_request_errors_total", map[string]string{"source": "nss:default/live"}, 0, 0},
+		{"rocketpilot_nameserver_request_errors_total", map[string]string{"source": "nss:default/down", "request": "brokers"}, 1, 1e6},
+		{"rocketpilot_nameserver_topics", map[string]string{"source": "namesrv"}, float64(ns.TopicCount()), float64(ns.TopicCount())},
+		{"rocketpilot_nameserver_topics", map[string]string{"source": "nss:default/live"}, float64(ns.TopicCount()), float64(ns.TopicCount())},
+		{"rocketpilot_nameserver_brokers", map[string]string{"source": "nss:default/live"}, 4, 4},
+		{"rocketpilot_nameserver_up", map[string]string{"source": "nss:default/live"}, 1, 1},
+		{"rocketpilot_nameserver_up", map[string]string{"source": "nss:default/down"}, 0, 0},
+		{"rocketpilot_nameserver_synced", map[string]string{"source": "nss:default/live"}, 1, 1},
+		{"rocketpilot_reconcile_errors_total", map[string]string{"kind": "nameserversource"}, 0, 0},
+		{"rocketpilot_reconcile_errors_total", map[string]string{"kind": "topicroute"}, 0, 0},
+		{"rocketpilot_leader", nil, 1, 1},
+		{"rocketpilot_build_info", nil, 1, 1},
+		{"controller_runtime_reconcile_total", map[string]string{"controller": "nameserversource"}, 2, 1e6},
+		{"go_goroutines", nil, 10, 1e6},
+	} {
+		if _, ok := fams[c.family]; !ok {
+			t.Errorf("no family %s", c.family)
+			continue
+		}
+		if v := sum(fams, c.family, c.labels); v < c.min || v > c.max {
+			t.Errorf("%s%v = %v, want %v..%v", c.family, c.labels, v, c.min, c.max)
+		}
+	}
+	// The admin port serves the API but not the metrics when they have a port of their own.
+	if resp, err := http.Get("http://" + p.addr(t, "serving the admin API", time.Second) + "/metrics"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/metrics on the admin port with --metrics-address: %v %v", resp.Status, err)
+	}
+	if t.Failed() {
+		t.Log(dumpFamilies(fams))
+	}
+}
+
+// nackOnce opens a delta stream, asks for the demo topic's route and rejects the response.
+func nackOnce(t *testing.T, ctx context.Context, addr string) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&discovery.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "nacking-client"}, TypeUrl: translate.RouteType,
+		ResourceNamesSubscribe: []string{embedded.DemoTopic}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := st.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: translate.RouteType, ResponseNonce: resp.Nonce,
+		ErrorDetail: &statuspb.Status{Code: 3, Message: "test rejects it"}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse %s: %v", url, err)
+	}
+	return fams
+}
+
+// sum adds the values of a family's series that carry labels (a histogram's count, a counter's or gauge's value).
+func sum(fams map[string]*dto.MetricFamily, family string, labels map[string]string) float64 {
+	var total float64
+	f := fams[family]
+	if f == nil {
+		return 0
+	}
+next:
+	for _, m := range f.GetMetric() {
+		for k, v := range labels {
+			found := false
+			for _, l := range m.GetLabel() {
+				if l.GetName() == k && l.GetValue() == v {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			total += m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			total += m.GetGauge().GetValue()
+		case m.Histogram != nil:
+			total += float64(m.GetHistogram().GetSampleCount())
+		case m.Untyped != nil:
+			total += m.GetUntyped().GetValue()
+		}
+	}
+	return total
+}
+
+func dumpFamilies(fams map[string]*dto.MetricFamily) string {
+	var b strings.Builder
+	for name, f := range fams {
+		if !strings.HasPrefix(name, "rocketpilot_") {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			b.WriteString(name)
+			for _, l := range m.GetLabel() {
+				b.WriteString(" " + l.GetName() + "=" + l.GetValue())
+			}
+			b.WriteString(" " + strings.TrimSpace(strings.ReplaceAll(m.String(), "\n", " ")) + "\n")
+		}
+	}
+	return b.String()
+}

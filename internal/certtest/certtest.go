@@ -1,0 +1,121 @@
+// Package certtest issues throwaway certificates for tests: a CA, server certificates for loopback, client
+// certificates. Only tests import it.
+package certtest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// CA is a certificate authority that signs test certificates.
+type CA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	PEM  []byte // the CA certificate
+}
+
+var serial atomic.Int64
+
+// NewCA returns a new CA named name.
+func NewCA(t testing.TB, name string) *CA {
+	t.Helper()
+	key := newKey(t)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(serial.Add(1)),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &CA{cert: cert, key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// Pair is an issued certificate and its key, in PEM, with its serial number.
+type Pair struct {
+	Cert, Key []byte
+	Serial    *big.Int
+}
+
+// Server issues a server certificate for localhost and 127.0.0.1.
+func (ca *CA) Server(t testing.TB, name string) Pair {
+	return ca.issue(t, name, x509.ExtKeyUsageServerAuth)
+}
+
+// Client issues a client certificate with common name name.
+func (ca *CA) Client(t testing.TB, name string) Pair {
+	return ca.issue(t, name, x509.ExtKeyUsageClientAuth)
+}
+
+func (ca *CA) issue(t testing.TB, name string, usage x509.ExtKeyUsage) Pair {
+	t.Helper()
+	key := newKey(t)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial.Add(1)),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Pair{Cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		Key: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), Serial: tmpl.SerialNumber}
+}
+
+// Write writes files into dir (name → content) and returns dir/name for each, in order.
+func Write(t testing.TB, dir string, files ...any) []string {
+	t.Helper()
+	var out []string
+	for i := 0; i+1 < len(files); i += 2 {
+		path := filepath.Join(dir, files[i].(string))
+		// Rename into place, as a Secret volume swaps its files: a reader never sees half a file.
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, files[i+1].([]byte), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, path)
+	}
+	return out
+}
+
+func newKey(t testing.TB) *ecdsa.PrivateKey {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}

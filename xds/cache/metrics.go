@@ -1,0 +1,130 @@
+package cache
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rocketpilot/rocketpilot/xds/translate"
+)
+
+// TypeLabel is the short name of an xDS type in metrics: cluster, endpoint, listener, extension_config,
+// rocketmq_route, or the type URL itself for a type rocketpilot does not serve.
+func TypeLabel(typeURL string) string {
+	switch typeURL {
+	case translate.ClusterType:
+		return "cluster"
+	case translate.EndpointType:
+		return "endpoint"
+	case translate.ListenerType:
+		return "listener"
+	case translate.ExtensionType:
+		return "extension_config"
+	case translate.RouteType:
+		return "rocketmq_route"
+	}
+	return "other"
+}
+
+var servedTypes = []string{translate.ClusterType, translate.EndpointType, translate.ListenerType,
+	translate.ExtensionType, translate.RouteType}
+
+// metrics are the cache's own Prometheus series. The cache is their collector (Describe, Collect): counters and
+// the histogram are kept as they happen, the gauges are read from the cache's state at scrape time.
+type metrics struct {
+	responses *prometheus.CounterVec   // type, trigger
+	nacks     *prometheus.CounterVec   // type
+	pushTime  *prometheus.HistogramVec // type
+	streams   *prometheus.Desc         // type, protocol
+	resources *prometheus.Desc         // type
+	nodes     *prometheus.Desc
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		responses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rocketpilot_xds_pushes_total",
+			Help: "xDS responses sent, by type and by what caused them: a change of the model (change) or a request (request)."},
+			[]string{"type", "trigger"}),
+		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rocketpilot_xds_nacks_total",
+			Help: "xDS responses rejected by the client (a request with error_detail for the nonce last sent), by type."},
+			[]string{"type"}),
+		pushTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rocketpilot_xds_push_duration_seconds",
+			Help:    "From the cache taking a change of the model to the response it causes being handed to the stream, by type (the coalescing window comes before).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}},
+			[]string{"type"}),
+		streams: prometheus.NewDesc("rocketpilot_xds_streams", "Open xDS streams, by the type they carry and protocol (delta or sotw); an ADS stream counts once per type.",
+			[]string{"type", "protocol"}, nil),
+		resources: prometheus.NewDesc("rocketpilot_xds_resources", "Resources the cache holds, by type: clusters and endpoints of every broker set (retained ones included), routes of the topics in use, listener and ECDS configs of the node scopes.",
+			[]string{"type"}, nil),
+		nodes: prometheus.NewDesc("rocketpilot_xds_nodes", "Connected nodes (node id and metadata).", nil, nil),
+	}
+	for _, t := range servedTypes { // every series present from the start, at zero
+		m.nacks.WithLabelValues(TypeLabel(t))
+		m.responses.WithLabelValues(TypeLabel(t), "change")
+		m.responses.WithLabelValues(TypeLabel(t), "request")
+	}
+	return m
+}
+
+// Describe implements prometheus.Collector.
+func (c *Cache) Describe(ch chan<- *prometheus.Desc) {
+	c.metrics.responses.Describe(ch)
+	c.metrics.nacks.Describe(ch)
+	c.metrics.pushTime.Describe(ch)
+	ch <- c.metrics.streams
+	ch <- c.metrics.resources
+	ch <- c.metrics.nodes
+}
+
+// Collect implements prometheus.Collector. Its gauges cost a walk over the streams, under the cache's lock.
+func (c *Cache) Collect(ch chan<- prometheus.Metric) {
+	m := c.metrics
+	m.responses.Collect(ch)
+	m.nacks.Collect(ch)
+	m.pushTime.Collect(ch)
+	type key struct{ typ, protocol string }
+	streams := map[key]int{}
+	for _, t := range servedTypes {
+		streams[key{TypeLabel(t), "delta"}], streams[key{TypeLabel(t), "sotw"}] = 0, 0
+	}
+	c.mu.Lock()
+	for _, st := range c.streams {
+		if st.id < 0 {
+			continue // a request without the server callbacks: no stream
+		}
+		protocol := "sotw"
+		if st.delta {
+			protocol = "delta"
+		}
+		for typeURL := range st.types {
+			streams[key{TypeLabel(typeURL), protocol}]++
+		}
+	}
+	routes := 0
+	for _, e := range c.topics {
+		if e.route != nil {
+			routes++
+		}
+	}
+	clusters, scopes, nodes := len(c.clusters), len(c.scopes), len(c.nodes)
+	c.mu.Unlock()
+	for k, n := range streams {
+		ch <- prometheus.MustNewConstMetric(m.streams, prometheus.GaugeValue, float64(n), k.typ, k.protocol)
+	}
+	for typeURL, n := range map[string]int{translate.ClusterType: clusters, translate.EndpointType: clusters,
+		translate.RouteType: routes, translate.ExtensionType: scopes, translate.ListenerType: scopes} {
+		ch <- prometheus.MustNewConstMetric(m.resources, prometheus.GaugeValue, float64(n), TypeLabel(typeURL))
+	}
+	ch <- prometheus.MustNewConstMetric(m.nodes, prometheus.GaugeValue, float64(nodes))
+}
+
+// sent counts a response handed to a stream; pushedAt is when the change that caused it reached the cache, zero
+// for the answer to a request.
+func (m *metrics) sent(typeURL string, pushedAt time.Time) {
+	if pushedAt.IsZero() {
+		m.responses.WithLabelValues(TypeLabel(typeURL), "request").Inc()
+		return
+	}
+	m.responses.WithLabelValues(TypeLabel(typeURL), "change").Inc()
+	m.pushTime.WithLabelValues(TypeLabel(typeURL)).Observe(time.Since(pushedAt).Seconds())
+}
