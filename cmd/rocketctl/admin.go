@@ -2,12 +2,19 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
 )
 
 // errNotFound is what the admin API answers 404 with.
@@ -20,6 +27,13 @@ func (g *globals) getJSON(ctx context.Context, path string, query url.Values, v 
 	base := strings.TrimRight(g.server, "/")
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
+		if g.tls.enabled() {
+			base = "https://" + strings.TrimRight(g.server, "/")
+		}
+	}
+	hc, err := g.httpClient()
+	if err != nil {
+		return err
 	}
 	u := base + path
 	if len(query) > 0 {
@@ -31,7 +45,7 @@ func (g *globals) getJSON(ctx context.Context, path string, query url.Values, v 
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("cannot reach rocketpilot's admin API at %s (set --server or ROCKETCTL_SERVER): %w", g.server, err)
 	}
@@ -65,4 +79,41 @@ func (g *globals) withTimeout(ctx context.Context) (context.Context, context.Can
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, g.timeout)
+}
+
+// tlsFlags are rocketctl's TLS settings for rocketpilot's admin API and xDS server.
+type tlsFlags struct{ ca, cert, key, serverName string }
+
+func (t tlsFlags) enabled() bool { return t.ca != "" || t.cert != "" }
+
+func (t tlsFlags) config() (*tls.Config, error) {
+	cfg, err := tlsreload.ClientConfig(t.ca, t.cert, t.key, t.serverName)
+	if err != nil {
+		return nil, fmt.Errorf("TLS flags: %w", err)
+	}
+	return cfg, nil
+}
+
+// httpClient is the admin API's client: the default one, or one with the TLS flags' configuration.
+func (g *globals) httpClient() (*http.Client, error) {
+	if !g.tls.enabled() {
+		return http.DefaultClient, nil
+	}
+	cfg, err := g.tls.config()
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, Proxy: http.ProxyFromEnvironment}}, nil
+}
+
+// xdsDialOptions are the xDS client's credentials: TLS when the TLS flags are set, plaintext otherwise.
+func (g *globals) xdsDialOptions() ([]grpc.DialOption, error) {
+	if !g.tls.enabled() {
+		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
+	}
+	cfg, err := g.tls.config()
+	if err != nil {
+		return nil, err
+	}
+	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}, nil
 }

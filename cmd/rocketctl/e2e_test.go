@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/rocketpilot/rocketpilot/internal/certtest"
 	"github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
@@ -390,5 +391,30 @@ spec:
 				t.Errorf("%s %s: translate says version %s, the server serves %q", shortType(typeURL), name, version, got[typeURL][name])
 			}
 		}
+	}
+}
+
+// TestEndToEndMutualTLS runs rocketctl against a rocketpilot that serves mutual TLS: with the CA and a client
+// certificate, get and resolve work; without the certificate, both fail with the server's reason.
+func TestEndToEndMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := certtest.NewCA(t, "test-ca")
+	srv, cli := ca.Server(t, "rocketpilot"), ca.Client(t, "operator")
+	f := certtest.Write(t, dir, "ca.crt", ca.PEM, "tls.crt", srv.Cert, "tls.key", srv.Key, "client.crt", cli.Cert, "client.key", cli.Key)
+	s := startServe(t, "--demo", "--demo-namesrv-address", "127.0.0.1:0", "--tls-cert", f[1], "--tls-key", f[2], "--tls-client-ca", f[0])
+
+	out := mustCtl(t, s, "--tls-ca", f[0], "--tls-cert", f[3], "--tls-key", f[4], "get", "topics", "-o", "name")
+	if !strings.Contains(out, "topic/"+embedded.DemoTopic+"\n") {
+		t.Fatalf("get topics over mutual TLS:\n%s", out)
+	}
+	out = mustCtl(t, s, "--tls-ca", f[0], "--tls-cert", f[3], "--tls-key", f[4], "resolve", embedded.DemoTopic)
+	if !strings.Contains(out, `"brokerName": "broker-a"`) {
+		t.Fatalf("resolve over mutual TLS:\n%s", out)
+	}
+	if _, errOut, code := ctl(t, s, "--tls-ca", f[0], "get", "topics"); code == 0 || !strings.Contains(errOut, "client certificate") {
+		t.Fatalf("get topics without a client certificate: exit %d: %s", code, errOut)
+	}
+	if _, errOut, code := ctl(t, s, "--tls-ca", f[0], "--request-timeout", "2s", "resolve", embedded.DemoTopic); code == 0 {
+		t.Fatalf("resolve without a client certificate: exit %d: %s", code, errOut)
 	}
 }

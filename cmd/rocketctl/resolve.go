@@ -20,7 +20,11 @@ RocketMQ client asking its sidecar for the route (code 105) would get.`,
 		Example: `  rocketctl resolve TopicTest`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := sidecar.Dial(g.xds, sidecar.Options{NodeID: "rocketctl"})
+			dopts, err := g.xdsDialOptions()
+			if err != nil {
+				return err
+			}
+			c, err := sidecar.Dial(g.xds, sidecar.Options{NodeID: "rocketctl", DialOptions: dopts})
 			if err != nil {
 				return err
 			}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,7 +74,9 @@ func (k *kubeOptions) addFlags(f *pflag.FlagSet) {
 // startManager starts the controllers' manager and returns it once its caches are synced. A manager that stops
 // while ctx lives — it lost the lease, the API server went away — is replaced by a new one, with backoff: the
 // reconcilers only feed the model, which keeps serving meanwhile, so losing leadership costs no xDS stream.
-func (k *kubeOptions) startManager(ctx context.Context, log *slog.Logger, opts controllers.Options) (ctrl.Manager, error) {
+//
+// Every manager runs in wg: waiting for it after ctx ends waits for the release of the Lease.
+func (k *kubeOptions) startManager(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger, opts controllers.Options) (ctrl.Manager, error) {
 	ctrl.SetLogger(logr.FromSlogHandler(log.With("component", "controllers").Handler()))
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = k.kubeconfig
@@ -99,14 +102,14 @@ func (k *kubeOptions) startManager(ctx context.Context, log *slog.Logger, opts c
 		k.current.CompareAndSwap(ref, nil)
 		stopped <- stop{err, time.Since(start)}
 	}
-	go run(first)
+	wg.Go(func() { run(first) })
 	syncCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if !first.GetCache().WaitForCacheSync(syncCtx) {
 		return nil, fmt.Errorf("the Kubernetes caches did not sync (are the CRDs installed? kubectl apply -f crds/manifests)")
 	}
 	log.Info("reconciling custom resources", "namespace", k.namespace, "leaderElection", k.leaderElect)
-	go func() {
+	wg.Go(func() {
 		backoff := time.Second
 		for {
 			st := <-stopped
@@ -128,7 +131,7 @@ func (k *kubeOptions) startManager(ctx context.Context, log *slog.Logger, opts c
 				stopped <- stop{err: err}
 				continue
 			}
-			go run(m)
+			wg.Go(func() { run(m) })
 			// What was deleted while no manager watched sent no event to the new one: prune it once its
 			// caches hold the current state.
 			syncCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -139,7 +142,7 @@ func (k *kubeOptions) startManager(ctx context.Context, log *slog.Logger, opts c
 			}
 			cancel()
 		}
-	}()
+	})
 	return first, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -34,6 +35,9 @@ func TestMetrics(t *testing.T) {
 	env := kubetest.StartT(t)
 	scheme := runtime.NewScheme()
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := coordinationv1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
 	k8s, err := client.New(env.Config, client.Options{Scheme: scheme})
@@ -140,6 +144,18 @@ func TestMetrics(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(dumpFamilies(fams))
+	}
+
+	// Stopping releases the Lease at once, for the next replica to take without waiting for it to expire.
+	if err := p.stop(); err != nil {
+		t.Fatal(err)
+	}
+	var lease coordinationv1.Lease
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: "rocketpilot-leader"}, &lease); err != nil {
+		t.Fatal(err)
+	}
+	if h := lease.Spec.HolderIdentity; h != nil && *h != "" {
+		t.Errorf("after serve stopped, the Lease is still held by %q", *h)
 	}
 }
 

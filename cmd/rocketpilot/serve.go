@@ -288,7 +288,7 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 	reconcileMetrics := controllers.NewMetrics()
 	var mgr interface{ GetAPIReader() ctrlclient.Reader }
 	if o.kube.enabled {
-		m, err := o.kube.startManager(ctx, log, controllers.Options{Table: table, Sources: sources, Policies: policies,
+		m, err := o.kube.startManager(ctx, &wg, log, controllers.Options{Table: table, Sources: sources, Policies: policies,
 			Logger: log.With("component", "controllers"), Metrics: reconcileMetrics})
 		if err != nil {
 			return err
@@ -317,13 +317,13 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 		if mlis == nil {
 			mux.Handle("GET /metrics", metrics)
 		}
-		o.serveHTTP(ctx, &wg, alis, server.AdminGuard(mux, certs != nil && certs.MutualTLS()))
+		o.serveHTTP(ctx, &wg, log.With("component", "admin"), alis, server.AdminGuard(mux, certs != nil && certs.MutualTLS()))
 		log.Info("serving the admin API", "addr", alis.Addr().String(), "tls", certs != nil, "pprof", o.pprof)
 	}
 	if mlis != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metrics)
-		o.serveHTTP(ctx, &wg, mlis, mux)
+		o.serveHTTP(ctx, &wg, log.With("component", "metrics"), mlis, mux)
 		log.Info("serving metrics", "addr", mlis.Addr().String())
 	}
 
@@ -411,8 +411,9 @@ func (o *serveOptions) listen(addr, what string, certs *tlsreload.Reloader) (net
 	return lis, nil
 }
 
-func (o *serveOptions) serveHTTP(ctx context.Context, wg *sync.WaitGroup, lis net.Listener, h http.Handler) {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: nil}
+func (o *serveOptions) serveHTTP(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger, lis net.Listener, h http.Handler) {
+	// Its errors (failed TLS handshakes: a client without a certificate, a plaintext request) are the clients'.
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	wg.Go(func() { hs.Serve(lis) })
 	wg.Go(func() {
 		<-ctx.Done()
