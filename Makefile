@@ -7,8 +7,9 @@ CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.2
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 PREFIX  ?= $(shell $(GO) env GOPATH)
+CHART   := charts/rocketpilot
 
-.PHONY: all build install test test-unit test-interop lint generate verify-generate envtest run run-config fuzz bench bench-smoke bench-go clean
+.PHONY: all build install test test-unit test-interop lint generate verify-generate envtest helm-lint helm-template run run-config fuzz bench bench-smoke bench-go clean
 
 all: build
 
@@ -35,14 +36,28 @@ test-unit:
 envtest:
 	@hack/envtest-assets.sh
 
-## generate: deep-copy functions and CRD manifests from the API types in crds/.
+## generate: deep-copy functions and CRD manifests from the API types in crds/, and their copies in the Helm
+## chart (charts/rocketpilot/crds).
 generate:
 	$(CONTROLLER_GEN) object paths=./crds/... crd paths=./crds/... output:crd:artifacts:config=crds/manifests
+	rm -f $(CHART)/crds/*.yaml
+	cp crds/manifests/*.yaml $(CHART)/crds/
 
 ## verify-generate: fails when the committed generated files differ from what make generate writes.
 verify-generate: generate
-	@out="$$(git diff --name-only -- crds; git ls-files --others --exclude-standard -- crds)"; if [ -n "$$out" ]; then \
+	@out="$$(git diff --name-only -- crds $(CHART)/crds; git ls-files --others --exclude-standard -- crds $(CHART)/crds)"; if [ -n "$$out" ]; then \
 	  echo "generated files are not up to date (run make generate and add them):"; echo "$$out"; exit 1; fi
+
+## helm-lint: helm lint --strict of the chart with its default values and each values file of its ci/ folder
+## (helm from hack/helm.sh, or $(HELM)). The chart's Go tests (test/chart, in make test-unit) run the same.
+helm-lint:
+	@helm="$${HELM:-$$(hack/helm.sh)}"; set -e; \
+	  "$$helm" lint --strict $(CHART); \
+	  for f in $(CHART)/ci/*-values.yaml; do "$$helm" lint --strict $(CHART) --values "$$f"; done
+
+## helm-template: the chart's manifests with its default values (VALUES=FILE for another values file).
+helm-template:
+	@helm="$${HELM:-$$(hack/helm.sh)}"; "$$helm" template rocketpilot $(CHART) --namespace rocketpilot-system $(if $(VALUES),--values $(VALUES))
 
 test-interop:
 	test/interop/setup.sh

@@ -11,7 +11,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
@@ -24,17 +23,7 @@ import (
 func TestServeKubernetes(t *testing.T) {
 	env := kubetest.StartT(t)
 	kubeconfig := kubetest.Kubeconfig(t, env)
-	scheme := runtime.NewScheme()
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := coordinationv1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	k8s, err := client.New(env.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	k8s := kubetest.Client(t, env)
 	ns := embedded.New(embedded.Options{})
 	embedded.LoadDemo(ns)
 	if err := ns.Start(); err != nil {

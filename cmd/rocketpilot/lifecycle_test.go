@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"sigs.k8s.io/yaml"
 
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
@@ -157,4 +158,33 @@ func TestServeFromFlagsFileAndEnvironment(t *testing.T) {
 	if !strings.Contains(out, `"level":"DEBUG"`) {
 		t.Errorf("log-level debug from the flags file: no debug line in\n%s", out)
 	}
+}
+
+// FuzzFlagsFile: any --flags-file content is either rejected with an error or sets only flags it names, each to a
+// value the flag accepted; it never panics.
+func FuzzFlagsFile(f *testing.F) {
+	for _, seed := range []string{"poll-interval: 5s\ntopics: [a, b]\n", "demo: true\n", "log-level: [1, 2]\n", "{}", "- a\n", "x: {y: z}\n", ": :\n"} {
+		f.Add([]byte(seed))
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file := filepath.Join(dir, "flags.yaml")
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fs := newServeCommand().Flags()
+		fs.Set("flags-file", file)
+		if err := applyFlagSources(fs, "flags-file", nil); err != nil {
+			return
+		}
+		var named map[string]any
+		if err := yaml.Unmarshal(data, &named); err != nil {
+			t.Fatalf("accepted a file that is not a mapping: %v\n%s", err, data)
+		}
+		fs.Visit(func(fl *pflag.Flag) {
+			if _, ok := named[fl.Name]; !ok && fl.Name != "flags-file" {
+				t.Errorf("--%s set, but the file does not name it:\n%s", fl.Name, data)
+			}
+		})
+	})
 }

@@ -17,7 +17,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
@@ -33,17 +32,7 @@ import (
 // NameServer that is down; every metric family the operations guide lists is there, with values that follow.
 func TestMetrics(t *testing.T) {
 	env := kubetest.StartT(t)
-	scheme := runtime.NewScheme()
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := coordinationv1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	k8s, err := client.New(env.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	k8s := kubetest.Client(t, env)
 	ns := embedded.New(embedded.Options{})
 	embedded.LoadDemo(ns)
 	if err := ns.Start(); err != nil {

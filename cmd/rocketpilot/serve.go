@@ -286,15 +286,6 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 		log.Info("following the config directory", "dir", o.configDir)
 	}
 	reconcileMetrics := controllers.NewMetrics()
-	var mgr interface{ GetAPIReader() ctrlclient.Reader }
-	if o.kube.enabled {
-		m, err := o.kube.startManager(ctx, &wg, log, controllers.Options{Table: table, Sources: sources, Policies: policies,
-			Logger: log.With("component", "controllers"), Metrics: reconcileMetrics})
-		if err != nil {
-			return err
-		}
-		mgr = m
-	}
 
 	wire := server.NewWireStats()
 	metrics := o.metricsHandler(xc, wire, nsMetrics, statuses, reconcileMetrics, files)
@@ -325,6 +316,18 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 		mux.Handle("GET /metrics", metrics)
 		o.serveHTTP(ctx, &wg, log.With("component", "metrics"), mlis, mux)
 		log.Info("serving metrics", "addr", mlis.Addr().String())
+	}
+
+	// The controllers start after the admin API, whose /healthz answers meanwhile: their caches' first sync can
+	// take minutes.
+	var mgr interface{ GetAPIReader() ctrlclient.Reader }
+	if o.kube.enabled {
+		m, err := o.kube.startManager(ctx, &wg, log, controllers.Options{Table: table, Sources: sources, Policies: policies,
+			Logger: log.With("component", "controllers"), Metrics: reconcileMetrics})
+		if err != nil {
+			return err
+		}
+		mgr = m
 	}
 
 	// The first sync: the flags' NameServers, then (for a bounded time) the NameServerSources' watchers.

@@ -12,13 +12,18 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
 )
 
 // Start starts an API server with rocketpilot's CRDs and those of extraCRDDirs (relative to the caller's
 // directory, as go test runs it). Stop it with Stop.
 func Start(extraCRDDirs ...string) (*envtest.Environment, error) {
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -62,8 +67,8 @@ func Kubeconfig(t testing.TB, env *envtest.Environment) string {
 	return path
 }
 
-// repoRoot is the directory of rocketpilot's go.mod, above the working directory.
-func repoRoot() (string, error) {
+// RepoRoot is the directory of rocketpilot's go.mod, above the working directory.
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
@@ -78,4 +83,21 @@ func repoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// Client returns a client of the API server whose scheme knows the built-in kinds and rocketpilot's.
+func Client(t testing.TB, env *envtest.Environment) client.Client {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(env.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -1,0 +1,111 @@
+{{/* The chart's name, or nameOverride. */}}
+{{- define "rocketpilot.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The prefix of every resource name: fullnameOverride, or the release name (with the chart's name unless the
+release name holds it already). */}}
+{{- define "rocketpilot.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "rocketpilot.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The labels that select the pods: never change them in an upgrade (a Deployment's selector is immutable). */}}
+{{- define "rocketpilot.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "rocketpilot.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: control-plane
+{{- end }}
+
+{{/* The labels of every resource. */}}
+{{- define "rocketpilot.labels" -}}
+helm.sh/chart: {{ include "rocketpilot.chart" . }}
+{{ include "rocketpilot.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: rocketpilot
+{{- end }}
+
+{{- define "rocketpilot.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "rocketpilot.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "rocketpilot.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/* Where the TLS secret is mounted. */}}
+{{- define "rocketpilot.tlsDir" -}}/etc/rocketpilot/tls{{- end }}
+
+{{/* The pod's grace period: given, or the shutdown delay and grace plus 5 s; it must exceed their sum. */}}
+{{- define "rocketpilot.terminationGracePeriodSeconds" -}}
+{{- $need := add .Values.shutdown.delaySeconds .Values.shutdown.graceSeconds }}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
+{{- add $need 5 }}
+{{- else if le (int .Values.terminationGracePeriodSeconds) (int $need) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be larger than shutdown.delaySeconds + shutdown.graceSeconds (%v)" .Values.terminationGracePeriodSeconds $need) }}
+{{- else }}
+{{- .Values.terminationGracePeriodSeconds }}
+{{- end }}
+{{- end }}
+
+{{/* The DNS name of the Service. */}}
+{{- define "rocketpilot.serviceHost" -}}
+{{- printf "%s.%s.svc" (include "rocketpilot.fullname" .) .Release.Namespace }}
+{{- end }}
+
+{{/* The arguments of `rocketpilot serve`. */}}
+{{- define "rocketpilot.args" -}}
+- serve
+- --kubernetes
+- --xds-address=:{{ .Values.ports.xds }}
+- --admin-address=:{{ .Values.ports.admin }}
+- --metrics-address=:{{ .Values.ports.metrics }}
+- {{ printf "--log-level=%s" .Values.logLevel | quote }}
+- {{ printf "--log-format=%s" .Values.logFormat | quote }}
+- {{ printf "--discovery=%s" .Values.discovery | quote }}
+{{- if .Values.leaderElection.enabled }}
+- --leader-elect=true
+- --leader-election-namespace={{ .Release.Namespace }}
+- {{ printf "--leader-election-id=%s" .Values.leaderElection.id | quote }}
+{{- else }}
+- --leader-elect=false
+{{- end }}
+{{- with .Values.watchNamespace }}
+- {{ printf "--watch-namespace=%s" . | quote }}
+{{- end }}
+{{- with .Values.namesrv }}
+- {{ printf "--namesrv=%s" (join ";" .) | quote }}
+{{- end }}
+{{- if .Values.tls.enabled }}
+- --tls-cert={{ include "rocketpilot.tlsDir" . }}/tls.crt
+- --tls-key={{ include "rocketpilot.tlsDir" . }}/tls.key
+{{- if .Values.tls.clientCA }}
+- --tls-client-ca={{ include "rocketpilot.tlsDir" . }}/ca.crt
+{{- end }}
+{{- end }}
+- --shutdown-delay={{ .Values.shutdown.delaySeconds }}s
+- --shutdown-grace={{ .Values.shutdown.graceSeconds }}s
+{{- if .Values.pprof }}
+- --pprof
+{{- end }}
+{{- range .Values.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end }}

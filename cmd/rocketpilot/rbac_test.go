@@ -1,0 +1,430 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/rocketpilot/rocketpilot/controllers"
+	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
+	"github.com/rocketpilot/rocketpilot/internal/helmtest"
+	"github.com/rocketpilot/rocketpilot/internal/kubetest"
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+)
+
+// apiRecorder is a reverse proxy in front of the API server that records every request and each one the API
+// server denies (403). The controller under test talks to the API server only through it, so a forbidden request
+// shows here even when nothing logs it.
+type apiRecorder struct {
+	mu       sync.Mutex
+	requests map[string]int // "METHOD path" (object names elided) → count
+	denied   []string
+}
+
+func (r *apiRecorder) RoundTrip(rt http.RoundTripper, req *http.Request) (*http.Response, error) {
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return resp, err
+	}
+	key := req.Method + " " + req.URL.Path
+	if q := req.URL.Query(); q.Get("watch") == "true" {
+		key += "?watch"
+	}
+	r.mu.Lock()
+	r.requests[key]++
+	if resp.StatusCode == http.StatusForbidden {
+		r.denied = append(r.denied, fmt.Sprintf("%s %s as %s", req.Method, req.URL.RequestURI(), req.Header.Get("Impersonate-User")))
+	}
+	r.mu.Unlock()
+	return resp, nil
+}
+
+// snapshot returns the distinct requests so far, sorted, and the denied ones.
+func (r *apiRecorder) snapshot() (requests, denied []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k := range r.requests {
+		requests = append(requests, k)
+	}
+	slices.Sort(requests)
+	return requests, slices.Clone(r.denied)
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// startAPIProxy serves a plain HTTP proxy on loopback that forwards to the API server of cfg with cfg's (admin)
+// credentials, passing the client's impersonation headers through: the API server authorizes each request as the
+// impersonated user.
+func startAPIProxy(t *testing.T, cfg *rest.Config) (*httptest.Server, *apiRecorder) {
+	t.Helper()
+	target, err := url.Parse(cfg.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstream, err := rest.TransportFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &apiRecorder{requests: map[string]int{}}
+	proxy := &httputil.ReverseProxy{
+		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(target) },
+		Transport:     roundTripFunc(func(r *http.Request) (*http.Response, error) { return rec.RoundTrip(upstream, r) }),
+		FlushInterval: -1, // watches stream
+	}
+	srv := httptest.NewServer(proxy)
+	t.Cleanup(func() {
+		srv.CloseClientConnections() // watches left open would hold Close until the API server ends them
+		srv.Close()
+	})
+	return srv, rec
+}
+
+// impersonatingKubeconfig writes a kubeconfig whose user impersonates user and groups (kubeconfig's as and
+// as-groups) on server, and returns its path.
+func impersonatingKubeconfig(t *testing.T, server, user string, groups []string) string {
+	t.Helper()
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["envtest"] = &clientcmdapi.Cluster{Server: server}
+	cfg.AuthInfos["chart-serviceaccount"] = &clientcmdapi.AuthInfo{Impersonate: user, ImpersonateGroups: groups}
+	cfg.Contexts["chart-serviceaccount"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "chart-serviceaccount"}
+	cfg.CurrentContext = "chart-serviceaccount"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "as: "+user) || !strings.Contains(string(b), "as-groups:") {
+		t.Fatalf("the kubeconfig does not impersonate:\n%s", b)
+	}
+	return path
+}
+
+// TestServeWithChartRBAC runs `serve --kubernetes` as the chart's ServiceAccount, with exactly the RBAC the chart
+// renders, against a real API server: it leads, serves the topics, writes status and events, and is denied
+// nothing. Then requests outside that RBAC are Forbidden.
+func TestServeWithChartRBAC(t *testing.T) {
+	env := kubetest.StartT(t, filepath.Join("..", "..", "controllers", "testdata", "crds"))
+	admin := kubetest.Client(t, env)
+	ctx := context.Background()
+	release, apps, elsewhere := helmtest.Namespace, "apps", "elsewhere"
+	for _, ns := range []string{release, apps, elsewhere} {
+		if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The chart's identity and RBAC, applied for real.
+	objs := helmtest.Render(t)
+	dep := helmtest.Find(objs, "Deployment", helmtest.Release)
+	if dep == nil {
+		t.Fatal("the chart renders no Deployment")
+	}
+	saName, _, _ := unstructured.NestedString(dep.Object, "spec", "template", "spec", "serviceAccountName")
+	containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+	chartArgs, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+	applied := map[string]int{}
+	for _, o := range helmtest.OfKind(objs, "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding") {
+		if err := admin.Apply(ctx, client.ApplyConfigurationFromUnstructured(o), client.FieldOwner("helm")); err != nil {
+			t.Fatalf("apply %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+		applied[o.GetKind()]++
+	}
+	if applied["ServiceAccount"] != 1 || applied["ClusterRole"] == 0 || applied["ClusterRoleBinding"] == 0 || applied["Role"] == 0 || applied["RoleBinding"] == 0 {
+		t.Fatalf("applied %v", applied)
+	}
+	var sa corev1.ServiceAccount
+	if err := admin.Get(ctx, client.ObjectKey{Namespace: release, Name: saName}, &sa); err != nil {
+		t.Fatalf("the chart's ServiceAccount %q: %v", saName, err)
+	}
+	user := "system:serviceaccount:" + release + ":" + saName
+	proxy, rec := startAPIProxy(t, env.Config)
+	kubeconfig := impersonatingKubeconfig(t, proxy.URL, user,
+		[]string{"system:serviceaccounts", "system:serviceaccounts:" + release, "system:authenticated"})
+
+	// What it reconciles: a NameServerSource by address, one through a rocketmq-operator NameService, a
+	// TopicRoute, an invalid TopicRoute (a warning event) and a TopicBinding.
+	ns := embedded.New(embedded.Options{})
+	embedded.LoadDemo(ns)
+	if err := ns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	nss := &v1alpha1.NameServerSource{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "demo"},
+		Spec: v1alpha1.NameServerSourceSpec{Addresses: []string{ns.Addr()}}}
+	operated := &v1alpha1.NameServerSource{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "operated"},
+		Spec: v1alpha1.NameServerSourceSpec{NameServiceRef: &v1alpha1.NameServiceReference{Name: "namesrv"}}}
+	nameService := &unstructured.Unstructured{}
+	nameService.SetGroupVersionKind(controllers.NameServiceGVK)
+	nameService.SetNamespace(apps)
+	nameService.SetName("namesrv")
+	drain := &v1alpha1.TopicRoute{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "drain"}, Spec: v1alpha1.TopicRouteSpec{
+		Topics: v1alpha1.TopicSelector{Exact: []string{embedded.DemoTopic}}, Drain: &v1alpha1.Drain{BrokerNames: []string{"broker-b"}}}}
+	broken := &v1alpha1.TopicRoute{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "broken"}, Spec: v1alpha1.TopicRouteSpec{
+		Topics: v1alpha1.TopicSelector{Regex: "demo-(["}}}
+	binding := &v1alpha1.TopicBinding{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "orders"}, Spec: v1alpha1.TopicBindingSpec{
+		NodeIDs: []string{"orders-*"}, Topics: []string{embedded.DemoTopic}}}
+	for _, o := range []client.Object{nss, nameService, operated, drain, broken, binding} {
+		if err := admin.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unstructured.SetNestedStringSlice(nameService.Object, []string{ns.Addr()}, "status", "nameServers"); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Status().Update(ctx, nameService); err != nil {
+		t.Fatal(err)
+	}
+
+	// serve with the chart's leader election flags (the Lease in the release namespace), faster lease timings.
+	args := []string{"--kubernetes", "--kubeconfig", kubeconfig}
+	for _, a := range chartArgs {
+		if strings.HasPrefix(a, "--leader-elect") {
+			args = append(args, a)
+		}
+	}
+	if !slices.Contains(args, "--leader-election-namespace="+release) {
+		t.Fatalf("the chart's args %q do not put the Lease in the release namespace", chartArgs)
+	}
+	args = append(args, "--leader-election-lease-duration", "2s", "--leader-election-renew-deadline", "1s", "--leader-election-retry-period", "200ms")
+	p := serveInProcess(t, args...)
+	p.waitLog(t, "serving xDS", 60*time.Second)
+	adminAddr := p.addr(t, "serving the admin API", time.Second)
+	resp, err := http.Get("http://" + adminAddr + "/api/v1/topics/" + embedded.DemoTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"topicRoute": "apps/drain"`) {
+		t.Fatalf("%s when xDS started serving: %s %s", embedded.DemoTopic, resp.Status, body)
+	}
+
+	hostname, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaseID := "rocketpilot-leader"
+	for _, a := range chartArgs {
+		if v, ok := strings.CutPrefix(a, "--leader-election-id="); ok {
+			leaseID = v
+		}
+	}
+	// Everything the leader writes, within a deadline.
+	deadline := time.Now().Add(45 * time.Second)
+	var pending []string
+	for {
+		pending = pending[:0]
+		var lease coordinationv1.Lease
+		if err := admin.Get(ctx, client.ObjectKey{Namespace: release, Name: leaseID}, &lease); err != nil {
+			pending = append(pending, fmt.Sprintf("lease: %v", err))
+		} else if h := lease.Spec.HolderIdentity; h == nil || !strings.HasPrefix(*h, hostname+"_") {
+			pending = append(pending, fmt.Sprintf("lease holder %v", h))
+		}
+		for _, s := range []*v1alpha1.NameServerSource{nss, operated} {
+			if err := admin.Get(ctx, client.ObjectKeyFromObject(s), s); err != nil {
+				t.Fatal(err)
+			}
+			if !meta.IsStatusConditionTrue(s.Status.Conditions, v1alpha1.ConditionReady) || s.Status.Topics != int32(ns.TopicCount()) ||
+				meta.IsStatusConditionTrue(s.Status.Conditions, v1alpha1.ConditionDegraded) || len(s.Status.NameServers) != 1 || !s.Status.NameServers[0].Reachable {
+				pending = append(pending, fmt.Sprintf("NameServerSource %s status %+v", s.Name, s.Status))
+			}
+		}
+		for _, tr := range []*v1alpha1.TopicRoute{drain, broken} {
+			if err := admin.Get(ctx, client.ObjectKeyFromObject(tr), tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !meta.IsStatusConditionTrue(drain.Status.Conditions, v1alpha1.ConditionAccepted) ||
+			!meta.IsStatusConditionTrue(drain.Status.Conditions, v1alpha1.ConditionResolved) || drain.Status.MatchedTopics != 1 {
+			pending = append(pending, fmt.Sprintf("TopicRoute drain status %+v", drain.Status))
+		}
+		if c := meta.FindStatusCondition(broken.Status.Conditions, v1alpha1.ConditionAccepted); c == nil || c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonInvalid {
+			pending = append(pending, fmt.Sprintf("TopicRoute broken status %+v", broken.Status))
+		}
+		if err := admin.Get(ctx, client.ObjectKeyFromObject(binding), binding); err != nil {
+			t.Fatal(err)
+		}
+		if !meta.IsStatusConditionTrue(binding.Status.Conditions, v1alpha1.ConditionAccepted) {
+			pending = append(pending, fmt.Sprintf("TopicBinding status %+v", binding.Status))
+		}
+		// The reconcilers' events (events.k8s.io/v1), and leader election's own (core v1, on the Lease).
+		var events eventsv1.EventList
+		if err := admin.List(ctx, &events, client.InNamespace(apps)); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(events.Items, func(e eventsv1.Event) bool {
+			return e.Regarding.Kind == "TopicRoute" && e.Regarding.Name == "broken" && e.Reason == v1alpha1.ReasonInvalid &&
+				e.Type == corev1.EventTypeWarning && e.ReportingController == "rocketpilot"
+		}) {
+			pending = append(pending, fmt.Sprintf("no Invalid event on TopicRoute broken: %+v", events.Items))
+		}
+		var coreEvents corev1.EventList
+		if err := admin.List(ctx, &coreEvents, client.InNamespace(release)); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(coreEvents.Items, func(e corev1.Event) bool {
+			return e.Reason == "LeaderElection" && e.InvolvedObject.Kind == "Lease" && e.InvolvedObject.Name == leaseID
+		}) {
+			pending = append(pending, fmt.Sprintf("no LeaderElection event in %s: %+v", release, coreEvents.Items))
+		}
+		if len(pending) == 0 {
+			break
+		}
+		if requests, denied := rec.snapshot(); len(denied) > 0 || time.Now().After(deadline) {
+			t.Fatalf("pending:\n%s\nrequests:\n%s\ndenied:\n%s\nlogs:\n%s", strings.Join(pending, "\n"),
+				strings.Join(requests, "\n"), strings.Join(denied, "\n"), p.logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The controller was denied nothing, and logged no denial.
+	requests, denied := rec.snapshot()
+	t.Logf("the controller's requests:\n%s", strings.Join(requests, "\n"))
+	if len(denied) > 0 {
+		t.Errorf("the API server denied the controller:\n%s", strings.Join(denied, "\n"))
+	}
+	if logs := p.logs.String(); strings.Contains(strings.ToLower(logs), "forbidden") {
+		t.Errorf("forbidden in the logs:\n%s", logs)
+	}
+
+	// Outside that RBAC, the same identity is Forbidden.
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := client.New(cfg, client.Options{Scheme: admin.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: elsewhere, Name: leaseID}}
+	if err := admin.Create(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	// Controls: what the RBAC grants works through this client.
+	var lease coordinationv1.Lease
+	if err := as.Get(ctx, client.ObjectKey{Namespace: release, Name: leaseID}, &lease); err != nil {
+		t.Fatalf("get the Lease in the release namespace as %s: %v", user, err)
+	}
+	var routes v1alpha1.TopicRouteList
+	if err := as.List(ctx, &routes); err != nil || len(routes.Items) != 2 {
+		t.Fatalf("list TopicRoutes as %s: %d, %v", user, len(routes.Items), err)
+	}
+	changed := drain.DeepCopy()
+	changed.Spec.Drain.BrokerNames = []string{"broker-a"}
+	newRoute := &v1alpha1.TopicRoute{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "new"},
+		Spec: v1alpha1.TopicRouteSpec{Topics: v1alpha1.TopicSelector{Exact: []string{"t"}}}}
+	nsStatus := nameService.DeepCopy()
+	_ = unstructured.SetNestedStringSlice(nsStatus.Object, []string{"10.0.0.1"}, "status", "nameServers")
+	for _, c := range []struct {
+		what string
+		call func() error
+	}{
+		{"update a TopicRoute's spec", func() error { return as.Update(ctx, changed) }},
+		{"create a TopicRoute", func() error { return as.Create(ctx, newRoute) }},
+		{"delete a NameServerSource", func() error { return as.Delete(ctx, nss.DeepCopy()) }},
+		{"update a NameService's status", func() error { return as.Status().Update(ctx, nsStatus) }},
+		{"list Secrets in the release namespace", func() error { return as.List(ctx, &corev1.SecretList{}, client.InNamespace(release)) }},
+		{"list Secrets in every namespace", func() error { return as.List(ctx, &corev1.SecretList{}) }},
+		{"get a Lease in another namespace", func() error { return as.Get(ctx, client.ObjectKeyFromObject(other), &coordinationv1.Lease{}) }},
+		{"create a Lease in another namespace", func() error {
+			return as.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: elsewhere, Name: "mine"}})
+		}},
+		{"delete the Lease", func() error { return as.Delete(ctx, lease.DeepCopy()) }},
+		{"create a Pod", func() error {
+			return as.Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "p"},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}})
+		}},
+		{"list Pods", func() error { return as.List(ctx, &corev1.PodList{}, client.InNamespace(apps)) }},
+		{"read a ConfigMap", func() error {
+			return as.Get(ctx, client.ObjectKey{Namespace: release, Name: "kube-root-ca.crt"}, &corev1.ConfigMap{})
+		}},
+		{"create a core v1 Event outside the release namespace", func() error {
+			return as.Create(ctx, &corev1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "e"}})
+		}},
+		{"delete the events of the release namespace", func() error {
+			return as.DeleteAllOf(ctx, &eventsv1.Event{}, client.InNamespace(release))
+		}},
+	} {
+		if err := c.call(); !apierrors.IsForbidden(err) {
+			t.Errorf("%s as %s: %v, want Forbidden", c.what, user, err)
+		}
+	}
+	if err := p.stop(); err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+}
+
+// TestChartArgsAreServeFlags parses the arguments the chart gives the container, in each of its configurations,
+// with serve's own flags: every one exists, takes the value given, and none is left over as an argument.
+func TestChartArgsAreServeFlags(t *testing.T) {
+	for _, values := range [][]string{
+		nil,
+		{"--values", "ci/ha-values.yaml"},
+		{"--values", "ci/tls-values.yaml"},
+		{"--set", "watchNamespace=team-a,leaderElection.enabled=false,extraArgs[0]=--poll-interval=10s"},
+	} {
+		t.Run(strings.Join(append([]string{"defaults"}, values...), " "), func(t *testing.T) {
+			objs, err := helmtest.Template(t, values...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dep := helmtest.Find(objs, "Deployment", helmtest.Release)
+			if dep == nil {
+				t.Fatal("no Deployment")
+			}
+			containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+			args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+			if len(args) == 0 || args[0] != "serve" {
+				t.Fatalf("args %q do not run serve", args)
+			}
+			cmd := newServeCommand()
+			if err := cmd.ParseFlags(args[1:]); err != nil {
+				t.Fatalf("serve rejects the chart's args %q: %v", args, err)
+			}
+			if rest := cmd.Flags().Args(); len(rest) != 0 {
+				t.Fatalf("serve takes no arguments; the chart leaves %q", rest)
+			}
+			for _, a := range args[1:] {
+				name, value, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+				f := cmd.Flags().Lookup(name)
+				if f == nil {
+					t.Fatalf("no flag --%s", name)
+				}
+				if !ok {
+					value = "true" // a bool flag given alone
+				}
+				if f.Value.String() != value {
+					t.Errorf("--%s is %q after parsing %q", name, f.Value.String(), a)
+				}
+			}
+		})
+	}
+}
