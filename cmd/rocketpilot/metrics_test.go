@@ -242,3 +242,31 @@ func dumpFamilies(fams map[string]*dto.MetricFamily) string {
 	}
 	return b.String()
 }
+
+// TestMetricsDemo scrapes the admin port's /metrics of `serve --demo`, as `make run` starts it: the model's
+// resources, the demo NameServer's topics and brokers, and answered requests are there from the first sync.
+func TestMetricsDemo(t *testing.T) {
+	p := serveInProcess(t, "--demo", "--demo-namesrv-address", "127.0.0.1:0")
+	p.waitLog(t, "serving xDS", 10*time.Second)
+	fams := scrape(t, "http://"+p.addr(t, "serving the admin API", time.Second)+"/metrics")
+	demo := embedded.New(embedded.Options{})
+	embedded.LoadDemo(demo)
+	for _, c := range []struct {
+		family   string
+		labels   map[string]string
+		min, max float64
+	}{
+		{"rocketpilot_nameserver_topics", map[string]string{"source": "namesrv"}, float64(demo.TopicCount()), float64(demo.TopicCount())},
+		{"rocketpilot_nameserver_brokers", map[string]string{"source": "namesrv"}, 4, 4},
+		{"rocketpilot_nameserver_up", map[string]string{"source": "namesrv"}, 1, 1},
+		{"rocketpilot_nameserver_request_duration_seconds", map[string]string{"request": "route"}, float64(demo.TopicCount()), 1e6},
+		{"rocketpilot_xds_resources", map[string]string{"type": "cluster"}, 4, 100},
+		{"rocketpilot_xds_streams", nil, 0, 0},
+		{"rocketpilot_leader", nil, 0, 0}, // no Kubernetes: this replica writes no status
+		{"rocketpilot_reconcile_errors_total", nil, 0, 0},
+	} {
+		if v := sum(fams, c.family, c.labels); v < c.min || v > c.max {
+			t.Errorf("%s%v = %v, want %v..%v", c.family, c.labels, v, c.min, c.max)
+		}
+	}
+}

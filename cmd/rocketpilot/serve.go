@@ -348,7 +348,8 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 		log.Warn("serving before every NameServerSource synced", "timeout", o.syncTimeout, "sources", sources.Keys())
 	}
 	cancelSync()
-	if ctx.Err() != nil {
+	// What the sync learned must be in the cache before the first stream is served.
+	if err := xc.WaitVersion(ctx, table.Version()); err != nil {
 		return nil
 	}
 	logModel(log, table)

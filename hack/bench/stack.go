@@ -83,8 +83,8 @@ func startControlPlane(nsAddr, addr string) (*controlPlane, time.Duration) {
 	go func() { w.Run(ctx) }()
 	go cp.cache.Run(ctx, sub, nil)
 	<-w.Synced()
-	for cp.cache.Version() < table.Version() {
-		time.Sleep(time.Millisecond)
+	if err := cp.cache.WaitVersion(ctx, table.Version()); err != nil {
+		log.Fatal(err)
 	}
 	took := time.Since(start)
 	if addr == "" {

@@ -61,6 +61,7 @@ type Cache struct {
 	// queued meanwhile are pushes, timed from it.
 	pushStart time.Time
 	metrics   *metrics
+	applied   chan struct{} // closed and replaced whenever version moves
 }
 
 type nameKey struct{ typeURL, name string }
@@ -126,6 +127,7 @@ func New(table *routing.Table, opts Options) (*Cache, error) {
 		pending:     make(map[any]streamKey),
 		subscribers: make(map[nameKey]map[*stream]struct{}),
 		metrics:     newMetrics(),
+		applied:     make(chan struct{}),
 	}
 	if c.opts.Scope == nil {
 		c.opts.Scope = func(n *corev3.Node) []string { return append(MetadataScope(n), table.Bound(ProxyOf(n))...) }
@@ -195,8 +197,31 @@ func (c *Cache) Apply(cs routing.ChangeSet) {
 	for n := range nodes {
 		c.touchNode(n, touched)
 	}
-	c.version = max(c.version, cs.Version)
+	if cs.Version > c.version {
+		c.version = cs.Version
+		close(c.applied)
+		c.applied = make(chan struct{})
+	}
 	c.respondAll(touched)
+}
+
+// WaitVersion waits until the cache has applied the table up to version v (Run applies changes a coalescing
+// window after they happen): a server that starts serving after a sync waits for it, or its first clients would
+// get the state before the sync.
+func (c *Cache) WaitVersion(ctx context.Context, v uint64) error {
+	for {
+		c.mu.Lock()
+		version, applied := c.version, c.applied
+		c.mu.Unlock()
+		if version >= v {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-applied:
+		}
+	}
 }
 
 // touchNode marks a node's own resources changed for its streams and collects its waiting watches.

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -175,5 +176,34 @@ func TestRetiredClustersLeaveAfterRetention(t *testing.T) {
 	gone, _ := (<-ch).GetDeltaDiscoveryResponse()
 	if len(gone.RemovedResources) != 1 || gone.RemovedResources[0] != old {
 		t.Fatalf("after the retention: %v", gone)
+	}
+}
+
+// TestWaitVersion: WaitVersion returns once Run has applied the table up to the version, and gives up with ctx.
+func TestWaitVersion(t *testing.T) {
+	tab := routing.NewTable()
+	c, err := New(tab, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := tab.Subscribe()
+	defer sub.Close()
+	tab.Apply("ns", routing.Update{Topic: "a", Route: &routing.Route{Members: []routing.Member{{Cluster: "C", BrokerName: "b",
+		Perm: 6, ReadQueueNums: 4, WriteQueueNums: 4, Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.0.0.1:10911"}}}}}})
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := c.WaitVersion(short, tab.Version()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("before Run applied the change: %v", err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go c.Run(ctx, sub, nil)
+	wait, cancelWait := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelWait()
+	if err := c.WaitVersion(wait, tab.Version()); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.clusters) == 0 {
+		t.Fatal("WaitVersion returned before the broker set's cluster was built")
 	}
 }
