@@ -428,3 +428,117 @@ func TestChartArgsAreServeFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestServeWithChartRBACInOneNamespace: with watchNamespace, the chart grants namespaced Roles only, and serve
+// with the chart's --watch-namespace works with them: it reconciles that namespace's resources, leaves another
+// namespace's alone, and is denied nothing; reading the custom resources elsewhere or cluster-wide is Forbidden.
+func TestServeWithChartRBACInOneNamespace(t *testing.T) {
+	env := kubetest.StartT(t, filepath.Join("..", "..", "controllers", "testdata", "crds"))
+	admin := kubetest.Client(t, env)
+	ctx := context.Background()
+	release, apps, elsewhere := helmtest.Namespace, "apps", "elsewhere"
+	for _, ns := range []string{release, apps, elsewhere} {
+		if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	values := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(values, []byte("watchNamespace: "+apps+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	objs := helmtest.Render(t, values)
+	if len(helmtest.OfKind(objs, "ClusterRole", "ClusterRoleBinding")) != 0 {
+		t.Fatalf("watchNamespace renders cluster-wide RBAC: %v", helmtest.OfKind(objs, "ClusterRole", "ClusterRoleBinding"))
+	}
+	for _, o := range helmtest.OfKind(objs, "ServiceAccount", "Role", "RoleBinding") {
+		if err := admin.Apply(ctx, client.ApplyConfigurationFromUnstructured(o), client.FieldOwner("helm")); err != nil {
+			t.Fatalf("apply %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+	dep := helmtest.Find(objs, "Deployment", helmtest.Release)
+	saName, _, _ := unstructured.NestedString(dep.Object, "spec", "template", "spec", "serviceAccountName")
+	containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+	chartArgs, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+	user := "system:serviceaccount:" + release + ":" + saName
+	proxy, rec := startAPIProxy(t, env.Config)
+	kubeconfig := impersonatingKubeconfig(t, proxy.URL, user,
+		[]string{"system:serviceaccounts", "system:serviceaccounts:" + release, "system:authenticated"})
+
+	ns := embedded.New(embedded.Options{})
+	embedded.LoadDemo(ns)
+	if err := ns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	mine := &v1alpha1.NameServerSource{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "demo"},
+		Spec: v1alpha1.NameServerSourceSpec{Addresses: []string{ns.Addr()}}}
+	theirs := &v1alpha1.NameServerSource{ObjectMeta: metav1.ObjectMeta{Namespace: elsewhere, Name: "demo"},
+		Spec: v1alpha1.NameServerSourceSpec{Addresses: []string{"127.0.0.1:1"}}}
+	for _, o := range []client.Object{mine, theirs} {
+		if err := admin.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"--kubernetes", "--kubeconfig", kubeconfig, "--leader-election-lease-duration", "2s",
+		"--leader-election-renew-deadline", "1s", "--leader-election-retry-period", "200ms"}
+	for _, a := range chartArgs {
+		if strings.HasPrefix(a, "--leader-elect") || strings.HasPrefix(a, "--watch-namespace") {
+			args = append(args, a)
+		}
+	}
+	if !slices.Contains(args, "--watch-namespace="+apps) {
+		t.Fatalf("the chart's args %q do not watch %s", chartArgs, apps)
+	}
+	p := serveInProcess(t, args...)
+	p.waitLog(t, "serving xDS", 60*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if err := admin.Get(ctx, client.ObjectKeyFromObject(mine), mine); err != nil {
+			t.Fatal(err)
+		}
+		if meta.IsStatusConditionTrue(mine.Status.Conditions, v1alpha1.ConditionReady) && mine.Status.Topics == int32(ns.TopicCount()) {
+			break
+		}
+		if _, denied := rec.snapshot(); len(denied) > 0 || time.Now().After(deadline) {
+			t.Fatalf("status %+v\ndenied: %v\nlogs:\n%s", mine.Status, denied, p.logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := admin.Get(ctx, client.ObjectKeyFromObject(theirs), theirs); err != nil {
+		t.Fatal(err)
+	}
+	if len(theirs.Status.Conditions) != 0 {
+		t.Errorf("the NameServerSource of another namespace was reconciled: %+v", theirs.Status)
+	}
+	var sources []struct {
+		Source string `json:"source"`
+	}
+	getJSON(t, "http://"+p.addr(t, "serving the admin API", time.Second)+"/api/v1/sources", &sources)
+	if len(sources) != 1 || sources[0].Source != "nss:"+apps+"/demo" {
+		t.Errorf("sources %+v, want only %s's", sources, apps)
+	}
+	if _, denied := rec.snapshot(); len(denied) > 0 {
+		t.Errorf("the API server denied the controller:\n%s", strings.Join(denied, "\n"))
+	}
+
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := client.New(cfg, client.Options{Scheme: admin.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := as.List(ctx, &v1alpha1.NameServerSourceList{}, client.InNamespace(apps)); err != nil {
+		t.Fatalf("control: list NameServerSources in %s: %v", apps, err)
+	}
+	for what, call := range map[string]func() error{
+		"list NameServerSources in every namespace": func() error { return as.List(ctx, &v1alpha1.NameServerSourceList{}) },
+		"get a NameServerSource elsewhere":          func() error { return as.Get(ctx, client.ObjectKeyFromObject(theirs), &v1alpha1.NameServerSource{}) },
+		"update a status elsewhere":                 func() error { return as.Status().Update(ctx, theirs) },
+	} {
+		if err := call(); !apierrors.IsForbidden(err) {
+			t.Errorf("%s as %s: %v, want Forbidden", what, user, err)
+		}
+	}
+}
