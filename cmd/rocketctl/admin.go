@@ -27,9 +27,9 @@ func (g *globals) getJSON(ctx context.Context, path string, query url.Values, v 
 	base := strings.TrimRight(g.server, "/")
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
-		if g.tls.enabled() {
-			base = "https://" + strings.TrimRight(g.server, "/")
-		}
+	}
+	if g.tls.enabled() { // the TLS flags mean TLS, whatever --server's default scheme says
+		base = "https://" + strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://")
 	}
 	hc, err := g.httpClient()
 	if err != nil {

@@ -411,6 +411,12 @@ func TestEndToEndMutualTLS(t *testing.T) {
 	if !strings.Contains(out, `"brokerName": "broker-a"`) {
 		t.Fatalf("resolve over mutual TLS:\n%s", out)
 	}
+	// The TLS flags turn an http:// --server into https.
+	var out2, errOut2 bytes.Buffer
+	if code := run(context.Background(), []string{"rocketctl", "--server", "http://" + s.admin, "--tls-ca", f[0], "--tls-cert", f[3],
+		"--tls-key", f[4], "get", "topics", "-o", "name"}, &out2, &errOut2); code != 0 || !strings.Contains(out2.String(), "topic/"+embedded.DemoTopic) {
+		t.Fatalf("get topics with an http:// server and the TLS flags: exit %d: %s", code, errOut2.String())
+	}
 	if _, errOut, code := ctl(t, s, "--tls-ca", f[0], "get", "topics"); code == 0 || !strings.Contains(errOut, "client certificate") {
 		t.Fatalf("get topics without a client certificate: exit %d: %s", code, errOut)
 	}

@@ -80,7 +80,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&g.server, "server", envOr("ROCKETCTL_SERVER", "http://127.0.0.1:19000"), "rocketpilot's admin API (or $ROCKETCTL_SERVER)")
 	f.StringVar(&g.xds, "xds-server", envOr("ROCKETCTL_XDS_SERVER", "127.0.0.1:18000"), "rocketpilot's xDS server, for resolve (or $ROCKETCTL_XDS_SERVER)")
 	f.DurationVar(&g.timeout, "request-timeout", 10*time.Second, "how long one request may take (0: no limit)")
-	f.StringVar(&g.tls.ca, "tls-ca", os.Getenv("ROCKETCTL_TLS_CA"), "PEM CAs that sign rocketpilot's certificate: the admin API and xDS are reached over TLS (or $ROCKETCTL_TLS_CA)")
+	f.StringVar(&g.tls.ca, "tls-ca", os.Getenv("ROCKETCTL_TLS_CA"), "PEM CAs that sign rocketpilot's certificate: the admin API (https, whatever --server says) and xDS are reached over TLS (or $ROCKETCTL_TLS_CA)")
 	f.StringVar(&g.tls.cert, "tls-cert", os.Getenv("ROCKETCTL_TLS_CERT"), "PEM client certificate, for a rocketpilot serving mutual TLS (or $ROCKETCTL_TLS_CERT)")
 	f.StringVar(&g.tls.key, "tls-key", os.Getenv("ROCKETCTL_TLS_KEY"), "PEM key of --tls-cert (or $ROCKETCTL_TLS_KEY)")
 	f.StringVar(&g.tls.serverName, "tls-server-name", os.Getenv("ROCKETCTL_TLS_SERVER_NAME"), "name to verify rocketpilot's certificate against (the host of --server or --xds-server when empty)")

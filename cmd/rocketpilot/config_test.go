@@ -74,4 +74,9 @@ func TestServeConfigDir(t *testing.T) {
 	if topic.Policy.TopicRoute != "default/drain" || len(topic.Members) != 2 || topic.Members[1].Perm != 4 {
 		t.Fatalf("TopicTest under the drain: %+v", topic)
 	}
+	fams := scrape(t, "http://"+admin+"/metrics")
+	if a, r := sum(fams, "rocketpilot_config_resources", map[string]string{"state": "accepted"}),
+		sum(fams, "rocketpilot_config_resources", map[string]string{"state": "rejected"}); a != 2 || r != 1 {
+		t.Errorf("rocketpilot_config_resources accepted %v rejected %v, want 2 and 1", a, r)
+	}
 }

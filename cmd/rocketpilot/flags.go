@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -33,6 +35,9 @@ func applyFlagSources(fs *pflag.FlagSet, fileFlag string, environ []string) erro
 		}
 		f := known[name]
 		if f == nil {
+			if serviceLink.MatchString(name) {
+				continue // Kubernetes' variables for a Service named rocketpilot, not flags
+			}
 			return fmt.Errorf("environment variable %s names no flag", name)
 		}
 		if f.Changed {
@@ -67,17 +72,41 @@ func applyFlagSources(fs *pflag.FlagSet, fileFlag string, environ []string) erro
 		case []any:
 			parts := make([]string, len(v))
 			for i, p := range v {
-				parts[i] = fmt.Sprint(p)
+				if parts[i], err = scalar(p); err != nil {
+					return fmt.Errorf("--%s %s: %s: %w", fileFlag, path, name, err)
+				}
 			}
 			value = strings.Join(parts, ",")
 		case nil:
 			continue
 		default:
-			value = fmt.Sprint(v)
+			if value, err = scalar(v); err != nil {
+				return fmt.Errorf("--%s %s: %s: %w", fileFlag, path, name, err)
+			}
 		}
 		if err := fs.Set(name, value); err != nil {
 			return fmt.Errorf("--%s %s: %s: %w", fileFlag, path, name, err)
 		}
 	}
 	return nil
+}
+
+// serviceLink matches the variables Kubernetes sets for every Service of the namespace when the pod does not turn
+// service links off: a Service named rocketpilot gives ROCKETPILOT_SERVICE_HOST, ROCKETPILOT_PORT_18000_TCP, ...
+var serviceLink = regexp.MustCompile(`^[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$`)
+
+// scalar is a YAML scalar as a flag's text: numbers as written (YAML decodes 16777216 as a float, which
+// fmt.Sprint would print as 1.6777216e+07).
+func scalar(v any) (string, error) {
+	switch v := v.(type) {
+	case string:
+		return v, nil
+	case bool:
+		return strconv.FormatBool(v), nil
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64), nil
+	case map[string]any, []any:
+		return "", fmt.Errorf("want a value or a list of values, not %T", v)
+	}
+	return fmt.Sprint(v), nil
 }

@@ -106,6 +106,9 @@ func (k *kubeOptions) startManager(ctx context.Context, wg *sync.WaitGroup, log 
 	syncCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if !first.GetCache().WaitForCacheSync(syncCtx) {
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // stopped meanwhile: not a failure of the caches
+		}
 		return nil, fmt.Errorf("the Kubernetes caches did not sync (are the CRDs installed? kubectl apply -f crds/manifests)")
 	}
 	log.Info("reconciling custom resources", "namespace", k.namespace, "leaderElection", k.leaderElect)

@@ -105,21 +105,25 @@ func TestFlagSources(t *testing.T) {
 		fs.Set("flags-file", file)
 		return fs
 	}
-	write("poll-interval: 5s\ntopics: [a, b]\nlog-level: warn\ndiscovery: in-use\n")
+	write("poll-interval: 5s\ntopics: [a, b]\nlog-level: warn\ndiscovery: in-use\nframe-limit: 16777216\npoll-rate-limit: 2.5\n")
 	fs := newFlags()
 	if err := fs.Parse([]string{"--log-level", "debug"}); err != nil {
 		t.Fatal(err)
 	}
-	env := []string{"ROCKETPILOT_DISCOVERY=all", "PATH=/bin", "ROCKETPILOTX=1"}
+	// Kubernetes' service links for a Service named rocketpilot are not flags, and not typos either.
+	env := []string{"ROCKETPILOT_DISCOVERY=all", "PATH=/bin", "ROCKETPILOTX=1", "ROCKETPILOT_SERVICE_HOST=10.0.0.1",
+		"ROCKETPILOT_SERVICE_PORT_XDS_GRPC=18000", "ROCKETPILOT_PORT=tcp://10.0.0.1:18000", "ROCKETPILOT_PORT_18000_TCP_ADDR=10.0.0.1"}
 	if err := applyFlagSources(fs, "flags-file", env); err != nil {
 		t.Fatal(err)
 	}
 	for flag, want := range map[string]string{
-		"poll-interval": "5s",     // from the file
-		"topics":        "[a,b]",  // a list, from the file
-		"log-level":     "debug",  // the command line beats the file
-		"discovery":     "all",    // the environment beats the file
-		"xds-address":   ":18000", // nobody set it
+		"poll-interval":   "5s",     // from the file
+		"topics":          "[a,b]",  // a list, from the file
+		"log-level":       "debug",  // the command line beats the file
+		"discovery":       "all",    // the environment beats the file
+		"xds-address":     ":18000", // nobody set it
+		"frame-limit":     "16777216",
+		"poll-rate-limit": "2.5",
 	} {
 		if got := fs.Lookup(flag).Value.String(); got != want {
 			t.Errorf("--%s = %q, want %q", flag, got, want)
@@ -135,6 +139,8 @@ func TestFlagSources(t *testing.T) {
 		{"poll-interval: soon\n", nil, "poll-interval"},
 		{"flags-file: other.yaml\n", nil, `"flags-file" is not a flag`},
 		{"[not, a, mapping]\n", nil, "flags.yaml"},
+		{"log-level: {a: b}\n", nil, "want a value"},
+		{"topics: [[a]]\n", nil, "want a value"},
 		{"", []string{"ROCKETPILOT_POL_INTERVAL=5s"}, "ROCKETPILOT_POL_INTERVAL names no flag"},
 	} {
 		write(c.file)

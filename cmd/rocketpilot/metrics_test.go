@@ -134,6 +134,9 @@ func TestMetrics(t *testing.T) {
 	if t.Failed() {
 		t.Log(dumpFamilies(fams))
 	}
+	if logs := p.logs.String(); strings.Contains(logs, "metrics gather failed") {
+		t.Errorf("a scrape had gather errors:\n%s", logs)
+	}
 
 	// Stopping releases the Lease at once, for the next replica to take without waiting for it to expire.
 	if err := p.stop(); err != nil {
@@ -268,5 +271,8 @@ func TestMetricsDemo(t *testing.T) {
 		if v := sum(fams, c.family, c.labels); v < c.min || v > c.max {
 			t.Errorf("%s%v = %v, want %v..%v", c.family, c.labels, v, c.min, c.max)
 		}
+	}
+	if logs := p.logs.String(); strings.Contains(logs, "metrics gather failed") {
+		t.Errorf("a scrape had gather errors:\n%s", logs)
 	}
 }

@@ -22,12 +22,13 @@ import (
 // metricsHandler serves the process's Prometheus metrics: rocketpilot's own registry (one per run, so that
 // in-process tests can run serve again), and with --kubernetes controller-runtime's (workqueues, API clients,
 // leader election).
-func (o *serveOptions) metricsHandler(xc *cache.Cache, wire *server.WireStats, ns *watcher.Metrics,
+func (o *serveOptions) metricsHandler(log *slog.Logger, xc *cache.Cache, wire *server.WireStats, ns *watcher.Metrics,
 	statuses func() []watcher.Status, reconcile *controllers.Metrics, files *controllers.FileSource) http.Handler {
 	reg := prometheus.NewRegistry()
+	if !o.kube.enabled { // controller-runtime's registry has the Go and process collectors already
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
 	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		xc, wire, ns, watcher.StatusCollector(statuses), reconcile,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rocketpilot_build_info", Help: "1, labelled with the version and Go version.",
 			ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()}}, func() float64 { return 1 }),
@@ -42,8 +43,14 @@ func (o *serveOptions) metricsHandler(xc *cache.Cache, wire *server.WireStats, n
 	if o.kube.enabled {
 		gatherers = append(gatherers, ctrlmetrics.Registry)
 	}
-	return promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	// A series that fails to gather is logged and left out; the rest is still served.
+	return promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, ErrorLog: promLogger{log}})
 }
+
+// promLogger logs promhttp's gather errors.
+type promLogger struct{ log *slog.Logger }
+
+func (l promLogger) Println(v ...any) { l.log.Error("metrics gather failed", "err", fmt.Sprint(v...)) }
 
 // logLevelHandler reads (GET) and sets (PUT, the level as the body: debug, info, warn or error) the log level.
 func logLevelHandler(level *slog.LevelVar, log *slog.Logger) http.Handler {

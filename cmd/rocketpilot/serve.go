@@ -69,6 +69,7 @@ type serveOptions struct {
 	tls            tlsreload.Files
 	tlsReload      time.Duration
 	flagsFile      string
+	operators      []string
 }
 
 func newServeCommand() *cobra.Command {
@@ -86,6 +87,10 @@ TopicRoutes and TopicBindings come from the Kubernetes API (--kubernetes) or fro
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			go func() {
+				<-ctx.Done()
+				stop() // the first signal starts the graceful shutdown; a second one ends the process at once
+			}()
 			return o.run(ctx, cmd.ErrOrStderr())
 		},
 	}
@@ -117,6 +122,7 @@ TopicRoutes and TopicBindings come from the Kubernetes API (--kubernetes) or fro
 	f.StringVar(&o.tls.Cert, "tls-cert", "", "PEM certificate (chain) of the xDS, admin and metrics listeners; with --tls-key, they serve TLS only")
 	f.StringVar(&o.tls.Key, "tls-key", "", "PEM private key of --tls-cert")
 	f.StringVar(&o.tls.ClientCA, "tls-client-ca", "", "PEM CAs of client certificates: xDS clients must present one (mutual TLS), and so must admin API clients except for /healthz, /readyz and /metrics")
+	f.StringSliceVar(&o.operators, "admin-operators", nil, "names (certificate common name or DNS name) of the clients allowed the admin API's debug and write endpoints; any client verified by --tls-client-ca when empty")
 	f.DurationVar(&o.tlsReload, "tls-reload-interval", 10*time.Second, "how often the TLS files are checked for a rotated certificate")
 	f.StringVar(&o.flagsFile, "flags-file", "", "a YAML file of flag values (flag name: value); the command line, then ROCKETPILOT_* environment variables, take precedence")
 	f.StringVar(&o.configDir, "config", "", "read NameServerSources, TopicRoutes and TopicBindings from the YAML files of this directory, and follow changes")
@@ -164,6 +170,9 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 	if !slices.Contains(server.Compressions, o.compression) {
 		return fmt.Errorf("--xds-compression %q: want one of %s", o.compression, strings.Join(server.Compressions, ", "))
 	}
+	if o.tlsReload <= 0 {
+		return fmt.Errorf("--tls-reload-interval %v: want a positive duration", o.tlsReload)
+	}
 	if o.tls.ClientCA != "" && o.tls.Cert == "" {
 		return errors.New("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first")
 	}
@@ -194,9 +203,15 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if alis != nil {
+		defer alis.Close()
+	}
 	mlis, err := o.listen(o.metricsAddr, "metrics", certs)
 	if err != nil {
 		return err
+	}
+	if mlis != nil {
+		defer mlis.Close()
 	}
 
 	if o.demo {
@@ -288,7 +303,7 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 	reconcileMetrics := controllers.NewMetrics()
 
 	wire := server.NewWireStats()
-	metrics := o.metricsHandler(xc, wire, nsMetrics, statuses, reconcileMetrics, files)
+	metrics := o.metricsHandler(log.With("component", "metrics"), xc, wire, nsMetrics, statuses, reconcileMetrics, files)
 	if alis != nil {
 		admin := &server.Admin{Table: table, Cache: xc, Version: version, Ready: ready.Load, Changes: changes,
 			Sources: func() any { return statuses() }}
@@ -308,7 +323,7 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 		if mlis == nil {
 			mux.Handle("GET /metrics", metrics)
 		}
-		o.serveHTTP(ctx, &wg, log.With("component", "admin"), alis, server.AdminGuard(mux, certs != nil && certs.MutualTLS()))
+		o.serveHTTP(ctx, &wg, log.With("component", "admin"), alis, server.AdminGuard(mux, certs != nil && certs.MutualTLS(), o.operators))
 		log.Info("serving the admin API", "addr", alis.Addr().String(), "tls", certs != nil, "pprof", o.pprof)
 	}
 	if mlis != nil {
@@ -324,6 +339,9 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 	if o.kube.enabled {
 		m, err := o.kube.startManager(ctx, &wg, log, controllers.Options{Table: table, Sources: sources, Policies: policies,
 			Logger: log.With("component", "controllers"), Metrics: reconcileMetrics})
+		if ctx.Err() != nil {
+			return nil // a signal during the caches' first sync
+		}
 		if err != nil {
 			return err
 		}
@@ -364,8 +382,9 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 	g := server.GRPC(ctx, xc, sopts)
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- server.Serve(ctx, g, lis, o.grace) })
-	if signalled.Err() == nil {
-		ready.Store(true)
+	ready.Store(true)
+	if signalled.Err() != nil {
+		ready.Store(false) // the signal came meanwhile: shutdown may have looked at readiness before it was set
 	}
 	log.Info("serving xDS", "addr", lis.Addr().String(), "tls", certs != nil, "mutualTLS", certs != nil && certs.MutualTLS())
 	select {

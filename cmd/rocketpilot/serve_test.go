@@ -122,6 +122,7 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		{"serve", "--demo", "--discovery", "sometimes", "--demo-namesrv-address", "127.0.0.1:0", "--xds-address", "127.0.0.1:0", "--admin-address", ""},
 		{"serve", "--demo", "--log-level", "loud"},
 		{"serve", "--kubernetes", "--config", "."},
+		{"serve", "--demo", "--tls-reload-interval", "0", "--demo-namesrv-address", "127.0.0.1:0", "--xds-address", "127.0.0.1:0", "--admin-address", ""},
 		{"serve", "--demo", "--xds-compression", "brotli", "--demo-namesrv-address", "127.0.0.1:0", "--xds-address", "127.0.0.1:0", "--admin-address", ""},
 	} {
 		root := newRootCommand()

@@ -38,7 +38,7 @@ var variants = []struct {
 	{"default", nil},
 	{"ha", []string{"--values", "ci/ha-values.yaml"}},
 	{"tls", []string{"--values", "ci/tls-values.yaml"}},
-	{"tls-no-client-ca", []string{"--values", "ci/tls-values.yaml", "--set", "tls.clientCA=false"}},
+	{"tls-no-client-ca", []string{"--values", "ci/tls-values.yaml", "--set", "tls.clientCA=false", "--set", "pprof=false"}},
 	{"watch-namespace", []string{"--set", "watchNamespace=team-a"}},
 	{"no-leader-election", []string{"--set", "leaderElection.enabled=false", "--set", "replicaCount=1"}},
 }
@@ -169,6 +169,10 @@ func TestChartDefaults(t *testing.T) {
 	// The pod is killed only after the shutdown delay and the streams' grace have run out.
 	if g := pod.TerminationGracePeriodSeconds; g == nil || *g <= 5+10 {
 		t.Errorf("terminationGracePeriodSeconds %v, want more than 15", g)
+	}
+	// A Service named rocketpilot would give the pod ROCKETPILOT_SERVICE_HOST and the like; ROCKETPILOT_* are flags.
+	if pod.EnableServiceLinks == nil || *pod.EnableServiceLinks {
+		t.Errorf("enableServiceLinks %v, want false", pod.EnableServiceLinks)
 	}
 	if pod.ServiceAccountName != helmtest.Release || pod.AutomountServiceAccountToken == nil || !*pod.AutomountServiceAccountToken {
 		t.Errorf("serviceAccountName %q automount %v", pod.ServiceAccountName, pod.AutomountServiceAccountToken)
@@ -319,7 +323,7 @@ func TestChartTLS(t *testing.T) {
 	objs := helmtest.Render(t, "ci/tls-values.yaml")
 	dep := typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release)
 	c := container(t, dep)
-	wantArgs(t, c.Args, "--tls-cert="+tlsDir+"/tls.crt", "--tls-key="+tlsDir+"/tls.key", "--tls-client-ca="+tlsDir+"/ca.crt", "--pprof")
+	wantArgs(t, c.Args, "--tls-cert="+tlsDir+"/tls.crt", "--tls-key="+tlsDir+"/tls.key", "--tls-client-ca="+tlsDir+"/ca.crt", "--pprof", "--admin-operators=platform-oncall")
 	for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe, "startup": c.StartupProbe} {
 		if p == nil || p.HTTPGet == nil || p.HTTPGet.Scheme != corev1.URISchemeHTTPS {
 			t.Errorf("%s probe %+v, want HTTPS (the admin port serves TLS)", name, p)
@@ -345,7 +349,7 @@ func TestChartTLS(t *testing.T) {
 	}
 
 	// Without a client CA the server still serves TLS, and asks for no client certificate.
-	objs = render(t, "--values", "ci/tls-values.yaml", "--set", "tls.clientCA=false")
+	objs = render(t, "--values", "ci/tls-values.yaml", "--set", "tls.clientCA=false", "--set", "pprof=false")
 	c = container(t, typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release))
 	wantArgs(t, c.Args, "--tls-cert="+tlsDir+"/tls.crt", "--tls-key="+tlsDir+"/tls.key")
 	if hasArg(c.Args, "--tls-client-ca") {
@@ -404,9 +408,9 @@ func TestChartRBAC(t *testing.T) {
 				}
 			}
 			kinds := []string{"nameserversources", "topicroutes", "topicbindings"}
-			grant(crScope, "rocketpilot.io", kinds, []string{"get", "list", "watch"})
-			grant(crScope, "rocketpilot.io", []string{"nameserversources/status", "topicroutes/status", "topicbindings/status"}, []string{"update", "patch"})
-			grant(crScope, "rocketmq.apache.org", []string{"nameservices"}, []string{"get", "list", "watch"})
+			grant(crScope, "rocketpilot.io", kinds, []string{"list", "watch"})
+			grant(crScope, "rocketpilot.io", []string{"nameserversources/status", "topicroutes/status", "topicbindings/status"}, []string{"update"})
+			grant(crScope, "rocketmq.apache.org", []string{"nameservices"}, []string{"get"})
 			grant(crScope, "events.k8s.io", []string{"events"}, []string{"create", "patch"})
 			if !slices.Contains(v.args, "leaderElection.enabled=false") {
 				grant(helmtest.Namespace, "coordination.k8s.io", []string{"leases"}, []string{"get", "create", "update"})
@@ -497,6 +501,10 @@ func TestChartSchemaRejectsInvalidValues(t *testing.T) {
 		{"terminationGracePeriodSeconds: 15", "terminationGracePeriodSeconds"},
 		{"watchNamespace: Team_A", "watchNamespace"},
 		{"replicas: 3", "replicas"},
+		{"leaderElection:\n  enabled: false", "leaderElection.enabled"},
+		{"pprof: true", "pprof"},
+		{"pprof: true\ntls:\n  enabled: true\n  secretName: s", "pprof"},
+		{"podDisruptionBudget:\n  minAvailable: 2", "podDisruptionBudget.minAvailable"},
 	} {
 		t.Run(strings.ReplaceAll(tc.values, "\n", " "), func(t *testing.T) {
 			f := filepath.Join(t.TempDir(), "values.yaml")

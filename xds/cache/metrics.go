@@ -43,7 +43,7 @@ type metrics struct {
 func newMetrics() *metrics {
 	m := &metrics{
 		responses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rocketpilot_xds_pushes_total",
-			Help: "xDS responses sent, by type and by what caused them: a change of the model (change) or a request (request)."},
+			Help: "xDS responses sent, by type and by what caused them: a change of the model (change) or a request (request; a change that found a state-of-the-world stream between requests goes with its next request, and counts here)."},
 			[]string{"type", "trigger"}),
 		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rocketpilot_xds_nacks_total",
 			Help: "xDS responses rejected by the client (a request with error_detail for the nonce last sent), by type."},

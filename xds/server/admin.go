@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -312,22 +313,24 @@ func (a *Admin) route(w http.ResponseWriter, r *http.Request) {
 
 // AdminGuard is the admin API's access rule. /healthz, /readyz and /metrics are open (probes and scrapers need no
 // identity). Debug endpoints (/debug/: profiles, the log level) and every write (a method other than GET or HEAD)
-// need an authenticated client: one whose certificate the listener verified against --tls-client-ca. Without a
-// client CA they are refused. With one, the read-only API needs a verified certificate too: mutual TLS covers the
-// whole admin API but the probes.
-func AdminGuard(next http.Handler, mutualTLS bool) http.Handler {
+// need an authenticated client: one whose certificate the listener verified against --tls-client-ca, and, when
+// operators is not empty, whose common name or a DNS name is in it (sidecars get certificates from the same CA:
+// being verified must not be enough to profile the process or change its log level). Without a client CA they
+// are refused. With one, the read-only API needs a verified certificate too: mutual TLS covers the whole admin API
+// but the probes.
+func AdminGuard(next http.Handler, mutualTLS bool, operators []string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/healthz", "/readyz", "/metrics":
 			next.ServeHTTP(w, r)
 			return
 		}
-		if authenticated(r) {
-			next.ServeHTTP(w, r)
-			return
-		}
 		sensitive := strings.HasPrefix(r.URL.Path, "/debug/") || (r.Method != http.MethodGet && r.Method != http.MethodHead)
 		switch {
+		case authenticated(r) && (!sensitive || operator(r, operators)):
+			next.ServeHTTP(w, r)
+		case authenticated(r):
+			writeError(w, http.StatusForbidden, fmt.Sprintf("client %q is not one of the operators (--admin-operators) allowed debug and write endpoints", ClientName(r)))
 		case sensitive && !mutualTLS:
 			writeError(w, http.StatusForbidden, "debug and write endpoints need an authenticated client: serve with --tls-cert, --tls-key and --tls-client-ca, and present a client certificate")
 		case sensitive || mutualTLS:
@@ -336,6 +339,15 @@ func AdminGuard(next http.Handler, mutualTLS bool) http.Handler {
 			next.ServeHTTP(w, r)
 		}
 	})
+}
+
+// operator reports whether an authenticated request's certificate names one of operators (any, when empty).
+func operator(r *http.Request, operators []string) bool {
+	if len(operators) == 0 {
+		return true
+	}
+	leaf := r.TLS.VerifiedChains[0][0]
+	return slices.Contains(operators, leaf.Subject.CommonName) || slices.ContainsFunc(leaf.DNSNames, func(n string) bool { return slices.Contains(operators, n) })
 }
 
 func authenticated(r *http.Request) bool { return r.TLS != nil && len(r.TLS.VerifiedChains) > 0 }

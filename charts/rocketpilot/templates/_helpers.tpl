@@ -98,6 +98,9 @@ app.kubernetes.io/part-of: rocketpilot
 - --tls-key={{ include "rocketpilot.tlsDir" . }}/tls.key
 {{- if .Values.tls.clientCA }}
 - --tls-client-ca={{ include "rocketpilot.tlsDir" . }}/ca.crt
+{{- with .Values.tls.adminOperators }}
+- {{ printf "--admin-operators=%s" (join "," .) | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 - --shutdown-delay={{ .Values.shutdown.delaySeconds }}s
