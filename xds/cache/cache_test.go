@@ -31,7 +31,7 @@ func newTestCache(t *testing.T) (*Cache, *routing.Table) {
 }
 
 // open simulates a delta stream: the callbacks the server makes, then a watch for one request.
-func open(t *testing.T, c *Cache, id int64, n *corev3.Node, typeURL string, names ...string) chan gcpcache.DeltaResponse {
+func open(t testing.TB, c *Cache, id int64, n *corev3.Node, typeURL string, names ...string) chan gcpcache.DeltaResponse {
 	t.Helper()
 	c.OnDeltaStreamOpen(context.Background(), id, "")
 	req := &discovery.DeltaDiscoveryRequest{Node: n, TypeUrl: typeURL, ResourceNamesSubscribe: names}
