@@ -35,11 +35,19 @@ import (
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
 
+// create creates obj and deletes it when the test ends: envtest runs no namespace controller, so an object
+// outlives its test's namespace, and the controllers of the next test (or of the next -count iteration) would
+// reconcile it.
 func create(t *testing.T, obj client.Object) {
 	t.Helper()
 	if err := k8s.Create(context.Background(), obj); err != nil {
 		t.Fatalf("create %s: %v", obj.GetName(), err)
 	}
+	t.Cleanup(func() {
+		if err := k8s.Delete(context.Background(), obj); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete %s: %v", obj.GetName(), err)
+		}
+	})
 }
 
 func get[T client.Object](t *testing.T, obj T) T {
@@ -409,9 +417,7 @@ func TestExamplesReachReadyAndAccepted(t *testing.T) {
 			if u.GetKind() == "NameServerSource" {
 				unstructured.SetNestedStringSlice(u.Object, []string{ns.Addr()}, "spec", "addresses")
 			}
-			if err := k8s.Create(context.Background(), u); err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
+			create(t, u)
 			objs = append(objs, u)
 		}
 	}
