@@ -206,16 +206,23 @@ func printTopics(g *globals, topics []server.TopicSummary) error {
 }
 
 func getBrokerSets(ctx context.Context, g *globals, _ *getFlags, names []string) error {
-	var rows []brokerSetRow
-	if err := g.getJSON(ctx, "/api/v1/brokersets", nil, &rows); err != nil {
+	return getListed(ctx, g, "/api/v1/brokersets", "broker set", names, func(r brokerSetRow) string { return r.Hash }, printBrokerSets)
+}
+
+// getListed reads a list from the admin API, keeps the rows named (every row when names is empty), prints them,
+// and then reports the names not found.
+func getListed[T any](ctx context.Context, g *globals, path, kind string, names []string, key func(T) string,
+	print func(*globals, []T) error) error {
+	var rows []T
+	if err := g.getJSON(ctx, path, nil, &rows); err != nil {
 		return err
 	}
-	rows = slices.DeleteFunc(rows, func(r brokerSetRow) bool { return len(names) > 0 && !slices.Contains(names, r.Hash) })
-	missing := notFound(names, rows, func(r brokerSetRow) string { return r.Hash })
-	if err := printBrokerSets(g, rows); err != nil {
+	rows = slices.DeleteFunc(rows, func(r T) bool { return len(names) > 0 && !slices.Contains(names, key(r)) })
+	missing := notFound(names, rows, key)
+	if err := print(g, rows); err != nil {
 		return err
 	}
-	return missingError("broker set", missing)
+	return missingError(kind, missing)
 }
 
 func printBrokerSets(g *globals, rows []brokerSetRow) error {
@@ -247,16 +254,7 @@ func printBrokerSets(g *globals, rows []brokerSetRow) error {
 type clusterRow = server.ClusterRow
 
 func getClusters(ctx context.Context, g *globals, _ *getFlags, names []string) error {
-	var rows []clusterRow
-	if err := g.getJSON(ctx, "/api/v1/clusters", nil, &rows); err != nil {
-		return err
-	}
-	rows = slices.DeleteFunc(rows, func(r clusterRow) bool { return len(names) > 0 && !slices.Contains(names, r.Name) })
-	missing := notFound(names, rows, func(r clusterRow) string { return r.Name })
-	if err := printClusters(g, rows); err != nil {
-		return err
-	}
-	return missingError("cluster", missing)
+	return getListed(ctx, g, "/api/v1/clusters", "cluster", names, func(r clusterRow) string { return r.Name }, printClusters)
 }
 
 func printClusters(g *globals, rows []clusterRow) error {

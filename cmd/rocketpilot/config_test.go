@@ -8,19 +8,12 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 )
 
 // TestServeConfigDir runs `serve --config DIR` with no NameServer flag: the directory's NameServerSource feeds the
 // model, its TopicRoute drains a broker, its invalid document is reported, and the admin API shows all three.
 func TestServeConfigDir(t *testing.T) {
-	ns := embedded.New(embedded.Options{})
-	embedded.LoadDemo(ns)
-	if err := ns.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := demoNameServer(t)
 	dir := t.TempDir()
 	write := func(name, body string) {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {

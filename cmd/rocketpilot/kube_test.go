@@ -24,12 +24,7 @@ func TestServeKubernetes(t *testing.T) {
 	env := kubetest.StartT(t)
 	kubeconfig := kubetest.Kubeconfig(t, env)
 	k8s := kubetest.Client(t, env)
-	ns := embedded.New(embedded.Options{})
-	embedded.LoadDemo(ns)
-	if err := ns.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := demoNameServer(t)
 	nss := &v1alpha1.NameServerSource{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "demo"},
 		Spec: v1alpha1.NameServerSourceSpec{Addresses: []string{ns.Addr()}}}
 	if err := k8s.Create(context.Background(), nss); err != nil {

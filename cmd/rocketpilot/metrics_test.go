@@ -33,12 +33,7 @@ import (
 func TestMetrics(t *testing.T) {
 	env := kubetest.StartT(t)
 	k8s := kubetest.Client(t, env)
-	ns := embedded.New(embedded.Options{})
-	embedded.LoadDemo(ns)
-	if err := ns.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := demoNameServer(t)
 	for name, addr := range map[string]string{"live": ns.Addr(), "down": "127.0.0.1:1"} {
 		nss := &v1alpha1.NameServerSource{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
 			Spec: v1alpha1.NameServerSourceSpec{Addresses: []string{addr}}}
@@ -83,12 +78,7 @@ func TestMetrics(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for _, c := range []struct {
-		family string
-		labels map[string]string
-		min    float64
-		max    float64
-	}{
+	checkSeries(t, fams, []wantSeries{
 		{"rocketpilot_xds_streams", map[string]string{"type": "rocketmq_route", "protocol": "delta"}, 2, 2}, // the sidecar and the NACKing client
 		{"rocketpilot_xds_streams", map[string]string{"type": "cluster", "protocol": "sotw"}, 0, 0},
 		{"rocketpilot_xds_pushes_total", map[string]string{"type": "rocketmq_route", "trigger": "request"}, 2, 100},
@@ -118,15 +108,7 @@ func TestMetrics(t *testing.T) {
 		{"rocketpilot_build_info", nil, 1, 1},
 		{"controller_runtime_reconcile_total", map[string]string{"controller": "nameserversource"}, 2, 1e6},
 		{"go_goroutines", nil, 10, 1e6},
-	} {
-		if _, ok := fams[c.family]; !ok {
-			t.Errorf("no family %s", c.family)
-			continue
-		}
-		if v := sum(fams, c.family, c.labels); v < c.min || v > c.max {
-			t.Errorf("%s%v = %v, want %v..%v", c.family, c.labels, v, c.min, c.max)
-		}
-	}
+	})
 	// The admin port serves the API but not the metrics when they have a port of their own.
 	if resp, err := http.Get("http://" + p.addr(t, "serving the admin API", time.Second) + "/metrics"); err != nil || resp.StatusCode != http.StatusNotFound {
 		t.Errorf("/metrics on the admin port with --metrics-address: %v %v", resp.Status, err)
@@ -177,16 +159,31 @@ func nackOnce(t *testing.T, ctx context.Context, addr string) {
 	}
 }
 
+// wantSeries is a family's series carrying labels, whose sum must lie in min..max.
+type wantSeries struct {
+	family   string
+	labels   map[string]string
+	min, max float64
+}
+
+// checkSeries checks that each family is in the scrape and that its series add up to what is wanted.
+func checkSeries(t *testing.T, fams map[string]*dto.MetricFamily, wants []wantSeries) {
+	t.Helper()
+	for _, c := range wants {
+		if _, ok := fams[c.family]; !ok {
+			t.Errorf("no family %s", c.family)
+			continue
+		}
+		if v := sum(fams, c.family, c.labels); v < c.min || v > c.max {
+			t.Errorf("%s%v = %v, want %v..%v", c.family, c.labels, v, c.min, c.max)
+		}
+	}
+}
+
 func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := getOK(t, url)
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
@@ -254,11 +251,7 @@ func TestMetricsDemo(t *testing.T) {
 	fams := scrape(t, "http://"+p.addr(t, "serving the admin API", time.Second)+"/metrics")
 	demo := embedded.New(embedded.Options{})
 	embedded.LoadDemo(demo)
-	for _, c := range []struct {
-		family   string
-		labels   map[string]string
-		min, max float64
-	}{
+	checkSeries(t, fams, []wantSeries{
 		{"rocketpilot_nameserver_topics", map[string]string{"source": "namesrv"}, float64(demo.TopicCount()), float64(demo.TopicCount())},
 		{"rocketpilot_nameserver_brokers", map[string]string{"source": "namesrv"}, 4, 4},
 		{"rocketpilot_nameserver_up", map[string]string{"source": "namesrv"}, 1, 1},
@@ -267,11 +260,7 @@ func TestMetricsDemo(t *testing.T) {
 		{"rocketpilot_xds_streams", nil, 0, 0},
 		{"rocketpilot_leader", nil, 0, 0}, // no Kubernetes: this replica writes no status
 		{"rocketpilot_reconcile_errors_total", nil, 0, 0},
-	} {
-		if v := sum(fams, c.family, c.labels); v < c.min || v > c.max {
-			t.Errorf("%s%v = %v, want %v..%v", c.family, c.labels, v, c.min, c.max)
-		}
-	}
+	})
 	if logs := p.logs.String(); strings.Contains(logs, "metrics gather failed") {
 		t.Errorf("a scrape had gather errors:\n%s", logs)
 	}

@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/rocketpilot/rocketpilot/controllers"
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
@@ -128,6 +129,78 @@ func impersonatingKubeconfig(t *testing.T, server, user string, groups []string)
 	return path
 }
 
+// chartRun is the chart's identity on a test API server: the namespaces of a test, the rendered chart, its
+// ServiceAccount and RBAC applied for real, and a kubeconfig that impersonates the ServiceAccount through a
+// recording proxy.
+type chartRun struct {
+	objs       []*unstructured.Unstructured
+	args       []string       // the container's arguments
+	applied    map[string]int // RBAC objects applied, by kind
+	user       string
+	kubeconfig string
+	rec        *apiRecorder
+}
+
+// asChart creates namespaces, renders the chart with valuesFiles and applies its identity and RBAC.
+func asChart(t *testing.T, env *envtest.Environment, admin client.Client, namespaces []string, valuesFiles ...string) *chartRun {
+	t.Helper()
+	ctx := context.Background()
+	for _, ns := range namespaces {
+		if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &chartRun{objs: helmtest.Render(t, valuesFiles...), applied: map[string]int{}}
+	dep := helmtest.Find(r.objs, "Deployment", helmtest.Release)
+	if dep == nil {
+		t.Fatal("the chart renders no Deployment")
+	}
+	saName, _, _ := unstructured.NestedString(dep.Object, "spec", "template", "spec", "serviceAccountName")
+	containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+	r.args, _, _ = unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+	for _, o := range helmtest.OfKind(r.objs, "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding") {
+		if err := admin.Apply(ctx, client.ApplyConfigurationFromUnstructured(o), client.FieldOwner("helm")); err != nil {
+			t.Fatalf("apply %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+		r.applied[o.GetKind()]++
+	}
+	var sa corev1.ServiceAccount
+	if err := admin.Get(ctx, client.ObjectKey{Namespace: helmtest.Namespace, Name: saName}, &sa); err != nil {
+		t.Fatalf("the chart's ServiceAccount %q: %v", saName, err)
+	}
+	r.user = "system:serviceaccount:" + helmtest.Namespace + ":" + saName
+	proxy, rec := startAPIProxy(t, env.Config)
+	r.rec = rec
+	r.kubeconfig = impersonatingKubeconfig(t, proxy.URL, r.user,
+		[]string{"system:serviceaccounts", "system:serviceaccounts:" + helmtest.Namespace, "system:authenticated"})
+	return r
+}
+
+// serveArgs are the arguments to run serve as the chart would, through the impersonating kubeconfig: the chart's
+// arguments that start with one of prefixes, and short lease timings.
+func (r *chartRun) serveArgs(prefixes ...string) []string {
+	args := []string{"--kubernetes", "--kubeconfig", r.kubeconfig, "--leader-election-lease-duration", "2s",
+		"--leader-election-renew-deadline", "1s", "--leader-election-retry-period", "200ms"}
+	for _, a := range r.args {
+		if slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(a, p) }) {
+			args = append(args, a)
+		}
+	}
+	return args
+}
+
+// demoNameServer starts an embedded NameServer with the demo topics, closed when the test ends.
+func demoNameServer(t *testing.T) *embedded.NameServer {
+	t.Helper()
+	ns := embedded.New(embedded.Options{})
+	embedded.LoadDemo(ns)
+	if err := ns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
 // TestServeWithChartRBAC runs `serve --kubernetes` as the chart's ServiceAccount, with exactly the RBAC the chart
 // renders, against a real API server: it leads, serves the topics, writes status and events, and is denied
 // nothing. Then requests outside that RBAC are Forbidden.
@@ -136,48 +209,17 @@ func TestServeWithChartRBAC(t *testing.T) {
 	admin := kubetest.Client(t, env)
 	ctx := context.Background()
 	release, apps, elsewhere := helmtest.Namespace, "apps", "elsewhere"
-	for _, ns := range []string{release, apps, elsewhere} {
-		if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
-	}
 
 	// The chart's identity and RBAC, applied for real.
-	objs := helmtest.Render(t)
-	dep := helmtest.Find(objs, "Deployment", helmtest.Release)
-	if dep == nil {
-		t.Fatal("the chart renders no Deployment")
+	run := asChart(t, env, admin, []string{release, apps, elsewhere})
+	objs, chartArgs, user, kubeconfig, rec := run.objs, run.args, run.user, run.kubeconfig, run.rec
+	if a := run.applied; a["ServiceAccount"] != 1 || a["ClusterRole"] == 0 || a["ClusterRoleBinding"] == 0 || a["Role"] == 0 || a["RoleBinding"] == 0 {
+		t.Fatalf("applied %v", a)
 	}
-	saName, _, _ := unstructured.NestedString(dep.Object, "spec", "template", "spec", "serviceAccountName")
-	containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
-	chartArgs, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
-	applied := map[string]int{}
-	for _, o := range helmtest.OfKind(objs, "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding") {
-		if err := admin.Apply(ctx, client.ApplyConfigurationFromUnstructured(o), client.FieldOwner("helm")); err != nil {
-			t.Fatalf("apply %s %s: %v", o.GetKind(), o.GetName(), err)
-		}
-		applied[o.GetKind()]++
-	}
-	if applied["ServiceAccount"] != 1 || applied["ClusterRole"] == 0 || applied["ClusterRoleBinding"] == 0 || applied["Role"] == 0 || applied["RoleBinding"] == 0 {
-		t.Fatalf("applied %v", applied)
-	}
-	var sa corev1.ServiceAccount
-	if err := admin.Get(ctx, client.ObjectKey{Namespace: release, Name: saName}, &sa); err != nil {
-		t.Fatalf("the chart's ServiceAccount %q: %v", saName, err)
-	}
-	user := "system:serviceaccount:" + release + ":" + saName
-	proxy, rec := startAPIProxy(t, env.Config)
-	kubeconfig := impersonatingKubeconfig(t, proxy.URL, user,
-		[]string{"system:serviceaccounts", "system:serviceaccounts:" + release, "system:authenticated"})
 
 	// What it reconciles: a NameServerSource by address, one through a rocketmq-operator NameService, a
 	// TopicRoute, an invalid TopicRoute (a warning event) and a TopicBinding.
-	ns := embedded.New(embedded.Options{})
-	embedded.LoadDemo(ns)
-	if err := ns.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := demoNameServer(t)
 	nss := &v1alpha1.NameServerSource{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "demo"},
 		Spec: v1alpha1.NameServerSourceSpec{Addresses: []string{ns.Addr()}}}
 	operated := &v1alpha1.NameServerSource{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "operated"},
@@ -205,16 +247,10 @@ func TestServeWithChartRBAC(t *testing.T) {
 	}
 
 	// serve with the chart's leader election flags (the Lease in the release namespace), faster lease timings.
-	args := []string{"--kubernetes", "--kubeconfig", kubeconfig}
-	for _, a := range chartArgs {
-		if strings.HasPrefix(a, "--leader-elect") {
-			args = append(args, a)
-		}
-	}
+	args := run.serveArgs("--leader-elect")
 	if !slices.Contains(args, "--leader-election-namespace="+release) {
 		t.Fatalf("the chart's args %q do not put the Lease in the release namespace", chartArgs)
 	}
-	args = append(args, "--leader-election-lease-duration", "2s", "--leader-election-renew-deadline", "1s", "--leader-election-retry-period", "200ms")
 	p := serveInProcess(t, args...)
 	p.waitLog(t, "serving xDS", 60*time.Second)
 	adminAddr := p.addr(t, "serving the admin API", time.Second)
@@ -514,39 +550,17 @@ func TestServeWithChartRBACInOneNamespace(t *testing.T) {
 	admin := kubetest.Client(t, env)
 	ctx := context.Background()
 	release, apps, elsewhere := helmtest.Namespace, "apps", "elsewhere"
-	for _, ns := range []string{release, apps, elsewhere} {
-		if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	values := filepath.Join(t.TempDir(), "values.yaml")
 	if err := os.WriteFile(values, []byte("watchNamespace: "+apps+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	objs := helmtest.Render(t, values)
-	if len(helmtest.OfKind(objs, "ClusterRole", "ClusterRoleBinding")) != 0 {
-		t.Fatalf("watchNamespace renders cluster-wide RBAC: %v", helmtest.OfKind(objs, "ClusterRole", "ClusterRoleBinding"))
+	run := asChart(t, env, admin, []string{release, apps, elsewhere}, values)
+	if cluster := helmtest.OfKind(run.objs, "ClusterRole", "ClusterRoleBinding"); len(cluster) != 0 {
+		t.Fatalf("watchNamespace renders cluster-wide RBAC: %v", cluster)
 	}
-	for _, o := range helmtest.OfKind(objs, "ServiceAccount", "Role", "RoleBinding") {
-		if err := admin.Apply(ctx, client.ApplyConfigurationFromUnstructured(o), client.FieldOwner("helm")); err != nil {
-			t.Fatalf("apply %s %s: %v", o.GetKind(), o.GetName(), err)
-		}
-	}
-	dep := helmtest.Find(objs, "Deployment", helmtest.Release)
-	saName, _, _ := unstructured.NestedString(dep.Object, "spec", "template", "spec", "serviceAccountName")
-	containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
-	chartArgs, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
-	user := "system:serviceaccount:" + release + ":" + saName
-	proxy, rec := startAPIProxy(t, env.Config)
-	kubeconfig := impersonatingKubeconfig(t, proxy.URL, user,
-		[]string{"system:serviceaccounts", "system:serviceaccounts:" + release, "system:authenticated"})
+	user, kubeconfig, rec := run.user, run.kubeconfig, run.rec
 
-	ns := embedded.New(embedded.Options{})
-	embedded.LoadDemo(ns)
-	if err := ns.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := demoNameServer(t)
 	mine := &v1alpha1.NameServerSource{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "demo"},
 		Spec: v1alpha1.NameServerSourceSpec{Addresses: []string{ns.Addr()}}}
 	theirs := &v1alpha1.NameServerSource{ObjectMeta: metav1.ObjectMeta{Namespace: elsewhere, Name: "demo"},
@@ -556,15 +570,9 @@ func TestServeWithChartRBACInOneNamespace(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	args := []string{"--kubernetes", "--kubeconfig", kubeconfig, "--leader-election-lease-duration", "2s",
-		"--leader-election-renew-deadline", "1s", "--leader-election-retry-period", "200ms"}
-	for _, a := range chartArgs {
-		if strings.HasPrefix(a, "--leader-elect") || strings.HasPrefix(a, "--watch-namespace") {
-			args = append(args, a)
-		}
-	}
+	args := run.serveArgs("--leader-elect", "--watch-namespace")
 	if !slices.Contains(args, "--watch-namespace="+apps) {
-		t.Fatalf("the chart's args %q do not watch %s", chartArgs, apps)
+		t.Fatalf("the chart's args %q do not watch %s", run.args, apps)
 	}
 	p := serveInProcess(t, args...)
 	p.waitLog(t, "serving xDS", 60*time.Second)

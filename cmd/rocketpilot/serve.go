@@ -199,14 +199,14 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 		return fmt.Errorf("xDS listener: %w", err)
 	}
 	defer lis.Close()
-	alis, err := o.listen(o.adminAddr, "admin", certs)
+	alis, err := listen(o.adminAddr, "admin", certs)
 	if err != nil {
 		return err
 	}
 	if alis != nil {
 		defer alis.Close()
 	}
-	mlis, err := o.listen(o.metricsAddr, "metrics", certs)
+	mlis, err := listen(o.metricsAddr, "metrics", certs)
 	if err != nil {
 		return err
 	}
@@ -323,13 +323,13 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 		if mlis == nil {
 			mux.Handle("GET /metrics", metrics)
 		}
-		o.serveHTTP(ctx, &wg, log.With("component", "admin"), alis, server.AdminGuard(mux, certs != nil && certs.MutualTLS(), o.operators))
+		serveHTTP(ctx, &wg, log.With("component", "admin"), alis, server.AdminGuard(mux, certs != nil && certs.MutualTLS(), o.operators))
 		log.Info("serving the admin API", "addr", alis.Addr().String(), "tls", certs != nil, "pprof", o.pprof)
 	}
 	if mlis != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metrics)
-		o.serveHTTP(ctx, &wg, log.With("component", "metrics"), mlis, mux)
+		serveHTTP(ctx, &wg, log.With("component", "metrics"), mlis, mux)
 		log.Info("serving metrics", "addr", mlis.Addr().String())
 	}
 
@@ -419,7 +419,7 @@ func (o *serveOptions) shutdown(signalled, ctx context.Context, cancel context.C
 
 // listen opens an HTTP listener (none for an empty address), TLS when certs are configured: once they are, no
 // port serves plaintext.
-func (o *serveOptions) listen(addr, what string, certs *tlsreload.Reloader) (net.Listener, error) {
+func listen(addr, what string, certs *tlsreload.Reloader) (net.Listener, error) {
 	if addr == "" {
 		return nil, nil
 	}
@@ -434,7 +434,7 @@ func (o *serveOptions) listen(addr, what string, certs *tlsreload.Reloader) (net
 	return lis, nil
 }
 
-func (o *serveOptions) serveHTTP(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger, lis net.Listener, h http.Handler) {
+func serveHTTP(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger, lis net.Listener, h http.Handler) {
 	// Its errors (failed TLS handshakes: a client without a certificate, a plaintext request) are the clients'.
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	wg.Go(func() { hs.Serve(lis) })

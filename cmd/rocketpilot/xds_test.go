@@ -117,16 +117,24 @@ func TestServeDemoOverDeltaADS(t *testing.T) {
 	}
 }
 
-func getJSON(t *testing.T, url string, v any) {
+// getOK GETs url and fails the test unless the answer is 200 OK. The caller closes the body.
+func getOK(t *testing.T, url string) *http.Response {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
 		t.Fatalf("GET %s: %s", url, resp.Status)
 	}
+	return resp
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp := getOK(t, url)
+	defer resp.Body.Close()
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}

@@ -617,13 +617,7 @@ func (c *Cache) wildcard(typeURL string, st *stream) []string {
 }
 
 // Known reports whether the cache serves a type.
-func Known(typeURL string) bool {
-	switch typeURL {
-	case translate.ClusterType, translate.EndpointType, translate.RouteType, translate.ExtensionType, translate.ListenerType:
-		return true
-	}
-	return false
-}
+func Known(typeURL string) bool { return slices.Contains(ServedTypes, typeURL) }
 
 var errUnknownType = errors.New("rocketpilot serves no resources of this type")
 

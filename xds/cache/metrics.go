@@ -26,7 +26,8 @@ func TypeLabel(typeURL string) string {
 	return "other"
 }
 
-var servedTypes = []string{translate.ClusterType, translate.EndpointType, translate.ListenerType,
+// ServedTypes are the type URLs rocketpilot serves (Known).
+var ServedTypes = []string{translate.ClusterType, translate.EndpointType, translate.ListenerType,
 	translate.ExtensionType, translate.RouteType}
 
 // metrics are the cache's own Prometheus series. The cache is their collector (Describe, Collect): counters and
@@ -38,6 +39,26 @@ type metrics struct {
 	streams   *prometheus.Desc         // type, protocol
 	resources *prometheus.Desc         // type
 	nodes     *prometheus.Desc
+	// byType holds each type label's series, resolved once: every response counts, and a label lookup hashes the
+	// labels. Keyed by label, so that clients' unknown type URLs share "other". Used under the cache's lock only.
+	byType map[string]*typeSeries
+}
+
+// typeSeries are the series of one type URL.
+type typeSeries struct {
+	changes, requests, nacks prometheus.Counter
+	pushTime                 prometheus.Observer
+}
+
+func (m *metrics) of(typeURL string) *typeSeries {
+	l := TypeLabel(typeURL)
+	ts := m.byType[l]
+	if ts == nil {
+		ts = &typeSeries{changes: m.responses.WithLabelValues(l, "change"), requests: m.responses.WithLabelValues(l, "request"),
+			nacks: m.nacks.WithLabelValues(l), pushTime: m.pushTime.WithLabelValues(l)}
+		m.byType[l] = ts
+	}
+	return ts
 }
 
 func newMetrics() *metrics {
@@ -58,10 +79,9 @@ func newMetrics() *metrics {
 			[]string{"type"}, nil),
 		nodes: prometheus.NewDesc("rocketpilot_xds_nodes", "Connected nodes (node id and metadata).", nil, nil),
 	}
-	for _, t := range servedTypes { // every series present from the start, at zero
-		m.nacks.WithLabelValues(TypeLabel(t))
-		m.responses.WithLabelValues(TypeLabel(t), "change")
-		m.responses.WithLabelValues(TypeLabel(t), "request")
+	m.byType = map[string]*typeSeries{}
+	for _, t := range ServedTypes { // every counter present from the start, at zero
+		m.of(t)
 	}
 	return m
 }
@@ -84,7 +104,7 @@ func (c *Cache) Collect(ch chan<- prometheus.Metric) {
 	m.pushTime.Collect(ch)
 	type key struct{ typ, protocol string }
 	streams := map[key]int{}
-	for _, t := range servedTypes {
+	for _, t := range ServedTypes {
 		streams[key{TypeLabel(t), "delta"}], streams[key{TypeLabel(t), "sotw"}] = 0, 0
 	}
 	c.mu.Lock()
@@ -121,10 +141,11 @@ func (c *Cache) Collect(ch chan<- prometheus.Metric) {
 // sent counts a response handed to a stream; pushedAt is when the change that caused it reached the cache, zero
 // for the answer to a request.
 func (m *metrics) sent(typeURL string, pushedAt time.Time) {
+	ts := m.of(typeURL)
 	if pushedAt.IsZero() {
-		m.responses.WithLabelValues(TypeLabel(typeURL), "request").Inc()
+		ts.requests.Inc()
 		return
 	}
-	m.responses.WithLabelValues(TypeLabel(typeURL), "change").Inc()
-	m.pushTime.WithLabelValues(TypeLabel(typeURL)).Observe(time.Since(pushedAt).Seconds())
+	ts.changes.Inc()
+	ts.pushTime.Observe(time.Since(pushedAt).Seconds())
 }

@@ -238,7 +238,7 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL, nonce string, errorDe
 	if nonce != "" && nonce == ts.sentNonce {
 		if hasError {
 			ts.nackNonce, ts.nackError = nonce, errorDetail
-			c.metrics.nacks.WithLabelValues(TypeLabel(typeURL)).Inc()
+			c.metrics.of(typeURL).nacks.Inc()
 			c.opts.Logger.Warn("xDS response rejected", "node", nodeID(st), "type", typeURL, "version", ts.sentVersion, "error", errorDetail)
 		} else {
 			ts.ackedVersion, ts.ackedNonce, ts.nackNonce, ts.nackError = ts.sentVersion, nonce, "", ""

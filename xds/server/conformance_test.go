@@ -43,8 +43,10 @@ func testTopic(s *stack, name string, perm int32, brokers ...string) {
 			Addrs: []routing.BrokerAddr{{ID: 0, Addr: fmt.Sprintf("10.9.%d.1:10911", i)}}})
 	}
 	v := s.table.Apply("test", routing.Update{Topic: name, Route: &routing.Route{Members: members}})
-	for s.cache.Version() < v { // the cache applies changes asynchronously: let it catch up
-		time.Sleep(time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), answerWithin)
+	defer cancel()
+	if err := s.cache.WaitVersion(ctx, v); err != nil { // the cache applies changes asynchronously: let it catch up
+		panic(fmt.Sprintf("the cache did not apply version %d: %v", v, err))
 	}
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"slices"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,16 +17,26 @@ import (
 type WireStats struct {
 	sent     *prometheus.CounterVec
 	received *prometheus.CounterVec
+	// bySent and byReceived are each type label's counter, resolved once (HandleRPC runs for every message, on
+	// every stream's goroutine); read-only after NewWireStats.
+	bySent, byReceived map[string]prometheus.Counter
 }
 
 // NewWireStats returns an unregistered WireStats.
 func NewWireStats() *WireStats {
-	return &WireStats{
+	s := &WireStats{
 		sent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rocketpilot_xds_sent_bytes_total",
 			Help: "Bytes of xDS responses sent on the wire (after compression, with gRPC framing), by type."}, []string{"type"}),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rocketpilot_xds_received_bytes_total",
 			Help: "Bytes of xDS requests received on the wire, by type."}, []string{"type"}),
+		bySent: map[string]prometheus.Counter{}, byReceived: map[string]prometheus.Counter{},
 	}
+	for _, t := range append(slices.Clone(cache.ServedTypes), "") { // "" stands for every other type
+
+		l := cache.TypeLabel(t)
+		s.bySent[l], s.byReceived[l] = s.sent.WithLabelValues(l), s.received.WithLabelValues(l)
+	}
+	return s
 }
 
 func (s *WireStats) Describe(ch chan<- *prometheus.Desc) {
@@ -43,11 +54,11 @@ func (s *WireStats) HandleRPC(_ context.Context, st stats.RPCStats) {
 	switch p := st.(type) {
 	case *stats.OutPayload:
 		if t, ok := typeOf(p.Payload); ok {
-			s.sent.WithLabelValues(cache.TypeLabel(t)).Add(float64(p.WireLength))
+			s.bySent[cache.TypeLabel(t)].Add(float64(p.WireLength))
 		}
 	case *stats.InPayload:
 		if t, ok := typeOf(p.Payload); ok {
-			s.received.WithLabelValues(cache.TypeLabel(t)).Add(float64(p.WireLength))
+			s.byReceived[cache.TypeLabel(t)].Add(float64(p.WireLength))
 		}
 	}
 }
