@@ -22,14 +22,14 @@ import (
 // metricsHandler serves the process's Prometheus metrics: rocketpilot's own registry (one per run, so that
 // in-process tests can run serve again), and with --kubernetes controller-runtime's (workqueues, API clients,
 // leader election).
-func (o *serveOptions) metricsHandler(log *slog.Logger, xc *cache.Cache, wire *server.WireStats, ns *watcher.Metrics,
+func (o *serveOptions) metricsHandler(log *slog.Logger, xc *cache.Cache, wire *server.WireStats, admission *server.Admission, ns *watcher.Metrics,
 	statuses func() []watcher.Status, reconcile *controllers.Metrics, files *controllers.FileSource) http.Handler {
 	reg := prometheus.NewRegistry()
 	if !o.kube.enabled { // controller-runtime's registry has the Go and process collectors already
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	reg.MustRegister(
-		xc, wire, ns, watcher.StatusCollector(statuses), reconcile,
+		xc, wire, admission, ns, watcher.StatusCollector(statuses), reconcile,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rocketpilot_build_info", Help: "1, labelled with the version and Go version.",
 			ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()}}, func() float64 { return 1 }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rocketpilot_leader",

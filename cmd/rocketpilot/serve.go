@@ -57,6 +57,11 @@ type serveOptions struct {
 	grace          time.Duration
 	removeAfter    time.Duration
 	retention      time.Duration
+	streamRate     float64
+	streamBurst    int
+	admissionWait  time.Duration
+	maxSubs        int
+	nackBackoff    time.Duration
 	listTimeout    time.Duration
 	compression    string
 	configDir      string
@@ -114,6 +119,11 @@ TopicRoutes and TopicBindings come from the Kubernetes API (--kubernetes) or fro
 	f.DurationVar(&o.window, "coalesce-window", 100*time.Millisecond, "changes within this window are pushed together")
 	f.Uint32Var(&o.listenerPort, "envoy-listener-port", 9876, "port of the RocketMQ listener served to Envoy sidecars")
 	f.BoolVar(&o.inlineRoutes, "inline-routes", false, "put routes inline in the Envoy listener instead of serving them by ECDS (route changes then drain listeners)")
+	f.Float64Var(&o.streamRate, "xds-stream-rate", 100, "new xDS streams admitted a second on average (a reconnect storm after a restart is spread out, so that open streams keep being served)")
+	f.IntVar(&o.streamBurst, "xds-stream-burst", 200, "new xDS streams admitted at once above --xds-stream-rate")
+	f.DurationVar(&o.admissionWait, "xds-admission-wait", 10*time.Second, "how long a new xDS stream may wait for admission before it is refused with RESOURCE_EXHAUSTED (the client retries)")
+	f.IntVar(&o.maxSubs, "xds-max-subscriptions", 100_000, "names one xDS stream may subscribe to, per type; a request beyond it ends the stream with RESOURCE_EXHAUSTED")
+	f.DurationVar(&o.nackBackoff, "nack-backoff", time.Second, "after a NACK, how long before the next response of that type to that stream; doubles with each NACK in a row, up to 32 times")
 	f.DurationVar(&o.retention, "cluster-retention", 10*time.Minute, "how long a cluster no route names any more stays served (Envoy applies route changes to new connections only)")
 	f.DurationVar(&o.grace, "shutdown-grace", 10*time.Second, "how long open xDS streams may take to close on shutdown")
 	f.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, how long to keep serving with /readyz failing before closing the xDS streams (lets load balancers take the replica out first)")
@@ -169,6 +179,12 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 	}
 	if !slices.Contains(server.Compressions, o.compression) {
 		return fmt.Errorf("--xds-compression %q: want one of %s", o.compression, strings.Join(server.Compressions, ", "))
+	}
+	if o.streamRate <= 0 || o.streamBurst < 1 || o.admissionWait < 0 {
+		return fmt.Errorf("--xds-stream-rate %g, --xds-stream-burst %d, --xds-admission-wait %v: want a positive rate and burst and a wait of 0 or more", o.streamRate, o.streamBurst, o.admissionWait)
+	}
+	if o.maxSubs < 1 || o.nackBackoff <= 0 {
+		return fmt.Errorf("--xds-max-subscriptions %d, --nack-backoff %v: want positive values", o.maxSubs, o.nackBackoff)
 	}
 	if o.tlsReload <= 0 {
 		return fmt.Errorf("--tls-reload-interval %v: want a positive duration", o.tlsReload)
@@ -272,6 +288,8 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 		Listener:         translate.ListenerOptions{Port: o.listenerPort},
 		InlineRoutes:     o.inlineRoutes,
 		ClusterRetention: o.retention,
+		MaxSubscriptions: o.maxSubs,
+		NackBackoff:      o.nackBackoff,
 		Logger:           log.With("component", "xds"),
 	})
 	if err != nil {
@@ -303,7 +321,8 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 	reconcileMetrics := controllers.NewMetrics()
 
 	wire := server.NewWireStats()
-	metrics := o.metricsHandler(log.With("component", "metrics"), xc, wire, nsMetrics, statuses, reconcileMetrics, files)
+	admission := server.NewAdmission(o.streamRate, o.streamBurst, o.admissionWait)
+	metrics := o.metricsHandler(log.With("component", "metrics"), xc, wire, admission, nsMetrics, statuses, reconcileMetrics, files)
 	if alis != nil {
 		admin := &server.Admin{Table: table, Cache: xc, Version: version, Ready: ready.Load, Changes: changes,
 			Sources: func() any { return statuses() }}
@@ -375,7 +394,7 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 
 	// xDS streams are served only after the first complete sync: a restarted control plane never serves an empty
 	// world. Until then, connections wait in the listener's backlog.
-	sopts := server.Options{Compression: o.compression, Stats: wire}
+	sopts := server.Options{Compression: o.compression, Stats: wire, Admission: admission}
 	if certs != nil {
 		sopts.Creds = credentials.NewTLS(certs.ServerConfig(tls.RequireAndVerifyClientCert, "h2"))
 	}

@@ -36,8 +36,18 @@ type Options struct {
 	// ECDS route table to new connections only; connections opened before a change keep routing to the old
 	// cluster until they close, so it must outlive them.
 	ClusterRetention time.Duration
-	Logger           *slog.Logger
+	// MaxSubscriptions bounds the names one stream subscribes to, per type (100000). A request beyond it ends the
+	// stream with RESOURCE_EXHAUSTED, as does a name longer than MaxNameLength.
+	MaxSubscriptions int
+	// NackBackoff delays the next response of a type to a stream that rejected the last one (1s): each NACK in a
+	// row doubles it, up to 32 times; an ACK resets it. Changes meanwhile are coalesced into that one response,
+	// so a client that rejects every version is not sent one per change.
+	NackBackoff time.Duration
+	Logger      *slog.Logger
 }
+
+// MaxNameLength is the longest resource name a stream may subscribe to.
+const MaxNameLength = 1024
 
 // Cache serves the routing table's content as xDS resources. Create it with New, feed it with Apply (or Run), and
 // hand it to go-control-plane's server both as the cache and as the callbacks.
@@ -62,6 +72,7 @@ type Cache struct {
 	pushStart time.Time
 	metrics   *metrics
 	applied   chan struct{} // closed and replaced whenever version moves
+	rejected  chan struct{} // closed and replaced whenever the set of rejections changes
 }
 
 type nameKey struct{ typeURL, name string }
@@ -112,6 +123,12 @@ func New(table *routing.Table, opts Options) (*Cache, error) {
 	if opts.ClusterRetention <= 0 {
 		opts.ClusterRetention = 10 * time.Minute
 	}
+	if opts.MaxSubscriptions <= 0 {
+		opts.MaxSubscriptions = 100_000
+	}
+	if opts.NackBackoff <= 0 {
+		opts.NackBackoff = time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -128,6 +145,7 @@ func New(table *routing.Table, opts Options) (*Cache, error) {
 		subscribers: make(map[nameKey]map[*stream]struct{}),
 		metrics:     newMetrics(),
 		applied:     make(chan struct{}),
+		rejected:    make(chan struct{}),
 	}
 	if c.opts.Scope == nil {
 		c.opts.Scope = func(n *corev3.Node) []string { return append(MetadataScope(n), table.Bound(ProxyOf(n))...) }

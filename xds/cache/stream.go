@@ -1,19 +1,24 @@
 package cache
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	gcpcache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
 
@@ -68,6 +73,13 @@ type typeStatus struct {
 	nackNonce    string
 	nackError    string
 	pushedAt     time.Time // when the change behind the response queued last reached the cache; zero for a request's
+	// NACK backoff: NACKs in a row, no response before holdUntil, and the timer that answers when it passes.
+	nacks     int
+	holdUntil time.Time
+	retry     *time.Timer
+	// The topics the response queued last and the one sent last carry (routes by name; a listener or ECDS config
+	// every topic of its scope), and those of the response rejected: a NACK is reported against them.
+	queuedTopics, sentTopics, rejectedTopics []string
 }
 
 func (s *stream) status(typeURL string) *typeStatus {
@@ -209,6 +221,14 @@ func (c *Cache) closeStreamLocked(st *stream) {
 	for _, w := range st.pending {
 		c.forget(w)
 	}
+	for _, ts := range st.types {
+		if ts.retry != nil {
+			ts.retry.Stop()
+		}
+		if ts.nackNonce != "" {
+			c.noteRejections()
+		}
+	}
 	if st.node == nil {
 		return
 	}
@@ -237,13 +257,60 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL, nonce string, errorDe
 	ts := st.status(typeURL)
 	if nonce != "" && nonce == ts.sentNonce {
 		if hasError {
-			ts.nackNonce, ts.nackError = nonce, errorDetail
+			ts.nackNonce, ts.nackError, ts.rejectedTopics = nonce, errorDetail, ts.sentTopics
+			ts.nacks++
+			ts.holdUntil = time.Now().Add(c.opts.NackBackoff << min(ts.nacks-1, 5))
 			c.metrics.of(typeURL).nacks.Inc()
-			c.opts.Logger.Warn("xDS response rejected", "node", nodeID(st), "type", typeURL, "version", ts.sentVersion, "error", errorDetail)
+			c.noteRejections()
+			c.opts.Logger.Warn("xDS response rejected", "node", nodeID(st), "type", typeURL, "version", ts.sentVersion, "error", errorDetail,
+				"nacksInARow", ts.nacks, "retryIn", time.Until(ts.holdUntil).Round(time.Millisecond))
 		} else {
-			ts.ackedVersion, ts.ackedNonce, ts.nackNonce, ts.nackError = ts.sentVersion, nonce, "", ""
+			if ts.nackNonce != "" {
+				c.noteRejections()
+			}
+			ts.ackedVersion, ts.ackedNonce, ts.nackNonce, ts.nackError, ts.rejectedTopics = ts.sentVersion, nonce, "", "", nil
+			ts.nacks, ts.holdUntil = 0, time.Time{}
 		}
 	}
+}
+
+// checkRequest refuses a request that would take a stream past its limits: more than MaxSubscriptions names of
+// one type, or a name longer than MaxNameLength. The error ends the stream with its gRPC code.
+func (c *Cache) checkRequest(key streamKey, typeURL string, subscribe, unsubscribe []string, initial map[string]string) error {
+	for _, name := range subscribe {
+		if len(name) > MaxNameLength {
+			return status.Errorf(codes.InvalidArgument, "resource name of %d bytes: the limit is %d", len(name), MaxNameLength)
+		}
+	}
+	limit := c.opts.MaxSubscriptions
+	if len(initial) > limit {
+		return status.Errorf(codes.ResourceExhausted, "%d initial resource versions of %s: the limit is %d", len(initial), typeURL, limit)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var held map[string]struct{} // a delta request changes what the stream holds; a state-of-the-world one replaces it
+	if st := c.streams[key]; st != nil && key.delta {
+		held = st.subs[typeURL]
+	}
+	if len(held)+len(subscribe) <= limit {
+		return nil // the common case, decided without counting
+	}
+	want := make(map[string]struct{}, len(held)+len(subscribe))
+	for name := range held {
+		want[name] = struct{}{}
+	}
+	for _, name := range subscribe {
+		if name != "*" {
+			want[name] = struct{}{}
+		}
+	}
+	for _, name := range unsubscribe {
+		delete(want, name)
+	}
+	if len(want) > limit {
+		return status.Errorf(codes.ResourceExhausted, "%d subscribed names of %s on one stream: the limit is %d", len(want), typeURL, limit)
+	}
+	return nil
 }
 
 func nodeID(st *stream) string {
@@ -259,6 +326,7 @@ func (c *Cache) onResponse(key streamKey, typeURL, nonce, version string) {
 	if st := c.streams[key]; st != nil {
 		ts := st.status(typeURL)
 		ts.sentNonce, ts.sentVersion, ts.sentAt = nonce, version, time.Now()
+		ts.sentTopics, ts.queuedTopics = ts.queuedTopics, nil
 		c.metrics.sent(typeURL, ts.pushedAt)
 		ts.pushedAt = time.Time{}
 	}
@@ -278,7 +346,11 @@ func (c *Cache) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
 }
 
 func (c *Cache) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
-	c.onRequest(streamKey{delta: true, id: id}, req, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+	key := streamKey{delta: true, id: id}
+	if err := c.checkRequest(key, req.GetTypeUrl(), req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe(), req.GetInitialResourceVersions()); err != nil {
+		return err
+	}
+	c.onRequest(key, req, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 	return nil
 }
 
@@ -296,6 +368,9 @@ func (c *Cache) OnStreamOpen(_ context.Context, id int64, _ string) error {
 func (c *Cache) OnStreamClosed(id int64, _ *corev3.Node) { c.closeStream(streamKey{id: id}) }
 
 func (c *Cache) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
+	if err := c.checkRequest(streamKey{id: id}, req.GetTypeUrl(), req.GetResourceNames(), nil, nil); err != nil {
+		return err
+	}
 	c.onRequest(streamKey{id: id}, req, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 	return nil
 }
@@ -307,6 +382,37 @@ func (c *Cache) OnStreamResponse(_ context.Context, id int64, _ *discovery.Disco
 func (c *Cache) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error { return nil }
 
 func (c *Cache) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {}
+
+// Rejections returns the responses open streams rejected and have not accepted a later one of, by node and type.
+func (c *Cache) Rejections() []routing.Rejection {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []routing.Rejection
+	for _, st := range c.streams {
+		for typeURL, ts := range st.types {
+			if ts.nackNonce != "" && st.id > 0 {
+				out = append(out, routing.Rejection{Node: nodeID(st), TypeURL: typeURL, Version: ts.sentVersion,
+					Error: ts.nackError, Topics: ts.rejectedTopics})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b routing.Rejection) int {
+		return cmp.Or(strings.Compare(a.Node, b.Node), strings.Compare(a.TypeURL, b.TypeURL))
+	})
+	return out
+}
+
+// RejectionsChanged returns a channel closed when Rejections next changes.
+func (c *Cache) RejectionsChanged() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rejected
+}
+
+func (c *Cache) noteRejections() {
+	close(c.rejected)
+	c.rejected = make(chan struct{})
+}
 
 // Sync states of a stream's type, as rocketctl proxy-status shows them.
 const (

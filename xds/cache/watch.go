@@ -175,7 +175,7 @@ func (c *Cache) waitingOnClusters(st *stream) map[*watch]struct{} {
 
 // respond sends the watch its answer if the client lacks anything, and reports whether it did.
 func (c *Cache) respond(w *watch) bool {
-	if w.done {
+	if w.done || c.holding(w) {
 		return false
 	}
 	if (w.typeURL == translate.ExtensionType || w.typeURL == translate.ListenerType) && !c.clustersSent(w.stream) {
@@ -211,12 +211,54 @@ func (c *Cache) respond(w *watch) bool {
 		return false
 	}
 	w.done = true
-	w.stream.status(w.typeURL).pushedAt = c.pushStart
+	ts := w.stream.status(w.typeURL)
+	ts.pushedAt = c.pushStart
+	ts.queuedTopics = c.carried(w, slices.Collect(maps.Keys(resp.GetReturnedResources())))
 	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
 		w.stream.noteSent(w.typeURL, resp.GetReturnedResources())
 		delete(w.stream.resumed, w.typeURL)
 	}
 	return true
+}
+
+// holding reports whether a stream's type is in its NACK backoff, and arms the timer that answers the watch
+// pending when the backoff ends.
+func (c *Cache) holding(w *watch) bool {
+	ts := w.stream.types[w.typeURL]
+	if ts == nil || ts.holdUntil.IsZero() {
+		return false
+	}
+	wait := time.Until(ts.holdUntil)
+	if wait <= 0 {
+		return false
+	}
+	if ts.retry == nil {
+		st, typeURL := w.stream, w.typeURL
+		ts.retry = time.AfterFunc(wait, func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			ts.retry = nil
+			if c.streams[st.key] != st {
+				return
+			}
+			if pending := st.pending[typeURL]; pending != nil {
+				c.respondAll(map[*watch]struct{}{pending: {}})
+			}
+		})
+	}
+	return true
+}
+
+// carried returns the topics a response of w's type carries: the routes it names, or, for an ECDS config (or a
+// listener with its routes inline), every topic of the node's scope.
+func (c *Cache) carried(w *watch, routes []string) []string {
+	switch {
+	case w.typeURL == translate.RouteType:
+		return routes
+	case w.typeURL == translate.ExtensionType, w.typeURL == translate.ListenerType && c.opts.InlineRoutes:
+		return w.node.scope.topics
+	}
+	return nil
 }
 
 // clustersSent reports whether every cluster a stream uses has been sent to its cluster and endpoint
@@ -359,7 +401,17 @@ func (c *Cache) respondDelta(w *watch) bool {
 	st.seen[w.typeURL] = true
 	delete(st.dirty, w.typeURL)
 	w.done = true
-	st.status(w.typeURL).pushedAt = c.pushStart
+	ts := st.status(w.typeURL)
+	ts.pushedAt = c.pushStart
+	if w.typeURL == translate.RouteType {
+		names := make([]string, len(send))
+		for i, r := range send {
+			names[i] = r.name
+		}
+		ts.queuedTopics = names
+	} else {
+		ts.queuedTopics = c.carried(w, nil)
+	}
 	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
 		st.noteSent(w.typeURL, next)
 	}

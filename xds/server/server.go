@@ -37,6 +37,8 @@ type Options struct {
 	Stats *WireStats
 	// Creds secures the listener (TLS); nil serves plaintext.
 	Creds credentials.TransportCredentials
+	// Admission, when set, rate-limits new streams.
+	Admission *Admission
 }
 
 // Compressions are the values Options.Compression takes.
@@ -75,9 +77,14 @@ func GRPC(ctx context.Context, c *cache.Cache, opts Options) *grpc.Server {
 	if opts.Creds != nil {
 		serverOpts = append(serverOpts, grpc.Creds(opts.Creds))
 	}
-	if opts.Compression != "none" {
-		serverOpts = append(serverOpts, grpc.StreamInterceptor(compress(opts.Compression)))
+	var interceptors []grpc.StreamServerInterceptor
+	if opts.Admission != nil {
+		interceptors = append(interceptors, opts.Admission.interceptor())
 	}
+	if opts.Compression != "none" {
+		interceptors = append(interceptors, compress(opts.Compression))
+	}
+	serverOpts = append(serverOpts, grpc.ChainStreamInterceptor(interceptors...))
 	g := grpc.NewServer(serverOpts...)
 	srv := gcpserver.NewServer(ctx, c, c)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, srv)
