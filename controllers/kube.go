@@ -46,6 +46,15 @@ type Options struct {
 	Resync time.Duration
 	// Metrics counts reconcile errors; a private, unregistered one when nil.
 	Metrics *Metrics
+	// Rejections, when set, is what the nodes this replica serves rejected (the xDS cache): a TopicRoute whose
+	// topics a rejected response carried gets its Rejected condition.
+	Rejections RejectionFeed
+}
+
+// RejectionFeed reports xDS configuration that served nodes rejected and have not accepted a later version of.
+type RejectionFeed interface {
+	Rejections() []routing.Rejection
+	RejectionsChanged() <-chan struct{} // closed when Rejections next changes
 }
 
 // Setup registers the three reconcilers with a manager. They run on every replica, feeding its model; status and
@@ -87,8 +96,71 @@ func Setup(mgr manager.Manager, o Options) error {
 		if err := mgr.Add(&leaderKick{c: mgr.GetClient(), list: k.list, kick: kick}); err != nil {
 			return err
 		}
+		if k.name == "topicroute" && o.Rejections != nil {
+			if err := mgr.Add(&rejectionKick{feed: o.Rejections, table: o.Table, kick: kick}); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// rejectionKick runs only on the leader: whenever the rejections change, it reconciles the TopicRoutes whose
+// topics they carry (and carried), so that their Rejected condition follows within one change.
+type rejectionKick struct {
+	feed  RejectionFeed
+	table *routing.Table
+	kick  chan<- event.GenericEvent
+}
+
+func (k *rejectionKick) NeedLeaderElection() bool { return true }
+
+func (k *rejectionKick) Start(ctx context.Context) error {
+	var before map[string][]routing.Rejection
+	for {
+		changed := k.feed.RejectionsChanged()
+		now := rejectionsByPolicy(k.feed.Rejections(), k.table)
+		for key := range mergedKeys(before, now) {
+			ns, name, _ := strings.Cut(key, "/")
+			select {
+			case k.kick <- event.GenericEvent{Object: &v1alpha1.TopicRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		before = now
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func mergedKeys(a, b map[string][]routing.Rejection) map[string]struct{} {
+	out := make(map[string]struct{}, len(a)+len(b))
+	for k := range a {
+		out[k] = struct{}{}
+	}
+	for k := range b {
+		out[k] = struct{}{}
+	}
+	return out
+}
+
+// rejectionsByPolicy attributes each rejection to the TopicRoutes that shape the topics it carried.
+func rejectionsByPolicy(rejections []routing.Rejection, table *routing.Table) map[string][]routing.Rejection {
+	out := map[string][]routing.Rejection{}
+	for _, r := range rejections {
+		seen := map[string]bool{}
+		for _, topic := range r.Topics {
+			if policy, _ := table.TopicPolicy(topic); policy != "" && !seen[policy] {
+				seen[policy] = true
+				out[policy] = append(out[policy], r)
+			}
+		}
+	}
+	return out
 }
 
 type ctrlReconciler interface {
@@ -318,9 +390,16 @@ func (r *topicRouteReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	before := tr.Status.DeepCopy()
 	if err := ApplyTopicRoute(r.opts.Policies, r.opts.Table, &tr, objectVersion(&tr)); err != nil {
 		r.event(&tr, true, v1alpha1.ReasonInvalid, "%v", err)
-	} else if c := meta.FindStatusCondition(tr.Status.Conditions, v1alpha1.ConditionConflicted); c != nil && c.Status == metav1.ConditionTrue {
-		if old := meta.FindStatusCondition(before.Conditions, v1alpha1.ConditionConflicted); old == nil || old.Message != c.Message {
-			r.event(&tr, true, "Conflict", "%s", c.Message)
+	} else {
+		fillRejected(&tr, r.opts.Rejections, r.opts.Table)
+		for _, kind := range []string{v1alpha1.ConditionConflicted, v1alpha1.ConditionRejected} {
+			c := meta.FindStatusCondition(tr.Status.Conditions, kind)
+			if c == nil || c.Status != metav1.ConditionTrue {
+				continue
+			}
+			if old := meta.FindStatusCondition(before.Conditions, kind); old == nil || old.Message != c.Message {
+				r.event(&tr, true, map[string]string{v1alpha1.ConditionConflicted: "Conflict", v1alpha1.ConditionRejected: "Rejected"}[kind], "%s", c.Message)
+			}
 		}
 	}
 	if err := r.writeStatus(ctx, &tr, before, &tr.Status); err != nil {
@@ -344,6 +423,41 @@ func ApplyTopicRoute(p *Policies, table *routing.Table, tr *v1alpha1.TopicRoute,
 	condition(&st.Conditions, tr.Generation, v1alpha1.ConditionAccepted, true, v1alpha1.ReasonAccepted, "the policy is applied")
 	fillTopicRouteStatus(tr, table)
 	return nil
+}
+
+// fillRejected sets a TopicRoute's Rejected condition from the rejections of the nodes this replica serves.
+func fillRejected(tr *v1alpha1.TopicRoute, feed RejectionFeed, table *routing.Table) {
+	if feed == nil {
+		return
+	}
+	rs := rejectionsByPolicy(feed.Rejections(), table)[keyOf(tr)]
+	if len(rs) == 0 {
+		condition(&tr.Status.Conditions, tr.Generation, v1alpha1.ConditionRejected, false, v1alpha1.ReasonNoRejection,
+			"no served node rejects configuration with its topics")
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d node(s) rejected xDS configuration with its topics and keep their last good configuration:", len(rs))
+	for i, r := range rs {
+		if i == 5 {
+			fmt.Fprintf(&b, " and %d more", len(rs)-i)
+			break
+		}
+		errText := r.Error
+		if len(errText) > 200 {
+			errText = errText[:200] + "..."
+		}
+		fmt.Fprintf(&b, " %s (%s %s): %s;", r.Node, typeLabel(r.TypeURL), r.Version, errText)
+	}
+	condition(&tr.Status.Conditions, tr.Generation, v1alpha1.ConditionRejected, true, v1alpha1.ReasonNacked, strings.TrimSuffix(b.String(), ";"))
+}
+
+// typeLabel is the last part of a type URL: "RouteConfiguration" for the RocketMQ route type.
+func typeLabel(typeURL string) string {
+	if i := strings.LastIndexAny(typeURL, "./"); i >= 0 {
+		return typeURL[i+1:]
+	}
+	return typeURL
 }
 
 // fillTopicRouteStatus sets an accepted TopicRoute's Resolved and Conflicted conditions and matched topics.

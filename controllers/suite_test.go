@@ -88,6 +88,7 @@ type plane struct {
 	table   *routing.Table
 	sources *Sources
 	addr    string // xDS
+	cache   *cache.Cache
 	mgr     ctrl.Manager
 	leader  atomic.Bool
 	stop    func() // stops the replica (its manager releases the lease)
@@ -126,7 +127,12 @@ func startPlane(t *testing.T, id, lease string) *plane {
 		t.Fatal(err)
 	}
 	p := &plane{id: id, table: table, sources: sources, mgr: mgr}
-	if err := Setup(mgr, Options{Table: table, Sources: sources, Policies: NewPolicies(table), Resync: time.Second}); err != nil {
+	c, err := cache.New(table, cache.Options{NackBackoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cache = c
+	if err := Setup(mgr, Options{Table: table, Sources: sources, Policies: NewPolicies(table), Resync: time.Second, Rejections: c}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -143,10 +149,6 @@ func startPlane(t *testing.T, id, lease string) *plane {
 		case <-ctx.Done():
 		}
 	})
-	c, err := cache.New(table, cache.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	sub := table.Subscribe()
 	wg.Go(func() { c.Run(ctx, sub, nil) })
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

@@ -357,7 +357,7 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 	var mgr interface{ GetAPIReader() ctrlclient.Reader }
 	if o.kube.enabled {
 		m, err := o.kube.startManager(ctx, &wg, log, controllers.Options{Table: table, Sources: sources, Policies: policies,
-			Logger: log.With("component", "controllers"), Metrics: reconcileMetrics})
+			Logger: log.With("component", "controllers"), Metrics: reconcileMetrics, Rejections: xc})
 		if ctx.Err() != nil {
 			return nil // a signal during the caches' first sync
 		}

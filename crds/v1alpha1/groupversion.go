@@ -36,6 +36,9 @@ const (
 	ConditionResolved = "Resolved"
 	// ConditionConflicted: an older TopicRoute claims some of this one's topics, which follow the older one.
 	ConditionConflicted = "Conflicted"
+	// ConditionRejected: a node this replica serves rejected (NACKed) xDS configuration that carries some of this
+	// TopicRoute's topics; it keeps its last good configuration.
+	ConditionRejected = "Rejected"
 
 	ReasonSynced           = "Synced"
 	ReasonSyncing          = "Syncing"
@@ -49,4 +52,6 @@ const (
 	ReasonBackendNotFound  = "BackendNotFound"
 	ReasonNoConflict       = "NoConflict"
 	ReasonOverridden       = "Overridden"
+	ReasonNacked           = "Nacked"
+	ReasonNoRejection      = "NoRejection"
 )
