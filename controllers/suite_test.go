@@ -28,6 +28,7 @@ import (
 
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
 	"github.com/rocketpilot/rocketpilot/internal/kubetest"
+	"github.com/rocketpilot/rocketpilot/internal/leakcheck"
 	nsclient "github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
@@ -57,13 +58,13 @@ func TestMain(m *testing.M) {
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		panic(err)
 	}
-	code := m.Run()
-	if env != nil && envErr == nil {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop envtest:", err)
+	leakcheck.MainAfter(m, func() {
+		if env != nil && envErr == nil {
+			if err := env.Stop(); err != nil {
+				fmt.Fprintln(os.Stderr, "stop envtest:", err)
+			}
 		}
-	}
-	os.Exit(code)
+	})
 }
 
 // apiServer starts envtest once for the test binary and fails the test if it cannot.

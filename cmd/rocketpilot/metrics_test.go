@@ -92,6 +92,9 @@ func TestMetrics(t *testing.T) {
 		{"rocketpilot_xds_resources", map[string]string{"type": "cluster"}, 4, 1000},
 		{"rocketpilot_xds_resources", map[string]string{"type": "rocketmq_route"}, 1, 2},
 		{"rocketpilot_xds_nodes", nil, 2, 2},
+		{"rocketpilot_xds_stream_admissions_total", map[string]string{"result": "admitted"}, 2, 2},
+		{"rocketpilot_xds_stream_admissions_total", map[string]string{"result": "rejected"}, 0, 0},
+		{"rocketpilot_xds_stream_admission_wait_seconds", nil, 2, 2},
 		{"rocketpilot_nameserver_request_duration_seconds", map[string]string{"source": "namesrv", "request": "route"}, 100, 1e6},
 		{"rocketpilot_nameserver_request_duration_seconds", map[string]string{"source": "nss:default/live", "request": "brokers"}, 1, 1e6},
 		{"rocketpilot_nameserver_request_errors_total", map[string]string{"source": "nss:default/live"}, 0, 0},
@@ -110,8 +113,13 @@ func TestMetrics(t *testing.T) {
 		{"go_goroutines", nil, 10, 1e6},
 	})
 	// The admin port serves the API but not the metrics when they have a port of their own.
-	if resp, err := http.Get("http://" + p.addr(t, "serving the admin API", time.Second) + "/metrics"); err != nil || resp.StatusCode != http.StatusNotFound {
-		t.Errorf("/metrics on the admin port with --metrics-address: %v %v", resp.Status, err)
+	resp, err := http.Get("http://" + p.addr(t, "serving the admin API", time.Second) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close() // an unclosed body keeps its connection, and two goroutines, after the test (leakcheck)
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/metrics on the admin port with --metrics-address: %v", resp.Status)
 	}
 	if t.Failed() {
 		t.Log(dumpFamilies(fams))

@@ -104,6 +104,9 @@ func TestServeMutualTLS(t *testing.T) {
 	}
 	sidecarCfg.Certificates = []tls.Certificate{sidecarCert}
 	sidecarClient := &http.Client{Transport: &http.Transport{TLSClientConfig: sidecarCfg}}
+	for _, c := range []*http.Client{anon, authed, sidecarClient} {
+		defer c.CloseIdleConnections()
+	}
 	for _, c := range []struct {
 		client       *http.Client
 		method, path string
