@@ -56,8 +56,8 @@ func ProxyOf(node *corev3.Node) routing.Proxy {
 func MetadataScope(node *corev3.Node) []string {
 	v := node.GetMetadata().GetFields()[MetadataTopicsKey]
 	var out []string
-	add := func(s string) {
-		if s = strings.TrimSpace(s); s != "" {
+	add := func(s string) { // names RocketMQ would refuse as topics are left out
+		if s = strings.TrimSpace(s); routing.ValidTopic(s) == nil {
 			out = append(out, s)
 		}
 	}

@@ -145,7 +145,9 @@ func (c *Cache) subscribe(st *stream, typeURL, name string) {
 		c.subscribers[k] = map[*stream]struct{}{}
 	}
 	c.subscribers[k][st] = struct{}{}
-	if typeURL == translate.RouteType {
+	// A name RocketMQ would refuse as a topic is answered as absent and never reaches the model: no route is
+	// built for it and no NameServer is asked about it.
+	if typeURL == translate.RouteType && routing.ValidTopic(name) == nil {
 		c.ref(name).nodes[st.node]++
 	}
 }
@@ -163,7 +165,7 @@ func (c *Cache) unsubscribe(st *stream, typeURL, name string) {
 	if len(c.subscribers[k]) == 0 {
 		delete(c.subscribers, k)
 	}
-	if typeURL == translate.RouteType {
+	if typeURL == translate.RouteType && routing.ValidTopic(name) == nil {
 		if e := c.topics[name]; e != nil {
 			if e.nodes[st.node]--; e.nodes[st.node] <= 0 {
 				delete(e.nodes, st.node)
