@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -42,8 +43,14 @@ func serveInProcess(t *testing.T, args ...string) *inProcess {
 	t.Helper()
 	p := &inProcess{stopped: make(chan struct{})}
 	root := newRootCommand()
-	root.SetArgs(append(append([]string{"serve"}, args...),
-		"--xds-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0", "--log-format", "json"))
+	// Loopback ports the system picks, unless the test gives its own.
+	full := append([]string{"serve"}, args...)
+	for _, flag := range []string{"--xds-address", "--admin-address"} {
+		if !slices.Contains(args, flag) {
+			full = append(full, flag, "127.0.0.1:0")
+		}
+	}
+	root.SetArgs(append(full, "--log-format", "json"))
 	root.SetErr(&p.logs)
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
