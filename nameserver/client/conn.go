@@ -16,9 +16,11 @@ import (
 type conn struct {
 	nc       net.Conn
 	opts     Options
+	reader   *remoting.Reader
 	opened   time.Time
 	used     atomic.Int64 // unix nanos of the last request
-	bad      atomic.Bool  // closed because the peer sent a malformed or oversized frame
+	arrived  atomic.Int64 // unix nanos of the last bytes read
+	bad      atomic.Bool  // closed because the peer sent a malformed or oversized frame, or stalled inside one
 	onAnswer func()       // called once, on the first response, when set
 	answered sync.Once
 
@@ -38,11 +40,41 @@ type conn struct {
 func newConn(nc net.Conn, opts Options) *conn {
 	cn := &conn{nc: nc, opts: opts, opened: time.Now(), pending: make(map[int32]chan *remoting.Command), done: make(chan struct{})}
 	cn.used.Store(time.Now().UnixNano())
+	cn.reader = remoting.NewReader(activity{cn}, opts.MaxFrameSize)
 	go cn.readLoop()
 	return cn
 }
 
 func (cn *conn) lastUsed() time.Time { return time.Unix(0, cn.used.Load()) }
+
+// activity reads the socket, recording when bytes last arrived.
+type activity struct{ cn *conn }
+
+func (a activity) Read(p []byte) (int, error) {
+	n, err := a.cn.nc.Read(p)
+	if n > 0 {
+		a.cn.arrived.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// errStalled is why a connection whose peer stopped inside a frame is closed.
+var errStalled = errors.New("the nameserver stopped sending in the middle of a frame")
+
+// closeIfStalled closes the connection when the peer sent part of a frame and nothing for RequestTimeout since.
+// The reader would wait for the rest forever: every request on the connection would time out, and the connection,
+// being neither dead nor idle, would never be replaced. A peer that is slow, or idle between frames, is left alone.
+func (cn *conn) closeIfStalled() {
+	if !cn.reader.InFrame() || time.Since(time.Unix(0, cn.arrived.Load())) < cn.opts.RequestTimeout {
+		return
+	}
+	if cn.dead() || !cn.bad.CompareAndSwap(false, true) {
+		return // closed already, or being closed by another request that timed out
+	}
+	cn.opts.Logger.Warn("closing nameserver connection stalled inside a frame", "addr", cn.nc.RemoteAddr(),
+		"silentFor", time.Since(time.Unix(0, cn.arrived.Load())).Round(time.Millisecond))
+	cn.close(fmt.Errorf("connection lost: %w", errStalled))
+}
 
 // failed reports whether the connection died of a bad frame.
 func (cn *conn) failed() bool { return cn.bad.Load() }
@@ -78,9 +110,8 @@ func (cn *conn) close(err error) {
 }
 
 func (cn *conn) readLoop() {
-	r := remoting.NewReader(cn.nc, cn.opts.MaxFrameSize)
 	for {
-		cmd, err := r.Read()
+		cmd, err := cn.reader.Read()
 		if err != nil {
 			if errors.Is(err, remoting.ErrMalformed) || errors.Is(err, remoting.ErrFrameTooLarge) {
 				cn.bad.Store(true)
@@ -146,6 +177,7 @@ func (cn *conn) roundTrip(ctx context.Context, req *remoting.Command) (*remoting
 		return nil, err
 	case <-ctx.Done():
 		forget()
+		cn.closeIfStalled()
 		return nil, fmt.Errorf("no response within the timeout: %w", ctx.Err())
 	}
 }

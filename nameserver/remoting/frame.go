@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 )
 
 // DefaultMaxFrameSize bounds one frame. Java's NameServer defaults to 16 MiB, which large deployments exceed
@@ -88,7 +89,13 @@ func Decode(frame []byte) (*Command, error) {
 type Reader struct {
 	r        *bufio.Reader
 	maxFrame int
+	inFrame  atomic.Bool
 }
+
+// InFrame reports whether the stream has delivered part of a frame that Read has not returned yet. It may be
+// called while Read runs: it tells a peer that stopped in the middle of a frame, which Read would wait on forever,
+// from one that is idle between frames.
+func (r *Reader) InFrame() bool { return r.inFrame.Load() }
 
 // NewReader returns a Reader over r; maxFrame <= 0 means DefaultMaxFrameSize.
 func NewReader(r io.Reader, maxFrame int) *Reader {
@@ -105,6 +112,14 @@ const eagerAlloc = 1 << 20
 // Read returns the next command. io.EOF means the stream ended cleanly between frames; any other error leaves the
 // stream unusable and the connection should be closed.
 func (r *Reader) Read() (*Command, error) {
+	if r.r.Buffered() == 0 {
+		// Wait between frames outside InFrame; the first byte of the next one starts it.
+		if _, err := r.r.Peek(1); err != nil {
+			return nil, err
+		}
+	}
+	r.inFrame.Store(true)
+	defer r.inFrame.Store(false)
 	var lenBuf [4]byte
 	if _, err := io.ReadFull(r.r, lenBuf[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {

@@ -233,6 +233,7 @@ func (w *Watcher) queryTopic(ctx context.Context, name string) {
 			route, err := w.routes.decode(h, a.body)
 			if err != nil {
 				ns.record(requestRoute, err, 0)
+				w.stats.errors.Add(1)
 				w.opts.Logger.Warn("undecodable route; keeping the last good one", "nameserver", ns.addr, "topic", name, "err", err)
 				continue
 			}

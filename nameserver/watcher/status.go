@@ -16,6 +16,8 @@ type AddrStatus struct {
 	LastLatency time.Duration `json:"lastLatency"`
 	Brokers     int           `json:"brokers"`
 	Errors      int64         `json:"errors"`
+	// InvalidTopics counts the names of the last topic list that are not valid RocketMQ topics (skipped).
+	InvalidTopics int `json:"invalidTopics,omitempty"`
 }
 
 // Status is a point-in-time view of a watcher.
@@ -28,7 +30,10 @@ type Status struct {
 	Queries     int64        `json:"queries"`   // topic queries, each to every NameServer
 	Unchanged   int64        `json:"unchanged"` // route answers identical to the last applied, not decoded
 	Removed     int64        `json:"removed"`   // topics withdrawn because every answering NameServer said 17
-	Errors      int64        `json:"errors"`    // failed route requests
+	Errors      int64        `json:"errors"`    // failed route requests, undecodable answers included
+	// InvalidNames counts the names skipped because they are not valid RocketMQ topics: each topic list counts
+	// its own, and each topic asked for in use (in-use mode) once.
+	InvalidNames int64 `json:"invalidNames,omitempty"`
 	// BrokerRequeues counts topic queries brought forward because a broker group they use changed.
 	BrokerRequeues int64 `json:"brokerRequeues"`
 	// LastDiscovery is when the broker tables (and topic lists) were last polled.
@@ -41,6 +46,7 @@ type counters struct {
 	unchanged      atomic.Int64
 	removed        atomic.Int64
 	errors         atomic.Int64
+	invalid        atomic.Int64
 	brokerRequeues atomic.Int64
 	lastDiscovery  atomic.Int64 // unix nanos
 }
@@ -78,6 +84,7 @@ func (w *Watcher) Status() Status {
 		Removed:   w.stats.removed.Load(),
 		Errors:    w.stats.errors.Load(),
 
+		InvalidNames:   w.stats.invalid.Load(),
 		BrokerRequeues: w.stats.brokerRequeues.Load(),
 	}
 	if t := w.stats.lastDiscovery.Load(); t != 0 {
@@ -97,6 +104,7 @@ func (w *Watcher) Status() Status {
 type Metrics struct {
 	duration *prometheus.HistogramVec // source, nameserver, request
 	errors   *prometheus.CounterVec   // source, nameserver, request
+	invalid  *prometheus.CounterVec   // source, nameserver
 }
 
 // Request kinds in the metrics' request label.
@@ -115,14 +123,29 @@ func NewMetrics() *Metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, labels),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rocketpilot_nameserver_request_errors_total",
 			Help: "NameServer requests that failed (no answer, an error code other than TOPIC_NOT_EXIST, an undecodable body), by source, NameServer and request."}, labels),
+		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rocketpilot_nameserver_invalid_names_total",
+			Help: "Names in NameServer topic lists that are not valid RocketMQ topics and were skipped (each list counts its own), by source and NameServer."},
+			[]string{"source", "nameserver"}),
 	}
 }
 
+// Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.duration.Describe(ch)
 	m.errors.Describe(ch)
+	m.invalid.Describe(ch)
 }
-func (m *Metrics) Collect(ch chan<- prometheus.Metric) { m.duration.Collect(ch); m.errors.Collect(ch) }
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	m.duration.Collect(ch)
+	m.errors.Collect(ch)
+	m.invalid.Collect(ch)
+}
+
+func (m *Metrics) invalidNames(source, addr string, n int) {
+	m.invalid.WithLabelValues(source, addr).Add(float64(n))
+}
 
 func (m *Metrics) observe(source, addr, request string, err error, latency time.Duration) {
 	if err != nil {
@@ -136,6 +159,7 @@ func (m *Metrics) observe(source, addr, request string, err error, latency time.
 func (m *Metrics) forget(source string) {
 	m.duration.DeletePartialMatch(prometheus.Labels{"source": source})
 	m.errors.DeletePartialMatch(prometheus.Labels{"source": source})
+	m.invalid.DeletePartialMatch(prometheus.Labels{"source": source})
 }
 
 // StatusCollector reports, at scrape time, the topics, broker groups, reachability and sync of the watchers that

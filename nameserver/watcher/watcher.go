@@ -107,6 +107,11 @@ func (o *Options) defaults() error {
 	if o.RateLimit <= 0 {
 		o.RateLimit = 5000
 	}
+	for _, name := range o.Topics {
+		if err := routing.ValidTopic(name); err != nil {
+			return fmt.Errorf("configured topic list: %w", err)
+		}
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -121,6 +126,7 @@ type nameServer struct {
 	metrics *Metrics // shared by the process's watchers
 	client  *client.Client
 	brokers map[string]remoting.BrokerData // last good 106 broker table (discovery goroutine only)
+	invalid uint64                         // hash of the set of invalid names of the last topic list (discovery goroutine only)
 	// hasBrokers: the last 106 answer listed brokers. A NameServer that lists none has just restarted.
 	hasBrokers atomic.Bool
 
@@ -239,8 +245,9 @@ func (w *Watcher) interestLoop(ctx context.Context) {
 	in := w.table.Interest()
 	// Start from every topic in use: a watcher that replaces another (a source whose spec changed) would
 	// otherwise see only what changed since its predecessor's last Drain.
+	inUse := w.validInterest(in.Topics())
 	w.mu.Lock()
-	for _, name := range in.Topics() {
+	for _, name := range inUse {
 		if w.topics[name] == nil {
 			w.topics[name] = newTopicState(len(w.ns))
 			w.urgent.push(name)
@@ -249,6 +256,7 @@ func (w *Watcher) interestLoop(ctx context.Context) {
 	w.mu.Unlock()
 	for {
 		added, removed := in.Drain()
+		added = w.validInterest(added)
 		w.mu.Lock()
 		for _, name := range added {
 			if w.topics[name] == nil {
@@ -279,6 +287,30 @@ func (w *Watcher) interestLoop(ctx context.Context) {
 		case <-in.Changed():
 		}
 	}
+}
+
+// validInterest drops the topics in use whose names RocketMQ would not accept: consumers may ask for any name
+// (an xDS subscription names any resource), and an invalid one is neither sent to a NameServer nor followed.
+func (w *Watcher) validInterest(names []string) []string {
+	var out []string
+	for i, name := range names {
+		err := routing.ValidTopic(name)
+		if err == nil {
+			if out != nil {
+				out = append(out, name)
+			}
+			continue
+		}
+		if out == nil {
+			out = append(make([]string, 0, len(names)), names[:i]...)
+		}
+		w.stats.invalid.Add(1)
+		w.opts.Logger.Warn("topic asked for in use is not a valid RocketMQ name; not following it", "err", err)
+	}
+	if out == nil {
+		return names
+	}
+	return out
 }
 
 func (w *Watcher) kick() {
@@ -316,6 +348,11 @@ func (w *Watcher) discover(ctx context.Context, withLists bool) {
 	}
 	var fresh int
 	if withLists {
+		for i, ok := range listed {
+			if ok {
+				lists[i] = w.dropInvalid(w.ns[i], lists[i])
+			}
+		}
 		fresh = w.mergeLists(lists, listed)
 	}
 	if len(brokers) > 0 {
@@ -423,6 +460,50 @@ func (w *Watcher) pollTopicList(ctx context.Context, ns *nameServer) (topics []s
 		return w.opts.Topics, len(w.opts.Topics) > 0
 	}
 	return topics, true
+}
+
+// dropInvalid returns a NameServer's topic list without the names RocketMQ would not accept, so that they are never
+// followed, queried or applied, and one bad name fails nothing else. They are counted (status, metrics) at every
+// list, and logged when the set of them changes rather than at every poll.
+func (w *Watcher) dropInvalid(ns *nameServer, list []string) []string {
+	var (
+		kept     []string // nil while every name is valid: the list is returned as it is
+		invalid  int
+		set      uint64 // sum of the invalid names' hashes: the same set gives the same sum in any order
+		examples []string
+	)
+	for i, name := range list {
+		err := routing.ValidTopic(name)
+		if err == nil {
+			if kept != nil {
+				kept = append(kept, name)
+			}
+			continue
+		}
+		if kept == nil {
+			kept = append(make([]string, 0, len(list)), list[:i]...)
+		}
+		invalid++
+		set += maphash.String(w.seed, name)
+		if len(examples) < 5 {
+			examples = append(examples, err.Error())
+		}
+	}
+	ns.mu.Lock()
+	ns.status.InvalidTopics = invalid
+	ns.mu.Unlock()
+	if invalid == 0 {
+		ns.invalid = 0
+		return list
+	}
+	w.stats.invalid.Add(int64(invalid))
+	ns.metrics.invalidNames(ns.watcher, ns.addr, invalid)
+	if set |= 1; set != ns.invalid {
+		ns.invalid = set
+		w.opts.Logger.Warn("nameserver lists topics that are not valid RocketMQ names; skipping them", "nameserver", ns.addr,
+			"invalid", invalid, "examples", examples)
+	}
+	return kept
 }
 
 // mergeLists applies the topic lists of the NameServers that answered, queues new topics and topics no list

@@ -1,0 +1,87 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+)
+
+// TestStalledFrameReplacesTheConnection: a peer that stops in the middle of a response frame and leaves the
+// connection open would keep the reader waiting forever. Once a request times out with the frame silent for
+// RequestTimeout, the connection is closed, and the next request dials a new one. Requests that merely go
+// unanswered close nothing (TestTimeoutLeavesOthersWorking).
+func TestStalledFrameReplacesTheConnection(t *testing.T) {
+	var mu sync.Mutex
+	stalled := map[net.Conn]bool{}
+	srv := newServer(t, func(nc net.Conn, req *remoting.Command) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case stalled[nc]:
+			// Nothing more on a stalled connection: a reply would read as the rest of the stalled frame.
+		case req.Ext("topic") == "stall":
+			stalled[nc] = true
+			resp := remoting.NewResponse(req, remoting.Success, "")
+			resp.Body = []byte("a body the client never sees whole")
+			frame, err := remoting.Encode(resp)
+			if err != nil {
+				panic(err)
+			}
+			nc.Write(frame[:len(frame)/2])
+		default:
+			echo(nc, req)
+		}
+	})
+	opts := fastOptions()
+	opts.RequestTimeout = 100 * time.Millisecond
+	var logs lockedBuffer
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	c := New(srv.addr(), opts)
+	defer c.Close()
+	ctx := context.Background()
+	if _, err := c.GetRouteInfoRaw(ctx, "stall"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("stalled request: %v", err)
+	}
+	// The stall may be younger than the timeout when the first request gives up; a later one finds it older. Then
+	// the connection is closed, backed off like one that broke on a bad frame, and replaced.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		body, err := c.GetRouteInfoRaw(ctx, "after")
+		if err == nil {
+			if string(body) != "after" || c.Dials() != 2 || !strings.Contains(logs.String(), "stalled inside a frame") {
+				t.Fatalf("after the stall: %q, %d dials, log:\n%s", body, c.Dials(), logs.String())
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stalled connection was never replaced: %v", err)
+		}
+		time.Sleep(opts.MinBackoff / 2)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
