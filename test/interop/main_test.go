@@ -2,14 +2,15 @@ package interop
 
 import (
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/apache/rocketmq-client-go/v2/rlog"
+	"go.uber.org/goleak"
 
+	"github.com/rocketpilot/rocketpilot/internal/leakcheck"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 )
 
@@ -18,7 +19,10 @@ func TestMain(m *testing.M) {
 	// a failing test can show them (see clientErrors) and a passing one stays quiet. Set before any client
 	// goroutine starts: rlog's logger variable is not synchronized.
 	rlog.SetLogger(clientLog)
-	os.Exit(m.Run())
+	// The RocketMQ Go client's background loops (route and heartbeat timers under primitive.WithRecover) sleep
+	// out their period after Shutdown; they are its own, not ours.
+	leakcheck.Main(m, goleak.IgnoreAnyFunction("github.com/apache/rocketmq-client-go/v2/primitive.WithRecover"),
+		goleak.IgnoreTopFunction("github.com/patrickmn/go-cache.(*janitor).Run")) // its package-level caches
 }
 
 // quietLogger is an rlog.Logger that drops debug, info and warning messages and keeps the last errors.
