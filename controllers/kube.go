@@ -76,11 +76,16 @@ func Setup(mgr manager.Manager, o Options) error {
 		name string
 		obj  client.Object
 		list client.ObjectList
-		r    func(reconciler) ctrlReconciler
+		r    func(reconciler, chan<- event.GenericEvent) ctrlReconciler
 	}{
-		{"nameserversource", &v1alpha1.NameServerSource{}, &v1alpha1.NameServerSourceList{}, func(b reconciler) ctrlReconciler { return &nameServerSourceReconciler{b} }},
-		{"topicroute", &v1alpha1.TopicRoute{}, &v1alpha1.TopicRouteList{}, func(b reconciler) ctrlReconciler { return &topicRouteReconciler{b} }},
-		{"topicbinding", &v1alpha1.TopicBinding{}, &v1alpha1.TopicBindingList{}, func(b reconciler) ctrlReconciler { return &topicBindingReconciler{b} }},
+		{"nameserversource", &v1alpha1.NameServerSource{}, &v1alpha1.NameServerSourceList{},
+			func(b reconciler, _ chan<- event.GenericEvent) ctrlReconciler { return &nameServerSourceReconciler{b} }},
+		{"topicroute", &v1alpha1.TopicRoute{}, &v1alpha1.TopicRouteList{},
+			func(b reconciler, kick chan<- event.GenericEvent) ctrlReconciler {
+				return &topicRouteReconciler{b, kick}
+			}},
+		{"topicbinding", &v1alpha1.TopicBinding{}, &v1alpha1.TopicBindingList{},
+			func(b reconciler, _ chan<- event.GenericEvent) ctrlReconciler { return &topicBindingReconciler{b} }},
 	}
 	for _, k := range kinds {
 		kick := make(chan event.GenericEvent)
@@ -89,7 +94,7 @@ func Setup(mgr manager.Manager, o Options) error {
 			For(k.obj).
 			WatchesRawSource(source.Channel(kick, &handler.EnqueueRequestForObject{})).
 			WithOptions(controller.Options{NeedLeaderElection: &notLeaderOnly, MaxConcurrentReconciles: 2}).
-			Complete(counted{k.r(base), o.Metrics.errors.WithLabelValues(k.name)})
+			Complete(counted{k.r(base, kick), o.Metrics.errors.WithLabelValues(k.name)})
 		if err != nil {
 			return fmt.Errorf("set up the %s controller: %w", k.name, err)
 		}
@@ -274,15 +279,27 @@ func (r *nameServerSourceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	}
 	before := nss.Status.DeepCopy()
 	addrs, problem := r.addresses(ctx, &nss)
+	var refused error
 	if len(addrs) > 0 {
 		if err := r.opts.Sources.Set(key, SourceSpecOf(&nss, addrs)); err != nil {
-			problem = err.Error()
+			refused, problem = err, err.Error()
 		}
 	}
 	// With no addresses the running watcher (if any) keeps its last good routes: a NameService between pods is
 	// no reason to blackhole the mesh.
 	fillSourceStatus(&nss, r.opts.Sources, len(addrs) > 0, problem)
 	st := &nss.Status
+	if refused != nil {
+		// A refused spec (an address no NameServer can listen on) leaves the running watcher, if any, on the last
+		// spec it accepted, with its routes.
+		condition(&st.Conditions, nss.Generation, v1alpha1.ConditionDegraded, true, v1alpha1.ReasonInvalid, problem)
+		if _, running := r.opts.Sources.Status(key); !running {
+			condition(&st.Conditions, nss.Generation, v1alpha1.ConditionReady, false, v1alpha1.ReasonInvalid, problem)
+		}
+		if c := meta.FindStatusCondition(before.Conditions, v1alpha1.ConditionDegraded); c == nil || c.Reason != v1alpha1.ReasonInvalid || c.Message != problem {
+			r.event(&nss, true, v1alpha1.ReasonInvalid, "%s", problem)
+		}
+	}
 	if err := r.writeStatus(ctx, &nss, before, &nss.Status); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -376,7 +393,10 @@ func (r *nameServerSourceReconciler) addresses(ctx context.Context, nss *v1alpha
 	return nss.Spec.Addresses, ""
 }
 
-type topicRouteReconciler struct{ reconciler }
+type topicRouteReconciler struct {
+	reconciler
+	kick chan<- event.GenericEvent // reconciles a TopicRoute again
+}
 
 func (r *topicRouteReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	key := req.String()
@@ -384,10 +404,14 @@ func (r *topicRouteReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if live, err := r.fetch(ctx, req, &tr); err != nil || !live {
 		if err == nil {
 			r.opts.Policies.SetRoute(key, "", nil)
+			r.refreshOthers(ctx, key)
 		}
 		return ctrl.Result{}, err
 	}
 	before := tr.Status.DeepCopy()
+	if !r.opts.Policies.Reconciled("TopicRoute", key, objectVersion(&tr)) {
+		defer r.refreshOthers(ctx, key) // once this one's policy is in the table
+	}
 	if err := ApplyTopicRoute(r.opts.Policies, r.opts.Table, &tr, objectVersion(&tr)); err != nil {
 		r.event(&tr, true, v1alpha1.ReasonInvalid, "%v", err)
 	} else {
@@ -406,6 +430,28 @@ func (r *topicRouteReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: r.opts.Resync}, nil
+}
+
+// refreshOthers reconciles, on the leader, every other TopicRoute again after one was created, changed or
+// deleted: their Conflicted condition and matched topics follow from it (a deleted winner hands its topics to the
+// next oldest), and would otherwise wait for the periodic resync.
+func (r *topicRouteReconciler) refreshOthers(ctx context.Context, key string) {
+	if !r.leader() {
+		return
+	}
+	var list v1alpha1.TopicRouteList
+	if err := r.List(ctx, &list); err != nil {
+		return // the periodic resync refreshes them
+	}
+	for i := range list.Items {
+		if o := &list.Items[i]; keyOf(o) != key {
+			select {
+			case r.kick <- event.GenericEvent{Object: o}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
 }
 
 // ApplyTopicRoute records a TopicRoute's policy (unless it is invalid: then the policy it had stays) and fills

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -32,6 +34,9 @@ type runningSource struct {
 	w      *watcher.Watcher
 	cancel context.CancelFunc
 	done   chan struct{}
+	// stale are NameServers earlier specs listed and this one does not: their routes stay in the table until
+	// this watcher has synced (under Sources.mu).
+	stale []string
 }
 
 // NewSources returns a Sources over table; defaults fill what a NameServerSource does not say.
@@ -45,8 +50,16 @@ func NewSources(table *routing.Table, defaults watcher.Options, log *slog.Logger
 func tableSource(key string) string { return "nss:" + key }
 
 // Set starts the watcher of a source, or restarts it when its spec changed. The routes it learned stay in the
-// table across a restart, and those of NameServers the new spec no longer lists are withdrawn.
+// table across a restart, and those of NameServers the new spec no longer lists are withdrawn once the new watcher
+// has synced: make before break, so that a NameServer that moved (a NameService's pod restarted with a new IP)
+// or an address mistyped never withdraws what is served before another NameServer has answered. A spec with an
+// address no NameServer can listen on is refused, and the running watcher kept.
 func (s *Sources) Set(key string, spec SourceSpec) error {
+	for _, a := range spec.Addrs {
+		if err := checkAddress(a); err != nil {
+			return fmt.Errorf("NameServerSource %s: %w", key, err)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.running[key]
@@ -69,16 +82,17 @@ func (s *Sources) Set(key string, spec SourceSpec) error {
 	if err != nil {
 		return fmt.Errorf("NameServerSource %s: %w", key, err)
 	}
+	var stale []string
 	if old != nil {
 		old.stop()
-		for _, a := range old.spec.Addrs {
-			if !slices.Contains(spec.Addrs, a) {
-				s.table.RemoveSource(tableSource(key) + "@" + a)
+		for _, a := range slices.Concat(old.spec.Addrs, old.stale) {
+			if !slices.Contains(spec.Addrs, a) && !slices.Contains(stale, a) {
+				stale = append(stale, a)
 			}
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningSource{spec: spec, w: w, cancel: cancel, done: make(chan struct{})}
+	r := &runningSource{spec: spec, w: w, cancel: cancel, done: make(chan struct{}), stale: stale}
 	go func() { defer close(r.done); w.Run(ctx) }()
 	if old != nil {
 		// The new watcher starts with no topics; the table keeps what the old one learned, so the mesh is
@@ -91,14 +105,38 @@ func (s *Sources) Set(key string, spec SourceSpec) error {
 	return nil
 }
 
-// withdrawUnfollowed waits for a restarted watcher's first sync and withdraws, from each of its NameServers'
-// table sources, the topics it does not follow.
+// checkAddress refuses what the schema's host:port pattern lets through but no NameServer can listen on: a port
+// outside 1–65535.
+func checkAddress(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("address %s: %w", addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("address %s: port %s is not in 1-65535", addr, port)
+	}
+	return nil
+}
+
+// withdrawUnfollowed waits for a restarted watcher's first sync and withdraws the routes of the NameServers the
+// source no longer lists, then, from each of its NameServers' table sources, the topics it does not follow.
 func (s *Sources) withdrawUnfollowed(ctx context.Context, key string, r *runningSource) {
 	select {
 	case <-r.w.Synced():
 	case <-ctx.Done():
 		return
 	}
+	s.mu.Lock()
+	if s.running[key] == r { // not replaced meanwhile: a replacement inherits the stale NameServers
+		for _, a := range r.stale {
+			s.table.RemoveSource(tableSource(key) + "@" + a)
+		}
+		if len(r.stale) > 0 {
+			s.log.Info("withdrew the routes of NameServers the source no longer lists", "source", key, "addrs", r.stale)
+		}
+		r.stale = nil
+	}
+	s.mu.Unlock()
 	// What the sources hold first, what the watcher follows second: a topic it learns in between is followed.
 	held := map[string][]string{}
 	for _, a := range r.spec.Addrs {
@@ -139,7 +177,7 @@ func (s *Sources) Remove(key string) {
 	}
 	r.stop()
 	delete(s.running, key)
-	for _, a := range r.spec.Addrs {
+	for _, a := range slices.Concat(r.spec.Addrs, r.stale) {
 		s.table.RemoveSource(tableSource(key) + "@" + a)
 	}
 	s.log.Info("stopped watching NameServers", "source", key)

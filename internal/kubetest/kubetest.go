@@ -23,6 +23,14 @@ import (
 // Start starts an API server with rocketpilot's CRDs and those of extraCRDDirs (relative to the caller's
 // directory, as go test runs it). Stop it with Stop.
 func Start(extraCRDDirs ...string) (*envtest.Environment, error) {
+	env, err := newEnvironment(extraCRDDirs)
+	if err != nil {
+		return nil, err
+	}
+	return env, start(env)
+}
+
+func newEnvironment(extraCRDDirs []string) (*envtest.Environment, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -35,15 +43,18 @@ func Start(extraCRDDirs ...string) (*envtest.Environment, error) {
 		}
 		assets = strings.TrimSpace(string(out))
 	}
-	env := &envtest.Environment{
+	return &envtest.Environment{
 		CRDDirectoryPaths:     append([]string{filepath.Join(root, "crds", "manifests")}, extraCRDDirs...),
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assets,
-	}
+	}, nil
+}
+
+func start(env *envtest.Environment) error {
 	if _, err := env.Start(); err != nil {
-		return nil, fmt.Errorf("start envtest: %w", err)
+		return fmt.Errorf("start envtest: %w", err)
 	}
-	return env, nil
+	return nil
 }
 
 // StartT is Start for one test: it fails the test if the API server cannot start and stops it at cleanup.
@@ -51,6 +62,28 @@ func StartT(t testing.TB, extraCRDDirs ...string) *envtest.Environment {
 	t.Helper()
 	env, err := Start(extraCRDDirs...)
 	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Stop() })
+	return env
+}
+
+// StartRestartableT is StartT with an API server that can be stopped and started again while etcd keeps running
+// (env.ControlPlane.APIServer.Stop, then Start). Its certificates live in a directory of the test's rather than
+// one envtest creates and removes on Stop, so a restart serves the same address (the port chosen at the first
+// start is kept) with the same serving certificate and client CA: clients made before the restart, env.Config's
+// included, keep working. Open watches are given 1 s to drain when it stops: with the default (0) a
+// kube-apiserver with watching clients outlasts envtest's 20 s stop timeout and is killed.
+func StartRestartableT(t testing.TB, extraCRDDirs ...string) *envtest.Environment {
+	t.Helper()
+	certs := t.TempDir() // removed after the API server stops: cleanups run last-registered first
+	env, err := newEnvironment(extraCRDDirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certs}
+	env.ControlPlane.APIServer.Configure().Set("shutdown-watch-termination-grace-period", "1s")
+	if err := start(env); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { env.Stop() })
