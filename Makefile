@@ -9,7 +9,7 @@ LDFLAGS := -X main.version=$(VERSION)
 PREFIX  ?= $(shell $(GO) env GOPATH)
 CHART   := charts/rocketpilot
 
-.PHONY: all build install test test-unit test-interop lint generate verify-generate envtest helm-lint helm-template run run-config fuzz bench bench-smoke bench-go clean
+.PHONY: all build install test test-unit test-interop lint generate verify-generate envtest helm-lint helm-template run run-config fuzz bench bench-smoke bench-go soak clean
 
 all: build
 
@@ -93,6 +93,11 @@ bench-smoke:
 ## bench-go: the packages' Go benchmarks (codec, model, cache, server).
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+## soak: the control plane under churn for 10 minutes (hack/soak): topics, perms, brokers and sidecars come and
+## go; fails unless memory stays flat and no sidecar loses a route.
+soak:
+	$(GO) run ./hack/soak
 
 clean:
 	rm -rf $(BIN)

@@ -1,0 +1,9 @@
+package soak
+
+import (
+	"testing"
+
+	"github.com/rocketpilot/rocketpilot/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }

@@ -1,0 +1,137 @@
+package soak
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rocketpilot/rocketpilot/nameserver/client"
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
+	"github.com/rocketpilot/rocketpilot/routing"
+	"github.com/rocketpilot/rocketpilot/xds/cache"
+	"github.com/rocketpilot/rocketpilot/xds/server"
+)
+
+// coalesceWindow is serve's default --coalesce-window.
+const coalesceWindow = 100 * time.Millisecond
+
+// controlPlane is rocketpilot in process, wired as cmd/rocketpilot's serve wires it: watcher → table → cache
+// (through a subscription, with the coalescing window) → gRPC server, with the change log and the metrics.
+type controlPlane struct {
+	table    *routing.Table
+	watcher  *watcher.Watcher
+	cache    *cache.Cache
+	registry *prometheus.Registry
+	addr     string
+	scrapes  int
+
+	cancel        context.CancelFunc // everything
+	cancelWatcher context.CancelFunc // the watcher alone (FaultWatcherStalls)
+	wg            sync.WaitGroup
+}
+
+// startControlPlane syncs from the NameServer and serves xDS on a loopback port. It returns once the first sync
+// is in the cache and the server accepts streams.
+func startControlPlane(parent context.Context, cfg Config, ns *embedded.NameServer) (*controlPlane, error) {
+	table := routing.NewTable()
+	metrics := watcher.NewMetrics()
+	w, err := watcher.New(table, watcher.Options{
+		Addrs:          []string{ns.Addr()},
+		Interval:       cfg.PollInterval,
+		BrokerInterval: cfg.PollInterval / 2,
+		RemoveAfter:    cfg.RemoveAfter,
+		Concurrency:    32,
+		RateLimit:      1e6,
+		Client: client.Options{DialTimeout: time.Second, RequestTimeout: 2 * time.Second,
+			MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},
+		Metrics: metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(parent)
+	cp := &controlPlane{table: table, watcher: w, cancel: cancel, registry: prometheus.NewRegistry()}
+	fail := func(err error) (*controlPlane, error) {
+		cp.stop()
+		return nil, err
+	}
+	changes := &server.ChangeLog{}
+	cp.wg.Go(func() { changes.Follow(ctx, table) })
+	sub := table.Subscribe()
+	cp.wg.Go(func() {
+		<-ctx.Done()
+		sub.Close()
+	})
+	if cp.cache, err = cache.New(table, cache.Options{ClusterRetention: cfg.ClusterRetention}); err != nil {
+		return fail(err)
+	}
+	cp.wg.Go(func() {
+		cp.cache.Run(ctx, sub, func(ctx context.Context) {
+			t := time.NewTimer(coalesceWindow)
+			defer t.Stop()
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+		})
+	})
+	wctx, cancelWatcher := context.WithCancel(ctx)
+	cp.cancelWatcher = cancelWatcher
+	cp.wg.Go(func() { w.Run(wctx) })
+
+	syncCtx, cancelSync := context.WithTimeout(ctx, 60*time.Second)
+	defer cancelSync()
+	select {
+	case <-w.Synced():
+	case <-syncCtx.Done():
+		return fail(fmt.Errorf("soak: the watcher did not sync within a minute: %w", syncCtx.Err()))
+	}
+	if err := cp.cache.WaitVersion(syncCtx, table.Version()); err != nil {
+		return fail(fmt.Errorf("soak: the cache did not apply the first sync: %w", err))
+	}
+	wire := server.NewWireStats()
+	for _, c := range []prometheus.Collector{cp.cache, wire, metrics} {
+		if err := cp.registry.Register(c); err != nil {
+			return fail(err)
+		}
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fail(err)
+	}
+	cp.addr = lis.Addr().String()
+	g := server.GRPC(ctx, cp.cache, server.Options{Stats: wire})
+	cp.wg.Go(func() { server.Serve(ctx, g, lis, 2*time.Second) })
+	return cp, nil
+}
+
+// stallWatcher stops the watcher: the table keeps the routes it learned and never hears of a change again.
+func (cp *controlPlane) stallWatcher() { cp.cancelWatcher() }
+
+// scrapeLoop gathers the metrics every few seconds, as Prometheus would: a collector that grows with churn shows
+// in the heap.
+func (cp *controlPlane) scrapeLoop(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := cp.registry.Gather(); err == nil {
+				cp.scrapes++
+			}
+		}
+	}
+}
+
+// stop ends everything the control plane runs and waits for it.
+func (cp *controlPlane) stop() {
+	cp.cancel()
+	cp.wg.Wait()
+}
