@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
@@ -42,7 +43,9 @@ func FuzzFileDocument(f *testing.F) {
 		case *v1alpha1.TopicRoute:
 			PolicyOf(o) // may fail (a regex), must not panic
 		case *v1alpha1.TopicBinding:
-			if _, err := BindingOf(o); err != nil {
+			// The schema checks a selector's operators and values; what only the label parser knows (a key's
+			// syntax) fails here, and the reconcilers report it as Invalid, naming the selector.
+			if _, err := BindingOf(o); err != nil && !strings.Contains(err.Error(), "podSelector") {
 				t.Fatalf("an accepted binding does not convert: %v", err)
 			}
 		case *v1alpha1.NameServerSource:

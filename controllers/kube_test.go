@@ -467,6 +467,10 @@ func TestFileValidationMatchesTheAPIServer(t *testing.T) {
 		`{kind: TopicBinding, metadata: {name: ok}, spec: {nodeIDs: ["a-*"], topics: [t]}}`,
 		`{kind: TopicBinding, metadata: {name: bad1}, spec: {nodeIDs: ["a"], podSelector: {}, topics: [t]}}`,
 		`{kind: TopicBinding, metadata: {name: bad2}, spec: {nodeIDs: ["a"]}}`,
+		`{kind: TopicBinding, metadata: {name: bad3}, spec: {podSelector: {matchExpressions: [{key: app, operator: Equals, values: [x]}]}, topics: [t]}}`,
+		`{kind: TopicBinding, metadata: {name: bad4}, spec: {podSelector: {matchExpressions: [{key: app, operator: In}]}, topics: [t]}}`,
+		`{kind: TopicBinding, metadata: {name: bad5}, spec: {podSelector: {matchExpressions: [{key: app, operator: Exists, values: [x]}]}, topics: [t]}}`,
+		`{kind: TopicBinding, metadata: {name: ok2}, spec: {podSelector: {matchExpressions: [{key: app, operator: NotIn, values: [x]}, {key: tier, operator: DoesNotExist}]}, topics: [t]}}`,
 	}
 	for _, d := range docs {
 		var obj map[string]any

@@ -29,6 +29,8 @@ type TopicBindingSpec struct {
 	// PodSelector selects the pods of the binding's namespace (matched against the labels and namespace in the
 	// sidecar's node metadata).
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="a podSelector operator is one of In, NotIn, Exists and DoesNotExist"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, (e.operator == 'In' || e.operator == 'NotIn') == (has(e.values) && size(e.values) > 0))",message="In and NotIn take values; Exists and DoesNotExist take none"
 	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
 	// NodeIDs are patterns of xDS node ids; '*' matches any run of characters.
 	// +optional

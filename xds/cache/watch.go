@@ -108,6 +108,7 @@ func (c *Cache) register(w *watch) func() {
 		if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
 			c.respondAll(c.waitingOnClusters(st)) // configs held back for these clusters may go now
 		}
+		c.routesSubscribed(w)
 		return func() {}
 	}
 	if old := st.pending[w.typeURL]; old != nil {
@@ -115,11 +116,28 @@ func (c *Cache) register(w *watch) func() {
 	}
 	st.pending[w.typeURL] = w
 	w.node.watches[w] = struct{}{}
+	c.routesSubscribed(w)
 	return func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.forget(w)
 	}
+}
+
+// routesSubscribed answers, after a route request, the stream's other pending watches that it can change: routes
+// subscribed (or unsubscribed) by name add (or drop) clusters in the stream's wildcard cluster and endpoint views
+// and in the make-before-break gate of its listener and ECDS config.
+func (c *Cache) routesSubscribed(w *watch) {
+	if w.typeURL != translate.RouteType {
+		return
+	}
+	touched := map[*watch]struct{}{}
+	for _, typeURL := range []string{translate.ClusterType, translate.EndpointType, translate.ExtensionType, translate.ListenerType} {
+		if p := w.stream.pending[typeURL]; p != nil {
+			touched[p] = struct{}{}
+		}
+	}
+	c.respondAll(touched)
 }
 
 func (c *Cache) forget(w *watch) {
@@ -293,7 +311,11 @@ func (c *Cache) respondDelta(w *watch) bool {
 	} else {
 		names = slices.Collect(maps.Keys(w.forced))
 		for name := range st.dirty[w.typeURL] {
-			names = append(names, name)
+			// Only names the stream subscribes to by name: a change marks a node's listener and ECDS config on all
+			// its streams, subscribed or not, and the wildcard view (below) adds what the wildcard covers.
+			if _, ok := explicit[name]; ok {
+				names = append(names, name)
+			}
 		}
 	}
 	wildcard := w.sub.IsWildcard()
@@ -354,7 +376,7 @@ func (c *Cache) respondDelta(w *watch) bool {
 			// A name the client itself let go (unsubscribed, or the wildcard dropped) goes at once; one the model
 			// moved the node's topics away from is kept for the retention.
 			dropped := w.dropWildcard || slices.Contains(w.deltaReq.GetResourceNamesUnsubscribe(), name)
-			if c.retained(w.typeURL, name) || !dropped && c.keep(st, w.typeURL, name) {
+			if !dropped && c.keep(st, w.typeURL, name) { // keep covers retained clusters too
 				continue
 			}
 			removed = append(removed, name)
