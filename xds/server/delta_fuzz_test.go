@@ -12,6 +12,8 @@ package server
 // not serve, answered at once in removed_resources) proves every response the server owed for the step has arrived:
 // go-control-plane's delta server sends responses in the order the cache produced them, and the cache answers a
 // request synchronously. Model changes wait for the cache to apply them (WaitVersion) before the fence.
+//
+// The target found three bugs in the cache; regression_test.go keeps each reduced to its shortest form.
 
 import (
 	"context"
@@ -51,20 +53,6 @@ const (
 	fenceType = "type.googleapis.com/rocketpilot.fuzz.Fence"
 	// fuzzSource is the routing source the fuzz target writes the model as.
 	fuzzSource = "fuzz"
-	// tolerateUnaskedConfigPush tolerates a known bug: when a node's topics change, the cache marks its ECDS
-	// config and listener changed on every stream of the node (touchNode) and respondDelta sends changed names
-	// without asking whether the stream subscribes to them, so a stream whose ECDS or listener subscription does
-	// not name rocketmq-proxy (rocketmq) — never did, or unsubscribed it — is sent it. Set to false once fixed.
-	tolerateUnaskedConfigPush = false
-	// toleratePendingClusterViews tolerates a known bug: subscribing to a route by name, or unsubscribing one,
-	// changes the clusters the stream uses (Cache.used): its wildcard CDS and EDS views and what its ECDS config
-	// and listener wait for. Their pending watches are not looked at again, so the client does not get what changed
-	// until something else touches them. settle then asks those types again. Set to false once fixed.
-	toleratePendingClusterViews = false
-	// tolerateRetainedAfterLetGo tolerates a known bug: respondDelta keeps a retained cluster (its broker set gone,
-	// kept for the retention) even when the client let it go itself — unsubscribed it by name under a wildcard, or
-	// dropped the wildcard — where docs/xds.md says it goes at once. Set to false once fixed.
-	tolerateRetainedAfterLetGo = false
 )
 
 // FuzzDeltaProtocol takes numbers, not bytes: client A's scope, then one uint64 a step (fuzzStepSize bytes, little
@@ -725,13 +713,9 @@ type clientTypeState struct {
 	mentioned      map[string]bool
 	sent           map[string]bool // names sent since the step's request (mentioned: sent or removed)
 	resendOK       map[string]bool // rejected names the client asked for again (subscribed, or declared on a new stream)
-	tolerated      map[string]bool // names held because of a known bug (the tolerate constants), until sent or removed again
 	// dropped: names the client let go (unsubscribed, or held only by a wildcard it dropped) and has not been sent
 	// again since; no make-before-break promise holds for them.
 	dropped map[string]bool
-	// routesChanged: the stream's route subscription changed since this type's latest request
-	// (toleratePendingClusterViews).
-	routesChanged bool
 }
 
 func (cl *fuzzClient) typ(typeURL string) *clientTypeState {
@@ -742,8 +726,7 @@ func (cl *fuzzClient) typ(typeURL string) *clientTypeState {
 	if ct == nil {
 		ct = &clientTypeState{explicit: map[string]bool{}, held: map[string]heldRes{}, rejected: map[string]string{},
 			recentUnsub: map[string]bool{}, letGo: map[string]bool{}, mentioned: map[string]bool{}, sent: map[string]bool{},
-			resendOK: map[string]bool{}, tolerated: map[string]bool{},
-			dropped: map[string]bool{}, current: true}
+			resendOK: map[string]bool{}, dropped: map[string]bool{}, current: true}
 		cl.types[typeURL] = ct
 	}
 	return ct
@@ -881,7 +864,6 @@ func (cl *fuzzClient) request(typeURL string, sub, unsub []string, nonce string,
 				ct.wildcard = true
 			} else {
 				ct.explicit[name] = true
-				delete(ct.tolerated, name)
 				ct.resendOK[name] = true // a name subscribed again is sent again
 			}
 		}
@@ -893,7 +875,6 @@ func (cl *fuzzClient) request(typeURL string, sub, unsub []string, nonce string,
 					for held := range ct.held {
 						if !ct.explicit[held] {
 							ct.letGo[held] = true
-							cl.tolerateConfig(typeURL, held)
 						}
 					}
 				}
@@ -915,9 +896,7 @@ func (cl *fuzzClient) request(typeURL string, sub, unsub []string, nonce string,
 			if name == "*" {
 				continue
 			}
-			if ask[name] && ct.wildcard {
-				cl.tolerateConfig(typeURL, name)
-			} else {
+			if !ask[name] || !ct.wildcard {
 				delete(ct.held, name)
 			}
 		}
@@ -929,40 +908,7 @@ func (cl *fuzzClient) request(typeURL string, sub, unsub []string, nonce string,
 	}
 	ct.recentWildcard = ct.recentWildcard || wasWildcard || ct.wildcard
 	ct.activeWatch, ct.current = true, true
-	ct.routesChanged = false // the watch this request makes sees the stream's routes as they are
-	if typeURL == translate.RouteType && process && len(sub)+len(unsub) > 0 {
-		for _, other := range []string{translate.ClusterType, translate.EndpointType, translate.ExtensionType, translate.ListenerType} {
-			cl.typ(other).routesChanged = true
-		}
-	}
 	cl.sendRaw(req)
-}
-
-// tolerateConfig: under tolerateUnaskedConfigPush, a config or listener the client lets go may stay, when the
-// server marked it changed.
-func (cl *fuzzClient) tolerateConfig(typeURL, name string) {
-	if !tolerateUnaskedConfigPush {
-		return
-	}
-	if typeURL == translate.ExtensionType && name == translate.ExtensionConfigName ||
-		typeURL == translate.ListenerType && name == translate.ListenerName {
-		if _, ok := cl.typ(typeURL).held[name]; ok {
-			cl.typ(typeURL).tolerated[name] = true
-		}
-	}
-}
-
-// toleratedRetained: under tolerateRetainedAfterLetGo, a cluster of no live broker set that the model had (in this
-// input or an earlier one) may stay with a client that let it go.
-func (cl *fuzzClient) toleratedRetained(typeURL, name string) bool {
-	r := cl.r
-	return tolerateRetainedAfterLetGo && (typeURL == translate.ClusterType || typeURL == translate.EndpointType) &&
-		r.live[typeURL][name] == "" && r.s.everLive[name]
-}
-
-// knownBug: the client holds a name because of a known bug (the tolerate constants).
-func (cl *fuzzClient) knownBug(typeURL string, ct *clientTypeState, name string) bool {
-	return ct.tolerated[name] || ct.dropped[name] && cl.toleratedRetained(typeURL, name)
 }
 
 // fence sends a fresh name of the fence type and takes every response until its answer.
@@ -1058,12 +1004,6 @@ func (cl *fuzzClient) receive(resp *discovery.DeltaDiscoveryResponse) {
 				"resent until the resource changes)", cl.label, shortType(typeURL), res.Name, v)
 		}
 		if !ct.wildcard && !ct.explicit[res.Name] {
-			if tolerateUnaskedConfigPush && (res.Name == translate.ExtensionConfigName && typeURL == translate.ExtensionType ||
-				res.Name == translate.ListenerName && typeURL == translate.ListenerType) {
-				r.logf("  (known bug: %s %s sent to a stream that does not subscribe to it)", shortType(typeURL), res.Name)
-				ct.tolerated[res.Name] = true
-				continue
-			}
 			if ct.recentUnsub[res.Name] || ct.recentWildcard {
 				ignore[res.Name] = true // computed before the client let it go: go-control-plane forgets it, the client drops it
 				continue
@@ -1110,9 +1050,6 @@ func (cl *fuzzClient) receive(resp *discovery.DeltaDiscoveryResponse) {
 		delete(ct.resendOK, res.Name)
 		delete(ct.dropped, res.Name)
 		ct.sent[res.Name] = true
-		if ct.explicit[res.Name] || ct.wildcard {
-			delete(ct.tolerated, res.Name)
-		}
 		ct.mentioned[res.Name] = true
 	}
 	for _, name := range resp.RemovedResources {
@@ -1121,7 +1058,6 @@ func (cl *fuzzClient) receive(resp *discovery.DeltaDiscoveryResponse) {
 		}
 		delete(ct.held, name)
 		delete(ct.rejected, name)
-		delete(ct.tolerated, name)
 		ct.mentioned[name] = true
 	}
 	ct.latestNonce, ct.nackHold, ct.activeWatch, ct.current = resp.Nonce, false, false, true
@@ -1199,13 +1135,8 @@ func (cl *fuzzClient) checkStep() {
 		}
 	}
 	cl.expect = nil
-	for typeURL, ct := range cl.types {
+	for _, ct := range cl.types {
 		ct.mentioned, ct.sent = map[string]bool{}, map[string]bool{}
-		for name := range ct.letGo {
-			if _, held := ct.held[name]; held && cl.toleratedRetained(typeURL, name) {
-				ct.tolerated[name] = true
-			}
-		}
 	}
 	for typeURL, ct := range cl.types {
 		if ct.nackHold || !ct.current || !ct.requested {
@@ -1222,7 +1153,7 @@ func (cl *fuzzClient) checkStep() {
 			dump := cl.dumpNames(typeURL)
 			for name := range ct.letGo {
 				_, held := ct.held[name]
-				if !held || ct.explicit[name] || ct.wildcard && dump[name] != "" || hasName(ct.rejected, name) || ct.tolerated[name] {
+				if !held || ct.explicit[name] || ct.wildcard && dump[name] != "" || hasName(ct.rejected, name) {
 					continue
 				}
 				if (typeURL == translate.ExtensionType || typeURL == translate.ListenerType) && !cl.gateOpen() {
@@ -1248,8 +1179,7 @@ func (cl *fuzzClient) checkStep() {
 func (cl *fuzzClient) mustHoldSubscribedCluster(name, by string) {
 	for _, typeURL := range []string{translate.ClusterType, translate.EndpointType} {
 		ct := cl.types[typeURL]
-		if ct == nil || !ct.requested || ct.nackHold || !ct.current || ct.dropped[name] ||
-			toleratePendingClusterViews && ct.routesChanged {
+		if ct == nil || !ct.requested || ct.nackHold || !ct.current || ct.dropped[name] {
 			continue
 		}
 		// A wildcard covers the clusters the node uses now; a stale config may name older ones, which the client
@@ -1269,7 +1199,7 @@ func (cl *fuzzClient) mustHoldSubscribedCluster(name, by string) {
 func (cl *fuzzClient) checkHeld(typeURL string, ct *clientTypeState) {
 	r := cl.r
 	for name := range ct.held {
-		if ct.explicit[name] || ct.rejected[name] == "" && hasName(ct.rejected, name) || cl.knownBug(typeURL, ct, name) {
+		if ct.explicit[name] || ct.rejected[name] == "" && hasName(ct.rejected, name) {
 			continue
 		}
 		switch {
@@ -1402,7 +1332,7 @@ func (cl *fuzzClient) settle() {
 			if ct == nil || !ct.requested {
 				continue
 			}
-			if ct.latestNonce != "" || toleratePendingClusterViews && ct.routesChanged {
+			if ct.latestNonce != "" {
 				cl.request(typeURL, nil, nil, ct.latestNonce, false, nil)
 			}
 		}
@@ -1454,7 +1384,7 @@ func (cl *fuzzClient) checkQuiet() {
 			if _, ok := want[name]; ok {
 				continue
 			}
-			if v, ok := ct.rejected[name]; ok && v == "" || cl.knownBug(typeURL, ct, name) {
+			if v, ok := ct.rejected[name]; ok && v == "" {
 				continue // the client rejected its removal
 			}
 			cluster := typeURL == translate.ClusterType || typeURL == translate.EndpointType
@@ -1525,7 +1455,7 @@ func (cl *fuzzClient) checkDump() {
 		return
 	}
 	h, ok := ct.held[translate.ExtensionConfigName]
-	if !ok || hasName(ct.rejected, translate.ExtensionConfigName) || ct.tolerated[translate.ExtensionConfigName] {
+	if !ok || hasName(ct.rejected, translate.ExtensionConfigName) {
 		return
 	}
 	if got, want := ecdsConfigTopics(r, h.body), slices.Sorted(slices.Values(scoped)); !slices.Equal(got, want) {
