@@ -231,7 +231,11 @@ func (c *Cache) respond(w *watch) bool {
 	w.done = true
 	ts := w.stream.status(w.typeURL)
 	ts.pushedAt = c.pushStart
-	ts.queuedTopics = c.carried(w, slices.Collect(maps.Keys(resp.GetReturnedResources())))
+	var routes []string
+	if w.typeURL == translate.RouteType {
+		routes = slices.Collect(maps.Keys(resp.GetReturnedResources()))
+	}
+	ts.queuedTopics = c.carried(w, routes)
 	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
 		w.stream.noteSent(w.typeURL, resp.GetReturnedResources())
 		delete(w.stream.resumed, w.typeURL)
