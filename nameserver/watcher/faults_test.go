@@ -343,11 +343,7 @@ func TestCutFramesKeepRoutesAndRedial(t *testing.T) {
 		t.Fatalf("status while frames are cut: %+v", st)
 	}
 
-	ns.SetTopic("after-cut", queues("broker-a", 6, 2))
-	p.Heal()
-	eventually(t, 5*time.Second, "a topic added after the cuts", func() bool { return table.Topic("after-cut") != nil })
-	errorsStop(t, w)
-	countersAgree(t, w)
+	healAndRecover(t, ns, p, table, w, "after-cut")
 	cuts := p.Applied()
 	// A cut closes its connection before anything else is read from it: one connection per cut, and one more for
 	// the recovery.
@@ -385,11 +381,7 @@ func TestStalledFrameIsReplaced(t *testing.T) {
 		t.Fatalf("status while frames stall: %+v", st)
 	}
 
-	ns.SetTopic("after-stall", queues("broker-a", 6, 2))
-	p.Heal()
-	eventually(t, 5*time.Second, "a topic added after the stalls", func() bool { return table.Topic("after-stall") != nil })
-	errorsStop(t, w)
-	countersAgree(t, w)
+	healAndRecover(t, ns, p, table, w, "after-stall")
 	stalls := p.Applied()
 	if got := p.Accepted() - accepted; got != stalls+1 && got != stalls {
 		t.Fatalf("%d connections for %d stalled responses", got, stalls)
@@ -425,11 +417,7 @@ func TestGarbageBytesKeepRoutes(t *testing.T) {
 		t.Fatalf("status while garbage arrives: %+v", st)
 	}
 
-	ns.SetTopic("after-garbage", queues("broker-a", 6, 2))
-	p.Heal()
-	eventually(t, 5*time.Second, "a topic added after the garbage", func() bool { return table.Topic("after-garbage") != nil })
-	errorsStop(t, w)
-	countersAgree(t, w)
+	healAndRecover(t, ns, p, table, w, "after-garbage")
 	kept.unchanged(t, table, "recovery")
 	t.Logf("%d garbage responses, %d connections closed by the client, %d errors", p.Applied(), p.ClientClosed(), w.Status().NameServers[0].Errors)
 }
@@ -471,11 +459,7 @@ func TestOversizedFrameIsRefusedBeforeAllocating(t *testing.T) {
 		t.Fatalf("the other NameServer: %d dials, %v errors, status %+v", d, e, st)
 	}
 
-	ns1.SetTopic("after-oversize", queues("broker-a", 6, 2))
-	p.Heal()
-	eventually(t, 5*time.Second, "a topic only the recovered NameServer has", func() bool { return table.Topic("after-oversize") != nil })
-	errorsStop(t, w)
-	countersAgree(t, w)
+	healAndRecover(t, ns1, p, table, w, "after-oversize")
 	if d, e := w.ns[1].client.Dials(), requestErrors(w, ns2.Addr()); d != 1 || e != 0 {
 		t.Fatalf("the other NameServer after recovery: %d dials, %v errors", d, e)
 	}
@@ -509,11 +493,7 @@ func TestUndecodableAnswersKeepRoutes(t *testing.T) {
 	}
 	countersAgree(t, w)
 
-	ns.SetTopic("after-bad-bodies", queues("broker-a", 6, 2))
-	p.Heal()
-	eventually(t, 5*time.Second, "a topic added after the bad bodies", func() bool { return table.Topic("after-bad-bodies") != nil })
-	errorsStop(t, w)
-	countersAgree(t, w)
+	healAndRecover(t, ns, p, table, w, "after-bad-bodies")
 	kept.unchanged(t, table, "recovery")
 	t.Logf("%d bodies replaced; %v route and %v broker-table errors", p.Applied(),
 		errorCount(w, addr, requestRoute)-routeErrs, errorCount(w, addr, requestBrokers)-brokerErrs)
@@ -795,4 +775,15 @@ func TestInvalidNamesLoggedWhenTheyChange(t *testing.T) {
 	if topics, _ := table.Stats(); topics != 6 {
 		t.Fatalf("%d topics in the model, want the 6 valid ones", topics)
 	}
+}
+
+// healAndRecover ends the proxy's fault and checks the recovery: a topic created now on ns reaches the table, the
+// watcher's errors stop, and its status and metrics agree.
+func healAndRecover(t *testing.T, ns *embedded.NameServer, p *faultnet.Proxy, table *routing.Table, w *Watcher, topic string) {
+	t.Helper()
+	ns.SetTopic(topic, queues("broker-a", 6, 2))
+	p.Heal()
+	eventually(t, 5*time.Second, "a topic created after the fault ends", func() bool { return table.Topic(topic) != nil })
+	errorsStop(t, w)
+	countersAgree(t, w)
 }

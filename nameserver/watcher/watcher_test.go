@@ -1,7 +1,6 @@
 package watcher
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -49,16 +48,10 @@ func testOptions(interval time.Duration, addrs ...string) Options {
 	return o
 }
 
+// runWatcher is startWatcher, then the first sync.
 func runWatcher(t *testing.T, table *routing.Table, opts Options) *Watcher {
 	t.Helper()
-	w, err := New(table, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { w.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	w := startWatcher(t, table, opts)
 	select {
 	case <-w.Synced():
 	case <-time.After(10 * time.Second):
