@@ -243,12 +243,21 @@ func (c *Cache) closeStreamLocked(st *stream) {
 	c.releaseNode(st.node)
 }
 
-func (c *Cache) onRequest(key streamKey, req any, typeURL, nonce string, errorDetail string, hasError bool) {
+// asked is what a request subscribes to, unsubscribes from and declares it holds.
+type asked struct {
+	subscribe, unsubscribe []string
+	initial                map[string]string
+}
+
+func (c *Cache) onRequest(key streamKey, req any, typeURL, nonce string, errorDetail string, hasError bool, names asked) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.streams[key]
 	if st == nil {
-		return
+		return nil
+	}
+	if err := c.checkLocked(st, typeURL, names); err != nil {
+		return err
 	}
 	for r, k := range c.pending { // a request the server skipped (a stale nonce) never reached CreateWatch
 		if k == key {
@@ -274,39 +283,38 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL, nonce string, errorDe
 			ts.nacks, ts.holdUntil = 0, time.Time{}
 		}
 	}
+	return nil
 }
 
-// checkRequest refuses a request that would take a stream past its limits: more than MaxSubscriptions names of
+// checkLocked refuses a request that would take a stream past its limits: more than MaxSubscriptions names of
 // one type, or a name longer than MaxNameLength. The error ends the stream with its gRPC code.
-func (c *Cache) checkRequest(key streamKey, typeURL string, subscribe, unsubscribe []string, initial map[string]string) error {
-	for _, name := range subscribe {
+func (c *Cache) checkLocked(st *stream, typeURL string, names asked) error {
+	for _, name := range names.subscribe {
 		if len(name) > MaxNameLength {
 			return status.Errorf(codes.InvalidArgument, "resource name of %d bytes: the limit is %d", len(name), MaxNameLength)
 		}
 	}
 	limit := c.opts.MaxSubscriptions
-	if len(initial) > limit {
-		return status.Errorf(codes.ResourceExhausted, "%d initial resource versions of %s: the limit is %d", len(initial), typeURL, limit)
+	if len(names.initial) > limit {
+		return status.Errorf(codes.ResourceExhausted, "%d initial resource versions of %s: the limit is %d", len(names.initial), typeURL, limit)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	var held map[string]struct{} // a delta request changes what the stream holds; a state-of-the-world one replaces it
-	if st := c.streams[key]; st != nil && key.delta {
+	if st.delta {
 		held = st.subs[typeURL]
 	}
-	if len(held)+len(subscribe) <= limit {
+	if len(held)+len(names.subscribe) <= limit {
 		return nil // the common case, decided without counting
 	}
-	want := make(map[string]struct{}, len(held)+len(subscribe))
+	want := make(map[string]struct{}, len(held)+len(names.subscribe))
 	for name := range held {
 		want[name] = struct{}{}
 	}
-	for _, name := range subscribe {
+	for _, name := range names.subscribe {
 		if name != "*" {
 			want[name] = struct{}{}
 		}
 	}
-	for _, name := range unsubscribe {
+	for _, name := range names.unsubscribe {
 		delete(want, name)
 	}
 	if len(want) > limit {
@@ -348,12 +356,8 @@ func (c *Cache) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
 }
 
 func (c *Cache) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
-	key := streamKey{delta: true, id: id}
-	if err := c.checkRequest(key, req.GetTypeUrl(), req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe(), req.GetInitialResourceVersions()); err != nil {
-		return err
-	}
-	c.onRequest(key, req, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
-	return nil
+	return c.onRequest(streamKey{delta: true, id: id}, req, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(),
+		req.GetErrorDetail() != nil, asked{req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe(), req.GetInitialResourceVersions()})
 }
 
 func (c *Cache) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
@@ -370,11 +374,8 @@ func (c *Cache) OnStreamOpen(_ context.Context, id int64, _ string) error {
 func (c *Cache) OnStreamClosed(id int64, _ *corev3.Node) { c.closeStream(streamKey{id: id}) }
 
 func (c *Cache) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
-	if err := c.checkRequest(streamKey{id: id}, req.GetTypeUrl(), req.GetResourceNames(), nil, nil); err != nil {
-		return err
-	}
-	c.onRequest(streamKey{id: id}, req, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
-	return nil
+	return c.onRequest(streamKey{id: id}, req, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(),
+		req.GetErrorDetail() != nil, asked{subscribe: req.GetResourceNames()})
 }
 
 func (c *Cache) OnStreamResponse(_ context.Context, id int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
