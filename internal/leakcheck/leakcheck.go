@@ -16,12 +16,10 @@ import (
 // HeapLimit is the live heap a test binary may keep after its tests, beyond what it had before them.
 const HeapLimit = 64 << 20
 
-// background are goroutines libraries start once per process and never stop.
+// background are goroutines libraries start once per process and never stop: klog's flush daemon starts when
+// the package is initialised (client-go imports it).
 var background = []goleak.Option{
 	goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
-	goleak.IgnoreAnyFunction("k8s.io/client-go/util/workqueue.(*delayingType[...]).waitingLoop"),
-	goleak.IgnoreAnyFunction("sigs.k8s.io/controller-runtime/pkg/log.(*loggerPromise).Fulfill"),
-	goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"), // a test binary's own signal and stdin readers
 }
 
 // Main runs the tests, then the leak checks when they passed, and exits.
