@@ -6,6 +6,7 @@ import (
 	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -26,11 +27,22 @@ func ProxyConfig(statPrefix string, topics []*rmqv3.RouteConfiguration) *rmqv3.R
 
 // ExtensionConfig wraps a node's filter config as the ECDS resource the listener's filter subscribes to.
 func ExtensionConfig(proxy *rmqv3.RocketmqProxy) (*corev3.TypedExtensionConfig, error) {
-	cfg, err := anypb.New(proxy)
+	cfg, err := deterministicAny(proxy)
 	if err != nil {
 		return nil, err
 	}
 	return &corev3.TypedExtensionConfig{Name: ExtensionConfigName, TypedConfig: cfg}, nil
+}
+
+// deterministicAny packs m into an Any with deterministic marshalling. anypb.New marshals map fields (metadata
+// structs) in Go's random map order, so the packed bytes, and the content-hash version derived from them, would
+// differ between two replicas, or two rebuilds, of the same config: every replica switch would look like a change.
+func deterministicAny(m proto.Message) (*anypb.Any, error) {
+	out := &anypb.Any{}
+	if err := anypb.MarshalFrom(out, m, proto.MarshalOptions{Deterministic: true}); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // ListenerOptions shape the RocketMQ listener.
@@ -53,7 +65,7 @@ func Listener(opts ListenerOptions) (*listenerv3.Listener, error) {
 	}
 	filter := &listenerv3.Filter{Name: ExtensionConfigName}
 	if opts.Inline != nil {
-		cfg, err := anypb.New(opts.Inline)
+		cfg, err := deterministicAny(opts.Inline)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,54 @@
+package translate
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// TestPackedConfigsMarshalDeterministically: the ECDS config and an inline listener pack the filter config in an
+// Any; versions are hashes of the bytes, so two replicas (or two rebuilds) of the same config must produce the same
+// bytes, even when a route's metadata_match holds several keys, which protobuf marshals in Go's random map order
+// unless asked to be deterministic.
+func TestPackedConfigsMarshalDeterministically(t *testing.T) {
+	_, topics := model(t)
+	var routes []*rmqv3.RouteConfiguration
+	for _, tp := range topics {
+		routes = append(routes, TopicRoute(tp))
+	}
+	fields := map[string]*structpb.Value{}
+	for i := range 16 {
+		fields[fmt.Sprintf("key%02d", i)] = structpb.NewStringValue(fmt.Sprint(i))
+	}
+	routes[0].Routes[0].Route.MetadataMatch = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+		LBNamespace: {Fields: fields}, "other": {Fields: fields}}}
+	build := map[string]func() (proto.Message, error){
+		"ECDS config": func() (proto.Message, error) { return ExtensionConfig(ProxyConfig("rocketmq", routes)) },
+		"inline listener": func() (proto.Message, error) {
+			return Listener(ListenerOptions{Inline: ProxyConfig("rocketmq", routes)})
+		},
+	}
+	for what, f := range build {
+		var first []byte
+		for replica := range 20 {
+			m, err := f()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if replica == 0 {
+				first = b
+			} else if !bytes.Equal(b, first) {
+				t.Fatalf("%s: build %d marshals to other bytes than build 0: its version would differ between replicas", what, replica)
+			}
+		}
+	}
+}
