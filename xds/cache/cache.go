@@ -49,6 +49,11 @@ type Options struct {
 // MaxNameLength is the longest resource name a stream may subscribe to.
 const MaxNameLength = 1024
 
+// MaxUnknownTypes is how many type URLs rocketpilot does not serve one stream may ask for. go-control-plane's server
+// keeps a watch and a subscription per type a stream names, so a client making up type URLs would otherwise grow
+// the stream's memory without bound; Envoy asks for a handful at most.
+const MaxUnknownTypes = 16
+
 // Cache serves the routing table's content as xDS resources. Create it with New, feed it with Apply (or Run), and
 // hand it to go-control-plane's server both as the cache and as the callbacks.
 type Cache struct {
@@ -63,10 +68,14 @@ type Cache struct {
 	scopes   map[string]*scope        // node scopes, shared by nodes with the same topics
 	nodes    map[string]*node         // by node id and scope
 	streams  map[streamKey]*stream
-	pending  map[any]streamKey // request being handled → its stream, from the request callback to CreateWatch
-	anon     int64             // streams created without the server callbacks
+	pending  map[any]pendingRequest // request being handled → its stream, from the request callback to CreateWatch
+	anon     int64                  // streams created without the server callbacks
 	// subscribers indexes the streams subscribed to a name explicitly, so that a change reaches exactly them.
 	subscribers map[nameKey]map[*stream]struct{}
+	// retention records, by node key, when each cluster left the node's view (retention.go); swept names the
+	// clusters whose retention ended here, for one more period.
+	retention map[string]map[string]time.Time
+	swept     map[string]time.Time
 	// pushStart is when the change being applied reached the cache (zero outside Apply and Sweep): responses
 	// queued meanwhile are pushes, timed from it.
 	pushStart time.Time
@@ -141,8 +150,10 @@ func New(table *routing.Table, opts Options) (*Cache, error) {
 		scopes:      make(map[string]*scope),
 		nodes:       make(map[string]*node),
 		streams:     make(map[streamKey]*stream),
-		pending:     make(map[any]streamKey),
+		pending:     make(map[any]pendingRequest),
 		subscribers: make(map[nameKey]map[*stream]struct{}),
+		retention:   make(map[string]map[string]time.Time),
+		swept:       make(map[string]time.Time),
 		metrics:     newMetrics(),
 		applied:     make(chan struct{}),
 		rejected:    make(chan struct{}),
@@ -259,33 +270,17 @@ func (c *Cache) sweep(touched map[*watch]struct{}) {
 	for name, e := range c.clusters {
 		if !e.retiredAt.IsZero() && time.Since(e.retiredAt) >= c.opts.ClusterRetention {
 			delete(c.clusters, name)
+			c.swept[name] = time.Now()
 			c.addWatches(touched, nameKey{translate.ClusterType, name})
 			c.addWatches(touched, nameKey{translate.EndpointType, name})
 			expired = true
 		}
 	}
-	// Live clusters kept by streams whose view they left: once the retention is over, those streams drop them.
-	for _, st := range c.streams {
-		for name, left := range st.leftAt {
-			if time.Since(left) < c.opts.ClusterRetention {
-				continue
-			}
-			for _, typeURL := range []string{translate.ClusterType, translate.EndpointType} {
-				if w := st.pending[typeURL]; w != nil {
-					touched[w] = struct{}{}
-				}
-			}
-			_, cds := st.sent[translate.ClusterType][name]
-			_, eds := st.sent[translate.EndpointType][name]
-			if !cds && !eds {
-				delete(st.leftAt, name) // no longer held: nothing left to drop
-			}
-		}
-	}
+	c.sweepRetention(touched)
 	if expired { // wildcard cluster views may hold them: let every node's watches look (rare, batched)
 		for _, n := range c.nodes {
 			for w := range n.watches {
-				if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
+				if isClusterType(w.typeURL) {
 					touched[w] = struct{}{}
 				}
 			}

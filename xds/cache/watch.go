@@ -25,24 +25,30 @@ type watch struct {
 	dropWildcard bool
 	deltaReq     *gcpcache.DeltaRequest
 	deltaCh      chan gcpcache.DeltaResponse
-	sotwReq      *gcpcache.Request
-	sotwCh       chan gcpcache.Response
-	done         bool
+	// sotwReq is the state-of-the-world request the watch answers: the stream's latest with a current nonce, which
+	// is not the request that created the watch when that one's nonce was stale.
+	sotwReq *gcpcache.Request
+	sotwCh  chan gcpcache.Response
+	done    bool
 }
 
 // CreateDeltaWatch implements cache.ConfigWatcher for delta streams.
 func (c *Cache) CreateDeltaWatch(req *gcpcache.DeltaRequest, sub gcpcache.Subscription, ch chan gcpcache.DeltaResponse) (func(), error) {
-	// A type rocketpilot does not serve gets what any unknown name gets (removed_resources for explicit names),
-	// rather than an error that would end the client's whole ADS stream.
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := c.streamOf(req, req.GetNode())
+	st, _ := c.streamOf(req, req.GetNode())
+	if !Known(req.GetTypeUrl()) {
+		// A type rocketpilot does not serve gets what any unknown name gets, removed_resources for the names asked,
+		// rather than an error that would end the client's whole ADS stream; nothing about it is kept but names.
+		c.answerUnknownDelta(st, req, ch)
+		return func() {}, nil
+	}
 	w := &watch{typeURL: req.GetTypeUrl(), node: st.node, stream: st, sub: sub, deltaReq: req, deltaCh: ch}
 	// A name subscribed again is sent again even if the client has it (it may have dropped it), unless the
 	// client declared its version on a new stream (initial_resource_versions): then only a different one is sent.
-	declared := req.GetInitialResourceVersions()
-	if st.seen[req.GetTypeUrl()] {
-		declared = nil // go-control-plane honours declared versions only on a type's first request
+	var declared map[string]string
+	if st.deltaSubs[req.GetTypeUrl()] == nil {
+		declared = req.GetInitialResourceVersions() // honoured on a type's first request only, as go-control-plane does
 	}
 	for _, name := range req.GetResourceNamesSubscribe() {
 		if _, ok := declared[name]; ok {
@@ -58,54 +64,76 @@ func (c *Cache) CreateDeltaWatch(req *gcpcache.DeltaRequest, sub gcpcache.Subscr
 
 // CreateWatch implements cache.ConfigWatcher for state-of-the-world streams.
 func (c *Cache) CreateWatch(req *gcpcache.Request, sub gcpcache.Subscription, ch chan gcpcache.Response) (func(), error) {
-	c.mu.Lock() // an unknown type is answered with no resources, as an unknown name would be
+	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := c.streamOf(req, req.GetNode())
+	st, stale := c.streamOf(req, req.GetNode())
+	if !Known(req.GetTypeUrl()) {
+		// Answered with no resources, as an unknown name would be. Nothing will change: no watch is kept.
+		if req.GetVersionInfo() != emptySotwVersion {
+			select {
+			case ch <- &gcpcache.PassthroughResponse{Request: req, ReturnedResources: map[string]string{},
+				DiscoveryResponse: &discovery.DiscoveryResponse{VersionInfo: emptySotwVersion, TypeUrl: req.GetTypeUrl()}}:
+			default:
+			}
+		}
+		return func() {}, nil
+	}
 	w := &watch{typeURL: req.GetTypeUrl(), node: st.node, stream: st, sub: sub, sotwReq: req, sotwCh: ch}
+	if last := st.lastSotw[w.typeURL]; stale && last != nil {
+		w.sotwReq = last // ignored: the watch answers as the last current request's would
+	} else {
+		st.lastSotw[w.typeURL] = req
+		c.subscribeSotw(st, req)
+		st.status(w.typeURL).wildcard = sub.IsWildcard()
+	}
 	return c.register(w), nil
+}
+
+// answerUnknownDelta answers a delta request of a type rocketpilot does not serve: removed_resources for the
+// names it subscribed.
+func (c *Cache) answerUnknownDelta(st *stream, req *gcpcache.DeltaRequest, ch chan gcpcache.DeltaResponse) {
+	removed := st.askUnknown(req.GetTypeUrl(), req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe())
+	if len(removed) == 0 {
+		return
+	}
+	select {
+	case ch <- &gcpcache.DeltaPassthroughResponse{DeltaRequest: req, NextVersionMap: map[string]string{},
+		DeltaDiscoveryResponse: &discovery.DeltaDiscoveryResponse{TypeUrl: req.GetTypeUrl(), SystemVersionInfo: versionString(c.version),
+			RemovedResources: removed}}:
+	default: // the server drains its queue before each request: not reached
+		c.opts.Logger.Warn("xDS response queue full: an unknown type's answer dropped", "node", nodeID(st), "type", req.GetTypeUrl())
+	}
 }
 
 // register records a watch's subscription, answers it at once if it can, and otherwise indexes it until a change
 // concerns it. It returns the cancel function.
 func (c *Cache) register(w *watch) func() {
 	st := w.stream
+	ts := st.status(w.typeURL)
 	if w.deltaReq != nil {
 		c.subscribeDelta(st, w.deltaReq)
-	} else {
-		c.subscribeSotw(st, w.sotwReq)
+		wildcard := st.deltaSubs[w.typeURL].wildcard
+		if ts.wildcard && !wildcard {
+			st.dropWildcard[w.typeURL] = true // what only the wildcard covered must be removed
+		}
+		ts.wildcard = wildcard
 	}
-	ts := st.status(w.typeURL)
 	// Until an answer commits them, a stream keeps what its requests asked for: a watch replaced before it
 	// answered (a held ECDS config, a full queue) must not lose a resend or a wildcard drop.
-	if ts.wildcard && !w.sub.IsWildcard() {
-		st.dropWildcard[w.typeURL] = true // what only the wildcard covered must be removed
-	}
 	w.dropWildcard = st.dropWildcard[w.typeURL]
-	if len(w.forced) > 0 {
-		if st.forced[w.typeURL] == nil {
-			st.forced[w.typeURL] = map[string]struct{}{}
-		}
-		for name := range w.forced {
-			if _, ok := st.subs[w.typeURL][name]; ok { // not if the same request unsubscribed it again
-				st.forced[w.typeURL][name] = struct{}{}
-			}
+	for name := range w.forced {
+		if _, ok := st.subs[w.typeURL][name]; ok { // not if the same request unsubscribed it again
+			addName(st.forced, w.typeURL, name)
 		}
 	}
 	w.forced = st.forced[w.typeURL]
-	ts.wildcard = w.sub.IsWildcard()
-	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
-		switch {
-		case w.deltaReq != nil:
-			// What the client holds, as go-control-plane tracks it (declared versions, sends, unsubscribes).
-			st.noteSent(w.typeURL, w.sub.ReturnedResources())
-		case st.sent[w.typeURL] == nil && w.sotwReq.GetVersionInfo() != "":
-			// A state-of-the-world client back after a reconnect holds some earlier state the server cannot
-			// name: until it has been answered, its wildcard answers keep every retained cluster.
-			st.resumed[w.typeURL] = true
-		}
+	if w.sotwReq != nil && isClusterType(w.typeURL) && st.held[w.typeURL] == nil && w.sotwReq.GetVersionInfo() != "" {
+		// A state-of-the-world client back after a reconnect holds some earlier state the server cannot name: until
+		// it has been answered, its wildcard answers keep every cluster it may still route to.
+		st.resumed[w.typeURL] = true
 	}
 	if c.respond(w) {
-		if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
+		if isClusterType(w.typeURL) {
 			c.respondAll(c.waitingOnClusters(st)) // configs held back for these clusters may go now
 		}
 		c.routesSubscribed(w)
@@ -122,6 +150,10 @@ func (c *Cache) register(w *watch) func() {
 		defer c.mu.Unlock()
 		c.forget(w)
 	}
+}
+
+func isClusterType(typeURL string) bool {
+	return typeURL == translate.ClusterType || typeURL == translate.EndpointType
 }
 
 // routesSubscribed answers, after a route request, the stream's other pending watches that it can change: routes
@@ -148,18 +180,6 @@ func (c *Cache) forget(w *watch) {
 	delete(w.node.watches, w)
 }
 
-// noteSent records the cluster or endpoint names a stream holds, for make-before-break. It copies: the maps
-// go-control-plane hands over stay its own and change under its lock, not ours.
-func (st *stream) noteSent(typeURL string, versions map[string]string) {
-	names := make(map[string]struct{}, len(versions))
-	for name, v := range versions {
-		if v != "" {
-			names[name] = struct{}{}
-		}
-	}
-	st.sent[typeURL] = names
-}
-
 // respondAll answers every touched watch that has something to say; answering clusters can release a node's
 // waiting listener and ECDS watches, which are then tried again.
 func (c *Cache) respondAll(touched map[*watch]struct{}) {
@@ -171,7 +191,7 @@ func (c *Cache) respondAll(touched map[*watch]struct{}) {
 			}
 			if c.respond(w) {
 				c.forget(w)
-				if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
+				if isClusterType(w.typeURL) {
 					maps.Copy(next, c.waitingOnClusters(w.stream))
 				}
 			}
@@ -202,18 +222,17 @@ func (c *Cache) respond(w *watch) bool {
 	if w.deltaReq != nil {
 		return c.respondDelta(w)
 	}
-	names := slices.Collect(maps.Keys(w.sub.SubscribedResources()))
-	if w.sub.IsWildcard() {
-		view := c.wildcard(w.typeURL, w.stream)
-		for _, name := range view {
-			delete(w.stream.leftAt, name)
-		}
+	st := w.stream
+	names := slices.Collect(maps.Keys(st.subs[w.typeURL]))
+	if st.status(w.typeURL).wildcard {
+		view := c.wildcard(w.typeURL, st)
+		c.inView(st, view)
 		names = append(names, view...)
-		if w.stream.resumed[w.typeURL] {
-			names = append(names, c.retainedNames()...)
+		if st.resumed[w.typeURL] {
+			names = append(names, c.mayStillRoute(st)...)
 		} else {
-			for name := range w.stream.sent[w.typeURL] {
-				if c.keep(w.stream, w.typeURL, name) { // a state-of-the-world answer that left it out would remove it
+			for name := range st.held[w.typeURL] {
+				if !slices.Contains(view, name) && c.keep(st, w.typeURL, name) { // a state-of-the-world answer that left it out would remove it
 					names = append(names, name)
 				}
 			}
@@ -229,18 +248,22 @@ func (c *Cache) respond(w *watch) bool {
 		return false
 	}
 	w.done = true
-	ts := w.stream.status(w.typeURL)
-	ts.pushedAt = c.pushStart
 	var routes []string
 	if w.typeURL == translate.RouteType {
 		routes = slices.Collect(maps.Keys(resp.GetReturnedResources()))
 	}
-	ts.queuedTopics = c.carried(w, routes)
-	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
-		w.stream.noteSent(w.typeURL, resp.GetReturnedResources())
-		delete(w.stream.resumed, w.typeURL)
+	c.queued(w, resp.(*gcpcache.PassthroughResponse).DiscoveryResponse.GetVersionInfo(), routes)
+	if isClusterType(w.typeURL) {
+		st.held[w.typeURL] = maps.Clone(resp.GetReturnedResources())
+		delete(st.resumed, w.typeURL)
 	}
 	return true
+}
+
+// queued records a response handed to the server, for the callback that sees it sent.
+func (c *Cache) queued(w *watch, version string, routes []string) {
+	ts := w.stream.status(w.typeURL)
+	ts.queued = append(ts.queued, queuedResponse{version: version, topics: c.carried(w, routes), pushedAt: c.pushStart})
 }
 
 // holding reports whether a stream's type is in its NACK backoff, and arms the timer that answers the watch
@@ -288,12 +311,12 @@ func (c *Cache) carried(w *watch, routes []string) []string {
 func (c *Cache) clustersSent(st *stream) bool {
 	used := c.used(st)
 	for _, typeURL := range []string{translate.ClusterType, translate.EndpointType} {
-		sent, subscribed := st.sent[typeURL]
+		held, subscribed := st.held[typeURL]
 		if !subscribed {
 			continue
 		}
 		for name := range used {
-			if _, ok := sent[name]; !ok {
+			if _, ok := held[name]; !ok {
 				return false
 			}
 		}
@@ -301,20 +324,19 @@ func (c *Cache) clustersSent(st *stream) bool {
 	return true
 }
 
-// respondDelta answers a delta watch. It looks at the names that can differ from what the client holds: on a
-// stream's first answer of a type, every subscribed name; later, the names subscribed by this request and those
-// changed since the last answer; plus, for a wildcard subscription, the node's view. Its cost follows the change,
-// not the size of the subscription.
+// respondDelta answers a delta watch from the stream's record of what the client holds. It looks at the names
+// that can differ from that: on a stream's first answer of a type, every subscribed name; later, the names
+// subscribed again, released or changed since the last answer; plus, for a wildcard subscription, the node's view.
+// Its cost follows the change, not the size of the subscription (but for a wildcard, a pass over what is held).
 func (c *Cache) respondDelta(w *watch) bool {
-	st := w.stream
-	returned := w.sub.ReturnedResources()
-	explicit := w.sub.SubscribedResources()
+	st, typeURL := w.stream, w.typeURL
+	held, explicit, released := st.held[typeURL], st.subs[typeURL], st.released[typeURL]
 	var names []string
-	if !st.seen[w.typeURL] {
+	if !st.seen[typeURL] {
 		names = slices.Collect(maps.Keys(explicit))
 	} else {
 		names = slices.Collect(maps.Keys(w.forced))
-		for name := range st.dirty[w.typeURL] {
+		for name := range st.dirty[typeURL] {
 			// Only names the stream subscribes to by name: a change marks a node's listener and ECDS config on all
 			// its streams, subscribed or not, and the wildcard view (below) adds what the wildcard covers.
 			if _, ok := explicit[name]; ok {
@@ -322,91 +344,100 @@ func (c *Cache) respondDelta(w *watch) bool {
 			}
 		}
 	}
-	wildcard := w.sub.IsWildcard()
+	wildcard := st.status(typeURL).wildcard
+	var view []string
 	if wildcard {
-		names = append(names, c.wildcard(w.typeURL, st)...)
+		view = c.wildcard(typeURL, st)
+		c.inView(st, view)
 	}
-	absent := st.absent[w.typeURL]
+	names = append(names, view...)
+	for name := range released {
+		if _, ok := explicit[name]; !ok && !slices.Contains(view, name) {
+			continue // released and not covered: removed below, as what only a wildcard covered
+		}
+		names = append(names, name)
+	}
+	absent := st.absent[typeURL]
 	if absent == nil {
 		absent = map[string]struct{}{}
-		st.absent[w.typeURL] = absent
+		st.absent[typeURL] = absent
 	}
-	next := make(map[string]string, len(returned)+len(names))
-	maps.Copy(next, returned)
 	want := make(map[string]struct{}, len(names))
 	var send []*resource
-	var removed []string
-	var nowAbsent, nowPresent []string
+	var removed, nowAbsent, nowPresent []string
 	for _, name := range names {
 		if _, dup := want[name]; dup {
 			continue
 		}
 		want[name] = struct{}{}
-		delete(st.leftAt, name) // in the view (again)
 		_, forced := w.forced[name]
-		had, known := returned[name]
-		if r := c.lookup(w.typeURL, name, w.node); r != nil {
-			if had != r.version || forced {
+		_, rel := released[name]
+		had, holds := held[name]
+		if r := c.lookup(typeURL, name, w.node); r != nil {
+			if had != r.version || forced || rel {
 				send = append(send, r)
-				next[name] = r.version
 			}
 			nowPresent = append(nowPresent, name)
 			continue
 		}
 		// Absent. A name subscribed explicitly is answered in removed_resources once (the stream remembers it),
-		// and sent when it appears; a wildcard-only name the client holds is removed.
+		// and sent when it appears; a wildcard-only name the client holds is removed. A cluster the client holds
+		// that this replica does not know is kept for the retention, as connections may still route to it.
 		_, isExplicit := explicit[name]
 		_, told := absent[name]
 		switch {
+		case holds && !rel && c.keep(st, typeURL, name):
 		case isExplicit && (!told || forced):
 			removed = append(removed, name)
-			next[name] = ""
 			nowAbsent = append(nowAbsent, name)
-		case !isExplicit && known:
+		case !isExplicit && holds:
 			removed = append(removed, name)
-			delete(next, name)
 		}
 	}
 	if wildcard || w.dropWildcard {
-		// Names the wildcard view no longer covers, and no explicit subscription holds, are removed; retained
-		// clusters stay until their retention ends, as connections opened before a change may still use them.
-		for name := range returned {
+		// Names the wildcard view no longer covers, and no explicit subscription holds, are removed; a cluster that
+		// left the node's view stays until its retention ends, as connections opened before a change may still use
+		// it. A name the client itself let go (released, or covered only by a dropped wildcard) goes at once.
+		for name := range held {
 			if _, ok := want[name]; ok {
 				continue
 			}
 			if _, ok := explicit[name]; ok {
 				continue
 			}
-			// A name the client itself let go (unsubscribed, or the wildcard dropped) goes at once; one the model
-			// moved the node's topics away from is kept for the retention.
-			dropped := w.dropWildcard || slices.Contains(w.deltaReq.GetResourceNamesUnsubscribe(), name)
-			if !dropped && c.keep(st, w.typeURL, name) { // keep covers retained clusters too
+			if _, rel := released[name]; !rel && !w.dropWildcard && c.keep(st, typeURL, name) {
 				continue
 			}
 			removed = append(removed, name)
-			delete(next, name)
 		}
 	}
 	commit := func() {
+		for _, r := range send {
+			held[r.name] = r.version
+		}
+		for _, name := range removed {
+			delete(held, name)
+		}
 		for _, name := range nowAbsent {
 			absent[name] = struct{}{}
 		}
 		for _, name := range nowPresent {
 			delete(absent, name)
 		}
-		delete(st.forced, w.typeURL)
-		delete(st.dropWildcard, w.typeURL)
+		delete(st.forced, typeURL)
+		delete(st.dropWildcard, typeURL)
+		delete(st.released, typeURL)
+		st.seen[typeURL] = true
+		delete(st.dirty, typeURL) // everything that changed is with the client now
 	}
 	if len(send) == 0 && len(removed) == 0 {
 		commit()
-		st.seen[w.typeURL] = true
-		delete(st.dirty, w.typeURL) // everything that changed is already with the client
 		return false
 	}
 	slices.SortFunc(send, func(a, b *resource) int { return compareNames(a.name, b.name) })
 	slices.Sort(removed)
 	out := &discovery.DeltaDiscoveryResponse{
-		TypeUrl:           w.typeURL,
+		TypeUrl:           typeURL,
 		SystemVersionInfo: versionString(c.version),
 		RemovedResources:  removed,
 	}
@@ -414,72 +445,27 @@ func (c *Cache) respondDelta(w *watch) bool {
 		out.Resources = append(out.Resources, &discovery.Resource{
 			Name:     r.name,
 			Version:  r.version,
-			Resource: &anypb.Any{TypeUrl: w.typeURL, Value: r.body},
+			Resource: &anypb.Any{TypeUrl: typeURL, Value: r.body},
 		})
 	}
-	resp := &gcpcache.DeltaPassthroughResponse{DeltaRequest: w.deltaReq, NextVersionMap: next, DeltaDiscoveryResponse: out}
+	// go-control-plane keeps NextVersionMap as its own record of the subscription; the cache never reads it back.
+	resp := &gcpcache.DeltaPassthroughResponse{DeltaRequest: w.deltaReq, NextVersionMap: map[string]string{}, DeltaDiscoveryResponse: out}
 	select {
 	case w.deltaCh <- resp:
 	default:
 		return false // the stream's queue is full: stay pending and answer with the latest state later
 	}
 	commit()
-	st.seen[w.typeURL] = true
-	delete(st.dirty, w.typeURL)
 	w.done = true
-	ts := st.status(w.typeURL)
-	ts.pushedAt = c.pushStart
-	if w.typeURL == translate.RouteType {
-		names := make([]string, len(send))
+	var routes []string
+	if typeURL == translate.RouteType {
+		routes = make([]string, len(send))
 		for i, r := range send {
-			names[i] = r.name
+			routes[i] = r.name
 		}
-		ts.queuedTopics = names
-	} else {
-		ts.queuedTopics = c.carried(w, nil)
 	}
-	if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
-		st.noteSent(w.typeURL, next)
-	}
+	c.queued(w, "", routes)
 	return true
-}
-
-// retainedNames returns every cluster kept after its broker set went away.
-func (c *Cache) retainedNames() []string {
-	var out []string
-	for name, e := range c.clusters {
-		if !e.retiredAt.IsZero() {
-			out = append(out, name)
-		}
-	}
-	return out
-}
-
-// keep reports whether a stream keeps a cluster or endpoint name its wildcard view no longer covers: a cluster
-// retired from the model (retained), or a live one that left the stream's view less than the retention ago.
-// Connections opened before the change may still route to either.
-func (c *Cache) keep(st *stream, typeURL, name string) bool {
-	if c.retained(typeURL, name) {
-		return true
-	}
-	if typeURL != translate.ClusterType && typeURL != translate.EndpointType || c.clusters[name] == nil {
-		return false
-	}
-	left, ok := st.leftAt[name]
-	if !ok {
-		st.leftAt[name] = time.Now()
-		return true
-	}
-	return time.Since(left) < c.opts.ClusterRetention
-}
-
-// retained reports whether a cluster or endpoint name belongs to a cluster kept after its broker set went away.
-func (c *Cache) retained(typeURL, name string) bool {
-	if typeURL != translate.ClusterType && typeURL != translate.EndpointType {
-		return false
-	}
-	e := c.clusters[name]
-	return e != nil && !e.retiredAt.IsZero()
 }
 
 func compareNames(a, b string) int {
@@ -492,35 +478,45 @@ func compareNames(a, b string) int {
 	return 0
 }
 
+// emptySotwVersion is the version of a state-of-the-world answer with no resources.
+var emptySotwVersion = sotwVersion(nil)
+
+// sotwVersion is a state-of-the-world answer's version_info: a hash of its resources' names and versions.
+func sotwVersion(rs []*resource) string {
+	h := sha256.New()
+	for _, r := range rs {
+		h.Write([]byte(r.name))
+		h.Write([]byte{0})
+		h.Write([]byte(r.version))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
 // sotwResponse builds the state-of-the-world answer for names. Unless always, it reports false when the client
-// already has this exact state (its version_info matches), or when the client rejected this very state.
+// already has this exact state (its version_info matches), or when this is the state the client rejected.
 func (c *Cache) sotwResponse(w *watch, names []string, always bool) (gcpcache.Response, bool) {
 	slices.Sort(names)
 	names = slices.Compact(names)
 	var rs []*resource
-	h := sha256.New()
 	for _, name := range names {
 		if r := c.lookup(w.typeURL, name, w.node); r != nil {
 			rs = append(rs, r)
-			h.Write([]byte(r.name))
-			h.Write([]byte{0})
-			h.Write([]byte(r.version))
-			h.Write([]byte{0})
 		}
 	}
-	version := hex.EncodeToString(h.Sum(nil)[:8])
+	version := sotwVersion(rs)
 	if !always {
 		if w.sotwReq.GetVersionInfo() == version {
-			if w.typeURL == translate.ClusterType || w.typeURL == translate.EndpointType {
+			if isClusterType(w.typeURL) {
 				held := make(map[string]string, len(rs)) // the client provably holds exactly these
 				for _, r := range rs {
 					held[r.name] = r.version
 				}
-				w.stream.noteSent(w.typeURL, held)
+				w.stream.held[w.typeURL] = held
 			}
 			return nil, false
 		}
-		if w.sotwReq.GetErrorDetail() != nil && w.stream.lastSentVersion(w.typeURL) == version {
+		if ts := w.stream.status(w.typeURL); ts.nackNonce != "" && ts.rejectedVersion == version {
 			return nil, false // rejected: keep the last good state until something changes
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,6 +57,8 @@ type deltaStream struct {
 	node *corev3.Node
 	sent bool
 	recv chan *discovery.DeltaDiscoveryResponse
+	// close ends the stream, as a broken connection would.
+	close func()
 }
 
 func dialADS(t *testing.T, addr string) discovery.AggregatedDiscoveryServiceClient {
@@ -86,7 +89,8 @@ func openDelta(t *testing.T, addr, nodeID string, scope ...string) *deltaStream 
 			d.recv <- resp
 		}
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	d.close = sync.OnceFunc(func() { cancel(); <-done })
+	t.Cleanup(d.close)
 	return d
 }
 

@@ -75,3 +75,21 @@ func sanitize(s string) string {
 	}
 	return b.String()
 }
+
+// IsClusterName reports whether a name has the shape of a cluster ClusterName or SendClusterName gives some broker
+// set: "rmq-", a label, "-", 16 hex digits, optionally "-send". A replica that does not know the broker set (it
+// went away before the replica started) can still tell a name another replica served from one no replica could.
+func IsClusterName(name string) bool {
+	name = strings.TrimSuffix(name, "-send")
+	rest, ok := strings.CutPrefix(name, "rmq-")
+	i := strings.LastIndexByte(rest, '-')
+	if !ok || i < 1 || len(rest)-i-1 != 16 || sanitize(rest[:i]) != rest[:i] {
+		return false
+	}
+	for _, r := range rest[i+1:] {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}

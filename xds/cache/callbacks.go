@@ -1,0 +1,264 @@
+package cache
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/rocketpilot/rocketpilot/routing"
+)
+
+// asked is what a request subscribes to, unsubscribes from and declares it holds.
+type asked struct {
+	subscribe, unsubscribe []string
+	initial                map[string]string
+}
+
+// decision is what a request says of the responses before it: the nonce it answers, the version it holds (state
+// of the world only), and whether it rejects that response, with what error.
+type decision struct {
+	nonce, version, errorDetail string
+	rejects                     bool
+}
+
+// onRequest records a request before go-control-plane hands it to a watch: its stream (for the watch), whether
+// it is stale, and the client's decision on a response (ACK or NACK).
+func (c *Cache) onRequest(key streamKey, req any, typeURL string, d decision, names asked) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.streams[key]
+	if st == nil {
+		return nil
+	}
+	if typeURL == "" {
+		typeURL = st.defaultType // a per-type delta stream's request; go-control-plane fills the type in after this callback
+	}
+	for r, pr := range c.pending { // a request the server skipped (a stale nonce) never reached its watch
+		if pr.key == key {
+			delete(c.pending, r)
+		}
+	}
+	if !Known(typeURL) {
+		if _, ok := st.unknown[typeURL]; !ok && len(st.unknown) >= MaxUnknownTypes {
+			return status.Errorf(codes.ResourceExhausted, "more than %d types rocketpilot does not serve on one stream (%q)", MaxUnknownTypes, typeURL)
+		}
+		if err := c.checkLocked(st, typeURL, names); err != nil {
+			return err
+		}
+		c.pending[req] = pendingRequest{key: key}
+		return nil
+	}
+	if err := c.checkLocked(st, typeURL, names); err != nil {
+		return err
+	}
+	ts := st.status(typeURL)
+	// The protocol: a state-of-the-world request whose nonce is not the latest sent for its type is stale and not
+	// answered. go-control-plane skips only those that arrive before the client answered the latest response.
+	stale := !st.delta && d.nonce != "" && ts.sentNonce != "" && d.nonce != ts.sentNonce
+	c.pending[req] = pendingRequest{key: key, stale: stale}
+	if stale {
+		return nil
+	}
+	r, ok := ts.decided(d.nonce)
+	if !ok {
+		return nil // no decision: a first request, a subscription change, or a nonce no response of the type had
+	}
+	if d.rejects {
+		ts.nackNonce, ts.nackError, ts.rejectedVersion, ts.rejectedTopics, ts.nackSeq = d.nonce, d.errorDetail, r.version, r.topics, ts.seq
+		ts.nacks++
+		ts.holdUntil = time.Now().Add(c.opts.NackBackoff << min(ts.nacks-1, 5))
+		c.metrics.of(typeURL).nacks.Inc()
+		c.noteRejections()
+		c.opts.Logger.Warn("xDS response rejected", "node", nodeID(st), "type", typeURL, "version", r.version, "error", d.errorDetail,
+			"nacksInARow", ts.nacks, "retryIn", time.Until(ts.holdUntil).Round(time.Millisecond))
+		return nil
+	}
+	if !st.delta && d.version != r.version {
+		return nil // a state-of-the-world request that still holds an earlier version accepts nothing
+	}
+	ts.ackedVersion, ts.ackedNonce = r.version, d.nonce
+	if ts.nackNonce != "" && r.seq <= ts.nackSeq && d.nonce != ts.nackNonce {
+		return nil // accepted a response sent before the rejection arrived: it says nothing of what was rejected
+	}
+	if ts.nackNonce != "" {
+		c.noteRejections()
+	}
+	ts.nackNonce, ts.nackError, ts.rejectedVersion, ts.rejectedTopics = "", "", "", nil
+	ts.nacks, ts.holdUntil = 0, time.Time{}
+	return nil
+}
+
+// decided finds the response a client's decision names. Every earlier one leaves the in-flight list (a client
+// decides on responses in order); the one named stays, so that a client may take its decision back (an ACK of the
+// nonce it rejected). For state of the world only the latest counts (others are stale); a delta client may reject
+// an older response after a newer one went out.
+func (ts *typeStatus) decided(nonce string) (sentResponse, bool) {
+	if nonce == "" {
+		return sentResponse{}, false
+	}
+	i := slices.IndexFunc(ts.inflight, func(r sentResponse) bool { return r.nonce == nonce })
+	if i < 0 {
+		return sentResponse{}, false
+	}
+	ts.inflight = slices.Delete(ts.inflight, 0, i)
+	return ts.inflight[0], true
+}
+
+// checkLocked refuses a request that would take a stream past its limits: more than MaxSubscriptions names of
+// one type, or a name longer than MaxNameLength. The error ends the stream with its gRPC code.
+func (c *Cache) checkLocked(st *stream, typeURL string, names asked) error {
+	for _, name := range names.subscribe {
+		if len(name) > MaxNameLength {
+			return status.Errorf(codes.InvalidArgument, "resource name of %d bytes: the limit is %d", len(name), MaxNameLength)
+		}
+	}
+	limit := c.opts.MaxSubscriptions
+	if len(names.initial) > limit {
+		return status.Errorf(codes.ResourceExhausted, "%d initial resource versions of %s: the limit is %d", len(names.initial), typeURL, limit)
+	}
+	var held map[string]struct{} // a delta request changes what the stream holds; a state-of-the-world one replaces it
+	if st.delta && Known(typeURL) {
+		held = st.subs[typeURL]
+	} else if st.delta {
+		held = st.unknown[typeURL]
+	}
+	if len(held)+len(names.subscribe) <= limit {
+		return nil // the common case, decided without counting
+	}
+	want := make(map[string]struct{}, len(held)+len(names.subscribe))
+	for name := range held {
+		want[name] = struct{}{}
+	}
+	for _, name := range names.subscribe {
+		if name != "*" {
+			want[name] = struct{}{}
+		}
+	}
+	for _, name := range names.unsubscribe {
+		delete(want, name)
+	}
+	if len(want) > limit {
+		return status.Errorf(codes.ResourceExhausted, "%d subscribed names of %s on one stream: the limit is %d", len(want), typeURL, limit)
+	}
+	return nil
+}
+
+func nodeID(st *stream) string {
+	if st.node == nil {
+		return ""
+	}
+	return st.node.id
+}
+
+// onResponse records a response go-control-plane is about to send: its nonce, and what the cache knew of it
+// when it queued it.
+func (c *Cache) onResponse(key streamKey, typeURL, nonce, version string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.streams[key]
+	if st == nil {
+		return
+	}
+	if !Known(typeURL) {
+		c.metrics.sent(typeURL, time.Time{})
+		return
+	}
+	ts := st.status(typeURL)
+	var q queuedResponse
+	for i, e := range ts.queued { // state of the world drops a response queued to a watch a new request replaced
+		if st.delta || e.version == version {
+			q, ts.queued = e, ts.queued[i+1:]
+			break
+		}
+	}
+	ts.seq++
+	ts.sentNonce, ts.sentVersion, ts.sentAt = nonce, version, time.Now()
+	if len(ts.inflight) == maxInflight {
+		ts.inflight = slices.Delete(ts.inflight, 0, 1)
+	}
+	ts.inflight = append(ts.inflight, sentResponse{nonce: nonce, version: version, seq: ts.seq, topics: q.topics})
+	c.metrics.sent(typeURL, q.pushedAt)
+}
+
+// Callbacks for go-control-plane's delta and state-of-the-world servers.
+
+func (c *Cache) OnDeltaStreamOpen(_ context.Context, id int64, typeURL string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.newStream(streamKey{delta: true, id: id}, true).defaultType = typeURL
+	return nil
+}
+
+func (c *Cache) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
+	c.closeStream(streamKey{delta: true, id: id})
+}
+
+func (c *Cache) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
+	return c.onRequest(streamKey{delta: true, id: id}, req, req.GetTypeUrl(),
+		decision{nonce: req.GetResponseNonce(), errorDetail: req.GetErrorDetail().GetMessage(), rejects: req.GetErrorDetail() != nil},
+		asked{req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe(), req.GetInitialResourceVersions()})
+}
+
+func (c *Cache) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
+	c.onResponse(streamKey{delta: true, id: id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
+}
+
+func (c *Cache) OnStreamOpen(_ context.Context, id int64, _ string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.newStream(streamKey{id: id}, false)
+	return nil
+}
+
+func (c *Cache) OnStreamClosed(id int64, _ *corev3.Node) { c.closeStream(streamKey{id: id}) }
+
+func (c *Cache) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
+	return c.onRequest(streamKey{id: id}, req, req.GetTypeUrl(), decision{nonce: req.GetResponseNonce(), version: req.GetVersionInfo(),
+		errorDetail: req.GetErrorDetail().GetMessage(), rejects: req.GetErrorDetail() != nil}, asked{subscribe: req.GetResourceNames()})
+}
+
+func (c *Cache) OnStreamResponse(_ context.Context, id int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+	c.onResponse(streamKey{id: id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
+}
+
+func (c *Cache) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error { return nil }
+
+func (c *Cache) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {}
+
+// Rejections returns the responses open streams rejected and have not accepted a later one of, by node and type.
+func (c *Cache) Rejections() []routing.Rejection {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []routing.Rejection
+	for _, st := range c.streams {
+		for typeURL, ts := range st.types {
+			if ts.nackNonce != "" && st.id > 0 {
+				out = append(out, routing.Rejection{Node: nodeID(st), TypeURL: typeURL, Version: ts.rejectedVersion,
+					Error: ts.nackError, Topics: ts.rejectedTopics})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b routing.Rejection) int {
+		return cmp.Or(strings.Compare(a.Node, b.Node), strings.Compare(a.TypeURL, b.TypeURL))
+	})
+	return out
+}
+
+// RejectionsChanged returns a channel closed when Rejections next changes.
+func (c *Cache) RejectionsChanged() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rejected
+}
+
+func (c *Cache) noteRejections() {
+	close(c.rejected)
+	c.rejected = make(chan struct{})
+}
