@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -205,5 +206,88 @@ func TestWaitVersion(t *testing.T) {
 	}
 	if len(c.clusters) == 0 {
 		t.Fatal("WaitVersion returned before the broker set's cluster was built")
+	}
+}
+
+// TestReplicasAgreeOnVersions: two caches over tables with the same content (two replicas) give every resource
+// the same version, so that a client moving between replicas is sent nothing it already holds. The routes carry
+// metadata_match structs and the listener's ECDS config packs them in an Any: marshalling must be deterministic
+// at every level.
+func TestReplicasAgreeOnVersions(t *testing.T) {
+	build := func() map[string]map[string]string {
+		c, _ := newTestCache(t)
+		n := scoped("envoy", "a", "b", "c")
+		for i, typeURL := range ServedTypes {
+			open(t, c, int64(i+1), n, typeURL, "*")
+		}
+		out := map[string]map[string]string{}
+		dump, ok := c.ConfigDump("envoy")
+		if !ok {
+			t.Fatal("no dump")
+		}
+		for typeURL, rs := range dump {
+			out[typeURL] = map[string]string{}
+			for _, r := range rs {
+				out[typeURL][r.Name] = r.Version
+			}
+		}
+		return out
+	}
+	first := build()
+	if len(first[translate.ExtensionType]) != 1 || len(first[translate.RouteType]) != 3 {
+		t.Fatalf("the dump lacks resources: %v", first)
+	}
+	for replica := range 10 {
+		if got := build(); !reflect.DeepEqual(got, first) {
+			t.Fatalf("replica %d serves other versions:\n%v\nthan the first:\n%v", replica+1, got, first)
+		}
+	}
+}
+
+// TestRetentionRecordsExpire: the per-node record of when clusters left a node's view outlives the node's streams,
+// for the retention and one more period while no stream holds the cluster, then goes.
+func TestRetentionRecordsExpire(t *testing.T) {
+	const retention = 50 * time.Millisecond
+	tab := routing.NewTable()
+	route := func(broker string) *routing.Route {
+		return &routing.Route{Members: []routing.Member{{Cluster: "C", BrokerName: broker, Perm: 6, ReadQueueNums: 4,
+			WriteQueueNums: 4, Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.0.0.1:10911"}}}}}
+	}
+	tab.Apply("ns", routing.Update{Topic: "a", Route: route("b1")}, routing.Update{Topic: "other", Route: route("b1")})
+	c, err := New(tab, Options{ClusterRetention: retention})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := tab.Subscribe()
+	ch := open(t, c, 1, scoped("n1", "a"), translate.ClusterType, "*")
+	<-ch
+	req := &discovery.DeltaDiscoveryRequest{TypeUrl: translate.ClusterType, ResponseNonce: "1"}
+	c.OnStreamDeltaRequest(1, req)
+	if _, err := c.CreateDeltaWatch(req, gcpstream.NewDeltaSubscription(nil, nil, nil, true), ch); err != nil {
+		t.Fatal(err)
+	}
+	tab.Apply("ns", routing.Update{Topic: "a", Route: route("b2")}) // a leaves the shared cluster, which lives on
+	cs, _, _ := sub.TryNext()
+	c.Apply(cs)
+	<-ch
+	records := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.retention)
+	}
+	if records() != 1 {
+		t.Fatalf("%d retention records after the node's cluster left its view, want 1", records())
+	}
+	c.OnDeltaStreamClosed(1, nil)
+	if !c.Idle() {
+		t.Fatal("stream state left after the stream closed")
+	}
+	if records() != 1 {
+		t.Fatal("the retention record went with the stream")
+	}
+	time.Sleep(2*retention + 10*time.Millisecond)
+	c.Sweep()
+	if records() != 0 {
+		t.Fatalf("%d retention records after twice the retention with no stream", records())
 	}
 }

@@ -17,5 +17,7 @@
 //     sent the clusters they name.
 //
 // It also implements the servers' callbacks, to know which stream a request belongs to, and records per stream
-// what was sent, acknowledged and rejected (StreamStatus).
+// what was sent, acknowledged and rejected (StreamStatus). What a stream holds is the cache's own record, updated
+// when it queues a response: go-control-plane's copy is updated only when its stream goroutine sends the response,
+// which may be after the cache computed the next one.
 package cache

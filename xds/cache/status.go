@@ -1,10 +1,11 @@
 package cache
 
 import (
+	"cmp"
 	"encoding/json"
 	"maps"
 	"slices"
-	"sort"
+	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -31,6 +32,8 @@ type TypeStatus struct {
 	SentAt       time.Time `json:"sentAt,omitzero"`
 	AckedVersion string    `json:"ackedVersion,omitempty"`
 	NackError    string    `json:"nackError,omitempty"`
+	// BackoffUntil is when the NACK backoff lets the next response of the type go, while it holds it.
+	BackoffUntil time.Time `json:"backoffUntil,omitzero"`
 }
 
 // StreamStatus is one stream as the admin API reports it.
@@ -43,11 +46,25 @@ type StreamStatus struct {
 	Types  []TypeStatus `json:"types"`
 }
 
-// Streams returns the status of every open stream, by id.
+// Streams returns the status of every open stream, by id. The lock is held only to copy: sorting (every
+// subscribed name of every stream) happens after, so that pushes do not wait for it.
 func (c *Cache) Streams() []StreamStatus {
+	out := c.streamsUnsorted()
+	for _, s := range out {
+		for _, t := range s.Types {
+			slices.Sort(t.Subscribed)
+		}
+		slices.SortFunc(s.Types, func(a, b TypeStatus) int { return strings.Compare(a.TypeURL, b.TypeURL) })
+	}
+	slices.SortFunc(out, func(a, b StreamStatus) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+func (c *Cache) streamsUnsorted() []StreamStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []StreamStatus
+	now := time.Now()
+	out := make([]StreamStatus, 0, len(c.streams))
 	for _, st := range c.streams {
 		if st.id < 0 {
 			continue
@@ -59,10 +76,10 @@ func (c *Cache) Streams() []StreamStatus {
 		for typeURL, ts := range st.types {
 			t := TypeStatus{TypeURL: typeURL, Wildcard: ts.wildcard, SentVersion: ts.sentVersion, SentAt: ts.sentAt,
 				AckedVersion: ts.ackedVersion, NackError: ts.nackError}
-			for n := range st.subs[typeURL] {
-				t.Subscribed = append(t.Subscribed, n)
+			if now.Before(ts.holdUntil) {
+				t.BackoffUntil = ts.holdUntil
 			}
-			sort.Strings(t.Subscribed)
+			t.Subscribed = slices.Collect(maps.Keys(st.subs[typeURL]))
 			// By nonce: a delta response's version is the model's, shared by many responses.
 			switch {
 			case ts.nackNonce != "":
@@ -76,10 +93,8 @@ func (c *Cache) Streams() []StreamStatus {
 			}
 			s.Types = append(s.Types, t)
 		}
-		sort.Slice(s.Types, func(i, j int) bool { return s.Types[i].TypeURL < s.Types[j].TypeURL })
 		out = append(out, s)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
 

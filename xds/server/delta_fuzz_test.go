@@ -22,7 +22,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -124,6 +123,7 @@ func TestDeltaFuzzSeedsReachInterestingStates(t *testing.T) {
 		{"send clusters", total.sendClusters}, {"clusters kept for the retention", total.kept},
 		{"configs pushed after a binding changed", total.rescoped}, {"legacy wildcards", total.legacy},
 		{"stale nonces", total.staleNonces}, {"reconnects", total.reconnects}, {"model changes", total.modelChanges},
+		{"model changes racing a request", total.raced}, {"NACKs of an older response", total.lateNacks},
 	} {
 		if c.n == 0 {
 			t.Errorf("the seed corpus reaches no %s", c.what)
@@ -145,6 +145,8 @@ func (s *deltaStats) add(o deltaStats) {
 	s.staleNonces += o.staleNonces
 	s.reconnects += o.reconnects
 	s.modelChanges += o.modelChanges
+	s.raced += o.raced
+	s.lateNacks += o.lateNacks
 }
 
 // deltaSeeds are hand-written step sequences (encoded by the helpers below) and pseudo-random ones.
@@ -174,6 +176,15 @@ func deltaSeeds() [][]byte {
 	reconnect := func(client int) []byte { return step(client, stepReconnect, 0, nil, 0) }
 	stale := func(client, typ int, flags byte, names ...int) []byte {
 		return step(client, stepStale, typ, names, flags)
+	}
+	raced := func(client, typ, name, topic, shape int, remove bool) []byte { // a subscription a model change races
+		flags := byte(stepFlagNonce | stepFlagRace)
+		if remove {
+			flags |= stepFlagRaceRemove
+		}
+		s := step(client, stepSubscribe, typ, []int{name}, flags)
+		s[5], s[6] = byte(topic-1), byte(shape)
+		return s
 	}
 	mixed := func(client, typ, subscribe, unsubscribe int) []byte { // one name subscribed, one unsubscribed
 		s := step(client, stepMixed, typ, []int{subscribe}, stepFlagNonce)
@@ -222,6 +233,18 @@ func deltaSeeds() [][]byte {
 		cat(scope(2, 3), shape(2, 1), mixed(a, tCDS, 0, 0), mixed(a, tRoute, 2, 0), stale(a, tRoute, stepFlagStaleNACK|stepFlagStaleNames, 1),
 			stale(a, tCDS, 0, 0), acks(a)),
 	}
+	seeds = append(seeds,
+		// A route removed while the server handles a subscription (its removal queued as the new watch is made),
+		// then back with the same content: the client must get it again (issue 14, fault 1).
+		cat(scope(5, 6), shape(1, 0), sub(b, tRoute, 1), ack(b, tRoute), raced(b, tRoute, 2, 1, 0, true), ack(b, tRoute),
+			shape(1, 0), acks(b)),
+		// The same with a route that goes v1 -> v2 while the request is handled, then back to v1.
+		cat(scope(5, 6), shape(1, 0), sub(b, tRoute, 1), ack(b, tRoute), raced(b, tRoute, 3, 1, 1, false), ack(b, tRoute),
+			shape(1, 0), acks(b)),
+		// A NACK of an older response after a newer one of the type went out (subscriptions without nonces).
+		cat(scope(5, 6), shape(1, 0), shape(2, 1), step(b, stepSubscribe, tRoute, []int{1}, 0), step(b, stepSubscribe, tRoute, []int{2}, 0),
+			stale(b, tRoute, stepFlagStaleNACK), ack(b, tRoute), shape(1, 2), acks(b)),
+	)
 	for i := range 8 {
 		seeds = append(seeds, deltaPseudoRandom(fmt.Sprint("delta", i), 2+fuzzStepSize*fuzzMaxSteps))
 	}
@@ -278,6 +301,7 @@ func init() {
 type fuzzStack struct {
 	table *routing.Table
 	cache *cache.Cache
+	hooks *hooks // a model change racing a request runs in one
 	ads   discovery.AggregatedDiscoveryServiceClient
 
 	mu       sync.Mutex
@@ -288,34 +312,15 @@ type fuzzStack struct {
 
 func startFuzzStack(tb testing.TB) *fuzzStack {
 	tb.Helper()
-	table := routing.NewTable()
-	c, err := cache.New(table, cache.Options{})
+	// A short NACK backoff: settle waits it out before the streams are compared with the model.
+	st, hooks := startModelStack(tb, cache.Options{NackBackoff: 10 * time.Millisecond})
+	table, c := st.table, st.cache
+	conn, err := grpc.NewClient(st.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	sub := table.Subscribe()
-	ctx, cancel := context.WithCancel(context.Background())
-	cdone := make(chan struct{})
-	go func() { c.Run(ctx, sub, nil); close(cdone) }()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	g := GRPC(ctx, c, Options{})
-	sdone := make(chan struct{})
-	go func() { Serve(ctx, g, lis, time.Second); close(sdone) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		conn.Close()
-		cancel()
-		sub.Close()
-		<-sdone
-		<-cdone
-	})
-	s := &fuzzStack{table: table, cache: c, ads: discovery.NewAggregatedDiscoveryServiceClient(conn), everLive: map[string]bool{}}
+	tb.Cleanup(func() { conn.Close() })
+	s := &fuzzStack{table: table, cache: c, hooks: hooks, ads: discovery.NewAggregatedDiscoveryServiceClient(conn), everLive: map[string]bool{}}
 	// The clusters of every shape, then those of the shapes the weighted TopicRoute weighs (and their send clusters).
 	for _, weighted := range []bool{false, true} {
 		scratch := routing.NewTable()
@@ -357,6 +362,7 @@ type deltaRun struct {
 type deltaStats struct {
 	responses, unknownAnswered, nackReverted, declaredNotResent, wildcardDropped, pushes, sendClusters int
 	kept, rescoped, legacy, staleNonces, reconnects, modelChanges                                      int
+	raced, lateNacks                                                                                   int
 }
 
 func (r *deltaRun) logf(format string, args ...any) {
@@ -492,7 +498,9 @@ func (r *deltaRun) namePool(typeURL string) []string {
 //	0 client (A even, B odd)   1 operation (stepSubscribe…)   2 type (fuzzTypes), or for a model change its kind
 //	3 how many names (1–3), or the topic changed   4–6 indexes into namePool, or a shape, a topic, whom to bind
 //	7 flags: 1 the latest nonce (else none), 2 the stale request NACKs, 4 the stale request subscribes,
-//	  8 unbind, 16 and 32 how many names the mixed request unsubscribes
+//	  8 unbind, 16 and 32 how many names the mixed request unsubscribes, 64 a model change races the request
+//	  (byte 5's topic moves to byte 6's shape, or with 128 is removed, while the server handles the request:
+//	  after it sent what it had queued, before the cache sees the request)
 //
 // An input is two bytes of client A's scope (indexes into fuzzTopics then fuzzUnknown), then steps.
 const fuzzStepSize = 8
@@ -508,6 +516,7 @@ const (
 	stepMixed       = 14 // 14–15
 
 	stepFlagNonce, stepFlagStaleNACK, stepFlagStaleNames, stepFlagUnbind = 1, 2, 4, 8
+	stepFlagRace, stepFlagRaceRemove                                     = 64, 128
 )
 
 // Model change kinds (byte 2 of an stepModel step).
@@ -544,6 +553,10 @@ func (r *deltaRun) step(n int, c *bytesIn) {
 	nonce := ""
 	if flags&stepFlagNonce != 0 {
 		nonce = cl.typ(typeURL).latestNonce
+	}
+	var raced func()
+	if flags&stepFlagRace != 0 && (op < stepModel || op >= stepMixed) {
+		raced = r.raceChange(n, b, typeURL)
 	}
 	switch {
 	case op < stepUnsubscribe:
@@ -591,16 +604,81 @@ func (r *deltaRun) step(n int, c *bytesIn) {
 		r.logf("step %d: %s subscribes %v and unsubscribes %v of %s in one request", n, cl.label, some, unsub, shortType(typeURL))
 		cl.request(typeURL, some, unsub, nonce, false, nil)
 	}
+	if raced != nil {
+		raced()
+		r.inModel = true
+		for _, o := range r.clients {
+			if o != cl && o.st != nil {
+				o.fence()
+			}
+		}
+		r.inModel = false
+	}
 	cl.fence()
 	cl.checkStep()
 }
 
+// raceChange arms a model change to run while the server handles the next request of typeURL: inside
+// go-control-plane's stream goroutine, after it sent what was queued and before the cache sees the request, so the
+// change's push is queued while the request's watch is made. The model counts the change as made before the
+// request, as the server applies it. The returned function waits for it.
+func (r *deltaRun) raceChange(n int, b [fuzzStepSize]byte, typeURL string) func() {
+	topic := fuzzTopics[int(b[5])%len(fuzzTopics)]
+	u, what := routing.Update{Topic: topic}, "removed"
+	if b[7]&stepFlagRaceRemove == 0 {
+		shape := int(b[6]) % len(fuzzShapes)
+		u.Route, what = &routing.Route{Members: fuzzShapes[shape]}, fmt.Sprintf("on shape %d", shape)
+	}
+	r.logf("step %d: model: %s %s, racing the request that follows", n, topic, what)
+	before := r.scopes()
+	var err error // the hook runs on the server's goroutine: it reports, the test goroutine fails
+	done := r.s.hooks.beforeNextDeltaRequest(typeURL, func() {
+		v := r.s.table.Apply(fuzzSource, u)
+		ctx, cancel := context.WithTimeout(context.Background(), answerWithin)
+		defer cancel()
+		err = r.s.cache.WaitVersion(ctx, v)
+	})
+	r.noteChanged(before)
+	return func() {
+		select {
+		case <-done:
+		case <-time.After(answerWithin):
+			r.fail("the server never handled the request a model change was to race")
+		}
+		if err != nil {
+			r.fail("the cache did not apply the racing change: %v", err)
+		}
+		r.sync()
+		r.stats.modelChanges++
+		r.stats.raced++
+	}
+}
+
+// scopes returns each client's scope.
+func (r *deltaRun) scopes() [][]string {
+	out := make([][]string, len(r.clients))
+	for i, cl := range r.clients {
+		out[i] = cl.scope()
+	}
+	return out
+}
+
+// noteChanged is the model's bookkeeping of a model change: what the clients' scopes were, and which types have
+// no watch to push to (their view may lag until they ask again).
+func (r *deltaRun) noteChanged(before [][]string) {
+	for i, cl := range r.clients {
+		for _, ct := range cl.types {
+			ct.scopeBefore = before[i]
+			if !ct.activeWatch {
+				ct.current = false
+			}
+		}
+	}
+}
+
 // change is a model change: a topic set to a shape or removed, the weighted policy or the binding toggled.
 func (r *deltaRun) change(n int, b [fuzzStepSize]byte) {
-	before := make([][]string, len(r.clients))
-	for i, cl := range r.clients {
-		before[i] = cl.scope()
-	}
+	before := r.scopes()
 	topic := fuzzTopics[int(b[3])%len(fuzzTopics)]
 	switch kind := int(b[2]) % 6; {
 	case kind < changeRemove:
@@ -638,14 +716,7 @@ func (r *deltaRun) change(n int, b [fuzzStepSize]byte) {
 		}
 		r.s.table.SetBindings(bs)
 	}
-	for i, cl := range r.clients {
-		for _, ct := range cl.types {
-			ct.scopeBefore = before[i]
-			if !ct.activeWatch {
-				ct.current = false // no watch to push to: the client's view may lag until it asks again
-			}
-		}
-	}
+	r.noteChanged(before)
 	r.sync()
 }
 
@@ -685,6 +756,25 @@ type heldRes struct {
 	body    []byte
 }
 
+type fuzzSent struct {
+	nonce string
+	seq   int
+}
+
+// decide mirrors the server's reading of a request's nonce: the response it decides on, if that one is still
+// undecided or the one decided last; earlier ones are forgotten.
+func (ct *clientTypeState) decide(nonce string) (fuzzSent, bool) {
+	if nonce == "" {
+		return fuzzSent{}, false
+	}
+	i := slices.IndexFunc(ct.inflight, func(e fuzzSent) bool { return e.nonce == nonce })
+	if i < 0 {
+		return fuzzSent{}, false
+	}
+	ct.inflight = ct.inflight[i:]
+	return ct.inflight[0], true
+}
+
 type undoEntry struct {
 	prev    *heldRes // nil: absent before
 	version string   // what the response set ("" removed)
@@ -702,9 +792,16 @@ type clientTypeState struct {
 
 	latestNonce string
 	undo        map[string]undoEntry // the latest response, while the client may still reject it
-	nackHold    bool                 // the client NACKed the latest response: the server may hold the next one back
-	activeWatch bool                 // a request went out after the latest response: the server holds a watch
-	current     bool                 // no model change since the client's view was last brought up to date
+	nackHold    bool                 // the client NACKed a response: the server may hold the next one back
+	// The server's view of the client's decisions (xds/cache callbacks.go): the responses received and not yet
+	// decided on (the one decided last first, at most 16), a count of the responses received, and the rejection that
+	// stands until a response received after it is accepted.
+	inflight    []fuzzSent
+	seq         int
+	nackNonce   string
+	nackSeq     int
+	activeWatch bool // a request went out after the latest response: the server holds a watch
+	current     bool // no model change since the client's view was last brought up to date
 	// Since the last fence:
 	recentUnsub    map[string]bool // names unsubscribed: a response computed before may still name them
 	recentWildcard bool
@@ -769,6 +866,7 @@ func (cl *fuzzClient) open() {
 	}()
 	for _, ct := range cl.types {
 		ct.requested, ct.legacy, ct.latestNonce, ct.undo, ct.nackHold, ct.activeWatch = false, false, "", nil, false, false
+		ct.inflight, ct.seq, ct.nackNonce, ct.nackSeq = nil, 0, "", 0
 		// A new stream knows nothing of rejections: it sends what differs from what the client declares.
 		ct.rejected, ct.resendOK = map[string]string{}, map[string]bool{}
 	}
@@ -813,23 +911,29 @@ func (cl *fuzzClient) request(typeURL string, sub, unsub []string, nonce string,
 	}
 	ct := cl.typ(typeURL)
 	wasWildcard := ct.wildcard
-	// The client's decision on the latest response: a NACK of it reverts it, any other request accepts it.
-	proper := nonce != "" && nonce == ct.latestNonce
-	if proper && nack {
-		if len(ct.undo) > 0 {
-			cl.r.stats.nackReverted++
-		}
-		for name, u := range ct.undo {
-			if u.prev == nil {
-				delete(ct.held, name)
-			} else {
-				ct.held[name] = *u.prev
+	// The client's decision on a response: a NACK of the latest reverts it (an older one the client cannot take
+	// back, having applied later ones over it, but the server still backs off), any other request naming it
+	// accepts it. Only the acceptance of a response received after the standing rejection (or of the one rejected:
+	// the client takes its NACK back) lifts it.
+	if e, decided := ct.decide(nonce); decided && nack {
+		if nonce == ct.latestNonce {
+			if len(ct.undo) > 0 {
+				cl.r.stats.nackReverted++
 			}
-			ct.rejected[name] = u.version
+			for name, u := range ct.undo {
+				if u.prev == nil {
+					delete(ct.held, name)
+				} else {
+					ct.held[name] = *u.prev
+				}
+				ct.rejected[name] = u.version
+			}
+		} else {
+			cl.r.stats.lateNacks++
 		}
-		ct.nackHold = true
-	} else if proper {
-		ct.nackHold = false
+		ct.nackHold, ct.nackNonce, ct.nackSeq = true, nonce, ct.seq
+	} else if decided && (ct.nackNonce == "" || e.seq > ct.nackSeq || nonce == ct.nackNonce) {
+		ct.nackHold, ct.nackNonce = false, ""
 	}
 	ct.undo = nil
 	for _, name := range unsub {
@@ -1061,6 +1165,11 @@ func (cl *fuzzClient) receive(resp *discovery.DeltaDiscoveryResponse) {
 		ct.mentioned[name] = true
 	}
 	ct.latestNonce, ct.nackHold, ct.activeWatch, ct.current = resp.Nonce, false, false, true
+	ct.seq++
+	if len(ct.inflight) == 16 {
+		ct.inflight = ct.inflight[1:]
+	}
+	ct.inflight = append(ct.inflight, fuzzSent{resp.Nonce, ct.seq})
 	// Make before break: a config arrives after every cluster it names, on each of CDS and EDS the stream asked for.
 	if typeURL == translate.ExtensionType {
 		for _, res := range resp.Resources {
@@ -1338,10 +1447,30 @@ func (cl *fuzzClient) settle() {
 		}
 		cl.fence()
 		cl.expect = nil
-		if len(cl.nonces) == before {
+		if len(cl.nonces) == before && !cl.waitBackoff() {
 			return
 		}
 	}
+}
+
+// waitBackoff waits until no NACK backoff holds a response to the client's node back, and reports whether one did.
+func (cl *fuzzClient) waitBackoff() bool {
+	var until time.Time
+	for _, st := range cl.r.s.cache.Streams() {
+		if st.Node != cl.node.Id {
+			continue
+		}
+		for _, ts := range st.Types {
+			if ts.BackoffUntil.After(until) {
+				until = ts.BackoffUntil
+			}
+		}
+	}
+	if until.IsZero() {
+		return false
+	}
+	time.Sleep(time.Until(until) + 5*time.Millisecond)
+	return true
 }
 
 // checkQuiet compares a quiet client's view with what ConfigDump says its node is served, and ConfigDump with what
