@@ -46,6 +46,9 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL string, d decision, na
 		}
 	}
 	if !Known(typeURL) {
+		if len(typeURL) > MaxNameLength {
+			return status.Errorf(codes.InvalidArgument, "type URL of %d bytes: the limit is %d", len(typeURL), MaxNameLength)
+		}
 		if _, ok := st.unknown[typeURL]; !ok && len(st.unknown) >= MaxUnknownTypes {
 			return status.Errorf(codes.ResourceExhausted, "more than %d types rocketpilot does not serve on one stream (%q)", MaxUnknownTypes, typeURL)
 		}

@@ -342,6 +342,19 @@ func TestUnknownTypesLeaveTheStreamFlat(t *testing.T) {
 			cache.MaxUnknownTypes)
 	}
 	waitFor(t, "the ended stream leaves nothing behind", s.cache.Idle)
+
+	// A made-up type URL longer than any name may be is refused outright.
+	st, err = dialADS(t, s.addr).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&discovery.DeltaDiscoveryRequest{Node: node("inventor"), TypeUrl: "type.googleapis.com/" + strings.Repeat("x", cache.MaxNameLength),
+		ResourceNamesSubscribe: []string{"x"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("a type URL of over %d bytes: %v, want INVALID_ARGUMENT", cache.MaxNameLength, err)
+	}
 }
 
 // TestSotwRejectedStateNotResentAfterSubscriptionChange (fault 7): a state-of-the-world client that rejected a
