@@ -207,9 +207,10 @@ type PolicyStatus struct {
 }
 
 // SetPolicies replaces every policy and re-serves the topics whose policy changes. It evaluates every topic's
-// match in chunks under the read lock, so readers and writers go on meanwhile, then merges again, in chunks under
-// the write lock, only the topics whose policy changed: a policy that keeps its Name and Version keeps its topics
-// untouched. Topics that arrive meanwhile follow the new policies already.
+// match in name order, passChunk topics per hold of the read lock, so readers and writers go on meanwhile, then
+// merges again, passChunk topics per hold of the write lock, only the topics whose policy changed: a policy that
+// keeps its Name and Version keeps its topics untouched. Topics that arrive meanwhile follow the new policies
+// already.
 func (t *Table) SetPolicies(policies []Policy) uint64 {
 	t.policyMu.Lock()
 	defer t.policyMu.Unlock()
@@ -236,30 +237,20 @@ func (t *Table) SetPolicies(policies []Policy) uint64 {
 	t.mu.Lock()
 	t.policies = ps
 	t.mu.Unlock()
-	t.mu.RLock()
-	names := make([]string, 0, len(t.topics))
-	for name := range t.topics {
-		names = append(names, name)
-	}
-	t.mu.RUnlock()
-
-	const chunk = 10_000
 	var changed []string
-	for i := 0; i < len(names); i += chunk {
+	for c := (cursor{}); !c.done; {
 		t.mu.RLock()
-		for _, name := range names[i:min(i+chunk, len(names))] {
-			if e := t.topics[name]; e != nil {
-				if won, also := t.policyFor(name); won != e.policy || !slices.Equal(also, e.alsoMatched) {
-					changed = append(changed, name)
-				}
+		t.walk(&c, passChunk, func(name string, e *topicEntry) {
+			if won, also := t.policyFor(name); won != e.policy || !slices.Equal(also, e.alsoMatched) {
+				changed = append(changed, name)
 			}
-		}
+		})
 		t.mu.RUnlock()
 	}
-	for i := 0; i < len(changed); i += chunk {
+	for i := 0; i < len(changed); i += passChunk {
 		t.mu.Lock()
 		st := &applyState{version: t.version + 1}
-		for _, name := range changed[i:min(i+chunk, len(changed))] {
+		for _, name := range changed[i:min(i+passChunk, len(changed))] {
 			if e := t.topics[name]; e != nil {
 				t.remerge(st, name, e)
 			}

@@ -21,6 +21,7 @@ type Table struct {
 	mu       sync.RWMutex
 	version  uint64
 	topics   map[string]*topicEntry
+	names    nameIndex // the keys of topics, sorted
 	sets     map[string]*setEntry
 	brokers  map[string][]Broker // by source
 	merged   []Broker            // union of brokers, sorted by name
@@ -174,6 +175,7 @@ func (t *Table) applyOne(st *applyState, source string, u Update) {
 		if e == nil {
 			e = &topicEntry{sources: make([]sourceRoute, 0, 1)}
 			t.topics[u.Topic] = e
+			t.names.insert(u.Topic)
 		}
 		i, ok := e.find(source)
 		switch {
@@ -197,6 +199,7 @@ func (t *Table) remerge(st *applyState, name string, e *topicEntry) {
 	if len(e.sources) == 0 {
 		t.countPolicies(e, -1)
 		delete(t.topics, name)
+		t.names.delete(name)
 		if old != nil {
 			t.unref(st, old.BrokerSet, true)
 			st.topics = append(st.topics, name)
@@ -339,17 +342,19 @@ func (t *Table) SetBrokers(source string, brokers []Broker) uint64 {
 	return t.version
 }
 
-// RemoveSource withdraws everything a source reported. It visits every topic: sources come and go rarely.
+// RemoveSource withdraws everything a source reported: sources come and go rarely. It finds the source's topics
+// as SourceTopics does and withdraws them passChunk at a time, so that readers wait for one chunk at most; each
+// chunk is a version of its own.
 func (t *Table) RemoveSource(source string) uint64 {
-	t.mu.Lock()
-	var updates []Update
-	for name, e := range t.topics {
-		if _, ok := e.find(source); ok {
-			updates = append(updates, Update{Topic: name})
+	names := t.SourceTopics(source)
+	for i := 0; i < len(names); i += passChunk {
+		chunk := names[i:min(i+passChunk, len(names))]
+		updates := make([]Update, len(chunk))
+		for j, name := range chunk {
+			updates[j] = Update{Topic: name}
 		}
+		t.Apply(source, updates...)
 	}
-	t.mu.Unlock()
-	t.Apply(source, updates...)
 	return t.SetBrokers(source, nil)
 }
 
@@ -513,16 +518,79 @@ func (s *Subscription) Close() {
 	}
 }
 
-// Range calls fn for every topic of the merged model, under the read lock, until fn returns false. fn must not
-// call back into the table's write methods.
+// passChunk is how many topics a pass over the table (Range, SourceTopics, SetPolicies, RemoveSource) reads or
+// writes under one hold of the lock: a writer that arrives meanwhile waits for one chunk, and every reader that
+// arrives after it (Go's RWMutex lets no new reader in while a writer waits) waits for that chunk and the write,
+// never for a whole pass. The xDS cache reads the table while holding its own lock, so a long hold here would
+// stall every xDS request.
+const passChunk = 1000
+
+// cursor is a pass's place in the table's topics, in name order.
+type cursor struct {
+	last    string // the last name visited
+	started bool
+	done    bool // every topic was visited
+}
+
+// walk visits the next topics in name order after c's place, at most n of them, and moves c past them. The caller
+// holds the read lock; between two calls the table may change: a topic added or removed meanwhile may be visited
+// or not, one present throughout is visited once.
+func (t *Table) walk(c *cursor, n int, visit func(name string, e *topicEntry)) {
+	p := t.names.seek("")
+	if c.started {
+		p = t.names.after(c.last)
+	}
+	for k := 0; k < n && !t.names.end(p); k, p = k+1, t.names.next(p) {
+		name := t.names.at(p)
+		visit(name, t.topics[name])
+		c.last, c.started = name, true
+	}
+	c.done = t.names.end(p)
+}
+
+// Range calls fn for every topic of the merged model, in name order, until fn returns false. It reads the topics
+// passChunk at a time under the read lock and calls fn without holding it, so fn may call the table (its writes
+// included), and writes go on between chunks: a topic added or removed during the pass may be visited or not, one
+// present throughout is visited once, as it was when its chunk was read.
 func (t *Table) Range(fn func(*Topic) bool) {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	for _, e := range t.topics {
-		if !fn(e.topic) {
-			return
+	var c cursor
+	buf := make([]*Topic, 0, passChunk)
+	for !c.done {
+		buf = buf[:0]
+		t.mu.RLock()
+		t.walk(&c, passChunk, func(_ string, e *topicEntry) { buf = append(buf, e.topic) })
+		t.mu.RUnlock()
+		for _, tp := range buf {
+			if !fn(tp) {
+				return
+			}
 		}
 	}
+}
+
+// TopicNames returns the names of the topics that start with prefix, sorted, beginning after the name after ("" to
+// start at the first), at most limit of them (every one when limit <= 0), and how many topics start with prefix.
+// It holds the read lock for two binary searches in the sorted names, a pass over their blocks' lengths (a few
+// thousand at a million topics) and the names it returns: a long list is read a page at a time, each page after
+// the last name of the previous one.
+func (t *Table) TopicNames(prefix, after string, limit int) (names []string, total int) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	from, to := t.names.span(prefix)
+	total = t.names.count(from, to)
+	p := from
+	if after != "" && after >= prefix {
+		p = t.names.after(after)
+	}
+	n := total // an upper bound of what remains, to size the page
+	if limit > 0 {
+		n = min(n, limit)
+	}
+	names = make([]string, 0, n)
+	for ; p.before(to) && (limit <= 0 || len(names) < limit); p = t.names.next(p) {
+		names = append(names, t.names.at(p))
+	}
+	return names, total
 }
 
 // BrokerSets returns every served broker set.
@@ -538,15 +606,18 @@ func (t *Table) BrokerSets() []*BrokerSet {
 	return out
 }
 
-// SourceTopics returns the topics a source reports. It visits every topic: for rare housekeeping.
+// SourceTopics returns the topics a source reports, sorted. It visits every topic, passChunk at a time under
+// the read lock: for rare housekeeping.
 func (t *Table) SourceTopics(source string) []string {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
 	var out []string
-	for name, e := range t.topics {
-		if _, ok := e.find(source); ok {
-			out = append(out, name)
-		}
+	for c := (cursor{}); !c.done; {
+		t.mu.RLock()
+		t.walk(&c, passChunk, func(name string, e *topicEntry) {
+			if _, ok := e.find(source); ok {
+				out = append(out, name)
+			}
+		})
+		t.mu.RUnlock()
 	}
 	return out
 }

@@ -149,17 +149,19 @@ func (a *Admin) topics(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	var names []string
-	a.Table.Range(func(t *routing.Topic) bool {
-		if strings.HasPrefix(t.Name, prefix) {
-			names = append(names, t.Name)
+	// The table keeps its names sorted: a page costs a binary search and the page under the table's read lock,
+	// never a pass over every topic, and a long list is read a page at a time, so that writes go on in between.
+	const page = 10_000
+	next := func(have int) int { // the size of the next page
+		if limit <= 0 {
+			return page
 		}
-		return true
-	})
-	slices.Sort(names)
-	total := len(names)
-	if limit > 0 && len(names) > limit {
-		names = names[:limit]
+		return min(page, limit-have)
+	}
+	names, total := a.Table.TopicNames(prefix, "", next(0))
+	for last := names; len(last) == page && next(len(names)) > 0; {
+		last, _ = a.Table.TopicNames(prefix, last[len(last)-1], next(len(names)))
+		names = append(names, last...)
 	}
 	out := struct {
 		Total  int            `json:"total"`
