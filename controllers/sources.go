@@ -149,14 +149,14 @@ func (s *Sources) withdrawUnfollowed(ctx context.Context, key string, r *running
 	}
 	for _, a := range r.spec.Addrs {
 		source := tableSource(key) + "@" + a
-		var gone []routing.Update
+		var gone []string
 		for _, t := range held[source] {
 			if !followed[t] {
-				gone = append(gone, routing.Update{Topic: t})
+				gone = append(gone, t)
 			}
 		}
 		if len(gone) > 0 && ctx.Err() == nil {
-			s.table.Apply(source, gone...)
+			s.table.Withdraw(source, gone)
 			s.log.Info("withdrew topics the restarted watcher no longer follows", "source", key, "addr", a, "topics", len(gone))
 		}
 	}

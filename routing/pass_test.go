@@ -201,3 +201,28 @@ func TestRangeInChunksWhileTheTableChanges(t *testing.T) {
 		t.Fatalf("Range went on after false: %d visits", visited)
 	}
 }
+
+// TestWithdrawInChunks: Withdraw takes a source's word back for many topics a chunk at a time (one version each),
+// leaving the topics other sources still report.
+func TestWithdrawInChunks(t *testing.T) {
+	tab := NewTable()
+	a := route(member("c1", "broker-a", 6, 8, "10.0.0.1:10911"))
+	var names []string
+	for i := range 2*passChunk + 500 {
+		name := fmt.Sprintf("w%05d", i)
+		names = append(names, name)
+		tab.Apply("ns", Update{name, a})
+	}
+	tab.Apply("other", Update{names[0], a})
+	before := tab.Version()
+	if v := tab.Withdraw("ns", names); v != before+3 || tab.Version() != v {
+		t.Fatalf("Withdraw of %d topics went from version %d to %d, want 3 chunks", len(names), before, v)
+	}
+	checkIndex(t, tab)
+	if n, _ := tab.Stats(); n != 1 || tab.Topic(names[0]) == nil || len(tab.SourceTopics("ns")) != 0 {
+		t.Fatalf("after Withdraw: %d topics, ns reports %d", n, len(tab.SourceTopics("ns")))
+	}
+	if v := tab.Withdraw("ns", nil); v != tab.Version() {
+		t.Fatal("an empty Withdraw moved the version")
+	}
+}

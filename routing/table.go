@@ -343,19 +343,26 @@ func (t *Table) SetBrokers(source string, brokers []Broker) uint64 {
 }
 
 // RemoveSource withdraws everything a source reported: sources come and go rarely. It finds the source's topics
-// as SourceTopics does and withdraws them passChunk at a time, so that readers wait for one chunk at most; each
-// chunk is a version of its own.
+// as SourceTopics does and withdraws them as Withdraw does.
 func (t *Table) RemoveSource(source string) uint64 {
-	names := t.SourceTopics(source)
+	t.Withdraw(source, t.SourceTopics(source))
+	return t.SetBrokers(source, nil)
+}
+
+// Withdraw records that a source no longer has the named topics, passChunk at a time, so that readers wait for
+// one chunk at most however many there are (a NameServer's topic list can shrink by a million); each chunk is a
+// version of its own. It returns the resulting version.
+func (t *Table) Withdraw(source string, names []string) uint64 {
+	v := t.Version()
 	for i := 0; i < len(names); i += passChunk {
 		chunk := names[i:min(i+passChunk, len(names))]
 		updates := make([]Update, len(chunk))
 		for j, name := range chunk {
 			updates[j] = Update{Topic: name}
 		}
-		t.Apply(source, updates...)
+		v = t.Apply(source, updates...)
 	}
-	return t.SetBrokers(source, nil)
+	return v
 }
 
 // Snapshot is a consistent copy of the served model at one version.

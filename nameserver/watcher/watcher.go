@@ -270,12 +270,8 @@ func (w *Watcher) interestLoop(ctx context.Context) {
 		}
 		w.mu.Unlock()
 		if len(removed) > 0 {
-			updates := make([]routing.Update, len(removed))
-			for i, name := range removed {
-				updates[i] = routing.Update{Topic: name}
-			}
 			for _, ns := range w.ns {
-				w.table.Apply(ns.source, updates...)
+				w.table.Withdraw(ns.source, removed)
 			}
 		}
 		if len(added) > 0 {

@@ -38,3 +38,36 @@ func BenchmarkCollect(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkScopeRebuild is one topic's change in the scope of an Envoy node that routes n topics: the cache rebuilds
+// the node's ECDS config (every route of the scope) while it holds its lock, so every xDS request waits that long.
+func BenchmarkScopeRebuild(b *testing.B) {
+	for _, n := range []int{100, 1000, 10000} {
+		b.Run(fmt.Sprintf("topics=%d", n), func(b *testing.B) {
+			tab := routing.NewTable()
+			topics := make([]string, n)
+			member := func(perm int32, i int) routing.Member {
+				return routing.Member{Cluster: "C", BrokerName: fmt.Sprintf("b%d", i%8), Perm: perm, ReadQueueNums: 4, WriteQueueNums: 4,
+					Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.0.0.1:10911"}, {ID: 1, Addr: "10.0.0.2:10911"}}}
+			}
+			for i := range n {
+				topics[i] = fmt.Sprintf("t%05d", i)
+				tab.Apply("ns", routing.Update{Topic: topics[i], Route: &routing.Route{Members: []routing.Member{member(6, i), member(6, i+1)}}})
+			}
+			c, err := New(tab, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			sub := tab.Subscribe()
+			open(b, c, 1, scoped("envoy", topics...), translate.ExtensionType, translate.ExtensionConfigName)
+			perm := int32(6)
+			b.ResetTimer()
+			for b.Loop() {
+				perm ^= 2 // read-write, read-only, read-write...
+				tab.Apply("ns", routing.Update{Topic: topics[0], Route: &routing.Route{Members: []routing.Member{member(perm, 0), member(6, 1)}}})
+				cs, _, _ := sub.TryNext()
+				c.Apply(cs)
+			}
+		})
+	}
+}

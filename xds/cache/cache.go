@@ -64,6 +64,7 @@ type Cache struct {
 	version  uint64
 	topics   map[string]*topicEntry   // materialised routes
 	clusters map[string]*clusterEntry // every broker set's cluster, by cluster name
+	listener *resource                // the listener of every node, unless routes are inline
 	byHash   map[string][]string      // broker set hash → its cluster names (translate.ClusterNames)
 	scopes   map[string]*scope        // node scopes, shared by nodes with the same topics
 	nodes    map[string]*node         // by node id and scope
@@ -160,6 +161,15 @@ func New(table *routing.Table, opts Options) (*Cache, error) {
 	}
 	if c.opts.Scope == nil {
 		c.opts.Scope = func(n *corev3.Node) []string { return append(MetadataScope(n), table.Bound(ProxyOf(n))...) }
+	}
+	if !opts.InlineRoutes { // the listener names its config by ECDS: one for every node
+		l, err := translate.Listener(opts.Listener)
+		if err != nil {
+			return nil, err
+		}
+		if c.listener, err = newResource(translate.ListenerName, l); err != nil {
+			return nil, err
+		}
 	}
 	c.version = table.Version()
 	for _, set := range table.BrokerSets() {
@@ -473,13 +483,37 @@ func (c *Cache) dropScope(s *scope) {
 	}
 }
 
-// buildScope builds a scope's ECDS filter config and listener from its topics' current routes.
+// buildScope builds a scope's ECDS filter config (or, with inline routes, its listener) from its topics' routes.
 func (c *Cache) buildScope(s *scope) error {
+	if c.opts.InlineRoutes {
+		return c.buildInlineScope(s)
+	}
+	// Spliced from the routes' encodings, as the cache keeps them: one topic's change costs a copy of the scope's
+	// bytes, not a translation of every topic in it (BenchmarkScopeRebuild), and no read of the table.
+	s.used = map[string]struct{}{}
+	var bodies [][]byte
+	for _, t := range s.topics {
+		if e := c.topics[t]; e != nil && e.route != nil {
+			bodies = append(bodies, e.route.body)
+			for _, name := range e.uses {
+				s.used[name] = struct{}{}
+			}
+		}
+	}
+	body, err := translate.ExtensionConfigFromRoutes(c.opts.StatPrefix, bodies)
+	if err != nil {
+		return err
+	}
+	s.ecds, s.listener = resourceOf(translate.ExtensionConfigName, body), c.listener
+	return nil
+}
+
+// buildInlineScope builds a scope's listener with its routes inline, translating them again from the table: a
+// route's proto costs several times its bytes, and only these rebuilds need it.
+func (c *Cache) buildInlineScope(s *scope) error {
 	s.used = map[string]struct{}{}
 	var routes []*rmqv3.RouteConfiguration
 	for _, t := range s.topics {
-		// Translated again rather than kept: a route's proto costs several times its bytes, and only scope
-		// rebuilds need it.
 		e, tp := c.topics[t], c.table.Topic(t)
 		if e == nil || tp == nil {
 			continue
@@ -496,19 +530,8 @@ func (c *Cache) buildScope(s *scope) error {
 			s.used[name] = struct{}{}
 		}
 	}
-	proxy := translate.ProxyConfig(c.opts.StatPrefix, routes)
 	lopts := c.opts.Listener
-	if c.opts.InlineRoutes {
-		lopts.Inline = proxy
-	} else {
-		ext, err := translate.ExtensionConfig(proxy)
-		if err != nil {
-			return err
-		}
-		if s.ecds, err = newResource(translate.ExtensionConfigName, ext); err != nil {
-			return err
-		}
-	}
+	lopts.Inline = translate.ProxyConfig(c.opts.StatPrefix, routes)
 	l, err := translate.Listener(lopts)
 	if err != nil {
 		return err

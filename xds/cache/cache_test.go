@@ -1,16 +1,21 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
+	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	gcpcache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	gcpstream "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/rocketpilot/rocketpilot/routing"
@@ -290,4 +295,58 @@ func TestRetentionRecordsExpire(t *testing.T) {
 	if records() != 0 {
 		t.Fatalf("%d retention records after twice the retention with no stream", records())
 	}
+}
+
+// TestSplicedConfigEqualsTranslation: the ECDS config a scope is served, spliced from its routes' encodings, is the
+// translation of the table's routes for the scope marshalled deterministically, with and without a weighted
+// TopicRoute, after a change of one topic too.
+func TestSplicedConfigEqualsTranslation(t *testing.T) {
+	tab := routing.NewTable()
+	var topics []string
+	for i := range 60 {
+		name := fmt.Sprintf("s%02d", i)
+		topics = append(topics, name)
+		members := []routing.Member{{Cluster: "C", BrokerName: fmt.Sprintf("b%d", i%5), Perm: 6, ReadQueueNums: 4, WriteQueueNums: 4,
+			Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.0.0.1:10911"}, {ID: 1, Addr: "10.0.0.2:10911"}}},
+			{Cluster: "D", BrokerName: fmt.Sprintf("b%d", 5+i%3), Perm: int32(4 + 2*(i%2)), ReadQueueNums: 8, WriteQueueNums: 8,
+				Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.0.1.1:10911"}}}}
+		tab.Apply("ns", routing.Update{Topic: name, Route: &routing.Route{Members: members}})
+	}
+	c, err := New(tab, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := tab.Subscribe()
+	open(t, c, 1, scoped("envoy", topics...), translate.ExtensionType, translate.ExtensionConfigName)
+	check := func(when string) {
+		t.Helper()
+		var routes []*rmqv3.RouteConfiguration
+		for _, name := range topics { // sorted already
+			routes = append(routes, translate.TopicRoute(tab.Topic(name)))
+		}
+		want, err := translate.ExtensionConfig(translate.ProxyConfig("rocketmq", routes))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantBody, _ := proto.MarshalOptions{Deterministic: true}.Marshal(want)
+		c.mu.Lock()
+		got := c.nodes[c.nodeFor(scoped("envoy", topics...)).key].scope.ecds
+		c.mu.Unlock()
+		if !bytes.Equal(got.body, wantBody) {
+			t.Fatalf("%s: the served config (%d bytes) is not the translated one (%d bytes)", when, len(got.body), len(wantBody))
+		}
+	}
+	check("first")
+	apply := func() {
+		cs, _, _ := sub.TryNext()
+		c.Apply(cs)
+	}
+	tab.SetPolicies([]routing.Policy{{Name: "ns/w", Match: routing.TopicMatch{Prefix: []string{"s1"}}, Send: []routing.Backend{
+		{BrokerNames: []string{"b0", "b1"}, Weight: 70, Weighted: true}, {BrokerNames: []string{"b5"}, Weight: 30, Weighted: true}}}})
+	apply()
+	check("weighted")
+	tab.Apply("ns", routing.Update{Topic: "s07"})
+	apply()
+	topics = slices.DeleteFunc(topics, func(s string) bool { return s == "s07" })
+	check("a topic removed")
 }

@@ -25,8 +25,13 @@ func newResource(name string, m proto.Message) (*resource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshal %s: %w", name, err)
 	}
+	return resourceOf(name, body), nil
+}
+
+// resourceOf is the resource of an encoding already made deterministically.
+func resourceOf(name string, body []byte) *resource {
 	sum := sha256.Sum256(body)
-	return &resource{name: name, version: hex.EncodeToString(sum[:8]), body: body}, nil
+	return &resource{name: name, version: hex.EncodeToString(sum[:8]), body: body}
 }
 
 // Node metadata fields rocketpilot reads.

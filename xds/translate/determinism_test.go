@@ -52,3 +52,43 @@ func TestPackedConfigsMarshalDeterministically(t *testing.T) {
 		}
 	}
 }
+
+// TestExtensionConfigFromRoutesMatchesTranslation: the ECDS config spliced from the topics' encoded routes is, byte
+// for byte, the translated config marshalled deterministically (so its version too), for scopes of every size the
+// model gives, an empty one included.
+func TestExtensionConfigFromRoutesMatchesTranslation(t *testing.T) {
+	_, topics := model(t)
+	var all []*rmqv3.RouteConfiguration
+	for _, tp := range topics {
+		all = append(all, TopicRoute(tp))
+	}
+	for n := range len(all) + 1 {
+		routes := all[:n]
+		want, err := ExtensionConfig(ProxyConfig("rocketmq", routes))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantBytes, err := proto.MarshalOptions{Deterministic: true}.Marshal(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bodies [][]byte
+		for _, r := range routes {
+			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bodies = append(bodies, b)
+		}
+		got, err := ExtensionConfigFromRoutes("rocketmq", bodies)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, wantBytes) {
+			t.Fatalf("%d topics: spliced config differs from the translated one (%d vs %d bytes)", n, len(got), len(wantBytes))
+		}
+	}
+	if _, err := ExtensionConfigFromRoutes("rocketmq", [][]byte{{0xff}}); err == nil {
+		t.Fatal("a truncated route configuration was accepted")
+	}
+}

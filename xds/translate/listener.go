@@ -1,11 +1,13 @@
 package translate
 
 import (
+	"fmt"
 	"time"
 
 	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -32,6 +34,67 @@ func ExtensionConfig(proxy *rmqv3.RocketmqProxy) (*corev3.TypedExtensionConfig, 
 		return nil, err
 	}
 	return &corev3.TypedExtensionConfig{Name: ExtensionConfigName, TypedConfig: cfg}, nil
+}
+
+// ExtensionConfigFromRoutes is ExtensionConfig(ProxyConfig(statPrefix, topics)) for topics given as their
+// RouteConfigurations' deterministic encodings (as a cache keeps them), already marshalled deterministically. It
+// splices the topics' routes fields into the config as they are, without decoding or translating anything: one
+// topic's change costs a copy of the scope's bytes, not a translation of every topic in it. The bytes are those
+// marshalling the translated messages gives (TestExtensionConfigFromRoutesMatchesTranslation).
+func ExtensionConfigFromRoutes(statPrefix string, topics [][]byte) ([]byte, error) {
+	routes := make([][]byte, len(topics))
+	length := 0
+	for i, t := range topics {
+		r, err := routesOf(t)
+		if err != nil {
+			return nil, fmt.Errorf("route configuration %d of %d: %w", i+1, len(topics), err)
+		}
+		routes[i], length = r, length+len(r)
+	}
+	opts := proto.MarshalOptions{Deterministic: true}
+	shell, err := opts.Marshal(ProxyConfig(statPrefix, nil)) // every field but the routes
+	if err != nil {
+		return nil, err
+	}
+	proxy := make([]byte, 0, len(shell)+length+8)
+	for b := shell; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if num != proxyRouteConfigField {
+			proxy = append(proxy, b[:n+m]...)
+		} else {
+			table, _ := protowire.ConsumeBytes(b[n:]) // the route table: its name alone
+			proxy = protowire.AppendTag(proxy, num, protowire.BytesType)
+			proxy = protowire.AppendVarint(proxy, uint64(len(table)+length))
+			proxy = append(proxy, table...)
+			for _, r := range routes {
+				proxy = append(proxy, r...)
+			}
+		}
+		b = b[n+m:]
+	}
+	return opts.Marshal(&corev3.TypedExtensionConfig{Name: ExtensionConfigName, TypedConfig: &anypb.Any{TypeUrl: ProxyType, Value: proxy}})
+}
+
+// Field numbers of rocketmq_proxy.v3 that ExtensionConfigFromRoutes splices: RocketmqProxy.route_config and
+// RouteConfiguration.name.
+const proxyRouteConfigField, routeConfigNameField = 2, 1
+
+// routesOf returns the fields of an encoded RouteConfiguration but its name: its routes, each field as encoded.
+// Deterministic marshalling writes the name first, so they are the rest of the encoding.
+func routesOf(topic []byte) ([]byte, error) {
+	num, typ, n := protowire.ConsumeTag(topic)
+	if n < 0 {
+		return nil, protowire.ParseError(n)
+	}
+	if num != routeConfigNameField {
+		return topic, nil // no name
+	}
+	m := protowire.ConsumeFieldValue(num, typ, topic[n:])
+	if m < 0 {
+		return nil, protowire.ParseError(m)
+	}
+	return topic[n+m:], nil
 }
 
 // deterministicAny packs m into an Any with deterministic marshalling. anypb.New marshals map fields (metadata

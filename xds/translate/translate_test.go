@@ -19,7 +19,7 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 
 // model is a small fixed model: TopicTest over two groups (master and slave each, one read-only), and a topic whose
 // group lost its master.
-func model(t *testing.T) (*routing.Table, []*routing.Topic) {
+func model(t testing.TB) (*routing.Table, []*routing.Topic) {
 	tab := routing.NewTable()
 	a := routing.Member{Cluster: "DefaultCluster", BrokerName: "broker-a", Zone: "zone-1", Perm: 6, ReadQueueNums: 4, WriteQueueNums: 4,
 		Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.0.0.1:10911"}, {ID: 1, Addr: "10.0.0.2:10911"}}}
