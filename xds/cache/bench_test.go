@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	gcpstream "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rocketpilot/rocketpilot/routing"
@@ -69,5 +71,42 @@ func BenchmarkScopeRebuild(b *testing.B) {
 				c.Apply(cs)
 			}
 		})
+	}
+}
+
+// BenchmarkOnDemandRequest is one delta request of a Go sidecar's stream that subscribes to a topic no stream uses
+// and drops the previous one, as go-control-plane's server makes it (request callback, then the watch): the cost
+// of an on-demand resolve under the cache's lock, the route's translation included.
+func BenchmarkOnDemandRequest(b *testing.B) {
+	tab := routing.NewTable()
+	const topics = 100_000
+	for i := range topics {
+		tab.Apply("ns", routing.Update{Topic: fmt.Sprintf("t%06d", i), Route: &routing.Route{Members: []routing.Member{{Cluster: "C",
+			BrokerName: fmt.Sprintf("b%d", i%8), Perm: 6, ReadQueueNums: 4, WriteQueueNums: 4,
+			Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.0.0.1:10911"}, {ID: 1, Addr: "10.0.0.2:10911"}}}}}})
+	}
+	c, err := New(tab, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ch := open(b, c, 1, &corev3.Node{Id: "sidecar"}, translate.RouteType, "t000000")
+	<-ch
+	sub := gcpstream.NewDeltaSubscription([]string{"t000000"}, nil, nil, true)
+	i := 0
+	b.ResetTimer()
+	for b.Loop() {
+		prev, next := fmt.Sprintf("t%06d", i%topics), fmt.Sprintf("t%06d", (i+1)%topics)
+		i++
+		req := &discovery.DeltaDiscoveryRequest{TypeUrl: translate.RouteType, ResourceNamesSubscribe: []string{next},
+			ResourceNamesUnsubscribe: []string{prev}}
+		if err := c.OnStreamDeltaRequest(1, req); err != nil {
+			b.Fatal(err)
+		}
+		sub.UpdateResourceSubscriptions(req.ResourceNamesSubscribe, req.ResourceNamesUnsubscribe)
+		if _, err := c.CreateDeltaWatch(req, sub, ch); err != nil {
+			b.Fatal(err)
+		}
+		resp := <-ch
+		sub.SetReturnedResources(resp.GetNextVersionMap())
 	}
 }
