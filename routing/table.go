@@ -90,6 +90,21 @@ func (t *Table) Topic(name string) *Topic {
 	return nil
 }
 
+// Topics returns the merged topics of names, in their order (nil for an unknown name), under one hold of the read
+// lock: a caller that needs many, holding a lock of its own, waits for a pending writer once rather than once a
+// topic.
+func (t *Table) Topics(names []string) []*Topic {
+	out := make([]*Topic, len(names))
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for i, name := range names {
+		if e := t.topics[name]; e != nil {
+			out[i] = e.topic
+		}
+	}
+	return out
+}
+
 // BrokerSet returns a served broker set by hash, or nil when no topic uses it.
 func (t *Table) BrokerSet(hash string) *BrokerSet {
 	t.mu.RLock()

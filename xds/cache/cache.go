@@ -66,6 +66,7 @@ type Cache struct {
 	clusters map[string]*clusterEntry // every broker set's cluster, by cluster name
 	listener *resource                // the listener of every node, unless routes are inline
 	byHash   map[string][]string      // broker set hash → its cluster names (translate.ClusterNames)
+	unbuilt  []*topicEntry            // topics ref materialised whose routes materialise has not built yet
 	scopes   map[string]*scope        // node scopes, shared by nodes with the same topics
 	nodes    map[string]*node         // by node id and scope
 	streams  map[streamKey]*stream
@@ -73,9 +74,11 @@ type Cache struct {
 	anon     int64                  // streams created without the server callbacks
 	// subscribers indexes the streams subscribed to a name explicitly, so that a change reaches exactly them.
 	subscribers map[nameKey]map[*stream]struct{}
-	// retention records, by node key, when each cluster left the node's view (retention.go); swept names the
-	// clusters whose retention ended here, for one more period.
-	retention map[string]map[string]time.Time
+	// retention records, by node key, when each cluster left the node's view (retention.go), declared counts those
+	// of clusters this replica never served, and swept names the clusters whose retention ended here, for one more
+	// period.
+	retention map[string]*nodeRetention
+	declared  int
 	swept     map[string]time.Time
 	// pushStart is when the change being applied reached the cache (zero outside Apply and Sweep): responses
 	// queued meanwhile are pushes, timed from it.
@@ -153,7 +156,7 @@ func New(table *routing.Table, opts Options) (*Cache, error) {
 		streams:     make(map[streamKey]*stream),
 		pending:     make(map[any]pendingRequest),
 		subscribers: make(map[nameKey]map[*stream]struct{}),
-		retention:   make(map[string]map[string]time.Time),
+		retention:   make(map[string]*nodeRetention),
 		swept:       make(map[string]time.Time),
 		metrics:     newMetrics(),
 		applied:     make(chan struct{}),
@@ -208,15 +211,20 @@ func (c *Cache) Apply(cs routing.ChangeSet) {
 		c.rescope(touched)
 	}
 	scopes := map[*scope]struct{}{}
+	var changed []*topicEntry // the materialised topics among the changed: read from the table at once
+	var names []string
 	for name := range cs.Topics {
-		e := c.topics[name]
-		if e == nil {
+		if e := c.topics[name]; e != nil {
+			changed, names = append(changed, e), append(names, name)
+		}
+	}
+	for i, t := range c.table.Topics(names) {
+		e := changed[i]
+		if err := c.buildTopic(e, t); err != nil {
+			c.opts.Logger.Error("translate topic", "topic", e.name, "err", err)
 			continue
 		}
-		if err := c.buildTopic(e); err != nil {
-			c.opts.Logger.Error("translate topic", "topic", name, "err", err)
-			continue
-		}
+		name := e.name
 		c.addWatches(touched, routeKey(name))
 		for s := range e.scopes {
 			scopes[s] = struct{}{}
@@ -350,7 +358,7 @@ func merge(a, b routing.ChangeSet) routing.ChangeSet {
 
 func routeKey(topic string) nameKey { return nameKey{translate.RouteType, topic} }
 
-// changed marks a name changed for every stream subscribed to it and collects their waiting watches.
+// addWatches marks a name changed for every stream subscribed to it and collects their waiting watches.
 func (c *Cache) addWatches(into map[*watch]struct{}, k nameKey) {
 	for st := range c.subscribers[k] {
 		st.markDirty(k.typeURL, k.name)
@@ -396,6 +404,7 @@ func (c *Cache) syncCluster(hash string, touched map[*watch]struct{}) error {
 			return err
 		}
 		c.clusters[b.name] = &clusterEntry{cluster: cl, endpoints: ep}
+		delete(c.swept, b.name) // live again: a new retention when it retires or leaves a view
 		names = append(names, b.name)
 		if touched != nil {
 			c.addWatches(touched, nameKey{translate.ClusterType, b.name})
@@ -406,9 +415,8 @@ func (c *Cache) syncCluster(hash string, touched map[*watch]struct{}) error {
 	return nil
 }
 
-// buildTopic translates one materialised topic from the table's current state.
-func (c *Cache) buildTopic(e *topicEntry) error {
-	t := c.table.Topic(e.name)
+// buildTopic translates one materialised topic from its state t in the table (nil: absent).
+func (c *Cache) buildTopic(e *topicEntry, t *routing.Topic) error {
 	if t == nil {
 		e.route, e.cluster, e.uses = nil, "", nil
 		return nil
@@ -429,19 +437,40 @@ func (c *Cache) buildTopic(e *topicEntry) error {
 	return nil
 }
 
-// ref materialises a topic (asking the table's sources for it) and counts one more user.
+// ref materialises a topic (asking the table's sources for it) and counts one more user. Its route is built by the
+// next materialise, which callers run before they answer.
 func (c *Cache) ref(name string) *topicEntry {
 	e := c.topics[name]
 	if e == nil {
 		e = &topicEntry{name: name, scopes: map[*scope]struct{}{}, nodes: map[*node]int{}}
 		e.release = c.table.Interest().Want(name)
-		if err := c.buildTopic(e); err != nil {
-			c.opts.Logger.Error("translate topic", "topic", name, "err", err)
-		}
 		c.topics[name] = e
+		c.unbuilt = append(c.unbuilt, e)
 	}
 	e.refs++
 	return e
+}
+
+// materialise builds the routes of the topics ref added since the last call, reading them from the table under
+// one hold of its lock: a table write that waits meanwhile delays the cache, which holds its own lock, once rather
+// than once a topic (a node scoped to thousands of topics, a request naming thousands).
+func (c *Cache) materialise() {
+	if len(c.unbuilt) == 0 {
+		return
+	}
+	var entries []*topicEntry
+	var names []string
+	for _, e := range c.unbuilt {
+		if c.topics[e.name] == e { // not released again meanwhile
+			entries, names = append(entries, e), append(names, e.name)
+		}
+	}
+	c.unbuilt = nil
+	for i, t := range c.table.Topics(names) {
+		if err := c.buildTopic(entries[i], t); err != nil {
+			c.opts.Logger.Error("translate topic", "topic", names[i], "err", err)
+		}
+	}
 }
 
 func (c *Cache) unref(name string) {
@@ -466,6 +495,7 @@ func (c *Cache) scopeFor(topics []string) *scope {
 	for _, t := range topics {
 		c.ref(t).scopes[s] = struct{}{}
 	}
+	c.materialise()
 	if err := c.buildScope(s); err != nil {
 		c.opts.Logger.Error("translate scope", "err", err)
 	}
@@ -490,13 +520,13 @@ func (c *Cache) buildScope(s *scope) error {
 	}
 	// Spliced from the routes' encodings, as the cache keeps them: one topic's change costs a copy of the scope's
 	// bytes, not a translation of every topic in it (BenchmarkScopeRebuild), and no read of the table.
-	s.used = map[string]struct{}{}
+	used := map[string]struct{}{}
 	var bodies [][]byte
 	for _, t := range s.topics {
 		if e := c.topics[t]; e != nil && e.route != nil {
 			bodies = append(bodies, e.route.body)
 			for _, name := range e.uses {
-				s.used[name] = struct{}{}
+				used[name] = struct{}{}
 			}
 		}
 	}
@@ -504,7 +534,7 @@ func (c *Cache) buildScope(s *scope) error {
 	if err != nil {
 		return err
 	}
-	s.ecds, s.listener = resourceOf(translate.ExtensionConfigName, body), c.listener
+	s.used, s.ecds, s.listener = used, resourceOf(translate.ExtensionConfigName, body), c.listener
 	return nil
 }
 
@@ -521,7 +551,7 @@ func (c *Cache) buildInlineScope(s *scope) error {
 		if translate.ClusterName(tp.BrokerSet) != e.cluster {
 			// The table is ahead of the change sets applied so far: bring the route (and its cluster) up to
 			// date first, so the config never names a cluster the cache does not serve.
-			if err := c.buildTopic(e); err != nil {
+			if err := c.buildTopic(e, tp); err != nil {
 				return err
 			}
 		}
@@ -677,14 +707,16 @@ func (c *Cache) Fetch(_ context.Context, req *gcpcache.Request) (gcpcache.Respon
 	if len(names) == 0 {
 		names = c.wildcard(w.typeURL, st)
 	}
-	resp, _ := c.sotwResponse(w, names, true)
+	resp, _, _, _ := c.sotwResponse(w, names, true)
 	return resp, nil
 }
 
 func versionString(v uint64) string { return strconv.FormatUint(v, 10) }
 
 // Idle reports whether the cache holds no per-stream state: no stream, node, scope, materialised route or
-// subscription index entry. Tests use it to prove closed streams leave nothing behind.
+// subscription index entry. Tests use it to prove closed streams leave nothing behind. Retention records are
+// not per-stream state: they outlive a node's streams by design, for at most twice the retention, within the
+// bounds on declared clusters (retention.go), and show in rocketpilot_xds_retained_clusters.
 func (c *Cache) Idle() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -15,6 +15,7 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	gcpcache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	gcpstream "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -349,4 +350,146 @@ func TestSplicedConfigEqualsTranslation(t *testing.T) {
 	apply()
 	topics = slices.DeleteFunc(topics, func(s string) bool { return s == "s07" })
 	check("a topic removed")
+}
+
+// recvNow takes the response a watch has queued, failing if there is none.
+func recvNow(t *testing.T, ch chan gcpcache.DeltaResponse) *discovery.DeltaDiscoveryResponse {
+	t.Helper()
+	select {
+	case r := <-ch:
+		out, _ := r.GetDeltaDiscoveryResponse()
+		return out
+	default:
+		t.Fatal("no response")
+		return nil
+	}
+}
+
+// rewatch is a stream's next request of a type (its ACK): a new watch.
+func rewatch(t *testing.T, c *Cache, id int64, typeURL string, ch chan gcpcache.DeltaResponse) {
+	t.Helper()
+	req := &discovery.DeltaDiscoveryRequest{TypeUrl: typeURL, ResponseNonce: "ack"}
+	c.OnStreamDeltaRequest(id, req)
+	if _, err := c.CreateDeltaWatch(req, nil, ch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSweptClusterBackLiveGetsAFreshRetention: a cluster removed when its retention ended, then live again (its
+// broker set came back), is kept for a whole retention the next time it leaves a node's view.
+func TestSweptClusterBackLiveGetsAFreshRetention(t *testing.T) {
+	tab := routing.NewTable()
+	route := func(broker string) *routing.Route {
+		return &routing.Route{Members: []routing.Member{{Cluster: "C", BrokerName: broker, Perm: 6, ReadQueueNums: 4,
+			WriteQueueNums: 4, Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.0.0.1:10911"}}}}}
+	}
+	tab.Apply("ns", routing.Update{Topic: "a", Route: route("b1")})
+	c, err := New(tab, Options{ClusterRetention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := tab.Subscribe()
+	apply := func(u routing.Update) {
+		tab.Apply("ns", u)
+		cs, _, _ := sub.TryNext()
+		c.Apply(cs)
+	}
+	ch := open(t, c, 1, scoped("n1", "a"), translate.ClusterType, "*")
+	x := recvNow(t, ch).Resources[0].Name
+	rewatch(t, c, 1, translate.ClusterType, ch)
+	apply(routing.Update{Topic: "a", Route: route("b2")}) // x retired, kept
+	if r := recvNow(t, ch); len(r.RemovedResources) != 0 {
+		t.Fatalf("removed at once: %v", r.RemovedResources)
+	}
+	rewatch(t, c, 1, translate.ClusterType, ch)
+	c.mu.Lock() // as if the retention had passed
+	c.clusters[x].retiredAt = time.Now().Add(-2 * time.Hour)
+	for _, rec := range c.retention {
+		if l, ok := rec.left[x]; ok {
+			l.at = time.Now().Add(-2 * time.Hour)
+			rec.left[x] = l
+		}
+	}
+	c.mu.Unlock()
+	c.Sweep()
+	if r := recvNow(t, ch); !slices.Equal(r.RemovedResources, []string{x}) {
+		t.Fatalf("after the retention: %v", r)
+	}
+	rewatch(t, c, 1, translate.ClusterType, ch)
+	apply(routing.Update{Topic: "a", Route: route("b1")}) // b1's broker set is back: x live and in the view again
+	if r := recvNow(t, ch); len(r.Resources) != 1 || r.Resources[0].Name != x {
+		t.Fatalf("x back: %v", r)
+	}
+	rewatch(t, c, 1, translate.ClusterType, ch)
+	apply(routing.Update{Topic: "a", Route: route("b3")}) // x leaves the view again
+	if r := recvNow(t, ch); slices.Contains(r.RemovedResources, x) {
+		t.Fatalf("%s removed at once when it left the view a second time; a new retention begins", x)
+	}
+}
+
+// TestDeclaredClustersAreBounded: clusters a reconnecting client declares that this replica never served are kept for
+// the retention, but client-chosen names cannot hold memory without bound: at most maxDeclaredPerNode a node (the
+// rest are removed at once), counted in rocketpilot_xds_retained_clusters, and gone with twice the retention.
+func TestDeclaredClustersAreBounded(t *testing.T) {
+	const retention = 50 * time.Millisecond
+	tab := routing.NewTable()
+	tab.Apply("ns", routing.Update{Topic: "a", Route: &routing.Route{Members: []routing.Member{{Cluster: "C", BrokerName: "b1",
+		Perm: 6, ReadQueueNums: 4, WriteQueueNums: 4, Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.0.0.1:10911"}}}}}})
+	c, err := New(tab, Options{ClusterRetention: retention})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const made = 3 * maxDeclaredPerNode
+	declared := make(map[string]string, made)
+	for i := range made {
+		declared[fmt.Sprintf("rmq-x-%016x", i)] = "0000000000000000"
+	}
+	for id := int64(1); id <= 3; id++ {
+		c.OnDeltaStreamOpen(context.Background(), id, "")
+		req := &discovery.DeltaDiscoveryRequest{Node: scoped(fmt.Sprint("made-up-", id), "a"), TypeUrl: translate.ClusterType,
+			ResourceNamesSubscribe: []string{"*"}, InitialResourceVersions: declared}
+		if err := c.OnStreamDeltaRequest(id, req); err != nil {
+			t.Fatal(err)
+		}
+		ch := make(chan gcpcache.DeltaResponse, 1)
+		if _, err := c.CreateDeltaWatch(req, nil, ch); err != nil {
+			t.Fatal(err)
+		}
+		if r := recvNow(t, ch); len(r.RemovedResources) != made-maxDeclaredPerNode {
+			t.Fatalf("node %d: %d of %d declared names removed at once, want all but %d", id, len(r.RemovedResources), made, maxDeclaredPerNode)
+		}
+		c.OnDeltaStreamClosed(id, nil)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	if got := gaugeValue(t, reg, "rocketpilot_xds_retained_clusters", "declared"); got != 3*maxDeclaredPerNode {
+		t.Fatalf("rocketpilot_xds_retained_clusters{origin=declared} = %v, want %d", got, 3*maxDeclaredPerNode)
+	}
+	time.Sleep(2*retention + 10*time.Millisecond)
+	c.Sweep()
+	if got := gaugeValue(t, reg, "rocketpilot_xds_retained_clusters", "declared"); got != 0 {
+		t.Fatalf("after twice the retention %v declared records remain", got)
+	}
+}
+
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name, origin string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetValue() == origin {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{origin=%s}", name, origin)
+	return 0
 }

@@ -49,8 +49,11 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL string, d decision, na
 		if len(typeURL) > MaxNameLength {
 			return status.Errorf(codes.InvalidArgument, "type URL of %d bytes: the limit is %d", len(typeURL), MaxNameLength)
 		}
-		if _, ok := st.unknown[typeURL]; !ok && len(st.unknown) >= MaxUnknownTypes {
-			return status.Errorf(codes.ResourceExhausted, "more than %d types rocketpilot does not serve on one stream (%q)", MaxUnknownTypes, typeURL)
+		if _, ok := st.unknown[typeURL]; !ok {
+			if len(st.unknown) >= MaxUnknownTypes {
+				return status.Errorf(codes.ResourceExhausted, "more than %d types rocketpilot does not serve on one stream (%q)", MaxUnknownTypes, typeURL)
+			}
+			st.unknown[typeURL] = map[string]struct{}{}
 		}
 		if err := c.checkLocked(st, typeURL, names); err != nil {
 			return err

@@ -39,6 +39,7 @@ type metrics struct {
 	streams   *prometheus.Desc         // type, protocol
 	resources *prometheus.Desc         // type
 	nodes     *prometheus.Desc
+	retained  *prometheus.Desc // origin
 	// byType holds each type label's series, resolved once: every response counts, and a label lookup hashes the
 	// labels. Keyed by label, so that clients' unknown type URLs share "other". Used under the cache's lock only.
 	byType map[string]*typeSeries
@@ -67,7 +68,7 @@ func newMetrics() *metrics {
 			Help: "xDS responses sent, by type and by what caused them: a change of the model (change) or a request (request; a change that found a state-of-the-world stream between requests goes with its next request, and counts here)."},
 			[]string{"type", "trigger"}),
 		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rocketpilot_xds_nacks_total",
-			Help: "xDS responses rejected by the client (a request with error_detail for the nonce last sent), by type."},
+			Help: "xDS responses rejected by the client (a request with error_detail for a response it had not decided on yet), by type."},
 			[]string{"type"}),
 		pushTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rocketpilot_xds_push_duration_seconds",
 			Help:    "From the cache taking a change of the model to the response it causes being handed to the stream, by type (the coalescing window comes before).",
@@ -78,6 +79,8 @@ func newMetrics() *metrics {
 		resources: prometheus.NewDesc("rocketpilot_xds_resources", "Resources the cache holds, by type: clusters and endpoints of every broker set (retained ones included), routes of the topics in use, listener and ECDS configs of the node scopes.",
 			[]string{"type"}, nil),
 		nodes: prometheus.NewDesc("rocketpilot_xds_nodes", "Connected nodes (node id and metadata).", nil, nil),
+		retained: prometheus.NewDesc("rocketpilot_xds_retained_clusters", "Clusters nodes keep after they left their view, as (node, cluster) records, by origin: view (left the node's view here) or declared (declared by a reconnecting client, never served by this replica).",
+			[]string{"origin"}, nil),
 	}
 	m.byType = map[string]*typeSeries{}
 	for _, t := range ServedTypes { // every counter present from the start, at zero
@@ -94,6 +97,7 @@ func (c *Cache) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.metrics.streams
 	ch <- c.metrics.resources
 	ch <- c.metrics.nodes
+	ch <- c.metrics.retained
 }
 
 // Collect implements prometheus.Collector. Its gauges cost a walk over the streams, under the cache's lock.
@@ -127,7 +131,10 @@ func (c *Cache) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	clusters, scopes, nodes := len(c.clusters), len(c.scopes), len(c.nodes)
+	left, declared := c.retentionRecords()
 	c.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(m.retained, prometheus.GaugeValue, float64(left), "view")
+	ch <- prometheus.MustNewConstMetric(m.retained, prometheus.GaugeValue, float64(declared), "declared")
 	for k, n := range streams {
 		ch <- prometheus.MustNewConstMetric(m.streams, prometheus.GaugeValue, float64(n), k.typ, k.protocol)
 	}

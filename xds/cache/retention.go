@@ -14,9 +14,28 @@ import (
 // (initial_resource_versions) that this replica never knew, one another replica served it, is kept for the period
 // from the reconnect, since its connections may still use it.
 
+// Bounds on the records of declared clusters this replica never served: client-chosen names (any name of the
+// cluster-name shape) under client-chosen node ids would otherwise hold memory for twice the retention. Past
+// either bound such a name is removed at once, as any unknown name is; a real node declares a few.
+const (
+	maxDeclaredPerNode = 1_000
+	maxDeclared        = 100_000
+)
+
+// nodeRetention is one node's record: when each cluster left its view.
+type nodeRetention struct {
+	left     map[string]leftView
+	declared int // records of clusters this replica never served
+}
+
+type leftView struct {
+	at       time.Time
+	declared bool // a cluster this replica never served, declared by the client
+}
+
 // keep reports whether a stream keeps a cluster or endpoint name that is neither in its wildcard view nor
-// subscribed: a live cluster that left the node's view, a retired one, or one this replica does not know (never
-// had, as a fresh replica), each until its retention ends. It records when the name left the node's view.
+// subscribed: a live cluster that left the node's view, a retired one, or one this replica never served (as a
+// fresh replica), each until its retention ends. The first time it records when the name left the node's view.
 func (c *Cache) keep(st *stream, typeURL, name string) bool {
 	if !isClusterType(typeURL) {
 		return false
@@ -24,40 +43,68 @@ func (c *Cache) keep(st *stream, typeURL, name string) bool {
 	if !c.swept[name].IsZero() {
 		return false // retired here and removed when its retention ended, which no node's began before
 	}
-	left, ok := c.retention[st.node.key][name]
+	rec := c.retention[st.node.key]
+	l, ok := rec.lookup(name)
 	if !ok {
 		e := c.clusters[name]
 		switch {
 		case e != nil && !e.retiredAt.IsZero():
-			left = e.retiredAt
+			l.at = e.retiredAt
 		case e != nil:
-			left = time.Now()
+			l.at = time.Now()
 		case !translate.IsClusterName(name):
 			return false // no broker set of any replica has this name
+		case rec != nil && rec.declared >= maxDeclaredPerNode, c.declared >= maxDeclared:
+			return false
 		default:
-			left = time.Now() // a broker set another replica served: connections may still use it
+			l = leftView{at: time.Now(), declared: true} // a broker set another replica served: connections may still use it
 		}
-		rec := c.retention[st.node.key]
 		if rec == nil {
-			rec = map[string]time.Time{}
+			rec = &nodeRetention{left: map[string]leftView{}}
 			c.retention[st.node.key] = rec
 		}
-		rec[name] = left
+		c.record(rec, name, l)
 	}
-	return time.Since(left) < c.opts.ClusterRetention
+	return time.Since(l.at) < c.opts.ClusterRetention
+}
+
+func (r *nodeRetention) lookup(name string) (leftView, bool) {
+	if r == nil {
+		return leftView{}, false
+	}
+	l, ok := r.left[name]
+	return l, ok
+}
+
+func (c *Cache) record(r *nodeRetention, name string, l leftView) {
+	r.left[name] = l
+	if l.declared {
+		r.declared++
+		c.declared++
+	}
+}
+
+func (c *Cache) forgetRecord(key string, r *nodeRetention, name string) {
+	if l, ok := r.left[name]; ok {
+		delete(r.left, name)
+		if l.declared {
+			r.declared--
+			c.declared--
+		}
+	}
+	if len(r.left) == 0 {
+		delete(c.retention, key)
+	}
 }
 
 // inView notes that names are in a stream's wildcard view (again): their retention no longer runs.
 func (c *Cache) inView(st *stream, names []string) {
 	rec := c.retention[st.node.key]
-	if len(rec) == 0 {
+	if rec == nil {
 		return
 	}
 	for _, name := range names {
-		delete(rec, name)
-	}
-	if len(rec) == 0 {
-		delete(c.retention, st.node.key)
+		c.forgetRecord(st.node.key, rec, name)
 	}
 }
 
@@ -71,9 +118,11 @@ func (c *Cache) mayStillRoute(st *stream) []string {
 			out = append(out, name)
 		}
 	}
-	for name, left := range c.retention[st.node.key] {
-		if e := c.clusters[name]; e != nil && e.retiredAt.IsZero() && time.Since(left) < c.opts.ClusterRetention {
-			out = append(out, name)
+	if rec := c.retention[st.node.key]; rec != nil {
+		for name, l := range rec.left {
+			if e := c.clusters[name]; e != nil && e.retiredAt.IsZero() && time.Since(l.at) < c.opts.ClusterRetention {
+				out = append(out, name)
+			}
 		}
 	}
 	return out
@@ -91,8 +140,8 @@ func (c *Cache) sweepRetention(touched map[*watch]struct{}) {
 	}
 	for key, rec := range c.retention {
 		n := c.nodes[key]
-		for name, left := range rec {
-			age := time.Since(left)
+		for name, l := range rec.left {
+			age := time.Since(l.at)
 			if age < r {
 				continue
 			}
@@ -112,11 +161,16 @@ func (c *Cache) sweepRetention(touched map[*watch]struct{}) {
 				}
 			}
 			if !held && age >= 2*r {
-				delete(rec, name)
+				c.forgetRecord(key, rec, name)
 			}
 		}
-		if len(rec) == 0 {
-			delete(c.retention, key)
-		}
 	}
+}
+
+// retentionRecords counts the (node, cluster) records, those of declared clusters this replica never served apart.
+func (c *Cache) retentionRecords() (left, declared int) {
+	for _, rec := range c.retention {
+		left += len(rec.left)
+	}
+	return left - c.declared, c.declared
 }

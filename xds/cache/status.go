@@ -129,6 +129,7 @@ func (c *Cache) Preview(node *corev3.Node, topics []string) map[string][]DumpedR
 	for _, t := range topics {
 		c.subscribe(st, translate.RouteType, t)
 	}
+	c.materialise()
 	return c.dumpLocked(st)
 }
 

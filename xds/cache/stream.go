@@ -51,15 +51,16 @@ type stream struct {
 	forced       map[string]map[string]struct{}
 	dropWildcard map[string]bool
 	released     map[string]map[string]struct{}
-	// delta mirrors go-control-plane's subscription rules per type (legacy wildcard and wildcard).
-	deltaSubs map[string]*deltaSub
+	// modes follow go-control-plane's subscription rules per type (legacy wildcard and wildcard), so that the cache
+	// needs nothing of its subscription state.
+	modes map[string]*subMode
 	// unknown names are the types rocketpilot does not serve that the stream asked for (at most MaxUnknownTypes),
 	// with their names (for the subscription limit); nothing else is kept for them.
 	unknown map[string]map[string]struct{}
 }
 
-// deltaSub is one delta type's subscription mode, following go-control-plane's stream.Subscription.
-type deltaSub struct {
+// subMode is one type's subscription mode, following go-control-plane's stream.Subscription.
+type subMode struct {
 	legacy   bool // the type's first request named nothing: wildcard until a request names something
 	wildcard bool
 }
@@ -166,7 +167,7 @@ func (c *Cache) newStream(key streamKey, delta bool) *stream {
 		subs: map[string]map[string]struct{}{}, dirty: map[string]map[string]struct{}{}, pending: map[string]*watch{},
 		seen: map[string]bool{}, absent: map[string]map[string]struct{}{}, held: map[string]map[string]string{},
 		resumed: map[string]bool{}, lastSotw: map[string]*gcpcache.Request{}, forced: map[string]map[string]struct{}{},
-		dropWildcard: map[string]bool{}, released: map[string]map[string]struct{}{}, deltaSubs: map[string]*deltaSub{},
+		dropWildcard: map[string]bool{}, released: map[string]map[string]struct{}{}, modes: map[string]*subMode{},
 		unknown: map[string]map[string]struct{}{}}
 	c.streams[key] = st
 	return st
@@ -221,10 +222,10 @@ func (c *Cache) unsubscribe(st *stream, typeURL, name string) {
 // wildcard still covers it), any other is forgotten (the client drops it).
 func (c *Cache) subscribeDelta(st *stream, req *gcpcache.DeltaRequest) {
 	typeURL := req.GetTypeUrl()
-	sub, subs := st.deltaSubs[typeURL], req.GetResourceNamesSubscribe()
+	sub, subs := st.modes[typeURL], req.GetResourceNamesSubscribe()
 	if sub == nil {
-		sub = &deltaSub{legacy: true, wildcard: len(subs) == 0}
-		st.deltaSubs[typeURL] = sub
+		sub = &subMode{legacy: true, wildcard: len(subs) == 0}
+		st.modes[typeURL] = sub
 		held := make(map[string]string, len(req.GetInitialResourceVersions()))
 		for name, v := range req.GetInitialResourceVersions() {
 			if v != "" {
@@ -261,8 +262,20 @@ func (c *Cache) subscribeDelta(st *stream, req *gcpcache.DeltaRequest) {
 	}
 }
 
-// subscribeSotw makes a stream's explicit names those of a state-of-the-world request, which lists them all.
+// subscribeSotw makes a stream's explicit names those of a state-of-the-world request, which lists them all, and
+// sets whether it is a wildcard subscription, by go-control-plane's rules: a type whose first request names nothing
+// is a legacy wildcard until a request names something; then "*" makes a wildcard.
 func (c *Cache) subscribeSotw(st *stream, req *gcpcache.Request) {
+	typeURL, names := req.GetTypeUrl(), req.GetResourceNames()
+	mode := st.modes[typeURL]
+	if mode == nil {
+		mode = &subMode{legacy: true, wildcard: len(names) == 0}
+		st.modes[typeURL] = mode
+	}
+	if !mode.legacy || len(names) > 0 {
+		mode.legacy, mode.wildcard = false, slices.Contains(names, "*")
+	}
+	st.status(typeURL).wildcard = mode.wildcard
 	want := map[string]struct{}{}
 	for _, name := range req.GetResourceNames() {
 		if name != "*" {
@@ -280,7 +293,7 @@ func (c *Cache) subscribeSotw(st *stream, req *gcpcache.Request) {
 // askUnknown records the names a request of a type rocketpilot does not serve subscribes to (for the
 // subscription limit only) and returns those to answer in removed_resources: the names this request subscribed.
 func (st *stream) askUnknown(typeURL string, subscribe, unsubscribe []string) []string {
-	names := st.unknown[typeURL]
+	names := st.unknown[typeURL] // made by the request callback, which counts the types
 	if names == nil {
 		names = map[string]struct{}{}
 		st.unknown[typeURL] = names

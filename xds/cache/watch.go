@@ -19,7 +19,6 @@ type watch struct {
 	typeURL string
 	node    *node
 	stream  *stream
-	sub     gcpcache.Subscription
 	forced  map[string]struct{} // names subscribed by this request: sent even when the client has them
 	// dropWildcard: this request unsubscribed the wildcard, so names only it covered are removed.
 	dropWildcard bool
@@ -33,7 +32,8 @@ type watch struct {
 }
 
 // CreateDeltaWatch implements cache.ConfigWatcher for delta streams.
-func (c *Cache) CreateDeltaWatch(req *gcpcache.DeltaRequest, sub gcpcache.Subscription, ch chan gcpcache.DeltaResponse) (func(), error) {
+// go-control-plane's subscription state (sub) is never read: the cache keeps its own.
+func (c *Cache) CreateDeltaWatch(req *gcpcache.DeltaRequest, _ gcpcache.Subscription, ch chan gcpcache.DeltaResponse) (func(), error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st, _ := c.streamOf(req, req.GetNode())
@@ -43,11 +43,11 @@ func (c *Cache) CreateDeltaWatch(req *gcpcache.DeltaRequest, sub gcpcache.Subscr
 		c.answerUnknownDelta(st, req, ch)
 		return func() {}, nil
 	}
-	w := &watch{typeURL: req.GetTypeUrl(), node: st.node, stream: st, sub: sub, deltaReq: req, deltaCh: ch}
+	w := &watch{typeURL: req.GetTypeUrl(), node: st.node, stream: st, deltaReq: req, deltaCh: ch}
 	// A name subscribed again is sent again even if the client has it (it may have dropped it), unless the
 	// client declared its version on a new stream (initial_resource_versions): then only a different one is sent.
 	var declared map[string]string
-	if st.deltaSubs[req.GetTypeUrl()] == nil {
+	if st.modes[req.GetTypeUrl()] == nil {
 		declared = req.GetInitialResourceVersions() // honoured on a type's first request only, as go-control-plane does
 	}
 	for _, name := range req.GetResourceNamesSubscribe() {
@@ -63,7 +63,7 @@ func (c *Cache) CreateDeltaWatch(req *gcpcache.DeltaRequest, sub gcpcache.Subscr
 }
 
 // CreateWatch implements cache.ConfigWatcher for state-of-the-world streams.
-func (c *Cache) CreateWatch(req *gcpcache.Request, sub gcpcache.Subscription, ch chan gcpcache.Response) (func(), error) {
+func (c *Cache) CreateWatch(req *gcpcache.Request, _ gcpcache.Subscription, ch chan gcpcache.Response) (func(), error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st, stale := c.streamOf(req, req.GetNode())
@@ -78,13 +78,12 @@ func (c *Cache) CreateWatch(req *gcpcache.Request, sub gcpcache.Subscription, ch
 		}
 		return func() {}, nil
 	}
-	w := &watch{typeURL: req.GetTypeUrl(), node: st.node, stream: st, sub: sub, sotwReq: req, sotwCh: ch}
+	w := &watch{typeURL: req.GetTypeUrl(), node: st.node, stream: st, sotwReq: req, sotwCh: ch}
 	if last := st.lastSotw[w.typeURL]; stale && last != nil {
 		w.sotwReq = last // ignored: the watch answers as the last current request's would
 	} else {
 		st.lastSotw[w.typeURL] = req
 		c.subscribeSotw(st, req)
-		st.status(w.typeURL).wildcard = sub.IsWildcard()
 	}
 	return c.register(w), nil
 }
@@ -112,12 +111,13 @@ func (c *Cache) register(w *watch) func() {
 	ts := st.status(w.typeURL)
 	if w.deltaReq != nil {
 		c.subscribeDelta(st, w.deltaReq)
-		wildcard := st.deltaSubs[w.typeURL].wildcard
+		wildcard := st.modes[w.typeURL].wildcard
 		if ts.wildcard && !wildcard {
 			st.dropWildcard[w.typeURL] = true // what only the wildcard covered must be removed
 		}
 		ts.wildcard = wildcard
 	}
+	c.materialise() // the routes the request subscribed to
 	// Until an answer commits them, a stream keeps what its requests asked for: a watch replaced before it
 	// answered (a held ECDS config, a full queue) must not lose a resend or a wildcard drop.
 	w.dropWildcard = st.dropWildcard[w.typeURL]
@@ -230,15 +230,19 @@ func (c *Cache) respond(w *watch) bool {
 		names = append(names, view...)
 		if st.resumed[w.typeURL] {
 			names = append(names, c.mayStillRoute(st)...)
-		} else {
-			for name := range st.held[w.typeURL] {
-				if !slices.Contains(view, name) && c.keep(st, w.typeURL, name) { // a state-of-the-world answer that left it out would remove it
+		} else if held := st.held[w.typeURL]; len(held) > 0 {
+			inView := make(map[string]struct{}, len(view))
+			for _, name := range view {
+				inView[name] = struct{}{}
+			}
+			for name := range held {
+				if _, ok := inView[name]; !ok && c.keep(st, w.typeURL, name) { // an answer that left it out would remove it
 					names = append(names, name)
 				}
 			}
 		}
 	}
-	resp, ok := c.sotwResponse(w, names, false)
+	resp, version, returned, ok := c.sotwResponse(w, names, false)
 	if !ok {
 		return false
 	}
@@ -247,14 +251,14 @@ func (c *Cache) respond(w *watch) bool {
 	default:
 		return false
 	}
-	w.done = true
+	w.done = true // from here on resp is the server's: the cache reads only its own copies
 	var routes []string
 	if w.typeURL == translate.RouteType {
-		routes = slices.Collect(maps.Keys(resp.GetReturnedResources()))
+		routes = slices.Collect(maps.Keys(returned))
 	}
-	c.queued(w, resp.(*gcpcache.PassthroughResponse).DiscoveryResponse.GetVersionInfo(), routes)
+	c.queued(w, version, routes)
 	if isClusterType(w.typeURL) {
-		st.held[w.typeURL] = maps.Clone(resp.GetReturnedResources())
+		st.held[w.typeURL] = returned
 		delete(st.resumed, w.typeURL)
 	}
 	return true
@@ -493,9 +497,10 @@ func sotwVersion(rs []*resource) string {
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
-// sotwResponse builds the state-of-the-world answer for names. Unless always, it reports false when the client
-// already has this exact state (its version_info matches), or when this is the state the client rejected.
-func (c *Cache) sotwResponse(w *watch, names []string, always bool) (gcpcache.Response, bool) {
+// sotwResponse builds the state-of-the-world answer for names, with its version and a copy of the names and versions
+// it returns. Unless always, it reports false when the client already has this exact state (its version_info
+// matches), or when this is the state the client rejected.
+func (c *Cache) sotwResponse(w *watch, names []string, always bool) (gcpcache.Response, string, map[string]string, bool) {
 	slices.Sort(names)
 	names = slices.Compact(names)
 	var rs []*resource
@@ -513,11 +518,12 @@ func (c *Cache) sotwResponse(w *watch, names []string, always bool) (gcpcache.Re
 					held[r.name] = r.version
 				}
 				w.stream.held[w.typeURL] = held
+				delete(w.stream.resumed, w.typeURL)
 			}
-			return nil, false
+			return nil, "", nil, false
 		}
 		if ts := w.stream.status(w.typeURL); ts.nackNonce != "" && ts.rejectedVersion == version {
-			return nil, false // rejected: keep the last good state until something changes
+			return nil, "", nil, false // rejected: keep the last good state until something changes
 		}
 	}
 	out := &discovery.DiscoveryResponse{VersionInfo: version, TypeUrl: w.typeURL}
@@ -526,5 +532,6 @@ func (c *Cache) sotwResponse(w *watch, names []string, always bool) (gcpcache.Re
 		out.Resources = append(out.Resources, &anypb.Any{TypeUrl: w.typeURL, Value: r.body})
 		returned[r.name] = r.version
 	}
-	return &gcpcache.PassthroughResponse{Request: w.sotwReq, DiscoveryResponse: out, ReturnedResources: returned}, true
+	resp := &gcpcache.PassthroughResponse{Request: w.sotwReq, DiscoveryResponse: out, ReturnedResources: maps.Clone(returned)}
+	return resp, version, returned, true
 }

@@ -281,17 +281,23 @@ func TestPerTypeDeltaStreamWithoutTypeURL(t *testing.T) {
 			}
 		}
 	})
-	t.Run("limit applies", func(t *testing.T) {
+	t.Run("limit applies across requests", func(t *testing.T) {
 		st := open()
-		if err := st.Send(&discovery.DeltaDiscoveryRequest{Node: node("typeless-greedy"),
-			ResourceNamesSubscribe: []string{"rmq-x-1", "rmq-x-2", "rmq-x-3", "rmq-x-4"}}); err != nil {
+		if err := st.Send(&discovery.DeltaDiscoveryRequest{Node: node("typeless-greedy"), ResourceNamesSubscribe: []string{"rmq-x-1", "rmq-x-2"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Recv(); err != nil {
+			t.Fatal(err)
+		}
+		// Two more: four in all on a stream limited to three, counted only if both requests count under CDS.
+		if err := st.Send(&discovery.DeltaDiscoveryRequest{ResourceNamesSubscribe: []string{"rmq-x-3", "rmq-x-4"}}); err != nil {
 			t.Fatal(err)
 		}
 		for err == nil {
 			_, err = st.Recv()
 		}
 		if status.Code(err) != codes.ResourceExhausted {
-			t.Fatalf("four names on a stream limited to three: the stream ended with %v, want RESOURCE_EXHAUSTED", err)
+			t.Fatalf("four names over two requests on a stream limited to three: the stream ended with %v, want RESOURCE_EXHAUSTED", err)
 		}
 	})
 }
@@ -342,6 +348,33 @@ func TestUnknownTypesLeaveTheStreamFlat(t *testing.T) {
 			cache.MaxUnknownTypes)
 	}
 	waitFor(t, "the ended stream leaves nothing behind", s.cache.Idle)
+
+	// State of the world the same: go-control-plane's SotW server keeps a watch (and a select case) per type.
+	sotw, err := dialADS(t, s.addr).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered = 0
+	for i := range 1000 {
+		req := &discovery.DiscoveryRequest{TypeUrl: fmt.Sprintf("type.googleapis.com/made.up.Type%d", i), ResourceNames: []string{"x"}}
+		if i == 0 {
+			req.Node = node("sotw-inventor")
+		}
+		if err = sotw.Send(req); err != nil {
+			break
+		}
+		if _, err = sotw.Recv(); err != nil {
+			break
+		}
+		answered++
+	}
+	for err == nil || errors.Is(err, io.EOF) {
+		_, err = sotw.Recv()
+	}
+	if status.Code(err) != codes.ResourceExhausted || answered != cache.MaxUnknownTypes {
+		t.Fatalf("state of the world: after %d made-up types answered the stream ended with %v; want RESOURCE_EXHAUSTED after %d",
+			answered, err, cache.MaxUnknownTypes)
+	}
 
 	// A made-up type URL longer than any name may be is refused outright.
 	st, err = dialADS(t, s.addr).DeltaAggregatedResources(ctx)
@@ -503,6 +536,9 @@ func TestRetentionSurvivesReconnects(t *testing.T) {
 			t.Fatalf("after the move: %v; want %s kept beside %s", got, shared, moved)
 		}
 		c.ask(translate.ClusterType, r.VersionInfo, r.Nonce)
+		waitFor(t, "the ACK handled", func() bool { return typeState(t, s, "ret-sotw", translate.ClusterType).State == cache.Synced })
+		c.close() // the connection broke: the node has no stream left
+		waitFor(t, "the stream closed", func() bool { return len(s.cache.Streams()) == 0 })
 		c2 := openSotw(t, s.addr, n) // reconnects holding exactly that state
 		c2.ask(translate.ClusterType, r.VersionInfo, "")
 		c2.quietFor(quietFor, "the client holds the current state, the kept cluster included")

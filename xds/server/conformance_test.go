@@ -15,13 +15,11 @@ import (
 	"testing"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
@@ -635,6 +633,8 @@ type sotwStream struct {
 	st   discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient
 	node *corev3.Node
 	got  chan *discovery.DiscoveryResponse
+	// close ends the stream, as a broken connection would.
+	close func()
 }
 
 func openSotw(t *testing.T, addr string, n *corev3.Node) *sotwStream {
@@ -656,7 +656,8 @@ func openSotw(t *testing.T, addr string, n *corev3.Node) *sotwStream {
 			s.got <- r
 		}
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	s.close = sync.OnceFunc(func() { cancel(); <-done })
+	t.Cleanup(s.close)
 	return s
 }
 
@@ -712,16 +713,7 @@ func TestSotwReconnectKeepsMakeBeforeBreakAndRetention(t *testing.T) {
 		if r.TypeUrl != translate.ClusterType {
 			continue
 		}
-		var got []string
-		for _, res := range r.Resources {
-			var c clusterv3.Cluster
-			if err := proto.Unmarshal(res.Value, &c); err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, c.Name)
-		}
-		slices.Sort(got)
-		if !slices.Equal(got, sorted([]string{oldCluster, newCluster})) {
+		if got := sotwClusters(t, r); !slices.Equal(got, sorted([]string{oldCluster, newCluster})) {
 			t.Fatalf("clusters after the move: %v, want the new one and the retained %s", got, oldCluster)
 		}
 		break
