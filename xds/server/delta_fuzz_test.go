@@ -557,6 +557,7 @@ func (r *deltaRun) step(n int, c *bytesIn) {
 	var raced func()
 	if flags&stepFlagRace != 0 && (op < stepModel || op >= stepMixed) {
 		raced = r.raceChange(n, b, typeURL)
+		cl.racing = typeURL
 	}
 	switch {
 	case op < stepUnsubscribe:
@@ -615,6 +616,10 @@ func (r *deltaRun) step(n int, c *bytesIn) {
 		r.inModel = false
 	}
 	cl.fence()
+	cl.racing = ""
+	for _, ct := range cl.types {
+		ct.unseen = false // the fence proves the server has seen every request
+	}
 	cl.checkStep()
 }
 
@@ -745,6 +750,8 @@ type fuzzClient struct {
 	// expect: the names a request of this step subscribed, which its response must mention (declared: the
 	// version it declared in initial_resource_versions).
 	expect []subscribeExpectation
+	// racing is the type of the request a model change races in this step.
+	racing string
 }
 
 type subscribeExpectation struct {
@@ -784,6 +791,9 @@ type undoEntry struct {
 // requests), what it holds, and its exchange on the current stream.
 type clientTypeState struct {
 	requested bool // a request of the type went out on this stream
+	// unseen: the type's first request races a model change, so the server pushes that change before it knows of
+	// the subscription: make-before-break cannot count it until an answer of the type shows the server has seen it.
+	unseen bool
 	legacy    bool // the stream's first request of the type named nothing: a legacy wildcard, until it names some
 	wildcard  bool
 	explicit  map[string]bool
@@ -950,7 +960,7 @@ func (cl *fuzzClient) request(typeURL string, sub, unsub []string, nonce string,
 	process := true
 	switch {
 	case !ct.requested:
-		ct.requested = true
+		ct.requested, ct.unseen = true, cl.racing == typeURL
 		ct.legacy = len(sub) == 0
 		ct.wildcard = ct.legacy
 		if ct.legacy {
@@ -1164,7 +1174,7 @@ func (cl *fuzzClient) receive(resp *discovery.DeltaDiscoveryResponse) {
 		delete(ct.rejected, name)
 		ct.mentioned[name] = true
 	}
-	ct.latestNonce, ct.nackHold, ct.activeWatch, ct.current = resp.Nonce, false, false, true
+	ct.latestNonce, ct.nackHold, ct.activeWatch, ct.current, ct.unseen = resp.Nonce, false, false, true, false
 	ct.seq++
 	if len(ct.inflight) == 16 {
 		ct.inflight = ct.inflight[1:]
@@ -1185,7 +1195,7 @@ func (cl *fuzzClient) receive(resp *discovery.DeltaDiscoveryResponse) {
 func (cl *fuzzClient) mustHoldCluster(name, by string) {
 	for _, typeURL := range []string{translate.ClusterType, translate.EndpointType} {
 		ct := cl.types[typeURL]
-		if ct == nil || !ct.requested {
+		if ct == nil || !ct.requested || ct.unseen {
 			continue
 		}
 		if _, ok := ct.held[name]; !ok && ct.rejected[name] == "" {
