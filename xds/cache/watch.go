@@ -264,9 +264,14 @@ func (c *Cache) respond(w *watch) bool {
 	return true
 }
 
-// queued records a response handed to the server, for the callback that sees it sent.
+// queued records a response handed to the server, for the callback that sees it sent. A state-of-the-world
+// response the server dropped (its watch replaced first) leaves an entry the next one sent skips; the list keeps
+// the latest maxInflight.
 func (c *Cache) queued(w *watch, version string, routes []string) {
 	ts := w.stream.status(w.typeURL)
+	if len(ts.queued) == maxInflight {
+		ts.queued = slices.Delete(ts.queued, 0, 1)
+	}
 	ts.queued = append(ts.queued, queuedResponse{version: version, topics: c.carried(w, routes), pushedAt: c.pushStart})
 }
 

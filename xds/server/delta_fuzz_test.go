@@ -793,12 +793,12 @@ type clientTypeState struct {
 	requested bool // a request of the type went out on this stream
 	// unseen: the type's first request races a model change, so the server pushes that change before it knows of
 	// the subscription: make-before-break cannot count it until an answer of the type shows the server has seen it.
-	unseen bool
-	legacy    bool // the stream's first request of the type named nothing: a legacy wildcard, until it names some
-	wildcard  bool
-	explicit  map[string]bool
-	held      map[string]heldRes
-	rejected  map[string]string // name → the version the client rejected ("" a removal), until a response names it again
+	unseen   bool
+	legacy   bool // the stream's first request of the type named nothing: a legacy wildcard, until it names some
+	wildcard bool
+	explicit map[string]bool
+	held     map[string]heldRes
+	rejected map[string]string // name → the version the client rejected ("" a removal), until a response names it again
 
 	latestNonce string
 	undo        map[string]undoEntry // the latest response, while the client may still reject it
