@@ -97,6 +97,9 @@ func TestAPIServerRestartKeepsServingAndResumes(t *testing.T) {
 	ra, rb := a.record(t, "orders-a", nil, topic), b.record(t, "orders-b", nil, topic)
 	for _, r := range []*xdsRecorder{ra, rb} {
 		r.waitSend(t, topic, "broker-a:80000 broker-d:20000")
+		// The ECDS config waits for the clusters it may name (make-before-break), so it can come after the route
+		// that shows the TopicRoute: the snapshot below must not be taken between the two.
+		r.waitHolds(t, translate.ExtensionType, translate.ExtensionConfigName)
 	}
 	// What the clients hold now is what they must hold through the outage.
 	heldA, heldB := ra.snapshot(), rb.snapshot()
@@ -1143,6 +1146,17 @@ func (r *xdsRecorder) checkSendSince(t *testing.T, topic string, since, until ti
 			t.Fatalf("%s: sends of %s went to %q at %v (allowed: %q)", r.node, topic, s.value, s.at.Format(time.StampMilli), allowed)
 		}
 	}
+}
+
+// waitHolds waits until the client holds a resource.
+func (r *xdsRecorder) waitHolds(t *testing.T, typeURL, name string) {
+	t.Helper()
+	waitUntil(t, 30*time.Second, r.node+" holds "+name, func() (bool, string) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		_, ok := r.held[typeURL][name]
+		return ok, ""
+	})
 }
 
 // waitECDS waits until the ECDS route table holds exactly these topics.
