@@ -424,6 +424,7 @@ func TestNameServerSourceMoveKeepsRoutes(t *testing.T) {
 	nss := readySource(t, n, ns)
 	rec := p.record(t, "orders-1", nil, embedded.DemoTopic, "demo-orders-001")
 	rec.waitSend(t, embedded.DemoTopic, "broker-a:0 broker-b:0")
+	rec.waitHolds(t, translate.ExtensionType, translate.ExtensionConfigName) // it can follow the route (make-before-break)
 	held := rec.snapshot()
 	moved := demoNameServer(t) // the same brokers and topics at another address
 	update(t, k8s, nss, func(nss *v1alpha1.NameServerSource) { nss.Spec.Addresses = []string{moved.Addr()} })
