@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rocketpilot/rocketpilot/internal/promtest"
 )
 
 // TestServeConfigDir runs `serve --config DIR` with no NameServer flag: the directory's NameServerSource feeds the
@@ -68,8 +70,8 @@ func TestServeConfigDir(t *testing.T) {
 		t.Fatalf("TopicTest under the drain: %+v", topic)
 	}
 	fams := scrape(t, "http://"+admin+"/metrics")
-	if a, r := sum(fams, "rocketpilot_config_resources", map[string]string{"state": "accepted"}),
-		sum(fams, "rocketpilot_config_resources", map[string]string{"state": "rejected"}); a != 2 || r != 1 {
+	if a, r := promtest.Sum(fams, "rocketpilot_config_resources", map[string]string{"state": "accepted"}),
+		promtest.Sum(fams, "rocketpilot_config_resources", map[string]string{"state": "rejected"}); a != 2 || r != 1 {
 		t.Errorf("rocketpilot_config_resources accepted %v rejected %v, want 2 and 1", a, r)
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
 	"github.com/rocketpilot/rocketpilot/internal/kubetest"
+	"github.com/rocketpilot/rocketpilot/internal/promtest"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
@@ -68,9 +69,9 @@ func TestMetrics(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		fams = scrape(t, "http://"+metricsAddr+"/metrics")
-		if sum(fams, "rocketpilot_xds_push_duration_seconds", map[string]string{"type": "rocketmq_route"}) > 0 &&
-			sum(fams, "rocketpilot_nameserver_request_errors_total", map[string]string{"source": "nss:default/down"}) > 0 &&
-			sum(fams, "rocketpilot_leader", nil) == 1 {
+		if promtest.Sum(fams, "rocketpilot_xds_push_duration_seconds", map[string]string{"type": "rocketmq_route"}) > 0 &&
+			promtest.Sum(fams, "rocketpilot_nameserver_request_errors_total", map[string]string{"source": "nss:default/down"}) > 0 &&
+			promtest.Sum(fams, "rocketpilot_leader", nil) == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -182,7 +183,7 @@ func checkSeries(t *testing.T, fams map[string]*dto.MetricFamily, wants []wantSe
 			t.Errorf("no family %s", c.family)
 			continue
 		}
-		if v := sum(fams, c.family, c.labels); v < c.min || v > c.max {
+		if v := promtest.Sum(fams, c.family, c.labels); v < c.min || v > c.max {
 			t.Errorf("%s%v = %v, want %v..%v", c.family, c.labels, v, c.min, c.max)
 		}
 	}
@@ -198,40 +199,6 @@ func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 		t.Fatalf("parse %s: %v", url, err)
 	}
 	return fams
-}
-
-// sum adds the values of a family's series that carry labels (a histogram's count, a counter's or gauge's value).
-func sum(fams map[string]*dto.MetricFamily, family string, labels map[string]string) float64 {
-	var total float64
-	f := fams[family]
-	if f == nil {
-		return 0
-	}
-next:
-	for _, m := range f.GetMetric() {
-		for k, v := range labels {
-			found := false
-			for _, l := range m.GetLabel() {
-				if l.GetName() == k && l.GetValue() == v {
-					found = true
-				}
-			}
-			if !found {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			total += m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			total += m.GetGauge().GetValue()
-		case m.Histogram != nil:
-			total += float64(m.GetHistogram().GetSampleCount())
-		case m.Untyped != nil:
-			total += m.GetUntyped().GetValue()
-		}
-	}
-	return total
 }
 
 func dumpFamilies(fams map[string]*dto.MetricFamily) string {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/rocketpilot/rocketpilot/internal/promtest"
 	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
@@ -122,7 +123,7 @@ func TestRestartUnderLoad(t *testing.T) {
 	}
 	// The reconnect storm met the admission limit (24 streams, a burst of 5): some were told to come back later.
 	fams := scrape(t, "http://"+adminAddr+"/metrics")
-	refused := sum(fams, "rocketpilot_xds_stream_admissions_total", map[string]string{"result": "rejected"})
+	refused := promtest.Sum(fams, "rocketpilot_xds_stream_admissions_total", map[string]string{"result": "rejected"})
 	if refused == 0 {
 		t.Fatal("no stream was refused by the admission limit: the storm did not exceed it")
 	}

@@ -211,21 +211,14 @@ func (c *Cache) Apply(cs routing.ChangeSet) {
 		c.rescope(touched)
 	}
 	scopes := map[*scope]struct{}{}
-	var changed []*topicEntry // the materialised topics among the changed: read from the table at once
-	var names []string
+	var changed []*topicEntry // the materialised topics among the changed
 	for name := range cs.Topics {
 		if e := c.topics[name]; e != nil {
-			changed, names = append(changed, e), append(names, name)
+			changed = append(changed, e)
 		}
 	}
-	for i, t := range c.table.Topics(names) {
-		e := changed[i]
-		if err := c.buildTopic(e, t); err != nil {
-			c.opts.Logger.Error("translate topic", "topic", e.name, "err", err)
-			continue
-		}
-		name := e.name
-		c.addWatches(touched, routeKey(name))
+	for _, e := range c.buildTopics(changed) {
+		c.addWatches(touched, routeKey(e.name))
 		for s := range e.scopes {
 			scopes[s] = struct{}{}
 		}
@@ -459,18 +452,31 @@ func (c *Cache) materialise() {
 		return
 	}
 	var entries []*topicEntry
-	var names []string
 	for _, e := range c.unbuilt {
 		if c.topics[e.name] == e { // not released again meanwhile
-			entries, names = append(entries, e), append(names, e.name)
+			entries = append(entries, e)
 		}
 	}
 	c.unbuilt = nil
+	c.buildTopics(entries)
+}
+
+// buildTopics translates materialised topics from the table, reading them all under one hold of its lock, and
+// returns those it built (it logs the others' errors).
+func (c *Cache) buildTopics(entries []*topicEntry) []*topicEntry {
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.name
+	}
+	built := entries[:0:0]
 	for i, t := range c.table.Topics(names) {
 		if err := c.buildTopic(entries[i], t); err != nil {
 			c.opts.Logger.Error("translate topic", "topic", names[i], "err", err)
+			continue
 		}
+		built = append(built, entries[i])
 	}
+	return built
 }
 
 func (c *Cache) unref(name string) {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/rocketpilot/rocketpilot/internal/promtest"
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
@@ -462,34 +463,12 @@ func TestDeclaredClustersAreBounded(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c)
-	if got := gaugeValue(t, reg, "rocketpilot_xds_retained_clusters", "declared"); got != 3*maxDeclaredPerNode {
+	if got := promtest.Sum(promtest.Families(t, reg), "rocketpilot_xds_retained_clusters", map[string]string{"origin": "declared"}); got != 3*maxDeclaredPerNode {
 		t.Fatalf("rocketpilot_xds_retained_clusters{origin=declared} = %v, want %d", got, 3*maxDeclaredPerNode)
 	}
 	time.Sleep(2*retention + 10*time.Millisecond)
 	c.Sweep()
-	if got := gaugeValue(t, reg, "rocketpilot_xds_retained_clusters", "declared"); got != 0 {
+	if got := promtest.Sum(promtest.Families(t, reg), "rocketpilot_xds_retained_clusters", map[string]string{"origin": "declared"}); got != 0 {
 		t.Fatalf("after twice the retention %v declared records remain", got)
 	}
-}
-
-func gaugeValue(t *testing.T, reg *prometheus.Registry, name, origin string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetValue() == origin {
-					return m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no %s{origin=%s}", name, origin)
-	return 0
 }

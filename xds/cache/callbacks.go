@@ -45,7 +45,8 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL string, d decision, na
 			delete(c.pending, r)
 		}
 	}
-	if !Known(typeURL) {
+	known := Known(typeURL)
+	if !known { // counted, so that go-control-plane's watch per type cannot grow without bound
 		if len(typeURL) > MaxNameLength {
 			return status.Errorf(codes.InvalidArgument, "type URL of %d bytes: the limit is %d", len(typeURL), MaxNameLength)
 		}
@@ -55,14 +56,13 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL string, d decision, na
 			}
 			st.unknown[typeURL] = map[string]struct{}{}
 		}
-		if err := c.checkLocked(st, typeURL, names); err != nil {
-			return err
-		}
-		c.pending[req] = pendingRequest{key: key}
-		return nil
 	}
 	if err := c.checkLocked(st, typeURL, names); err != nil {
 		return err
+	}
+	if !known {
+		c.pending[req] = pendingRequest{key: key}
+		return nil // no status, no decisions: nothing is sent that a client could decide on
 	}
 	ts := st.status(typeURL)
 	// The protocol: a state-of-the-world request whose nonce is not the latest sent for its type is stale and not
@@ -129,17 +129,17 @@ func (c *Cache) checkLocked(st *stream, typeURL string, names asked) error {
 	if len(names.initial) > limit {
 		return status.Errorf(codes.ResourceExhausted, "%d initial resource versions of %s: the limit is %d", len(names.initial), typeURL, limit)
 	}
-	var held map[string]struct{} // a delta request changes what the stream holds; a state-of-the-world one replaces it
+	var subscribed map[string]struct{} // a delta request changes the subscription; a state-of-the-world one replaces it
 	if st.delta && Known(typeURL) {
-		held = st.subs[typeURL]
+		subscribed = st.subs[typeURL]
 	} else if st.delta {
-		held = st.unknown[typeURL]
+		subscribed = st.unknown[typeURL]
 	}
-	if len(held)+len(names.subscribe) <= limit {
+	if len(subscribed)+len(names.subscribe) <= limit {
 		return nil // the common case, decided without counting
 	}
-	want := make(map[string]struct{}, len(held)+len(names.subscribe))
-	for name := range held {
+	want := make(map[string]struct{}, len(subscribed)+len(names.subscribe))
+	for name := range subscribed {
 		want[name] = struct{}{}
 	}
 	for _, name := range names.subscribe {

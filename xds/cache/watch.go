@@ -152,6 +152,14 @@ func (c *Cache) register(w *watch) func() {
 	}
 }
 
+func setOf(names []string) map[string]struct{} {
+	out := make(map[string]struct{}, len(names))
+	for _, name := range names {
+		out[name] = struct{}{}
+	}
+	return out
+}
+
 func isClusterType(typeURL string) bool {
 	return typeURL == translate.ClusterType || typeURL == translate.EndpointType
 }
@@ -231,10 +239,7 @@ func (c *Cache) respond(w *watch) bool {
 		if st.resumed[w.typeURL] {
 			names = append(names, c.mayStillRoute(st)...)
 		} else if held := st.held[w.typeURL]; len(held) > 0 {
-			inView := make(map[string]struct{}, len(view))
-			for _, name := range view {
-				inView[name] = struct{}{}
-			}
+			inView := setOf(view)
 			for name := range held {
 				if _, ok := inView[name]; !ok && c.keep(st, w.typeURL, name) { // an answer that left it out would remove it
 					names = append(names, name)
@@ -360,11 +365,15 @@ func (c *Cache) respondDelta(w *watch) bool {
 		c.inView(st, view)
 	}
 	names = append(names, view...)
-	for name := range released {
-		if _, ok := explicit[name]; !ok && !slices.Contains(view, name) {
-			continue // released and not covered: removed below, as what only a wildcard covered
+	if len(released) > 0 {
+		inView := setOf(view)
+		for name := range released {
+			_, isExplicit := explicit[name]
+			if _, ok := inView[name]; !ok && !isExplicit {
+				continue // released and not covered: removed below, as what only a wildcard covered
+			}
+			names = append(names, name)
 		}
-		names = append(names, name)
 	}
 	absent := st.absent[typeURL]
 	if absent == nil {

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
 
+	"github.com/rocketpilot/rocketpilot/internal/promtest"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
@@ -37,10 +38,7 @@ func applyTopics(t *testing.T, s *stack, names []string, perm int32) {
 	for _, n := range names {
 		updates = append(updates, routing.Update{Topic: n, Route: &routing.Route{Members: members}})
 	}
-	v := s.table.Apply("test", updates...)
-	ctx, cancel := context.WithTimeout(context.Background(), answerWithin)
-	defer cancel()
-	if err := s.cache.WaitVersion(ctx, v); err != nil {
+	if err := applyAndWait(s, updates...); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -165,17 +163,10 @@ func TestAdmissionRateLimitsNewStreams(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(adm)
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	fams := promtest.Families(t, reg)
 	counted := map[string]float64{}
-	for _, f := range families {
-		for _, m := range f.GetMetric() {
-			if f.GetName() == "rocketpilot_xds_stream_admissions_total" {
-				counted[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
-			}
-		}
+	for _, result := range []string{"admitted", "rejected"} {
+		counted[result] = promtest.Sum(fams, "rocketpilot_xds_stream_admissions_total", map[string]string{"result": result})
 	}
 	if int(counted["rejected"]) != refused || int(counted["admitted"]) != admitted+1 {
 		t.Fatalf("admission counters %v; %d admitted (and the steady stream), %d refused", counted, admitted, refused)

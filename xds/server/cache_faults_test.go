@@ -25,75 +25,24 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rocketpilot/rocketpilot/internal/promtest"
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
 
-// removeTopic takes a topic out of the table and waits for the cache to apply it.
-func removeTopic(t *testing.T, s *stack, name string) {
-	t.Helper()
-	applyAndWait(t, s, routing.Update{Topic: name})
-}
-
-func applyAndWait(t testing.TB, s *stack, updates ...routing.Update) {
-	v := s.table.Apply("test", updates...)
-	ctx, cancel := context.WithTimeout(context.Background(), answerWithin)
-	defer cancel()
-	if err := s.cache.WaitVersion(ctx, v); err != nil {
-		panic(fmt.Sprintf("the cache did not apply version %d: %v", v, err))
+// removeTopic takes a topic out of the table and waits for the cache to apply it. It panics rather than failing
+// the test: hooks call it on the server's goroutine.
+func removeTopic(s *stack, name string) {
+	if err := applyAndWait(s, routing.Update{Topic: name}); err != nil {
+		panic(err)
 	}
-}
-
-// counterValue reads a counter with a type label from a registry.
-func counterValue(t *testing.T, reg *prometheus.Registry, name, typeLabel string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "type" && l.GetValue() == typeLabel {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
 }
 
 // waitAcked waits until a node's route ACK was handled, so that a hook armed next fires on the next request.
 func waitAcked(t *testing.T, s *stack, nodeID string) {
 	t.Helper()
 	waitFor(t, nodeID+"'s ACK handled", func() bool { return typeState(t, s, nodeID, translate.RouteType).State == cache.Synced })
-}
-
-// nextWithin is next with a shorter wait: for a response that must follow an action at once.
-func (d *deltaStream) nextWithin(wait time.Duration) *discovery.DeltaDiscoveryResponse {
-	d.t.Helper()
-	select {
-	case r := <-d.recv:
-		return r
-	case <-time.After(wait):
-		d.t.Fatal("no response within", wait)
-		return nil
-	}
-}
-
-func (s *sotwStream) nextWithin(wait time.Duration) *discovery.DiscoveryResponse {
-	s.t.Helper()
-	select {
-	case r := <-s.got:
-		return r
-	case <-time.After(wait):
-		s.t.Fatal("no response within", wait)
-		return nil
-	}
 }
 
 func waitHook(t *testing.T, done <-chan struct{}) {
@@ -122,7 +71,7 @@ func TestDeltaChangeQueuedDuringARequestIsNotLost(t *testing.T) {
 		waitAcked(t, s, "racer")
 		// While the server handles the next request, race-a goes: its removal is queued to the watch the ACK left,
 		// and the new watch is created before the server sends it.
-		done := h.beforeNextDeltaRequest(translate.RouteType, func() { removeTopic(t, s, "race-a") })
+		done := h.beforeNextDeltaRequest(translate.RouteType, func() { removeTopic(s, "race-a") })
 		d.subscribe(translate.RouteType, "race-b")
 		waitHook(t, done)
 		expect(t, d.next(), translate.RouteType, nil, []string{"race-a"})
@@ -214,7 +163,7 @@ func TestDeltaNackOfAnOlderNonceIsRecorded(t *testing.T) {
 	if len(rej) != 1 || strings.Join(rej[0].Topics, ",") != "old-a" {
 		t.Fatalf("rejections: %+v; want old-a's", rej)
 	}
-	if n := counterValue(t, reg, "rocketpilot_xds_nacks_total", "rocketmq_route"); n != 1 {
+	if n := promtest.Sum(promtest.Families(t, reg), "rocketpilot_xds_nacks_total", map[string]string{"type": "rocketmq_route"}); n != 1 {
 		t.Fatalf("rocketpilot_xds_nacks_total{type=rocketmq_route} = %v, want 1", n)
 	}
 	d.ack(newer) // sent before the NACK arrived: it says nothing about old-a

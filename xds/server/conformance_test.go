@@ -41,11 +41,8 @@ func testTopic(s *stack, name string, perm int32, brokers ...string) {
 		members = append(members, routing.Member{Cluster: "TestCluster", BrokerName: b, Perm: perm, ReadQueueNums: 4, WriteQueueNums: 4,
 			Addrs: []routing.BrokerAddr{{ID: 0, Addr: fmt.Sprintf("10.9.%d.1:10911", i)}}})
 	}
-	v := s.table.Apply("test", routing.Update{Topic: name, Route: &routing.Route{Members: members}})
-	ctx, cancel := context.WithTimeout(context.Background(), answerWithin)
-	defer cancel()
-	if err := s.cache.WaitVersion(ctx, v); err != nil { // the cache applies changes asynchronously: let it catch up
-		panic(fmt.Sprintf("the cache did not apply version %d: %v", v, err))
+	if err := applyAndWait(s, routing.Update{Topic: name, Route: &routing.Route{Members: members}}); err != nil {
+		panic(err) // hooks call it on the server's goroutine, where a test cannot fail
 	}
 }
 
@@ -132,11 +129,17 @@ func (d *deltaStream) nack(resp *discovery.DeltaDiscoveryResponse, msg string) {
 // next returns the next response, failing the test if none comes within answerWithin.
 func (d *deltaStream) next() *discovery.DeltaDiscoveryResponse {
 	d.t.Helper()
+	return d.nextWithin(answerWithin)
+}
+
+// nextWithin is next with another wait: a shorter one for a response that must follow an action at once.
+func (d *deltaStream) nextWithin(wait time.Duration) *discovery.DeltaDiscoveryResponse {
+	d.t.Helper()
 	select {
 	case r := <-d.recv:
 		return r
-	case <-time.After(answerWithin):
-		d.t.Fatal("no response within", answerWithin)
+	case <-time.After(wait):
+		d.t.Fatal("no response within", wait)
 		return nil
 	}
 }
@@ -671,11 +674,16 @@ func (s *sotwStream) ask(typeURL, version, nonce string, names ...string) {
 
 func (s *sotwStream) next() *discovery.DiscoveryResponse {
 	s.t.Helper()
+	return s.nextWithin(answerWithin)
+}
+
+func (s *sotwStream) nextWithin(wait time.Duration) *discovery.DiscoveryResponse {
+	s.t.Helper()
 	select {
 	case r := <-s.got:
 		return r
-	case <-time.After(answerWithin):
-		s.t.Fatal("no SotW response within", answerWithin)
+	case <-time.After(wait):
+		s.t.Fatal("no SotW response within", wait)
 		return nil
 	}
 }

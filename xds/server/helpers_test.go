@@ -2,18 +2,14 @@ package server
 
 import (
 	"context"
-	"net"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
 	gcpserver "github.com/envoyproxy/go-control-plane/pkg/server/v3"
-	"google.golang.org/grpc"
 
 	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
 	"github.com/rocketpilot/rocketpilot/routing"
@@ -69,32 +65,19 @@ func (c hookedCallbacks) OnStreamDeltaRequest(id int64, req *discovery.DeltaDisc
 // go-control-plane's real gRPC server, with hooks in front of the cache's callbacks.
 func startModelStack(tb testing.TB, copts cache.Options) (*stack, *hooks) {
 	tb.Helper()
-	table := routing.NewTable()
-	c, err := cache.New(table, copts)
-	if err != nil {
-		tb.Fatal(err)
+	table, h := routing.NewTable(), &hooks{}
+	c, addr := serveCache(tb, table, copts, Options{}, func(c *cache.Cache) gcpserver.Callbacks { return hookedCallbacks{c, h} })
+	return &stack{table: table, cache: c, addr: addr}, h
+}
+
+// applyAndWait writes updates to the table as the "test" source and waits for the cache to apply them (it applies
+// the table's changes asynchronously).
+func applyAndWait(s *stack, updates ...routing.Update) error {
+	v := s.table.Apply("test", updates...)
+	ctx, cancel := context.WithTimeout(context.Background(), answerWithin)
+	defer cancel()
+	if err := s.cache.WaitVersion(ctx, v); err != nil {
+		return fmt.Errorf("the cache did not apply version %d: %w", v, err)
 	}
-	sub := table.Subscribe()
-	ctx, cancel := context.WithCancel(context.Background())
-	cdone := make(chan struct{})
-	go func() { c.Run(ctx, sub, nil); close(cdone) }()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	h := &hooks{}
-	g := grpc.NewServer()
-	srv := gcpserver.NewServer(ctx, c, hookedCallbacks{c, h})
-	discovery.RegisterAggregatedDiscoveryServiceServer(g, srv)
-	clusterservice.RegisterClusterDiscoveryServiceServer(g, srv)
-	endpointservice.RegisterEndpointDiscoveryServiceServer(g, srv)
-	sdone := make(chan struct{})
-	go func() { Serve(ctx, g, lis, time.Second); close(sdone) }()
-	tb.Cleanup(func() {
-		cancel()
-		sub.Close()
-		<-sdone
-		<-cdone
-	})
-	return &stack{table: table, cache: c, addr: lis.Addr().String()}, h
+	return nil
 }

@@ -46,6 +46,11 @@ var Compressions = []string{gzip.Name, "none"}
 
 // GRPC returns a gRPC server with rocketpilot's xDS services registered on c.
 func GRPC(ctx context.Context, c *cache.Cache, opts Options) *grpc.Server {
+	return newGRPC(ctx, c, c, opts)
+}
+
+// newGRPC is GRPC with the callbacks go-control-plane's server calls: the cache, or a test's hooks in front of it.
+func newGRPC(ctx context.Context, c *cache.Cache, callbacks gcpserver.Callbacks, opts Options) *grpc.Server {
 	if opts.MaxRecvMsgSize <= 0 {
 		opts.MaxRecvMsgSize = 4 << 20
 	}
@@ -86,7 +91,7 @@ func GRPC(ctx context.Context, c *cache.Cache, opts Options) *grpc.Server {
 	}
 	serverOpts = append(serverOpts, grpc.ChainStreamInterceptor(interceptors...))
 	g := grpc.NewServer(serverOpts...)
-	srv := gcpserver.NewServer(ctx, c, c)
+	srv := gcpserver.NewServer(ctx, c, callbacks)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, srv)
 	clusterservice.RegisterClusterDiscoveryServiceServer(g, srv)
 	endpointservice.RegisterEndpointDiscoveryServiceServer(g, srv)

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	gcpserver "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+
 	"github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
@@ -57,30 +59,43 @@ func startStackWith(t testing.TB, load func(*embedded.NameServer), opts Options,
 	case <-time.After(20 * time.Second):
 		t.Fatal("watcher never synced")
 	}
-	sub := table.Subscribe()
 	var co cache.Options
 	if len(copts) > 0 {
 		co = copts[0]
 	}
-	c, err := cache.New(table, co)
+	t.Cleanup(func() { cancel(); <-wdone }) // after the server's cleanup, which serveCache registers later
+	c, addr := serveCache(t, table, co, opts, nil)
+	return &stack{ns: ns, table: table, watcher: w, cache: c, addr: addr}
+}
+
+// serveCache runs a cache over table and go-control-plane's gRPC server over it on loopback, until the test ends.
+// callbacks, when not nil, gives what the server calls instead of the cache's own callbacks (hooks in front of it).
+func serveCache(tb testing.TB, table *routing.Table, copts cache.Options, opts Options, callbacks func(*cache.Cache) gcpserver.Callbacks) (*cache.Cache, string) {
+	tb.Helper()
+	c, err := cache.New(table, copts)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	var cb gcpserver.Callbacks = c
+	if callbacks != nil {
+		cb = callbacks(c)
+	}
+	sub := table.Subscribe()
+	ctx, cancel := context.WithCancel(context.Background())
 	cdone := make(chan struct{})
 	go func() { c.Run(ctx, sub, nil); close(cdone) }()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	g := GRPC(ctx, c, opts)
+	g := newGRPC(ctx, c, cb, opts)
 	sdone := make(chan struct{})
 	go func() { Serve(ctx, g, lis, time.Second); close(sdone) }()
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		cancel()
 		sub.Close()
 		<-sdone
 		<-cdone
-		<-wdone
 	})
-	return &stack{ns: ns, table: table, watcher: w, cache: c, addr: lis.Addr().String()}
+	return c, lis.Addr().String()
 }
