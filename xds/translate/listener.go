@@ -136,7 +136,7 @@ func Listener(opts ListenerOptions) (*listenerv3.Listener, error) {
 		filter.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: cfg}
 	} else {
 		filter.ConfigType = &listenerv3.Filter_ConfigDiscovery{ConfigDiscovery: &corev3.ExtensionConfigSource{
-			ConfigSource: adsSource(),
+			ConfigSource: extensionConfigSource(),
 			TypeUrls:     []string{ProxyType},
 		}}
 	}
@@ -148,4 +148,16 @@ func Listener(opts ListenerOptions) (*listenerv3.Listener, error) {
 		}}},
 		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{filter}}},
 	}, nil
+}
+
+// extensionConfigSource is where the filter's config comes from: the ADS stream, with no initial fetch timeout.
+// Envoy keeps a listener warming until its filter's first ECDS config arrives, but only for the config source's
+// initial_fetch_timeout (15 s when unset); then, or when the first config is rejected, the listener goes active
+// with no filter config and closes every connection it accepts (network_extension_config_missing). A listener
+// that waits for its route table is better than one that refuses every client, and the cache answers a new node's
+// ECDS subscription as soon as the clusters it names are accepted (docs/xds.md, "Listener warming").
+func extensionConfigSource() *corev3.ConfigSource {
+	src := adsSource()
+	src.InitialFetchTimeout = durationpb.New(0)
+	return src
 }
