@@ -16,6 +16,8 @@ import (
 
 // Request codes routes match on, through the `code` pseudo-header Envoy's filter sets to the decimal request
 // code. Both numberings of Pop are covered: Envoy's filter uses its own (50, 51), Apache RocketMQ 5.x uses 2000xx.
+// Of these codes Envoy's filter routes only 10, 310, 50 and 51 and answers the others itself (EnvoyDispatchedCodes);
+// docs/xds.md lists what the other entries are kept for.
 var (
 	// SendCodes go to the writable masters: SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE.
 	SendCodes = []int32{10, 310, 320}

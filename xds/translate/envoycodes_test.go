@@ -1,0 +1,91 @@
+package translate
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// docTable returns the rows of the Markdown table that follows the line "<!-- table: name -->" in a doc, each as
+// its trimmed cells, header and separator rows left out (a row is kept when its first cell is a number).
+func docTable(t *testing.T, doc, name string) [][]string {
+	t.Helper()
+	b, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	start := slices.Index(lines, "<!-- table: "+name+" -->")
+	if start < 0 {
+		t.Fatalf("%s has no table marked <!-- table: %s -->", doc, name)
+	}
+	var rows [][]string
+	for _, line := range lines[start+1:] {
+		if !strings.HasPrefix(line, "|") {
+			break
+		}
+		var cells []string
+		for _, c := range strings.Split(strings.Trim(line, "|"), "|") {
+			cells = append(cells, strings.TrimSpace(c))
+		}
+		if _, err := strconv.Atoi(strings.Trim(cells[0], "`")); err == nil {
+			rows = append(rows, cells)
+		}
+	}
+	if len(rows) == 0 {
+		t.Fatalf("%s: the table marked %s has no rows", doc, name)
+	}
+	return rows
+}
+
+// TestDocsListTheCodesEnvoysFilterDispatches pins docs/xds.md to Envoy's rule: the RocketMQ filter handles only
+// the request codes of the switch in ConnectionManager::dispatch (contrib/rocketmq_proxy/filters/network/source/
+// conn_manager.cc) and answers every other one "Request not supported". The docs' table of dispatched codes must
+// list exactly EnvoyDispatchedCodes, and every code rocketpilot's routes match that Envoy never dispatches must be
+// in the docs' table of route entries Envoy never uses, saying what uses it.
+func TestDocsListTheCodesEnvoysFilterDispatches(t *testing.T) {
+	const doc = "../../docs/xds.md"
+	if !slices.IsSorted(EnvoyDispatchedCodes) || len(slices.Compact(slices.Clone(EnvoyDispatchedCodes))) != len(EnvoyDispatchedCodes) {
+		t.Fatalf("EnvoyDispatchedCodes %v: want ascending, without repeats", EnvoyDispatchedCodes)
+	}
+	code := func(row []string) int32 {
+		n, _ := strconv.Atoi(strings.Trim(row[0], "`"))
+		return int32(n)
+	}
+
+	var dispatched []int32
+	for _, row := range docTable(t, doc, "envoy-dispatched-codes") {
+		dispatched = append(dispatched, code(row))
+	}
+	slices.Sort(dispatched)
+	if !slices.Equal(dispatched, EnvoyDispatchedCodes) {
+		t.Errorf("%s lists %v as the codes Envoy's filter dispatches; EnvoyDispatchedCodes is %v", doc, dispatched, EnvoyDispatchedCodes)
+	}
+
+	unused := map[int32]bool{} // codes rocketpilot routes that never reach Envoy's routing
+	for _, codes := range [][]int32{SendCodes, ConsumeCodes, AckCodes} {
+		for _, c := range codes {
+			if !slices.Contains(EnvoyDispatchedCodes, c) {
+				unused[c] = true
+			}
+		}
+	}
+	listed := map[int32]bool{}
+	for _, row := range docTable(t, doc, "route-codes-envoy-never-dispatches") {
+		c := code(row)
+		switch {
+		case !unused[c]:
+			t.Errorf("%s lists %d as a route entry Envoy never uses, but it is not one: either Envoy dispatches it or no route matches it", doc, c)
+		case len(row) < 2 || row[len(row)-1] == "":
+			t.Errorf("%s lists %d without saying what uses its route entry", doc, c)
+		}
+		listed[c] = true
+	}
+	for c := range unused {
+		if !listed[c] {
+			t.Errorf("rocketpilot's routes match code %d, which Envoy's filter never dispatches, and %s does not say what uses it", c, doc)
+		}
+	}
+}
