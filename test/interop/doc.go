@@ -15,6 +15,13 @@
 //   - The pure-JavaScript client ali-ons (npm, pinned in node/package-lock.json) fetches TopicTest's route with
 //     its own MQClientAPI and parses both the legacy and the standard JSON dialect. This needs node and
 //     `./setup.sh` (npm ci); without them the test is skipped locally and fails when the CI variable is set.
+//   - Envoy's RocketMQ proxy filter answers 105 itself, in its own shape: one QueueData per host, stray keys
+//     from a reused protobuf Struct in every broker entry and at the top level, quoted broker ids, language CPP,
+//     and SYSTEM_ERROR "Cluster is not available" (not TOPIC_NOT_EXIST) for a topic without a route. Byte
+//     fixtures of those answers (testdata/envoy-105-*.bin, written by a model of Envoy's encoder; -update
+//     rewrites them) are served as the NameServer's answer: both clients derive broker-a's and broker-b's 4
+//     queues each from the route, and report an error for the unknown topic; neither parses the {} body of a
+//     cluster without hosts.
 //
 // Why a separate module: the client libraries pull in logrus, gjson, go-redis, testify and more. Keeping them in
 // this module (its own go.mod, with a replace of the main module to ../..) keeps them out of the main module's

@@ -20,20 +20,82 @@ const (
 	codeHeartbeat     int32 = 34
 )
 
-// fakeBroker is a loopback TCP server speaking just enough of the broker side of the remoting protocol for a
-// producer: it stores nothing, answers SEND_MESSAGE (10) and SEND_MESSAGE_V2 (310) with SUCCESS and the
-// fields of a SendMessageResponseHeader (msgId, queueId, queueOffset), and every other request (heartbeat,
-// unregister...) with a bare SUCCESS. It records what it received.
+// frameServer is a loopback TCP server that reads remoting frames and writes back, for every request that is not
+// one-way, the frame respond returns for it. It closes its connections when the test ends.
+type frameServer struct {
+	*loopListener
+	t       *testing.T
+	name    string // for logs
+	respond func(*remoting.Command) ([]byte, error)
+}
+
+// listenFrameServer returns a frameServer listening on a loopback port; start makes it serve.
+func listenFrameServer(t *testing.T, name string) *frameServer {
+	t.Helper()
+	return &frameServer{loopListener: listenLoopback(t, name), t: t, name: name}
+}
+
+// start accepts connections and answers their requests with respond.
+func (s *frameServer) start(respond func(*remoting.Command) ([]byte, error)) {
+	s.respond = respond
+	s.wg.Add(1)
+	go s.accept()
+}
+
+func (s *frameServer) accept() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil || !s.conns.track(c) {
+			return // closed
+		}
+		s.wg.Add(1)
+		go s.serve(c)
+	}
+}
+
+func (s *frameServer) serve(c net.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		_ = c.Close()
+		s.conns.forget(c)
+	}()
+	r := remoting.NewReader(c, 0)
+	for {
+		req, err := r.Read()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				s.t.Logf("%s %s: read: %v", s.name, s.Addr(), err)
+			}
+			return
+		}
+		if req.IsResponse() {
+			continue
+		}
+		frame, err := s.respond(req)
+		if err != nil {
+			s.t.Errorf("%s %s: answer %v: %v", s.name, s.Addr(), req, err)
+			return
+		}
+		if req.IsOneway() {
+			continue
+		}
+		if _, err := c.Write(frame); err != nil {
+			return
+		}
+	}
+}
+
+// fakeBroker is a frameServer speaking just enough of the broker side of the remoting protocol for a producer: it
+// stores nothing, answers SEND_MESSAGE (10) and SEND_MESSAGE_V2 (310) with SUCCESS and the fields of a
+// SendMessageResponseHeader (msgId, queueId, queueOffset), and every other request (heartbeat, unregister...) with
+// a bare SUCCESS. It records what it received.
 type fakeBroker struct {
-	t  *testing.T
-	ln net.Listener
-	wg sync.WaitGroup
+	*frameServer
 
 	mu     sync.Mutex
 	sends  []receivedSend
 	codes  map[int32]int
-	conns  map[net.Conn]struct{}
-	closed bool
 	offset int64 // next queue offset handed out
 }
 
@@ -54,28 +116,9 @@ type receivedSend struct {
 
 func startFakeBroker(t *testing.T) *fakeBroker {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("fake broker listen: %v", err)
-	}
-	b := &fakeBroker{t: t, ln: ln, codes: make(map[int32]int), conns: make(map[net.Conn]struct{})}
-	b.wg.Add(1)
-	go b.accept()
-	t.Cleanup(b.close)
+	b := &fakeBroker{frameServer: listenFrameServer(t, "fake broker"), codes: make(map[int32]int)}
+	b.start(func(req *remoting.Command) ([]byte, error) { return remoting.Encode(b.handle(req)) })
 	return b
-}
-
-func (b *fakeBroker) Addr() string { return b.ln.Addr().String() }
-
-func (b *fakeBroker) close() {
-	_ = b.ln.Close()
-	b.mu.Lock()
-	b.closed = true
-	for c := range b.conns {
-		_ = c.Close()
-	}
-	b.mu.Unlock()
-	b.wg.Wait()
 }
 
 // Sends returns the send requests received so far.
@@ -90,61 +133,6 @@ func (b *fakeBroker) Count(code int32) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.codes[code]
-}
-
-func (b *fakeBroker) accept() {
-	defer b.wg.Done()
-	for {
-		c, err := b.ln.Accept()
-		if err != nil {
-			return // closed
-		}
-		b.mu.Lock()
-		if b.closed {
-			b.mu.Unlock()
-			_ = c.Close()
-			return
-		}
-		b.conns[c] = struct{}{}
-		b.wg.Add(1)
-		b.mu.Unlock()
-		go b.serve(c)
-	}
-}
-
-func (b *fakeBroker) serve(c net.Conn) {
-	defer b.wg.Done()
-	defer func() {
-		_ = c.Close()
-		b.mu.Lock()
-		delete(b.conns, c)
-		b.mu.Unlock()
-	}()
-	r := remoting.NewReader(c, 0)
-	for {
-		req, err := r.Read()
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				b.t.Logf("fake broker %s: read: %v", b.Addr(), err)
-			}
-			return
-		}
-		if req.IsResponse() {
-			continue
-		}
-		resp := b.handle(req)
-		if req.IsOneway() {
-			continue
-		}
-		frame, err := remoting.Encode(resp)
-		if err != nil {
-			b.t.Errorf("fake broker %s: encode response: %v", b.Addr(), err)
-			return
-		}
-		if _, err := c.Write(frame); err != nil {
-			return
-		}
-	}
 }
 
 func (b *fakeBroker) handle(req *remoting.Command) *remoting.Command {

@@ -33,11 +33,7 @@ func TestGoAdminReadsEmbeddedNameServer(t *testing.T) {
 			clientErrors(t)
 			ns := startNameServer(t, embedded.Options{HeaderType: header}, true)
 			sp := startSpy(t, ns.Addr())
-			adm, err := admin.NewAdmin(admin.WithResolver(primitive.NewPassthroughResolver([]string{sp.Addr()})))
-			if err != nil {
-				t.Fatalf("NewAdmin: %v", err)
-			}
-			defer func() { _ = adm.Close() }()
+			adm := startAdmin(t, sp.Addr())
 			ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
 			defer cancel()
 
@@ -129,6 +125,17 @@ func TestGoAdminReadsEmbeddedNameServer(t *testing.T) {
 			})
 		})
 	}
+}
+
+// startAdmin returns an official Go admin client whose NameServer is addr, and closes it when the test ends.
+func startAdmin(t *testing.T, addr string) admin.Admin {
+	t.Helper()
+	adm, err := admin.NewAdmin(admin.WithResolver(primitive.NewPassthroughResolver([]string{addr})))
+	if err != nil {
+		t.Fatalf("NewAdmin: %v", err)
+	}
+	t.Cleanup(func() { _ = adm.Close() })
+	return adm
 }
 
 // assertLegacyRouteBody checks a 105 body is fastjson's legacy form: broker ids as bare numeric keys, which

@@ -41,7 +41,12 @@ type aliOnsRoute struct {
 }
 
 type aliOnsOutput struct {
-	Route *aliOnsRoute `json:"route"`
+	Route    *aliOnsRoute `json:"route"`
+	Producer *struct {
+		Publish   []aliOnsQueue `json:"publish"`
+		Picks     []aliOnsQueue `json:"picks"`
+		Subscribe []aliOnsQueue `json:"subscribe"`
+	} `json:"producer"` // route.js --producer
 	Error *struct {
 		Name    string `json:"name"`
 		Code    int    `json:"code"`
@@ -149,6 +154,7 @@ func TestAliOnsFetchesRouteFromEmbeddedNameServer(t *testing.T) {
 type routeScriptOutput struct {
 	code           int
 	res            aliOnsOutput
+	line           string // the result line res was decoded from
 	stdout, stderr string
 }
 
@@ -176,7 +182,8 @@ func runRouteScript(t *testing.T, node, addr, topic string, args ...string) rout
 	}
 	t.Logf("node route.js %s %s %s: exit %d in %v", addr, topic, strings.Join(args, " "), out.code, time.Since(start).Round(time.Millisecond))
 	lines := strings.Split(strings.TrimSpace(out.stdout), "\n")
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &out.res); err != nil {
+	out.line = lines[len(lines)-1]
+	if err := json.Unmarshal([]byte(out.line), &out.res); err != nil {
 		t.Fatalf("route.js printed no JSON result (%v), exit %d\nstdout:\n%s\nstderr:\n%s", err, out.code, out.stdout, out.stderr)
 	}
 	return out

@@ -16,15 +16,78 @@ import (
 // records it decoded. A client pointed at the spy instead of the NameServer shows what really went over the wire:
 // the request version it sent and the body dialect it received.
 type spy struct {
+	*loopListener
 	t      *testing.T
 	target string
-	ln     net.Listener
-	wg     sync.WaitGroup
 
 	mu     sync.Mutex
 	frames []spiedFrame
+}
+
+// loopListener is a loopback listener, the goroutines that serve it (wg) and their connections. It is closed,
+// and they are ended, when the test ends.
+type loopListener struct {
+	ln    net.Listener
+	wg    sync.WaitGroup
+	conns connSet
+}
+
+func listenLoopback(t *testing.T, what string) *loopListener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("%s listen: %v", what, err)
+	}
+	l := &loopListener{ln: ln}
+	t.Cleanup(l.close)
+	return l
+}
+
+func (l *loopListener) Addr() string { return l.ln.Addr().String() }
+
+func (l *loopListener) close() {
+	_ = l.ln.Close()
+	l.conns.closeAll()
+	l.wg.Wait()
+}
+
+// connSet holds a server's open connections, so that closing the server closes them.
+type connSet struct {
+	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
+}
+
+// track registers c; false means the set is closed, and c was closed.
+func (s *connSet) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		_ = c.Close()
+		return false
+	}
+	if s.conns == nil {
+		s.conns = make(map[net.Conn]struct{})
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+// forget drops c, which its user closed.
+func (s *connSet) forget(c net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+}
+
+// closeAll closes every connection tracked, and makes track close any later one.
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for c := range s.conns {
+		_ = c.Close()
+	}
 }
 
 type spiedFrame struct {
@@ -42,40 +105,10 @@ const spyFrameLimit = remoting.DefaultMaxFrameSize
 
 func startSpy(t *testing.T, target string) *spy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("spy listen: %v", err)
-	}
-	s := &spy{t: t, target: target, ln: ln, conns: make(map[net.Conn]struct{})}
+	s := &spy{loopListener: listenLoopback(t, "spy"), t: t, target: target}
 	s.wg.Add(1)
 	go s.accept()
-	t.Cleanup(s.close)
 	return s
-}
-
-func (s *spy) Addr() string { return s.ln.Addr().String() }
-
-func (s *spy) close() {
-	_ = s.ln.Close()
-	s.mu.Lock()
-	s.closed = true
-	for c := range s.conns {
-		_ = c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-}
-
-// track registers c for close; false means the spy is closing and c was closed.
-func (s *spy) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		_ = c.Close()
-		return false
-	}
-	s.conns[c] = struct{}{}
-	return true
 }
 
 func (s *spy) accept() {
@@ -91,7 +124,7 @@ func (s *spy) accept() {
 			_ = client.Close()
 			continue
 		}
-		if !s.track(client) || !s.track(server) {
+		if !s.conns.track(client) || !s.conns.track(server) {
 			_ = client.Close()
 			_ = server.Close()
 			return
