@@ -62,7 +62,6 @@ func printProxyStatus(g *globals, streams []cache.StreamStatus, now time.Time) e
 		t.headers = append(t.headers, shortType(ty))
 	}
 	t.headers = append(t.headers, "AGE")
-	var nacks []string
 	for _, s := range streams {
 		row := []string{s.Node, fmt.Sprint(s.ID)}
 		for _, ty := range statusTypes {
@@ -70,9 +69,6 @@ func printProxyStatus(g *globals, streams []cache.StreamStatus, now time.Time) e
 			for _, ts := range s.Types {
 				if ts.TypeURL == ty {
 					state = ts.State
-					if ts.NackError != "" {
-						nacks = append(nacks, fmt.Sprintf("%s stream %d %s: %s", s.Node, s.ID, shortType(ty), ts.NackError))
-					}
 				}
 			}
 			row = append(row, state)
@@ -82,13 +78,45 @@ func printProxyStatus(g *globals, streams []cache.StreamStatus, now time.Time) e
 	if err := t.print(g.out); err != nil {
 		return err
 	}
-	if len(nacks) > 0 {
-		fmt.Fprintln(g.out, "\nNACKs:")
-		for _, n := range nacks {
-			fmt.Fprintln(g.out, "  "+n)
+	printProxyNotes(g, streams)
+	return nil
+}
+
+// printProxyNotes lists, after a status table, the NACKs (a sidecar that lacks an extension said apart: it is not
+// the configuration's fault) and the configs make-before-break holds back, with the clusters they wait for.
+func printProxyNotes(g *globals, streams []cache.StreamStatus) {
+	var nacks, held []string
+	for _, s := range streams {
+		for _, ty := range statusTypes {
+			for _, ts := range s.Types {
+				if ts.TypeURL != ty {
+					continue
+				}
+				where := fmt.Sprintf("%s stream %d %s", s.Node, s.ID, shortType(ty))
+				switch {
+				case ts.MissingExtension != "":
+					nacks = append(nacks, fmt.Sprintf("%s: the sidecar lacks %s; run Envoy 1.28 or later with the contrib RocketMQ filter (%s)",
+						where, ts.MissingExtension, ts.NackError))
+				case ts.NackError != "":
+					nacks = append(nacks, fmt.Sprintf("%s: %s", where, ts.NackError))
+				}
+				if len(ts.WaitingFor) > 0 {
+					held = append(held, fmt.Sprintf("%s: waits for the node to accept these clusters and their endpoints: %s", where, strings.Join(ts.WaitingFor, ", ")))
+				}
+			}
 		}
 	}
-	return nil
+	for _, section := range []struct {
+		title string
+		lines []string
+	}{{"NACKs:", nacks}, {"Held until the node accepts their clusters (make-before-break):", held}} {
+		if len(section.lines) > 0 {
+			fmt.Fprintln(g.out, "\n"+section.title)
+			for _, line := range section.lines {
+				fmt.Fprintln(g.out, "  "+line)
+			}
+		}
+	}
 }
 
 // printProxyDetail is one line per type of each of a node's streams.
@@ -107,7 +135,11 @@ func printProxyDetail(g *globals, streams []cache.StreamStatus, now time.Time) e
 			t.add(fmt.Sprint(s.ID), shortType(ts.TypeURL), ts.State, sub, orNone(ts.SentVersion), orNone(ts.AckedVersion), sent, orNone(ts.NackError))
 		}
 	}
-	return t.print(g.out)
+	if err := t.print(g.out); err != nil {
+		return err
+	}
+	printProxyNotes(g, streams)
+	return nil
 }
 
 var configKinds = map[string]string{

@@ -3,6 +3,7 @@ package cache
 import (
 	"cmp"
 	"context"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -72,16 +73,23 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL string, d decision, na
 	if stale {
 		return nil
 	}
-	r, ok := ts.decided(d.nonce)
+	passed, r, ok := ts.decided(d.nonce)
 	if !ok {
 		return nil // no decision: a first request, a subscription change, or a nonce no response of the type had
 	}
 	if d.rejects {
 		ts.nackNonce, ts.nackError, ts.rejectedVersion, ts.rejectedTopics, ts.nackSeq = d.nonce, d.errorDetail, r.version, r.topics, ts.seq
+		ts.missingExtension = MissingExtension(d.errorDetail)
 		ts.nacks++
 		ts.holdUntil = time.Now().Add(c.opts.NackBackoff << min(ts.nacks-1, 5))
 		c.metrics.of(typeURL).nacks.Inc()
 		c.noteRejections()
+		if ts.missingExtension != "" {
+			// Not the config's fault: the sidecar cannot run it. No TopicRoute is blamed (Rejections leaves it out).
+			c.opts.Logger.Error("sidecar lacks an extension rocketpilot's config needs: run an Envoy build with the contrib RocketMQ filter (1.28 or later)",
+				"node", nodeID(st), "type", typeURL, "extension", ts.missingExtension, "error", d.errorDetail)
+			return nil
+		}
 		c.opts.Logger.Warn("xDS response rejected", "node", nodeID(st), "type", typeURL, "version", r.version, "error", d.errorDetail,
 			"nacksInARow", ts.nacks, "retryIn", time.Until(ts.holdUntil).Round(time.Millisecond))
 		return nil
@@ -90,13 +98,16 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL string, d decision, na
 		return nil // a state-of-the-world request that still holds an earlier version accepts nothing
 	}
 	ts.ackedVersion, ts.ackedNonce = r.version, d.nonce
+	if isClusterType(typeURL) {
+		c.accept(st, typeURL, passed, r)
+	}
 	if ts.nackNonce != "" && r.seq <= ts.nackSeq && d.nonce != ts.nackNonce {
 		return nil // accepted a response sent before the rejection arrived: it says nothing of what was rejected
 	}
 	if ts.nackNonce != "" {
 		c.noteRejections()
 	}
-	ts.nackNonce, ts.nackError, ts.rejectedVersion, ts.rejectedTopics = "", "", "", nil
+	ts.nackNonce, ts.nackError, ts.rejectedVersion, ts.rejectedTopics, ts.missingExtension = "", "", "", nil, ""
 	ts.nacks, ts.holdUntil = 0, time.Time{}
 	return nil
 }
@@ -105,16 +116,18 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL string, d decision, na
 // decides on responses in order); the one named stays, so that a client may take its decision back (an ACK of the
 // nonce it rejected). For state of the world only the latest counts (others are stale); a delta client may reject
 // an older response after a newer one went out.
-func (ts *typeStatus) decided(nonce string) (sentResponse, bool) {
+// It returns the responses passed over without a decision, and the one decided.
+func (ts *typeStatus) decided(nonce string) ([]sentResponse, sentResponse, bool) {
 	if nonce == "" {
-		return sentResponse{}, false
+		return nil, sentResponse{}, false
 	}
 	i := slices.IndexFunc(ts.inflight, func(r sentResponse) bool { return r.nonce == nonce })
 	if i < 0 {
-		return sentResponse{}, false
+		return nil, sentResponse{}, false
 	}
+	passed := slices.Clone(ts.inflight[:i])
 	ts.inflight = slices.Delete(ts.inflight, 0, i)
-	return ts.inflight[0], true
+	return passed, ts.inflight[0], true
 }
 
 // checkLocked refuses a request that would take a stream past its limits: more than MaxSubscriptions names of
@@ -186,10 +199,16 @@ func (c *Cache) onResponse(key streamKey, typeURL, nonce, version string) {
 	}
 	ts.seq++
 	ts.sentNonce, ts.sentVersion, ts.sentAt = nonce, version, time.Now()
+	carries := q.carries
 	if len(ts.inflight) == maxInflight {
+		if len(ts.inflight) > 1 { // what accepting a later one implies
+			ts.inflight[1].carries = ts.inflight[0].carries.then(ts.inflight[1].carries)
+		} else {
+			carries = ts.inflight[0].carries.then(carries)
+		}
 		ts.inflight = slices.Delete(ts.inflight, 0, 1)
 	}
-	ts.inflight = append(ts.inflight, sentResponse{nonce: nonce, version: version, seq: ts.seq, topics: q.topics})
+	ts.inflight = append(ts.inflight, sentResponse{nonce: nonce, version: version, seq: ts.seq, topics: q.topics, carries: carries})
 	c.metrics.sent(typeURL, q.pushedAt)
 }
 
@@ -238,14 +257,16 @@ func (c *Cache) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) err
 
 func (c *Cache) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {}
 
-// Rejections returns the responses open streams rejected and have not accepted a later one of, by node and type.
+// Rejections returns the responses open streams rejected and have not accepted a later one of, by node and type:
+// the configuration's faults. A rejection because the sidecar lacks an extension is the sidecar's, and is left
+// out (proxy-status and rocketpilot_xds_sidecars_missing_extension show it).
 func (c *Cache) Rejections() []routing.Rejection {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []routing.Rejection
 	for _, st := range c.streams {
 		for typeURL, ts := range st.types {
-			if ts.nackNonce != "" && st.id > 0 {
+			if ts.nackNonce != "" && ts.missingExtension == "" && st.id > 0 {
 				out = append(out, routing.Rejection{Node: nodeID(st), TypeURL: typeURL, Version: ts.rejectedVersion,
 					Error: ts.nackError, Topics: ts.rejectedTopics})
 			}
@@ -267,4 +288,25 @@ func (c *Cache) RejectionsChanged() <-chan struct{} {
 func (c *Cache) noteRejections() {
 	close(c.rejected)
 	c.rejected = make(chan struct{})
+}
+
+// Envoy's words for a config naming an extension its build does not have: Config::Utility::getAndCheckFactory
+// (source/common/config/utility.h) for a typed config, and the filter config provider managers
+// (source/common/filter/config_discovery_impl.cc, source/common/listener_manager/listener_impl.cc) for a
+// config_discovery whose type URL no factory serves.
+var missingExtensionErrors = []*regexp.Regexp{
+	regexp.MustCompile(`Didn't find a registered implementation for '([^']*)' with type URL: '([^']*)'`),
+	regexp.MustCompile(`Didn't find a registered implementation for (?:name|type): '([^']*)'`),
+	regexp.MustCompile(`no factory found for a required type URL ([^\s]+?)\.?(?:\s|$)`),
+}
+
+// MissingExtension returns the extension a NACK's error says the client lacks (its type URL when Envoy gives one,
+// else its name), or "" when the error says something else.
+func MissingExtension(errorDetail string) string {
+	for _, re := range missingExtensionErrors {
+		if m := re.FindStringSubmatch(errorDetail); m != nil {
+			return m[len(m)-1]
+		}
+	}
+	return ""
 }

@@ -40,6 +40,8 @@ type metrics struct {
 	resources *prometheus.Desc         // type
 	nodes     *prometheus.Desc
 	retained  *prometheus.Desc // origin
+	missing   *prometheus.Desc // type
+	held      *prometheus.Desc // type
 	// byType holds each type label's series, resolved once: every response counts, and a label lookup hashes the
 	// labels. Keyed by label, so that clients' unknown type URLs share "other". Used under the cache's lock only.
 	byType map[string]*typeSeries
@@ -82,6 +84,10 @@ func newMetrics() *metrics {
 		retained: prometheus.NewDesc("rocketpilot_xds_retained_clusters", "Clusters nodes keep after they left their view, as (node, cluster) records, by origin: view (left the node's view here) or declared (declared by a reconnecting client, never served by this replica).",
 			[]string{"origin"}, nil),
 	}
+	m.missing = prometheus.NewDesc("rocketpilot_xds_sidecars_missing_extension", "Streams whose standing NACK of a type says the sidecar lacks an extension the config needs (an Envoy without the contrib RocketMQ filter, or older than 1.28), by type: a sidecar problem, never blamed on a TopicRoute.",
+		[]string{"type"}, nil)
+	m.held = prometheus.NewDesc("rocketpilot_xds_configs_held", "Streams whose next config make-before-break holds back until the node accepts the clusters it names and their endpoints, by type.",
+		[]string{"type"}, nil)
 	m.byType = map[string]*typeSeries{}
 	for _, t := range ServedTypes { // every counter present from the start, at zero
 		m.of(t)
@@ -98,6 +104,8 @@ func (c *Cache) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.metrics.resources
 	ch <- c.metrics.nodes
 	ch <- c.metrics.retained
+	ch <- c.metrics.missing
+	ch <- c.metrics.held
 }
 
 // Collect implements prometheus.Collector. Its gauges cost a walk over the streams, under the cache's lock.
@@ -107,9 +115,10 @@ func (c *Cache) Collect(ch chan<- prometheus.Metric) {
 	m.nacks.Collect(ch)
 	m.pushTime.Collect(ch)
 	type key struct{ typ, protocol string }
-	streams := map[key]int{}
+	streams, missing, held := map[key]int{}, map[string]int{}, map[string]int{}
 	for _, t := range ServedTypes {
 		streams[key{TypeLabel(t), "delta"}], streams[key{TypeLabel(t), "sotw"}] = 0, 0
+		missing[TypeLabel(t)], held[TypeLabel(t)] = 0, 0
 	}
 	c.mu.Lock()
 	for _, st := range c.streams {
@@ -120,8 +129,14 @@ func (c *Cache) Collect(ch chan<- prometheus.Metric) {
 		if st.delta {
 			protocol = "delta"
 		}
-		for typeURL := range st.types {
+		for typeURL, ts := range st.types {
 			streams[key{TypeLabel(typeURL), protocol}]++
+			if ts.missingExtension != "" {
+				missing[TypeLabel(typeURL)]++
+			}
+			if c.waitingFor(st, typeURL) != nil {
+				held[TypeLabel(typeURL)]++
+			}
 		}
 	}
 	routes := 0
@@ -143,6 +158,12 @@ func (c *Cache) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.resources, prometheus.GaugeValue, float64(n), TypeLabel(typeURL))
 	}
 	ch <- prometheus.MustNewConstMetric(m.nodes, prometheus.GaugeValue, float64(nodes))
+	for typ, n := range missing {
+		ch <- prometheus.MustNewConstMetric(m.missing, prometheus.GaugeValue, float64(n), typ)
+	}
+	for typ, n := range held {
+		ch <- prometheus.MustNewConstMetric(m.held, prometheus.GaugeValue, float64(n), typ)
+	}
 }
 
 // sent counts a response handed to a stream; pushedAt is when the change that caused it reached the cache, zero

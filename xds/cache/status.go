@@ -34,6 +34,12 @@ type TypeStatus struct {
 	NackError    string    `json:"nackError,omitempty"`
 	// BackoffUntil is when the NACK backoff lets the next response of the type go, while it holds it.
 	BackoffUntil time.Time `json:"backoffUntil,omitzero"`
+	// WaitingFor are the clusters a config held back by make-before-break waits for the node to accept, with their
+	// endpoints (docs/xds.md, "Make-before-break").
+	WaitingFor []string `json:"waitingFor,omitempty"`
+	// MissingExtension is set when the standing NACK says the sidecar lacks an extension the config needs (an
+	// Envoy without the contrib RocketMQ filter): a problem of the sidecar, not of the configuration.
+	MissingExtension string `json:"missingExtension,omitempty"`
 }
 
 // StreamStatus is one stream as the admin API reports it.
@@ -75,7 +81,8 @@ func (c *Cache) streamsUnsorted() []StreamStatus {
 		}
 		for typeURL, ts := range st.types {
 			t := TypeStatus{TypeURL: typeURL, Wildcard: ts.wildcard, SentVersion: ts.sentVersion, SentAt: ts.sentAt,
-				AckedVersion: ts.ackedVersion, NackError: ts.nackError}
+				AckedVersion: ts.ackedVersion, NackError: ts.nackError, MissingExtension: ts.missingExtension,
+				WaitingFor: c.waitingFor(st, typeURL)}
 			if now.Before(ts.holdUntil) {
 				t.BackoffUntil = ts.holdUntil
 			}

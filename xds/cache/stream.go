@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"maps"
 	"slices"
 	"time"
 
@@ -39,8 +40,11 @@ type stream struct {
 	// streams every type (from initial_resource_versions, then each response and unsubscribe), for state-of-the-world
 	// streams clusters and endpoints (make-before-break). A type is present once the stream asked for it (delta) or
 	// was answered (state of the world).
-	held    map[string]map[string]string
-	resumed map[string]bool // SotW type whose first request carried a version: state unknown
+	held map[string]map[string]string
+	// accepted is what the client has acknowledged of clusters and endpoints, type → name → version: make-before-break
+	// sends a config that names a cluster only once the node accepted the cluster and its endpoints (gate.go).
+	accepted map[string]map[string]string
+	resumed  map[string]bool // SotW type whose first request carried a version: state unknown
 	// lastSotw is a state-of-the-world type's latest request with a current nonce: a request with a stale nonce is
 	// ignored, and its watch answers as this one would.
 	lastSotw map[string]*gcpcache.Request
@@ -96,6 +100,8 @@ type typeStatus struct {
 	nackNonce, nackError, rejectedVersion string
 	rejectedTopics                        []string
 	nackSeq                               uint64
+	// missingExtension is, when the standing rejection says the client lacks an extension, that extension.
+	missingExtension string
 	// NACK backoff: NACKs in a row, no response before holdUntil, and the timer that answers when it passes.
 	nacks     int
 	holdUntil time.Time
@@ -113,17 +119,65 @@ const maxInflight = 16
 
 // queuedResponse is what the cache knows of a response it queued: the topics it carries (routes by name; a
 // listener or ECDS config every topic of its scope), when the change behind it reached the cache (zero for a
-// request's answer), and for state of the world its version, which identifies it.
+// request's answer), for state of the world its version, which identifies it, and for clusters and endpoints what
+// the client holds once it accepts it.
 type queuedResponse struct {
 	version  string
 	topics   []string
 	pushedAt time.Time
+	carries  *clusterChange
 }
 
 type sentResponse struct {
 	nonce, version string
 	seq            uint64
 	topics         []string
+	carries        *clusterChange
+}
+
+// clusterChange is what a response of clusters or endpoints does to what the client holds: a state-of-the-world
+// response replaces it all (whole), a delta response sets some names and removes others.
+type clusterChange struct {
+	whole   bool
+	set     map[string]string
+	removed []string
+}
+
+// then returns the change of c followed by next: what a client that accepts both holds.
+func (c *clusterChange) then(next *clusterChange) *clusterChange {
+	switch {
+	case c == nil, next != nil && next.whole:
+		return next
+	case next == nil:
+		return c
+	}
+	out := &clusterChange{whole: c.whole, set: maps.Clone(c.set)}
+	if out.set == nil {
+		out.set = map[string]string{}
+	}
+	for _, name := range c.removed {
+		if _, ok := next.set[name]; !ok {
+			out.removed = append(out.removed, name)
+		}
+	}
+	for _, name := range next.removed {
+		delete(out.set, name)
+		out.removed = append(out.removed, name)
+	}
+	maps.Copy(out.set, next.set)
+	return out
+}
+
+// applyTo makes held what a client that held it holds after accepting c.
+func (c *clusterChange) applyTo(held map[string]string) map[string]string {
+	if c.whole || held == nil {
+		held = make(map[string]string, len(c.set))
+	}
+	for _, name := range c.removed {
+		delete(held, name)
+	}
+	maps.Copy(held, c.set)
+	return held
 }
 
 func (s *stream) status(typeURL string) *typeStatus {
@@ -166,7 +220,7 @@ func (c *Cache) newStream(key streamKey, delta bool) *stream {
 	st := &stream{key: key, id: key.id, delta: delta, opened: time.Now(), types: map[string]*typeStatus{},
 		subs: map[string]map[string]struct{}{}, dirty: map[string]map[string]struct{}{}, pending: map[string]*watch{},
 		seen: map[string]bool{}, absent: map[string]map[string]struct{}{}, held: map[string]map[string]string{},
-		resumed: map[string]bool{}, lastSotw: map[string]*gcpcache.Request{}, forced: map[string]map[string]struct{}{},
+		accepted: map[string]map[string]string{}, resumed: map[string]bool{}, lastSotw: map[string]*gcpcache.Request{}, forced: map[string]map[string]struct{}{},
 		dropWildcard: map[string]bool{}, released: map[string]map[string]struct{}{}, modes: map[string]*subMode{},
 		unknown: map[string]map[string]struct{}{}}
 	c.streams[key] = st
@@ -233,6 +287,9 @@ func (c *Cache) subscribeDelta(st *stream, req *gcpcache.DeltaRequest) {
 			}
 		}
 		st.held[typeURL] = held
+		if isClusterType(typeURL) {
+			st.accepted[typeURL] = maps.Clone(held) // a client declares only what it accepted
+		}
 	}
 	if sub.legacy {
 		if len(subs) == 0 {
@@ -257,6 +314,7 @@ func (c *Cache) subscribeDelta(st *stream, req *gcpcache.DeltaRequest) {
 			addName(st.released, typeURL, name)
 		} else {
 			delete(held, name)
+			delete(st.accepted[typeURL], name)
 		}
 		c.unsubscribe(st, typeURL, name)
 	}

@@ -132,10 +132,11 @@ func (c *Cache) register(w *watch) func() {
 		// it has been answered, its wildcard answers keep every cluster it may still route to.
 		st.resumed[w.typeURL] = true
 	}
-	if c.respond(w) {
-		if isClusterType(w.typeURL) {
-			c.respondAll(c.waitingOnClusters(st)) // configs held back for these clusters may go now
-		}
+	answered := c.respond(w)
+	if isClusterType(w.typeURL) {
+		c.releaseHeld(st.node) // a state-of-the-world request may have shown the client holds what a config waits for
+	}
+	if answered {
 		c.routesSubscribed(w)
 		return func() {}
 	}
@@ -166,7 +167,7 @@ func isClusterType(typeURL string) bool {
 
 // routesSubscribed answers, after a route request, the stream's other pending watches that it can change: routes
 // subscribed (or unsubscribed) by name add (or drop) clusters in the stream's wildcard cluster and endpoint views
-// and in the make-before-break gate of its listener and ECDS config.
+// and in the make-before-break gate of its listener and ECDS config (gate.go).
 func (c *Cache) routesSubscribed(w *watch) {
 	if w.typeURL != translate.RouteType {
 		return
@@ -188,35 +189,14 @@ func (c *Cache) forget(w *watch) {
 	delete(w.node.watches, w)
 }
 
-// respondAll answers every touched watch that has something to say; answering clusters can release a node's
-// waiting listener and ECDS watches, which are then tried again.
+// respondAll answers every touched watch that has something to say. Answering clusters releases no config: the
+// gate waits for the client to accept them (gate.go).
 func (c *Cache) respondAll(touched map[*watch]struct{}) {
-	for len(touched) > 0 {
-		next := map[*watch]struct{}{}
-		for w := range touched {
-			if w.done {
-				continue
-			}
-			if c.respond(w) {
-				c.forget(w)
-				if isClusterType(w.typeURL) {
-					maps.Copy(next, c.waitingOnClusters(w.stream))
-				}
-			}
-		}
-		touched = next
-	}
-}
-
-// waitingOnClusters returns a stream's listener and ECDS watches, which make-before-break may be holding back.
-func (c *Cache) waitingOnClusters(st *stream) map[*watch]struct{} {
-	out := map[*watch]struct{}{}
-	for _, typeURL := range []string{translate.ExtensionType, translate.ListenerType} {
-		if w := st.pending[typeURL]; w != nil {
-			out[w] = struct{}{}
+	for w := range touched {
+		if !w.done && c.respond(w) {
+			c.forget(w)
 		}
 	}
-	return out
 }
 
 // respond sends the watch its answer if the client lacks anything, and reports whether it did.
@@ -224,8 +204,8 @@ func (c *Cache) respond(w *watch) bool {
 	if w.done || c.holding(w) {
 		return false
 	}
-	if (w.typeURL == translate.ExtensionType || w.typeURL == translate.ListenerType) && !c.clustersSent(w.stream) {
-		return false // make before break: the clusters this config names are not with the node yet
+	if c.gated(w.typeURL) && c.unaccepted(w.stream) != nil {
+		return false // make before break: the node has not accepted every cluster this config names (gate.go)
 	}
 	if w.deltaReq != nil {
 		return c.respondDelta(w)
@@ -258,10 +238,14 @@ func (c *Cache) respond(w *watch) bool {
 	}
 	w.done = true // from here on resp is the server's: the cache reads only its own copies
 	var routes []string
-	if w.typeURL == translate.RouteType {
+	var carries *clusterChange
+	switch {
+	case w.typeURL == translate.RouteType:
 		routes = slices.Collect(maps.Keys(returned))
+	case isClusterType(w.typeURL):
+		carries = &clusterChange{whole: true, set: maps.Clone(returned)}
 	}
-	c.queued(w, version, routes)
+	c.queued(w, version, routes, carries)
 	if isClusterType(w.typeURL) {
 		st.held[w.typeURL] = returned
 		delete(st.resumed, w.typeURL)
@@ -272,12 +256,13 @@ func (c *Cache) respond(w *watch) bool {
 // queued records a response handed to the server, for the callback that sees it sent. A state-of-the-world
 // response the server dropped (its watch replaced first) leaves an entry the next one sent skips; the list keeps
 // the latest maxInflight.
-func (c *Cache) queued(w *watch, version string, routes []string) {
+func (c *Cache) queued(w *watch, version string, routes []string, carries *clusterChange) {
 	ts := w.stream.status(w.typeURL)
 	if len(ts.queued) == maxInflight {
+		ts.queued[1].carries = ts.queued[0].carries.then(ts.queued[1].carries) // what accepting a later one implies
 		ts.queued = slices.Delete(ts.queued, 0, 1)
 	}
-	ts.queued = append(ts.queued, queuedResponse{version: version, topics: c.carried(w, routes), pushedAt: c.pushStart})
+	ts.queued = append(ts.queued, queuedResponse{version: version, topics: c.carried(w, routes), pushedAt: c.pushStart, carries: carries})
 }
 
 // holding reports whether a stream's type is in its NACK backoff, and arms the timer that answers the watch
@@ -318,24 +303,6 @@ func (c *Cache) carried(w *watch, routes []string) []string {
 		return w.node.scope.topics
 	}
 	return nil
-}
-
-// clustersSent reports whether every cluster a stream uses has been sent to its cluster and endpoint
-// subscriptions. A stream that subscribes to neither gets its config without waiting.
-func (c *Cache) clustersSent(st *stream) bool {
-	used := c.used(st)
-	for _, typeURL := range []string{translate.ClusterType, translate.EndpointType} {
-		held, subscribed := st.held[typeURL]
-		if !subscribed {
-			continue
-		}
-		for name := range used {
-			if _, ok := held[name]; !ok {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // respondDelta answers a delta watch from the stream's record of what the client holds. It looks at the names
@@ -476,13 +443,20 @@ func (c *Cache) respondDelta(w *watch) bool {
 	commit()
 	w.done = true
 	var routes []string
-	if typeURL == translate.RouteType {
+	var carries *clusterChange
+	switch {
+	case typeURL == translate.RouteType:
 		routes = make([]string, len(send))
 		for i, r := range send {
 			routes[i] = r.name
 		}
+	case isClusterType(typeURL):
+		carries = &clusterChange{set: make(map[string]string, len(send)), removed: removed}
+		for _, r := range send {
+			carries.set[r.name] = r.version
+		}
 	}
-	c.queued(w, "", routes)
+	c.queued(w, "", routes, carries)
 	return true
 }
 
@@ -532,6 +506,7 @@ func (c *Cache) sotwResponse(w *watch, names []string, always bool) (gcpcache.Re
 					held[r.name] = r.version
 				}
 				w.stream.held[w.typeURL] = held
+				w.stream.accepted[w.typeURL] = maps.Clone(held) // its request names the version: it accepted it
 				delete(w.stream.resumed, w.typeURL)
 			}
 			return nil, "", nil, false
