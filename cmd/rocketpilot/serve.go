@@ -62,6 +62,7 @@ type serveOptions struct {
 	admissionWait  time.Duration
 	maxSubs        int
 	nackBackoff    time.Duration
+	lifeSpan       time.Duration
 	listTimeout    time.Duration
 	compression    string
 	configDir      string
@@ -124,6 +125,7 @@ TopicRoutes and TopicBindings come from the Kubernetes API (--kubernetes) or fro
 	f.DurationVar(&o.admissionWait, "xds-admission-wait", 10*time.Second, "how long a new xDS stream may wait for admission before it is refused with RESOURCE_EXHAUSTED (the client retries)")
 	f.IntVar(&o.maxSubs, "xds-max-subscriptions", 100_000, "names one xDS stream may subscribe to, per type; a request beyond it ends the stream with RESOURCE_EXHAUSTED")
 	f.DurationVar(&o.nackBackoff, "nack-backoff", time.Second, "after a NACK, how long before the next response of that type to that stream; doubles with each NACK in a row, up to 32 times")
+	f.DurationVar(&o.lifeSpan, "transient-object-life-span", translate.DefaultTransientObjectLifeSpan, "the RocketMQ filter's transient_object_life_span in every sidecar's config: an ack of Envoy's own Pop (codes 50, 51) must reach the sidecar within it (plus up to one client heartbeat); 1s to 12h")
 	f.DurationVar(&o.retention, "cluster-retention", 10*time.Minute, "how long a cluster no route names any more stays served (Envoy applies route changes to new connections only)")
 	f.DurationVar(&o.grace, "shutdown-grace", 10*time.Second, "how long open xDS streams may take to close on shutdown")
 	f.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, how long to keep serving with /readyz failing before closing the xDS streams (lets load balancers take the replica out first)")
@@ -185,6 +187,9 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 	}
 	if o.maxSubs < 1 || o.nackBackoff <= 0 {
 		return fmt.Errorf("--xds-max-subscriptions %d, --nack-backoff %v: want positive values", o.maxSubs, o.nackBackoff)
+	}
+	if err := translate.CheckTransientObjectLifeSpan(o.lifeSpan); err != nil {
+		return fmt.Errorf("--transient-object-life-span: %w", err)
 	}
 	if o.tlsReload <= 0 {
 		return fmt.Errorf("--tls-reload-interval %v: want a positive duration", o.tlsReload)
@@ -291,6 +296,8 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 		MaxSubscriptions: o.maxSubs,
 		NackBackoff:      o.nackBackoff,
 		Logger:           log.With("component", "xds"),
+		// One value for the filter: it is a field of the node's whole config, not of a topic's routes.
+		TransientObjectLifeSpan: o.lifeSpan,
 	})
 	if err != nil {
 		return err

@@ -161,7 +161,8 @@ func TestChartDefaults(t *testing.T) {
 		"--log-level=info", "--log-format=json", "--discovery=all",
 		"--leader-elect=true", "--leader-election-namespace="+helmtest.Namespace, "--leader-election-id=rocketpilot-leader",
 		"--shutdown-delay=5s", "--shutdown-grace=10s")
-	for _, absent := range []string{"--tls-", "--pprof", "--namesrv", "--watch-namespace", "--leader-elect=false"} {
+	for _, absent := range []string{"--tls-", "--pprof", "--namesrv", "--watch-namespace", "--leader-elect=false",
+		"--transient-object-life-span"} {
 		if hasArg(c.Args, absent) {
 			t.Errorf("default args hold %s: %q", absent, c.Args)
 		}
@@ -374,6 +375,15 @@ func TestChartWatchNamespace(t *testing.T) {
 	wantArgs(t, c.Args, "--watch-namespace=team-a")
 }
 
+// TestChartTransientObjectLifeSpan: transientObjectLifeSpan becomes serve's --transient-object-life-span, which
+// every sidecar's RocketMQ filter config carries (cmd/rocketpilot's
+// TestPopAckDirectiveLivesAsLongAsTheConfiguredLifeSpan); unset, serve's default applies (TestChartDefaults).
+func TestChartTransientObjectLifeSpan(t *testing.T) {
+	objs := render(t, "--set", "transientObjectLifeSpan=2m30s")
+	c := container(t, typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release))
+	wantArgs(t, c.Args, "--transient-object-life-span=2m30s")
+}
+
 func TestChartLeaderElectionOff(t *testing.T) {
 	objs := render(t, "--set", "leaderElection.enabled=false", "--set", "replicaCount=1")
 	c := container(t, typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release))
@@ -500,6 +510,8 @@ func TestChartSchemaRejectsInvalidValues(t *testing.T) {
 		{"shutdown:\n  delaySeconds: -1", "delaySeconds"},
 		{"terminationGracePeriodSeconds: 15", "terminationGracePeriodSeconds"},
 		{"watchNamespace: Team_A", "watchNamespace"},
+		{"transientObjectLifeSpan: soon", "transientObjectLifeSpan"},
+		{"transientObjectLifeSpan: 30", "transientObjectLifeSpan"},
 		{"replicas: 3", "replicas"},
 		{"leaderElection:\n  enabled: false", "leaderElection.enabled"},
 		{"pprof: true", "pprof"},

@@ -43,7 +43,11 @@ type Options struct {
 	// row doubles it, up to 32 times; an ACK resets it. Changes meanwhile are coalesced into that one response,
 	// so a client that rejects every version is not sent one per change.
 	NackBackoff time.Duration
-	Logger      *slog.Logger
+	// TransientObjectLifeSpan is the RocketMQ filter's transient_object_life_span in every node's config, ECDS or
+	// inline (translate.DefaultTransientObjectLifeSpan, 30s, when zero): how long Envoy keeps the broker a Pop
+	// (code 50) was answered by, for its Ack (51). One value for the filter, hence for all of a node's topics.
+	TransientObjectLifeSpan time.Duration
+	Logger                  *slog.Logger
 }
 
 // MaxNameLength is the longest resource name a stream may subscribe to.
@@ -536,7 +540,8 @@ func (c *Cache) buildScope(s *scope) error {
 			}
 		}
 	}
-	body, err := translate.ExtensionConfigFromRoutes(c.opts.StatPrefix, bodies)
+	body, err := translate.ExtensionConfigFromRoutes(translate.ProxyOptions{StatPrefix: c.opts.StatPrefix,
+		TransientObjectLifeSpan: c.opts.TransientObjectLifeSpan}, bodies)
 	if err != nil {
 		return err
 	}
@@ -567,7 +572,8 @@ func (c *Cache) buildInlineScope(s *scope) error {
 		}
 	}
 	lopts := c.opts.Listener
-	lopts.Inline = translate.ProxyConfig(c.opts.StatPrefix, routes)
+	lopts.Inline = translate.ProxyConfig(translate.ProxyOptions{StatPrefix: c.opts.StatPrefix,
+		TransientObjectLifeSpan: c.opts.TransientObjectLifeSpan}, routes)
 	l, err := translate.Listener(lopts)
 	if err != nil {
 		return err

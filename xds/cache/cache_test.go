@@ -326,7 +326,7 @@ func TestSplicedConfigEqualsTranslation(t *testing.T) {
 		for _, name := range topics { // sorted already
 			routes = append(routes, translate.TopicRoute(tab.Topic(name)))
 		}
-		want, err := translate.ExtensionConfig(translate.ProxyConfig("rocketmq", routes))
+		want, err := translate.ExtensionConfig(translate.ProxyConfig(translate.ProxyOptions{StatPrefix: "rocketmq"}, routes))
 		if err != nil {
 			t.Fatal(err)
 		}

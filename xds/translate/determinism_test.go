@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
+	"time"
 
 	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -28,9 +29,11 @@ func TestPackedConfigsMarshalDeterministically(t *testing.T) {
 	routes[0].Routes[0].Route.MetadataMatch = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
 		LBNamespace: {Fields: fields}, "other": {Fields: fields}}}
 	build := map[string]func() (proto.Message, error){
-		"ECDS config": func() (proto.Message, error) { return ExtensionConfig(ProxyConfig("rocketmq", routes)) },
+		"ECDS config": func() (proto.Message, error) {
+			return ExtensionConfig(ProxyConfig(ProxyOptions{StatPrefix: "rocketmq"}, routes))
+		},
 		"inline listener": func() (proto.Message, error) {
-			return Listener(ListenerOptions{Inline: ProxyConfig("rocketmq", routes)})
+			return Listener(ListenerOptions{Inline: ProxyConfig(ProxyOptions{StatPrefix: "rocketmq"}, routes)})
 		},
 	}
 	for what, f := range build {
@@ -55,40 +58,45 @@ func TestPackedConfigsMarshalDeterministically(t *testing.T) {
 
 // TestExtensionConfigFromRoutesMatchesTranslation: the ECDS config spliced from the topics' encoded routes is, byte
 // for byte, the translated config marshalled deterministically (so its version too), for scopes of every size the
-// model gives, an empty one included.
+// model gives, an empty one included, with the default filter-wide fields and with configured ones.
 func TestExtensionConfigFromRoutesMatchesTranslation(t *testing.T) {
 	_, topics := model(t)
 	var all []*rmqv3.RouteConfiguration
 	for _, tp := range topics {
 		all = append(all, TopicRoute(tp))
 	}
-	for n := range len(all) + 1 {
-		routes := all[:n]
-		want, err := ExtensionConfig(ProxyConfig("rocketmq", routes))
-		if err != nil {
-			t.Fatal(err)
-		}
-		wantBytes, err := proto.MarshalOptions{Deterministic: true}.Marshal(want)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var bodies [][]byte
-		for _, r := range routes {
-			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+	for _, opts := range []ProxyOptions{
+		{StatPrefix: "rocketmq"},
+		{StatPrefix: "mq", TransientObjectLifeSpan: 90*time.Second + 500*time.Millisecond},
+	} {
+		for n := range len(all) + 1 {
+			routes := all[:n]
+			want, err := ExtensionConfig(ProxyConfig(opts, routes))
 			if err != nil {
 				t.Fatal(err)
 			}
-			bodies = append(bodies, b)
-		}
-		got, err := ExtensionConfigFromRoutes("rocketmq", bodies)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, wantBytes) {
-			t.Fatalf("%d topics: spliced config differs from the translated one (%d vs %d bytes)", n, len(got), len(wantBytes))
+			wantBytes, err := proto.MarshalOptions{Deterministic: true}.Marshal(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var bodies [][]byte
+			for _, r := range routes {
+				b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				bodies = append(bodies, b)
+			}
+			got, err := ExtensionConfigFromRoutes(opts, bodies)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, wantBytes) {
+				t.Fatalf("%+v, %d topics: spliced config differs from the translated one (%d vs %d bytes)", opts, n, len(got), len(wantBytes))
+			}
 		}
 	}
-	if _, err := ExtensionConfigFromRoutes("rocketmq", [][]byte{{0xff}}); err == nil {
+	if _, err := ExtensionConfigFromRoutes(ProxyOptions{StatPrefix: "rocketmq"}, [][]byte{{0xff}}); err == nil {
 		t.Fatal("a truncated route configuration was accepted")
 	}
 }

@@ -23,7 +23,7 @@ func FuzzExtensionConfigFromRoutes(f *testing.F) {
 	f.Add([]byte{0x0a, 0xff}, uint16(1))
 	f.Fuzz(func(t *testing.T, b []byte, cut uint16) {
 		at := int(cut) % (len(b) + 1)
-		out, err := ExtensionConfigFromRoutes("rocketmq", [][]byte{b[:at], b[at:]})
+		out, err := ExtensionConfigFromRoutes(ProxyOptions{StatPrefix: "rocketmq"}, [][]byte{b[:at], b[at:]})
 		if err != nil {
 			return
 		}

@@ -13,17 +13,53 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
+// DefaultTransientObjectLifeSpan is the RocketMQ filter's transient_object_life_span when none is configured. It
+// is Envoy's own default (config.h, TransientObjectLifeSpan), written explicitly as rocketpilot always has.
+const DefaultTransientObjectLifeSpan = 30 * time.Second
+
+// The bounds of a configured transient_object_life_span. Envoy purges every Pop ack directive older than it at
+// the connection's next heartbeat, so with less than a second an ack fails whenever a heartbeat comes between it
+// and its pop; RocketMQ's proxy keeps a popped message invisible for 12 hours at most, and a longer span would
+// only keep the directives of abandoned pops in memory.
+const (
+	MinTransientObjectLifeSpan = time.Second
+	MaxTransientObjectLifeSpan = 12 * time.Hour
+)
+
+// CheckTransientObjectLifeSpan returns an error unless d is a usable transient_object_life_span: within
+// [MinTransientObjectLifeSpan, MaxTransientObjectLifeSpan].
+func CheckTransientObjectLifeSpan(d time.Duration) error {
+	if d < MinTransientObjectLifeSpan || d > MaxTransientObjectLifeSpan {
+		return fmt.Errorf("transient object life span %v: want %v to %v (an ack of Envoy's Pop must arrive within it)",
+			d, MinTransientObjectLifeSpan, MaxTransientObjectLifeSpan)
+	}
+	return nil
+}
+
+// ProxyOptions are the filter-wide fields of a node's RocketMQ filter config, the same for every topic in it.
+type ProxyOptions struct {
+	StatPrefix string
+	// TransientObjectLifeSpan is how long Envoy keeps the record of which broker answered a Pop (code 50), which
+	// routes its Ack (51) to that broker: DefaultTransientObjectLifeSpan when zero. Callers check a configured
+	// value with CheckTransientObjectLifeSpan.
+	TransientObjectLifeSpan time.Duration
+}
+
 // ProxyConfig is the RocketMQ filter config for a node: one route table holding the routes of every topic the
 // node is scoped to, in the order given (callers sort by topic).
-func ProxyConfig(statPrefix string, topics []*rmqv3.RouteConfiguration) *rmqv3.RocketmqProxy {
+func ProxyConfig(opts ProxyOptions, topics []*rmqv3.RouteConfiguration) *rmqv3.RocketmqProxy {
 	table := &rmqv3.RouteConfiguration{Name: ExtensionConfigName}
 	for _, t := range topics {
 		table.Routes = append(table.Routes, t.Routes...)
 	}
+	span := opts.TransientObjectLifeSpan
+	if span == 0 {
+		span = DefaultTransientObjectLifeSpan
+	}
 	return &rmqv3.RocketmqProxy{
-		StatPrefix:              statPrefix,
+		StatPrefix:              opts.StatPrefix,
 		RouteConfig:             table,
-		TransientObjectLifeSpan: durationpb.New(30 * time.Second),
+		TransientObjectLifeSpan: durationpb.New(span),
 	}
 }
 
@@ -36,12 +72,12 @@ func ExtensionConfig(proxy *rmqv3.RocketmqProxy) (*corev3.TypedExtensionConfig, 
 	return &corev3.TypedExtensionConfig{Name: ExtensionConfigName, TypedConfig: cfg}, nil
 }
 
-// ExtensionConfigFromRoutes is ExtensionConfig(ProxyConfig(statPrefix, topics)) for topics given as their
+// ExtensionConfigFromRoutes is ExtensionConfig(ProxyConfig(opts, topics)) for topics given as their
 // RouteConfigurations' deterministic encodings (as a cache keeps them), already marshalled deterministically. It
 // splices the topics' routes fields into the config as they are, without decoding or translating anything: one
 // topic's change costs a copy of the scope's bytes, not a translation of every topic in it. The bytes are those
 // marshalling the translated messages gives (TestExtensionConfigFromRoutesMatchesTranslation).
-func ExtensionConfigFromRoutes(statPrefix string, topics [][]byte) ([]byte, error) {
+func ExtensionConfigFromRoutes(opts ProxyOptions, topics [][]byte) ([]byte, error) {
 	routes := make([][]byte, len(topics))
 	length := 0
 	for i, t := range topics {
@@ -51,8 +87,8 @@ func ExtensionConfigFromRoutes(statPrefix string, topics [][]byte) ([]byte, erro
 		}
 		routes[i], length = r, length+len(r)
 	}
-	opts := proto.MarshalOptions{Deterministic: true}
-	shell, err := opts.Marshal(ProxyConfig(statPrefix, nil)) // every field but the routes
+	mopts := proto.MarshalOptions{Deterministic: true}
+	shell, err := mopts.Marshal(ProxyConfig(opts, nil)) // every field but the routes
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +109,7 @@ func ExtensionConfigFromRoutes(statPrefix string, topics [][]byte) ([]byte, erro
 		}
 		b = b[n+m:]
 	}
-	return opts.Marshal(&corev3.TypedExtensionConfig{Name: ExtensionConfigName, TypedConfig: &anypb.Any{TypeUrl: ProxyType, Value: proxy}})
+	return mopts.Marshal(&corev3.TypedExtensionConfig{Name: ExtensionConfigName, TypedConfig: &anypb.Any{TypeUrl: ProxyType, Value: proxy}})
 }
 
 // Field numbers of rocketmq_proxy.v3 that ExtensionConfigFromRoutes splices: RocketmqProxy.route_config and

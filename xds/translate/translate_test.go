@@ -74,7 +74,7 @@ func TestGolden(t *testing.T) {
 	golden(t, "endpoints", LoadAssignment(tt.BrokerSet))
 	golden(t, "route", TopicRoute(tt))
 	golden(t, "endpoints-orphaned", LoadAssignment(topics[1].BrokerSet))
-	proxy := ProxyConfig("rocketmq", []*rmqv3.RouteConfiguration{TopicRoute(topics[0]), TopicRoute(topics[1])})
+	proxy := ProxyConfig(ProxyOptions{StatPrefix: "rocketmq"}, []*rmqv3.RouteConfiguration{TopicRoute(topics[0]), TopicRoute(topics[1])})
 	ext, err := ExtensionConfig(proxy)
 	if err != nil {
 		t.Fatal(err)

@@ -93,6 +93,9 @@ app.kubernetes.io/part-of: rocketpilot
 {{- with .Values.namesrv }}
 - {{ printf "--namesrv=%s" (join ";" .) | quote }}
 {{- end }}
+{{- with .Values.transientObjectLifeSpan }}
+- {{ printf "--transient-object-life-span=%s" . | quote }}
+{{- end }}
 {{- if .Values.tls.enabled }}
 - --tls-cert={{ include "rocketpilot.tlsDir" . }}/tls.crt
 - --tls-key={{ include "rocketpilot.tlsDir" . }}/tls.key
