@@ -78,6 +78,7 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL string, d decision, na
 		return nil // no decision: a first request, a subscription change, or a nonce no response of the type had
 	}
 	if d.rejects {
+		ts.inflight[0].rejected = true // what it carried is not accepted, even when a later response is
 		ts.nackNonce, ts.nackError, ts.rejectedVersion, ts.rejectedTopics, ts.nackSeq = d.nonce, d.errorDetail, r.version, r.topics, ts.seq
 		ts.missingExtension = MissingExtension(d.errorDetail)
 		ts.nacks++
@@ -201,9 +202,11 @@ func (c *Cache) onResponse(key streamKey, typeURL, nonce, version string) {
 	ts.sentNonce, ts.sentVersion, ts.sentAt = nonce, version, time.Now()
 	carries := q.carries
 	if len(ts.inflight) == maxInflight {
-		if len(ts.inflight) > 1 { // what accepting a later one implies
+		switch { // what accepting a later one implies
+		case ts.inflight[0].rejected:
+		case len(ts.inflight) > 1:
 			ts.inflight[1].carries = ts.inflight[0].carries.then(ts.inflight[1].carries)
-		} else {
+		default:
 			carries = ts.inflight[0].carries.then(carries)
 		}
 		ts.inflight = slices.Delete(ts.inflight, 0, 1)

@@ -15,7 +15,7 @@ import (
 // cluster new to that client.
 //
 // The gate is per node: Envoy's per-type services carry clusters, endpoints and the config on different streams
-// of the same node. A node that takes clusters by CDS waits for their endpoints too, even before it asked for them:
+// of the same node (for each type, the node's newest stream that asks for it counts). A node that takes clusters by CDS waits for their endpoints too, even before it asked for them:
 // every cluster rocketpilot serves is an EDS cluster, and Envoy asks for its endpoints only once it took the
 // cluster (on the per-type services, on a stream of its own). A node that asks for neither type waits for nothing
 // (a library that asks only for routes and the config).
@@ -32,20 +32,21 @@ func (c *Cache) unaccepted(st *stream) []string {
 	used := c.used(st)
 	clusters := false // the node takes clusters by CDS: they are EDS clusters, so it will ask for their endpoints
 	for _, typeURL := range []string{translate.ClusterType, translate.EndpointType} {
-		var accepted []map[string]string
-		for other := range st.node.streams {
-			if other.modes[typeURL] != nil {
-				accepted = append(accepted, other.accepted[typeURL])
-			}
+		var accepted, held map[string]string
+		from := st.node.newest(typeURL)
+		if from != nil {
+			accepted, held = from.accepted[typeURL], from.held[typeURL]
 		}
 		if typeURL == translate.ClusterType {
-			clusters = len(accepted) > 0
+			clusters = from != nil
 		}
-		if len(accepted) == 0 && !clusters {
-			continue // no stream of the node asks for this type
+		if from == nil && !clusters {
+			continue // the node does not ask for this type
 		}
 		for name := range used {
-			if !slices.ContainsFunc(accepted, func(a map[string]string) bool { _, ok := a[name]; return ok }) {
+			// Accepted, and not removed since by a response still in flight (the client let it go).
+			_, ok := accepted[name]
+			if _, kept := held[name]; !ok || !kept {
 				missing = append(missing, name)
 			}
 		}
@@ -60,7 +61,9 @@ func (c *Cache) unaccepted(st *stream) []string {
 func (c *Cache) accept(st *stream, typeURL string, passed []sentResponse, r sentResponse) {
 	var change *clusterChange
 	for _, p := range passed {
-		change = change.then(p.carries)
+		if !p.rejected {
+			change = change.then(p.carries)
+		}
 	}
 	if change = change.then(r.carries); change == nil {
 		return
@@ -83,6 +86,22 @@ func (c *Cache) releaseHeld(n *node) {
 		}
 	}
 	c.respondAll(held)
+}
+
+// newest returns the node's latest stream that asks for a type. Only it counts: an older one may be the dead
+// connection of an earlier incarnation of the same node (an Envoy restarted with its node id), which the server
+// has not seen close yet, and what that one accepted the new one does not hold.
+func (n *node) newest(typeURL string) *stream {
+	var out *stream
+	for st := range n.streams {
+		if st.modes[typeURL] == nil {
+			continue
+		}
+		if out == nil || st.opened.After(out.opened) || st.opened.Equal(out.opened) && st.id > out.id {
+			out = st
+		}
+	}
+	return out
 }
 
 // waitingFor returns, for the status of a stream's type, the clusters its pending config waits for.

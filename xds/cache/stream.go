@@ -133,6 +133,7 @@ type sentResponse struct {
 	seq            uint64
 	topics         []string
 	carries        *clusterChange
+	rejected       bool // the client rejected it: an ACK of a later response does not accept it
 }
 
 // clusterChange is what a response of clusters or endpoints does to what the client holds: a state-of-the-world

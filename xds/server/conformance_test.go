@@ -693,7 +693,11 @@ func TestSotwReconnectKeepsMakeBeforeBreakAndRetention(t *testing.T) {
 	first := openSotw(t, s.addr, n)
 	first.ask(translate.ClusterType, "", "")
 	cds := first.next()
-	first.ask(translate.ClusterType, cds.VersionInfo, cds.Nonce) // accepted: the ECDS config naming it may come
+	// Accepted, and its endpoints asked for and accepted, as Envoy does: the ECDS config naming it may come.
+	first.ask(translate.ClusterType, cds.VersionInfo, cds.Nonce)
+	first.ask(translate.EndpointType, "", "", sotwClusters(t, cds)...)
+	eds := first.next()
+	first.ask(translate.EndpointType, eds.VersionInfo, eds.Nonce, sotwClusters(t, cds)...)
 	first.ask(translate.ExtensionType, "", "", translate.ExtensionConfigName)
 	ecds := first.next()
 	if len(cds.Resources) != 1 || len(ecds.Resources) != 1 {

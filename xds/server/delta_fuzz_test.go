@@ -1331,16 +1331,6 @@ func (cl *fuzzClient) checkHeld(typeURL string, ct *clientTypeState) {
 	}
 }
 
-// serverThinksHeld: the server counts a name as sent when the client holds it, or rejected its latest version,
-// but not when the client rejected its removal.
-func (ct *clientTypeState) serverThinksHeld(name string) bool {
-	if v, ok := ct.rejected[name]; ok {
-		return v != ""
-	}
-	_, ok := ct.held[name]
-	return ok
-}
-
 func hasName[V any](m map[string]V, k string) bool {
 	_, ok := m[k]
 	return ok
@@ -1384,17 +1374,22 @@ func (cl *fuzzClient) dumpNames(typeURL string) map[string]string {
 	return cl.dump[typeURL]
 }
 
-// gateOpen: every cluster the node uses has been sent to each of its cluster and endpoint subscriptions, so
-// its ECDS config and listener are not held back.
+// gateOpen: the client accepted (ACKed, or rejected over an earlier version it keeps) every cluster its node uses,
+// on its cluster subscription and on its endpoint one (which a client taking clusters needs, asked for or not),
+// so its ECDS config and listener are not held back.
 func (cl *fuzzClient) gateOpen() bool {
 	used := cl.dumpNames(translate.ClusterType)
+	cds := cl.types[translate.ClusterType]
+	takesClusters := cds != nil && cds.requested
 	for _, typeURL := range []string{translate.ClusterType, translate.EndpointType} {
 		ct := cl.types[typeURL]
-		if ct == nil || !ct.requested {
+		requested := ct != nil && ct.requested
+		// A node that takes clusters waits for their endpoints too, asked for or not (docs/xds.md).
+		if !requested && (typeURL != translate.EndpointType || !takesClusters) {
 			continue
 		}
 		for name := range used {
-			if !ct.serverThinksHeld(name) {
+			if ct == nil || !hasName(ct.held, name) { // held: received and not rejected (a rejection reverts it)
 				return false
 			}
 		}

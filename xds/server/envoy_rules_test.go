@@ -113,6 +113,42 @@ func TestRouteToAWarmingClusterFailsSoTheConfigWaitsForTheACK(t *testing.T) {
 	}
 }
 
+// TestRejectedClusterIsNotAcceptedByALaterACK: Envoy's delta subscription state takes nothing of a response it
+// rejects (source/extensions/config_subscription/grpc/delta_subscription_state.cc, handleBadResponse keeps the
+// resource versions it had), and ACKs the next response on its own merits. A cluster the client rejected stays
+// missing when a later response of clusters is accepted: the config that names it stays held.
+func TestRejectedClusterIsNotAcceptedByALaterACK(t *testing.T) {
+	s, _ := startModelStack(t, cache.Options{})
+	testTopic(s, "p", 6, "b1")
+	testTopic(s, "q", 6, "b1")
+	c := openClient(t, s.addr, xdsModes[0], node("envoy-rejects", "p", "q"))
+	envoy := func(r xdsResponse) {
+		c.ack(r)
+		if r.typeURL == translate.ClusterType && len(r.resources) > 0 {
+			c.subscribe(translate.EndpointType, r.names()...)
+		}
+	}
+	c.subscribe(translate.ClusterType)
+	c.subscribe(translate.ExtensionType, translate.ExtensionConfigName)
+	c.ack(c.next(translate.ExtensionType, envoy))
+
+	testTopic(s, "p", 6, "b2")
+	rejected := clusterOf(t, s, "p")
+	c.nack(c.next(translate.ClusterType, nil), "cluster "+rejected+": rejected")
+	testTopic(s, "q", 6, "b3")
+	accepted := clusterOf(t, s, "q")
+	cds := c.next(translate.ClusterType, nil)
+	if !slices.Equal(cds.names(), []string{accepted}) {
+		t.Fatalf("clusters %v, want [%s]", cds.names(), accepted)
+	}
+	envoy(cds)
+	c.ack(c.next(translate.EndpointType, nil))
+	c.none(translate.ExtensionType, "the config names "+rejected+", which the client rejected", nil)
+	if w := typeState(t, s, "envoy-rejects", translate.ExtensionType).WaitingFor; !slices.Equal(w, []string{rejected}) {
+		t.Fatalf("proxy-status: the config waits for %v, want [%s]", w, rejected)
+	}
+}
+
 // TestSotwADSNeverSendsAConfigBeforeItsClusters models Envoy on state-of-the-world ADS, ACKing every response at
 // once and asking for the endpoints of every cluster it takes (source/extensions/config_subscription/grpc/
 // grpc_mux_impl.cc, GrpcMuxImpl::onDiscoveryResponse ACKs each response; cluster_manager_impl.cc warms a cluster
