@@ -26,11 +26,53 @@ type envoyRequest struct {
 	headers map[string]string
 }
 
-// envoyHosts models what Envoy does with a request, from the same resources Envoy would hold: the first route of the
-// table whose topic and headers match (route_matcher.cc, HeaderUtility::matchHeaders), then the hosts the subset
-// load balancer may pick for that route's metadata_match (subset_lb.cc: a selector with exactly the criteria's keys
-// and its fallback policy, the cluster's fallback policy otherwise). routed is false when no route matches, which
-// the filter fails ("No route for current request").
+// envoyHandling is what Envoy's RocketMQ filter does with a request, by its code alone: the switch of
+// ConnectionManager::dispatch (contrib/rocketmq_proxy/filters/network/source/conn_manager.cc).
+type envoyHandling int
+
+const (
+	// envoyRouted: 10, 310 (onSendMessage), 50 (onPopMessage), 51 (onAckMessage): forwarded by the first route
+	// that matches, or failed without one ("No route for current request").
+	envoyRouted envoyHandling = iota
+	// envoyRouteAnswer: 105 (onGetTopicRoute, ActiveMessage::onQueryTopicRoute): answered by the filter from the
+	// hosts of the matching route's cluster; nothing is forwarded.
+	envoyRouteAnswer
+	// envoyAnsweredLocally: 34, 35, 38 (onHeartbeat, onUnregisterClient, onGetConsumerListByGroup): answered from
+	// the connection's own state; no route is consulted.
+	envoyAnsweredLocally
+	// envoyNotSupported: every other code (the switch's default): SYSTEM_ERROR, "Request not supported"; no route
+	// is consulted.
+	envoyNotSupported
+)
+
+func envoyDispatch(code int32) envoyHandling {
+	switch code {
+	case 10, 310, 50, 51:
+		return envoyRouted
+	case 105:
+		return envoyRouteAnswer
+	case 34, 35, 38:
+		return envoyAnsweredLocally
+	default:
+		return envoyNotSupported
+	}
+}
+
+func (r envoyRequest) code(t *testing.T) int32 {
+	t.Helper()
+	c, err := strconv.ParseInt(r.headers[HeaderCode], 10, 32)
+	if err != nil {
+		t.Fatalf("request %v: code header: %v", r, err)
+	}
+	return int32(c)
+}
+
+// envoyHosts models what Envoy does with a routed request (10, 310, 50, 51) or a route query (105), from the same
+// resources Envoy would hold: the first route of the table whose topic and headers match (route_matcher.cc,
+// HeaderUtility::matchHeaders), then the hosts the subset load balancer may pick for that route's metadata_match
+// (subset_lb.cc: a selector with exactly the criteria's keys and its fallback policy, the cluster's fallback policy
+// otherwise). routed is false when no route matches, which the filter fails ("No route for current request"). A
+// code the filter never routes is a test error: Envoy answers it before any route is looked at (envoyDispatch).
 func envoyHosts(t *testing.T, routes []*rmqv3.Route, cluster *clusterv3.Cluster, cla *endpointv3.ClusterLoadAssignment,
 	req envoyRequest) (hosts []string, routed bool) {
 	t.Helper()
@@ -55,16 +97,30 @@ func clustersOf(set *routing.BrokerSet) map[string]envoyCluster {
 // envoyHostsIn is envoyHosts over several clusters: the route picks one by name.
 func envoyHostsIn(t *testing.T, routes []*rmqv3.Route, clusters map[string]envoyCluster, req envoyRequest) (hosts []string, routed bool) {
 	t.Helper()
-	var route *rmqv3.Route
-	for _, r := range routes {
-		if stringMatches(t, r.GetMatch().GetTopic(), req.topic) && headersMatch(t, r.GetMatch().GetHeaders(), req.headers) {
-			route = r
-			break
-		}
+	if h := envoyDispatch(req.code(t)); h != envoyRouted && h != envoyRouteAnswer {
+		t.Fatalf("code %d never reaches Envoy's routes: the filter answers it itself", req.code(t))
 	}
+	route := envoyRoute(t, routes, req)
 	if route == nil {
 		return nil, false
 	}
+	return envoyRouteHosts(t, route, clusters), true
+}
+
+// envoyRoute is the first route whose topic and headers match, nil if none does.
+func envoyRoute(t *testing.T, routes []*rmqv3.Route, req envoyRequest) *rmqv3.Route {
+	t.Helper()
+	for _, r := range routes {
+		if stringMatches(t, r.GetMatch().GetTopic(), req.topic) && headersMatch(t, r.GetMatch().GetHeaders(), req.headers) {
+			return r
+		}
+	}
+	return nil
+}
+
+// envoyRouteHosts is the hosts a route's cluster and metadata_match let the subset load balancer pick.
+func envoyRouteHosts(t *testing.T, route *rmqv3.Route, clusters map[string]envoyCluster) (hosts []string) {
+	t.Helper()
 	ec, ok := clusters[route.GetRoute().GetCluster()]
 	if !ok {
 		t.Fatalf("route names cluster %q, which is not served", route.GetRoute().GetCluster())
@@ -88,7 +144,7 @@ func envoyHostsIn(t *testing.T, routes []*rmqv3.Route, clusters map[string]envoy
 		if subsets != nil && subsets.GetFallbackPolicy() != clusterv3.Cluster_LbSubsetConfig_ANY_ENDPOINT {
 			t.Fatalf("a route without metadata_match gets no hosts under fallback %v", subsets.GetFallbackPolicy())
 		}
-		return all(), true
+		return all()
 	}
 	keys := make([]string, 0, len(criteria))
 	for k := range criteria {
@@ -121,7 +177,7 @@ func envoyHostsIn(t *testing.T, routes []*rmqv3.Route, clusters map[string]envoy
 	if len(hosts) == 0 && selector.GetFallbackPolicy() != clusterv3.Cluster_LbSubsetConfig_LbSubsetSelector_NO_FALLBACK {
 		t.Fatalf("an empty subset %v falls back (%v) to other brokers", criteria, selector.GetFallbackPolicy())
 	}
-	return hosts, true
+	return hosts
 }
 
 func hostAddr(lb *endpointv3.LbEndpoint) string {
@@ -166,40 +222,71 @@ func code(c int32, kv ...string) envoyRequest {
 	return envoyRequest{topic: "TopicTest", headers: h}
 }
 
-// TestEnvoyRouting checks, request kind by request kind, where Envoy sends a request for TopicTest (broker-a
-// read-write, broker-b read-only, masters and slaves) and for a topic whose only group lost its master.
+// TestEnvoyRouting checks, request kind by request kind, what Envoy's filter does with a request for TopicTest
+// (broker-a read-write, broker-b read-only, masters and slaves) and for a topic whose only group lost its master.
+// Only 10, 310, 50 and 51 are routed to brokers and 105 is answered from its route's cluster (envoyDispatch); a
+// request with any other code is answered by the filter itself and reaches no route, whatever the route table
+// matches.
 func TestEnvoyRouting(t *testing.T) {
+	var handled []int32
+	for c := int32(0); c <= 300000; c++ { // past every RocketMQ request code, the 2000xx family included
+		if envoyDispatch(c) != envoyNotSupported {
+			handled = append(handled, c)
+		}
+	}
+	if !slices.Equal(handled, EnvoyDispatchedCodes) {
+		t.Fatalf("the model of ConnectionManager::dispatch handles %v, EnvoyDispatchedCodes is %v", handled, EnvoyDispatchedCodes)
+	}
+
 	_, topics := model(t)
 	set := topics[0].BrokerSet
 	routes, cluster, cla := Routes(topics[0]), Cluster(set), LoadAssignment(set)
+	clusters := map[string]envoyCluster{cluster.GetName(): {cluster, cla}}
 	const (
 		aMaster, aSlave = "10.0.0.1:10911", "10.0.0.2:10911"
 		bMaster, bSlave = "10.0.1.1:10911", "10.0.1.2:10911"
 	)
+	every := []string{aMaster, aSlave, bMaster, bSlave}
 	cases := []struct {
-		name string
-		req  envoyRequest
-		want []string // nil: no route
+		name     string
+		req      envoyRequest
+		handling envoyHandling
+		want     []string // routed and route answer: the hosts, nil for no route
 	}{
-		{"send to the writable master", code(10), []string{aMaster}},
-		{"send v2", code(310), []string{aMaster}},
-		{"batch send", code(320), []string{aMaster}},
-		{"Envoy's pop to each readable group's carrier", code(50), []string{aMaster, bMaster}},
-		{"Apache pop", code(200050), []string{aMaster, bMaster}},
-		{"pull", code(11), []string{aMaster, bMaster}},
-		{"ack back to the broker that popped", code(51, HeaderBrokerName, "broker-b", HeaderBrokerID, "0"), []string{bMaster}},
-		{"Apache ack", code(200051, HeaderBrokerName, "broker-a", HeaderBrokerID, "0"), []string{aMaster}},
-		{"change invisible time", code(200053, HeaderBrokerName, "broker-a", HeaderBrokerID, "0"), []string{aMaster}},
-		{"ack naming a slave", code(51, HeaderBrokerName, "broker-a", HeaderBrokerID, "1"), nil},
-		{"ack naming an unknown broker", code(51, HeaderBrokerName, "broker-x", HeaderBrokerID, "0"), nil},
-		{"ack without a pop record", code(51), nil},
-		{"route query to the whole cluster", code(105), []string{aMaster, aSlave, bMaster, bSlave}},
-		{"heartbeat", code(34), []string{aMaster, aSlave, bMaster, bSlave}},
-		{"another topic", envoyRequest{topic: "OtherTopic", headers: map[string]string{HeaderCode: "10"}}, nil},
+		{"send to the writable master", code(10), envoyRouted, []string{aMaster}},
+		{"send v2", code(310), envoyRouted, []string{aMaster}},
+		{"Envoy's pop to each readable group's carrier", code(50), envoyRouted, []string{aMaster, bMaster}},
+		{"ack back to the broker that popped", code(51, HeaderBrokerName, "broker-b", HeaderBrokerID, "0"), envoyRouted, []string{bMaster}},
+		{"ack back to broker-a", code(51, HeaderBrokerName, "broker-a", HeaderBrokerID, "0"), envoyRouted, []string{aMaster}},
+		{"ack naming a slave", code(51, HeaderBrokerName, "broker-a", HeaderBrokerID, "1"), envoyRouted, nil},
+		{"ack naming an unknown broker", code(51, HeaderBrokerName, "broker-x", HeaderBrokerID, "0"), envoyRouted, nil},
+		{"ack without a pop record", code(51), envoyRouted, nil},
+		{"another topic", envoyRequest{topic: "OtherTopic", headers: map[string]string{HeaderCode: "10"}}, envoyRouted, nil},
+		{"route query answered from the catch-all's cluster", code(105), envoyRouteAnswer, every},
+		{"heartbeat", code(34), envoyAnsweredLocally, nil},
+		{"unregister", code(35), envoyAnsweredLocally, nil},
+		{"consumer list", code(38), envoyAnsweredLocally, nil},
+		{"pull", code(11), envoyNotSupported, nil},
+		{"batch send", code(320), envoyNotSupported, nil},
+		{"Apache pop", code(200050), envoyNotSupported, nil},
+		{"Apache ack", code(200051, HeaderBrokerName, "broker-a", HeaderBrokerID, "0"), envoyNotSupported, nil},
+		{"change invisible time", code(200053, HeaderBrokerName, "broker-a", HeaderBrokerID, "0"), envoyNotSupported, nil},
+		{"offset commit", code(15), envoyNotSupported, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, routed := envoyHosts(t, routes, cluster, cla, c.req)
+			if h := envoyDispatch(c.req.code(t)); h != c.handling {
+				t.Fatalf("Envoy's filter handles code %d as %d, want %d", c.req.code(t), h, c.handling)
+			}
+			if c.handling == envoyAnsweredLocally || c.handling == envoyNotSupported {
+				return // answered by the filter before any route is looked at: no broker is reached
+			}
+			if c.handling == envoyRouteAnswer {
+				if r := envoyRoute(t, routes, c.req); r != routes[len(routes)-1] {
+					t.Fatalf("a route query matches %v, want the catch-all route", r)
+				}
+			}
+			got, routed := envoyHostsIn(t, routes, clusters, c.req)
 			if c.want == nil {
 				if routed {
 					t.Fatalf("routed to %v, want no route", got)

@@ -12,6 +12,7 @@ package translate
 //     UPDATE_AND_CREATE_ACL_CONFIG and DELETE_ACL_CONFIG): routed.
 //   - 105 (GET_ROUTEINFO_BY_TOPIC): answered from the cluster of the route it matches.
 //
-// So of SendCodes, ConsumeCodes and AckCodes, Envoy only ever routes 10, 310, 50 and 51; docs/xds.md lists the
-// others and what uses them (TestDocsListTheCodesEnvoysFilterDispatches keeps the two in step).
+// SendCodes, ConsumeCodes and AckCodes hold only 10, 310, 50 and 51, the codes Envoy routes; a code added to them
+// that Envoy never dispatches must be listed in docs/xds.md with the client that uses it
+// (TestDocsListTheCodesEnvoysFilterDispatches).
 var EnvoyDispatchedCodes = []int32{10, 34, 35, 38, 50, 51, 105, 310}

@@ -9,7 +9,8 @@ import (
 )
 
 // docTable returns the rows of the Markdown table that follows the line "<!-- table: name -->" in a doc, each as
-// its trimmed cells, header and separator rows left out (a row is kept when its first cell is a number).
+// its trimmed cells, header and separator rows left out (a row is kept when its first cell is a number). The table
+// must be there, its header at least; it may have no rows.
 func docTable(t *testing.T, doc, name string) [][]string {
 	t.Helper()
 	b, err := os.ReadFile(doc)
@@ -20,6 +21,9 @@ func docTable(t *testing.T, doc, name string) [][]string {
 	start := slices.Index(lines, "<!-- table: "+name+" -->")
 	if start < 0 {
 		t.Fatalf("%s has no table marked <!-- table: %s -->", doc, name)
+	}
+	if start+1 >= len(lines) || !strings.HasPrefix(lines[start+1], "|") {
+		t.Fatalf("%s: no table follows <!-- table: %s -->", doc, name)
 	}
 	var rows [][]string
 	for _, line := range lines[start+1:] {
@@ -34,17 +38,16 @@ func docTable(t *testing.T, doc, name string) [][]string {
 			rows = append(rows, cells)
 		}
 	}
-	if len(rows) == 0 {
-		t.Fatalf("%s: the table marked %s has no rows", doc, name)
-	}
 	return rows
 }
 
 // TestDocsListTheCodesEnvoysFilterDispatches pins docs/xds.md to Envoy's rule: the RocketMQ filter handles only
 // the request codes of the switch in ConnectionManager::dispatch (contrib/rocketmq_proxy/filters/network/source/
 // conn_manager.cc) and answers every other one "Request not supported". The docs' table of dispatched codes must
-// list exactly EnvoyDispatchedCodes, and every code rocketpilot's routes match that Envoy never dispatches must be
-// in the docs' table of route entries Envoy never uses, saying what uses it.
+// list exactly EnvoyDispatchedCodes, and every code rocketpilot's routes match must be one Envoy dispatches or be
+// in the docs' table of route entries Envoy never uses, naming the client of rocketpilot that uses it. Today that
+// table has no rows (the route tables match only 10, 310, 50 and 51); a code added to SendCodes, ConsumeCodes or
+// AckCodes that Envoy never dispatches fails here until the docs name its user.
 func TestDocsListTheCodesEnvoysFilterDispatches(t *testing.T) {
 	const doc = "../../docs/xds.md"
 	if !slices.IsSorted(EnvoyDispatchedCodes) || len(slices.Compact(slices.Clone(EnvoyDispatchedCodes))) != len(EnvoyDispatchedCodes) {
@@ -58,6 +61,9 @@ func TestDocsListTheCodesEnvoysFilterDispatches(t *testing.T) {
 	var dispatched []int32
 	for _, row := range docTable(t, doc, "envoy-dispatched-codes") {
 		dispatched = append(dispatched, code(row))
+	}
+	if len(dispatched) == 0 {
+		t.Fatalf("%s: the table of codes Envoy's filter dispatches has no rows", doc)
 	}
 	slices.Sort(dispatched)
 	if !slices.Equal(dispatched, EnvoyDispatchedCodes) {
@@ -78,8 +84,9 @@ func TestDocsListTheCodesEnvoysFilterDispatches(t *testing.T) {
 		switch {
 		case !unused[c]:
 			t.Errorf("%s lists %d as a route entry Envoy never uses, but it is not one: either Envoy dispatches it or no route matches it", doc, c)
-		case len(row) < 2 || row[len(row)-1] == "":
-			t.Errorf("%s lists %d without saying what uses its route entry", doc, c)
+		case len(row) < 2 || row[len(row)-1] == "" || strings.HasPrefix(strings.ToLower(row[len(row)-1]), "no client"):
+			t.Errorf("%s lists %d without naming the client of rocketpilot that uses its route entry (%q): an entry no "+
+				"client uses does not belong in the route tables", doc, c, row[len(row)-1])
 		}
 		listed[c] = true
 	}
