@@ -15,10 +15,11 @@ import (
 // cluster new to that client.
 //
 // The gate is per node: Envoy's per-type services carry clusters, endpoints and the config on different streams
-// of the same node (for each type, the node's newest stream that asks for it counts). A node that takes clusters by CDS waits for their endpoints too, even before it asked for them:
-// every cluster rocketpilot serves is an EDS cluster, and Envoy asks for its endpoints only once it took the
-// cluster (on the per-type services, on a stream of its own). A node that asks for neither type waits for nothing
-// (a library that asks only for routes and the config).
+// of the same node (for each type, the node's newest stream that asks for it counts). A node that takes clusters
+// by CDS waits for their endpoints too, even before it asked for them: every cluster rocketpilot serves is an EDS
+// cluster, and Envoy asks for its endpoints only once it took the cluster (on the per-type services, on a stream
+// of its own). A node that asks for neither type waits for nothing (a library that asks only for routes and the
+// config).
 
 // gated reports whether responses of a type wait for the clusters they name.
 func (c *Cache) gated(typeURL string) bool {

@@ -408,4 +408,5 @@ func (c *Cache) closeStreamLocked(st *stream) {
 	}
 	delete(st.node.streams, st)
 	c.releaseNode(st.node)
+	c.releaseHeld(st.node) // the node's other streams may now decide its gate (gate.go)
 }
