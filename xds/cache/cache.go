@@ -118,6 +118,9 @@ type scope struct {
 	ecds     *resource
 	listener *resource
 	nodes    map[*node]struct{}
+	// changedAt is when a change of the model last changed the scope's config: a config make-before-break
+	// holds and then releases counts as a push from then (gate.go).
+	changedAt time.Time
 }
 
 // node is one node id with one metadata. Streams of the same id with different metadata are different nodes.
@@ -234,6 +237,7 @@ func (c *Cache) Apply(cs routing.ChangeSet) {
 		if err := c.buildScope(s); err != nil {
 			c.opts.Logger.Error("translate scope", "scope", s.key, "err", err)
 		}
+		s.changedAt = c.pushStart
 		for n := range s.nodes {
 			nodes[n] = struct{}{}
 		}
@@ -528,25 +532,36 @@ func (c *Cache) buildScope(s *scope) error {
 	if c.opts.InlineRoutes {
 		return c.buildInlineScope(s)
 	}
-	// Spliced from the routes' encodings, as the cache keeps them: one topic's change costs a copy of the scope's
-	// bytes, not a translation of every topic in it (BenchmarkScopeRebuild), and no read of the table.
 	used := map[string]struct{}{}
+	ecds, err := c.ecdsOf(s.topics, func(e *topicEntry) bool {
+		for _, name := range e.uses {
+			used[name] = struct{}{}
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	s.used, s.ecds, s.listener = used, ecds, c.listener
+	return nil
+}
+
+// ecdsOf builds the ECDS filter config of the topics whose routes keep accepts. It is spliced from the routes'
+// encodings, as the cache keeps them: one topic's change costs a copy of the scope's bytes, not a translation of
+// every topic in it (BenchmarkScopeRebuild), and no read of the table.
+func (c *Cache) ecdsOf(topics []string, keep func(*topicEntry) bool) (*resource, error) {
 	var bodies [][]byte
-	for _, t := range s.topics {
-		if e := c.topics[t]; e != nil && e.route != nil {
+	for _, t := range topics {
+		if e := c.topics[t]; e != nil && e.route != nil && keep(e) {
 			bodies = append(bodies, e.route.body)
-			for _, name := range e.uses {
-				used[name] = struct{}{}
-			}
 		}
 	}
 	body, err := translate.ExtensionConfigFromRoutes(translate.ProxyOptions{StatPrefix: c.opts.StatPrefix,
 		TransientObjectLifeSpan: c.opts.TransientObjectLifeSpan}, bodies)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	s.used, s.ecds, s.listener = used, resourceOf(translate.ExtensionConfigName, body), c.listener
-	return nil
+	return resourceOf(translate.ExtensionConfigName, body), nil
 }
 
 // buildInlineScope builds a scope's listener with its routes inline, translating them again from the table: a

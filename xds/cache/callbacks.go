@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rocketpilot/rocketpilot/routing"
+	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
 
 // asked is what a request subscribes to, unsubscribes from and declares it holds.
@@ -79,7 +80,15 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL string, d decision, na
 	}
 	if d.rejects {
 		ts.inflight[0].rejected = true // what it carried is not accepted, even when a later response is
+		if typeURL == translate.ClusterType {
+			// Envoy applies each cluster of a response on its own and names those it rejects: the others are in.
+			c.accept(st, typeURL, passed, sentResponse{carries: r.carries.appliedDespite(d.errorDetail, st.accepted[typeURL])})
+		}
+		if isClusterType(typeURL) {
+			c.releaseHeld(st.node) // a node's first config waits no more for what it rejected (gate.go)
+		}
 		ts.nackNonce, ts.nackError, ts.rejectedVersion, ts.rejectedTopics, ts.nackSeq = d.nonce, d.errorDetail, r.version, r.topics, ts.seq
+		missingBefore := ts.missingExtension
 		ts.missingExtension = MissingExtension(d.errorDetail)
 		ts.nacks++
 		ts.holdUntil = time.Now().Add(c.opts.NackBackoff << min(ts.nacks-1, 5))
@@ -87,8 +96,11 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL string, d decision, na
 		c.noteRejections()
 		if ts.missingExtension != "" {
 			// Not the config's fault: the sidecar cannot run it. No TopicRoute is blamed (Rejections leaves it out).
-			c.opts.Logger.Error("sidecar lacks an extension rocketpilot's config needs: run an Envoy build with the contrib RocketMQ filter (1.28 or later)",
-				"node", nodeID(st), "type", typeURL, "extension", ts.missingExtension, "error", d.errorDetail)
+			// Logged when it starts, not at every retry after the backoff.
+			if ts.missingExtension != missingBefore {
+				c.opts.Logger.Error("sidecar lacks an extension its config needs: give it a build that has it (for the RocketMQ filter, Envoy 1.28 or later with the contrib extensions)",
+					"node", nodeID(st), "type", typeURL, "extension", ts.missingExtension, "error", d.errorDetail)
+			}
 			return nil
 		}
 		c.opts.Logger.Warn("xDS response rejected", "node", nodeID(st), "type", typeURL, "version", r.version, "error", d.errorDetail,
@@ -293,10 +305,11 @@ func (c *Cache) noteRejections() {
 	c.rejected = make(chan struct{})
 }
 
-// Envoy's words for a config naming an extension its build does not have: Config::Utility::getAndCheckFactory
-// (source/common/config/utility.h) for a typed config, and the filter config provider managers
-// (source/common/filter/config_discovery_impl.cc, source/common/listener_manager/listener_impl.cc) for a
-// config_discovery whose type URL no factory serves.
+// Envoy's words for a config naming an extension its build does not have, from Config::Utility::getAndCheckFactory
+// and its variants (source/common/config/utility.h): by name and type URL (an ECDS config, or a listener with its
+// filter inline; the type URL is empty for a filter with no typed config, as an Envoy older than 1.28 sees a
+// filter configured by ECDS), by name only, or by type only; and the HTTP filter chain's check of a
+// config_discovery type URL (source/common/http/filter_chain_helper.h), which says the same of another filter kind.
 var missingExtensionErrors = []*regexp.Regexp{
 	regexp.MustCompile(`Didn't find a registered implementation for '([^']*)' with type URL: '([^']*)'`),
 	regexp.MustCompile(`Didn't find a registered implementation for (?:name|type): '([^']*)'`),
@@ -308,7 +321,11 @@ var missingExtensionErrors = []*regexp.Regexp{
 func MissingExtension(errorDetail string) string {
 	for _, re := range missingExtensionErrors {
 		if m := re.FindStringSubmatch(errorDetail); m != nil {
-			return m[len(m)-1]
+			for i := len(m) - 1; i > 0; i-- {
+				if m[i] != "" {
+					return m[i]
+				}
+			}
 		}
 	}
 	return ""

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"slices"
+	"time"
 
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
@@ -73,20 +74,90 @@ func (c *Cache) accept(st *stream, typeURL string, passed []sentResponse, r sent
 	c.releaseHeld(st.node)
 }
 
-// releaseHeld answers the node's configs that the gate may be holding back, if it no longer does.
+// releaseHeld answers the node's configs that the gate may be holding back, if it no longer does. A config
+// released counts as a push from when the change it carries reached the cache, the round trip included.
 func (c *Cache) releaseHeld(n *node) {
 	if n == nil {
 		return
 	}
-	held := map[*watch]struct{}{}
 	for st := range n.streams {
 		for typeURL, w := range st.pending {
-			if c.gated(typeURL) {
-				held[w] = struct{}{}
+			if !c.gated(typeURL) || w.done {
+				continue
 			}
+			start := c.pushStart
+			if start.IsZero() {
+				c.pushStart = w.heldSince
+			}
+			if c.respond(w) {
+				c.forget(w)
+			}
+			c.pushStart = start
 		}
 	}
-	c.respondAll(held)
+}
+
+// mayConfigure reports whether a gated watch may answer: the node accepted every cluster its config names, or
+// this is the node's first config and the node rejected a cluster or endpoints it names: then the config goes
+// at once, cut to the topics whose clusters the node accepted. Envoy keeps a listener warming until its first
+// config (initial_fetch_timeout 0s), and before its workers start a warming listener holds the whole server's
+// initialization: one cluster the node rejects must not keep every listener of that Envoy down. A first config
+// waiting for ACKs still on their way waits; a later config is held whole (the node routes by the one it has).
+func (c *Cache) mayConfigure(w *watch) bool {
+	w.firstConfig = nil
+	missing := c.unaccepted(w.stream)
+	if missing == nil {
+		w.heldSince = time.Time{}
+		return true
+	}
+	if w.heldSince.IsZero() {
+		w.heldSince = c.pushStart
+		// Held by the answer to a request: it carries a change if the scope changed since the last config went.
+		if ts := w.stream.types[w.typeURL]; w.heldSince.IsZero() && ts != nil && !ts.sentAt.IsZero() && w.node.scope.changedAt.After(ts.sentAt) {
+			w.heldSince = w.node.scope.changedAt
+		}
+	}
+	if w.typeURL != translate.ExtensionType || !c.firstOfNode(w) || !rejecting(w.stream.node) {
+		return false
+	}
+	first, err := c.ecdsOf(w.node.scope.topics, func(e *topicEntry) bool {
+		return !slices.ContainsFunc(e.uses, func(cluster string) bool { _, ok := slices.BinarySearch(missing, cluster); return ok })
+	})
+	if err != nil {
+		c.opts.Logger.Error("translate a first config", "node", w.node.id, "err", err)
+		return false
+	}
+	w.firstConfig = first
+	return true
+}
+
+// rejecting reports whether the node's newest cluster or endpoint stream stands on a rejection.
+func rejecting(n *node) bool {
+	for _, typeURL := range []string{translate.ClusterType, translate.EndpointType} {
+		if st := n.newest(typeURL); st != nil && st.types[typeURL] != nil && st.types[typeURL].nackNonce != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// firstOfNode reports whether a watch's stream holds no config of its type: a delta stream that neither was sent
+// one nor declared one, a state-of-the-world stream that was sent none and asks with no version.
+func (c *Cache) firstOfNode(w *watch) bool {
+	st := w.stream
+	if st.delta {
+		_, has := st.held[w.typeURL][translate.ExtensionConfigName]
+		return !has
+	}
+	return st.status(w.typeURL).sentNonce == "" && w.sotwReq.GetVersionInfo() == ""
+}
+
+// lookupFor is lookup for a watch: its first config when the gate cut one.
+func (c *Cache) lookupFor(w *watch, name string) *resource {
+	if w.firstConfig != nil && name == translate.ExtensionConfigName {
+		return w.firstConfig
+	}
+	return c.lookup(w.typeURL, name, w.node)
 }
 
 // newest returns the node's latest stream that asks for a type. Only it counts: an older one may be the dead

@@ -3,6 +3,7 @@ package cache
 import (
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -166,6 +167,30 @@ func (c *clusterChange) then(next *clusterChange) *clusterChange {
 		out.removed = append(out.removed, name)
 	}
 	maps.Copy(out.set, next.set)
+	return out
+}
+
+// cdsRejected starts the error Envoy's CDS gives when it rejects clusters of a response: each one it rejects
+// follows as "name: reason", joined by ", " (CdsApiHelper::onConfigUpdate, source/common/upstream/cds_api_helper.cc,
+// which applies every other cluster of the response and the removals).
+const cdsRejected = "Error adding/updating cluster(s) "
+
+// appliedDespite returns what a client that rejected a response of clusters with errorDetail holds of it: the
+// clusters the error does not name, and the removals; a cluster it names keeps the version held before (in
+// held). Nil when the error is not Envoy's per-cluster one: nothing of the response can be counted.
+func (c *clusterChange) appliedDespite(errorDetail string, held map[string]string) *clusterChange {
+	if c == nil || !strings.Contains(errorDetail, cdsRejected) {
+		return nil
+	}
+	out := &clusterChange{whole: c.whole, set: map[string]string{}, removed: c.removed}
+	for name, version := range c.set {
+		switch v, had := held[name]; {
+		case !strings.Contains(errorDetail, name+": "):
+			out.set[name] = version
+		case c.whole && had:
+			out.set[name] = v // a state-of-the-world update keeps the rejected cluster's earlier version
+		}
+	}
 	return out
 }
 

@@ -29,6 +29,10 @@ type watch struct {
 	sotwReq *gcpcache.Request
 	sotwCh  chan gcpcache.Response
 	done    bool
+	// For a config make-before-break holds (gate.go): a node's first config, cut to the topics whose clusters
+	// it accepted (nil: the scope's config), and when the change it waits to carry reached the cache.
+	firstConfig *resource
+	heldSince   time.Time
 }
 
 // CreateDeltaWatch implements cache.ConfigWatcher for delta streams.
@@ -204,7 +208,7 @@ func (c *Cache) respond(w *watch) bool {
 	if w.done || c.holding(w) {
 		return false
 	}
-	if c.gated(w.typeURL) && c.unaccepted(w.stream) != nil {
+	if c.gated(w.typeURL) && !c.mayConfigure(w) {
 		return false // make before break: the node has not accepted every cluster this config names (gate.go)
 	}
 	if w.deltaReq != nil {
@@ -358,7 +362,7 @@ func (c *Cache) respondDelta(w *watch) bool {
 		_, forced := w.forced[name]
 		_, rel := released[name]
 		had, holds := held[name]
-		if r := c.lookup(typeURL, name, w.node); r != nil {
+		if r := c.lookupFor(w, name); r != nil {
 			if had != r.version || forced || rel {
 				send = append(send, r)
 			}
@@ -493,7 +497,7 @@ func (c *Cache) sotwResponse(w *watch, names []string, always bool) (gcpcache.Re
 	names = slices.Compact(names)
 	var rs []*resource
 	for _, name := range names {
-		if r := c.lookup(w.typeURL, name, w.node); r != nil {
+		if r := c.lookupFor(w, name); r != nil {
 			rs = append(rs, r)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rocketpilot/rocketpilot/internal/promtest"
+	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
@@ -63,7 +64,12 @@ func TestRouteToAWarmingClusterFailsSoTheConfigWaitsForTheACK(t *testing.T) {
 			}
 			c.ack(ecds)
 
-			// The topic moves to a shape new to the client: the change waits for the new cluster's ACKs.
+			// The topic moves to a shape new to the client: the change waits for the new cluster's ACKs, and counts
+			// as a push (rocketpilot_xds_push_duration_seconds includes the round trip).
+			pushes := func() float64 {
+				return cacheMetric(t, s, "rocketpilot_xds_pushes_total", map[string]string{"type": "extension_config", "trigger": "change"})
+			}
+			before := pushes()
 			testTopic(s, "warm", 6, "b1", "b2")
 			second := clusterOf(t, s, "warm")
 			cds = c.next(translate.ClusterType, nil)
@@ -84,12 +90,15 @@ func TestRouteToAWarmingClusterFailsSoTheConfigWaitsForTheACK(t *testing.T) {
 			if got := routedClusters(t, ecds); !slices.Equal(got, []string{second}) {
 				t.Fatalf("the config routes to %v, want [%s]", got, second)
 			}
+			if after := pushes(); after != before+1 {
+				t.Fatalf("rocketpilot_xds_pushes_total{type=extension_config,trigger=change} went from %v to %v: the released config is not counted as a push", before, after)
+			}
 			c.ack(ecds)
 
 			// A change that needs no new cluster costs no round trip: back to the first shape, which the client
 			// still holds (retained), goes at once.
 			testTopic(s, "warm", 6, "b1")
-			ecds = c.next(translate.ExtensionType, func(r xdsResponse) { c.ack(r) })
+			ecds = c.next(translate.ExtensionType, nil) // before any response of clusters or endpoints
 			if got := routedClusters(t, ecds); !slices.Equal(got, []string{first}) {
 				t.Fatalf("the config routes to %v, want [%s]", got, first)
 			}
@@ -147,6 +156,106 @@ func TestRejectedClusterIsNotAcceptedByALaterACK(t *testing.T) {
 	if w := typeState(t, s, "envoy-rejects", translate.ExtensionType).WaitingFor; !slices.Equal(w, []string{rejected}) {
 		t.Fatalf("proxy-status: the config waits for %v, want [%s]", w, rejected)
 	}
+}
+
+// TestCDSAppliesTheClustersItDoesNotReject models Envoy's CDS update: each cluster of a response is added on its
+// own, a failure is recorded as "name: reason" and the others (and the removals) are applied; the response is
+// NACKed with "Error adding/updating cluster(s) ..." naming only the rejected ones (source/common/upstream/
+// cds_api_helper.cc, CdsApiHelper::onConfigUpdate). A cluster that shared a response with a rejected one is with
+// the client: a config that names it, and not the rejected one, goes.
+func TestCDSAppliesTheClustersItDoesNotReject(t *testing.T) {
+	for _, mode := range xdsModes[:2] {
+		t.Run(mode.name, func(t *testing.T) {
+			s, _ := startModelStack(t, cache.Options{})
+			testTopic(s, "p", 6, "b1")
+			testTopic(s, "q", 6, "b1")
+			first := clusterOf(t, s, "p")
+			id := "envoy-partial-" + strings.ReplaceAll(mode.name, " ", "-")
+			c := openClient(t, s.addr, mode, node(id, "p", "q"))
+			c.subscribe(translate.ClusterType)
+			c.ack(c.next(translate.ClusterType, nil))
+			c.subscribe(translate.EndpointType, first)
+			c.ack(c.next(translate.EndpointType, nil))
+			c.subscribe(translate.ExtensionType, translate.ExtensionConfigName)
+			c.ack(c.next(translate.ExtensionType, nil))
+
+			// One change, two clusters new to the client in one response: it rejects one, takes the other.
+			if err := applyAndWait(s, routing.Update{Topic: "p", Route: &routing.Route{Members: members("b2")}},
+				routing.Update{Topic: "q", Route: &routing.Route{Members: members("b3")}}); err != nil {
+				t.Fatal(err)
+			}
+			bad, good := clusterOf(t, s, "p"), clusterOf(t, s, "q")
+			cds := c.next(translate.ClusterType, nil)
+			if !slices.Contains(cds.names(), bad) || !slices.Contains(cds.names(), good) {
+				t.Fatalf("clusters %v, want %s and %s in one response", cds.names(), bad, good)
+			}
+			c.nack(cds, "Error adding/updating cluster(s) "+bad+": Proto constraint validation failed")
+			if mode.delta {
+				c.subscribe(translate.EndpointType, good)
+			} else {
+				c.subscribe(translate.EndpointType, first, good)
+			}
+			c.ack(c.next(translate.EndpointType, nil))
+			c.none(translate.ExtensionType, "the config names "+bad+", which the client rejected", nil)
+			if w := typeState(t, s, id, translate.ExtensionType).WaitingFor; !slices.Equal(w, []string{bad}) {
+				t.Fatalf("proxy-status: the config waits for %v, want only the rejected [%s]", w, bad)
+			}
+
+			// p goes back to a shape the client holds: the config names the first cluster and the one taken.
+			testTopic(s, "p", 6, "b1")
+			ecds := c.next(translate.ExtensionType, func(r xdsResponse) { c.ack(r) })
+			if got := routedClusters(t, ecds); !slices.Equal(got, sorted([]string{first, good})) {
+				t.Fatalf("the config routes to %v, want %s and %s", got, first, good)
+			}
+		})
+	}
+}
+
+// TestAnEnvoyWithARejectedClusterStillStarts models Envoy's startup: until its workers start, a listener's init
+// manager is the server's (source/common/listener_manager/listener_impl.cc, ListenerImpl::initManager), so a
+// listener warming for its filter config (initial_fetch_timeout 0s) holds the initialization of the whole server
+// (source/server/server.cc, InstanceImpl::onClusterManagerPrimaryInitializationComplete then the init manager):
+// no listener of that Envoy would serve. A node's first config therefore goes at once, cut to the topics whose
+// clusters the node accepted; later configs wait whole (the node routes by the one it has).
+func TestAnEnvoyWithARejectedClusterStillStarts(t *testing.T) {
+	s, _ := startModelStack(t, cache.Options{})
+	testTopic(s, "p", 6, "b1")
+	testTopic(s, "q", 6, "b2")
+	good, bad := clusterOf(t, s, "p"), clusterOf(t, s, "q")
+	c := openClient(t, s.addr, xdsModes[0], node("envoy-starting", "p", "q"))
+	c.subscribe(translate.ClusterType)
+	c.nack(c.next(translate.ClusterType, nil), "Error adding/updating cluster(s) "+bad+": Proto constraint validation failed")
+	c.subscribe(translate.EndpointType, good)
+	c.ack(c.next(translate.EndpointType, nil))
+	c.subscribe(translate.ListenerType)
+	c.ack(c.next(translate.ListenerType, nil))
+	c.subscribe(translate.ExtensionType, translate.ExtensionConfigName)
+	ecds := c.next(translate.ExtensionType, nil)
+	if got := routedClusters(t, ecds); !slices.Equal(got, []string{good}) {
+		t.Fatalf("the first config routes to %v, want only the accepted %s", got, good)
+	}
+	c.ack(ecds)
+
+	// The next config that needs the rejected cluster waits whole.
+	testTopic(s, "p", 6, "b2")
+	c.none(translate.ExtensionType, "the config names "+bad+", which the client rejected", nil)
+	// One that needs only accepted clusters goes.
+	testTopic(s, "p", 6, "b1")
+	testTopic(s, "q", 6, "b1")
+	ecds = c.next(translate.ExtensionType, func(r xdsResponse) { c.ack(r) })
+	if got := routedClusters(t, ecds); !slices.Equal(got, []string{good}) {
+		t.Fatalf("the config routes to %v, want [%s]", got, good)
+	}
+}
+
+// members is a broker set of one master per broker name, as testTopic writes it.
+func members(brokers ...string) []routing.Member {
+	var out []routing.Member
+	for i, b := range brokers {
+		out = append(out, routing.Member{Cluster: "TestCluster", BrokerName: b, Perm: 6, ReadQueueNums: 4, WriteQueueNums: 4,
+			Addrs: []routing.BrokerAddr{{ID: 0, Addr: fmt.Sprintf("10.9.%d.1:10911", i)}}})
+	}
+	return out
 }
 
 // TestSotwADSNeverSendsAConfigBeforeItsClusters models Envoy on state-of-the-world ADS, ACKing every response at

@@ -16,3 +16,8 @@ package translate
 // that Envoy never dispatches must be listed in docs/xds.md with the client that uses it
 // (TestDocsListTheCodesEnvoysFilterDispatches).
 var EnvoyDispatchedCodes = []int32{10, 34, 35, 38, 50, 51, 105, 310}
+
+// EnvoyRoutedCodes are the codes of EnvoyDispatchedCodes that the filter forwards to a host of the matched
+// route's cluster: sends and its Pop and Ack. The others it answers itself (105 from the cluster of the route it
+// matches, which rocketpilot's catch-all route gives), so a route entry that names them by code is never used.
+var EnvoyRoutedCodes = []int32{10, 50, 51, 310}

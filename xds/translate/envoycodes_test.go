@@ -44,7 +44,8 @@ func docTable(t *testing.T, doc, name string) [][]string {
 // TestDocsListTheCodesEnvoysFilterDispatches pins docs/xds.md to Envoy's rule: the RocketMQ filter handles only
 // the request codes of the switch in ConnectionManager::dispatch (contrib/rocketmq_proxy/filters/network/source/
 // conn_manager.cc) and answers every other one "Request not supported". The docs' table of dispatched codes must
-// list exactly EnvoyDispatchedCodes, and every code rocketpilot's routes match must be one Envoy dispatches or be
+// list exactly EnvoyDispatchedCodes, and every code rocketpilot's routes match must be one Envoy routes (a
+// dispatched code the filter answers itself, such as a heartbeat, never uses a route entry) or be
 // in the docs' table of route entries Envoy never uses, naming the client of rocketpilot that uses it. Today that
 // table has no rows (the route tables match only 10, 310, 50 and 51); a code added to SendCodes, ConsumeCodes or
 // AckCodes that Envoy never dispatches fails here until the docs name its user.
@@ -70,10 +71,15 @@ func TestDocsListTheCodesEnvoysFilterDispatches(t *testing.T) {
 		t.Errorf("%s lists %v as the codes Envoy's filter dispatches; EnvoyDispatchedCodes is %v", doc, dispatched, EnvoyDispatchedCodes)
 	}
 
-	unused := map[int32]bool{} // codes rocketpilot routes that never reach Envoy's routing
+	for _, c := range EnvoyRoutedCodes {
+		if !slices.Contains(EnvoyDispatchedCodes, c) {
+			t.Errorf("EnvoyRoutedCodes has %d, which Envoy's filter does not dispatch", c)
+		}
+	}
+	unused := map[int32]bool{} // codes rocketpilot's routes name that never reach Envoy's routing
 	for _, codes := range [][]int32{SendCodes, ConsumeCodes, AckCodes} {
 		for _, c := range codes {
-			if !slices.Contains(EnvoyDispatchedCodes, c) {
+			if !slices.Contains(EnvoyRoutedCodes, c) {
 				unused[c] = true
 			}
 		}
@@ -83,7 +89,7 @@ func TestDocsListTheCodesEnvoysFilterDispatches(t *testing.T) {
 		c := code(row)
 		switch {
 		case !unused[c]:
-			t.Errorf("%s lists %d as a route entry Envoy never uses, but it is not one: either Envoy dispatches it or no route matches it", doc, c)
+			t.Errorf("%s lists %d as a route entry Envoy never uses, but it is not one: either Envoy routes it or no route matches it", doc, c)
 		case len(row) < 2 || row[len(row)-1] == "" || strings.HasPrefix(strings.ToLower(row[len(row)-1]), "no client"):
 			t.Errorf("%s lists %d without naming the client of rocketpilot that uses its route entry (%q): an entry no "+
 				"client uses does not belong in the route tables", doc, c, row[len(row)-1])
@@ -92,7 +98,7 @@ func TestDocsListTheCodesEnvoysFilterDispatches(t *testing.T) {
 	}
 	for c := range unused {
 		if !listed[c] {
-			t.Errorf("rocketpilot's routes match code %d, which Envoy's filter never dispatches, and %s does not say what uses it", c, doc)
+			t.Errorf("rocketpilot's routes match code %d, which Envoy's filter never routes, and %s does not say what uses it", c, doc)
 		}
 	}
 }
