@@ -791,8 +791,9 @@ type undoEntry struct {
 // requests), what it holds, and its exchange on the current stream.
 type clientTypeState struct {
 	requested bool // a request of the type went out on this stream
-	// unseen: the type's first request races a model change, so the server pushes that change before it knows of
-	// the subscription: make-before-break cannot count it until an answer of the type shows the server has seen it.
+	// unseen: the type's first request on the stream may not have reached the server when it answered another
+	// type (a config computed before it, a model change racing it): make-before-break cannot count the
+	// subscription until an answer of the type, or a fence, shows the server has seen it.
 	unseen   bool
 	legacy   bool // the stream's first request of the type named nothing: a legacy wildcard, until it names some
 	wildcard bool
@@ -960,7 +961,7 @@ func (cl *fuzzClient) request(typeURL string, sub, unsub []string, nonce string,
 	process := true
 	switch {
 	case !ct.requested:
-		ct.requested, ct.unseen = true, cl.racing == typeURL
+		ct.requested, ct.unseen = true, true
 		ct.legacy = len(sub) == 0
 		ct.wildcard = ct.legacy
 		if ct.legacy {
@@ -1425,7 +1426,10 @@ func (cl *fuzzClient) reconnect() {
 			initial[name] = h.version
 		}
 		if len(sub) == 0 && !ct.wildcard {
-			continue // nothing subscribed: a request naming nothing would be a legacy wildcard
+			// Nothing subscribed: a request naming nothing would be a legacy wildcard. The new stream does not
+			// ask for the type, so its next request of it is a first one.
+			ct.requested = false
+			continue
 		}
 		cl.r.logf("  %s -> %s subscribe %v declaring %v", cl.label, shortType(typeURL), sub, initial)
 		cl.request(typeURL, sub, nil, "", false, initial)
