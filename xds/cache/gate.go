@@ -15,12 +15,14 @@ import (
 // nothing. So the gate waits for the client's ACK, which costs one round trip, and only when a config names a
 // cluster new to that client.
 //
-// The gate is per node: Envoy's per-type services carry clusters, endpoints and the config on different streams
-// of the same node (for each type, the node's newest stream that asks for it counts). A node that takes clusters
-// by CDS waits for their endpoints too, even before it asked for them: every cluster rocketpilot serves is an EDS
-// cluster, and Envoy asks for its endpoints only once it took the cluster (on the per-type services, on a stream
-// of its own). A node that asks for neither type waits for nothing (a library that asks only for routes and the
-// config).
+// The gate is per node: a node's clusters, endpoints and config may come on different streams (an Envoy takes
+// endpoints and the config on its ADS stream, as rocketpilot's clusters and listener name it, and clusters and the
+// listener by ADS or by the per-type services its bootstrap names; other clients may use a stream per type). For
+// each type, the node's newest stream that asks for it counts. A node that takes clusters by CDS waits for their
+// endpoints too, even before it asked for them: every cluster rocketpilot serves is an EDS cluster, and Envoy asks
+// for a cluster's endpoints only once it took the cluster (and after its ACK of the clusters when they come on
+// another stream). A node that asks for neither type waits for nothing (a library that asks only for routes and
+// the config).
 
 // gated reports whether responses of a type wait for the clusters they name.
 func (c *Cache) gated(typeURL string) bool {
