@@ -2,12 +2,13 @@
 // SnapshotCache pushing one cluster per topic to every node over state-of-the-world CDS.
 //
 // Everything runs in this process over loopback: the embedded NameServer with N topics over a few broker groups,
-// the real watcher, routing table, cache and gRPC server, and simulated sidecars (raw delta ADS streams that ACK
-// what they get). It prints a markdown table — figure, value, goal, baseline, ratio — and with BENCH_JSON=FILE
-// writes the same figures as JSON.
+// the real watcher, routing table, cache and gRPC server, and simulated sidecars and Envoys (raw delta ADS streams
+// that ACK what they get). It prints a markdown table — figure, value, goal, baseline, ratio — and with
+// BENCH_JSON=FILE writes the same figures as JSON.
 //
-//	go run ./hack/bench            # the full run (make bench)
-//	go run ./hack/bench -smoke     # a small run that finishes in under a minute on 2 cores (make bench-smoke)
+//	go run ./hack/bench              # the full run (make bench)
+//	go run ./hack/bench -smoke       # a small run that finishes in under a minute on 2 cores (make bench-smoke)
+//	go run ./hack/bench -only envoy  # Envoy-shaped streams alone: change → ECDS ACK, known and new clusters
 package main
 
 import (
@@ -45,12 +46,13 @@ type config struct {
 	baselineTopics  int
 	baselineNodes   int
 	baselineChanges int
+	envoyChanges    int // changes of each kind in the Envoy scenario
 }
 
 func main() {
 	smoke := flag.Bool("smoke", false, "a small run that finishes in under a minute on 2 cores")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	only := flag.String("only", "", "comma-separated scenarios to run (cold, ondemand, churn, reconnect, baseline); all by default")
+	only := flag.String("only", "", "comma-separated scenarios to run (cold, ondemand, churn, reconnect, envoy, baseline); all by default")
 	worker := flag.Bool("sims-worker", false, "internal: run simulated sidecars for the parent process")
 	flag.Parse()
 	if *worker {
@@ -60,13 +62,13 @@ func main() {
 	cfg := config{
 		coldTopics: []int{10_000, 100_000, 1_000_000}, streams: []int{1_000, 10_000}, topicsPerStream: 10, shapes: 16,
 		churnRate: 50, churnFor: 10 * time.Second, samples: 2_000,
-		baselineTopics: 10_000, baselineNodes: 1_000, baselineChanges: 3,
+		baselineTopics: 10_000, baselineNodes: 1_000, baselineChanges: 3, envoyChanges: 300,
 	}
 	if *smoke {
 		cfg = config{
 			coldTopics: []int{10_000}, streams: []int{300}, topicsPerStream: 10, shapes: 16,
 			churnRate: 20, churnFor: 3 * time.Second, samples: 300,
-			baselineTopics: 5_000, baselineNodes: 50, baselineChanges: 2,
+			baselineTopics: 5_000, baselineNodes: 50, baselineChanges: 2, envoyChanges: 60,
 		}
 	}
 	if *cpuprofile != "" {
@@ -90,6 +92,11 @@ func main() {
 	if want("ondemand") || want("churn") || want("reconnect") {
 		for _, k := range cfg.streams {
 			figs = append(figs, streamScenarios(cfg, k, want, base)...)
+		}
+	}
+	if want("envoy") {
+		for _, k := range cfg.streams {
+			figs = append(figs, envoyScenario(cfg, k)...)
 		}
 	}
 	if want("baseline") {

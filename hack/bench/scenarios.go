@@ -19,14 +19,8 @@ import (
 
 // streamScenarios runs the on-demand, churn and reconnect scenarios with k open streams.
 func streamScenarios(cfg config, k int, want func(string) bool, base baselineResult) []Figure {
-	pool := max(k*cfg.topicsPerStream, 10_000)
-	ns := embedded.New(embedded.Options{})
-	loadNameServer(ns, pool, cfg.shapes)
-	if err := ns.Start(); err != nil {
-		log.Fatal(err)
-	}
+	ns, cp, pool := startStreamStack(cfg, k)
 	defer ns.Close()
-	cp, _ := startControlPlane(ns.Addr(), "")
 	defer func() { cp.stop() }()
 	serverPerStream := serverHeapPerStream(cp.addr, k, cfg.topicsPerStream, pool)
 
@@ -49,14 +43,7 @@ func streamScenarios(cfg config, k int, want func(string) bool, base baselineRes
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
-	start := time.Now()
-	for _, s := range sims {
-		wg.Go(func() { s.run(ctx) })
-	}
-	if !waitSynced(sims, 5*time.Minute) {
-		log.Fatalf("%d streams did not sync", k)
-	}
-	log.Printf("%d streams synced in %v", k, time.Since(start).Round(time.Millisecond))
+	startSims(ctx, &wg, sims, "streams")
 	perStream := float64(heapNow()-before) / float64(k)
 	kk := human(k)
 	perCoreGoal := ""

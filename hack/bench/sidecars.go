@@ -60,29 +60,41 @@ func (wireCounter) HandleRPC(ctx context.Context, st stats.RPCStats) {
 	}
 }
 
-func newSims(addr string, n int, topicsOf func(int) []string) []*sim {
-	const perConn = 100
+// streamsPerConn is how many simulated streams share one gRPC connection.
+const streamsPerConn = 100
+
+// dialSims opens the connections n simulated streams share: stream i uses the connection at i/streamsPerConn.
+func dialSims(addr string, n int) []*grpc.ClientConn {
 	var conns []*grpc.ClientConn
-	for i := 0; i < (n+perConn-1)/perConn; i++ {
+	for i := 0; i < (n+streamsPerConn-1)/streamsPerConn; i++ {
 		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithStatsHandler(wireCounter{}))
 		if err != nil {
 			log.Fatal(err)
 		}
 		conns = append(conns, c)
 	}
+	return conns
+}
+
+func newSims(addr string, n int, topicsOf func(int) []string) []*sim {
+	conns := dialSims(addr, n)
 	sims := make([]*sim, n)
 	for i := range sims {
-		sims[i] = &sim{id: i, topics: topicsOf(i), conn: conns[i/perConn]}
+		sims[i] = &sim{id: i, topics: topicsOf(i), conn: conns[i/streamsPerConn]}
 	}
 	return sims
 }
 
 // run keeps the sim's stream open until ctx ends, resubscribing from scratch after every reconnect (the worst
 // case for the server: nothing declared in initial_resource_versions).
-func (s *sim) run(ctx context.Context) {
+func (s *sim) run(ctx context.Context) { keepOpen(ctx, s.stream) }
+
+// keepOpen runs a simulated client's stream until ctx ends, opening it again after a jittered backoff whenever
+// it ends.
+func keepOpen(ctx context.Context, stream func(context.Context) error) {
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
-		err := s.stream(ctx)
+		err := stream(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -179,8 +191,26 @@ func (s *sim) syncedCh() chan struct{} {
 	return s.synced
 }
 
-// waitSynced waits until every sim has its whole world on its current stream.
-func waitSynced(sims []*sim, timeout time.Duration) bool {
+// simClient is a simulated client: a Go sidecar (sim) or an Envoy (envoy).
+type simClient interface {
+	run(ctx context.Context)
+	syncedCh() chan struct{}
+}
+
+// startSims runs every simulated client on wg until ctx ends, and returns once each has its whole world.
+func startSims[S simClient](ctx context.Context, wg *sync.WaitGroup, sims []S, what string) {
+	start := time.Now()
+	for _, s := range sims {
+		wg.Go(func() { s.run(ctx) })
+	}
+	if !waitSynced(sims, 5*time.Minute) {
+		log.Fatalf("%d %s did not sync", len(sims), what)
+	}
+	log.Printf("%d %s synced in %v", len(sims), what, time.Since(start).Round(time.Millisecond))
+}
+
+// waitSynced waits until every simulated client (sidecar or Envoy) has its whole world on its current stream.
+func waitSynced[S interface{ syncedCh() chan struct{} }](sims []S, timeout time.Duration) bool {
 	deadline := time.After(timeout)
 	for _, s := range sims {
 		for {

@@ -47,6 +47,19 @@ func loadNameServer(ns *embedded.NameServer, n, shapes int) {
 	}
 }
 
+// startStreamStack starts the embedded NameServer with the topics the scenarios of k streams draw from
+// (cfg.topicsPerStream a stream, 10k at least) and a control plane synced from it.
+func startStreamStack(cfg config, k int) (ns *embedded.NameServer, cp *controlPlane, pool int) {
+	pool = max(k*cfg.topicsPerStream, 10_000)
+	ns = embedded.New(embedded.Options{})
+	loadNameServer(ns, pool, cfg.shapes)
+	if err := ns.Start(); err != nil {
+		log.Fatal(err)
+	}
+	cp, _ = startControlPlane(ns.Addr(), "")
+	return ns, cp, pool
+}
+
 // controlPlane is rocketpilot in process: watcher → table → cache → gRPC server.
 type controlPlane struct {
 	table   *routing.Table
