@@ -145,10 +145,10 @@ func (s *sim) stream(ctx context.Context) error {
 		case translate.RouteType:
 			for _, r := range resp.Resources {
 				var rc rmqv3.RouteConfiguration
-				if err := proto.Unmarshal(r.Resource.Value, &rc); err != nil || len(rc.Routes) == 0 {
+				if err := proto.Unmarshal(r.Resource.Value, &rc); err != nil || translate.DefaultCluster(&rc) == "" {
 					continue
 				}
-				cluster := rc.Routes[len(rc.Routes)-1].Route.Cluster
+				cluster := translate.DefaultCluster(&rc)
 				s.routes[r.Name] = cluster
 				if !s.clusters[cluster] {
 					s.clusters[cluster] = true

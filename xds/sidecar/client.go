@@ -284,13 +284,8 @@ func (c *Client) resolveLocked(topic string) (route *remoting.TopicRouteData, er
 }
 
 // defaultCluster is the cluster of a topic's catch-all route, the one Envoy's filter answers a route query (105)
-// from: translate.Routes puts it last.
-func defaultCluster(rc *rmqv3.RouteConfiguration) string {
-	if n := len(rc.GetRoutes()); n > 0 {
-		return rc.GetRoutes()[n-1].GetRoute().GetCluster()
-	}
-	return ""
-}
+// from.
+func defaultCluster(rc *rmqv3.RouteConfiguration) string { return translate.DefaultCluster(rc) }
 
 // routeClusters are the clusters a route names, its default cluster first: a weighted TopicRoute sends to a
 // send cluster of its own.
@@ -319,12 +314,7 @@ func routesTo(rc *rmqv3.RouteConfiguration, cluster string) bool {
 }
 
 // sendCluster is the cluster a route's sends go to.
-func sendCluster(rc *rmqv3.RouteConfiguration) string {
-	if routes := rc.GetRoutes(); len(routes) > 0 {
-		return routes[0].GetRoute().GetCluster() // translate.Routes puts the send route first
-	}
-	return ""
-}
+func sendCluster(rc *rmqv3.RouteConfiguration) string { return translate.SendTarget(rc) }
 
 // touchUsersLocked adds the watched topics routing to a cluster. Only watched topics need a callback, so the walk
 // is over the watchers, not over every wanted topic.

@@ -9,6 +9,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/rocketpilot/rocketpilot/routing"
@@ -90,6 +91,31 @@ func Routes(topic *routing.Topic) []*rmqv3.Route {
 		})
 	}
 	return append(routes, &rmqv3.Route{Match: match(codeHeader(AckCodes, true)), Route: &rmqv3.RouteAction{Cluster: cluster}})
+}
+
+// DefaultCluster returns the cluster of a topic's catch-all route (rule 4 of TopicRoute: every code but the acks),
+// the one Envoy's filter answers a route query (105) from; "" when the table has none. Clients find it by its
+// match, not by its place in the table.
+func DefaultCluster(rc *rmqv3.RouteConfiguration) string {
+	return clusterOf(rc, AckCodes, true)
+}
+
+// SendTarget returns the cluster a topic's sends go to (rule 1 of TopicRoute): the topic's cluster, or under a
+// weighted TopicRoute its send cluster; "" when the table has no send route.
+func SendTarget(rc *rmqv3.RouteConfiguration) string {
+	return clusterOf(rc, SendCodes, false)
+}
+
+// clusterOf returns the cluster of the first route whose only header matcher is the code matcher codeHeader(codes,
+// invert) builds.
+func clusterOf(rc *rmqv3.RouteConfiguration, codes []int32, invert bool) string {
+	want := codeHeader(codes, invert)
+	for _, r := range rc.GetRoutes() {
+		if h := r.GetMatch().GetHeaders(); len(h) == 1 && proto.Equal(h[0], want) {
+			return r.GetRoute().GetCluster()
+		}
+	}
+	return ""
 }
 
 // codeHeader matches the code pseudo-header against a set of codes with one anchored RE2 alternation (Envoy's
