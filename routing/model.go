@@ -125,13 +125,23 @@ type Topic struct {
 
 // canonicalMembers returns a sorted deep copy of members: groups by name, addresses by id.
 func canonicalMembers(members []Member) []Member {
-	out := make([]Member, len(members))
-	for i, m := range members {
-		m.Addrs = slices.Clone(m.Addrs)
-		slices.SortFunc(m.Addrs, func(a, b BrokerAddr) int { return cmp.Compare(a.ID, b.ID) })
-		out[i] = m
+	return canonicalGroups(members, func(m *Member) (string, *[]BrokerAddr) { return m.BrokerName, &m.Addrs })
+}
+
+// canonicalGroups returns a sorted deep copy of broker groups (a route's members, or a cluster table's brokers):
+// by the name key gives, each one's addresses by id.
+func canonicalGroups[G any](groups []G, key func(*G) (string, *[]BrokerAddr)) []G {
+	out := slices.Clone(groups)
+	for i := range out {
+		_, addrs := key(&out[i])
+		*addrs = slices.Clone(*addrs)
+		slices.SortFunc(*addrs, func(a, b BrokerAddr) int { return cmp.Compare(a.ID, b.ID) })
 	}
-	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.BrokerName, b.BrokerName) })
+	slices.SortFunc(out, func(a, b G) int {
+		x, _ := key(&a)
+		y, _ := key(&b)
+		return strings.Compare(x, y)
+	})
 	return out
 }
 

@@ -1,7 +1,6 @@
 package routing
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -318,13 +317,7 @@ func (t *Table) commit(st *applyState) {
 
 // SetBrokers replaces the broker groups a source reports (its 106 cluster table).
 func (t *Table) SetBrokers(source string, brokers []Broker) uint64 {
-	canon := make([]Broker, len(brokers))
-	for i, b := range brokers {
-		b.Addrs = slices.Clone(b.Addrs)
-		slices.SortFunc(b.Addrs, func(x, y BrokerAddr) int { return cmp.Compare(x.ID, y.ID) })
-		canon[i] = b
-	}
-	slices.SortFunc(canon, func(a, b Broker) int { return strings.Compare(a.Name, b.Name) })
+	canon := canonicalGroups(brokers, func(b *Broker) (string, *[]BrokerAddr) { return b.Name, &b.Addrs })
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(canon) == 0 {
@@ -447,6 +440,20 @@ type Subscription struct {
 func (t *Table) Subscribe() *Subscription {
 	_, s := t.subscribe(false)
 	return s
+}
+
+// Follow calls fn with each coalesced change after the current version until ctx ends (a slow fn sees the changes
+// meanwhile coalesced into one). It returns ctx's error.
+func (t *Table) Follow(ctx context.Context, fn func(ChangeSet)) error {
+	sub := t.Subscribe()
+	defer sub.Close()
+	for {
+		cs, err := sub.Next(ctx)
+		if err != nil {
+			return err
+		}
+		fn(cs)
+	}
 }
 
 // SubscribeWithSnapshot returns a snapshot and a subscription to every change after it, atomically.

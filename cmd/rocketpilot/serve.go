@@ -500,13 +500,7 @@ func brokerNames(set *routing.BrokerSet) string {
 
 // logChanges logs each coalesced change of the model after the initial sync.
 func logChanges(ctx context.Context, log *slog.Logger, table *routing.Table) {
-	sub := table.Subscribe()
-	defer sub.Close()
-	for {
-		cs, err := sub.Next(ctx)
-		if err != nil {
-			return
-		}
+	_ = table.Follow(ctx, func(cs routing.ChangeSet) { // ends with ctx
 		for name := range cs.Topics {
 			if t := table.Topic(name); t != nil {
 				log.Debug("topic changed", "topic", name, "brokers", brokerNames(t.BrokerSet), "version", t.Version)
@@ -517,5 +511,5 @@ func logChanges(ctx context.Context, log *slog.Logger, table *routing.Table) {
 		topics, sets := table.Stats()
 		log.Info("routing model changed", "version", cs.Version, "topicsChanged", len(cs.Topics),
 			"brokerSetsChanged", len(cs.BrokerSets), "topics", topics, "brokerSets", sets)
-	}
+	})
 }

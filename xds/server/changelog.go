@@ -34,15 +34,7 @@ type ChangeLog struct {
 
 // Follow records the table's changes until ctx ends.
 func (l *ChangeLog) Follow(ctx context.Context, table *routing.Table) {
-	sub := table.Subscribe()
-	defer sub.Close()
-	for {
-		cs, err := sub.Next(ctx)
-		if err != nil {
-			return
-		}
-		l.add(cs)
-	}
+	_ = table.Follow(ctx, l.add) // ends with ctx
 }
 
 func (l *ChangeLog) add(cs routing.ChangeSet) {
