@@ -198,6 +198,11 @@ type answer struct {
 }
 
 // queryTopic asks every NameServer for a topic's route and applies what they say to the table.
+//
+// What to write is decided under w.mu and written after it is released: the table has locks of its own, and a
+// reader of the table may call the watcher (Status, Topics), so the two never nest. The order of a topic's writes
+// holds without the lock: launch never queries a topic twice at once, and a query lands (lets the next one start)
+// only after its writes are done.
 func (w *Watcher) queryTopic(ctx context.Context, name string) {
 	answers := make([]answer, len(w.ns))
 	if len(w.ns) == 1 {
@@ -211,12 +216,46 @@ func (w *Watcher) queryTopic(ctx context.Context, name string) {
 	}
 	w.stats.queries.Add(1)
 
+	st, writes := w.settle(name, answers)
+	if len(writes) == 0 {
+		return
+	}
+	for _, wr := range writes {
+		tableApply(w.table, wr.source, wr.update)
+	}
+	w.mu.Lock()
+	released := w.topics[name] != st
+	w.mu.Unlock()
+	if released {
+		// Released (in-use mode) after settle: the release's withdrawal may have run before these writes. Take
+		// back the routes just written, so none outlives the release; a topic followed again since starts afresh.
+		for _, wr := range writes {
+			if wr.update.Route != nil {
+				tableApply(w.table, wr.source, routing.Update{Topic: name})
+			}
+		}
+	}
+}
+
+// tableApply writes to the table; tests wrap it.
+var tableApply = (*routing.Table).Apply
+
+// write is one table write a query settled on.
+type write struct {
+	source string
+	update routing.Update
+}
+
+// settle records a topic's answers in its state and returns the state and the table writes they call for. It
+// holds w.mu and writes nothing.
+func (w *Watcher) settle(name string, answers []answer) (*topicState, []write) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	st := w.topics[name]
 	if st == nil {
-		return // released (in-use mode) while the query was in flight
+		return nil, nil // released (in-use mode) while the query was in flight
 	}
+	var writes []write
 	now := time.Now()
 	present := false
 	for i, a := range answers {
@@ -237,7 +276,7 @@ func (w *Watcher) queryTopic(ctx context.Context, name string) {
 				w.opts.Logger.Warn("undecodable route; keeping the last good one", "nameserver", ns.addr, "topic", name, "err", err)
 				continue
 			}
-			w.table.Apply(ns.source, routing.Update{Topic: name, Route: route})
+			writes = append(writes, write{ns.source, routing.Update{Topic: name, Route: route}})
 			st.bodies[i] = h
 		case errors.Is(a.err, client.ErrTopicNotExist):
 			if !ns.hasBrokers.Load() {
@@ -250,7 +289,7 @@ func (w *Watcher) queryTopic(ctx context.Context, name string) {
 			}
 			if st.bodies[i] != 0 && now.Sub(time.Unix(0, st.absentSince[i])) >= w.opts.RemoveAfter {
 				// Withdrawn from this NameServer's source only: the others' views stand.
-				w.table.Apply(ns.source, routing.Update{Topic: name})
+				writes = append(writes, write{ns.source, routing.Update{Topic: name}})
 				st.bodies[i] = 0
 				w.stats.removed.Add(1)
 			}
@@ -261,6 +300,7 @@ func (w *Watcher) queryTopic(ctx context.Context, name string) {
 	if !present && w.opts.Mode == ModeAllTopics && st.listedBy == 0 && !slices.ContainsFunc(st.bodies, func(h uint64) bool { return h != 0 }) {
 		delete(w.topics, name) // gone from every list and every source: stop polling it
 	}
+	return st, writes
 }
 
 func (w *Watcher) ask(ctx context.Context, ns *nameServer, topic string) answer {
