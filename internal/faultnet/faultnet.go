@@ -1,7 +1,7 @@
 // Package faultnet is a TCP proxy for fault tests of RocketMQ remoting clients. It sits between a client and a
 // real server over loopback, passes requests through untouched and, on demand, damages the server's responses as
 // a broken peer or middlebox would: a frame cut short and the connection closed, a frame cut short and the
-// connection left open, bytes that are no frame, a length prefix that announces more than any limit.
+// connection left open, bytes that are no frame, a length prefix that announces more than any limit, silence.
 //
 // It reads responses frame by frame (a 4-byte big-endian length, then that many bytes), so each fault replaces
 // exactly one response. It is for tests only.
@@ -37,6 +37,10 @@ const (
 	// Body keeps the response's frame and header but replaces its body with bytes that are no JSON: a
 	// well-formed answer that cannot be decoded.
 	Body
+	// Freeze writes nothing in place of the response, and nothing more on the connection, which stays open: a
+	// process that froze (stopped, or stuck in a pause) holding its connections. Later responses on it are
+	// dropped even after Heal; new connections answer.
+	Freeze
 )
 
 func (f Fault) String() string {
@@ -51,6 +55,8 @@ func (f Fault) String() string {
 		return "oversize"
 	case Body:
 		return "body"
+	case Freeze:
+		return "freeze"
 	}
 	return "none"
 }
@@ -287,6 +293,9 @@ func (p *Proxy) responses(c *conn) {
 			stalled = true
 		case Body:
 			out = replaceBody(frame)
+		case Freeze:
+			stalled = true
+			continue
 		default:
 			out = frame
 		}

@@ -113,6 +113,28 @@ func TestStallLeavesTheConnectionOpen(t *testing.T) {
 	}
 }
 
+// TestFreezeSendsNothingEvenAfterHeal: a frozen connection gets not one byte, for that response or any later one,
+// and stays open; a new connection after Heal is answered.
+func TestFreezeSendsNothingEvenAfterHeal(t *testing.T) {
+	p := setup(t, Options{})
+	p.Inject(Freeze)
+	c := dial(t, p, 0)
+	for range 2 {
+		_, err := c.callWithin(200 * time.Millisecond)
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("read on a frozen connection: %v, want a timeout with nothing read", err)
+		}
+		p.Heal()
+	}
+	if p.Open() != 1 || p.Applied() != 1 {
+		t.Fatalf("%d connections open, %d faults applied; want the frozen one, 1", p.Open(), p.Applied())
+	}
+	if resp, err := dial(t, p, 0).call(); err != nil || resp.Code != remoting.Success {
+		t.Fatalf("a new connection after the freeze: %v, %v", resp, err)
+	}
+}
+
 func TestGarbageIsMalformed(t *testing.T) {
 	p := setup(t, Options{})
 	p.Inject(Garbage)

@@ -77,6 +77,10 @@ type Options struct {
 	IdleTimeout time.Duration
 	MinBackoff  time.Duration // first wait after a failed dial (100ms)
 	MaxBackoff  time.Duration // longest wait between dials (10s)
+	// SilentTimeouts is how many requests in a row may time out with not one byte received on their connection
+	// since they were sent before the connection is closed and redialled: a NameServer that froze holding the
+	// connection open would otherwise keep it, and every request would time out, for good (3).
+	SilentTimeouts int
 	// MaxFrameSize bounds a response frame (remoting.DefaultMaxFrameSize).
 	MaxFrameSize int
 	// HeaderType is the header encoding of requests; responses are read in either.
@@ -97,6 +101,9 @@ func (o *Options) defaults() {
 	def(&o.IdleTimeout, 90*time.Second)
 	def(&o.MinBackoff, 100*time.Millisecond)
 	def(&o.MaxBackoff, 10*time.Second)
+	if o.SilentTimeouts <= 0 {
+		o.SilentTimeouts = 3
+	}
 	if o.MaxFrameSize <= 0 {
 		o.MaxFrameSize = remoting.DefaultMaxFrameSize
 	}

@@ -20,6 +20,7 @@ type conn struct {
 	opened   time.Time
 	used     atomic.Int64 // unix nanos of the last request
 	arrived  atomic.Int64 // unix nanos of the last bytes read
+	silent   atomic.Int32 // requests in a row that timed out with no byte read since they were sent
 	bad      atomic.Bool  // closed because the peer sent a malformed or oversized frame, or stalled inside one
 	onAnswer func()       // called once, on the first response, when set
 	answered sync.Once
@@ -54,6 +55,7 @@ func (a activity) Read(p []byte) (int, error) {
 	n, err := a.cn.nc.Read(p)
 	if n > 0 {
 		a.cn.arrived.Store(time.Now().UnixNano())
+		a.cn.silent.Store(0)
 	}
 	return n, err
 }
@@ -76,7 +78,27 @@ func (cn *conn) closeIfStalled() {
 	cn.close(fmt.Errorf("connection lost: %w", errStalled))
 }
 
-// failed reports whether the connection died of a bad frame.
+// errSilent is why a connection on which nothing at all arrives is closed.
+var errSilent = errors.New("the nameserver sent not one byte in answer to several requests")
+
+// closeIfSilent counts a request, sent at sent (unix nanos), that timed out, and closes the connection once
+// Options.SilentTimeouts requests in a row did so with not one byte read since they were sent. A frozen peer (a
+// stopped process, a dead path that drops packets without a reset) keeps the connection open and never answers:
+// without this, the connection, neither dead nor idle, would be kept for good, while a redial may reach a restarted
+// process. Any byte read resets the count, so a peer that is merely slow on some requests is left alone.
+func (cn *conn) closeIfSilent(sent int64) {
+	if cn.arrived.Load() >= sent || cn.silent.Add(1) < int32(cn.opts.SilentTimeouts) {
+		return
+	}
+	if cn.dead() || !cn.bad.CompareAndSwap(false, true) {
+		return // closed already, or being closed by another request that timed out
+	}
+	cn.opts.Logger.Warn("closing nameserver connection that sent nothing back; redialling", "addr", cn.nc.RemoteAddr(),
+		"timeouts", cn.silent.Load())
+	cn.close(fmt.Errorf("connection lost: %w", errSilent))
+}
+
+// failed reports whether the connection died of a bad frame, a stall or silence.
 func (cn *conn) failed() bool { return cn.bad.Load() }
 
 // cause is the error the connection died of.
@@ -150,7 +172,8 @@ func (cn *conn) roundTrip(ctx context.Context, req *remoting.Command) (*remoting
 	}
 	cn.pending[req.Opaque] = ch
 	cn.mu.Unlock()
-	cn.used.Store(time.Now().UnixNano())
+	sent := time.Now().UnixNano()
+	cn.used.Store(sent)
 	forget := func() {
 		cn.mu.Lock()
 		delete(cn.pending, req.Opaque)
@@ -178,6 +201,9 @@ func (cn *conn) roundTrip(ctx context.Context, req *remoting.Command) (*remoting
 	case <-ctx.Done():
 		forget()
 		cn.closeIfStalled()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			cn.closeIfSilent(sent) // a caller that gave up says nothing about the peer
+		}
 		return nil, fmt.Errorf("no response within the timeout: %w", ctx.Err())
 	}
 }

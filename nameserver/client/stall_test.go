@@ -85,3 +85,47 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestSilentConnectionIsRedialled: SilentTimeouts requests in a row that time out with not one byte read since
+// they were sent close the connection (a frozen peer), and the next request dials anew. A timeout followed by any
+// answer starts the count again: a peer that leaves some requests unanswered keeps its connection.
+func TestSilentConnectionIsRedialled(t *testing.T) {
+	srv := newServer(t, func(nc net.Conn, req *remoting.Command) {
+		if req.Ext("topic") != "hole" {
+			echo(nc, req)
+		}
+	})
+	opts := fastOptions()
+	opts.RequestTimeout = 50 * time.Millisecond
+	opts.SilentTimeouts = 2
+	c := New(srv.addr(), opts)
+	defer c.Close()
+	ctx := context.Background()
+	for range 3 {
+		if _, err := c.GetRouteInfoRaw(ctx, "hole"); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("unanswered request: %v", err)
+		}
+		if _, err := c.GetRouteInfoRaw(ctx, "ok"); err != nil || c.Dials() != 1 {
+			t.Fatalf("timeouts apart: err %v, %d dials", err, c.Dials())
+		}
+	}
+	for range 2 {
+		if _, err := c.GetRouteInfoRaw(ctx, "hole"); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("unanswered request: %v", err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		body, err := c.GetRouteInfoRaw(ctx, "after")
+		if err == nil {
+			if string(body) != "after" || c.Dials() != 2 {
+				t.Fatalf("after two silent timeouts: %q, %d dials", body, c.Dials())
+			}
+			return
+		}
+		if !errors.Is(err, ErrBackoff) || time.Now().After(deadline) {
+			t.Fatalf("the silent connection was not replaced: %v", err)
+		}
+		time.Sleep(opts.MinBackoff / 2)
+	}
+}

@@ -293,7 +293,10 @@ func TestSlowNameServerKeepsRoutesAndRecovers(t *testing.T) {
 		return errorCount(w, addr, requestRoute) >= routeErrs+10 && errorCount(w, addr, requestBrokers) >= brokerErrs+2
 	})
 	st := w.Status()
-	if a := st.NameServers[0]; a.Reachable || !strings.Contains(a.LastError, "no response within the timeout") {
+	// Every answer late, the connection reads as frozen and is redialled (TestFrozenNameServerIsRedialled): the
+	// last error is a timeout, the silence that closed the connection, or the backoff after it.
+	if a := st.NameServers[0]; a.Reachable || !strings.Contains(a.LastError, "no response within the timeout") &&
+		!strings.Contains(a.LastError, "sent not one byte") {
 		t.Fatalf("NameServer status while slow: %+v", a)
 	}
 	if !st.Synced || st.Removed != 0 || st.Topics != 21 {
@@ -388,6 +391,47 @@ func TestStalledFrameIsReplaced(t *testing.T) {
 	}
 	kept.unchanged(t, table, "recovery")
 	t.Logf("%d stalled connections replaced; %d route errors", stalls, w.Status().Errors)
+}
+
+// TestFrozenNameServerIsRedialled: a NameServer that freezes entirely (its connections open, not one byte back)
+// times out every request. Before the client counted such silences, it kept the frozen connection for good: the
+// NameServer showed unreachable for ever, even once a process on the same address answered again. Now a few
+// request timeouts in a row with nothing received close the connection, and the NameServer is redialled.
+func TestFrozenNameServerIsRedialled(t *testing.T) {
+	ns := startNameServer(t)
+	demoLike(ns, 20)
+	p := proxyTo(t, ns.Addr(), faultnet.Options{})
+	table := routing.NewTable()
+	opts := testOptions(150*time.Millisecond, p.Addr())
+	opts.Client.RequestTimeout = 100 * time.Millisecond
+	opts.Client.SilentTimeouts = 2
+	logs := recorded(&opts)
+	w := runWatcher(t, table, opts)
+	kept, version := pin(t, table, watched...), table.Version()
+	accepted := p.Accepted()
+
+	// Frozen: every connection, the one in use and each new one, gets nothing back.
+	p.Always(faultnet.Freeze)
+	eventually(t, 5*time.Second, "unreachable while frozen", func() bool {
+		a := w.Status().NameServers[0]
+		return !a.Reachable && strings.Contains(a.LastError, "no response within the timeout")
+	})
+	eventually(t, 5*time.Second, "the frozen connections closed and redialled", func() bool {
+		return logs.count("closing nameserver connection that sent nothing back") >= 2 && p.Accepted()-accepted >= 2
+	})
+	kept.unchanged(t, table, "a frozen NameServer")
+	if v := table.Version(); v != version {
+		t.Fatalf("a frozen NameServer moved the model from version %d to %d", version, v)
+	}
+	if st := w.Status(); !st.Synced || st.Removed != 0 {
+		t.Fatalf("status while frozen: %+v", st)
+	}
+
+	// Answering again (Heal leaves the frozen connections frozen): the next connection gets answers.
+	healAndRecover(t, ns, p, table, w, "after-freeze")
+	eventually(t, 2*time.Second, "reachable", func() bool { return w.Status().NameServers[0].Reachable })
+	kept.unchanged(t, table, "recovery")
+	t.Logf("%d frozen responses, %d connections", p.Applied(), p.Accepted()-accepted)
 }
 
 // TestGarbageBytesKeepRoutes: bytes that are no frame at all (a peer that is not a NameServer, a corrupting
