@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
@@ -22,9 +24,9 @@ import (
 //	GET /healthz                  the process is up
 //	GET /readyz                   the first sync is done and xDS is served
 //	GET /api/v1/topics            topics (?prefix=, ?limit=, default 1000)
-//	GET /api/v1/topics/NAME       one topic's chain: route, broker set, cluster, served route, endpoints, streams
+//	GET /api/v1/topics/NAME       one topic's chain: route, broker set, served route, cluster and endpoints, streams
 //	GET /api/v1/brokersets        broker sets with the cluster each becomes
-//	GET /api/v1/clusters          clusters with their endpoints (each endpoint's broker, id, perm and queues)
+//	GET /api/v1/clusters          served clusters with their endpoints (each endpoint's broker, id, perm and queues)
 //	GET /api/v1/routes/NAME       the RocketMQ route served for a topic
 //	GET /api/v1/brokers           broker groups from the NameServers' cluster tables
 //	GET /api/v1/proxies           every open stream: node, scope, per type SYNCED / STALE / NACKED
@@ -33,6 +35,9 @@ import (
 //	GET /api/v1/policies          the TopicRoute policies in precedence order, with matched and overridden topics
 //	GET /api/v1/resources         the custom resources of the file source (--config), each accepted or why not
 //	GET /api/v1/changes           the latest changes of the model (?topic= for one topic's)
+//
+// Served resources (routes, clusters, endpoints) are read from the cache as it holds and serves them, never
+// translated here: the admin API shows what streams were sent.
 type Admin struct {
 	Table     *routing.Table
 	Cache     *cache.Cache
@@ -180,9 +185,13 @@ func (a *Admin) pathTopic(w http.ResponseWriter, r *http.Request) *routing.Topic
 	name := r.PathValue("name")
 	t := a.Table.Topic(name)
 	if t == nil {
-		writeError(w, http.StatusNotFound, "topic "+strconv.Quote(name)+" not found")
+		topicNotFound(w, name)
 	}
 	return t
+}
+
+func topicNotFound(w http.ResponseWriter, name string) {
+	writeError(w, http.StatusNotFound, "topic "+strconv.Quote(name)+" not found")
 }
 
 func (a *Admin) topic(w http.ResponseWriter, r *http.Request) {
@@ -190,15 +199,21 @@ func (a *Admin) topic(w http.ResponseWriter, r *http.Request) {
 	if t == nil {
 		return
 	}
+	// The route, cluster and endpoints are those the cache serves: what the streams holding the topic were sent,
+	// which may lag the table by a change not applied yet.
+	served, _ := a.Cache.ServedTopic(t.Name)
 	out := map[string]any{
 		"topic":     a.summarize(t),
 		"members":   t.BrokerSet.Members,
-		"cluster":   raw(translate.Cluster(t.BrokerSet)),
-		"endpoints": raw(translate.LoadAssignment(t.BrokerSet)),
-		"route":     raw(translate.TopicRoute(t)),
+		"route":     rawServed(translate.RouteType, &served.Route),
+		"cluster":   nil,
+		"endpoints": nil,
 	}
-	if translate.Weighted(t.BrokerSet) {
-		out["sendEndpoints"] = raw(translate.SendLoadAssignment(t.BrokerSet))
+	if c := served.Cluster; c != nil {
+		out["cluster"], out["endpoints"] = rawServed(translate.ClusterType, &c.Cluster), rawServed(translate.EndpointType, &c.Endpoints)
+	}
+	if c := served.Send; c != nil {
+		out["sendEndpoints"] = rawServed(translate.EndpointType, &c.Endpoints)
 	}
 	if policy, overridden := a.Table.TopicPolicy(t.Name); policy != "" {
 		out["policy"] = map[string]any{"topicRoute": policy, "overridden": overridden}
@@ -246,8 +261,12 @@ func (a *Admin) configDump(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, dump)
 }
 
-// raw renders a proto message as JSON inside a JSON document.
-func raw(m proto.Message) json.RawMessage {
+// rawServed renders a resource the cache serves, a message of typeURL, as JSON inside a JSON document.
+func rawServed(typeURL string, r *cache.Served) json.RawMessage {
+	m, err := (&anypb.Any{TypeUrl: typeURL, Value: r.Body}).UnmarshalNew()
+	if err != nil {
+		return json.RawMessage(strconv.Quote(err.Error()))
+	}
 	b, err := protojson.Marshal(m)
 	if err != nil {
 		return json.RawMessage(strconv.Quote(err.Error()))
@@ -273,44 +292,46 @@ type ClusterEndpoint struct {
 	Weight     uint32 `json:"weight,omitempty"`
 }
 
+// clusters lists the clusters the cache serves, with their endpoints as served.
 func (a *Admin) clusters(w http.ResponseWriter, _ *http.Request) {
 	out := []ClusterRow{}
-	for _, set := range a.Table.BrokerSets() {
-		clas := []*endpointv3.ClusterLoadAssignment{translate.LoadAssignment(set)}
-		if translate.Weighted(set) {
-			clas = append(clas, translate.SendLoadAssignment(set))
+	for _, sc := range a.Cache.ServedClusters() {
+		var cla endpointv3.ClusterLoadAssignment
+		if err := proto.Unmarshal(sc.Endpoints.Body, &cla); err != nil {
+			writeError(w, http.StatusInternalServerError, "endpoints of "+sc.Endpoints.Name+": "+err.Error())
+			return
 		}
-		for _, cla := range clas {
-			r := ClusterRow{Name: cla.GetClusterName(), BrokerSet: set.Hash}
-			for _, loc := range cla.GetEndpoints() {
-				for _, lb := range loc.GetLbEndpoints() {
-					sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
-					f := lb.GetMetadata().GetFilterMetadata()[translate.FilterNamespace].GetFields()
-					r.Endpoints = append(r.Endpoints, ClusterEndpoint{
-						Address:    sa.GetAddress() + ":" + strconv.FormatUint(uint64(sa.GetPortValue()), 10),
-						BrokerName: f[translate.KeyBrokerName].GetStringValue(),
-						BrokerID:   int64(f[translate.KeyBrokerID].GetNumberValue()),
-						Perm:       int32(f[translate.KeyPerm].GetNumberValue()),
-						ReadQueues: int32(f[translate.KeyReadQueueNum].GetNumberValue()),
-						Write:      int32(f[translate.KeyWriteQueueNum].GetNumberValue()),
-						Weight:     lb.GetLoadBalancingWeight().GetValue(),
-					})
-				}
+		r := ClusterRow{Name: sc.Cluster.Name, BrokerSet: sc.BrokerSet}
+		for _, loc := range cla.GetEndpoints() {
+			for _, lb := range loc.GetLbEndpoints() {
+				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+				f := lb.GetMetadata().GetFilterMetadata()[translate.FilterNamespace].GetFields()
+				r.Endpoints = append(r.Endpoints, ClusterEndpoint{
+					Address:    net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10)),
+					BrokerName: f[translate.KeyBrokerName].GetStringValue(),
+					BrokerID:   int64(f[translate.KeyBrokerID].GetNumberValue()),
+					Perm:       int32(f[translate.KeyPerm].GetNumberValue()),
+					ReadQueues: int32(f[translate.KeyReadQueueNum].GetNumberValue()),
+					Write:      int32(f[translate.KeyWriteQueueNum].GetNumberValue()),
+					Weight:     lb.GetLoadBalancingWeight().GetValue(),
+				})
 			}
-			out = append(out, r)
 		}
+		out = append(out, r)
 	}
-	slices.SortFunc(out, func(x, y ClusterRow) int { return strings.Compare(x.Name, y.Name) })
 	writeJSON(w, out)
 }
 
+// route answers the route the cache serves for a topic (ServedTopic: what a stream was sent, or would be).
 func (a *Admin) route(w http.ResponseWriter, r *http.Request) {
-	t := a.pathTopic(w, r)
-	if t == nil {
+	name := r.PathValue("name")
+	served, ok := a.Cache.ServedTopic(name)
+	if !ok {
+		topicNotFound(w, name)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(raw(translate.TopicRoute(t)))
+	w.Write(rawServed(translate.RouteType, &served.Route))
 }
 
 // AdminGuard is the admin API's access rule. /healthz, /readyz and /metrics are open (probes and scrapers need no

@@ -4,13 +4,23 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/routing"
+	"github.com/rocketpilot/rocketpilot/xds/cache"
+	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
 
 func TestAdminAPI(t *testing.T) {
@@ -96,3 +106,130 @@ func TestAdminAPI(t *testing.T) {
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// adminOver serves the admin API of table and c until the test ends, and returns a GET of a path's body.
+func adminOver(t *testing.T, table *routing.Table, c *cache.Cache) func(path string) (int, []byte) {
+	t.Helper()
+	srv := httptest.NewServer((&Admin{Table: table, Cache: c}).Handler())
+	t.Cleanup(srv.Close)
+	return func(path string) (int, []byte) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+}
+
+func brokerRoute(broker, addr string) *routing.Route {
+	return &routing.Route{Members: []routing.Member{{Cluster: "C", BrokerName: broker, Perm: 6, ReadQueueNums: 4, WriteQueueNums: 4,
+		Addrs: []routing.BrokerAddr{{ID: 0, Addr: addr}}}}}
+}
+
+// The admin API shows a broker's address as the served endpoint has it: an IPv6 host in brackets, as
+// net.JoinHostPort writes it, not "::1:10911".
+func TestAdminClustersIPv6(t *testing.T) {
+	table := routing.NewTable()
+	table.Apply("test", routing.Update{Topic: "T6", Route: brokerRoute("b6", "[::1]:10911")})
+	c, err := cache.New(table, cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := adminOver(t, table, c)
+	var rows []ClusterRow
+	if code, body := get("/api/v1/clusters"); code != http.StatusOK || json.Unmarshal(body, &rows) != nil {
+		t.Fatalf("clusters: %d %s", code, body)
+	}
+	if len(rows) != 1 || len(rows[0].Endpoints) != 1 || rows[0].Endpoints[0].Address != "[::1]:10911" {
+		t.Fatalf("clusters: want one endpoint at [::1]:10911, got %+v", rows)
+	}
+}
+
+// The admin API shows what the cache holds and serves, not what the table would translate to now: while a change
+// of the table is not applied yet (the cache applies changes a coalescing window later), a topic's route, cluster
+// and endpoints are those its streams were sent, and the clusters are those served.
+func TestAdminShowsServedNotRecomputed(t *testing.T) {
+	table := routing.NewTable()
+	table.Apply("test", routing.Update{Topic: "T", Route: brokerRoute("b1", "10.0.0.1:10911")})
+	c, err := cache.New(table, cache.Options{}) // not Run: the test applies changes, or not
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sdone := make(chan struct{})
+	go func() { Serve(ctx, newGRPC(ctx, c, c, Options{}), lis, time.Second); close(sdone) }()
+	t.Cleanup(func() { cancel(); <-sdone })
+	d := openDelta(t, lis.Addr().String(), "n1", "T")
+	d.subscribe(translate.RouteType, "T")
+	if r := d.next(); len(r.Resources) != 1 {
+		t.Fatalf("route of T: %v", names(r))
+	}
+	served := table.Topic("T").BrokerSet
+	oldCluster := translate.ClusterName(served)
+
+	// T moves to another broker; the cache has not applied it.
+	table.Apply("test", routing.Update{Topic: "T", Route: brokerRoute("b2", "10.0.0.2:10911")})
+	newCluster := translate.ClusterName(table.Topic("T").BrokerSet)
+
+	get := adminOver(t, table, c)
+	dump, ok := c.ConfigDump("n1")
+	if !ok || len(dump[translate.RouteType]) != 1 {
+		t.Fatalf("config dump of n1: %v", dump)
+	}
+	var want, got rmqv3.RouteConfiguration
+	var sent anypb.Any
+	if err := protojson.Unmarshal(dump[translate.RouteType][0].Resource, &sent); err != nil {
+		t.Fatal(err)
+	}
+	if err := sent.UnmarshalTo(&want); err != nil {
+		t.Fatal(err)
+	}
+	_, body := get("/api/v1/routes/T")
+	if err := protojson.Unmarshal(body, &got); err != nil {
+		t.Fatalf("route: %v: %s", err, body)
+	}
+	if !proto.Equal(&want, &got) {
+		t.Errorf("GET /api/v1/routes/T is not the route n1 was sent:\nsent  %v\nshown %v", &want, &got)
+	}
+	var chain struct {
+		Topic     TopicSummary    `json:"topic"`
+		Route     json.RawMessage `json:"route"`
+		Cluster   json.RawMessage `json:"cluster"`
+		Endpoints json.RawMessage `json:"endpoints"`
+	}
+	if _, body := get("/api/v1/topics/T"); json.Unmarshal(body, &chain) != nil {
+		t.Fatalf("topic: %s", body)
+	}
+	got.Reset()
+	if err := protojson.Unmarshal(chain.Route, &got); err != nil || !proto.Equal(&want, &got) {
+		t.Errorf("the route in T's chain is not the one n1 was sent: %s", chain.Route)
+	}
+	if !strings.Contains(string(chain.Cluster), oldCluster) || !strings.Contains(string(chain.Endpoints), "10.0.0.1") {
+		t.Errorf("T's chain: want the served cluster %s at 10.0.0.1, got %s %s", oldCluster, chain.Cluster, chain.Endpoints)
+	}
+	var rows []ClusterRow
+	if _, body := get("/api/v1/clusters"); json.Unmarshal(body, &rows) != nil {
+		t.Fatalf("clusters: %s", body)
+	}
+	var shown []string
+	for _, r := range rows {
+		shown = append(shown, r.Name)
+	}
+	if !slices.Equal(shown, []string{oldCluster}) {
+		t.Errorf("clusters: want the served %s only, got %v", oldCluster, shown)
+	}
+
+	// Once the cache applies the change, the admin API shows the new route and cluster.
+	c.Apply(routing.ChangeSet{Version: table.Version(), Topics: map[string]struct{}{"T": {}},
+		BrokerSets: map[string]struct{}{served.Hash: {}, table.Topic("T").BrokerSet.Hash: {}}})
+	if _, body := get("/api/v1/routes/T"); !strings.Contains(string(body), newCluster) {
+		t.Errorf("after the change is applied, route: want %s, got %s", newCluster, body)
+	}
+}
