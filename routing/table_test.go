@@ -217,23 +217,25 @@ func TestBrokersMerge(t *testing.T) {
 
 func TestInterest(t *testing.T) {
 	in := NewTable().Interest()
+	rd := in.Follow()
+	defer rd.Close()
 	r1 := in.Want("a", "b")
 	r2 := in.Want("b")
-	<-in.Changed()
-	added, removed := in.Drain()
+	<-rd.Changed()
+	added, removed := rd.Drain()
 	if !slices.Equal(added, []string{"a", "b"}) || removed != nil {
 		t.Fatalf("drain = %v %v", added, removed)
 	}
 	r1()
 	r1()
-	added, removed = in.Drain()
+	added, removed = rd.Drain()
 	if added != nil || !slices.Equal(removed, []string{"a"}) || !in.Wanted("b") || in.Wanted("a") {
 		t.Fatalf("after release: %v %v, wanted b=%v", added, removed, in.Wanted("b"))
 	}
 	r3 := in.Want("c")
 	r3()
 	r2()
-	added, removed = in.Drain()
+	added, removed = rd.Drain()
 	if added != nil || !slices.Equal(removed, []string{"b"}) || len(in.Topics()) != 0 {
 		t.Fatalf("want+release before drain: %v %v %v", added, removed, in.Topics())
 	}

@@ -241,19 +241,12 @@ func (w *Watcher) discoverLoop(ctx context.Context) {
 }
 
 // interestLoop follows routing.Interest in in-use mode: new topics are queried at once, released ones forgotten.
+// It reads through a reader of its own, so every in-use watcher on the table learns every topic in use; the
+// reader's first Drain holds every topic in use when the watcher started (one that replaces another starts from
+// the whole set, not from what changed since its predecessor's last read).
 func (w *Watcher) interestLoop(ctx context.Context) {
-	in := w.table.Interest()
-	// Start from every topic in use: a watcher that replaces another (a source whose spec changed) would
-	// otherwise see only what changed since its predecessor's last Drain.
-	inUse := w.validInterest(in.Topics())
-	w.mu.Lock()
-	for _, name := range inUse {
-		if w.topics[name] == nil {
-			w.topics[name] = newTopicState(len(w.ns))
-			w.urgent.push(name)
-		}
-	}
-	w.mu.Unlock()
+	in := w.table.Interest().Follow()
+	defer in.Close()
 	for {
 		added, removed := in.Drain()
 		added = w.validInterest(added)
