@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
+	"github.com/rocketpilot/rocketpilot/xds/server"
 )
 
 // errNotFound is what the admin API answers 404 with.
@@ -55,9 +56,7 @@ func (g *globals) getJSON(ctx context.Context, path string, query url.Values, v 
 		return fmt.Errorf("read %s: %w", path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
+		var e server.ErrorBody
 		msg := strings.TrimSpace(string(body))
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
 			msg = e.Error

@@ -17,30 +17,9 @@ import (
 
 	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
 	"github.com/rocketpilot/rocketpilot/routing"
-	"github.com/rocketpilot/rocketpilot/xds/cache"
 	"github.com/rocketpilot/rocketpilot/xds/server"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
-
-// topicChain is the admin API's view of one topic, GET /api/v1/topics/NAME.
-type topicChain struct {
-	Topic     server.TopicSummary   `json:"topic"`
-	Members   []routing.Member      `json:"members"`
-	Sources   []routing.SourceRoute `json:"sources"`
-	Policy    *topicPolicy          `json:"policy,omitempty"`
-	Route     json.RawMessage       `json:"route"`
-	Cluster   json.RawMessage       `json:"cluster"`
-	Endpoints json.RawMessage       `json:"endpoints"`
-	// SendEndpoints are a weighted TopicRoute's send cluster's.
-	SendEndpoints json.RawMessage      `json:"sendEndpoints,omitempty"`
-	Proxies       []cache.StreamStatus `json:"proxies"`
-	Changes       []server.Change      `json:"changes"`
-}
-
-type topicPolicy struct {
-	TopicRoute string   `json:"topicRoute"`
-	Overridden []string `json:"overridden,omitempty"`
-}
 
 func newDescribeCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
@@ -53,7 +32,7 @@ func newDescribeCommand(g *globals) *cobra.Command {
 			if kind := strings.ToLower(args[0]); kind != "topic" && kind != "topics" && kind != "t" {
 				return fmt.Errorf("describe knows topics only, not %q", args[0])
 			}
-			var chain topicChain
+			var chain server.TopicChain
 			if err := g.getJSON(cmd.Context(), "/api/v1/topics/"+url.PathEscape(args[1]), nil, &chain); err != nil {
 				return err
 			}
@@ -71,7 +50,7 @@ func newDescribeCommand(g *globals) *cobra.Command {
 }
 
 // describeTopic writes the chain as kubectl describe does: fields, then sections.
-func describeTopic(w io.Writer, c *topicChain, now time.Time) error {
+func describeTopic(w io.Writer, c *server.TopicChain, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	p := func(format string, args ...any) { fmt.Fprintf(tw, format+"\n", args...) }
 	p("Name:\t%s", c.Topic.Name)

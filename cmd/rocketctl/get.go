@@ -97,7 +97,7 @@ func parseSelector(s string) (topicSelector, error) {
 	return out, nil
 }
 
-func (s topicSelector) matches(t server.TopicSummary, set *brokerSetRow) bool {
+func (s topicSelector) matches(t server.TopicSummary, set *server.BrokerSetRow) bool {
 	if v, ok := s["broker"]; ok && !slices.Contains(t.Brokers, v) {
 		return false
 	}
@@ -115,17 +115,6 @@ func (s topicSelector) matches(t server.TopicSummary, set *brokerSetRow) bool {
 	return true
 }
 
-type topicList struct {
-	Total  int                   `json:"total"`
-	Topics []server.TopicSummary `json:"topics"`
-}
-
-type brokerSetRow struct {
-	Hash    string           `json:"hash"`
-	Cluster string           `json:"cluster"`
-	Members []routing.Member `json:"members"`
-}
-
 // listTopics returns the topics get and describe work on: the named ones, or those of --prefix and --selector.
 func listTopics(ctx context.Context, g *globals, f *getFlags, names []string) ([]server.TopicSummary, error) {
 	sel, err := parseSelector(f.selector)
@@ -135,9 +124,7 @@ func listTopics(ctx context.Context, g *globals, f *getFlags, names []string) ([
 	var topics []server.TopicSummary
 	if len(names) > 0 {
 		for _, n := range names {
-			var chain struct {
-				Topic server.TopicSummary `json:"topic"`
-			}
+			var chain server.TopicChain
 			if err := g.getJSON(ctx, "/api/v1/topics/"+url.PathEscape(n), nil, &chain); err != nil {
 				return nil, err
 			}
@@ -148,7 +135,7 @@ func listTopics(ctx context.Context, g *globals, f *getFlags, names []string) ([
 		if len(sel) > 0 {
 			q.Set("limit", "0") // the selector filters here, the limit applies after it
 		}
-		var list topicList
+		var list server.TopicList
 		if err := g.getJSON(ctx, "/api/v1/topics", q, &list); err != nil {
 			return nil, err
 		}
@@ -157,9 +144,9 @@ func listTopics(ctx context.Context, g *globals, f *getFlags, names []string) ([
 	if len(sel) == 0 {
 		return topics, nil
 	}
-	sets := map[string]*brokerSetRow{}
+	sets := map[string]*server.BrokerSetRow{}
 	if _, ok := sel["cluster"]; ok {
-		var rows []brokerSetRow
+		var rows []server.BrokerSetRow
 		if err := g.getJSON(ctx, "/api/v1/brokersets", nil, &rows); err != nil {
 			return nil, err
 		}
@@ -206,7 +193,7 @@ func printTopics(g *globals, topics []server.TopicSummary) error {
 }
 
 func getBrokerSets(ctx context.Context, g *globals, _ *getFlags, names []string) error {
-	return getListed(ctx, g, "/api/v1/brokersets", "broker set", names, func(r brokerSetRow) string { return r.Hash }, printBrokerSets)
+	return getListed(ctx, g, "/api/v1/brokersets", "broker set", names, func(r server.BrokerSetRow) string { return r.Hash }, printBrokerSets)
 }
 
 // getListed reads a list from the admin API, keeps the rows named (every row when names is empty), prints them,
@@ -225,8 +212,8 @@ func getListed[T any](ctx context.Context, g *globals, path, kind string, names 
 	return missingError(kind, missing)
 }
 
-func printBrokerSets(g *globals, rows []brokerSetRow) error {
-	if done, err := printData(g, rows, "brokerset", func(r brokerSetRow) string { return r.Hash }); done {
+func printBrokerSets(g *globals, rows []server.BrokerSetRow) error {
+	if done, err := printData(g, rows, "brokerset", func(r server.BrokerSetRow) string { return r.Hash }); done {
 		return err
 	}
 	t := &table{headers: []string{"HASH", "CLUSTER", "GROUPS"}}
@@ -250,15 +237,12 @@ func printBrokerSets(g *globals, rows []brokerSetRow) error {
 	return t.print(g.out)
 }
 
-// clusterRow is the admin API's served cluster.
-type clusterRow = server.ClusterRow
-
 func getClusters(ctx context.Context, g *globals, _ *getFlags, names []string) error {
-	return getListed(ctx, g, "/api/v1/clusters", "cluster", names, func(r clusterRow) string { return r.Name }, printClusters)
+	return getListed(ctx, g, "/api/v1/clusters", "cluster", names, func(r server.ClusterRow) string { return r.Name }, printClusters)
 }
 
-func printClusters(g *globals, rows []clusterRow) error {
-	if done, err := printData(g, rows, "cluster", func(r clusterRow) string { return r.Name }); done {
+func printClusters(g *globals, rows []server.ClusterRow) error {
+	if done, err := printData(g, rows, "cluster", func(r server.ClusterRow) string { return r.Name }); done {
 		return err
 	}
 	t := &table{headers: []string{"NAME", "BROKER SET", "ENDPOINTS"}}
@@ -283,7 +267,8 @@ func printClusters(g *globals, rows []clusterRow) error {
 	return t.print(g.out)
 }
 
-// routeRow is a topic's served RocketMQ route, and its rules summarized.
+// routeRow is a topic's served RocketMQ route, and its rules summarized: rocketctl's own rows, derived from the
+// route the admin API serves (GET /api/v1/routes/NAME, a RouteConfiguration in protobuf's JSON).
 type routeRow struct {
 	Topic   string          `json:"topic"`
 	Cluster string          `json:"cluster"`

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rocketpilot/rocketpilot/xds/cache"
+	"github.com/rocketpilot/rocketpilot/xds/server"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -69,17 +70,17 @@ func golden(t *testing.T, name string, print func(g *globals) error, output stri
 
 func TestGoldenOutput(t *testing.T) {
 	now := fixtureNow(t)
-	var topics topicList
+	var topics server.TopicList
 	fixture(t, "topics.json", &topics)
 	for _, o := range []string{"table", "wide", "json", "yaml", "name"} {
 		golden(t, "topics."+o, func(g *globals) error { return printTopics(g, topics.Topics) }, o)
 	}
-	var sets []brokerSetRow
+	var sets []server.BrokerSetRow
 	fixture(t, "brokersets.json", &sets)
 	for _, o := range []string{"table", "wide"} {
 		golden(t, "brokersets."+o, func(g *globals) error { return printBrokerSets(g, sets) }, o)
 	}
-	var clusters []clusterRow
+	var clusters []server.ClusterRow
 	fixture(t, "clusters.json", &clusters)
 	for _, o := range []string{"table", "wide", "json"} {
 		golden(t, "clusters."+o, func(g *globals) error { return printClusters(g, clusters) }, o)
@@ -100,7 +101,7 @@ func TestGoldenOutput(t *testing.T) {
 	}
 	golden(t, "proxy-status.table", func(g *globals) error { return printProxyStatus(g, streams, now) }, "table")
 	golden(t, "proxy-status-node.table", func(g *globals) error { return printProxyDetail(g, streams, now) }, "table")
-	var chain topicChain
+	var chain server.TopicChain
 	fixture(t, "topic-demo-inventory-003.json", &chain)
 	golden(t, "describe-topic.text", func(g *globals) error { return describeTopic(g.out, &chain, now) }, "text")
 }
@@ -113,5 +114,38 @@ func TestKubectlPlugin(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "kubectl rocketmq get KIND [NAME...]") {
 		t.Fatalf("usage as a plugin:\n%s", out.String())
+	}
+}
+
+// The fixtures are answers a real admin API wrote; rocketctl reads them into the server's own response types.
+// Each decodes with no key left over, and written again as the server writes (indented by two spaces) gives the
+// fixture byte for byte: the types rocketctl decodes into are the shape on the wire.
+func TestAdminFixturesAreServerTypes(t *testing.T) {
+	for name, v := range map[string]any{
+		"topics.json":                   &server.TopicList{},
+		"topic-demo-inventory-003.json": &server.TopicChain{},
+		"brokersets.json":               &[]server.BrokerSetRow{},
+		"clusters.json":                 &[]server.ClusterRow{},
+		"proxies.json":                  &[]cache.StreamStatus{},
+	} {
+		b, err := os.ReadFile(filepath.Join("testdata", "admin", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			t.Errorf("%s into %T: %v", name, v, err)
+			continue
+		}
+		var again bytes.Buffer
+		enc := json.NewEncoder(&again)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v); err != nil {
+			t.Fatal(err)
+		}
+		if again.String() != string(b) {
+			t.Errorf("%s: %T written again differs from the fixture:\n%s", name, v, again.String())
+		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"runtime"
 
 	"github.com/spf13/cobra"
+
+	"github.com/rocketpilot/rocketpilot/xds/server"
 )
 
 func newVersionCommand(g *globals) *cobra.Command {
@@ -22,10 +24,7 @@ func newVersionCommand(g *globals) *cobra.Command {
 			v := versions{Client: version, Go: runtime.Version()}
 			var err error
 			if !clientOnly {
-				var s struct {
-					Version      string `json:"version"`
-					ModelVersion uint64 `json:"modelVersion"`
-				}
+				var s server.VersionInfo
 				if err = g.getJSON(cmd.Context(), "/api/v1/version", nil, &s); err == nil {
 					v.Server, v.Model = s.Version, s.ModelVersion
 				}

@@ -38,6 +38,10 @@ import (
 //
 // Served resources (routes, clusters, endpoints) are read from the cache as it holds and serves them, never
 // translated here: the admin API shows what streams were sent.
+//
+// Each JSON answer is one of the response types below (TopicList, TopicChain, BrokerSetRow, ClusterRow,
+// VersionInfo, PolicyRow, ErrorBody), or a type of the package that owns the data (routing's brokers,
+// cache.StreamStatus, cache's config dump): defined once, written here and read back by rocketctl.
 type Admin struct {
 	Table     *routing.Table
 	Cache     *cache.Cache
@@ -59,7 +63,7 @@ func (a *Admin) Handler() http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /api/v1/version", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, map[string]any{"version": a.Version, "modelVersion": a.Table.Version()})
+		writeJSON(w, VersionInfo{Version: a.Version, ModelVersion: a.Table.Version()})
 	})
 	mux.HandleFunc("GET /api/v1/topics", a.topics)
 	mux.HandleFunc("GET /api/v1/topics/{name}", a.topic)
@@ -70,13 +74,9 @@ func (a *Admin) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/proxies", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Cache.Streams()) })
 	mux.HandleFunc("GET /api/v1/config_dump", a.configDump)
 	mux.HandleFunc("GET /api/v1/policies", func(w http.ResponseWriter, _ *http.Request) {
-		type row struct {
-			Name string `json:"name"`
-			routing.PolicyStatus
-		}
-		out := []row{}
+		out := []PolicyRow{}
 		for _, n := range a.Table.PolicyNames() {
-			out = append(out, row{Name: n, PolicyStatus: a.Table.PolicyStatus(n)})
+			out = append(out, PolicyRow{Name: n, PolicyStatus: a.Table.PolicyStatus(n)})
 		}
 		writeJSON(w, out)
 	})
@@ -120,7 +120,33 @@ func writeJSON(w http.ResponseWriter, v any) {
 func writeError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+	json.NewEncoder(w).Encode(ErrorBody{Error: msg})
+}
+
+// The admin API's responses. The fields of the ones that were maps once (VersionInfo, TopicChain, TopicPolicy)
+// are in the order of their JSON names, a map's order: the answers keep their bytes.
+
+// ErrorBody is the body of every answer but 200 OK.
+type ErrorBody struct {
+	Error string `json:"error"`
+}
+
+// VersionInfo is GET /api/v1/version: the server's version and the model's.
+type VersionInfo struct {
+	ModelVersion uint64 `json:"modelVersion"`
+	Version      string `json:"version"`
+}
+
+// PolicyRow is one TopicRoute policy in GET /api/v1/policies.
+type PolicyRow struct {
+	Name string `json:"name"`
+	routing.PolicyStatus
+}
+
+// TopicList is GET /api/v1/topics: a page of topics and how many match the prefix in all.
+type TopicList struct {
+	Total  int            `json:"total"`
+	Topics []TopicSummary `json:"topics"`
 }
 
 // TopicSummary is one row of the topic list.
@@ -168,10 +194,7 @@ func (a *Admin) topics(w http.ResponseWriter, r *http.Request) {
 		last, _ = a.Table.TopicNames(prefix, last[len(last)-1], next(len(names)))
 		names = append(names, last...)
 	}
-	out := struct {
-		Total  int            `json:"total"`
-		Topics []TopicSummary `json:"topics"`
-	}{Total: total, Topics: []TopicSummary{}}
+	out := TopicList{Total: total, Topics: []TopicSummary{}}
 	for _, n := range names {
 		if t := a.Table.Topic(n); t != nil {
 			out.Topics = append(out.Topics, a.summarize(t))
@@ -194,6 +217,29 @@ func topicNotFound(w http.ResponseWriter, name string) {
 	writeError(w, http.StatusNotFound, "topic "+strconv.Quote(name)+" not found")
 }
 
+// TopicChain is GET /api/v1/topics/NAME: one topic's chain from the model to the streams. Route, Cluster,
+// Endpoints and SendEndpoints are the served resources in protobuf's JSON; Cluster and Endpoints are null while the
+// cache serves no cluster for the topic, SendEndpoints is there when a weighted TopicRoute gives it a send cluster.
+type TopicChain struct {
+	// Changes are the change log's entries for the topic (always null without a change log).
+	Changes       []Change              `json:"changes"`
+	Cluster       json.RawMessage       `json:"cluster"`
+	Endpoints     json.RawMessage       `json:"endpoints"`
+	Members       []routing.Member      `json:"members"`
+	Policy        *TopicPolicy          `json:"policy,omitempty"`
+	Proxies       []cache.StreamStatus  `json:"proxies"`
+	Route         json.RawMessage       `json:"route"`
+	SendEndpoints json.RawMessage       `json:"sendEndpoints,omitempty"`
+	Sources       []routing.SourceRoute `json:"sources"`
+	Topic         TopicSummary          `json:"topic"`
+}
+
+// TopicPolicy is the TopicRoute a topic follows, and the older ones that also match it.
+type TopicPolicy struct {
+	Overridden []string `json:"overridden"`
+	TopicRoute string   `json:"topicRoute"`
+}
+
 func (a *Admin) topic(w http.ResponseWriter, r *http.Request) {
 	t := a.pathTopic(w, r)
 	if t == nil {
@@ -202,52 +248,50 @@ func (a *Admin) topic(w http.ResponseWriter, r *http.Request) {
 	// The route, cluster and endpoints are those the cache serves: what the streams holding the topic were sent,
 	// which may lag the table by a change not applied yet.
 	served, _ := a.Cache.ServedTopic(t.Name)
-	out := map[string]any{
-		"topic":     a.summarize(t),
-		"members":   t.BrokerSet.Members,
-		"route":     rawServed(translate.RouteType, &served.Route),
-		"cluster":   nil,
-		"endpoints": nil,
+	out := TopicChain{
+		Topic:   a.summarize(t),
+		Members: t.BrokerSet.Members,
+		Route:   rawServed(translate.RouteType, &served.Route),
+		Sources: a.Table.TopicSources(t.Name),
 	}
 	if c := served.Cluster; c != nil {
-		out["cluster"], out["endpoints"] = rawServed(translate.ClusterType, &c.Cluster), rawServed(translate.EndpointType, &c.Endpoints)
+		out.Cluster, out.Endpoints = rawServed(translate.ClusterType, &c.Cluster), rawServed(translate.EndpointType, &c.Endpoints)
 	}
 	if c := served.Send; c != nil {
-		out["sendEndpoints"] = rawServed(translate.EndpointType, &c.Endpoints)
+		out.SendEndpoints = rawServed(translate.EndpointType, &c.Endpoints)
 	}
 	if policy, overridden := a.Table.TopicPolicy(t.Name); policy != "" {
-		out["policy"] = map[string]any{"topicRoute": policy, "overridden": overridden}
+		out.Policy = &TopicPolicy{TopicRoute: policy, Overridden: overridden}
 	}
-	out["sources"] = a.Table.TopicSources(t.Name)
 	if a.Changes != nil {
-		out["changes"] = a.Changes.Recent(t.Name, t.Version)
+		out.Changes = a.Changes.Recent(t.Name, t.Version)
 	}
 	// The streams holding the topic: through their node's scope, or subscribed to its route by name.
-	var holders []cache.StreamStatus
 	for _, s := range a.Cache.Streams() {
 		held := slices.Contains(s.Scope, t.Name)
 		for _, ts := range s.Types {
 			held = held || ts.TypeURL == translate.RouteType && slices.Contains(ts.Subscribed, t.Name)
 		}
 		if held {
-			holders = append(holders, s)
+			out.Proxies = append(out.Proxies, s)
 		}
 	}
-	out["proxies"] = holders
 	writeJSON(w, out)
 }
 
+// BrokerSetRow is one broker set in GET /api/v1/brokersets, with the cluster it becomes.
+type BrokerSetRow struct {
+	Hash    string           `json:"hash"`
+	Cluster string           `json:"cluster"`
+	Members []routing.Member `json:"members"`
+}
+
 func (a *Admin) brokerSets(w http.ResponseWriter, _ *http.Request) {
-	type row struct {
-		Hash    string           `json:"hash"`
-		Cluster string           `json:"cluster"`
-		Members []routing.Member `json:"members"`
-	}
-	var out []row
+	var out []BrokerSetRow
 	for _, s := range a.Table.BrokerSets() {
-		out = append(out, row{Hash: s.Hash, Cluster: translate.ClusterName(s), Members: s.Members})
+		out = append(out, BrokerSetRow{Hash: s.Hash, Cluster: translate.ClusterName(s), Members: s.Members})
 	}
-	slices.SortFunc(out, func(x, y row) int { return strings.Compare(x.Cluster, y.Cluster) })
+	slices.SortFunc(out, func(x, y BrokerSetRow) int { return strings.Compare(x.Cluster, y.Cluster) })
 	writeJSON(w, out)
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -49,14 +50,7 @@ func TestAdminAPI(t *testing.T) {
 	if code, _ := get("/readyz"); code != http.StatusOK {
 		t.Fatalf("readyz after sync: %d", code)
 	}
-	var topics struct {
-		Total  int `json:"total"`
-		Topics []struct {
-			Name    string   `json:"name"`
-			Cluster string   `json:"cluster"`
-			Brokers []string `json:"brokers"`
-		} `json:"topics"`
-	}
+	var topics TopicList
 	_, body := get("/api/v1/topics?prefix=Topic")
 	if err := json.Unmarshal([]byte(body), &topics); err != nil {
 		t.Fatal(err)
@@ -84,12 +78,7 @@ func TestAdminAPI(t *testing.T) {
 	}
 	// A change to TopicTest shows in its chain, with what its source reported.
 	testTopic(s, "TopicTest", 6, "b1")
-	var chain struct {
-		Sources []struct {
-			Source string `json:"source"`
-		} `json:"sources"`
-		Changes []Change `json:"changes"`
-	}
+	var chain TopicChain
 	waitFor(t, "the change in TopicTest's chain", func() bool {
 		_, body := get("/api/v1/topics/TopicTest")
 		return json.Unmarshal([]byte(body), &chain) == nil && len(chain.Changes) > 0
@@ -110,7 +99,13 @@ func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 // adminOver serves the admin API of table and c until the test ends, and returns a GET of a path's body.
 func adminOver(t *testing.T, table *routing.Table, c *cache.Cache) func(path string) (int, []byte) {
 	t.Helper()
-	srv := httptest.NewServer((&Admin{Table: table, Cache: c}).Handler())
+	return adminServe(t, &Admin{Table: table, Cache: c})
+}
+
+// adminServe serves a's admin API until the test ends, and returns a GET of a path's body.
+func adminServe(t *testing.T, a *Admin) func(path string) (int, []byte) {
+	t.Helper()
+	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
 	return func(path string) (int, []byte) {
 		t.Helper()
@@ -198,12 +193,7 @@ func TestAdminShowsServedNotRecomputed(t *testing.T) {
 	if !proto.Equal(&want, &got) {
 		t.Errorf("GET /api/v1/routes/T is not the route n1 was sent:\nsent  %v\nshown %v", &want, &got)
 	}
-	var chain struct {
-		Topic     TopicSummary    `json:"topic"`
-		Route     json.RawMessage `json:"route"`
-		Cluster   json.RawMessage `json:"cluster"`
-		Endpoints json.RawMessage `json:"endpoints"`
-	}
+	var chain TopicChain
 	if _, body := get("/api/v1/topics/T"); json.Unmarshal(body, &chain) != nil {
 		t.Fatalf("topic: %s", body)
 	}
@@ -232,4 +222,77 @@ func TestAdminShowsServedNotRecomputed(t *testing.T) {
 	if _, body := get("/api/v1/routes/T"); !strings.Contains(string(body), newCluster) {
 		t.Errorf("after the change is applied, route: want %s, got %s", newCluster, body)
 	}
+}
+
+// The admin API's answers are its response types, the ones rocketctl decodes: each answer decodes into its type
+// with no key left over, and that value written again is the answer byte for byte. The topic is given everything
+// its chain can show (a policy overriding another, a weighted send cluster, changes), so no field goes unchecked.
+func TestAdminResponseTypesRoundTrip(t *testing.T) {
+	table := routing.NewTable()
+	route := func(queues int32) *routing.Route {
+		return &routing.Route{Members: []routing.Member{
+			{Cluster: "C", BrokerName: "b1", Perm: 6, ReadQueueNums: queues, WriteQueueNums: queues, Addrs: []routing.BrokerAddr{{ID: 0, Addr: "10.0.0.1:10911"}}},
+			{Cluster: "D", BrokerName: "b2", Perm: 6, ReadQueueNums: 4, WriteQueueNums: 4, Addrs: []routing.BrokerAddr{{ID: 0, Addr: "[::1]:10911"}}}}}
+	}
+	table.Apply("test", routing.Update{Topic: "T", Route: route(4)}, routing.Update{Topic: "U", Route: brokerRoute("b3", "10.0.0.3:10911")})
+	table.SetPolicies([]routing.Policy{
+		{Name: "ns/weighted", Match: routing.TopicMatch{Exact: []string{"T"}},
+			Send: []routing.Backend{{BrokerCluster: "C", Weight: 3, Weighted: true}, {BrokerCluster: "D", Weight: 1, Weighted: true}}},
+		{Name: "ns/older", Created: time.Unix(1, 0), Match: routing.TopicMatch{Prefix: []string{"T"}}},
+	})
+	changes := &ChangeLog{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go changes.Follow(ctx, table)
+	var queues int32 = 4
+	waitFor(t, "a change of T in the change log", func() bool {
+		queues = 12 - queues // 4, 8, 4…: a change each time, until the log follows the table
+		table.Apply("test", routing.Update{Topic: "T", Route: route(queues)})
+		return len(changes.Recent("T", 0)) > 0
+	})
+	c, err := cache.New(table, cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := adminServe(t, &Admin{Table: table, Cache: c, Changes: changes, Version: "v1"})
+
+	roundTrip := func(path string, want int, v any) {
+		t.Helper()
+		code, body := get(path)
+		if code != want {
+			t.Fatalf("%s: %d %s", path, code, body)
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			t.Fatalf("%s into %T: %v\n%s", path, v, err, body)
+		}
+		var again bytes.Buffer
+		enc := json.NewEncoder(&again)
+		if code == http.StatusOK {
+			enc.SetIndent("", "  ")
+		}
+		if err := enc.Encode(v); err != nil {
+			t.Fatal(err)
+		}
+		if again.String() != string(body) {
+			t.Errorf("%s: %T written again differs from the answer:\nanswer %s\nagain  %s", path, v, body, again.String())
+		}
+	}
+	var chain TopicChain
+	roundTrip("/api/v1/topics/T", http.StatusOK, &chain)
+	if chain.Policy == nil || chain.Policy.TopicRoute != "ns/weighted" || !slices.Equal(chain.Policy.Overridden, []string{"ns/older"}) ||
+		chain.Cluster == nil || chain.Endpoints == nil || chain.SendEndpoints == nil || len(chain.Changes) == 0 ||
+		len(chain.Members) != 2 || len(chain.Sources) != 1 || chain.Topic.Policy != "ns/weighted" {
+		t.Errorf("T's chain lacks a part: %+v", chain)
+	}
+	roundTrip("/api/v1/topics/U", http.StatusOK, &TopicChain{})
+	roundTrip("/api/v1/topics", http.StatusOK, &TopicList{})
+	roundTrip("/api/v1/brokersets", http.StatusOK, &[]BrokerSetRow{})
+	roundTrip("/api/v1/clusters", http.StatusOK, &[]ClusterRow{})
+	roundTrip("/api/v1/version", http.StatusOK, &VersionInfo{})
+	roundTrip("/api/v1/policies", http.StatusOK, &[]PolicyRow{})
+	roundTrip("/api/v1/changes", http.StatusOK, &[]Change{})
+	roundTrip("/api/v1/topics/nope", http.StatusNotFound, &ErrorBody{})
+	roundTrip("/api/v1/topics?limit=-1", http.StatusBadRequest, &ErrorBody{})
 }
