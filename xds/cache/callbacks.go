@@ -1,19 +1,20 @@
 package cache
 
 import (
-	"cmp"
 	"context"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	deltaserver "github.com/envoyproxy/go-control-plane/pkg/server/delta/v3"
+	restserver "github.com/envoyproxy/go-control-plane/pkg/server/rest/v3"
+	sotwserver "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
+	gcpserver "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
 
@@ -227,7 +228,14 @@ func (c *Cache) onResponse(key streamKey, typeURL, nonce, version string) {
 	c.metrics.sent(typeURL, q.pushedAt)
 }
 
-// Callbacks for go-control-plane's delta and state-of-the-world servers.
+// Callbacks for go-control-plane's delta and state-of-the-world servers. xds/server hands the cache to
+// go-control-plane's server as both its cache and its callbacks.
+var (
+	_ gcpserver.Callbacks   = (*Cache)(nil)
+	_ sotwserver.Callbacks  = (*Cache)(nil) // OnStreamOpen, OnStreamClosed, OnStreamRequest, OnStreamResponse
+	_ deltaserver.Callbacks = (*Cache)(nil) // OnDeltaStreamOpen, OnDeltaStreamClosed, OnStreamDeltaRequest, OnStreamDeltaResponse
+	_ restserver.Callbacks  = (*Cache)(nil) // OnFetchRequest, OnFetchResponse: nothing to record
+)
 
 func (c *Cache) OnDeltaStreamOpen(_ context.Context, id int64, typeURL string) error {
 	c.mu.Lock()
@@ -271,39 +279,6 @@ func (c *Cache) OnStreamResponse(_ context.Context, id int64, _ *discovery.Disco
 func (c *Cache) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error { return nil }
 
 func (c *Cache) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {}
-
-// Rejections returns the responses open streams rejected and have not accepted a later one of, by node and type:
-// the configuration's faults. A rejection because the sidecar lacks an extension is the sidecar's, and is left
-// out (proxy-status and rocketpilot_xds_sidecars_missing_extension show it).
-func (c *Cache) Rejections() []routing.Rejection {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []routing.Rejection
-	for _, st := range c.streams {
-		for typeURL, ts := range st.types {
-			if ts.nackNonce != "" && ts.missingExtension == "" && st.id > 0 {
-				out = append(out, routing.Rejection{Node: nodeID(st), TypeURL: typeURL, Version: ts.rejectedVersion,
-					Error: ts.nackError, Topics: ts.rejectedTopics})
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b routing.Rejection) int {
-		return cmp.Or(strings.Compare(a.Node, b.Node), strings.Compare(a.TypeURL, b.TypeURL))
-	})
-	return out
-}
-
-// RejectionsChanged returns a channel closed when Rejections next changes.
-func (c *Cache) RejectionsChanged() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.rejected
-}
-
-func (c *Cache) noteRejections() {
-	close(c.rejected)
-	c.rejected = make(chan struct{})
-}
 
 // Envoy's words for a config naming an extension its build does not have, from Config::Utility::getAndCheckFactory
 // and its variants (source/common/config/utility.h): by name and type URL (an ECDS config, or a listener with its

@@ -20,4 +20,17 @@
 // what was sent, acknowledged and rejected (StreamStatus). What a stream holds is the cache's own record, updated
 // when it queues a response: go-control-plane's copy is updated only when its stream goroutine sends the response,
 // which may be after the cache computed the next one.
+//
+// Its files, by responsibility:
+//
+//   - cache.go: the Cache, New, and applying the table's changes (Apply, Run, Sweep).
+//   - topics.go: materialised routes, and the clusters of broker sets.
+//   - views.go: scopes, nodes, and what a stream sees (wildcard views, clusters used, lookup).
+//   - stream.go: a stream's record and its subscriptions, by go-control-plane's rules.
+//   - watch.go: watches, registering them and answering them, shared by both protocols.
+//   - delta.go and sotw.go: the delta and state-of-the-world responders (CreateDeltaWatch, CreateWatch, Fetch).
+//   - gate.go: make before break; retention.go: how long a node keeps a cluster that left its view.
+//   - callbacks.go: go-control-plane's server callbacks (ACK, NACK, stale nonces).
+//   - status.go and served.go: the admin side (streams, config dumps, previews, rejections; what is served);
+//     metrics.go: the Prometheus series; resource.go: a marshalled resource, and node metadata.
 package cache

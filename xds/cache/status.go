@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
 
@@ -181,4 +182,37 @@ func dump(typeURL string, r *resource) DumpedResource {
 		b, _ = json.Marshal(err.Error())
 	}
 	return DumpedResource{Name: r.name, Version: r.version, Resource: b}
+}
+
+// Rejections returns the responses open streams rejected and have not accepted a later one of, by node and type:
+// the configuration's faults. A rejection because the sidecar lacks an extension is the sidecar's, and is left
+// out (proxy-status and rocketpilot_xds_sidecars_missing_extension show it).
+func (c *Cache) Rejections() []routing.Rejection {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []routing.Rejection
+	for _, st := range c.streams {
+		for typeURL, ts := range st.types {
+			if ts.nackNonce != "" && ts.missingExtension == "" && st.id > 0 {
+				out = append(out, routing.Rejection{Node: nodeID(st), TypeURL: typeURL, Version: ts.rejectedVersion,
+					Error: ts.nackError, Topics: ts.rejectedTopics})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b routing.Rejection) int {
+		return cmp.Or(strings.Compare(a.Node, b.Node), strings.Compare(a.TypeURL, b.TypeURL))
+	})
+	return out
+}
+
+// RejectionsChanged returns a channel closed when Rejections next changes.
+func (c *Cache) RejectionsChanged() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rejected
+}
+
+func (c *Cache) noteRejections() {
+	close(c.rejected)
+	c.rejected = make(chan struct{})
 }

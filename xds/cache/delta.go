@@ -1,0 +1,227 @@
+package cache
+
+import (
+	"maps"
+	"slices"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	gcpcache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/rocketpilot/rocketpilot/xds/translate"
+)
+
+// The delta responder: an answer carries what changed against the stream's own record of what the client holds
+// (stream.held), and removed_resources for names gone, absent or let go.
+
+// CreateDeltaWatch implements cache.ConfigWatcher for delta streams.
+// go-control-plane's subscription state (sub) is never read: the cache keeps its own.
+func (c *Cache) CreateDeltaWatch(req *gcpcache.DeltaRequest, _ gcpcache.Subscription, ch chan gcpcache.DeltaResponse) (func(), error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, _ := c.streamOf(req, req.GetNode())
+	if !Known(req.GetTypeUrl()) {
+		// A type rocketpilot does not serve gets what any unknown name gets, removed_resources for the names asked,
+		// rather than an error that would end the client's whole ADS stream; nothing about it is kept but names.
+		c.answerUnknownDelta(st, req, ch)
+		return func() {}, nil
+	}
+	w := &watch{typeURL: req.GetTypeUrl(), node: st.node, stream: st, deltaReq: req, deltaCh: ch}
+	// A name subscribed again is sent again even if the client has it (it may have dropped it), unless the
+	// client declared its version on a new stream (initial_resource_versions): then only a different one is sent.
+	var declared map[string]string
+	if st.modes[req.GetTypeUrl()] == nil {
+		declared = req.GetInitialResourceVersions() // honoured on a type's first request only, as go-control-plane does
+	}
+	for _, name := range req.GetResourceNamesSubscribe() {
+		if _, ok := declared[name]; ok {
+			continue
+		}
+		if w.forced == nil {
+			w.forced = make(map[string]struct{}, len(req.GetResourceNamesSubscribe()))
+		}
+		w.forced[name] = struct{}{}
+	}
+	return c.register(w), nil
+}
+
+// answerUnknownDelta answers a delta request of a type rocketpilot does not serve: removed_resources for the
+// names it subscribed.
+func (c *Cache) answerUnknownDelta(st *stream, req *gcpcache.DeltaRequest, ch chan gcpcache.DeltaResponse) {
+	removed := st.askUnknown(req.GetTypeUrl(), req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe())
+	if len(removed) == 0 {
+		return
+	}
+	select {
+	case ch <- &gcpcache.DeltaPassthroughResponse{DeltaRequest: req, NextVersionMap: map[string]string{},
+		DeltaDiscoveryResponse: &discovery.DeltaDiscoveryResponse{TypeUrl: req.GetTypeUrl(), SystemVersionInfo: versionString(c.version),
+			RemovedResources: removed}}:
+	default: // the server drains its queue before each request: not reached
+		c.opts.Logger.Warn("xDS response queue full: an unknown type's answer dropped", "node", nodeID(st), "type", req.GetTypeUrl())
+	}
+}
+
+// respondDelta answers a delta watch from the stream's record of what the client holds. It looks at the names
+// that can differ from that: on a stream's first answer of a type, every subscribed name; later, the names
+// subscribed again, released or changed since the last answer; plus, for a wildcard subscription, the node's view.
+// Its cost follows the change, not the size of the subscription (but for a wildcard, a pass over what is held).
+func (c *Cache) respondDelta(w *watch) bool {
+	st, typeURL := w.stream, w.typeURL
+	held, explicit, released := st.held[typeURL], st.subs[typeURL], st.released[typeURL]
+	var names []string
+	if !st.seen[typeURL] {
+		names = slices.Collect(maps.Keys(explicit))
+	} else {
+		names = slices.Collect(maps.Keys(w.forced))
+		for name := range st.dirty[typeURL] {
+			// Only names the stream subscribes to by name: a change marks a node's listener and ECDS config on all
+			// its streams, subscribed or not, and the wildcard view (below) adds what the wildcard covers.
+			if _, ok := explicit[name]; ok {
+				names = append(names, name)
+			}
+		}
+	}
+	wildcard := st.status(typeURL).wildcard
+	var view []string
+	if wildcard {
+		view = c.wildcard(typeURL, st)
+		c.inView(st, view)
+	}
+	names = append(names, view...)
+	if len(released) > 0 {
+		inView := setOf(view)
+		for name := range released {
+			_, isExplicit := explicit[name]
+			if _, ok := inView[name]; !ok && !isExplicit {
+				continue // released and not covered: removed below, as what only a wildcard covered
+			}
+			names = append(names, name)
+		}
+	}
+	absent := st.absent[typeURL]
+	if absent == nil {
+		absent = map[string]struct{}{}
+		st.absent[typeURL] = absent
+	}
+	want := make(map[string]struct{}, len(names))
+	var send []*resource
+	var removed, nowAbsent, nowPresent []string
+	for _, name := range names {
+		if _, dup := want[name]; dup {
+			continue
+		}
+		want[name] = struct{}{}
+		_, forced := w.forced[name]
+		_, rel := released[name]
+		had, holds := held[name]
+		if r := c.lookupFor(w, name); r != nil {
+			if had != r.version || forced || rel {
+				send = append(send, r)
+			}
+			nowPresent = append(nowPresent, name)
+			continue
+		}
+		// Absent. A name subscribed explicitly is answered in removed_resources once (the stream remembers it),
+		// and sent when it appears; a wildcard-only name the client holds is removed. A cluster the client holds
+		// that this replica does not know is kept for the retention, as connections may still route to it.
+		_, isExplicit := explicit[name]
+		_, told := absent[name]
+		switch {
+		case holds && !rel && c.keep(st, typeURL, name):
+		case isExplicit && (!told || forced):
+			removed = append(removed, name)
+			nowAbsent = append(nowAbsent, name)
+		case !isExplicit && holds:
+			removed = append(removed, name)
+		}
+	}
+	if wildcard || w.dropWildcard {
+		// Names the wildcard view no longer covers, and no explicit subscription holds, are removed; a cluster that
+		// left the node's view stays until its retention ends, as connections opened before a change may still use
+		// it. A name the client itself let go (released, or covered only by a dropped wildcard) goes at once.
+		for name := range held {
+			if _, ok := want[name]; ok {
+				continue
+			}
+			if _, ok := explicit[name]; ok {
+				continue
+			}
+			if _, rel := released[name]; !rel && !w.dropWildcard && c.keep(st, typeURL, name) {
+				continue
+			}
+			removed = append(removed, name)
+		}
+	}
+	commit := func() {
+		for _, r := range send {
+			held[r.name] = r.version
+		}
+		for _, name := range removed {
+			delete(held, name)
+		}
+		for _, name := range nowAbsent {
+			absent[name] = struct{}{}
+		}
+		for _, name := range nowPresent {
+			delete(absent, name)
+		}
+		delete(st.forced, typeURL)
+		delete(st.dropWildcard, typeURL)
+		delete(st.released, typeURL)
+		st.seen[typeURL] = true
+		delete(st.dirty, typeURL) // everything that changed is with the client now
+	}
+	if len(send) == 0 && len(removed) == 0 {
+		commit()
+		return false
+	}
+	slices.SortFunc(send, func(a, b *resource) int { return compareNames(a.name, b.name) })
+	slices.Sort(removed)
+	out := &discovery.DeltaDiscoveryResponse{
+		TypeUrl:           typeURL,
+		SystemVersionInfo: versionString(c.version),
+		RemovedResources:  removed,
+	}
+	for _, r := range send {
+		out.Resources = append(out.Resources, &discovery.Resource{
+			Name:     r.name,
+			Version:  r.version,
+			Resource: &anypb.Any{TypeUrl: typeURL, Value: r.body},
+		})
+	}
+	// go-control-plane keeps NextVersionMap as its own record of the subscription; the cache never reads it back.
+	resp := &gcpcache.DeltaPassthroughResponse{DeltaRequest: w.deltaReq, NextVersionMap: map[string]string{}, DeltaDiscoveryResponse: out}
+	select {
+	case w.deltaCh <- resp:
+	default:
+		return false // the stream's queue is full: stay pending and answer with the latest state later
+	}
+	commit()
+	w.done = true
+	var routes []string
+	var carries *clusterChange
+	switch {
+	case typeURL == translate.RouteType:
+		routes = make([]string, len(send))
+		for i, r := range send {
+			routes[i] = r.name
+		}
+	case isClusterType(typeURL):
+		carries = &clusterChange{set: make(map[string]string, len(send)), removed: removed}
+		for _, r := range send {
+			carries.set[r.name] = r.version
+		}
+	}
+	c.queued(w, "", routes, carries)
+	return true
+}
+
+func compareNames(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
