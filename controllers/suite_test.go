@@ -29,6 +29,7 @@ import (
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
 	"github.com/rocketpilot/rocketpilot/internal/kubetest"
 	"github.com/rocketpilot/rocketpilot/internal/leakcheck"
+	"github.com/rocketpilot/rocketpilot/internal/testutil"
 	nsclient "github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
@@ -204,17 +205,7 @@ func namespace(t *testing.T) string {
 // eventually polls cond until it holds, failing the test after 30 s with what it last reported.
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		last = why
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within 30s (last: %s)", what, last)
+	testutil.Eventually(t, 30*time.Second, what, cond)
 }
 
 func objectMeta(namespace, name string) metav1.ObjectMeta {

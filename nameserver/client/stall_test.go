@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+
+	"github.com/rocketpilot/rocketpilot/internal/testutil"
 )
 
 // TestStalledFrameReplacesTheConnection: a peer that stops in the middle of a response frame and leaves the
@@ -68,23 +69,8 @@ func TestStalledFrameReplacesTheConnection(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// lockedBuffer collects a logger's output (testutil.LogBuffer).
+type lockedBuffer = testutil.LogBuffer
 
 // TestSilentConnectionIsRedialled: SilentTimeouts requests in a row that time out with not one byte read since
 // they were sent close the connection (a frozen peer), and the next request dials anew. A timeout followed by any

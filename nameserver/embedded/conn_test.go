@@ -1,37 +1,22 @@
 package embedded
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+
+	"github.com/rocketpilot/rocketpilot/internal/testutil"
 )
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects a logger's output (testutil.LogBuffer).
+type syncBuffer = testutil.LogBuffer
 
 func TestBadFramesCloseOnlyTheirConnection(t *testing.T) {
 	logs := &syncBuffer{}

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/rocketpilot/rocketpilot/internal/testutil"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
 	"github.com/rocketpilot/rocketpilot/routing"
@@ -460,13 +461,7 @@ func typeState(t *testing.T, s *stack, nodeID, typeURL string) cache.TypeStatus 
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(answerWithin)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("not within", answerWithin, ":", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.EventuallyTrue(t, answerWithin, what, cond)
 }
 
 // TestSlowStreamGetsLatestStateNotQueue: a stream that does not acknowledge while a topic changes five times gets

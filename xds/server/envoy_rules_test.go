@@ -4,7 +4,6 @@ package server
 // its rule comes from and drives the real server with raw xDS streams shaped like Envoy's.
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -20,6 +19,8 @@ import (
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
+
+	"github.com/rocketpilot/rocketpilot/internal/testutil"
 )
 
 // TestRouteToAWarmingClusterFailsSoTheConfigWaitsForTheACK models Envoy's cluster warming: a cluster added by
@@ -409,23 +410,8 @@ func TestMissingExtensionNACKIsTheSidecarsProblem(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+// syncBuffer collects a logger's output (testutil.LogBuffer).
+type syncBuffer = testutil.LogBuffer
 
 // cacheMetric is the sum of a family's series with the given labels, as the cache reports them.
 func cacheMetric(t *testing.T, s *stack, family string, labels map[string]string) float64 {
