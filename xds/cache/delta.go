@@ -61,13 +61,44 @@ func (c *Cache) answerUnknownDelta(st *stream, req *gcpcache.DeltaRequest, ch ch
 	}
 }
 
-// respondDelta answers a delta watch from the stream's record of what the client holds. It looks at the names
-// that can differ from that: on a stream's first answer of a type, every subscribed name; later, the names
-// subscribed again, released or changed since the last answer; plus, for a wildcard subscription, the node's view.
-// Its cost follows the change, not the size of the subscription (but for a wildcard, a pass over what is held).
+// respondDelta answers a delta watch from the stream's record of what the client holds, in four steps: the names
+// to look at, what to do with each, the response, and, once it is queued, the record. Its cost follows the change,
+// not the size of the subscription (but for a wildcard, a pass over what is held).
 func (c *Cache) respondDelta(w *watch) bool {
+	names, wildcard := c.deltaNames(w)
+	a := c.classifyDelta(w, names, wildcard)
+	if len(a.send) == 0 && len(a.removed) == 0 {
+		c.commitDelta(w, a)
+		return false
+	}
+	resp := c.buildDelta(w, a)
+	select {
+	case w.deltaCh <- resp:
+	default:
+		return false // the stream's queue is full: stay pending and answer with the latest state later
+	}
+	c.commitDelta(w, a)
+	w.done = true
+	c.queuedDelta(w, a)
+	return true
+}
+
+// deltaAnswer is what classifyDelta decided for a delta watch, and the records of the stream it changes.
+type deltaAnswer struct {
+	held   map[string]string   // what the client holds of the type (stream.held)
+	absent map[string]struct{} // explicit names answered in removed_resources, until they appear (stream.absent)
+	// send and removed are the answer's resources and removed_resources, sorted; nowAbsent the explicit names it
+	// answers absent, nowPresent the names looked at that exist.
+	send                           []*resource
+	removed, nowAbsent, nowPresent []string
+}
+
+// deltaNames returns the names that can differ from what the client holds, and whether the type is a wildcard
+// subscription: on a stream's first answer of a type, every subscribed name; later, the names subscribed again,
+// released or changed since the last answer; plus, for a wildcard subscription, the node's view.
+func (c *Cache) deltaNames(w *watch) ([]string, bool) {
 	st, typeURL := w.stream, w.typeURL
-	held, explicit, released := st.held[typeURL], st.subs[typeURL], st.released[typeURL]
+	explicit, released := st.subs[typeURL], st.released[typeURL]
 	var names []string
 	if !st.seen[typeURL] {
 		names = slices.Collect(maps.Keys(explicit))
@@ -93,19 +124,25 @@ func (c *Cache) respondDelta(w *watch) bool {
 		for name := range released {
 			_, isExplicit := explicit[name]
 			if _, ok := inView[name]; !ok && !isExplicit {
-				continue // released and not covered: removed below, as what only a wildcard covered
+				continue // released and not covered: removed by classifyDelta, as what only a wildcard covered
 			}
 			names = append(names, name)
 		}
 	}
-	absent := st.absent[typeURL]
-	if absent == nil {
-		absent = map[string]struct{}{}
-		st.absent[typeURL] = absent
+	return names, wildcard
+}
+
+// classifyDelta decides for each name looked at whether to send it, remove it, answer it absent or keep it as the
+// client holds it; under a wildcard (or one just dropped) it also removes what the view no longer covers.
+func (c *Cache) classifyDelta(w *watch, names []string, wildcard bool) *deltaAnswer {
+	st, typeURL := w.stream, w.typeURL
+	explicit, released := st.subs[typeURL], st.released[typeURL]
+	a := &deltaAnswer{held: st.held[typeURL], absent: st.absent[typeURL]}
+	if a.absent == nil {
+		a.absent = map[string]struct{}{}
+		st.absent[typeURL] = a.absent
 	}
 	want := make(map[string]struct{}, len(names))
-	var send []*resource
-	var removed, nowAbsent, nowPresent []string
 	for _, name := range names {
 		if _, dup := want[name]; dup {
 			continue
@@ -113,107 +150,117 @@ func (c *Cache) respondDelta(w *watch) bool {
 		want[name] = struct{}{}
 		_, forced := w.forced[name]
 		_, rel := released[name]
-		had, holds := held[name]
+		had, holds := a.held[name]
 		if r := c.lookupFor(w, name); r != nil {
 			if had != r.version || forced || rel {
-				send = append(send, r)
+				a.send = append(a.send, r)
 			}
-			nowPresent = append(nowPresent, name)
+			a.nowPresent = append(a.nowPresent, name)
 			continue
 		}
 		// Absent. A name subscribed explicitly is answered in removed_resources once (the stream remembers it),
 		// and sent when it appears; a wildcard-only name the client holds is removed. A cluster the client holds
 		// that this replica does not know is kept for the retention, as connections may still route to it.
 		_, isExplicit := explicit[name]
-		_, told := absent[name]
+		_, told := a.absent[name]
 		switch {
 		case holds && !rel && c.keep(st, typeURL, name):
 		case isExplicit && (!told || forced):
-			removed = append(removed, name)
-			nowAbsent = append(nowAbsent, name)
+			a.removed = append(a.removed, name)
+			a.nowAbsent = append(a.nowAbsent, name)
 		case !isExplicit && holds:
-			removed = append(removed, name)
+			a.removed = append(a.removed, name)
 		}
 	}
 	if wildcard || w.dropWildcard {
-		// Names the wildcard view no longer covers, and no explicit subscription holds, are removed; a cluster that
-		// left the node's view stays until its retention ends, as connections opened before a change may still use
-		// it. A name the client itself let go (released, or covered only by a dropped wildcard) goes at once.
-		for name := range held {
-			if _, ok := want[name]; ok {
-				continue
-			}
-			if _, ok := explicit[name]; ok {
-				continue
-			}
-			if _, rel := released[name]; !rel && !w.dropWildcard && c.keep(st, typeURL, name) {
-				continue
-			}
-			removed = append(removed, name)
-		}
+		a.removed = c.uncovered(w, a.held, want, a.removed)
 	}
-	commit := func() {
-		for _, r := range send {
-			held[r.name] = r.version
+	slices.SortFunc(a.send, func(x, y *resource) int { return compareNames(x.name, y.name) })
+	slices.Sort(a.removed)
+	return a
+}
+
+// uncovered appends to removed the names held that no name looked at (want) or explicit subscription covers: the
+// wildcard view no longer does. A cluster that left the node's view stays until its retention ends, as
+// connections opened before a change may still use it. A name the client itself let go (released, or covered
+// only by a dropped wildcard) goes at once.
+func (c *Cache) uncovered(w *watch, held map[string]string, want map[string]struct{}, removed []string) []string {
+	st, typeURL := w.stream, w.typeURL
+	explicit, released := st.subs[typeURL], st.released[typeURL]
+	for name := range held {
+		if _, ok := want[name]; ok {
+			continue
 		}
-		for _, name := range removed {
-			delete(held, name)
+		if _, ok := explicit[name]; ok {
+			continue
 		}
-		for _, name := range nowAbsent {
-			absent[name] = struct{}{}
+		if _, rel := released[name]; !rel && !w.dropWildcard && c.keep(st, typeURL, name) {
+			continue
 		}
-		for _, name := range nowPresent {
-			delete(absent, name)
-		}
-		delete(st.forced, typeURL)
-		delete(st.dropWildcard, typeURL)
-		delete(st.released, typeURL)
-		st.seen[typeURL] = true
-		delete(st.dirty, typeURL) // everything that changed is with the client now
+		removed = append(removed, name)
 	}
-	if len(send) == 0 && len(removed) == 0 {
-		commit()
-		return false
-	}
-	slices.SortFunc(send, func(a, b *resource) int { return compareNames(a.name, b.name) })
-	slices.Sort(removed)
+	return removed
+}
+
+// buildDelta builds the response of a classified answer.
+func (c *Cache) buildDelta(w *watch, a *deltaAnswer) *gcpcache.DeltaPassthroughResponse {
 	out := &discovery.DeltaDiscoveryResponse{
-		TypeUrl:           typeURL,
+		TypeUrl:           w.typeURL,
 		SystemVersionInfo: versionString(c.version),
-		RemovedResources:  removed,
+		RemovedResources:  a.removed,
 	}
-	for _, r := range send {
+	for _, r := range a.send {
 		out.Resources = append(out.Resources, &discovery.Resource{
 			Name:     r.name,
 			Version:  r.version,
-			Resource: &anypb.Any{TypeUrl: typeURL, Value: r.body},
+			Resource: &anypb.Any{TypeUrl: w.typeURL, Value: r.body},
 		})
 	}
 	// go-control-plane keeps NextVersionMap as its own record of the subscription; the cache never reads it back.
-	resp := &gcpcache.DeltaPassthroughResponse{DeltaRequest: w.deltaReq, NextVersionMap: map[string]string{}, DeltaDiscoveryResponse: out}
-	select {
-	case w.deltaCh <- resp:
-	default:
-		return false // the stream's queue is full: stay pending and answer with the latest state later
+	return &gcpcache.DeltaPassthroughResponse{DeltaRequest: w.deltaReq, NextVersionMap: map[string]string{}, DeltaDiscoveryResponse: out}
+}
+
+// commitDelta makes the answer the stream's record of what the client holds: once it is queued, or at once when it
+// has nothing to send.
+func (c *Cache) commitDelta(w *watch, a *deltaAnswer) {
+	st, typeURL := w.stream, w.typeURL
+	for _, r := range a.send {
+		a.held[r.name] = r.version
 	}
-	commit()
-	w.done = true
+	for _, name := range a.removed {
+		delete(a.held, name)
+	}
+	for _, name := range a.nowAbsent {
+		a.absent[name] = struct{}{}
+	}
+	for _, name := range a.nowPresent {
+		delete(a.absent, name)
+	}
+	delete(st.forced, typeURL)
+	delete(st.dropWildcard, typeURL)
+	delete(st.released, typeURL)
+	st.seen[typeURL] = true
+	delete(st.dirty, typeURL) // everything that changed is with the client now
+}
+
+// queuedDelta records a queued delta answer for the callback that sees it sent: the routes it carries, or for
+// clusters and endpoints what the client holds once it accepts it.
+func (c *Cache) queuedDelta(w *watch, a *deltaAnswer) {
 	var routes []string
 	var carries *clusterChange
 	switch {
-	case typeURL == translate.RouteType:
-		routes = make([]string, len(send))
-		for i, r := range send {
+	case w.typeURL == translate.RouteType:
+		routes = make([]string, len(a.send))
+		for i, r := range a.send {
 			routes[i] = r.name
 		}
-	case isClusterType(typeURL):
-		carries = &clusterChange{set: make(map[string]string, len(send)), removed: removed}
-		for _, r := range send {
+	case isClusterType(w.typeURL):
+		carries = &clusterChange{set: make(map[string]string, len(a.send)), removed: a.removed}
+		for _, r := range a.send {
 			carries.set[r.name] = r.version
 		}
 	}
 	c.queued(w, "", routes, carries)
-	return true
 }
 
 func compareNames(a, b string) int {
