@@ -32,6 +32,7 @@ import (
 	"github.com/rocketpilot/rocketpilot/internal/testutil"
 	nsclient "github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded/embeddedtest"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
@@ -174,16 +175,7 @@ func startPlane(t *testing.T, id, lease string) *plane {
 }
 
 // demoNameServer starts the embedded NameServer with the demo data set.
-func demoNameServer(t *testing.T) *embedded.NameServer {
-	t.Helper()
-	ns := embedded.New(embedded.Options{})
-	embedded.LoadDemo(ns)
-	if err := ns.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
-}
+func demoNameServer(t *testing.T) *embedded.NameServer { t.Helper(); return embeddedtest.StartDemo(t) }
 
 var namespaces atomic.Int64
 

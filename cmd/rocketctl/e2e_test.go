@@ -24,6 +24,7 @@ import (
 	"github.com/rocketpilot/rocketpilot/internal/certtest"
 	"github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded/embeddedtest"
 	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
 	"github.com/rocketpilot/rocketpilot/xds/server"
@@ -275,12 +276,7 @@ func canonicalRoute(r *remoting.TopicRouteData) string {
 // resources renders, resource by resource and version by version, what a running server fed the same inputs
 // serves over xDS to the same node.
 func TestTranslateEqualsWhatTheServerServes(t *testing.T) {
-	ns := embedded.New(embedded.Options{})
-	embedded.LoadDemo(ns)
-	if err := ns.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := embeddedtest.StartDemo(t)
 	dir := t.TempDir()
 	for name, body := range map[string]string{
 		"route.yaml": `apiVersion: rocketpilot.io/v1alpha1

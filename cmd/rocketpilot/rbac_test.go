@@ -35,6 +35,7 @@ import (
 	"github.com/rocketpilot/rocketpilot/internal/helmtest"
 	"github.com/rocketpilot/rocketpilot/internal/kubetest"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded/embeddedtest"
 )
 
 // apiRecorder is a reverse proxy in front of the API server that records every request and each one the API
@@ -190,16 +191,7 @@ func (r *chartRun) serveArgs(prefixes ...string) []string {
 }
 
 // demoNameServer starts an embedded NameServer with the demo topics, closed when the test ends.
-func demoNameServer(t *testing.T) *embedded.NameServer {
-	t.Helper()
-	ns := embedded.New(embedded.Options{})
-	embedded.LoadDemo(ns)
-	if err := ns.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
-}
+func demoNameServer(t *testing.T) *embedded.NameServer { t.Helper(); return embeddedtest.StartDemo(t) }
 
 // TestServeWithChartRBAC runs `serve --kubernetes` as the chart's ServiceAccount, with exactly the RBAC the chart
 // renders, against a real API server: it leads, serves the topics, writes status and events, and is denied

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded/embeddedtest"
 	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
 )
 
@@ -15,11 +16,7 @@ const ioTimeout = 5 * time.Second
 // setup starts an embedded NameServer with one broker and a proxy in front of it.
 func setup(t *testing.T, opts Options) *Proxy {
 	t.Helper()
-	ns := embedded.New(embedded.Options{})
-	if err := ns.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
+	ns := embeddedtest.Start(t, nil)
 	ns.RegisterBroker(embedded.Broker{Cluster: "c1", Name: "broker-a", Addrs: map[int64]string{0: "127.0.1.1:10911"}})
 	p, err := Listen(ns.Addr(), opts)
 	if err != nil {

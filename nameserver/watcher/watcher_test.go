@@ -11,18 +11,14 @@ import (
 	"github.com/rocketpilot/rocketpilot/internal/testutil"
 	"github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded/embeddedtest"
 	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
 	"github.com/rocketpilot/rocketpilot/routing"
 )
 
 func startNameServer(t *testing.T) *embedded.NameServer {
 	t.Helper()
-	ns := embedded.New(embedded.Options{})
-	if err := ns.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
+	return embeddedtest.Start(t, nil)
 }
 
 func brokerGroup(cluster, name string, base int) embedded.Broker {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded/embeddedtest"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
@@ -32,12 +33,7 @@ func startStack(t testing.TB, load func(*embedded.NameServer)) *stack {
 // startStackWith is startStack with the gRPC server's options, and optionally the cache's.
 func startStackWith(t testing.TB, load func(*embedded.NameServer), opts Options, copts ...cache.Options) *stack {
 	t.Helper()
-	ns := embedded.New(embedded.Options{})
-	load(ns)
-	if err := ns.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
+	ns := embeddedtest.Start(t, load)
 	table := routing.NewTable()
 	w, err := watcher.New(table, watcher.Options{
 		Addrs:          []string{ns.Addr()},
