@@ -24,6 +24,7 @@ import (
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/rocketpilot/rocketpilot/controllers"
+	"github.com/rocketpilot/rocketpilot/controlplane"
 	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
 	"github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
@@ -214,12 +215,35 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 		wg.Go(func() { certs.Run(ctx, o.tlsReload) })
 	}
 
-	// Ports first, so that a clash fails at once rather than after a long initial sync.
-	lis, err := net.Listen("tcp", o.xdsAddr)
-	if err != nil {
-		return fmt.Errorf("xDS listener: %w", err)
+	// The serving half (table → cache → gRPC server), its port first, so that a clash fails at once rather than
+	// after a long initial sync. xDS streams are served only after the first complete sync: a restarted control
+	// plane never serves an empty world. Until then, connections wait in the listener's backlog.
+	wire := server.NewWireStats()
+	admission := server.NewAdmission(o.streamRate, o.streamBurst, o.admissionWait)
+	sopts := server.Options{Compression: o.compression, Stats: wire, Admission: admission}
+	if certs != nil {
+		sopts.Creds = credentials.NewTLS(certs.ServerConfig(tls.RequireAndVerifyClientCert, "h2"))
 	}
-	defer lis.Close()
+	cp, err := controlplane.New(controlplane.Config{
+		Addr: o.xdsAddr,
+		Cache: cache.Options{
+			Listener:         translate.ListenerOptions{Port: o.listenerPort},
+			InlineRoutes:     o.inlineRoutes,
+			ClusterRetention: o.retention,
+			MaxSubscriptions: o.maxSubs,
+			NackBackoff:      o.nackBackoff,
+			Logger:           log.With("component", "xds"),
+			// One value for the filter: it is a field of the node's whole config, not of a topic's routes.
+			TransientObjectLifeSpan: o.lifeSpan,
+		},
+		Server:         sopts,
+		CoalesceWindow: o.window,
+		Grace:          o.grace,
+	})
+	if err != nil {
+		return err
+	}
+	defer cp.Stop() // after cancel, below
 	alis, err := listen(o.adminAddr, "admin", certs)
 	if err != nil {
 		return err
@@ -246,9 +270,10 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 		addrs = append(addrs, ns.Addr())
 	}
 
-	table := routing.NewTable()
-	changes := &server.ChangeLog{} // from the start, so that the first sync is in it
-	wg.Go(func() { changes.Follow(ctx, table) })
+	table, xc := cp.Table(), cp.Cache()
+	// The change log and the cache follow the table from the start, so that the first sync is in the log; what
+	// the cache serves is gated below, not what it knows.
+	cp.Start(ctx)
 	nsMetrics := watcher.NewMetrics()
 	wopts := watcher.Options{
 		Interval:       o.interval,
@@ -286,30 +311,6 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 		return out
 	}
 	policies := controllers.NewPolicies(table)
-	// The cache follows the table from the start; what it serves is gated below, not what it knows.
-	sub := table.Subscribe()
-	defer sub.Close()
-	xc, err := cache.New(table, cache.Options{
-		Listener:         translate.ListenerOptions{Port: o.listenerPort},
-		InlineRoutes:     o.inlineRoutes,
-		ClusterRetention: o.retention,
-		MaxSubscriptions: o.maxSubs,
-		NackBackoff:      o.nackBackoff,
-		Logger:           log.With("component", "xds"),
-		// One value for the filter: it is a field of the node's whole config, not of a topic's routes.
-		TransientObjectLifeSpan: o.lifeSpan,
-	})
-	if err != nil {
-		return err
-	}
-	wg.Go(func() {
-		xc.Run(ctx, sub, func(ctx context.Context) {
-			select {
-			case <-ctx.Done():
-			case <-time.After(o.window):
-			}
-		})
-	})
 	if w != nil {
 		log.Info("watching NameServers", "addrs", addrs, "discovery", o.discovery, "interval", o.interval)
 		wg.Go(func() { w.Run(ctx) })
@@ -327,12 +328,10 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 	}
 	reconcileMetrics := controllers.NewMetrics()
 
-	wire := server.NewWireStats()
-	admission := server.NewAdmission(o.streamRate, o.streamBurst, o.admissionWait)
 	metrics := o.metricsHandler(log.With("component", "metrics"), xc, wire, admission, nsMetrics, statuses, reconcileMetrics, files)
 	if alis != nil {
-		admin := &server.Admin{Table: table, Cache: xc, Version: version, Ready: ready.Load, Changes: changes,
-			Sources: func() any { return statuses() }}
+		admin := cp.Admin()
+		admin.Version, admin.Ready, admin.Sources = version, ready.Load, func() any { return statuses() }
 		if files != nil {
 			admin.Resources = func() any { return files.Status() }
 		}
@@ -392,32 +391,26 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 		log.Warn("serving before every NameServerSource synced", "timeout", o.syncTimeout, "sources", sources.Keys())
 	}
 	cancelSync()
-	// What the sync learned must be in the cache before the first stream is served.
-	if err := xc.WaitVersion(ctx, table.Version()); err != nil {
-		return nil
+	// What the sync learned must be in the cache before the first stream is served: Serve waits for it.
+	cp.Serve()
+	if err := cp.WaitReady(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("xDS server: %w", err)
 	}
 	logModel(log, table)
 	wg.Go(func() { logChanges(ctx, log, table) })
-
-	// xDS streams are served only after the first complete sync: a restarted control plane never serves an empty
-	// world. Until then, connections wait in the listener's backlog.
-	sopts := server.Options{Compression: o.compression, Stats: wire, Admission: admission}
-	if certs != nil {
-		sopts.Creds = credentials.NewTLS(certs.ServerConfig(tls.RequireAndVerifyClientCert, "h2"))
-	}
-	g := server.GRPC(ctx, xc, sopts)
-	serveErr := make(chan error, 1)
-	wg.Go(func() { serveErr <- server.Serve(ctx, g, lis, o.grace) })
 	ready.Store(true)
 	if signalled.Err() != nil {
 		ready.Store(false) // the signal came meanwhile: shutdown may have looked at readiness before it was set
 	}
-	log.Info("serving xDS", "addr", lis.Addr().String(), "tls", certs != nil, "mutualTLS", certs != nil && certs.MutualTLS())
+	log.Info("serving xDS", "addr", cp.Addr(), "tls", certs != nil, "mutualTLS", certs != nil && certs.MutualTLS())
 	select {
 	case <-ctx.Done():
 		log.Info("stopped serving")
 		return nil
-	case err := <-serveErr:
+	case err := <-cp.Err():
 		return fmt.Errorf("xDS server: %w", err)
 	}
 }

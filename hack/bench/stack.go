@@ -8,14 +8,12 @@ import (
 	"runtime"
 	"time"
 
-	"google.golang.org/grpc"
-
+	"github.com/rocketpilot/rocketpilot/controlplane"
 	"github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
 	"github.com/rocketpilot/rocketpilot/routing"
-	"github.com/rocketpilot/rocketpilot/xds/cache"
 	"github.com/rocketpilot/rocketpilot/xds/server"
 )
 
@@ -60,22 +58,37 @@ func startStreamStack(cfg config, k int) (ns *embedded.NameServer, cp *controlPl
 	return ns, cp, pool
 }
 
-// controlPlane is rocketpilot in process: watcher → table → cache → gRPC server.
+// controlPlane is rocketpilot in process: watcher → the control-plane assembly (table → cache → gRPC server).
 type controlPlane struct {
-	table   *routing.Table
-	watcher *watcher.Watcher
-	cache   *cache.Cache
-	grpc    *grpc.Server
-	addr    string
-	cancel  context.CancelFunc
-	done    chan struct{}
+	*controlplane.ControlPlane
+	table       *routing.Table
+	addr        string
+	stopWatcher context.CancelFunc
 }
 
 // startControlPlane syncs from the NameServer and serves xDS on addr ("" picks a port). It returns once the
 // first sync is applied and xDS is served, with how long that took.
 func startControlPlane(nsAddr, addr string) (*controlPlane, time.Duration) {
 	start := time.Now()
-	table := routing.NewTable()
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	var lis net.Listener
+	var err error
+	for try := 0; ; try++ { // after a restart the old listener's port may take a moment to free
+		if lis, err = net.Listen("tcp", addr); err == nil || try == 100 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	xds, err := controlplane.New(controlplane.Config{Listener: lis, Server: server.Options{MaxStreams: 100_000}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	table := xds.Table()
 	w, err := watcher.New(table, watcher.Options{
 		Addrs:          []string{nsAddr},
 		Interval:       time.Hour, // no steady-state polling inside the measurements
@@ -88,42 +101,23 @@ func startControlPlane(nsAddr, addr string) (*controlPlane, time.Duration) {
 		log.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cp := &controlPlane{table: table, watcher: w, cancel: cancel, done: make(chan struct{})}
-	sub := table.Subscribe()
-	if cp.cache, err = cache.New(table, cache.Options{}); err != nil {
-		log.Fatal(err)
-	}
+	xds.Start(ctx)
 	go func() { w.Run(ctx) }()
-	go cp.cache.Run(ctx, sub, nil)
 	<-w.Synced()
-	if err := cp.cache.WaitVersion(ctx, table.Version()); err != nil {
+	xds.Serve()
+	if err := xds.WaitReady(ctx); err != nil {
 		log.Fatal(err)
 	}
 	took := time.Since(start)
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	var lis net.Listener
-	for try := 0; ; try++ { // after a restart the old listener's port may take a moment to free
-		if lis, err = net.Listen("tcp", addr); err == nil || try == 100 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		log.Fatal(err)
-	}
-	cp.addr = lis.Addr().String()
-	cp.grpc = server.GRPC(ctx, cp.cache, server.Options{MaxStreams: 100_000})
-	go func() { cp.grpc.Serve(lis); close(cp.done) }()
+	cp := &controlPlane{ControlPlane: xds, table: table, addr: xds.Addr()}
+	cp.stopWatcher = cancel
 	return cp, took
 }
 
-// stop kills the control plane abruptly, as a crash or a rolling restart would.
+// stop kills the control plane abruptly, as a crash or a rolling restart would (no grace for open streams).
 func (cp *controlPlane) stop() {
-	cp.cancel()
-	cp.grpc.Stop()
-	<-cp.done
+	cp.stopWatcher()
+	cp.Stop()
 }
 
 func heapNow() uint64 {

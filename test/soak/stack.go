@@ -3,12 +3,12 @@ package soak
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rocketpilot/rocketpilot/controlplane"
 	"github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
@@ -20,9 +20,10 @@ import (
 // coalesceWindow is serve's default --coalesce-window.
 const coalesceWindow = 100 * time.Millisecond
 
-// controlPlane is rocketpilot in process, wired as cmd/rocketpilot's serve wires it: watcher → table → cache
-// (through a subscription, with the coalescing window) → gRPC server, with the change log and the metrics.
+// controlPlane is rocketpilot in process, wired as cmd/rocketpilot's serve wires it: watcher → the control-plane
+// assembly (table → cache, with the coalescing window → gRPC server, with the change log), and the metrics.
 type controlPlane struct {
+	xds      *controlplane.ControlPlane
 	table    *routing.Table
 	watcher  *watcher.Watcher
 	cache    *cache.Cache
@@ -38,7 +39,17 @@ type controlPlane struct {
 // startControlPlane syncs from the NameServer and serves xDS on a loopback port. It returns once the first sync
 // is in the cache and the server accepts streams.
 func startControlPlane(parent context.Context, cfg Config, ns *embedded.NameServer) (*controlPlane, error) {
-	table := routing.NewTable()
+	wire := server.NewWireStats()
+	xds, err := controlplane.New(controlplane.Config{
+		Cache:          cache.Options{ClusterRetention: cfg.ClusterRetention},
+		Server:         server.Options{Stats: wire},
+		CoalesceWindow: coalesceWindow,
+		Grace:          2 * time.Second,
+	})
+	if err != nil {
+		return nil, err
+	}
+	table := xds.Table()
 	metrics := watcher.NewMetrics()
 	w, err := watcher.New(table, watcher.Options{
 		Addrs:          []string{ns.Addr()},
@@ -52,34 +63,17 @@ func startControlPlane(parent context.Context, cfg Config, ns *embedded.NameServ
 		Metrics: metrics,
 	})
 	if err != nil {
+		xds.Stop()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(parent)
-	cp := &controlPlane{table: table, watcher: w, cancel: cancel, registry: prometheus.NewRegistry()}
+	cp := &controlPlane{xds: xds, table: table, watcher: w, cache: xds.Cache(), cancel: cancel, registry: prometheus.NewRegistry(),
+		addr: xds.Addr()}
 	fail := func(err error) (*controlPlane, error) {
 		cp.stop()
 		return nil, err
 	}
-	changes := &server.ChangeLog{}
-	cp.wg.Go(func() { changes.Follow(ctx, table) })
-	sub := table.Subscribe()
-	cp.wg.Go(func() {
-		<-ctx.Done()
-		sub.Close()
-	})
-	if cp.cache, err = cache.New(table, cache.Options{ClusterRetention: cfg.ClusterRetention}); err != nil {
-		return fail(err)
-	}
-	cp.wg.Go(func() {
-		cp.cache.Run(ctx, sub, func(ctx context.Context) {
-			t := time.NewTimer(coalesceWindow)
-			defer t.Stop()
-			select {
-			case <-ctx.Done():
-			case <-t.C:
-			}
-		})
-	})
+	xds.Start(ctx)
 	wctx, cancelWatcher := context.WithCancel(ctx)
 	cp.cancelWatcher = cancelWatcher
 	cp.wg.Go(func() { w.Run(wctx) })
@@ -91,22 +85,15 @@ func startControlPlane(parent context.Context, cfg Config, ns *embedded.NameServ
 	case <-syncCtx.Done():
 		return fail(fmt.Errorf("soak: the watcher did not sync within a minute: %w", syncCtx.Err()))
 	}
-	if err := cp.cache.WaitVersion(syncCtx, table.Version()); err != nil {
+	xds.Serve()
+	if err := xds.WaitReady(syncCtx); err != nil {
 		return fail(fmt.Errorf("soak: the cache did not apply the first sync: %w", err))
 	}
-	wire := server.NewWireStats()
 	for _, c := range []prometheus.Collector{cp.cache, wire, metrics} {
 		if err := cp.registry.Register(c); err != nil {
 			return fail(err)
 		}
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fail(err)
-	}
-	cp.addr = lis.Addr().String()
-	g := server.GRPC(ctx, cp.cache, server.Options{Stats: wire})
-	cp.wg.Go(func() { server.Serve(ctx, g, lis, 2*time.Second) })
 	return cp, nil
 }
 
@@ -134,4 +121,5 @@ func (cp *controlPlane) scrapeLoop(ctx context.Context) {
 func (cp *controlPlane) stop() {
 	cp.cancel()
 	cp.wg.Wait()
+	cp.xds.Stop()
 }
