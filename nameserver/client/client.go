@@ -77,9 +77,10 @@ type Options struct {
 	IdleTimeout time.Duration
 	MinBackoff  time.Duration // first wait after a failed dial (100ms)
 	MaxBackoff  time.Duration // longest wait between dials (10s)
-	// SilentTimeouts is how many requests in a row may time out with not one byte received on their connection
-	// since they were sent before the connection is closed and redialled: a NameServer that froze holding the
-	// connection open would otherwise keep it, and every request would time out, for good (3).
+	// SilentTimeouts is how many separate request timeouts in a row (each of a request sent after the previous
+	// one counted: requests in flight together time out in one silence) may find not one byte received on their
+	// connection before it is closed and redialled: a NameServer that froze holding the connection open would
+	// otherwise keep it, and every request would time out, for good (3).
 	SilentTimeouts int
 	// MaxFrameSize bounds a response frame (remoting.DefaultMaxFrameSize).
 	MaxFrameSize int

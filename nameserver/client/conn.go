@@ -14,16 +14,19 @@ import (
 
 // conn is one TCP connection with a reader goroutine that hands responses to waiting requests by opaque.
 type conn struct {
-	nc       net.Conn
-	opts     Options
-	reader   *remoting.Reader
-	opened   time.Time
-	used     atomic.Int64 // unix nanos of the last request
-	arrived  atomic.Int64 // unix nanos of the last bytes read
-	silent   atomic.Int32 // requests in a row that timed out with no byte read since they were sent
-	bad      atomic.Bool  // closed because the peer sent a malformed or oversized frame, or stalled inside one
-	onAnswer func()       // called once, on the first response, when set
-	answered sync.Once
+	nc      net.Conn
+	opts    Options
+	reader  *remoting.Reader
+	opened  time.Time
+	used    atomic.Int64 // unix nanos of the last request
+	arrived atomic.Int64 // monotonic nanos (since) of the last bytes read
+	silent  atomic.Int32 // separate request timeouts in a row with no byte read since their requests were sent
+	// lastSilent is when the last counted silent timeout happened (monotonic nanos): a request sent before it
+	// times out in the same silence and does not count again.
+	lastSilent atomic.Int64
+	bad        atomic.Bool // closed because the peer sent a malformed or oversized frame, or stalled inside one
+	onAnswer   func()      // called once, on the first response, when set
+	answered   sync.Once
 
 	// Writes are group-committed: frames queue in wbuf and whichever caller finds no flush under way writes
 	// everything queued, so concurrent requests share system calls.
@@ -54,7 +57,7 @@ type activity struct{ cn *conn }
 func (a activity) Read(p []byte) (int, error) {
 	n, err := a.cn.nc.Read(p)
 	if n > 0 {
-		a.cn.arrived.Store(time.Now().UnixNano())
+		a.cn.arrived.Store(since())
 		a.cn.silent.Store(0)
 	}
 	return n, err
@@ -67,27 +70,42 @@ var errStalled = errors.New("the nameserver stopped sending in the middle of a f
 // The reader would wait for the rest forever: every request on the connection would time out, and the connection,
 // being neither dead nor idle, would never be replaced. A peer that is slow, or idle between frames, is left alone.
 func (cn *conn) closeIfStalled() {
-	if !cn.reader.InFrame() || time.Since(time.Unix(0, cn.arrived.Load())) < cn.opts.RequestTimeout {
+	if !cn.reader.InFrame() || time.Duration(since()-cn.arrived.Load()) < cn.opts.RequestTimeout {
 		return
 	}
 	if cn.dead() || !cn.bad.CompareAndSwap(false, true) {
 		return // closed already, or being closed by another request that timed out
 	}
 	cn.opts.Logger.Warn("closing nameserver connection stalled inside a frame", "addr", cn.nc.RemoteAddr(),
-		"silentFor", time.Since(time.Unix(0, cn.arrived.Load())).Round(time.Millisecond))
+		"silentFor", time.Duration(since()-cn.arrived.Load()).Round(time.Millisecond))
 	cn.close(fmt.Errorf("connection lost: %w", errStalled))
 }
 
 // errSilent is why a connection on which nothing at all arrives is closed.
 var errSilent = errors.New("the nameserver sent not one byte in answer to several requests")
 
-// closeIfSilent counts a request, sent at sent (unix nanos), that timed out, and closes the connection once
-// Options.SilentTimeouts requests in a row did so with not one byte read since they were sent. A frozen peer (a
-// stopped process, a dead path that drops packets without a reset) keeps the connection open and never answers:
-// without this, the connection, neither dead nor idle, would be kept for good, while a redial may reach a restarted
-// process. Any byte read resets the count, so a peer that is merely slow on some requests is left alone.
+// closeIfSilent counts a request, sent at sent (since), that timed out, and closes the connection once
+// Options.SilentTimeouts separate timeouts in a row found not one byte read since their requests were sent. A
+// frozen peer (a stopped process, a dead path that drops packets without a reset) keeps the connection open and
+// never answers: without this, the connection, neither dead nor idle, would be kept for good, while a redial may
+// reach a restarted process. Only a request sent after the last counted timeout counts (the requests in flight
+// together time out together, in one silence), so the connection goes after SilentTimeouts windows of
+// RequestTimeout with nothing read, not after one pause with many requests in flight. Any byte read resets the
+// count, so a peer that is merely slow, or pauses once, is left alone.
 func (cn *conn) closeIfSilent(sent int64) {
-	if cn.arrived.Load() >= sent || cn.silent.Add(1) < int32(cn.opts.SilentTimeouts) {
+	if cn.arrived.Load() >= sent {
+		return
+	}
+	for {
+		last := cn.lastSilent.Load()
+		if sent <= last {
+			return // the same silence as a timeout already counted
+		}
+		if cn.lastSilent.CompareAndSwap(last, since()) {
+			break
+		}
+	}
+	if cn.silent.Add(1) < int32(cn.opts.SilentTimeouts) {
 		return
 	}
 	if cn.dead() || !cn.bad.CompareAndSwap(false, true) {
@@ -172,8 +190,8 @@ func (cn *conn) roundTrip(ctx context.Context, req *remoting.Command) (*remoting
 	}
 	cn.pending[req.Opaque] = ch
 	cn.mu.Unlock()
-	sent := time.Now().UnixNano()
-	cn.used.Store(sent)
+	sent := since()
+	cn.used.Store(time.Now().UnixNano())
 	forget := func() {
 		cn.mu.Lock()
 		delete(cn.pending, req.Opaque)
@@ -238,3 +256,9 @@ func (cn *conn) send(frame []byte) error {
 	cn.wmu.Unlock()
 	return nil
 }
+
+// epoch is this process's reference for since: a monotonic clock, which wall-clock steps do not move.
+var epoch = time.Now()
+
+// since returns the monotonic nanoseconds since epoch.
+func since() int64 { return int64(time.Since(epoch)) }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -113,5 +114,39 @@ func TestSilentConnectionIsRedialled(t *testing.T) {
 			t.Fatalf("the silent connection was not replaced: %v", err)
 		}
 		time.Sleep(opts.MinBackoff / 2)
+	}
+}
+
+// TestOnePauseWithManyRequestsInFlightKeepsTheConnection: requests in flight together time out together, in one
+// silence; a NameServer that pauses once (a GC pause, a write lock) while many are in flight is slow, not frozen,
+// and keeps its connection. Only SilentTimeouts separate windows of silence close it.
+func TestOnePauseWithManyRequestsInFlightKeepsTheConnection(t *testing.T) {
+	var paused atomic.Bool
+	srv := newServer(t, func(nc net.Conn, req *remoting.Command) {
+		if req.Ext("topic") == "pause" && paused.CompareAndSwap(false, true) {
+			time.Sleep(80 * time.Millisecond) // one pause: the requests behind it wait too, then all are answered
+		}
+		echo(nc, req)
+	})
+	opts := fastOptions()
+	opts.RequestTimeout = 50 * time.Millisecond
+	opts.SilentTimeouts = 3
+	c := New(srv.addr(), opts)
+	defer c.Close()
+	ctx := context.Background()
+	if _, err := c.GetRouteInfoRaw(ctx, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if _, err := c.GetRouteInfoRaw(ctx, "pause"); !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("a request during the pause: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if body, err := c.GetRouteInfoRaw(ctx, "after"); err != nil || string(body) != "after" || c.Dials() != 1 {
+		t.Fatalf("after one pause: %q, %v, %d dials; want the same connection", body, err, c.Dials())
 	}
 }
