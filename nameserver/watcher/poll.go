@@ -216,7 +216,7 @@ func (w *Watcher) queryTopic(ctx context.Context, name string) {
 	}
 	w.stats.queries.Add(1)
 
-	st, writes := w.settle(name, answers)
+	writes := w.settle(name, answers)
 	if len(writes) == 0 {
 		return
 	}
@@ -224,11 +224,13 @@ func (w *Watcher) queryTopic(ctx context.Context, name string) {
 		tableApply(w.table, wr.source, wr.update)
 	}
 	w.mu.Lock()
-	released := w.topics[name] != st
+	released := w.topics[name] == nil
 	w.mu.Unlock()
 	if released {
 		// Released (in-use mode) after settle: the release's withdrawal may have run before these writes. Take
-		// back the routes just written, so none outlives the release; a topic followed again since starts afresh.
+		// back the routes just written, so none outlives the release. A topic followed again since is left alone:
+		// the interest loop withdrew it before following it again, and its new query, queued already, brings the
+		// route up to date (taking it back would flap a route a stream just asked for).
 		for _, wr := range writes {
 			if wr.update.Route != nil {
 				tableApply(w.table, wr.source, routing.Update{Topic: name})
@@ -246,14 +248,14 @@ type write struct {
 	update routing.Update
 }
 
-// settle records a topic's answers in its state and returns the state and the table writes they call for. It
-// holds w.mu and writes nothing.
-func (w *Watcher) settle(name string, answers []answer) (*topicState, []write) {
+// settle records a topic's answers in its state and returns the table writes they call for. It holds w.mu and
+// writes nothing.
+func (w *Watcher) settle(name string, answers []answer) []write {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	st := w.topics[name]
 	if st == nil {
-		return nil, nil // released (in-use mode) while the query was in flight
+		return nil // released (in-use mode) while the query was in flight
 	}
 	var writes []write
 	now := time.Now()
@@ -300,7 +302,7 @@ func (w *Watcher) settle(name string, answers []answer) (*topicState, []write) {
 	if !present && w.opts.Mode == ModeAllTopics && st.listedBy == 0 && !slices.ContainsFunc(st.bodies, func(h uint64) bool { return h != 0 }) {
 		delete(w.topics, name) // gone from every list and every source: stop polling it
 	}
-	return st, writes
+	return writes
 }
 
 func (w *Watcher) ask(ctx context.Context, ns *nameServer, topic string) answer {
