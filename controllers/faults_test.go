@@ -8,7 +8,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -42,6 +41,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/rocketpilot/rocketpilot/controlplane"
+	"github.com/rocketpilot/rocketpilot/controlplane/controlplanetest"
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
 	"github.com/rocketpilot/rocketpilot/internal/kubetest"
 	"github.com/rocketpilot/rocketpilot/internal/testutil"
@@ -50,7 +51,6 @@ import (
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
-	"github.com/rocketpilot/rocketpilot/xds/server"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
@@ -725,24 +725,12 @@ func startReplica(t *testing.T, id string, cfg *rest.Config, o replicaOptions) *
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { r.runManagers(ctx, &wg, first, newManager, o.restart) })
-	c, err := cache.New(table, cache.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.xds = c
-	sub := table.Subscribe()
-	wg.Go(func() { c.Run(ctx, sub, nil) })
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.addr = lis.Addr().String()
-	g := server.GRPC(ctx, c, server.Options{})
-	wg.Go(func() { server.Serve(ctx, g, lis, time.Second) })
+	xds := controlplanetest.Start(t, controlplane.Config{Table: table})
+	r.xds, r.addr = xds.Cache(), xds.Addr()
 	t.Cleanup(func() {
 		cancel()
-		sub.Close()
 		wg.Wait()
+		xds.Stop()
 		r.sources.Close()
 		if !o.restart {
 			if s := r.stopped(); len(s) > 0 {

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +25,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/rocketpilot/rocketpilot/controlplane"
+	"github.com/rocketpilot/rocketpilot/controlplane/controlplanetest"
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
 	"github.com/rocketpilot/rocketpilot/internal/kubetest"
 	"github.com/rocketpilot/rocketpilot/internal/leakcheck"
@@ -36,7 +37,6 @@ import (
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
-	"github.com/rocketpilot/rocketpilot/xds/server"
 )
 
 // The Kubernetes suites run against a real kube-apiserver and etcd (envtest), started on first use by apiServer
@@ -130,12 +130,9 @@ func startPlane(t *testing.T, id, lease string) *plane {
 		t.Fatal(err)
 	}
 	p := &plane{id: id, table: table, sources: sources, mgr: mgr}
-	c, err := cache.New(table, cache.Options{NackBackoff: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cache = c
-	if err := Setup(mgr, Options{Table: table, Sources: sources, Policies: NewPolicies(table), Resync: time.Second, Rejections: c}); err != nil {
+	xds := controlplanetest.Start(t, controlplane.Config{Table: table, Cache: cache.Options{NackBackoff: 100 * time.Millisecond}})
+	p.cache, p.addr = xds.Cache(), xds.Addr()
+	if err := Setup(mgr, Options{Table: table, Sources: sources, Policies: NewPolicies(table), Resync: time.Second, Rejections: p.cache}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -152,21 +149,12 @@ func startPlane(t *testing.T, id, lease string) *plane {
 		case <-ctx.Done():
 		}
 	})
-	sub := table.Subscribe()
-	wg.Go(func() { c.Run(ctx, sub, nil) })
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.addr = lis.Addr().String()
-	g := server.GRPC(ctx, c, server.Options{})
-	wg.Go(func() { server.Serve(ctx, g, lis, time.Second) })
 	var once sync.Once
 	p.stop = func() {
 		once.Do(func() {
 			cancel()
-			sub.Close()
 			wg.Wait()
+			xds.Stop()
 			sources.Close()
 		})
 	}
