@@ -191,7 +191,7 @@ func (c *Client) Route(ctx context.Context, topic string) (*Route, error) {
 			cla := c.endpoints[cluster].value
 			out = &Route{Topic: topic, Cluster: cluster, Data: data,
 				Send: translate.Targets(cla, translate.SubsetWritable), Consume: translate.Targets(cla, translate.SubsetReadable)}
-			if send := sendCluster(rc); send != cluster {
+			if send := sendCluster(rc); send != "" && send != cluster { // no send route: sends use the cluster
 				e := c.endpoints[send]
 				if e == nil || !e.known {
 					return false // the send cluster's endpoints are on their way
@@ -273,6 +273,11 @@ func (c *Client) resolveLocked(topic string) (route *remoting.TopicRouteData, er
 		return nil, fmt.Errorf("%w: %q", ErrTopicNotFound, topic), true
 	}
 	cluster := defaultCluster(r.value)
+	if cluster == "" {
+		// A table without the catch-all route (a control plane whose route tables this client does not read):
+		// an error rather than a wait for the endpoints of no cluster.
+		return nil, fmt.Errorf("route of %q has no catch-all route this client recognises", topic), true
+	}
 	e := c.endpoints[cluster]
 	if e == nil || !e.known {
 		return nil, nil, false
