@@ -32,17 +32,23 @@ type BrokerSetCluster struct {
 
 // ServedTopic is what the cache serves for a topic: its route, and the clusters that route names.
 type ServedTopic struct {
-	// Held is whether a stream holds the topic (through its scope or by name): Route is then what was sent. A
+	// Held is whether a stream holds the topic (through its scope or by name): Route is then what was sent, or
+	// nil when the streams were told the topic is absent (the table has it, the cache has not applied it yet). A
 	// topic no stream holds is not served; Route is then what a stream subscribing now would be sent, built by the
 	// cache from the table's current state.
 	Held  bool
-	Route Served
+	Route *Served
 	// Cluster is the cluster of the route's catch-all (nil while the cache serves none of that name), Send a
 	// weighted set's send cluster (nil otherwise).
 	Cluster, Send *ServedCluster
 }
 
 func served(r *resource) Served { return Served{Name: r.name, Version: r.version, Body: r.body} }
+
+func servedRef(r *resource) *Served {
+	s := served(r)
+	return &s
+}
 
 // clusterLocked returns the served cluster of a name, or nil.
 func (c *Cache) clusterLocked(name string) *ServedCluster {
@@ -74,10 +80,15 @@ func (c *Cache) ServedClusters() []BrokerSetCluster {
 // route of that name and the table has no such topic.
 func (c *Cache) ServedTopic(name string) (ServedTopic, bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e := c.topics[name]; e != nil && e.route != nil {
+	if e := c.topics[name]; e != nil {
+		defer c.mu.Unlock()
+		if e.route == nil {
+			return ServedTopic{Held: true}, true // the streams were told it is absent
+		}
 		return c.servedTopicLocked(true, e.route, e.cluster, e.uses), true
 	}
+	c.mu.Unlock()
+	// Held by no stream: built from the table outside the cache's lock, which every stream needs.
 	t := c.table.Topic(name)
 	if t == nil {
 		return ServedTopic{}, false
@@ -86,11 +97,13 @@ func (c *Cache) ServedTopic(name string) (ServedTopic, bool) {
 	if err != nil {
 		return ServedTopic{}, false
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return c.servedTopicLocked(false, r, translate.ClusterName(t.BrokerSet), translate.ClusterNames(t.BrokerSet)), true
 }
 
 func (c *Cache) servedTopicLocked(held bool, route *resource, cluster string, uses []string) ServedTopic {
-	out := ServedTopic{Held: held, Route: served(route)}
+	out := ServedTopic{Held: held, Route: servedRef(route)}
 	for _, name := range uses {
 		sc := c.clusterLocked(name)
 		if name == cluster {

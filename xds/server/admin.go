@@ -222,11 +222,14 @@ func topicNotFound(w http.ResponseWriter, name string) {
 // cache serves no cluster for the topic, SendEndpoints is there when a weighted TopicRoute gives it a send cluster.
 type TopicChain struct {
 	// Changes are the change log's entries for the topic (always null without a change log).
-	Changes       []Change              `json:"changes"`
-	Cluster       json.RawMessage       `json:"cluster"`
-	Endpoints     json.RawMessage       `json:"endpoints"`
-	Members       []routing.Member      `json:"members"`
-	Policy        *TopicPolicy          `json:"policy,omitempty"`
+	Changes   []Change         `json:"changes"`
+	Cluster   json.RawMessage  `json:"cluster"`
+	Endpoints json.RawMessage  `json:"endpoints"`
+	Members   []routing.Member `json:"members"`
+	Policy    *TopicPolicy     `json:"policy,omitempty"`
+	// Preview is set when no stream holds the topic: Route and the clusters are then what a stream subscribing
+	// now would be sent, not what one was.
+	Preview       bool                  `json:"preview,omitempty"`
 	Proxies       []cache.StreamStatus  `json:"proxies"`
 	Route         json.RawMessage       `json:"route"`
 	SendEndpoints json.RawMessage       `json:"sendEndpoints,omitempty"`
@@ -247,11 +250,12 @@ func (a *Admin) topic(w http.ResponseWriter, r *http.Request) {
 	}
 	// The route, cluster and endpoints are those the cache serves: what the streams holding the topic were sent,
 	// which may lag the table by a change not applied yet.
-	served, _ := a.Cache.ServedTopic(t.Name)
+	served, _ := a.Cache.ServedTopic(t.Name) // a topic gone meanwhile renders no route
 	out := TopicChain{
 		Topic:   a.summarize(t),
 		Members: t.BrokerSet.Members,
-		Route:   rawServed(translate.RouteType, &served.Route),
+		Route:   rawServed(translate.RouteType, served.Route),
+		Preview: served.Route != nil && !served.Held,
 		Sources: a.Table.TopicSources(t.Name),
 	}
 	if c := served.Cluster; c != nil {
@@ -307,6 +311,9 @@ func (a *Admin) configDump(w http.ResponseWriter, r *http.Request) {
 
 // rawServed renders a resource the cache serves, a message of typeURL, as JSON inside a JSON document.
 func rawServed(typeURL string, r *cache.Served) json.RawMessage {
+	if r == nil {
+		return json.RawMessage("null")
+	}
 	m, err := (&anypb.Any{TypeUrl: typeURL, Value: r.Body}).UnmarshalNew()
 	if err != nil {
 		return json.RawMessage(strconv.Quote(err.Error()))
@@ -375,7 +382,7 @@ func (a *Admin) route(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(rawServed(translate.RouteType, &served.Route))
+	w.Write(rawServed(translate.RouteType, served.Route))
 }
 
 // AdminGuard is the admin API's access rule. /healthz, /readyz and /metrics are open (probes and scrapers need no

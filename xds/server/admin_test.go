@@ -296,3 +296,42 @@ func TestAdminResponseTypesRoundTrip(t *testing.T) {
 	roundTrip("/api/v1/topics/nope", http.StatusNotFound, &ErrorBody{})
 	roundTrip("/api/v1/topics?limit=-1", http.StatusBadRequest, &ErrorBody{})
 }
+
+// TestAdminShowsAbsentWhereStreamsWereToldAbsent: a topic a stream subscribed to before the cache knew it was
+// answered absent; while the cache has not applied the table's new topic, the admin API shows no route for it, not
+// one built from the table. A topic no stream holds is shown as a preview.
+func TestAdminShowsAbsentWhereStreamsWereToldAbsent(t *testing.T) {
+	table := routing.NewTable()
+	table.Apply("test", routing.Update{Topic: "Other", Route: brokerRoute("b1", "10.0.0.1:10911")})
+	c, err := cache.New(table, cache.Options{}) // not Run: the cache applies nothing the test does not
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sdone := make(chan struct{})
+	go func() { Serve(ctx, newGRPC(ctx, c, c, Options{}), lis, time.Second); close(sdone) }()
+	t.Cleanup(func() { cancel(); <-sdone })
+	d := openDelta(t, lis.Addr().String(), "n1")
+	d.subscribe(translate.RouteType, "T")
+	expect(t, d.next(), translate.RouteType, nil, []string{"T"})
+
+	table.Apply("test", routing.Update{Topic: "T", Route: brokerRoute("b2", "10.0.0.2:10911")}) // not applied
+	get := adminOver(t, table, c)
+	if _, body := get("/api/v1/routes/T"); strings.TrimSpace(string(body)) != "null" {
+		t.Errorf("GET /api/v1/routes/T shows %s; n1 was told T is absent", body)
+	}
+	var chain TopicChain
+	if _, body := get("/api/v1/topics/T"); json.Unmarshal(body, &chain) != nil {
+		t.Fatalf("topic: %s", body)
+	}
+	if string(chain.Route) != "null" || chain.Preview {
+		t.Errorf("T's chain shows route %s (preview %v); n1 was told T is absent", chain.Route, chain.Preview)
+	}
+	if _, body := get("/api/v1/topics/Other"); json.Unmarshal(body, &chain) != nil || !chain.Preview || string(chain.Route) == "null" {
+		t.Errorf("a topic no stream holds: preview %v, route %s; want a preview of its route", chain.Preview, chain.Route)
+	}
+}
