@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"hash/maphash"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -104,12 +105,7 @@ func (w *Watcher) Topics() []string { return w.knownTopics() }
 func (w *Watcher) knownTopics() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make([]string, 0, len(w.topics))
-	for name := range w.topics {
-		out = append(out, name)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(w.topics))
 }
 
 // runUrgent launches one urgent query if any is queued and reports whether it did.
