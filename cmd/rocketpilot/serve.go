@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -168,35 +167,9 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var addrs []string
-	for _, a := range strings.Split(o.namesrv, ";") {
-		if a = strings.TrimSpace(a); a != "" && !slices.Contains(addrs, a) {
-			addrs = append(addrs, a)
-		}
-	}
-	if len(addrs) == 0 && !o.demo && !o.kube.enabled && o.configDir == "" {
-		return errors.New("nothing to watch: give --namesrv, --demo, --kubernetes or --config")
-	}
-	if o.kube.enabled && o.configDir != "" {
-		return errors.New("--kubernetes and --config both define NameServerSources, TopicRoutes and TopicBindings: give one of them")
-	}
-	if !slices.Contains(server.Compressions, o.compression) {
-		return fmt.Errorf("--xds-compression %q: want one of %s", o.compression, strings.Join(server.Compressions, ", "))
-	}
-	if o.streamRate <= 0 || o.streamBurst < 1 || o.admissionWait < 0 {
-		return fmt.Errorf("--xds-stream-rate %g, --xds-stream-burst %d, --xds-admission-wait %v: want a positive rate and burst and a wait of 0 or more", o.streamRate, o.streamBurst, o.admissionWait)
-	}
-	if o.maxSubs < 1 || o.nackBackoff <= 0 {
-		return fmt.Errorf("--xds-max-subscriptions %d, --nack-backoff %v: want positive values", o.maxSubs, o.nackBackoff)
-	}
-	if err := translate.CheckTransientObjectLifeSpan(o.lifeSpan); err != nil {
-		return fmt.Errorf("--transient-object-life-span: %w", err)
-	}
-	if o.tlsReload <= 0 {
-		return fmt.Errorf("--tls-reload-interval %v: want a positive duration", o.tlsReload)
-	}
-	if o.tls.ClientCA != "" && o.tls.Cert == "" {
-		return errors.New("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first")
+	addrs, err := o.validate()
+	if err != nil {
+		return err
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait() // runs after cancel, below: every goroutine started here has stopped when run returns

@@ -126,3 +126,20 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestServeValidatesEveryFlagBeforeStarting: a bad value is refused by the one validation, naming its flag, before
+// anything starts (an xDS address no listener can take would otherwise fail first).
+func TestServeValidatesEveryFlagBeforeStarting(t *testing.T) {
+	for flag, value := range map[string]string{
+		"--discovery": "sometimes", "--xds-compression": "brotli", "--xds-stream-rate": "0", "--xds-max-subscriptions": "0",
+		"--nack-backoff": "0s", "--transient-object-life-span": "0s", "--tls-reload-interval": "0s",
+	} {
+		root := newRootCommand()
+		root.SetArgs([]string{"serve", "--demo", "--xds-address", "not an address", "--admin-address", "", flag, value})
+		root.SetErr(&bytes.Buffer{})
+		err := root.Execute()
+		if err == nil || !strings.Contains(err.Error(), flag) {
+			t.Errorf("serve %s %s: err = %v, want one naming %s", flag, value, err, flag)
+		}
+	}
+}
