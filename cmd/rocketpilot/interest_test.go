@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -9,8 +8,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
@@ -29,17 +26,7 @@ func TestServeTwoInUseSourcesEachLearnEveryTopicInUse(t *testing.T) {
 	p := serveInProcess(t, "--demo", "--demo-namesrv-address", "127.0.0.1:0", "--discovery", "in-use", "--config", dir)
 	xdsAddr, adminAddr := p.addr(t, "serving xDS", 10*time.Second), p.addr(t, "serving the admin API", time.Second)
 
-	conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	st, err := discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := deltaStream(t, xdsAddr, 20*time.Second)
 	topics := []string{"TopicTest", "demo-orders-001", "demo-orders-002", "demo-orders-003", "demo-orders-004", "demo-orders-005"}
 	// One subscription per request, as a sidecar subscribes topic by topic.
 	for _, name := range topics {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -14,8 +13,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/spf13/pflag"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"sigs.k8s.io/yaml"
 
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
@@ -30,17 +27,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if code := status(t, "http://"+admin+"/readyz"); code != http.StatusOK {
 		t.Fatalf("/readyz while serving: %d", code)
 	}
-	conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := deltaStream(t, xdsAddr, 10*time.Second)
 	ask := func(topic string) error {
 		if err := st.Send(&discovery.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "draining"}, TypeUrl: translate.RouteType,
 			ResourceNamesSubscribe: []string{topic}}); err != nil {
@@ -65,7 +52,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if err := ask("demo-orders-001"); err != nil {
 		t.Errorf("a stream during the shutdown delay: %v", err)
 	}
-	_, err = st.Recv() // the end of the stream
+	_, err := st.Recv() // the end of the stream
 	if !errors.Is(err, io.EOF) {
 		t.Errorf("the stream ended with %v, want a clean end (io.EOF)", err)
 	}

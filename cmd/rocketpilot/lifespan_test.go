@@ -60,17 +60,7 @@ func TestPopAckDirectiveLivesAsLongAsTheConfiguredLifeSpan(t *testing.T) {
 // receives: from its ECDS config, or from its listener when routes are inline.
 func nodeProxyConfig(t *testing.T, xdsAddr string, inline bool) *rmqv3.RocketmqProxy {
 	t.Helper()
-	conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	st, err := discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := deltaStream(t, xdsAddr, 20*time.Second)
 	md, err := structpb.NewStruct(map[string]any{cache.MetadataTopicsKey: []any{"TopicTest"}})
 	if err != nil {
 		t.Fatal(err)
@@ -130,4 +120,20 @@ func TestServeRejectsBadTransientObjectLifeSpan(t *testing.T) {
 			}
 		})
 	}
+}
+
+// deltaStream opens a delta ADS stream to addr, bounded by within; the stream and its connection end with the test.
+func deltaStream(t *testing.T, addr string, within time.Duration) discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	t.Cleanup(func() { cancel(); conn.Close() })
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

@@ -149,19 +149,8 @@ func TestAdminClustersIPv6(t *testing.T) {
 func TestAdminShowsServedNotRecomputed(t *testing.T) {
 	table := routing.NewTable()
 	table.Apply("test", routing.Update{Topic: "T", Route: brokerRoute("b1", "10.0.0.1:10911")})
-	c, err := cache.New(table, cache.Options{}) // not Run: the test applies changes, or not
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	sdone := make(chan struct{})
-	go func() { Serve(ctx, newGRPC(ctx, c, c, Options{}), lis, time.Second); close(sdone) }()
-	t.Cleanup(func() { cancel(); <-sdone })
-	d := openDelta(t, lis.Addr().String(), "n1", "T")
+	c, addr := serveUnrun(t, table)
+	d := openDelta(t, addr, "n1", "T")
 	d.subscribe(translate.RouteType, "T")
 	if r := d.next(); len(r.Resources) != 1 {
 		t.Fatalf("route of T: %v", names(r))
@@ -303,19 +292,8 @@ func TestAdminResponseTypesRoundTrip(t *testing.T) {
 func TestAdminShowsAbsentWhereStreamsWereToldAbsent(t *testing.T) {
 	table := routing.NewTable()
 	table.Apply("test", routing.Update{Topic: "Other", Route: brokerRoute("b1", "10.0.0.1:10911")})
-	c, err := cache.New(table, cache.Options{}) // not Run: the cache applies nothing the test does not
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	sdone := make(chan struct{})
-	go func() { Serve(ctx, newGRPC(ctx, c, c, Options{}), lis, time.Second); close(sdone) }()
-	t.Cleanup(func() { cancel(); <-sdone })
-	d := openDelta(t, lis.Addr().String(), "n1")
+	c, addr := serveUnrun(t, table)
+	d := openDelta(t, addr, "n1")
 	d.subscribe(translate.RouteType, "T")
 	expect(t, d.next(), translate.RouteType, nil, []string{"T"})
 
@@ -334,4 +312,23 @@ func TestAdminShowsAbsentWhereStreamsWereToldAbsent(t *testing.T) {
 	if _, body := get("/api/v1/topics/Other"); json.Unmarshal(body, &chain) != nil || !chain.Preview || string(chain.Route) == "null" {
 		t.Errorf("a topic no stream holds: preview %v, route %s; want a preview of its route", chain.Preview, chain.Route)
 	}
+}
+
+// serveUnrun serves a cache over table on a loopback port without Run: the cache applies no change of the table
+// but those the test applies, so a test can hold the table ahead of what the streams were sent.
+func serveUnrun(t *testing.T, table *routing.Table) (*cache.Cache, string) {
+	t.Helper()
+	c, err := cache.New(table, cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sdone := make(chan struct{})
+	go func() { Serve(ctx, newGRPC(ctx, c, c, Options{}), lis, time.Second); close(sdone) }()
+	t.Cleanup(func() { cancel(); <-sdone })
+	return c, lis.Addr().String()
 }
