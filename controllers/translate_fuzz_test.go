@@ -35,6 +35,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
+	"github.com/rocketpilot/rocketpilot/internal/fuzzbytes"
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
@@ -112,27 +113,16 @@ func translateSeeds(tb testing.TB) []translateSeed {
 			tb.Fatal(err)
 		}
 		all = append(all, string(b))
-		out = append(out, translateSeed{string(b), nil}, translateSeed{string(b), fuzzBytes(e, 64)})
+		out = append(out, translateSeed{string(b), nil}, translateSeed{string(b), fuzzbytes.Seed(e, 64)})
 	}
-	out = append(out, translateSeed{strings.Join(all, "\n---\n"), fuzzBytes("examples", 300)})
+	out = append(out, translateSeed{strings.Join(all, "\n---\n"), fuzzbytes.Seed("examples", 300)})
 	for i, m := range fzEdgeManifests {
-		out = append(out, translateSeed{m, nil}, translateSeed{m, fuzzBytes(fmt.Sprint("edge", i), 128)})
+		out = append(out, translateSeed{m, nil}, translateSeed{m, fuzzbytes.Seed(fmt.Sprint("edge", i), 128)})
 	}
 	for i := range 24 {
-		out = append(out, translateSeed{"", fuzzBytes(fmt.Sprint("gen", i), 400)})
+		out = append(out, translateSeed{"", fuzzbytes.Seed(fmt.Sprint("gen", i), 400)})
 	}
 	return out
-}
-
-// fuzzBytes is n deterministic bytes derived from a label.
-func fuzzBytes(label string, n int) []byte {
-	var out []byte
-	sum := sha256.Sum256([]byte(label))
-	for len(out) < n {
-		out = append(out, sum[:]...)
-		sum = sha256.Sum256(sum[:])
-	}
-	return out[:n]
 }
 
 // fzEdgeManifests are hand-written documents for the corners: weights with zeros, ordered topics, drains, regex and
@@ -285,40 +275,17 @@ func edgeBackends(n int, weighted bool) string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
-// fuzzChoices reads the fuzzer's bytes as decisions; once they run out every decision is 0, the plainest option.
-type fuzzChoices struct{ b []byte }
+// fuzzChoices reads the fuzzer's bytes as decisions.
+type fuzzChoices = fuzzbytes.Choices
 
-func (c *fuzzChoices) next() byte {
-	if len(c.b) == 0 {
-		return 0
-	}
-	v := c.b[0]
-	c.b = c.b[1:]
-	return v
-}
-
-// intn returns a number in [0, n).
-func (c *fuzzChoices) intn(n int) int {
-	if n <= 1 {
-		return 0
-	}
-	return int(c.next()) % n
-}
-
-// flip is true half the time, false once the bytes run out.
-func (c *fuzzChoices) flip() bool { return c.next()&1 == 1 }
-
-// oneIn is true one time in n, false once the bytes run out.
-func (c *fuzzChoices) oneIn(n int) bool { return c.intn(n) == n-1 }
-
-func pickOne[T any](c *fuzzChoices, from []T) T { return from[c.intn(len(from))] }
+func pickOne[T any](c *fuzzChoices, from []T) T { return from[c.Intn(len(from))] }
 
 // pickSome picks n distinct elements (fewer when from is shorter).
 func pickSome[T any](c *fuzzChoices, from []T, n int) []T {
 	rest := slices.Clone(from)
 	var out []T
 	for range min(n, len(rest)) {
-		i := c.intn(len(rest))
+		i := c.Intn(len(rest))
 		out = append(out, rest[i])
 		rest = slices.Delete(rest, i, i+1)
 	}
@@ -415,7 +382,7 @@ func (r *translateRun) fail(format string, args ...any) {
 }
 
 func runTranslate(t *testing.T, v *Validator, manifests string, raw []byte) translateStats {
-	c := &fuzzChoices{b: raw}
+	c := fuzzbytes.NewChoices(raw)
 	table := routing.NewTable()
 	r := &translateRun{t: t, manifests: manifests, table: table, policies: NewPolicies(table), fs: &FileSource{validator: v},
 		checked: map[[32]byte]bool{}}
@@ -428,13 +395,13 @@ func runTranslate(t *testing.T, v *Validator, manifests string, raw []byte) tran
 			objs = append(objs, r.decode(d, false))
 		}
 	}
-	for i := range c.intn(5) {
+	for i := range c.Intn(5) {
 		objs = append(objs, r.decodeObj(genTopicRoute(c, i)))
 	}
-	for i := range c.intn(3) {
+	for i := range c.Intn(3) {
 		objs = append(objs, r.decodeObj(genBinding(c, i)))
 	}
-	if c.flip() {
+	if c.Flip() {
 		objs = append(objs, r.decodeObj(genSource(c)))
 	}
 	r.applyAll(objs)
@@ -442,7 +409,7 @@ func runTranslate(t *testing.T, v *Validator, manifests string, raw []byte) tran
 
 	sub := table.Subscribe()
 	defer sub.Close()
-	inline := c.oneIn(3)
+	inline := c.OneIn(3)
 	xc, err := cache.New(table, cache.Options{InlineRoutes: inline})
 	if err != nil {
 		r.fail("cache.New: %v", err)
@@ -465,12 +432,12 @@ func runTranslate(t *testing.T, v *Validator, manifests string, raw []byte) tran
 
 	// Phase 2: the model and the policies change under the open streams, which get pushes, then fresh streams.
 	r.changes(c)
-	if c.flip() && len(r.routes) > 0 {
-		tr := r.routes[c.intn(len(r.routes))]
+	if c.Flip() && len(r.routes) > 0 {
+		tr := r.routes[c.Intn(len(r.routes))]
 		r.logf("policy removed: %s", keyOf(tr))
 		r.policies.SetRoute(keyOf(tr), "", nil)
 	}
-	if c.flip() {
+	if c.Flip() {
 		r.applyAll([]any{r.decodeObj(genTopicRoute(c, 9))})
 	}
 	if cs, ok, _ := sub.TryNext(); ok {
@@ -519,7 +486,7 @@ func (r *translateRun) model(c *fuzzChoices) {
 	r.addrs = make([][]routing.BrokerAddr, len(fzGroups))
 	for g := range fzGroups {
 		base := fmt.Sprintf("10.%d.0.", g)
-		switch c.intn(10) {
+		switch c.Intn(10) {
 		case 4:
 			r.addrs[g] = []routing.BrokerAddr{{ID: 0, Addr: base + "1:10911"}}
 		case 5: // the master is gone
@@ -536,17 +503,17 @@ func (r *translateRun) model(c *fuzzChoices) {
 	var updates []routing.Update
 	for _, bt := range fzBaseTopics {
 		members := r.members(bt.members)
-		if c.oneIn(4) {
+		if c.OneIn(4) {
 			members = r.randomMembers(c)
 		}
 		updates = append(updates, routing.Update{Topic: bt.name, Route: &routing.Route{Members: members}})
 	}
-	for i := range c.intn(6) {
+	for i := range c.Intn(6) {
 		updates = append(updates, routing.Update{Topic: fmt.Sprintf("t%d", i), Route: &routing.Route{Members: r.randomMembers(c)}})
 	}
 	r.apply("ns-1", updates...)
 	updates = nil
-	for range c.intn(4) {
+	for range c.Intn(4) {
 		updates = append(updates, routing.Update{Topic: pickOne(c, fzTopics), Route: &routing.Route{Members: r.randomMembers(c)}})
 	}
 	r.apply("ns-2", updates...)
@@ -555,9 +522,9 @@ func (r *translateRun) model(c *fuzzChoices) {
 // changes are the model's changes once streams are open: topics removed, reshaped, shrunk (what ordered topics
 // keep), added.
 func (r *translateRun) changes(c *fuzzChoices) {
-	for range c.intn(6) {
+	for range c.Intn(6) {
 		name := pickOne(c, fzTopics)
-		switch c.intn(4) {
+		switch c.Intn(4) {
 		case 0:
 			r.apply("ns-1", routing.Update{Topic: name})
 		case 1:
@@ -569,7 +536,7 @@ func (r *translateRun) changes(c *fuzzChoices) {
 				r.apply(srcs[0].Source, routing.Update{Topic: name, Route: &routing.Route{Members: m}})
 			}
 		case 3:
-			r.apply("ns-2", routing.Update{Topic: "v" + strconv.Itoa(c.intn(3)), Route: &routing.Route{Members: r.randomMembers(c)}})
+			r.apply("ns-2", routing.Update{Topic: "v" + strconv.Itoa(c.Intn(3)), Route: &routing.Route{Members: r.randomMembers(c)}})
 		}
 	}
 }
@@ -601,7 +568,7 @@ func (r *translateRun) members(specs []groupSpec) []routing.Member {
 }
 
 func (r *translateRun) randomMembers(c *fuzzChoices) []routing.Member {
-	if c.oneIn(12) {
+	if c.OneIn(12) {
 		return nil // a route without queue data
 	}
 	groups := make([]int32, len(fzGroups))
@@ -609,19 +576,19 @@ func (r *translateRun) randomMembers(c *fuzzChoices) []routing.Member {
 		groups[i] = int32(i)
 	}
 	var specs []groupSpec
-	for _, g := range pickSome(c, groups, 1+c.intn(4)) {
+	for _, g := range pickSome(c, groups, 1+c.Intn(4)) {
 		specs = append(specs, groupSpec{g, pickOne(c, fzPerms), pickOne(c, fzQueues), pickOne(c, fzQueues)})
 	}
 	out := r.members(specs)
 	for i := range out {
-		out[i].TopicSysFlag = int32(c.intn(2))
+		out[i].TopicSysFlag = int32(c.Intn(2))
 	}
 	return out
 }
 
 func genObject(kind string, c *fuzzChoices, i int, spec map[string]any) map[string]any {
 	md := map[string]any{"name": fmt.Sprintf("gen-%s-%d", strings.ToLower(kind), i)}
-	if c.oneIn(24) {
+	if c.OneIn(24) {
 		md["name"] = "Not_A_DNS_Name"
 	}
 	if ns := pickOne(c, []string{"", "default", "shop"}); ns != "" {
@@ -636,7 +603,7 @@ func genObject(kind string, c *fuzzChoices, i int, spec map[string]any) map[stri
 func genTopicNames(c *fuzzChoices, n int) []any {
 	var out []any
 	for range n {
-		if c.oneIn(20) {
+		if c.OneIn(20) {
 			out = append(out, pickOne(c, fzBadTopics))
 		} else {
 			out = append(out, pickOne(c, fzTopics)) // duplicates break the list-set rule: rejected
@@ -646,44 +613,44 @@ func genTopicNames(c *fuzzChoices, n int) []any {
 }
 
 func genRegex(c *fuzzChoices) string {
-	if !c.oneIn(4) {
+	if !c.OneIn(4) {
 		return pickOne(c, fzRegexes)
 	}
 	const alphabet = "demo-t0123456789.*+?()[]|^$\\%RETRY"
 	var b strings.Builder
-	for range 1 + c.intn(10) {
-		b.WriteByte(alphabet[c.intn(len(alphabet))])
+	for range 1 + c.Intn(10) {
+		b.WriteByte(alphabet[c.Intn(len(alphabet))])
 	}
 	return b.String()
 }
 
 // genBackends makes backends; weights: 0 none, 1 every backend, 2 some (rejected by the CEL rules).
 func genBackends(c *fuzzChoices, weights int) []any {
-	n := 1 + c.intn(3)
+	n := 1 + c.Intn(3)
 	switch {
-	case c.oneIn(16):
+	case c.OneIn(16):
 		n = 32
-	case c.oneIn(64):
+	case c.OneIn(64):
 		n = 33 // beyond maxItems
 	}
 	var out []any
 	for i := range n {
 		b := map[string]any{}
-		if c.flip() {
+		if c.Flip() {
 			b["brokerCluster"] = pickOne(c, fzClusters)
 		} else {
 			var names []any
-			for _, g := range pickSome(c, fzGroupNames, 1+c.intn(3)) {
+			for _, g := range pickSome(c, fzGroupNames, 1+c.Intn(3)) {
 				names = append(names, g)
 			}
 			b["brokerNames"] = names
 		}
-		if c.oneIn(32) {
+		if c.OneIn(32) {
 			b["brokerCluster"], b["brokerNames"] = "DefaultCluster", []any{"broker-a"} // both: rejected
 		}
 		if weights == 1 || weights == 2 && i%2 == 0 {
-			if c.oneIn(16) {
-				b["weight"] = int64(c.next()) * 5 // up to 1275: beyond the maximum, sometimes
+			if c.OneIn(16) {
+				b["weight"] = int64(c.Next()) * 5 // up to 1275: beyond the maximum, sometimes
 			} else {
 				b["weight"] = pickOne(c, fzWeights)
 			}
@@ -695,30 +662,30 @@ func genBackends(c *fuzzChoices, weights int) []any {
 
 func genTopicRoute(c *fuzzChoices, i int) map[string]any {
 	sel := map[string]any{}
-	if c.flip() {
-		sel["exact"] = genTopicNames(c, 1+c.intn(3))
+	if c.Flip() {
+		sel["exact"] = genTopicNames(c, 1+c.Intn(3))
 	}
-	if c.flip() {
+	if c.Flip() {
 		var ps []any
-		for _, p := range pickSome(c, fzPrefixes, 1+c.intn(2)) {
+		for _, p := range pickSome(c, fzPrefixes, 1+c.Intn(2)) {
 			ps = append(ps, p)
 		}
 		sel["prefix"] = ps
 	}
-	if c.flip() || len(sel) == 0 && !c.oneIn(8) {
+	if c.Flip() || len(sel) == 0 && !c.OneIn(8) {
 		sel["regex"] = genRegex(c)
 	}
 	spec := map[string]any{"topics": sel}
-	rules := c.next()
+	rules := c.Next()
 	noWeight := func() int {
-		if c.oneIn(32) {
+		if c.OneIn(32) {
 			return 1 // weights outside send: rejected
 		}
 		return 0
 	}
 	if rules&1 != 0 {
 		w := 0
-		switch c.intn(8) {
+		switch c.Intn(8) {
 		case 1, 2, 3, 4:
 			w = 1
 		case 5:
@@ -737,7 +704,7 @@ func genTopicRoute(c *fuzzChoices, i int) map[string]any {
 	}
 	if rules&16 != 0 {
 		var names []any
-		for _, g := range pickSome(c, fzGroupNames, 1+c.intn(3)) {
+		for _, g := range pickSome(c, fzGroupNames, 1+c.Intn(3)) {
 			names = append(names, g)
 		}
 		spec["drain"] = map[string]any{"brokerNames": names}
@@ -750,10 +717,10 @@ func genTopicRoute(c *fuzzChoices, i int) map[string]any {
 
 func genBinding(c *fuzzChoices, i int) map[string]any {
 	spec := map[string]any{}
-	switch c.intn(4) {
+	switch c.Intn(4) {
 	case 0, 1:
 		var ids []any
-		for _, p := range pickSome(c, fzNodeIDs, 1+c.intn(2)) {
+		for _, p := range pickSome(c, fzNodeIDs, 1+c.Intn(2)) {
 			ids = append(ids, p)
 		}
 		spec["nodeIDs"] = ids
@@ -763,13 +730,13 @@ func genBinding(c *fuzzChoices, i int) map[string]any {
 		spec["podSelector"] = map[string]any{"matchExpressions": []any{map[string]any{"key": "app",
 			"operator": pickOne(c, []string{"In", "NotIn", "Exists", "Bogus"}), "values": []any{"orders"}}}}
 	}
-	if c.oneIn(16) {
+	if c.OneIn(16) {
 		spec["podSelector"] = map[string]any{} // with nodeIDs, or selecting every pod
 	}
-	if c.flip() || !c.oneIn(6) {
-		spec["topics"] = genTopicNames(c, 1+c.intn(4))
+	if c.Flip() || !c.OneIn(6) {
+		spec["topics"] = genTopicNames(c, 1+c.Intn(4))
 	}
-	if c.flip() {
+	if c.Flip() {
 		spec["consumerGroups"] = []any{pickOne(c, []string{"orders-cg", "billing-cg", "bad group"})}
 	}
 	return genObject("TopicBinding", c, i, spec)
@@ -777,15 +744,15 @@ func genBinding(c *fuzzChoices, i int) map[string]any {
 
 func genSource(c *fuzzChoices) map[string]any {
 	spec := map[string]any{}
-	if c.flip() {
+	if c.Flip() {
 		spec["nameServiceRef"] = map[string]any{"name": "rocketmq"}
 	} else {
 		spec["addresses"] = []any{pickOne(c, []string{"10.0.0.1:9876", "[fd00::1]:9876", "ns.example:9876", "no-port"})}
 	}
-	if c.flip() {
+	if c.Flip() {
 		spec["pollInterval"] = pickOne(c, []string{"30s", "1s", "2h", "500ms"})
 	}
-	if c.flip() {
+	if c.Flip() {
 		spec["discovery"] = pickOne(c, []string{"AllTopics", "TopicsInUse", "Some"})
 	}
 	return genObject("NameServerSource", c, 0, spec)
@@ -905,17 +872,17 @@ type translateNode struct {
 func (r *translateRun) nodes(c *fuzzChoices) []translateNode {
 	var topics []*structpb.Value
 	var names []string
-	for _, t := range pickSome(c, fzTopics, 1+c.intn(5)) {
+	for _, t := range pickSome(c, fzTopics, 1+c.Intn(5)) {
 		topics = append(topics, structpb.NewStringValue(t))
 		names = append(names, t)
 	}
 	scope := structpb.NewListValue(&structpb.ListValue{Values: topics})
-	if c.flip() {
+	if c.Flip() {
 		scope = structpb.NewStringValue(strings.Join(names, " , "))
 	}
 	labels, _ := structpb.NewStruct(map[string]any{"app": pickOne(c, []string{"orders", "billing"})})
 	var sidecar []string
-	for _, t := range pickSome(c, fzTopics, 1+c.intn(4)) {
+	for _, t := range pickSome(c, fzTopics, 1+c.Intn(4)) {
 		sidecar = append(sidecar, t)
 	}
 	out := []translateNode{

@@ -40,6 +40,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rocketpilot/rocketpilot/internal/fuzzbytes"
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
@@ -246,31 +247,9 @@ func deltaSeeds() [][]byte {
 			stale(b, tRoute, stepFlagStaleNACK), ack(b, tRoute), shape(1, 2), acks(b)),
 	)
 	for i := range 8 {
-		seeds = append(seeds, deltaPseudoRandom(fmt.Sprint("delta", i), 2+fuzzStepSize*fuzzMaxSteps))
+		seeds = append(seeds, fuzzbytes.Seed(fmt.Sprint("delta", i), 2+fuzzStepSize*fuzzMaxSteps))
 	}
 	return seeds
-}
-
-func deltaPseudoRandom(label string, n int) []byte {
-	var out []byte
-	sum := sha256.Sum256([]byte(label))
-	for len(out) < n {
-		out = append(out, sum[:]...)
-		sum = sha256.Sum256(sum[:])
-	}
-	return out[:n]
-}
-
-// bytesIn reads the fuzzer's bytes as decisions; once they run out every decision is 0.
-type bytesIn struct{ b []byte }
-
-func (c *bytesIn) next() byte {
-	if len(c.b) == 0 {
-		return 0
-	}
-	v := c.b[0]
-	c.b = c.b[1:]
-	return v
 }
 
 // The model's vocabulary: topics, names no model ever has, and broker-set shapes topics move between.
@@ -384,11 +363,11 @@ func (s *fuzzStack) run(t *testing.T, input []byte) deltaStats {
 	s.inputs++
 	r := &deltaRun{t: t, s: s, in: s.inputs}
 	s.reset(r)
-	c := &bytesIn{b: input}
+	c := fuzzbytes.NewChoices(input)
 	var meta []string
 	for range 2 {
 		all := append(slices.Clone(fuzzTopics), fuzzUnknown...)
-		meta = append(meta, all[int(c.next())%len(all)])
+		meta = append(meta, all[int(c.Next())%len(all)])
 	}
 	meta = slices.Compact(slices.Sorted(slices.Values(meta)))
 	r.clients = []*fuzzClient{
@@ -401,7 +380,7 @@ func (s *fuzzStack) run(t *testing.T, input []byte) deltaStats {
 			cl.close()
 		}
 	}()
-	for step := 0; step < fuzzMaxSteps && len(c.b) > 0; step++ {
+	for step := 0; step < fuzzMaxSteps && c.Left() > 0; step++ {
 		r.step(step, c)
 	}
 	for _, cl := range r.clients {
@@ -528,10 +507,10 @@ const (
 )
 
 // step decodes and runs one step.
-func (r *deltaRun) step(n int, c *bytesIn) {
+func (r *deltaRun) step(n int, c *fuzzbytes.Choices) {
 	var b [fuzzStepSize]byte
 	for i := range b {
-		b[i] = c.next()
+		b[i] = c.Next()
 	}
 	cl := r.clients[b[0]%2]
 	cl.expect = nil
