@@ -41,8 +41,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/rocketpilot/rocketpilot/controlplane"
-	"github.com/rocketpilot/rocketpilot/controlplane/controlplanetest"
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
 	"github.com/rocketpilot/rocketpilot/internal/kubetest"
 	"github.com/rocketpilot/rocketpilot/internal/testutil"
@@ -51,6 +49,8 @@ import (
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
+	"github.com/rocketpilot/rocketpilot/xds/server"
+	"github.com/rocketpilot/rocketpilot/xds/server/servertest"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
@@ -725,7 +725,7 @@ func startReplica(t *testing.T, id string, cfg *rest.Config, o replicaOptions) *
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { r.runManagers(ctx, &wg, first, newManager, o.restart) })
-	xds := controlplanetest.Start(t, controlplane.Config{Table: table})
+	xds := servertest.Start(t, server.StackConfig{Table: table})
 	r.xds, r.addr = xds.Cache(), xds.Addr()
 	t.Cleanup(func() {
 		cancel()

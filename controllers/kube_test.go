@@ -527,7 +527,8 @@ func intsToInt64(v map[string]any) map[string]any {
 }
 
 // TestPruneDropsWhatTheAPIServerNoLongerLists: resources deleted while no manager watched (after a lost lease)
-// leave the model when the next manager prunes; those still listed stay.
+// leave the model when the next manager prunes; those still listed stay, and so does the command line's source,
+// which no resource names.
 func TestPruneDropsWhatTheAPIServerNoLongerLists(t *testing.T) {
 	n := namespace(t)
 	ns := demoNameServer(t)
@@ -544,11 +545,14 @@ func TestPruneDropsWhatTheAPIServerNoLongerLists(t *testing.T) {
 	if err := sources.Set(n+"/gone", SourceSpec{Addrs: []string{ns.Addr()}, Mode: watcher.ModeAllTopics}); err != nil {
 		t.Fatal(err)
 	}
+	if err := sources.Set(FlagSource, SourceSpec{Addrs: []string{ns.Addr()}, Mode: watcher.ModeAllTopics}); err != nil {
+		t.Fatal(err)
+	}
 	if err := Prune(context.Background(), k8s, sources, policies, n); err != nil {
 		t.Fatal(err)
 	}
 	routes, bindings := policies.Keys()
-	if !slices.Equal(routes, []string{n + "/kept"}) || len(bindings) != 0 || len(sources.Keys()) != 0 {
+	if !slices.Equal(routes, []string{n + "/kept"}) || len(bindings) != 0 || !slices.Equal(sources.Keys(), []string{FlagSource}) {
 		t.Fatalf("after prune: routes %v, bindings %v, sources %v", routes, bindings, sources.Keys())
 	}
 }

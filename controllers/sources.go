@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -17,8 +18,10 @@ import (
 	"github.com/rocketpilot/rocketpilot/routing"
 )
 
-// Sources runs one NameServer watcher per NameServerSource, into one routing table. Each NameServer of a source
-// is a table source of its own ("nss:<namespace/name>@<addr>"), so the table merges every view.
+// Sources runs one NameServer watcher per source, into one routing table: one per NameServerSource, and the
+// command line's NameServers (FlagSource). Each NameServer of a source is a table source of its own
+// ("nss:<namespace/name>@<addr>", "namesrv@<addr>"), so the table merges every view. It is the one supervisor of
+// the watchers: their status, their first sync and their end are read here.
 type Sources struct {
 	table *routing.Table
 	// Defaults are the watcher options a NameServerSource does not set (concurrency, rate limit, timeouts).
@@ -47,7 +50,17 @@ func NewSources(table *routing.Table, defaults watcher.Options, log *slog.Logger
 	return &Sources{table: table, defaults: defaults, log: log, running: map[string]*runningSource{}}
 }
 
-func tableSource(key string) string { return "nss:" + key }
+// FlagSource is the key of the NameServers the command line names (--namesrv, --demo): a source like a
+// NameServerSource, whose table sources are "namesrv@<addr>". A NameServerSource's key always has a namespace
+// ("namespace/name"), so the two never meet; no custom resource or file changes or removes it.
+const FlagSource = "namesrv"
+
+func tableSource(key string) string {
+	if key == FlagSource {
+		return key
+	}
+	return "nss:" + key
+}
 
 // Set starts the watcher of a source, or restarts it when its spec changed. The routes it learned stay in the
 // table across a restart, and those of NameServers the new spec no longer lists are withdrawn once the new watcher
@@ -194,15 +207,33 @@ func (s *Sources) Status(key string) (st watcher.Status, ok bool) {
 	return r.w.Status(), true
 }
 
-// Keys returns the running sources.
+// Keys returns the running sources, sorted.
 func (s *Sources) Keys() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.running))
-	for k := range s.running {
-		out = append(out, k)
+	return slices.Sorted(maps.Keys(s.running))
+}
+
+// Statuses returns every running source's watcher status, by key.
+func (s *Sources) Statuses() []watcher.Status {
+	out := []watcher.Status{}
+	for _, k := range s.Keys() {
+		if st, ok := s.Status(k); ok {
+			out = append(out, st)
+		}
 	}
 	return out
+}
+
+// Synced is closed once a source's watcher has completed its first sync; it is nil when the source is not
+// running (a nil channel blocks for ever).
+func (s *Sources) Synced(key string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.running[key]; r != nil {
+		return r.w.Synced()
+	}
+	return nil
 }
 
 // WaitSynced waits until every running source has completed its first sync, or ctx ends.
@@ -314,7 +345,7 @@ func Prune(ctx context.Context, r client.Reader, sources *Sources, policies *Pol
 		listed["TopicBinding/"+keyOf(&l.bindings.Items[i])] = true
 	}
 	for _, k := range sources.Keys() {
-		if !listed["NameServerSource/"+k] {
+		if k != FlagSource && !listed["NameServerSource/"+k] {
 			sources.Remove(k)
 		}
 	}

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -76,5 +77,48 @@ func TestRestartedInUseWatcherKeepsTheTopicsInUse(t *testing.T) {
 	}
 	if st, _ := sources.Status("ns/demo"); st.Topics != 2 {
 		t.Fatalf("the restarted watcher follows %d topics, want the 2 in use", st.Topics)
+	}
+}
+
+// TestFlagSourceIsASourceLikeAnyOther: the command line's NameServers run under the same supervisor as the
+// NameServerSources, with one status list for both, and keep their table sources' names ("namesrv@<addr>").
+func TestFlagSourceIsASourceLikeAnyOther(t *testing.T) {
+	ns := demoNameServer(t)
+	table := routing.NewTable()
+	sources := NewSources(table, watcher.Options{RateLimit: 1e6}, nil)
+	defer sources.Close()
+	for key, mode := range map[string]watcher.Mode{FlagSource: watcher.ModeAllTopics, "ns/demo": watcher.ModeAllTopics} {
+		if err := sources.Set(key, SourceSpec{Addrs: []string{ns.Addr()}, Mode: mode}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	select {
+	case <-sources.Synced(FlagSource):
+	case <-ctx.Done():
+		t.Fatal("the command line's source never synced")
+	}
+	if sources.Synced("ns/absent") != nil {
+		t.Fatal("a source that does not run has a sync channel")
+	}
+	if err := sources.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, st := range sources.Statuses() {
+		names = append(names, st.Source)
+	}
+	if !slices.Equal(names, []string{"namesrv", "nss:ns/demo"}) {
+		t.Fatalf("statuses of sources %v, want the NameServerSource's and the command line's, by key", names)
+	}
+	got := table.TopicSources("TopicTest")
+	var tableSources []string
+	for _, s := range got {
+		tableSources = append(tableSources, s.Source)
+	}
+	slices.Sort(tableSources)
+	if want := []string{"namesrv@" + ns.Addr(), "nss:ns/demo@" + ns.Addr()}; !slices.Equal(tableSources, want) {
+		t.Fatalf("table sources of TopicTest %v, want %v", tableSources, want)
 	}
 }

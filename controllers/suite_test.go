@@ -25,8 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/rocketpilot/rocketpilot/controlplane"
-	"github.com/rocketpilot/rocketpilot/controlplane/controlplanetest"
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
 	"github.com/rocketpilot/rocketpilot/internal/embeddedtest"
 	"github.com/rocketpilot/rocketpilot/internal/kubetest"
@@ -37,6 +35,8 @@ import (
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
+	"github.com/rocketpilot/rocketpilot/xds/server"
+	"github.com/rocketpilot/rocketpilot/xds/server/servertest"
 )
 
 // The Kubernetes suites run against a real kube-apiserver and etcd (envtest), started on first use by apiServer
@@ -130,7 +130,7 @@ func startPlane(t *testing.T, id, lease string) *plane {
 		t.Fatal(err)
 	}
 	p := &plane{id: id, table: table, sources: sources, mgr: mgr}
-	xds := controlplanetest.Start(t, controlplane.Config{Table: table, Cache: cache.Options{NackBackoff: 100 * time.Millisecond}})
+	xds := servertest.Start(t, server.StackConfig{Table: table, Cache: cache.Options{NackBackoff: 100 * time.Millisecond}})
 	p.cache, p.addr = xds.Cache(), xds.Addr()
 	if err := Setup(mgr, Options{Table: table, Sources: sources, Policies: NewPolicies(table), Resync: time.Second, Rejections: p.cache}); err != nil {
 		t.Fatal(err)

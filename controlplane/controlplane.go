@@ -1,195 +1,347 @@
-// Package controlplane assembles rocketpilot's serving half in one place: the routing table → the xDS cache
-// (following the table through a subscription, with the coalescing window) → go-control-plane's gRPC server → the
-// admin API, with the change log the admin API shows. serve, the benchmarks, the soak test and the tests' harness
-// (controlplanetest) all build it here; the sources that feed the table (the NameServer watcher, the custom
-// resources, the files) are started by the caller beside it.
+// Package controlplane assembles rocketpilot in one place: the sources (the command line's NameServers, the
+// NameServerSources, TopicRoutes and TopicBindings of the Kubernetes API or of a config directory) → the routing
+// table → the serving half (server.Stack: the xDS cache and go-control-plane's gRPC server) → the admin API and
+// the metrics beside it. serve, the benchmarks and the soak test all build it here.
 //
-// Its life: New opens the xDS listener and builds the table and the cache; Start has the cache follow the table;
-// Serve, once the caller's sources have synced, serves xDS as soon as the cache holds everything the table knows
-// (a restarted control plane never serves an empty world), and closes Ready; Stop ends everything and waits.
+// Its life: New opens every listener (a port clash fails at once) and builds the parts; Start starts the sources,
+// the cache and the admin API; Sync waits for the sources' first sync; Serve serves xDS once the cache holds what
+// the sync learned (a restarted control plane never serves an empty world); Drain fails readiness while streams
+// are still served; Stop ends everything in order and waits. Run is that whole life, for serve.
 package controlplane
 
 import (
 	"context"
-	"errors"
+	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/credentials"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/rocketpilot/rocketpilot/controllers"
+	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
+	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
 	"github.com/rocketpilot/rocketpilot/xds/server"
 )
 
-// Config is what the assembly is built from. Zero values take the defaults in parentheses.
+// Config is what the control plane is built from. Zero values take the defaults in parentheses.
 type Config struct {
-	// Table is the routing model the sources feed (a new, empty one).
-	Table *routing.Table
-	// Cache configures the xDS cache.
-	Cache cache.Options
-	// Server configures the gRPC server (TLS, compression, admission, wire statistics).
-	Server server.Options
-	// Listener is the xDS listener, opened by the caller (one on Addr).
-	Listener net.Listener
-	// Addr is where the xDS listener is opened when Listener is nil ("127.0.0.1:0").
-	Addr string
-	// CoalesceWindow: changes of the table within it are pushed together (none: each change at once).
-	CoalesceWindow time.Duration
-	// Grace is how long open streams may take to close when the control plane stops (at once).
-	Grace time.Duration
+	// Stack is the serving half: table, cache, gRPC server and xDS listener. With TLS set, its Server.Creds are
+	// set from it.
+	Stack server.StackConfig
+	// Sources are what feed the table.
+	Sources SourcesConfig
+	// Admin is the admin API and the metrics endpoint.
+	Admin AdminConfig
+	// TLS, when set, secures every listener (xDS with mutual TLS when it has a client CA; the admin and metrics
+	// listeners verify a client certificate when one is given). It is reloaded every TLSReload (10s).
+	TLS       *tlsreload.Reloader
+	TLSReload time.Duration
+	// ShutdownDelay is how long Run keeps serving with readiness failing after its context ends (none).
+	ShutdownDelay time.Duration
+	// Logger (none).
+	Logger *slog.Logger
 }
 
-// ControlPlane is the assembled serving half of rocketpilot.
+// SourcesConfig are the sources of the routing table.
+type SourcesConfig struct {
+	// Watch is every NameServer watcher's options; a NameServerSource overrides some of them. A Metrics of its
+	// own is made when nil.
+	Watch watcher.Options
+	// NameServers, when any, are watched as the source controllers.FlagSource, with Watch.Mode and Watch.Topics.
+	// The first sync waits for them without a bound: they are what the control plane was started to serve.
+	NameServers []string
+	// ConfigDir, when set, is a directory of NameServerSources, TopicRoutes and TopicBindings in YAML, read
+	// again every ConfigPoll (2s).
+	ConfigDir  string
+	ConfigPoll time.Duration
+	// Kubernetes, when set, runs the controllers of those custom resources.
+	Kubernetes Kubernetes
+	// SyncTimeout bounds the wait for the custom resources' sources in the first sync (2m).
+	SyncTimeout time.Duration
+}
+
+// Kubernetes runs the custom-resource controllers (a controller manager, with leader election) into the
+// sources and policies opts names.
+type Kubernetes interface {
+	// Start starts the controllers and returns once their caches have synced, with the reader the first sync is
+	// checked against and the namespace they watch ("" for all). They run in wg until ctx ends.
+	Start(ctx context.Context, wg *sync.WaitGroup, opts controllers.Options) (reader ctrlclient.Reader, namespace string, err error)
+}
+
+// ControlPlane is rocketpilot assembled.
 type ControlPlane struct {
-	cfg     Config
-	table   *routing.Table
-	cache   *cache.Cache
-	changes *server.ChangeLog
-	lis     net.Listener
+	cfg      Config
+	log      *slog.Logger
+	stack    *server.Stack
+	sources  *controllers.Sources
+	policies *controllers.Policies
+	files    *controllers.FileSource // nil without a config directory
+	nsStats  *watcher.Metrics
+	reconc   *controllers.Metrics
+	http     *httpListeners
 
-	ctx     context.Context // set by Start
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	started bool
-	serving bool
-	ready   chan struct{}
-	errc    chan error
-	stop    sync.Once
+	ctx      context.Context // set by Start
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	draining atomic.Bool
+	stop     sync.Once
 }
 
-// New builds the table, the cache and the change log, and opens the xDS listener (so that a port clash fails at
-// once, not after a long initial sync). Nothing runs until Start.
+// New builds the control plane and opens its listeners. Nothing runs until Start.
 func New(cfg Config) (*ControlPlane, error) {
-	table := cfg.Table
-	if table == nil {
-		table = routing.NewTable()
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	c, err := cache.New(table, cfg.Cache)
+	if cfg.TLS != nil {
+		cfg.Stack.Server.Creds = credentials.NewTLS(cfg.TLS.ServerConfig(tls.RequireAndVerifyClientCert, "h2"))
+	}
+	if cfg.Sources.Watch.Metrics == nil {
+		cfg.Sources.Watch.Metrics = watcher.NewMetrics()
+	}
+	stack, err := server.NewStack(cfg.Stack)
 	if err != nil {
 		return nil, err
 	}
-	lis := cfg.Listener
-	if lis == nil {
-		addr := cfg.Addr
-		if addr == "" {
-			addr = "127.0.0.1:0"
-		}
-		if lis, err = net.Listen("tcp", addr); err != nil {
-			return nil, fmt.Errorf("xDS listener: %w", err)
+	cp := &ControlPlane{cfg: cfg, log: log, stack: stack, nsStats: cfg.Sources.Watch.Metrics, reconc: controllers.NewMetrics()}
+	table := stack.Table()
+	cp.sources = controllers.NewSources(table, cfg.Sources.Watch, log.With("component", "sources"))
+	cp.policies = controllers.NewPolicies(table)
+	if dir := cfg.Sources.ConfigDir; dir != "" {
+		if cp.files, err = controllers.NewFileSource(dir, table, cp.sources, cp.policies, log.With("component", "config")); err != nil {
+			stack.Stop()
+			return nil, err
 		}
 	}
-	return &ControlPlane{cfg: cfg, table: table, cache: c, changes: &server.ChangeLog{}, lis: lis,
-		ready: make(chan struct{}), errc: make(chan error, 1)}, nil
+	if cp.http, err = listenHTTP(cfg.Admin, cfg.TLS); err != nil {
+		stack.Stop()
+		return nil, err
+	}
+	return cp, nil
 }
 
 // Table is the routing model the sources feed.
-func (cp *ControlPlane) Table() *routing.Table { return cp.table }
+func (cp *ControlPlane) Table() *routing.Table { return cp.stack.Table() }
 
-// Cache is the xDS cache (also the controllers' feed of NACKs: it is a controllers.RejectionFeed).
-func (cp *ControlPlane) Cache() *cache.Cache { return cp.cache }
+// Cache is the xDS cache.
+func (cp *ControlPlane) Cache() *cache.Cache { return cp.stack.Cache() }
 
-// Changes is the log of the table's changes since Start, which the admin API shows.
-func (cp *ControlPlane) Changes() *server.ChangeLog { return cp.changes }
+// Sources is the supervisor of the NameServer watchers.
+func (cp *ControlPlane) Sources() *controllers.Sources { return cp.sources }
 
 // Addr is the xDS listener's address.
-func (cp *ControlPlane) Addr() string { return cp.lis.Addr().String() }
+func (cp *ControlPlane) Addr() string { return cp.stack.Addr() }
 
-// Start has the change log and the cache follow the table until ctx ends or Stop is called; it returns at once.
-// What the cache serves is gated by Serve, not what it knows.
-func (cp *ControlPlane) Start(ctx context.Context) {
-	if cp.started {
-		panic("controlplane: Start called twice")
-	}
-	cp.started = true
+// AdminAddr is the admin listener's address ("" without one).
+func (cp *ControlPlane) AdminAddr() string { return addrOf(cp.http.admin) }
+
+// MetricsAddr is the metrics listener's address ("" when metrics are served on the admin address).
+func (cp *ControlPlane) MetricsAddr() string { return addrOf(cp.http.metrics) }
+
+// Start starts everything but the controllers and xDS: the TLS reloads, the cache following the table, the
+// command line's NameServers, the config directory (read once before Start returns: a directory that cannot be
+// read is an error) and the admin and metrics endpoints, whose /healthz answers from now on.
+func (cp *ControlPlane) Start(ctx context.Context) error {
 	cp.ctx, cp.cancel = context.WithCancel(ctx)
 	ctx = cp.ctx
-	cp.wg.Go(func() { cp.changes.Follow(ctx, cp.table) })
-	sub := cp.table.Subscribe()
-	var wait func(context.Context)
-	if window := cp.cfg.CoalesceWindow; window > 0 {
-		wait = func(ctx context.Context) {
-			t := time.NewTimer(window)
-			defer t.Stop()
-			select {
-			case <-ctx.Done():
-			case <-t.C:
-			}
+	if cp.cfg.TLS != nil {
+		every := cp.cfg.TLSReload
+		if every <= 0 {
+			every = 10 * time.Second
+		}
+		cp.wg.Go(func() { cp.cfg.TLS.Run(ctx, every) })
+	}
+	// The change log and the cache follow the table from the start, so that the first sync is in the log; what
+	// the cache serves is gated by Serve, not what it knows.
+	cp.stack.Start(ctx)
+	src := cp.cfg.Sources
+	if len(src.NameServers) > 0 {
+		spec := controllers.SourceSpec{Addrs: src.NameServers, Mode: src.Watch.Mode, Topics: src.Watch.Topics}
+		if err := cp.sources.Set(controllers.FlagSource, spec); err != nil {
+			return err
 		}
 	}
-	cp.wg.Go(func() {
-		cp.cache.Run(ctx, sub, wait)
-	})
-	cp.wg.Go(func() {
-		<-ctx.Done()
-		sub.Close()
-	})
-}
-
-// Serve serves xDS on the listener once the cache holds the table's version of now, and until the control plane
-// stops; it returns at once. Ready is closed when streams are served; Err reports the server's failure. Call it
-// after Start, once the sources have synced.
-func (cp *ControlPlane) Serve() {
-	if !cp.started || cp.serving {
-		panic("controlplane: Serve before Start, or twice")
+	if cp.files != nil {
+		if err := cp.files.Load(ctx); err != nil {
+			return err
+		}
+		poll := src.ConfigPoll
+		if poll <= 0 {
+			poll = 2 * time.Second
+		}
+		cp.wg.Go(func() { cp.files.Run(ctx, poll) })
+		cp.log.Info("following the config directory", "dir", src.ConfigDir)
 	}
-	cp.serving = true
-	ctx := cp.ctx
-	version := cp.table.Version()
-	cp.wg.Go(func() {
-		if err := cp.cache.WaitVersion(ctx, version); err != nil {
-			return // stopped first
-		}
-		g := server.GRPC(ctx, cp.cache, cp.cfg.Server)
-		close(cp.ready)
-		if err := server.Serve(ctx, g, cp.lis, cp.cfg.Grace); err != nil {
-			cp.errc <- err
-		}
-	})
+	cp.serveHTTP(ctx)
+	return nil
 }
 
-// Ready is closed once xDS is served.
-func (cp *ControlPlane) Ready() <-chan struct{} { return cp.ready }
+// Sync starts the controllers, when configured, and waits for the first sync: the command line's NameServers
+// without a bound, then, for at most SyncTimeout, the custom resources and their NameServerSources' watchers
+// (what is still pending then is logged, and served later). It returns ctx's error if ctx ends first, or the
+// controllers' failure to start.
+func (cp *ControlPlane) Sync(ctx context.Context) error {
+	var reader ctrlclient.Reader
+	var namespace string
+	if k := cp.cfg.Sources.Kubernetes; k != nil {
+		var err error
+		reader, namespace, err = k.Start(cp.ctx, &cp.wg, controllers.Options{Table: cp.Table(), Sources: cp.sources,
+			Policies: cp.policies, Logger: cp.log.With("component", "controllers"), Metrics: cp.reconc, Rejections: cp.Cache()})
+		if err != nil {
+			return err
+		}
+	}
+	if len(cp.cfg.Sources.NameServers) > 0 {
+		select {
+		case <-cp.sources.Synced(controllers.FlagSource):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	timeout := cp.cfg.Sources.SyncTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	syncCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if reader != nil {
+		if pending := controllers.WaitForResources(syncCtx, reader, cp.sources, cp.policies, namespace); len(pending) > 0 {
+			cp.log.Warn("serving before these custom resources were reconciled", "resources", pending, "timeout", timeout)
+		}
+	}
+	if err := cp.sources.WaitSynced(syncCtx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		cp.log.Warn("serving before every NameServerSource synced", "timeout", timeout, "sources", cp.sources.Keys())
+	}
+	return nil
+}
 
-// Err receives the gRPC server's error if it stops serving before the control plane is stopped.
-func (cp *ControlPlane) Err() <-chan error { return cp.errc }
+// Serve serves xDS once the cache holds what the table knows now; it returns at once (see server.Stack.Serve).
+func (cp *ControlPlane) Serve() { cp.stack.Serve() }
 
-// Stop ends everything Start and Serve started, closes the listener and waits.
+// WaitReady waits until xDS is served, the gRPC server fails, or ctx ends.
+func (cp *ControlPlane) WaitReady(ctx context.Context) error { return cp.stack.WaitReady(ctx) }
+
+// Ready reports whether xDS is served and the control plane is not draining: what /readyz answers.
+func (cp *ControlPlane) Ready() bool { return cp.stack.Serving() && !cp.draining.Load() }
+
+// Drain fails readiness from now on, while streams are still served; it reports whether xDS was being served.
+func (cp *ControlPlane) Drain() (wasServing bool) {
+	cp.draining.Store(true)
+	return cp.stack.Serving()
+}
+
+// Stop ends everything Start, Sync and Serve started — the xDS streams (after the stack's grace), the
+// controllers (which release the leader lease), the admin endpoints, the watchers — closes the listeners and
+// waits. The routes the watchers learned stay in the table.
 func (cp *ControlPlane) Stop() {
 	cp.stop.Do(func() {
 		if cp.cancel != nil {
 			cp.cancel()
 		}
+		cp.stack.Stop()
 		cp.wg.Wait()
-		cp.lis.Close()
+		cp.sources.Close()
+		cp.http.close()
 	})
 }
 
-// Admin is the admin API over this control plane: its table, cache and change log, ready once xDS is served.
-// The caller adds what it knows besides (version, sources, resources) before serving its Handler.
-func (cp *ControlPlane) Admin() *server.Admin {
-	return &server.Admin{Table: cp.table, Cache: cp.cache, Changes: cp.changes, Ready: func() bool {
+// Run is the control plane's whole life, for serve: Start, Sync, Serve, then serving until signalled ends or the
+// gRPC server fails. When signalled ends, readiness fails at once; when xDS was being served, streams are still
+// answered for ShutdownDelay (so that load balancers take this replica out first), then everything stops: the
+// streams close (GOAWAY: clients reconnect to another replica), the controllers stop and release the lease.
+func (cp *ControlPlane) Run(signalled context.Context) error {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(signalled))
+	var shutdown sync.WaitGroup
+	defer cp.Stop()
+	defer shutdown.Wait()
+	defer cancel() // first: a failure ends the shutdown goroutine too
+	shutdown.Go(func() {
 		select {
-		case <-cp.ready:
-			return true
-		default:
-			return false
+		case <-ctx.Done():
+			return
+		case <-signalled.Done():
 		}
-	}}
+		if cp.Drain() && cp.cfg.ShutdownDelay > 0 {
+			cp.log.Info("shutting down: readiness off, still serving", "for", cp.cfg.ShutdownDelay)
+			select {
+			case <-ctx.Done():
+			case <-time.After(cp.cfg.ShutdownDelay):
+			}
+		}
+		cp.log.Info("shutting down: closing xDS streams and releasing leadership", "grace", cp.cfg.Stack.Grace)
+		cancel()
+	})
+	if err := cp.Start(ctx); err != nil {
+		return err
+	}
+	if err := cp.Sync(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // a signal during the first sync
+		}
+		return err
+	}
+	cp.Serve()
+	if err := cp.WaitReady(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("xDS server: %w", err)
+	}
+	logModel(cp.log, cp.Table())
+	cp.wg.Go(func() { logChanges(cp.ctx, cp.log, cp.Table()) })
+	tlsOn := cp.cfg.TLS != nil
+	cp.log.Info("serving xDS", "addr", cp.Addr(), "tls", tlsOn, "mutualTLS", tlsOn && cp.cfg.TLS.MutualTLS())
+	select {
+	case <-ctx.Done():
+		cp.log.Info("stopped serving")
+		return nil
+	case err := <-cp.stack.Err():
+		return fmt.Errorf("xDS server: %w", err)
+	}
 }
 
-// ErrNotReady is returned by WaitReady when ctx ends first.
-var ErrNotReady = errors.New("controlplane: not serving yet")
+// statuses is every source's watcher status, as the admin API and the metrics show them.
+func (cp *ControlPlane) statuses() []watcher.Status { return cp.sources.Statuses() }
 
-// WaitReady waits until xDS is served, the server fails, or ctx ends.
-func (cp *ControlPlane) WaitReady(ctx context.Context) error {
-	select {
-	case <-cp.ready:
-		return nil
-	case err := <-cp.errc:
-		cp.errc <- err
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", ErrNotReady, ctx.Err())
+// collectors are the control plane's own metrics.
+func (cp *ControlPlane) collectors() []prometheus.Collector {
+	cs := []prometheus.Collector{cp.Cache(), cp.nsStats, watcher.StatusCollector(cp.statuses), cp.reconc}
+	if s := cp.cfg.Stack.Server.Stats; s != nil {
+		cs = append(cs, s)
 	}
+	if a := cp.cfg.Stack.Server.Admission; a != nil {
+		cs = append(cs, a)
+	}
+	if cp.files != nil {
+		cs = append(cs, controllers.FileStatusCollector(cp.files))
+	}
+	return cs
+}
+
+// admin is the admin API over the control plane.
+func (cp *ControlPlane) admin() *server.Admin {
+	a := cp.stack.Admin()
+	a.Version, a.Ready, a.Sources = cp.cfg.Admin.Version, cp.Ready, func() any { return cp.statuses() }
+	if cp.files != nil {
+		a.Resources = func() any { return cp.files.Status() }
+	}
+	return a
+}
+
+func addrOf(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
 }

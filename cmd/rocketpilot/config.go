@@ -3,13 +3,111 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"runtime"
 	"slices"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/rocketpilot/rocketpilot/controlplane"
+	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
+	"github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
+	"github.com/rocketpilot/rocketpilot/xds/cache"
 	"github.com/rocketpilot/rocketpilot/xds/server"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
+
+// config turns serve's flags into the control plane's configuration (see validate). It loads the TLS files, so
+// that a missing or bad one fails before anything starts.
+func (o *serveOptions) config(log *slog.Logger, level *slog.LevelVar) (controlplane.Config, error) {
+	addrs, err := o.validate()
+	if err != nil {
+		return controlplane.Config{}, err
+	}
+	var certs *tlsreload.Reloader
+	if o.tls.Cert != "" || o.tls.Key != "" {
+		if certs, err = tlsreload.New(o.tls, log.With("component", "tls")); err != nil {
+			return controlplane.Config{}, err
+		}
+	}
+	cfg := controlplane.Config{
+		Stack: server.StackConfig{
+			Addr: o.xdsAddr,
+			Cache: cache.Options{
+				Listener:         translate.ListenerOptions{Port: o.listenerPort},
+				InlineRoutes:     o.inlineRoutes,
+				ClusterRetention: o.retention,
+				MaxSubscriptions: o.maxSubs,
+				NackBackoff:      o.nackBackoff,
+				Logger:           log.With("component", "xds"),
+				// One value for the filter: it is a field of the node's whole config, not of a topic's routes.
+				TransientObjectLifeSpan: o.lifeSpan,
+			},
+			Server: server.Options{Compression: o.compression, Stats: server.NewWireStats(),
+				Admission: server.NewAdmission(o.streamRate, o.streamBurst, o.admissionWait)},
+			CoalesceWindow: o.window,
+			Grace:          o.grace,
+		},
+		Sources: controlplane.SourcesConfig{
+			Watch: watcher.Options{
+				Interval:       o.interval,
+				BrokerInterval: o.brokerInterval,
+				Mode:           watcher.Mode(o.discovery),
+				Topics:         o.topics,
+				Concurrency:    o.concurrency,
+				RateLimit:      o.rateLimit,
+				RemoveAfter:    o.removeAfter,
+				ListTimeout:    o.listTimeout,
+				Client:         client.Options{MaxFrameSize: o.frameLimit, RequestTimeout: o.requestTimeout},
+			},
+			NameServers: addrs,
+			ConfigDir:   o.configDir,
+			ConfigPoll:  o.configPoll,
+			SyncTimeout: o.syncTimeout,
+		},
+		Admin: controlplane.AdminConfig{
+			Addr:        o.adminAddr,
+			MetricsAddr: o.metricsAddr,
+			Operators:   o.operators,
+			Handlers:    map[string]http.Handler{"/debug/log-level": logLevelHandler(level, log)},
+			Version:     version,
+			Collectors: []prometheus.Collector{
+				prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rocketpilot_build_info", Help: "1, labelled with the version and Go version.",
+					ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()}}, func() float64 { return 1 }),
+				prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rocketpilot_leader",
+					Help: "1 while this replica writes the custom resources' status and events (it holds the Lease, or leader election is off); 0 otherwise and without --kubernetes."},
+					o.kube.leading),
+			},
+		},
+		TLS:           certs,
+		TLSReload:     o.tlsReload,
+		ShutdownDelay: o.shutdownDelay,
+		Logger:        log,
+	}
+	if o.pprof {
+		h := cfg.Admin.Handlers
+		h["/debug/pprof/"] = http.HandlerFunc(pprof.Index)
+		h["/debug/pprof/cmdline"] = http.HandlerFunc(pprof.Cmdline)
+		h["/debug/pprof/profile"] = http.HandlerFunc(pprof.Profile)
+		h["/debug/pprof/symbol"] = http.HandlerFunc(pprof.Symbol)
+		h["/debug/pprof/trace"] = http.HandlerFunc(pprof.Trace)
+	}
+	if o.kube.enabled {
+		// controller-runtime's registry has the Go and process collectors already, and the controllers' metrics
+		// (workqueues, API clients, leader election).
+		cfg.Sources.Kubernetes = &kubeSource{o: &o.kube, log: log}
+		cfg.Admin.Gatherers = prometheus.Gatherers{ctrlmetrics.Registry}
+	} else {
+		cfg.Admin.Collectors = append(cfg.Admin.Collectors, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	return cfg, nil
+}
 
 // validate checks serve's flags, in one place, before anything starts: the combinations, and the values the parts
 // they configure would otherwise refuse late or not at all. A bad value is an error naming its flag. It returns

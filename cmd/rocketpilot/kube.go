@@ -199,3 +199,17 @@ func (k *kubeOptions) leaseNamespaceOrDefault() string {
 	}
 	return "default"
 }
+
+// kubeSource runs the controllers for the control plane (controlplane.Kubernetes).
+type kubeSource struct {
+	o   *kubeOptions
+	log *slog.Logger
+}
+
+func (k *kubeSource) Start(ctx context.Context, wg *sync.WaitGroup, opts controllers.Options) (client.Reader, string, error) {
+	m, err := k.o.startManager(ctx, wg, k.log, opts)
+	if err != nil {
+		return nil, "", err
+	}
+	return m.GetAPIReader(), k.o.namespace, nil
+}

@@ -58,12 +58,13 @@ func startStreamStack(cfg config, k int) (ns *embedded.NameServer, cp *controlPl
 	return ns, cp, pool
 }
 
-// controlPlane is rocketpilot in process: watcher → the control-plane assembly (table → cache → gRPC server).
+// controlPlane is rocketpilot in process: the control-plane assembly (the NameServer's watcher → table → cache →
+// gRPC server).
 type controlPlane struct {
 	*controlplane.ControlPlane
-	table       *routing.Table
-	addr        string
-	stopWatcher context.CancelFunc
+	table  *routing.Table
+	addr   string
+	cancel context.CancelFunc
 }
 
 // startControlPlane syncs from the NameServer and serves xDS on addr ("" picks a port). It returns once the
@@ -84,39 +85,41 @@ func startControlPlane(nsAddr, addr string) (*controlPlane, time.Duration) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	xds, err := controlplane.New(controlplane.Config{Listener: lis, Server: server.Options{MaxStreams: 100_000}})
-	if err != nil {
-		log.Fatal(err)
-	}
-	table := xds.Table()
-	w, err := watcher.New(table, watcher.Options{
-		Addrs:          []string{nsAddr},
-		Interval:       time.Hour, // no steady-state polling inside the measurements
-		BrokerInterval: time.Hour,
-		Concurrency:    64,
-		RateLimit:      1e9,
-		Client:         client.Options{RequestTimeout: 30 * time.Second},
+	xds, err := controlplane.New(controlplane.Config{
+		Stack: server.StackConfig{Listener: lis, Server: server.Options{MaxStreams: 100_000}},
+		Sources: controlplane.SourcesConfig{
+			NameServers: []string{nsAddr},
+			Watch: watcher.Options{
+				Interval:       time.Hour, // no steady-state polling inside the measurements
+				BrokerInterval: time.Hour,
+				Concurrency:    64,
+				RateLimit:      1e9,
+				Client:         client.Options{RequestTimeout: 30 * time.Second},
+			},
+		},
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	xds.Start(ctx)
-	go func() { w.Run(ctx) }()
-	<-w.Synced()
+	if err := xds.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if err := xds.Sync(ctx); err != nil {
+		log.Fatal(err)
+	}
 	xds.Serve()
 	if err := xds.WaitReady(ctx); err != nil {
 		log.Fatal(err)
 	}
 	took := time.Since(start)
-	cp := &controlPlane{ControlPlane: xds, table: table, addr: xds.Addr()}
-	cp.stopWatcher = cancel
+	cp := &controlPlane{ControlPlane: xds, table: xds.Table(), addr: xds.Addr(), cancel: cancel}
 	return cp, took
 }
 
 // stop kills the control plane abruptly, as a crash or a rolling restart would (no grace for open streams).
 func (cp *controlPlane) stop() {
-	cp.stopWatcher()
+	cp.cancel()
 	cp.Stop()
 }
 

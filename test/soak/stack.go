@@ -20,70 +20,64 @@ import (
 // coalesceWindow is serve's default --coalesce-window.
 const coalesceWindow = 100 * time.Millisecond
 
-// controlPlane is rocketpilot in process, wired as cmd/rocketpilot's serve wires it: watcher → the control-plane
-// assembly (table → cache, with the coalescing window → gRPC server, with the change log), and the metrics.
+// controlPlane is rocketpilot in process, assembled as cmd/rocketpilot's serve assembles it (package
+// controlplane: the NameServer's watcher → table → cache, with the coalescing window → gRPC server, with the change
+// log), and the metrics.
 type controlPlane struct {
 	xds      *controlplane.ControlPlane
 	table    *routing.Table
-	watcher  *watcher.Watcher
 	cache    *cache.Cache
 	registry *prometheus.Registry
 	addr     string
 	scrapes  int
 
-	cancel        context.CancelFunc // everything
-	cancelWatcher context.CancelFunc // the watcher alone (FaultWatcherStalls)
-	wg            sync.WaitGroup
+	cancel context.CancelFunc // everything
+	wg     sync.WaitGroup
 }
 
 // startControlPlane syncs from the NameServer and serves xDS on a loopback port. It returns once the first sync
 // is in the cache and the server accepts streams.
 func startControlPlane(parent context.Context, cfg Config, ns *embedded.NameServer) (*controlPlane, error) {
 	wire := server.NewWireStats()
-	xds, err := controlplane.New(controlplane.Config{
-		Cache:          cache.Options{ClusterRetention: cfg.ClusterRetention},
-		Server:         server.Options{Stats: wire},
-		CoalesceWindow: coalesceWindow,
-		Grace:          2 * time.Second,
-	})
-	if err != nil {
-		return nil, err
-	}
-	table := xds.Table()
 	metrics := watcher.NewMetrics()
-	w, err := watcher.New(table, watcher.Options{
-		Addrs:          []string{ns.Addr()},
-		Interval:       cfg.PollInterval,
-		BrokerInterval: cfg.PollInterval / 2,
-		RemoveAfter:    cfg.RemoveAfter,
-		Concurrency:    32,
-		RateLimit:      1e6,
-		Client: client.Options{DialTimeout: time.Second, RequestTimeout: 2 * time.Second,
-			MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},
-		Metrics: metrics,
+	xds, err := controlplane.New(controlplane.Config{
+		Stack: server.StackConfig{
+			Cache:          cache.Options{ClusterRetention: cfg.ClusterRetention},
+			Server:         server.Options{Stats: wire},
+			CoalesceWindow: coalesceWindow,
+			Grace:          2 * time.Second,
+		},
+		Sources: controlplane.SourcesConfig{
+			NameServers: []string{ns.Addr()},
+			Watch: watcher.Options{
+				Interval:       cfg.PollInterval,
+				BrokerInterval: cfg.PollInterval / 2,
+				RemoveAfter:    cfg.RemoveAfter,
+				Concurrency:    32,
+				RateLimit:      1e6,
+				Client: client.Options{DialTimeout: time.Second, RequestTimeout: 2 * time.Second,
+					MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},
+				Metrics: metrics,
+			},
+		},
 	})
 	if err != nil {
-		xds.Stop()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(parent)
-	cp := &controlPlane{xds: xds, table: table, watcher: w, cache: xds.Cache(), cancel: cancel, registry: prometheus.NewRegistry(),
+	cp := &controlPlane{xds: xds, table: xds.Table(), cache: xds.Cache(), cancel: cancel, registry: prometheus.NewRegistry(),
 		addr: xds.Addr()}
 	fail := func(err error) (*controlPlane, error) {
 		cp.stop()
 		return nil, err
 	}
-	xds.Start(ctx)
-	wctx, cancelWatcher := context.WithCancel(ctx)
-	cp.cancelWatcher = cancelWatcher
-	cp.wg.Go(func() { w.Run(wctx) })
-
+	if err := xds.Start(ctx); err != nil {
+		return fail(err)
+	}
 	syncCtx, cancelSync := context.WithTimeout(ctx, 60*time.Second)
 	defer cancelSync()
-	select {
-	case <-w.Synced():
-	case <-syncCtx.Done():
-		return fail(fmt.Errorf("soak: the watcher did not sync within a minute: %w", syncCtx.Err()))
+	if err := xds.Sync(syncCtx); err != nil {
+		return fail(fmt.Errorf("soak: the watcher did not sync within a minute: %w", err))
 	}
 	xds.Serve()
 	if err := xds.WaitReady(syncCtx); err != nil {
@@ -98,7 +92,7 @@ func startControlPlane(parent context.Context, cfg Config, ns *embedded.NameServ
 }
 
 // stallWatcher stops the watcher: the table keeps the routes it learned and never hears of a change again.
-func (cp *controlPlane) stallWatcher() { cp.cancelWatcher() }
+func (cp *controlPlane) stallWatcher() { cp.xds.Sources().Close() }
 
 // scrapeLoop gathers the metrics every few seconds, as Prometheus would: a collector that grows with churn shows
 // in the heap.

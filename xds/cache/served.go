@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
 
@@ -114,3 +115,6 @@ func (c *Cache) servedTopicLocked(held bool, route *resource, cluster string, us
 	}
 	return out
 }
+
+// ClusterName is the name of the cluster the cache serves for a broker set (the catch-all of its topics' routes).
+func (c *Cache) ClusterName(set *routing.BrokerSet) string { return translate.ClusterName(set) }

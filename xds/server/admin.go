@@ -161,7 +161,7 @@ type TopicSummary struct {
 }
 
 func (a *Admin) summarize(t *routing.Topic) TopicSummary {
-	s := TopicSummary{Name: t.Name, Cluster: translate.ClusterName(t.BrokerSet), BrokerSet: t.BrokerSet.Hash, Version: t.Version}
+	s := TopicSummary{Name: t.Name, Cluster: a.Cache.ClusterName(t.BrokerSet), BrokerSet: t.BrokerSet.Hash, Version: t.Version}
 	s.Policy, _ = a.Table.TopicPolicy(t.Name)
 	for _, m := range t.BrokerSet.Members {
 		s.Brokers = append(s.Brokers, m.BrokerName)
@@ -293,7 +293,7 @@ type BrokerSetRow struct {
 func (a *Admin) brokerSets(w http.ResponseWriter, _ *http.Request) {
 	var out []BrokerSetRow
 	for _, s := range a.Table.BrokerSets() {
-		out = append(out, BrokerSetRow{Hash: s.Hash, Cluster: translate.ClusterName(s), Members: s.Members})
+		out = append(out, BrokerSetRow{Hash: s.Hash, Cluster: a.Cache.ClusterName(s), Members: s.Members})
 	}
 	slices.SortFunc(out, func(x, y BrokerSetRow) int { return strings.Compare(x.Cluster, y.Cluster) })
 	writeJSON(w, out)

@@ -328,7 +328,7 @@ func serveUnrun(t *testing.T, table *routing.Table) (*cache.Cache, string) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	sdone := make(chan struct{})
-	go func() { Serve(ctx, newGRPC(ctx, c, c, Options{}), lis, time.Second); close(sdone) }()
+	go func() { serveGRPC(ctx, newGRPC(ctx, c, c, Options{}), lis, time.Second); close(sdone) }()
 	t.Cleanup(func() { cancel(); <-sdone })
 	return c, lis.Addr().String()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -62,35 +61,18 @@ func BenchmarkRequestLatencyDuringAdminList(b *testing.B) {
 	}
 	table.Apply("ns", batch...)
 
+	c, addr := serveCache(b, table, cache.Options{}, Options{}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := cache.New(table, cache.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	sub := table.Subscribe()
-	cdone := make(chan struct{})
-	go func() { c.Run(ctx, sub, nil); close(cdone) }()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	sdone := make(chan struct{})
-	go func() { Serve(ctx, GRPC(ctx, c, Options{}), lis, time.Second); close(sdone) }()
-	b.Cleanup(func() {
-		cancel()
-		sub.Close()
-		<-sdone
-		<-cdone
-	})
+	b.Cleanup(cancel)
 	// Streams use topics 500, 1500, …; the writer changes 0, 1000, …; probes take the others.
-	openStreams(b, ctx, lis.Addr().String(), 100, func(i int) string { return contentionTopic(i*1000 + 500) }, nil)
+	openStreams(b, ctx, addr, 100, func(i int) string { return contentionTopic(i*1000 + 500) }, nil)
 	admin := httptest.NewServer((&Admin{Table: table, Cache: c}).Handler())
 	b.Cleanup(admin.Close)
 
 	next := 0 // the probes' topics, distinct across sub-benchmarks
 	for _, mode := range []string{"admin=none", "admin=topics"} {
 		b.Run(mode, func(b *testing.B) {
-			probe := openStreams(b, ctx, lis.Addr().String(), 1, func(int) string { return contentionTopic(500) }, nil)[0]
+			probe := openStreams(b, ctx, addr, 1, func(int) string { return contentionTopic(500) }, nil)[0]
 			runtime.GC() // the setup's garbage, collected before the clock starts
 			stop := make(chan struct{})
 			var wg sync.WaitGroup

@@ -44,12 +44,8 @@ type Options struct {
 // Compressions are the values Options.Compression takes.
 var Compressions = []string{gzip.Name, "none"}
 
-// GRPC returns a gRPC server with rocketpilot's xDS services registered on c.
-func GRPC(ctx context.Context, c *cache.Cache, opts Options) *grpc.Server {
-	return newGRPC(ctx, c, c, opts)
-}
-
-// newGRPC is GRPC with the callbacks go-control-plane's server calls: the cache, or a test's hooks in front of it.
+// newGRPC returns a gRPC server with rocketpilot's xDS services registered on c, and the callbacks
+// go-control-plane's server calls: the cache, or a test's hooks in front of it.
 func newGRPC(ctx context.Context, c *cache.Cache, callbacks gcpserver.Callbacks, opts Options) *grpc.Server {
 	if opts.MaxRecvMsgSize <= 0 {
 		opts.MaxRecvMsgSize = 4 << 20
@@ -111,9 +107,9 @@ func compress(name string) grpc.StreamServerInterceptor {
 	}
 }
 
-// Serve serves g on lis until ctx ends, then stops gracefully: streams are closed with GOAWAY and clients
+// serveGRPC serves g on lis until ctx ends, then stops gracefully: streams are closed with GOAWAY and clients
 // reconnect elsewhere; after grace, remaining streams are cut.
-func Serve(ctx context.Context, g *grpc.Server, lis net.Listener, grace time.Duration) error {
+func serveGRPC(ctx context.Context, g *grpc.Server, lis net.Listener, grace time.Duration) error {
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
 	select {

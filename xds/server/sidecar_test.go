@@ -25,7 +25,10 @@ func TestSidecarWatchAndReconnect(t *testing.T) {
 	serve := func(lis net.Listener) (stop func()) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
-		go func() { Serve(ctx, GRPC(ctx, s.cache, Options{}), lis, 100*time.Millisecond); close(done) }()
+		go func() {
+			serveGRPC(ctx, newGRPC(ctx, s.cache, s.cache, Options{}), lis, 100*time.Millisecond)
+			close(done)
+		}()
 		return func() { cancel(); <-done }
 	}
 	stop := serve(lis)

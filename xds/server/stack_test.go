@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -64,34 +63,19 @@ func startStackWith(t testing.TB, load func(*embedded.NameServer), opts Options,
 	return &stack{ns: ns, table: table, watcher: w, cache: c, addr: addr}
 }
 
-// serveCache runs a cache over table and go-control-plane's gRPC server over it on loopback, until the test ends.
+// serveCache serves a Stack over table on loopback until the test ends, and returns its cache and address.
 // callbacks, when not nil, gives what the server calls instead of the cache's own callbacks (hooks in front of it).
 func serveCache(tb testing.TB, table *routing.Table, copts cache.Options, opts Options, callbacks func(*cache.Cache) gcpserver.Callbacks) (*cache.Cache, string) {
 	tb.Helper()
-	c, err := cache.New(table, copts)
+	s, err := NewStack(StackConfig{Table: table, Cache: copts, Server: opts, Grace: time.Second, callbacks: callbacks})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var cb gcpserver.Callbacks = c
-	if callbacks != nil {
-		cb = callbacks(c)
-	}
-	sub := table.Subscribe()
-	ctx, cancel := context.WithCancel(context.Background())
-	cdone := make(chan struct{})
-	go func() { c.Run(ctx, sub, nil); close(cdone) }()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	tb.Cleanup(s.Stop)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.StartServing(ctx); err != nil {
 		tb.Fatal(err)
 	}
-	g := newGRPC(ctx, c, cb, opts)
-	sdone := make(chan struct{})
-	go func() { Serve(ctx, g, lis, time.Second); close(sdone) }()
-	tb.Cleanup(func() {
-		cancel()
-		sub.Close()
-		<-sdone
-		<-cdone
-	})
-	return c, lis.Addr().String()
+	return s.Cache(), s.Addr()
 }

@@ -1,4 +1,4 @@
-package controlplanetest_test
+package servertest_test
 
 import (
 	"context"
@@ -12,17 +12,17 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/rocketpilot/rocketpilot/controlplane"
-	"github.com/rocketpilot/rocketpilot/controlplane/controlplanetest"
 	"github.com/rocketpilot/rocketpilot/routing"
+	"github.com/rocketpilot/rocketpilot/xds/server"
+	"github.com/rocketpilot/rocketpilot/xds/server/servertest"
 )
 
 // The harness serves xDS on loopback and the admin API over the same cache, ready from the start.
 func TestStartServesXDSAndAdmin(t *testing.T) {
 	table := routing.NewTable()
-	cp := controlplanetest.Start(t, controlplane.Config{Table: table})
+	cp := servertest.Start(t, server.StackConfig{Table: table})
 	if cp.Table() != table {
-		t.Fatal("the assembly does not use the table it was given")
+		t.Fatal("the stack does not use the table it was given")
 	}
 	conn, err := grpc.NewClient(cp.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -40,7 +40,7 @@ func TestStartServesXDSAndAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := stream.Recv(); err != nil {
-		t.Fatalf("no response from the assembly's xDS server: %v", err)
+		t.Fatalf("no response from the stack's xDS server: %v", err)
 	}
 	srv := httptest.NewServer(cp.Admin().Handler())
 	defer srv.Close()
@@ -51,13 +51,13 @@ func TestStartServesXDSAndAdmin(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
-		t.Fatalf("/readyz of a serving assembly: %d %s", resp.StatusCode, body)
+		t.Fatalf("/readyz of a serving stack: %d %s", resp.StatusCode, body)
 	}
 }
 
 // Stop before Serve, and twice, ends cleanly.
 func TestStopBeforeServe(t *testing.T) {
-	cp, err := controlplane.New(controlplane.Config{})
+	cp, err := server.NewStack(server.StackConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

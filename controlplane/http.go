@@ -1,0 +1,139 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
+	"github.com/rocketpilot/rocketpilot/xds/server"
+)
+
+// AdminConfig is the admin API and the metrics endpoint.
+type AdminConfig struct {
+	// Addr is the admin API's listen address (none when empty).
+	Addr string
+	// MetricsAddr is where /metrics is served (on Addr when empty).
+	MetricsAddr string
+	// Operators are the clients allowed the debug and write endpoints (see server.AdminGuard).
+	Operators []string
+	// Handlers are more endpoints on the admin address by pattern (the log level, Go's profiles), guarded as
+	// the admin API's debug endpoints are.
+	Handlers map[string]http.Handler
+	// Collectors and Gatherers are metrics besides the control plane's own (the process's, the build's, the
+	// controllers').
+	Collectors []prometheus.Collector
+	Gatherers  prometheus.Gatherers
+	// Version is what GET /api/v1/version answers.
+	Version string
+}
+
+// httpListeners are the admin and metrics listeners, opened by New.
+type httpListeners struct {
+	admin, metrics net.Listener
+	tls            bool
+	mutualTLS      bool
+}
+
+func listenHTTP(cfg AdminConfig, certs *tlsreload.Reloader) (*httpListeners, error) {
+	h := &httpListeners{tls: certs != nil, mutualTLS: certs != nil && certs.MutualTLS()}
+	var err error
+	if h.admin, err = listen(cfg.Addr, "admin", certs); err != nil {
+		return nil, err
+	}
+	if h.metrics, err = listen(cfg.MetricsAddr, "metrics", certs); err != nil {
+		h.close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// listen opens an HTTP listener (none for an empty address), TLS when certs are configured: once they are, no
+// port serves plaintext.
+func listen(addr, what string, certs *tlsreload.Reloader) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listener: %w", what, err)
+	}
+	if certs != nil {
+		// Client certificates are verified when given; AdminGuard decides which paths need one.
+		lis = tls.NewListener(lis, certs.ServerConfig(tls.VerifyClientCertIfGiven, "http/1.1"))
+	}
+	return lis, nil
+}
+
+func (h *httpListeners) close() {
+	for _, l := range []net.Listener{h.admin, h.metrics} {
+		if l != nil {
+			l.Close()
+		}
+	}
+}
+
+// serveHTTP serves the admin API (with /metrics unless it has a listener of its own) and the metrics endpoint
+// until ctx ends.
+func (cp *ControlPlane) serveHTTP(ctx context.Context) {
+	h, cfg := cp.http, cp.cfg.Admin
+	if h.admin == nil && h.metrics == nil {
+		return
+	}
+	metrics := cp.metricsHandler()
+	if h.admin != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/", cp.admin().Handler())
+		for _, pattern := range slices.Sorted(maps.Keys(cfg.Handlers)) {
+			mux.Handle(pattern, cfg.Handlers[pattern])
+		}
+		if h.metrics == nil {
+			mux.Handle("GET /metrics", metrics)
+		}
+		cp.serve(ctx, "admin", h.admin, server.AdminGuard(mux, h.mutualTLS, cfg.Operators))
+		cp.log.Info("serving the admin API", "addr", h.admin.Addr().String(), "tls", h.tls)
+	}
+	if h.metrics != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics)
+		cp.serve(ctx, "metrics", h.metrics, mux)
+		cp.log.Info("serving metrics", "addr", h.metrics.Addr().String())
+	}
+}
+
+func (cp *ControlPlane) serve(ctx context.Context, component string, lis net.Listener, h http.Handler) {
+	log := cp.log.With("component", component)
+	// Its errors (failed TLS handshakes: a client without a certificate, a plaintext request) are the clients'.
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	cp.wg.Go(func() { hs.Serve(lis) })
+	cp.wg.Go(func() {
+		<-ctx.Done()
+		hs.Close()
+	})
+}
+
+// metricsHandler serves the control plane's metrics from a registry of its own (one per control plane, so that
+// tests can run several in one process) and the configured ones.
+func (cp *ControlPlane) metricsHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(cp.collectors()...)
+	reg.MustRegister(cp.cfg.Admin.Collectors...)
+	gatherers := append(prometheus.Gatherers{reg}, cp.cfg.Admin.Gatherers...)
+	// A series that fails to gather is logged and left out; the rest is still served.
+	return promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog: promLogger{cp.log.With("component", "metrics")}})
+}
+
+// promLogger logs promhttp's gather errors.
+type promLogger struct{ log *slog.Logger }
+
+func (l promLogger) Println(v ...any) { l.log.Error("metrics gather failed", "err", fmt.Sprint(v...)) }
