@@ -132,9 +132,9 @@ func runBaseline(cfg config) baselineResult {
 			log.Fatal(err)
 		}
 	}
-	snapshotHeap := heapNow() - h0
+	snapshotHeap := heapGrowth(h0, heapNow())
 	runtime.KeepAlive(idle) // measured above while still held
-	res.heapPerTopic = ptr(round(float64(snapshotHeap)/float64(cfg.baselineTopics), 0))
+	res.heapPerTopic = ptr(round(snapshotHeap/float64(cfg.baselineTopics), 0))
 	h1 := heapNow()
 
 	// Clients: SotW CDS, wildcard, ACKing each version.
@@ -185,7 +185,7 @@ func runBaseline(cfg config) baselineResult {
 	}
 	res.setAll = setAll(snapshot("v0", 0))
 	res.coldPush = wait("v0").Sub(start)
-	res.heapPerNode = ptr(float64(int64(heapNow())-int64(h1)-int64(snapshotHeap)) / float64(cfg.baselineNodes))
+	res.heapPerNode = ptr((heapGrowth(h1, heapNow()) - snapshotHeap) / float64(cfg.baselineNodes))
 	var worst time.Duration
 	for c := 1; c <= cfg.baselineChanges; c++ {
 		version := fmt.Sprintf("v%d", c)

@@ -44,7 +44,7 @@ func streamScenarios(cfg config, k int, want func(string) bool, base baselineRes
 	defer cancel()
 	var wg sync.WaitGroup
 	startSims(ctx, &wg, sims, "streams")
-	perStream := float64(heapNow()-before) / float64(k)
+	perStream := heapGrowth(before, heapNow()) / float64(k)
 	kk := human(k)
 	perCoreGoal := ""
 	if k == cfg.streams[len(cfg.streams)-1] {

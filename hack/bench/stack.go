@@ -123,13 +123,31 @@ func (cp *controlPlane) stop() {
 	cp.Stop()
 }
 
+// heapNow is the live heap once it has settled: collected until it stops shrinking (for at most a second), so
+// that what an earlier scenario is still tearing down (servers, streams winding down) is not counted as a
+// difference of the next one.
 func heapNow() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
+	read := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	last := read()
+	for range 20 {
+		time.Sleep(50 * time.Millisecond)
+		now := read()
+		if now >= last-last/100 { // within 1%: settled
+			return min(now, last)
+		}
+		last = now
+	}
+	return last
 }
+
+// heapGrowth is after - before, as a signed number: a heap that shrank is a measurement to see, not a wrap-around.
+func heapGrowth(before, after uint64) float64 { return float64(int64(after) - int64(before)) }
 
 // coldSync measures, for each N, the time from an empty control plane to a complete, served model, and the heap
 // the control plane holds per topic (the embedded NameServer's own memory excluded).
@@ -146,7 +164,7 @@ func coldSync(cfg config, base baselineResult) []Figure {
 		if topics, _ := cp.table.Stats(); topics != n {
 			log.Fatalf("cold sync of %d topics learned %d", n, topics)
 		}
-		perTopic := float64(heapNow()-before) / float64(n)
+		perTopic := heapGrowth(before, heapNow()) / float64(n)
 		log.Printf("cold sync: %d topics in %v, %.0f B heap per topic", n, took.Round(time.Millisecond), perTopic)
 		figs = append(figs,
 			Figure{Name: fmt.Sprintf("cold sync, %s topics", human(n)), Value: round(took.Seconds(), 2), Unit: "s",

@@ -56,7 +56,7 @@ func serverHeapPerStream(addr string, k, per, pool int) float64 {
 		log.Fatalf("sims worker: %q", line)
 	}
 	time.Sleep(500 * time.Millisecond) // let the last ACKs land
-	perStream := float64(heapNow()-before) / float64(k)
+	perStream := heapGrowth(before, heapNow()) / float64(k)
 	stdin.Close()
 	cmd.Wait()
 	return perStream
