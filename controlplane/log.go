@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/routing"
 )
 

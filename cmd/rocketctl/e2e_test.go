@@ -25,7 +25,7 @@ import (
 	"github.com/rocketpilot/rocketpilot/internal/embeddedtest"
 	"github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
 	"github.com/rocketpilot/rocketpilot/xds/server"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"

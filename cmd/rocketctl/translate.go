@@ -18,8 +18,8 @@ import (
 
 	"github.com/rocketpilot/rocketpilot/controllers"
 	"github.com/rocketpilot/rocketpilot/nameserver/client"
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
+	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
 )

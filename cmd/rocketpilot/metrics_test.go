@@ -23,7 +23,7 @@ import (
 	"github.com/rocketpilot/rocketpilot/internal/kubetest"
 	"github.com/rocketpilot/rocketpilot/internal/promtest"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )

@@ -15,8 +15,8 @@ import (
 	"github.com/rocketpilot/rocketpilot/controlplane"
 	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
+	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
 

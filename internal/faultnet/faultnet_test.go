@@ -8,7 +8,7 @@ import (
 
 	"github.com/rocketpilot/rocketpilot/internal/embeddedtest"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 )
 
 const ioTimeout = 5 * time.Second

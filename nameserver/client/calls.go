@@ -3,7 +3,7 @@ package client
 import (
 	"context"
 
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 )
 
 func (c *Client) call(ctx context.Context, code int32, ext map[string]string) (*remoting.Command, error) {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 )
 
 // server is a loopback TCP server speaking the remoting protocol; handle decides what each request gets.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 
 	"github.com/rocketpilot/rocketpilot/internal/testutil"
 )

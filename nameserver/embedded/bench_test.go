@@ -4,7 +4,7 @@ import (
 	"net"
 	"testing"
 
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 )
 
 // BenchmarkRouteQuery is one 105 round trip over loopback: encode the request, write it, read and decode the

@@ -3,7 +3,7 @@ package embedded
 import (
 	"fmt"
 
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 )
 
 // Demo data set: what LoadDemo installs.

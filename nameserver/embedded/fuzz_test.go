@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 )
 
 func frameOf(t testing.TB, cmd *remoting.Command) []byte {

@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 )
 
 // faqApplyTopic is what FAQUrl.suggestTodo(FAQUrl.APPLY_TOPIC_URL) appends to a TOPIC_NOT_EXIST remark.

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/rocketpilot/rocketpilot/internal/testutil"
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 )
 
 // ioTimeout bounds every network wait of the tests.

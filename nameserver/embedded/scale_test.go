@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 )
 
 func heapInUse() uint64 {

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 )
 
 // NamespaceOrderTopicConfig is the KV namespace that holds the order configuration of topics

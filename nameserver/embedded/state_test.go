@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 )
 
 // topicsWithPrefix returns the sorted topics starting with prefix.

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/rocketpilot/rocketpilot/nameserver/client"
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/routing"
 )
 

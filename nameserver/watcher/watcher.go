@@ -26,7 +26,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/rocketpilot/rocketpilot/nameserver/client"
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/routing"
 )
 

@@ -56,7 +56,7 @@ import (
 	rmqerrors "github.com/apache/rocketmq-client-go/v2/errors"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/envoy-105-*.bin from the model of Envoy's 105 answer")

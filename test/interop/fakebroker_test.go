@@ -10,7 +10,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 )
 
 // Broker request codes the fake broker understands (RequestCode.java).

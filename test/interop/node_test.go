@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 )
 
 // nodeDir holds package.json, package-lock.json and route.js; setup.sh installs node_modules there.

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 )
 
 // spy is a loopback TCP proxy in front of a NameServer that forwards every frame unchanged, byte for byte, and

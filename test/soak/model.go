@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 )
 
 // Perm profiles a topic is in: which of its groups are read-write, read-only or write-only. Perm churn moves a

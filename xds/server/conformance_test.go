@@ -24,7 +24,7 @@ import (
 
 	"github.com/rocketpilot/rocketpilot/internal/testutil"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
 	"github.com/rocketpilot/rocketpilot/xds/translate"

@@ -9,7 +9,7 @@ import (
 
 	"github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
 )
 

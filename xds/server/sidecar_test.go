@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
 )

@@ -28,7 +28,7 @@ import (
 	_ "google.golang.org/grpc/encoding/gzip" // accept gzip-compressed responses (grpc-accept-encoding)
 	"google.golang.org/protobuf/proto"
 
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 
-	"github.com/rocketpilot/rocketpilot/nameserver/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting"
 )
 
 // EnvoyTopicRoute rebuilds the TopicRouteData Envoy's RocketMQ filter answers to a route query (105) from a

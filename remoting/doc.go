@@ -1,4 +1,4 @@
-// Package remoting implements the RocketMQ remoting protocol as the NameServer speaks it: frames, the two header
+// Package remoting implements the RocketMQ remoting protocol (NameServer and broker side): frames, the two header
 // encodings (JSON and the binary "ROCKETMQ" form), and the bodies of the read-only NameServer calls, including the
 // legacy fastjson dialect older NameServers and every 106 response use.
 //
