@@ -137,3 +137,38 @@ func FuzzJSONHeaderFastPath(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeRegisterBrokerBody(f *testing.F) {
+	raw := readFixture(f, "register-broker.frame")
+	cmd, err := Decode(raw[4:])
+	if err != nil {
+		f.Fatal(err)
+	}
+	fuzzBody(f, DecodeRegisterBrokerBody, (*RegisterBrokerBody).Encode, string(cmd.Body), `{}`,
+		`{"filterServerList":[null,"a"],"topicConfigSerializeWrapper":{"topicConfigTable":{"T":{"attributes":null},"U":null}}}`,
+		`{"topicConfigSerializeWrapper":{"topicConfigTable":{"\u00e9":{"topicName":"\ud800"}},"dataVersion":{0:1}}}`)
+}
+
+func FuzzDecodeTopicConfigWrapper(f *testing.F) {
+	fuzzBody(f, DecodeTopicConfigWrapper, (*RegisterBrokerBody).EncodeWrapper,
+		`{"topicConfigTable":{"T":{"topicName":"T","perm":4}},"dataVersion":{"counter":1}}`)
+}
+
+// FuzzParseRegisterBrokerHeader checks the 103 header parser: any extension fields yield an error or a header
+// whose own extension fields parse back to it.
+func FuzzParseRegisterBrokerHeader(f *testing.F) {
+	f.Add("b", "a:1", "c", "a:2", "0", "30000", "true", "123")
+	f.Add("", "", "", "", "-1", "x", "TRUE", "-5")
+	f.Fuzz(func(t *testing.T, name, addr, cluster, ha, id, timeout, acting, crc string) {
+		ext := map[string]string{"brokerName": name, "brokerAddr": addr, "clusterName": cluster, "haServerAddr": ha,
+			"brokerId": id, "heartbeatTimeoutMillis": timeout, "enableActingMaster": acting, "bodyCrc32": crc}
+		h, err := ParseRegisterBrokerHeader(&Command{ExtFields: ext})
+		if err != nil {
+			return
+		}
+		again, err := ParseRegisterBrokerHeader(&Command{ExtFields: h.ExtFields()})
+		if err != nil || !reflect.DeepEqual(again, h) {
+			t.Fatalf("round trip: %+v → %+v, %v", h, again, err)
+		}
+	})
+}
