@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -28,6 +29,11 @@ func FuzzServeConnection(f *testing.F) {
 	oneway := req(remoting.GetAllTopicListFromNameServer, nil)
 	oneway.Flag = remoting.FlagOneway
 	two := append(frameOf(f, routeReq(DemoTopic)), frameOf(f, req(remoting.GetKVConfig, map[string]string{"namespace": "n", "key": "k"}))...)
+	// A broker that registers (and is removed when the input's connection closes), then unregisters.
+	fuzzBroker := brk{cluster: DemoCluster, name: "fuzz-broker", addr: "10.9.9.9:10911"}
+	reg := frameOf(f, registerReq(fuzzBroker.header(), 1, topicConf(DemoTopic, 2, 6)))
+	unreg := frameOf(f, remoting.NewUnregisterBrokerRequest(remoting.UnregisterBrokerHeader{BrokerName: fuzzBroker.name,
+		BrokerAddr: fuzzBroker.addr, ClusterName: fuzzBroker.cluster}))
 	for _, seed := range [][]byte{
 		frameOf(f, routeReq(DemoTopic)),
 		frameOf(f, binReq),
@@ -35,6 +41,8 @@ func FuzzServeConnection(f *testing.F) {
 		frameOf(f, req(remoting.GetTopicsByCluster, map[string]string{"cluster": DemoCluster})),
 		frameOf(f, req(999, nil)),
 		two,
+		reg,
+		append(slices.Clone(reg), unreg...),
 		{},
 		[]byte("\x00\x00\x00\x08\x01\x00\x00\x04\xff\xff\xff\xff"),
 		binary.BigEndian.AppendUint32(nil, 1<<31),

@@ -12,9 +12,13 @@ const faqApplyTopic = "\nSee https://rocketmq.apache.org/docs/bestPractice/06FAQ
 
 // handle answers one request as the Java NameServer's processors do. It always returns a response; the caller
 // drops it for one-way requests.
-func (s *NameServer) handle(req *remoting.Command) *remoting.Command {
+func (s *NameServer) handle(c *conn, req *remoting.Command) *remoting.Command {
 	var resp *remoting.Command
 	switch req.Code {
+	case remoting.RegisterBroker:
+		resp = s.registerBroker(c, req)
+	case remoting.UnregisterBroker:
+		resp = s.unregisterBroker(req)
 	case remoting.GetRouteInfoByTopic:
 		resp = s.getRouteInfoByTopic(req)
 	case remoting.GetBrokerClusterInfo:
@@ -37,14 +41,17 @@ func (s *NameServer) handle(req *remoting.Command) *remoting.Command {
 	return resp
 }
 
+// remotingCommandException starts the remark of a request whose custom header or body does not decode: Java
+// answers SYSTEM_ERROR with the exception's description.
+const remotingCommandException = "org.apache.rocketmq.remoting.exception.RemotingCommandException: "
+
 // field returns a required custom-header field. When it is absent Java's header decoding throws, and the
 // remoting layer answers SYSTEM_ERROR with the exception's description.
 func field(req *remoting.Command, name string) (string, *remoting.Command) {
 	if v, ok := req.ExtFields[name]; ok {
 		return v, nil
 	}
-	return "", remoting.NewResponse(req, remoting.SystemError,
-		"org.apache.rocketmq.remoting.exception.RemotingCommandException: the custom field <"+name+"> is null")
+	return "", remoting.NewResponse(req, remoting.SystemError, remotingCommandException+"the custom field <"+name+"> is null")
 }
 
 func success(req *remoting.Command, body []byte) *remoting.Command {

@@ -300,7 +300,7 @@ func TestOrderTopicConf(t *testing.T) {
 func TestUnsupportedCodes(t *testing.T) {
 	s := demo(t)
 	c := dial(t, s.Addr())
-	for _, code := range []int32{999, 0, -5, remoting.UpdateNamesrvConfig, remoting.RegisterBroker, remoting.PutKVConfig,
+	for _, code := range []int32{999, 0, -5, remoting.UpdateNamesrvConfig, remoting.DeleteTopicInNameSrv, remoting.PutKVConfig,
 		remoting.QueryDataVersion, 200050} {
 		wantCode(t, c.call(req(code, nil)), remoting.RequestCodeNotSupported, " request type "+itoa(code)+" not supported")
 	}

@@ -35,6 +35,17 @@ type Options struct {
 	// IdleTimeout closes a connection that sent nothing for this long (Java closes idle channels after 120 s);
 	// 0 never closes idle connections.
 	IdleTimeout time.Duration
+
+	// BrokerTimeout is how long a broker registered over TCP (103) is kept without a new registration when its
+	// header gives no heartbeatTimeoutMillis; 0 means DefaultBrokerTimeout (120 s, as in Java).
+	BrokerTimeout time.Duration
+	// ScanInterval is how often brokers registered over TCP are checked for expiry
+	// (NamesrvConfig.scanNotActiveBrokerInterval); 0 means DefaultScanInterval (5 s, as in Java).
+	ScanInterval time.Duration
+	// DeleteTopicWithBrokerRegistration mirrors NamesrvConfig.deleteTopicWithBrokerRegistration: a master's
+	// registration then removes its queue data from the topics it no longer lists. Off by default, as in Java,
+	// where such queue data stays until the group leaves.
+	DeleteTopicWithBrokerRegistration bool
 }
 
 // NameServer is a simulated RocketMQ NameServer. Its methods are safe for concurrent use.
@@ -71,6 +82,8 @@ type conn struct {
 	wmu  sync.Mutex // one response frame at a time
 	once sync.Once
 	done chan struct{} // closed when the server closes the connection
+	// registered is set once a broker registered over this connection: closing it then unregisters brokers.
+	registered atomic.Bool
 }
 
 func (c *conn) close() {
@@ -125,6 +138,8 @@ func (s *NameServer) Start() error {
 	s.started = true
 	s.addr = ln.Addr().String()
 	s.serveLocked(ln)
+	s.wg.Add(1)
+	go s.scanLoop()
 	s.log.Info("embedded nameserver listening", "addr", s.addr, "header", s.opts.HeaderType)
 	return nil
 }
@@ -156,7 +171,7 @@ func (s *NameServer) Close() error {
 }
 
 // Pause simulates an outage: the server stops listening and drops every connection, keeping its state. Dials
-// are refused until Resume.
+// are refused until Resume. Brokers registered over TCP lose their connections and are removed with them.
 func (s *NameServer) Pause() {
 	s.mu.Lock()
 	done := s.stopListeningLocked()
@@ -270,6 +285,7 @@ const perConnConcurrency = 16
 // serveConn reads requests and answers each as it is done until the stream ends or breaks.
 func (s *NameServer) serveConn(c *conn) {
 	defer s.wg.Done()
+	defer s.channelDestroyed(c) // after every request of the connection is done
 	var inflight sync.WaitGroup
 	defer inflight.Wait() // runs after the close below, which unblocks writes to a client that stopped reading
 	defer func() {
@@ -310,7 +326,7 @@ func (s *NameServer) serveConn(c *conn) {
 			defer s.inFlight.Add(-1)
 			for n, m := s.inFlight.Add(1), s.maxInFlight.Load(); n > m && !s.maxInFlight.CompareAndSwap(m, n); m = s.maxInFlight.Load() {
 			}
-			resp := s.handle(req)
+			resp := s.handle(c, req)
 			if req.IsOneway() || !s.wait(c) {
 				return
 			}

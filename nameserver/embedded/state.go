@@ -49,6 +49,8 @@ type state struct {
 	shapes  map[string]*shape               // intern table, by key
 	brokers map[string]*remoting.BrokerData // brokerAddrTable; clusterAddrTable is derived from it
 	kv      map[string]map[string]string    // namespace → key → value
+	live    map[liveKey]*liveBroker         // brokerLiveTable: brokers registered over TCP (103)
+	filters map[liveKey][]string            // filterServerTable
 
 	// sorted caches the sorted topic names; nil after topics were added or removed. It is stored while holding
 	// at least the read lock and cleared while holding the write lock, so a stored list is never stale.
@@ -65,6 +67,8 @@ func newState() *state {
 		shapes:  make(map[string]*shape),
 		brokers: make(map[string]*remoting.BrokerData),
 		kv:      make(map[string]map[string]string),
+		live:    make(map[liveKey]*liveBroker),
+		filters: make(map[liveKey][]string),
 	}
 }
 
@@ -344,6 +348,16 @@ func (st *state) routeLocked(topic string) (r remoting.TopicRouteData, ok bool) 
 	for _, q := range sh.queues {
 		if bd, ok := st.brokers[q.BrokerName]; ok {
 			r.BrokerDatas = append(r.BrokerDatas, *bd)
+			if len(st.filters) > 0 { // as pickupTopicRouteData: the filter servers of every address of the group
+				for _, addr := range bd.BrokerAddrs {
+					if list, ok := st.filters[liveKey{bd.Cluster, addr}]; ok {
+						if r.FilterServerTable == nil {
+							r.FilterServerTable = make(map[string][]string)
+						}
+						r.FilterServerTable[addr] = list
+					}
+				}
+			}
 		}
 	}
 	return r, len(r.BrokerDatas) > 0
@@ -362,7 +376,11 @@ func (s *NameServer) Route(topic string) (remoting.TopicRouteData, bool) {
 	for i := range r.BrokerDatas {
 		r.BrokerDatas[i].BrokerAddrs = maps.Clone(r.BrokerDatas[i].BrokerAddrs)
 	}
-	r.FilterServerTable = map[string][]string{}
+	fs := make(map[string][]string, len(r.FilterServerTable))
+	for addr, list := range r.FilterServerTable {
+		fs[addr] = slices.Clone(list)
+	}
+	r.FilterServerTable = fs
 	return r, true
 }
 
