@@ -9,7 +9,7 @@ LDFLAGS := -X main.version=$(VERSION)
 PREFIX  ?= $(shell $(GO) env GOPATH)
 CHART   := charts/rocketpilot
 
-.PHONY: all build install test test-unit test-interop lint generate verify-generate envtest helm-lint helm-template run run-config fuzz bench bench-smoke bench-go soak clean
+.PHONY: all build install test test-unit test-interop lint generate verify-generate envtest helm-lint helm-template run run-config fuzz bench bench-smoke bench-broker bench-go soak clean
 
 all: build
 
@@ -89,6 +89,10 @@ bench:
 ## bench-smoke: the same scenarios, small enough to finish in under a minute on 2 cores.
 bench-smoke:
 	$(GO) run ./hack/bench -smoke
+
+## bench-broker: produce and consume rates of the official Go client against the simulated demo brokers.
+bench-broker:
+	cd test/interop && $(GO) test -run '^$$' -bench GoClient -benchtime 20000x .
 
 ## bench-go: the packages' Go benchmarks (codec, model, cache, server).
 bench-go:

@@ -122,6 +122,10 @@ func (o *serveOptions) validate() ([]string, error) {
 	if len(addrs) == 0 && !o.demo && !o.kube.enabled && o.configDir == "" {
 		return nil, errors.New("nothing to watch: give --namesrv, --demo, --kubernetes or --config")
 	}
+	if o.demoGroups < 1 || o.demoQueues < 0 || o.demoCapacity < 1 {
+		return nil, fmt.Errorf("--demo-broker-groups %d, --demo-queues %d, --demo-queue-capacity %d: want at least one group, "+
+			"0 or more queues and a capacity of at least one message", o.demoGroups, o.demoQueues, o.demoCapacity)
+	}
 	if o.kube.enabled && o.configDir != "" {
 		return nil, errors.New("--kubernetes and --config both define NameServerSources, TopicRoutes and TopicBindings: give one of them")
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/rocketpilot/rocketpilot/internal/promtest"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/remoting"
+	"github.com/rocketpilot/rocketpilot/simbroker"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
@@ -224,13 +225,20 @@ func TestMetricsDemo(t *testing.T) {
 	p := serveInProcess(t, "--demo", "--demo-namesrv-address", "127.0.0.1:0")
 	p.waitLog(t, "serving xDS", 10*time.Second)
 	fams := scrape(t, "http://"+p.addr(t, "serving the admin API", time.Second)+"/metrics")
-	demo := embedded.New(embedded.Options{})
-	embedded.LoadDemo(demo)
+	// The demo brokers' topics, and the cluster's and each group's own topic, which every broker registers.
+	topics := map[string]bool{simbroker.DemoCluster: true}
+	for group, configs := range simbroker.DemoTopics(2, 0) {
+		topics[group] = true
+		for _, c := range configs {
+			topics[c.TopicName] = true
+		}
+	}
 	checkSeries(t, fams, []wantSeries{
-		{"rocketpilot_nameserver_topics", map[string]string{"source": "namesrv"}, float64(demo.TopicCount()), float64(demo.TopicCount())},
-		{"rocketpilot_nameserver_brokers", map[string]string{"source": "namesrv"}, 4, 4},
+		{"rocketpilot_nameserver_topics", map[string]string{"source": "namesrv"}, float64(len(topics)), float64(len(topics))},
+		// The demo's simulated broker groups, broker-a and broker-b, registered with the demo NameServer.
+		{"rocketpilot_nameserver_brokers", map[string]string{"source": "namesrv"}, 2, 2},
 		{"rocketpilot_nameserver_up", map[string]string{"source": "namesrv"}, 1, 1},
-		{"rocketpilot_nameserver_request_duration_seconds", map[string]string{"request": "route"}, float64(demo.TopicCount()), 1e6},
+		{"rocketpilot_nameserver_request_duration_seconds", map[string]string{"request": "route"}, float64(len(topics)), 1e6},
 		{"rocketpilot_xds_resources", map[string]string{"type": "cluster"}, 4, 100},
 		{"rocketpilot_xds_streams", nil, 0, 0},
 		{"rocketpilot_leader", nil, 0, 0}, // no Kubernetes: this replica writes no status

@@ -17,6 +17,7 @@ import (
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
 	"github.com/rocketpilot/rocketpilot/remoting"
+	"github.com/rocketpilot/rocketpilot/simbroker"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
 
@@ -24,6 +25,9 @@ type serveOptions struct {
 	namesrv        string
 	demo           bool
 	demoAddr       string
+	demoGroups     int
+	demoQueues     int32
+	demoCapacity   int
 	interval       time.Duration
 	brokerInterval time.Duration
 	discovery      string
@@ -68,8 +72,9 @@ func newServeCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Watch NameServers and serve their routes over xDS",
-		Long: `serve watches RocketMQ NameServers (--namesrv) or, with --demo, an embedded simulated NameServer
-loaded with a demo topic set, keeps the versioned routing model, and serves it over xDS. NameServerSources,
+		Long: `serve watches RocketMQ NameServers (--namesrv) or, with --demo, an embedded simulated NameServer and
+simulated brokers that register the demo topic set with it (stock RocketMQ clients can produce and consume
+against them), keeps the versioned routing model, and serves it over xDS. NameServerSources,
 TopicRoutes and TopicBindings come from the Kubernetes API (--kubernetes) or from YAML files (--config DIR).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -89,6 +94,9 @@ TopicRoutes and TopicBindings come from the Kubernetes API (--kubernetes) or fro
 	f.StringVar(&o.namesrv, "namesrv", "", `NameServer addresses, "host:port;host:port"`)
 	f.BoolVar(&o.demo, "demo", false, "start the embedded demo NameServer and watch it")
 	f.StringVar(&o.demoAddr, "demo-namesrv-address", "127.0.0.1:9876", "listen address of the embedded demo NameServer")
+	f.IntVar(&o.demoGroups, "demo-broker-groups", 2, "broker groups of the demo's simulated brokers (broker-a has a slave)")
+	f.Int32Var(&o.demoQueues, "demo-queues", 0, "queues of every demo topic on each broker group; 0 keeps the demo's own counts (2 to 8)")
+	f.IntVar(&o.demoCapacity, "demo-queue-capacity", 100_000, "messages each demo queue keeps; older ones are dropped")
 	f.DurationVar(&o.interval, "poll-interval", 30*time.Second, "how often each topic route and the topic list are polled")
 	f.DurationVar(&o.brokerInterval, "broker-poll-interval", 10*time.Second, "how often the broker table is polled; topics of a changed broker are re-queried at once")
 	f.StringVar(&o.discovery, "discovery", string(watcher.ModeAllTopics), `topic discovery: "all" (every listed topic) or "in-use" (topics asked for)`)
@@ -159,11 +167,18 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 	}
 	if o.demo {
 		ns := embedded.New(embedded.Options{Addr: o.demoAddr, Logger: log.With("component", "demo-namesrv")})
-		embedded.LoadDemo(ns)
 		if err := ns.Start(); err != nil {
 			return fmt.Errorf("start the demo NameServer on %s: %w", o.demoAddr, err)
 		}
 		defer ns.Close()
+		// The order configuration of an ordered demo topic, as an operator would put it in the NameServer's KV.
+		ns.SetKV(embedded.NamespaceOrderTopicConfig, "demo-orders-001", "broker-a:8;broker-b:8")
+		brokers, err := simbroker.StartDemo(simbroker.DemoOptions{NameServers: []string{ns.Addr()}, Groups: o.demoGroups,
+			Queues: o.demoQueues, QueueCapacity: o.demoCapacity, Logger: log.With("component", "demo-broker")})
+		if err != nil {
+			return fmt.Errorf("start the demo brokers: %w", err)
+		}
+		defer brokers.Close() // before the NameServer: they unregister from it (each logged its address)
 		log.Info("demo NameServer listening", "addr", ns.Addr(), "topics", ns.TopicCount())
 		cfg.Sources.NameServers = append(cfg.Sources.NameServers, ns.Addr())
 	}

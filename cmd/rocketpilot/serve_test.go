@@ -133,6 +133,7 @@ func TestServeValidatesEveryFlagBeforeStarting(t *testing.T) {
 	for flag, value := range map[string]string{
 		"--discovery": "sometimes", "--xds-compression": "brotli", "--xds-stream-rate": "0", "--xds-max-subscriptions": "0",
 		"--nack-backoff": "0s", "--transient-object-life-span": "0s", "--tls-reload-interval": "0s",
+		"--demo-broker-groups": "0", "--demo-queues": "-1", "--demo-queue-capacity": "0",
 	} {
 		root := newRootCommand()
 		root.SetArgs([]string{"serve", "--demo", "--xds-address", "not an address", "--admin-address", "", flag, value})

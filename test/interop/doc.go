@@ -23,6 +23,18 @@
 //     queues each from the route, and report an error for the unknown topic; neither parses the {} body of a
 //     cluster without hosts.
 //
+//   - Against the simulated brokers (github.com/rocketpilot/rocketpilot/simbroker), registered with the embedded
+//     NameServer as `serve --demo` runs them, stock clients move real messages. The Go client's producer sends
+//     10,000 messages of 1 KiB (sync, async, one-way, batches, and ordered sends through a hash selector); its
+//     push consumer receives every one, checked by id, body, queue and offset, duplicates counted; an orderly
+//     consumer receives each sharding key's messages in order; a restarted consumer resumes from the offsets
+//     the brokers kept; two consumers of one group split the 8 queues (GET_CONSUMER_LIST_BY_GROUP 38 and
+//     NOTIFY_CONSUMER_IDS_CHANGED 40). The orderly consumer runs in a child process built without the race
+//     detector (./orderlyconsumer): the client's orderly consumer has a data race of its own. ali-ons' producer
+//     and push consumer do the same with 10,000 messages, and two of its consumers split the queues.
+//   - Benchmarks (`make bench-broker`): the Go client's produce and consume rates against those brokers, 1 KiB
+//     bodies, the baseline for the Go data plane.
+//
 // Why a separate module: the client libraries pull in logrus, gjson, go-redis, testify and more. Keeping them in
 // this module (its own go.mod, with a replace of the main module to ../..) keeps them out of the main module's
 // dependency graph, which ships only what rocketpilot itself needs. Run it with `make test-interop`, or

@@ -128,7 +128,7 @@ func TestGoAdminReadsEmbeddedNameServer(t *testing.T) {
 }
 
 // startAdmin returns an official Go admin client whose NameServer is addr, and closes it when the test ends.
-func startAdmin(t *testing.T, addr string) admin.Admin {
+func startAdmin(t testing.TB, addr string) admin.Admin {
 	t.Helper()
 	adm, err := admin.NewAdmin(admin.WithResolver(primitive.NewPassthroughResolver([]string{addr})))
 	if err != nil {

@@ -1,0 +1,168 @@
+package interop
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+)
+
+// The broker benchmarks measure what the official Go client gets from the simulated demo brokers over loopback
+// TCP, through the embedded NameServer they registered with: messages per second for produce and consume, with
+// 1 KiB bodies. They are the baseline the Go data plane (`rocketpilot sidecar`) is measured against: the same
+// client, the same brokers, one more hop. Run them with `make bench-broker`.
+
+const benchBodySize = 1024
+
+func benchBody() []byte {
+	b := make([]byte, benchBodySize)
+	for i := range b {
+		b[i] = byte('a' + i%26)
+	}
+	return b
+}
+
+// reportRate reports n messages in d as msgs/s (MB/s of bodies comes from SetBytes).
+func reportRate(b *testing.B, n int, d time.Duration) {
+	b.ReportMetric(float64(n)/d.Seconds(), "msgs/s")
+}
+
+// BenchmarkGoClientProduce sends b.N messages of 1 KiB to TopicTest's 8 queues on broker-a and broker-b:
+// synchronously from one goroutine (one request in flight: the round-trip time), from 16 goroutines, with
+// SendAsync and 64 in flight, and in batches of 32 (SEND_BATCH_MESSAGE).
+func BenchmarkGoClientProduce(b *testing.B) {
+	c := startSimCluster(b)
+	body := benchBody()
+	msg := func() *primitive.Message { return primitive.NewMessage(goTopic, body) }
+	ctx := context.Background()
+	check := func(res *primitive.SendResult, err error) {
+		if err != nil || res.Status != primitive.SendOK {
+			b.Fatalf("send: %v %v", res, err)
+		}
+	}
+
+	b.Run("sync/1", func(b *testing.B) {
+		p := startGoProducer(b, c.ns.Addr())
+		b.SetBytes(benchBodySize)
+		b.ResetTimer()
+		start := time.Now()
+		for range b.N {
+			check(p.SendSync(ctx, msg()))
+		}
+		reportRate(b, b.N, time.Since(start))
+	})
+	b.Run("sync/16", func(b *testing.B) {
+		p := startGoProducer(b, c.ns.Addr())
+		b.SetBytes(benchBodySize)
+		var left atomic.Int64
+		left.Store(int64(b.N))
+		var wg sync.WaitGroup
+		b.ResetTimer()
+		start := time.Now()
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for left.Add(-1) >= 0 {
+					res, err := p.SendSync(ctx, msg())
+					if err != nil || res.Status != primitive.SendOK {
+						b.Errorf("send: %v %v", res, err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		reportRate(b, b.N, time.Since(start))
+	})
+	b.Run("async/64", func(b *testing.B) {
+		p := startGoProducer(b, c.ns.Addr())
+		b.SetBytes(benchBodySize)
+		inflight := make(chan struct{}, 64)
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		b.ResetTimer()
+		start := time.Now()
+		for range b.N {
+			inflight <- struct{}{}
+			wg.Add(1)
+			err := p.SendAsync(ctx, func(_ context.Context, res *primitive.SendResult, err error) {
+				if err != nil || res.Status != primitive.SendOK {
+					failed.Add(1)
+				}
+				<-inflight
+				wg.Done()
+			}, msg())
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		wg.Wait()
+		reportRate(b, b.N, time.Since(start))
+		if n := failed.Load(); n > 0 {
+			b.Fatalf("%d async sends failed", n)
+		}
+	})
+	b.Run("batch/32", func(b *testing.B) {
+		p := startGoProducer(b, c.ns.Addr())
+		b.SetBytes(benchBodySize)
+		b.ResetTimer()
+		start := time.Now()
+		for sent := 0; sent < b.N; {
+			n := min(32, b.N-sent)
+			msgs := make([]*primitive.Message, n)
+			for i := range msgs {
+				msgs[i] = msg()
+			}
+			check(p.SendSync(ctx, msgs...))
+			sent += n
+		}
+		reportRate(b, b.N, time.Since(start))
+	})
+}
+
+// BenchmarkGoClientConsume fills TopicTest with b.N messages of 1 KiB (untimed), then times a clustering push
+// consumer of a new group from its start until it has received every one.
+func BenchmarkGoClientConsume(b *testing.B) {
+	c := startSimCluster(b)
+	p := startGoProducer(b, c.ns.Addr())
+	body := benchBody()
+	ctx := context.Background()
+	for sent := 0; sent < b.N; {
+		n := min(64, b.N-sent)
+		msgs := make([]*primitive.Message, n)
+		for i := range msgs {
+			msgs[i] = primitive.NewMessage(goTopic, body)
+		}
+		if res, err := p.SendSync(ctx, msgs...); err != nil || res.Status != primitive.SendOK {
+			b.Fatalf("fill: %v %v", res, err)
+		}
+		sent += n
+	}
+	var got atomic.Int64
+	var once sync.Once
+	done := make(chan struct{})
+	b.SetBytes(benchBodySize)
+	b.ResetTimer()
+	start := time.Now()
+	pc := startPushConsumer(b, c.ns.Addr(), uniqueName("bench-consume"), goTopic,
+		consumer.MessageSelector{Type: consumer.TAG, Expression: "*"},
+		func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			if got.Add(int64(len(msgs))) >= int64(b.N) {
+				once.Do(func() { close(done) })
+			}
+			return consumer.ConsumeSuccess, nil
+		}, consumer.WithPullBatchSize(32), consumer.WithConsumeMessageBatchMaxSize(32))
+	select {
+	case <-done:
+	case <-time.After(time.Minute + time.Duration(b.N)*time.Millisecond):
+		b.Fatalf("consumed %d of %d messages", got.Load(), b.N)
+	}
+	reportRate(b, b.N, time.Since(start))
+	b.StopTimer()
+	pc.stop()
+}
