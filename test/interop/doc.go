@@ -9,12 +9,15 @@
 //     client sends request version 317, so it receives the legacy fastjson route body with bare numeric
 //     broker-id keys that encoding/json rejects; a spy proxy records the frames to show that this form, and both
 //     header serializations (JSON and ROCKETMQ binary) the server can be configured with, went over the wire.
+//
 //   - Its producer resolves a topic's route through the embedded NameServer and sends to the master (broker id
 //     0) of a writable broker group, never to a slave or a read-only group. The brokers are fakes run by the
 //     test on loopback, speaking just enough of the broker protocol with rocketpilot's remoting codec.
+//
 //   - The pure-JavaScript client ali-ons (npm, pinned in node/package-lock.json) fetches TopicTest's route with
 //     its own MQClientAPI and parses both the legacy and the standard JSON dialect. This needs node and
 //     `./setup.sh` (npm ci); without them the test is skipped locally and fails when the CI variable is set.
+//
 //   - Envoy's RocketMQ proxy filter answers 105 itself, in its own shape: one QueueData per host, stray keys
 //     from a reused protobuf Struct in every broker entry and at the top level, quoted broker ids, language CPP,
 //     and SYSTEM_ERROR "Cluster is not available" (not TOPIC_NOT_EXIST) for a topic without a route. Byte
@@ -32,6 +35,7 @@
 //     NOTIFY_CONSUMER_IDS_CHANGED 40). The orderly consumer runs in a child process built without the race
 //     detector (./orderlyconsumer): the client's orderly consumer has a data race of its own. ali-ons' producer
 //     and push consumer do the same with 10,000 messages, and two of its consumers split the queues.
+//
 //   - Benchmarks (`make bench-broker`): the Go client's produce and consume rates against those brokers, 1 KiB
 //     bodies, the baseline for the Go data plane.
 //
