@@ -840,6 +840,14 @@ func (b *Broker) changeInvisible(c *conn, req *remoting.Command) *remoting.Comma
 	}
 	now := time.Now().UnixMilli()
 	p.ackOffset(b.store, ckKey{k, info.CkQueueOffset, info.PopTime}, h.offset)
+	// Fix: the new checkpoint is keyed by (queue, offset, now). A change in the millisecond of the pop, for the
+	// message at the pop's start offset, made that the key of the pop's own checkpoint, which the new one then
+	// replaced in p.cks: the other messages' acks and changes found the wrong checkpoint, were dropped, and those
+	// messages came again at the old invisible time. Java keeps both in its revive log; here the new checkpoint
+	// takes the next free millisecond, which the answer's popTime (so the new handle) carries.
+	for p.cks[ckKey{k, h.offset, now}] != nil {
+		now++
+	}
 	b.addCheckpoint(p, &checkpoint{key: ckKey{k, h.offset, now}, invisible: h.invisible, reviveQid: info.ReviveQid,
 		offsets: []int64{h.offset}, next: h.offset + 1})
 	return answer(remoting.Success, notSetRemark, now, h.invisible, info.ReviveQid)
