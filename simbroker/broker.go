@@ -57,10 +57,13 @@ type Broker struct {
 	store   *store
 	clients *clients
 
-	latency  atomic.Int64 // time.Duration added before each answer
-	counts   sync.Map     // request code → *atomic.Int64
-	writable atomic.Bool  // the broker's own permission (Java's brokerPermission): false refuses sends
+	latency     atomic.Int64            // time.Duration added before each answer
+	counts      map[int32]*atomic.Int64 // handled request code → requests received; fixed at New
+	unsupported atomic.Int64
+	writable    atomic.Bool // the broker's own permission (Java's brokerPermission): false refuses sends
 
+	// life serialises Start, Stop, Kill and Close, which release mu while they wait for goroutines to end.
+	life     sync.Mutex
 	mu       sync.Mutex
 	addr     string
 	ln       net.Listener
@@ -99,7 +102,10 @@ func New(opts Options) *Broker {
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := &Broker{opts: opts, log: log.With("broker", opts.Name, "id", opts.ID), addr: opts.Addr,
-		conns: map[*conn]struct{}{}, timers: map[*time.Timer]struct{}{}}
+		conns: map[*conn]struct{}{}, timers: map[*time.Timer]struct{}{}, counts: map[int32]*atomic.Int64{}}
+	for _, code := range handledCodes {
+		b.counts[code] = new(atomic.Int64)
+	}
 	b.writable.Store(opts.ID == 0)
 	if opts.Master != nil {
 		b.store = opts.Master.store
@@ -141,6 +147,8 @@ func (b *Broker) Addr() string {
 // Start listens and starts registering with the NameServers. A stopped broker starts again on the address it
 // had, with its messages and offsets.
 func (b *Broker) Start() error {
+	b.life.Lock()
+	defer b.life.Unlock()
 	b.closeLost() // a killed broker's host is back: its old connections are reset
 	b.mu.Lock()
 	if b.closed {
@@ -177,12 +185,20 @@ func (b *Broker) Start() error {
 
 // Stop stops the broker as a process stop would: it unregisters from its NameServers, closes every connection
 // and stops listening. Its messages and offsets stay for Start.
-func (b *Broker) Stop() { b.halt(true) }
+func (b *Broker) Stop() {
+	b.life.Lock()
+	defer b.life.Unlock()
+	b.halt(true)
+}
 
 // Kill stops the broker as a lost host would: it sends no UNREGISTER_BROKER and its NameServer connections stay
 // open but silent (no FIN ever came), so a NameServer drops it only when its heartbeat timeout has passed
 // (scanNotActiveBroker). Clients' connections are closed. Start brings it back; its messages and offsets stay.
-func (b *Broker) Kill() { b.halt(false) }
+func (b *Broker) Kill() {
+	b.life.Lock()
+	defer b.life.Unlock()
+	b.halt(false)
+}
 
 func (b *Broker) halt(graceful bool) {
 	b.mu.Lock()
@@ -225,7 +241,9 @@ func (b *Broker) closeLost() {
 
 // Close stops the broker for good and drops the delayed messages it still holds.
 func (b *Broker) Close() error {
-	b.Stop()
+	b.life.Lock()
+	defer b.life.Unlock()
+	b.halt(true)
 	b.closeLost()
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -282,17 +300,31 @@ func (b *Broker) Topics() map[string]remoting.TopicConfig {
 // Dropped is how many messages full queues dropped, oldest first.
 func (b *Broker) Dropped() int64 { return b.store.droppedCount() }
 
-// RequestCount is how many requests of a code the broker received.
+// handledCodes are the request codes handle answers; every other one is "not supported".
+var handledCodes = []int32{remoting.SendMessage, remoting.SendMessageV2, remoting.SendBatchMessage, remoting.PullMessage,
+	remoting.QueryConsumerOffset, remoting.UpdateConsumerOffset, remoting.SearchOffsetByTimestamp, remoting.GetMaxOffset,
+	remoting.GetMinOffset, remoting.HeartBeat, remoting.UnregisterClient, remoting.GetConsumerListByGroup,
+	remoting.ConsumerSendMsgBack, remoting.LockBatchMQ, remoting.UnlockBatchMQ, remoting.PopMessage, remoting.AckMessage,
+	remoting.BatchAckMessage, remoting.ChangeMessageInvisibleTime}
+
+// RequestCount is how many requests of a code the broker received. Codes it does not handle are counted
+// together, as Unsupported, so that a client sending odd codes cannot grow the table.
 func (b *Broker) RequestCount(code int32) int64 {
-	if v, ok := b.counts.Load(code); ok {
-		return v.(*atomic.Int64).Load()
+	if n, ok := b.counts[code]; ok {
+		return n.Load()
 	}
 	return 0
 }
 
+// Unsupported is how many requests of codes the broker does not handle it received.
+func (b *Broker) Unsupported() int64 { return b.unsupported.Load() }
+
 func (b *Broker) count(code int32) {
-	v, _ := b.counts.LoadOrStore(code, new(atomic.Int64))
-	v.(*atomic.Int64).Add(1)
+	if n, ok := b.counts[code]; ok {
+		n.Add(1)
+	} else {
+		b.unsupported.Add(1)
+	}
 }
 
 // conn is one client connection. Writes are serialised; the broker also sends requests on it (40).
@@ -319,9 +351,15 @@ func (c *conn) write(cmd *remoting.Command) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	// A client that stops reading must not stall the handler writing to it (a notification of 40 is written by
+	// another client's heartbeat): the write gives up, and the caller closes the connection.
+	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	_, err = c.nc.Write(frame)
 	return err
 }
+
+// writeTimeout bounds one frame's write to a client.
+const writeTimeout = 10 * time.Second
 
 func (b *Broker) accept(ln net.Listener) {
 	defer b.wg.Done()

@@ -132,7 +132,15 @@ func TestSendThenPull(t *testing.T) {
 	rc := dial(t, b.Addr())
 
 	held := rc.send(remoting.PullMessage, pullReq("T", 1, 0, 5000), nil)
-	time.Sleep(50 * time.Millisecond) // the pull is suspended by now
+	for b.RequestCount(remoting.PullMessage) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case r := <-held:
+		t.Fatalf("a pull of an empty queue with the suspend flag was answered at once: %d", r.Code)
+	default: // suspended
+	}
 	resp := sendV2(rc, "T", 1, "hello", map[string]string{"TAGS": "tagA", "UNIQ_KEY": "id-1"})
 	if resp.Code != remoting.Success || resp.Ext("queueId") != "1" || resp.Ext("queueOffset") != "0" {
 		t.Fatalf("send: %v", resp)
@@ -179,6 +187,9 @@ func TestUnsupportedCode(t *testing.T) {
 	}
 	if r := sendV2(rc, "T", 0, "x", nil); r.Code != remoting.Success {
 		t.Fatalf("send after an unsupported code: %d %s", r.Code, r.Remark)
+	}
+	if b.Unsupported() != 1 || b.RequestCount(12345) != 0 || b.RequestCount(remoting.SendMessageV2) != 1 {
+		t.Fatalf("counted %d unsupported, %d of 12345, %d sends", b.Unsupported(), b.RequestCount(12345), b.RequestCount(remoting.SendMessageV2))
 	}
 }
 

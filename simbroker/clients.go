@@ -43,7 +43,8 @@ type clients struct {
 func newClients(b *Broker) *clients { return &clients{b: b, groups: map[string]map[string]*member{}} }
 
 // heartbeat registers a client's consumer groups (ClientManageProcessor.heartBeat → ConsumerManager.registerConsumer).
-// A group whose members changed is told so (NOTIFY_CONSUMER_IDS_CHANGED to each member), and gets its retry topic.
+// Every group gets its retry topic; a clustering group whose members or subscriptions changed is told so
+// (NOTIFY_CONSUMER_IDS_CHANGED to each member).
 func (cs *clients) heartbeat(c *conn, req *remoting.Command) *remoting.Command {
 	var hb heartbeatData
 	if err := json.Unmarshal(req.Body, &hb); err != nil {
@@ -64,15 +65,21 @@ func (cs *clients) heartbeat(c *conn, req *remoting.Command) *remoting.Command {
 		for _, s := range cd.SubscriptionDataSet {
 			subs[s.Topic] = s.SubString
 		}
+		// ConsumerManager.registerConsumer: a new channel (r1) or new subscriptions (r2) change the group, and a
+		// clustering group's members are told.
 		old := g[hb.ClientID]
-		if old == nil || old.conn != c {
+		if (old == nil || old.conn != c || !maps.Equal(old.subs, subs)) && cd.MessageModel != "BROADCASTING" {
 			changed = append(changed, cd.GroupName)
 		}
 		g[hb.ClientID] = &member{conn: c, subs: subs}
 	}
 	cs.mu.Unlock()
+	for _, cd := range hb.ConsumerDataSet {
+		if cd.GroupName != "" {
+			cs.b.retryTopic(cd.GroupName) // every heartbeat, as Java: created (and registered) the first time
+		}
+	}
 	for _, g := range changed {
-		cs.b.retryTopic(g)
 		cs.notify(g)
 	}
 	return success(nil, nil)
@@ -89,6 +96,9 @@ func (cs *clients) unregister(c *conn, req *remoting.Command) *remoting.Command 
 	g := cs.groups[group]
 	_, was := g[clientID]
 	delete(g, clientID)
+	if len(g) == 0 {
+		delete(cs.groups, group)
+	}
 	cs.mu.Unlock()
 	if was {
 		cs.notify(group)
@@ -106,6 +116,9 @@ func (cs *clients) dropConn(c *conn) {
 				delete(g, id)
 				changed = append(changed, name)
 			}
+		}
+		if len(g) == 0 {
+			delete(cs.groups, name)
 		}
 	}
 	cs.mu.Unlock()

@@ -3,6 +3,7 @@ package simbroker
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/rocketpilot/rocketpilot/remoting"
@@ -95,6 +96,24 @@ func DemoTopics(groups int, queues int32) map[string][]remoting.TopicConfig {
 		}
 	}
 	return out
+}
+
+// DemoOrderedTopic is the demo topic an operator would declare ordered in the NameServer's KV.
+const DemoOrderedTopic = "demo-orders-001"
+
+// DemoOrderConf is DemoOrderedTopic's order configuration for a demo of this size, as the NameServer's KV holds it
+// (namespace ORDER_TOPIC_CONFIG): "broker-a:8;broker-b:8", each group with its write queue count.
+func DemoOrderConf(groups int, queues int32) string {
+	topics := DemoTopics(groups, queues)
+	var parts []string
+	for _, g := range demoGroupNames(groups) {
+		for _, c := range topics[g] {
+			if c.TopicName == DemoOrderedTopic {
+				parts = append(parts, fmt.Sprintf("%s:%d", g, c.WriteQueueNums))
+			}
+		}
+	}
+	return strings.Join(parts, ";")
 }
 
 func demoGroupNames(groups int) []string {

@@ -220,8 +220,22 @@ func TestSendBackRetriesThenDeadLetters(t *testing.T) {
 		t.Fatalf("second send back: %d %s", r.Code, r.Remark)
 	}
 	dead := pullOne(DLQTopicPrefix + "g")
-	if dead.Properties[propRetryTopic] != "T" || string(dead.Body) != "payload" {
-		t.Fatalf("dead-lettered message: %v", dead.Properties)
+	if dead.Properties[propRetryTopic] != "T" || string(dead.Body) != "payload" || dead.ReconsumeTimes != 2 {
+		t.Fatalf("dead-lettered message: reconsume %d, props %v", dead.ReconsumeTimes, dead.Properties)
+	}
+
+	// A send to the retry topic goes to the dead-letter topic once its reconsume times exceed the maximum
+	// (handleRetryAndDLQ): 1 of at most 1 is kept, 2 is not. Either way the answer names the queue asked for.
+	retrySend := func(reconsume string) *remoting.Command {
+		t.Helper()
+		return rc.call(remoting.SendMessageV2, map[string]string{"a": "pg", "b": RetryTopicPrefix + "g", "e": "0", "f": "0",
+			"g": "0", "h": "0", "i": "", "j": reconsume, "l": "1"}, []byte("again-"+reconsume))
+	}
+	if r := retrySend("1"); r.Code != remoting.Success || r.Ext("queueId") != "0" || r.Ext("queueOffset") != "1" {
+		t.Fatalf("retry send within the maximum: %d %v", r.Code, r.ExtFields)
+	}
+	if r := retrySend("2"); r.Code != remoting.Success || r.Ext("queueId") != "0" || r.Ext("queueOffset") != "1" {
+		t.Fatalf("retry send beyond the maximum: %d %v (want the DLQ's second offset)", r.Code, r.ExtFields)
 	}
 	back["offset"] = "999999"
 	if r := rc.call(remoting.ConsumerSendMsgBack, back, nil); r.Code != remoting.SystemError || r.Remark != "look message by offset failed, 999999" {
@@ -229,8 +243,9 @@ func TestSendBackRetriesThenDeadLetters(t *testing.T) {
 	}
 }
 
-// Sends the Java broker refuses: an unknown topic, a read-only topic, a slave, a queue id beyond the topic's; and
-// a batch, stored as one message each in one queue.
+// Sends the Java broker refuses: an unknown topic, a read-only topic, a queue id beyond the topic's, a broker that
+// is not writable (a slave, or a master with SetWritable(false)); a batch, stored as one message each in one queue;
+// and a delayed send, answered with the queue it asked for although it waits in the delay topic.
 func TestSendRules(t *testing.T) {
 	b := startBroker(t, Options{Topics: []remoting.TopicConfig{topicConfig("T", 2),
 		{TopicName: "RO", ReadQueueNums: 1, WriteQueueNums: 1, Perm: remoting.PermRead}}})
@@ -257,6 +272,13 @@ func TestSendRules(t *testing.T) {
 	msgs, err := message.DecodeExts(p.Body)
 	if err != nil || len(msgs) != 2 || string(msgs[1].Body) != "two" || msgs[1].QueueOffset != 1 {
 		t.Fatalf("batch pulled %v, %v", msgs, err)
+	}
+	if r := sendV2(rc, "T", 1, "later", map[string]string{"DELAY": "1"}); r.Code != remoting.Success || r.Ext("queueId") != "1" {
+		t.Fatalf("delayed send: %d %v", r.Code, r.ExtFields)
+	}
+	slave := startBroker(t, Options{Name: "broker-a", Cluster: "DefaultCluster", ID: 1, Master: b})
+	if r := sendV2(dial(t, slave.Addr()), "T", 0, "x", nil); r.Code != remoting.NoPermission {
+		t.Fatalf("send to a slave: %d", r.Code)
 	}
 	b.SetWritable(false)
 	if r := sendV2(rc, "T", 0, "x", nil); r.Code != remoting.NoPermission {

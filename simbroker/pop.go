@@ -8,13 +8,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"weak"
 
 	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/remoting/message"
@@ -108,31 +106,21 @@ func (p *popState) notify() {
 	p.changed = make(chan struct{})
 }
 
-// popStates holds each store's pop state for as long as the store lives.
-var popStates struct {
-	sync.Mutex
-	m map[weak.Pointer[store]]*popState
+func newPopState() *popState {
+	return &popState{queues: map[popKey][]*checkpoint{}, cks: map[ckKey]*checkpoint{}, order: map[popKey]*orderInfo{},
+		changed: make(chan struct{})}
 }
 
-func (b *Broker) pops() *popState {
-	key := weak.Make(b.store)
-	popStates.Lock()
-	defer popStates.Unlock()
-	if popStates.m == nil {
-		popStates.m = map[weak.Pointer[store]]*popState{}
+// pops is the broker group's pop state: a slave serves its master's.
+func (b *Broker) pops() *popState { return b.store.pop }
+
+// group is the broker that owns the group's store, and so the timers of its pop state: a slave's master, so that
+// closing a slave does not cancel the revives of pops it served.
+func (b *Broker) group() *Broker {
+	if b.opts.Master != nil {
+		return b.opts.Master
 	}
-	p := popStates.m[key]
-	if p == nil {
-		p = &popState{queues: map[popKey][]*checkpoint{}, cks: map[ckKey]*checkpoint{}, order: map[popKey]*orderInfo{},
-			changed: make(chan struct{})}
-		popStates.m[key] = p
-		runtime.AddCleanup(b.store, func(k weak.Pointer[store]) {
-			popStates.Lock()
-			delete(popStates.m, k)
-			popStates.Unlock()
-		}, key)
-	}
-	return p
+	return b
 }
 
 // popHeader is PopMessageRequestHeader.
@@ -269,13 +257,14 @@ func (b *Broker) popHold(c *conn, req *remoting.Command, h popHeader, waits []<-
 			if chosen >= len(cases)-2 {
 				return // the connection or the broker is gone
 			}
+			timedOut := chosen == len(cases)-3 // popExpired could still say no within the deadline's millisecond
 			cfg, ok := b.store.topic(h.topic)
 			var resp *remoting.Command
 			if !ok {
 				resp = popResponse(remoting.TopicNotExist, fmt.Sprintf("topic[%s] not exist, apply first please! %s", h.topic, faqNoTopic))
 			} else {
 				resp, waits, changed = b.popOnce(h, cfg)
-				if resp == nil && b.popExpired(h) {
+				if resp == nil && (timedOut || b.popExpired(h)) {
 					resp = b.popNotFound(h)
 				}
 			}
@@ -397,7 +386,7 @@ func (b *Broker) popQueue(p *popState, run *popRun, topic string, queue int32, i
 		if h.order {
 			run.orderCount = p.updateOrder(run.orderCount, k, h.attemptID, run.popTime, h.invisible, offsets)
 			b.store.commitOffset(offsetKey{h.group, topic, queue}, offset)
-			b.schedule(time.Duration(h.invisible)*time.Millisecond, func() { b.popNotify(p) }) // lock free
+			b.group().schedule(time.Duration(h.invisible)*time.Millisecond, func() { b.popNotify(p) }) // lock free
 		} else {
 			ck := &checkpoint{key: ckKey{k, offset, run.popTime}, invisible: h.invisible, reviveQid: run.reviveQid,
 				offsets: offsets, next: r.next, ordered: true}
@@ -471,7 +460,7 @@ func (b *Broker) addCheckpoint(p *popState, ck *checkpoint) {
 		p.queues[ck.key.popKey] = append(p.queues[ck.key.popKey], ck)
 	}
 	d := time.Until(time.UnixMilli(ck.key.popTime + ck.invisible))
-	b.schedule(max(d, 0), func() { b.revive(p, ck) })
+	b.group().schedule(max(d, 0), func() { b.revive(p, ck) })
 }
 
 // commitOffsets commits a queue's consume offset past the checkpoints at its head that are done, in order.
@@ -834,7 +823,7 @@ func (b *Broker) changeInvisible(c *conn, req *remoting.Command) *remoting.Comma
 				o.nextVisible = map[int64]int64{}
 			}
 			o.nextVisible[h.offset] = next
-			b.schedule(time.Duration(h.invisible)*time.Millisecond, func() { b.popNotify(p) })
+			b.group().schedule(time.Duration(h.invisible)*time.Millisecond, func() { b.popNotify(p) })
 		}
 		return answer(remoting.Success, notSetRemark, info.PopTime, next-info.PopTime, info.ReviveQid)
 	}

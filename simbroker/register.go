@@ -126,8 +126,9 @@ func (r *registrar) call(ns string, req *remoting.Command) (*remoting.Command, e
 // its topics dropped.
 func registerRequest(b *Broker) *remoting.Command {
 	topics, version := b.store.topicConfigs()
+	actingMaster := false // BrokerConfig.enableSlaveActingMaster's default; a 5.x broker always sends the field
 	h := remoting.RegisterBrokerHeader{BrokerName: b.opts.Name, BrokerAddr: b.Addr(), ClusterName: b.opts.Cluster,
-		HAServerAddr: b.Addr(), BrokerID: b.opts.ID}
+		HAServerAddr: b.Addr(), BrokerID: b.opts.ID, EnableActingMaster: &actingMaster}
 	if t := b.opts.HeartbeatTimeout; t > 0 {
 		ms := t.Milliseconds()
 		h.HeartbeatTimeoutMillis = &ms

@@ -80,6 +80,17 @@ func (h *headerFields) int64(name string, required bool) int64 {
 
 func (h *headerFields) int32(name string, required bool) int32 { return int32(h.int64(name, required)) }
 
+// optInt32 is an optional number field, def when the header does not carry it.
+func (h *headerFields) optInt32(name string, def int32) int32 {
+	if _, ok := h.ext[name]; !ok {
+		return def
+	}
+	return h.int32(name, false)
+}
+
+// defaultMaxReconsumeTimes is SubscriptionGroupConfig.retryMaxTimes, used when a request names no maximum.
+const defaultMaxReconsumeTimes = 16
+
 func (h *headerFields) bool(name string) bool { return strings.EqualFold(h.ext[name], "true") }
 
 func readSendHeader(req *remoting.Command) (sendHeader, error) {
@@ -103,7 +114,7 @@ func readSendHeader(req *remoting.Command) (sendHeader, error) {
 		flag:              f.int32("flag", true),
 		properties:        f.str("properties", false),
 		reconsumeTimes:    f.int32("reconsumeTimes", false),
-		maxReconsumeTimes: f.int32("maxReconsumeTimes", false),
+		maxReconsumeTimes: f.optInt32("maxReconsumeTimes", defaultMaxReconsumeTimes),
 		batch:             f.bool("batch"),
 	}
 	return h, f.err
@@ -183,12 +194,12 @@ func (b *Broker) send(c *conn, req *remoting.Command) *remoting.Command {
 	for i, stored := range exts {
 		ids[i] = message.OffsetMsgID(stored.StoreHost, stored.CommitLogOffset)
 	}
-	first := exts[0]
-	// SendMessageResponseHeader
+	// SendMessageResponseHeader: the queue the request asked for (or the one picked for it), even when the message
+	// went to the delay or dead-letter topic; the offset where it was stored (AppendMessageResult.logicsOffset).
 	return success(map[string]string{
 		"msgId":       strings.Join(ids, ","),
-		"queueId":     strconv.Itoa(int(first.QueueID)),
-		"queueOffset": strconv.FormatInt(first.QueueOffset, 10),
+		"queueId":     strconv.Itoa(int(h.queueID)),
+		"queueOffset": strconv.FormatInt(exts[0].QueueOffset, 10),
 	}, nil)
 }
 
@@ -225,10 +236,7 @@ func (b *Broker) createTopic(name string) remoting.TopicConfig {
 // toDLQIfSpent sends a message of a retry topic that used up its reconsume times to the group's dead-letter topic
 // instead (handleRetryAndDLQ).
 func (b *Broker) toDLQIfSpent(m *message.Ext, group string, maxReconsume int32) {
-	if maxReconsume <= 0 {
-		maxReconsume = 16
-	}
-	if m.ReconsumeTimes >= maxReconsume {
+	if m.ReconsumeTimes > maxReconsume { // handleRetryAndDLQ: more than the maximum (send back uses >=)
 		b.toDLQ(m, group)
 	}
 }
@@ -284,7 +292,7 @@ func (b *Broker) sendBack(c *conn, req *remoting.Command) *remoting.Command {
 	group := f.str("group", true)
 	delayLevel := f.int32("delayLevel", true)
 	originMsgID := f.str("originMsgId", false)
-	maxReconsume := f.int32("maxReconsumeTimes", false)
+	maxReconsume := f.optInt32("maxReconsumeTimes", defaultMaxReconsumeTimes)
 	if f.err != nil {
 		return response(remoting.SystemError, f.err.Error())
 	}
@@ -299,9 +307,6 @@ func (b *Broker) sendBack(c *conn, req *remoting.Command) *remoting.Command {
 	if props[propRetryTopic] == "" {
 		props[propRetryTopic] = orig.Topic
 	}
-	if maxReconsume <= 0 {
-		maxReconsume = 16
-	}
 	if props[propOriginMessageID] == "" {
 		if originMsgID == "" {
 			originMsgID = message.OffsetMsgID(orig.StoreHost, orig.CommitLogOffset)
@@ -312,8 +317,7 @@ func (b *Broker) sendBack(c *conn, req *remoting.Command) *remoting.Command {
 	m := &message.Ext{Message: message.Message{Topic: cfg.TopicName, Flag: orig.Flag, Body: orig.Body, Properties: props},
 		SysFlag: orig.SysFlag, BornTimestamp: orig.BornTimestamp, BornHost: orig.BornHost, ReconsumeTimes: orig.ReconsumeTimes + 1}
 	if orig.ReconsumeTimes >= maxReconsume || delayLevel < 0 {
-		m.ReconsumeTimes = orig.ReconsumeTimes // the spent message keeps its count in the DLQ
-		b.toDLQ(m, group)
+		b.toDLQ(m, group) // with its reconsume times + 1 too, as Java sets them after either branch
 	} else {
 		if delayLevel == 0 {
 			delayLevel = 3 + orig.ReconsumeTimes

@@ -55,6 +55,8 @@ type store struct {
 	offsets   map[offsetKey]int64 // consumer offsets
 	locks     map[offsetKey]lock
 	dropped   int64 // messages dropped from full queues, oldest first
+
+	pop *popState // the group's pop state, which lives with its store (it has its own lock)
 }
 
 type lock struct {
@@ -64,7 +66,7 @@ type lock struct {
 
 func newStore(capacity int) *store {
 	return &store{capacity: capacity, topics: map[string]*topicState{}, byPhys: map[int64]*stored{},
-		offsets: map[offsetKey]int64{}, locks: map[offsetKey]lock{}}
+		offsets: map[offsetKey]int64{}, locks: map[offsetKey]lock{}, pop: newPopState()}
 }
 
 // setTopic creates or updates a topic; queues only grow (Java never shrinks a topic's queues in place).

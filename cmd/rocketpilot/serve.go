@@ -172,7 +172,7 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 		}
 		defer ns.Close()
 		// The order configuration of an ordered demo topic, as an operator would put it in the NameServer's KV.
-		ns.SetKV(embedded.NamespaceOrderTopicConfig, "demo-orders-001", "broker-a:8;broker-b:8")
+		ns.SetKV(embedded.NamespaceOrderTopicConfig, simbroker.DemoOrderedTopic, simbroker.DemoOrderConf(o.demoGroups, o.demoQueues))
 		brokers, err := simbroker.StartDemo(simbroker.DemoOptions{NameServers: []string{ns.Addr()}, Groups: o.demoGroups,
 			Queues: o.demoQueues, QueueCapacity: o.demoCapacity, Logger: log.With("component", "demo-broker")})
 		if err != nil {

@@ -98,7 +98,7 @@ func BenchmarkUnknownName(b *testing.B) {
 }
 
 func benchmarkUnknownName(b *testing.B, compression string) {
-	s := startStackWith(b, embedded.LoadDemo, Options{Compression: compression, Stats: NewWireStats()}) // as serve runs it
+	s := startStackWith(b, embedded.LoadDemo, Options{Compression: compression, Stats: NewWireStats()}) // the options serve sets
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	openStreams(b, ctx, s.addr, 1000, func(int) string { return "TopicTest" }, nil)
@@ -129,7 +129,7 @@ func BenchmarkFanout(b *testing.B) {
 }
 
 func benchmarkFanout(b *testing.B, compression string) {
-	s := startStackWith(b, embedded.LoadDemo, Options{Compression: compression, Stats: NewWireStats()}) // as serve runs it
+	s := startStackWith(b, embedded.LoadDemo, Options{Compression: compression, Stats: NewWireStats()}) // the options serve sets
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const topic = "fanout-topic"
