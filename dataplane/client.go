@@ -1,0 +1,348 @@
+package dataplane
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rocketpilot/rocketpilot/remoting"
+	"github.com/rocketpilot/rocketpilot/xds/sidecar"
+	"github.com/rocketpilot/rocketpilot/xds/translate"
+)
+
+// clientConn is one application connection to a group's port, with its upstream connections, one per broker it
+// reached. The application's request ids are kept; the brokers' requests to the application are given ids of the
+// proxy's, remembered in pushed until answered.
+type clientConn struct {
+	p     *Proxy
+	group string
+	nc    net.Conn
+	wmu   sync.Mutex
+
+	mu     sync.Mutex
+	ups    map[string]*upstream    // broker address → connection
+	pushed map[int32]pushedRequest // the proxy's id → where a broker's request came from
+	closed bool
+	next   atomic.Int32
+}
+
+// pushedRequest is a request a broker sent to the application, awaiting its answer.
+type pushedRequest struct {
+	up     *upstream
+	opaque int32
+}
+
+// upstream is one connection to a broker on behalf of one application connection.
+type upstream struct {
+	addr string
+	nc   net.Conn
+	wmu  sync.Mutex
+
+	mu      sync.Mutex
+	pending map[int32]*remoting.Command // the application's requests awaiting an answer, by id
+	dead    bool
+}
+
+// serveClient proxies one application connection to the group's port until either side ends it.
+func (p *Proxy) serveClient(group string, nc net.Conn) {
+	c := &clientConn{p: p, group: group, nc: nc, ups: map[string]*upstream{}, pushed: map[int32]pushedRequest{}}
+	defer c.close()
+	r := remoting.NewReader(nc, p.opts.MaxFrameSize)
+	for {
+		cmd, err := r.Read()
+		if err != nil {
+			return
+		}
+		if cmd.IsResponse() {
+			c.answerPushed(cmd)
+			continue
+		}
+		c.forward(cmd)
+	}
+}
+
+// forward sends one application request to the broker its route picks, or answers it with the error a broker
+// would send.
+func (c *clientConn) forward(req *remoting.Command) {
+	addr, fail := c.target(req)
+	if fail != nil {
+		c.reply(req, fail)
+		return
+	}
+	up, err := c.upstream(addr)
+	if err != nil {
+		c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: broker "+addr+" of group "+c.group+" unreachable: "+err.Error()))
+		return
+	}
+	if !req.IsOneway() {
+		up.mu.Lock()
+		if up.dead {
+			up.mu.Unlock()
+			c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: the connection to broker "+addr+" closed"))
+			return
+		}
+		// What an error answer needs, not the body.
+		up.pending[req.Opaque] = &remoting.Command{Code: req.Code, Opaque: req.Opaque, Flag: req.Flag, HeaderType: req.HeaderType}
+		up.mu.Unlock()
+	}
+	if err := up.write(req); err != nil {
+		c.dropUpstream(up, err)
+	}
+}
+
+// target is the broker address a request goes to: for a send, a writable master of the topic's route (the
+// queue rewritten when the group changes); for anything else, the master of the port's group.
+func (c *clientConn) target(req *remoting.Command) (string, *remoting.Command) {
+	switch req.Code {
+	case remoting.SendMessage, remoting.SendMessageV2, remoting.SendBatchMessage:
+		return c.sendTarget(req)
+	}
+	if addr := c.p.master(c.group); addr != "" {
+		return addr, nil
+	}
+	return "", errorResponse(req, remoting.SystemError, "sidecar: no master of broker group "+c.group+" in the served routes")
+}
+
+// sendHeader names a send's topic and queue fields: SendMessageRequestHeaderV2's short names, or V1's.
+func sendFields(req *remoting.Command) (topicKey, queueKey string) {
+	if _, v2 := req.ExtFields["b"]; v2 {
+		return "b", "e"
+	}
+	return "topic", "queueId"
+}
+
+func (c *clientConn) sendTarget(req *remoting.Command) (string, *remoting.Command) {
+	topicKey, queueKey := sendFields(req)
+	topic := req.Ext(topicKey)
+	r, err := c.p.route(topic)
+	if err != nil || r == nil {
+		// A topic the control plane does not route (a retry topic, say): the broker the client chose decides.
+		if addr := c.p.master(c.group); addr != "" && (err == nil || errors.Is(err, sidecar.ErrTopicNotFound)) {
+			return addr, nil
+		}
+		reason := "no route"
+		if err != nil {
+			reason = err.Error()
+		}
+		return "", errorResponse(req, remoting.SystemError, "sidecar: cannot route a send to "+topic+": "+reason)
+	}
+	pick, ok := pickSendGroup(r, c.group, r.Data.OrderTopicConf != "")
+	if !ok {
+		return "", errorResponse(req, remoting.NoPermission, "sidecar: no writable broker serves topic["+topic+"]")
+	}
+	if pick.BrokerName != c.group {
+		q := writeQueues(r.Data, pick.BrokerName)
+		if q <= 0 {
+			return "", errorResponse(req, remoting.NoPermission, "sidecar: broker group "+pick.BrokerName+" has no write queue of topic["+topic+"]")
+		}
+		ext := make(map[string]string, len(req.ExtFields))
+		for k, v := range req.ExtFields {
+			ext[k] = v
+		}
+		ext[queueKey] = strconv.Itoa(rand.IntN(int(q)))
+		req.ExtFields = ext
+	}
+	return pick.Addr, nil
+}
+
+// pickSendGroup picks where a send goes among the route's writable masters: the client's group when it is one of
+// them and no weights are set (or the topic is ordered, where a queue must stay a queue), else one drawn by
+// weight (equal chances without weights).
+func pickSendGroup(r *sidecar.Route, client string, ordered bool) (translate.Target, bool) {
+	targets := make([]translate.Target, 0, len(r.Send))
+	for _, t := range r.Send {
+		if t.BrokerID == 0 {
+			targets = append(targets, t)
+		}
+	}
+	if len(targets) == 0 {
+		return translate.Target{}, false
+	}
+	var total uint64
+	for _, t := range targets {
+		total += uint64(t.Weight)
+	}
+	if total == 0 || ordered {
+		for _, t := range targets {
+			if t.BrokerName == client {
+				return t, true
+			}
+		}
+	}
+	if total == 0 {
+		return targets[rand.IntN(len(targets))], true
+	}
+	n := rand.Uint64N(total)
+	for _, t := range targets {
+		if n < uint64(t.Weight) {
+			return t, true
+		}
+		n -= uint64(t.Weight)
+	}
+	return targets[len(targets)-1], true
+}
+
+// writeQueues is a group's write queue count in a route.
+func writeQueues(data *remoting.TopicRouteData, group string) int32 {
+	for _, q := range data.QueueDatas {
+		if q.BrokerName == group {
+			return q.WriteQueueNums
+		}
+	}
+	return 0
+}
+
+// upstream returns the connection to a broker, dialled on first use.
+func (c *clientConn) upstream(addr string) (*upstream, error) {
+	c.mu.Lock()
+	if up := c.ups[addr]; up != nil || c.closed {
+		c.mu.Unlock()
+		if up == nil {
+			return nil, errors.New("closed")
+		}
+		return up, nil
+	}
+	c.mu.Unlock()
+	nc, err := net.DialTimeout("tcp", addr, c.p.opts.DialTimeout)
+	if err != nil {
+		return nil, err
+	}
+	up := &upstream{addr: addr, nc: nc, pending: map[int32]*remoting.Command{}}
+	c.mu.Lock()
+	if old := c.ups[addr]; old != nil || c.closed {
+		c.mu.Unlock()
+		nc.Close()
+		if old == nil {
+			return nil, errors.New("closed")
+		}
+		return old, nil
+	}
+	c.ups[addr] = up
+	c.p.wg.Add(1) // within serveClient's own count, so never after Close's Wait saw zero
+	c.mu.Unlock()
+	go func() {
+		defer c.p.wg.Done()
+		c.readUpstream(up)
+	}()
+	return up, nil
+}
+
+// readUpstream passes a broker's answers and requests to the application until the connection ends.
+func (c *clientConn) readUpstream(up *upstream) {
+	r := remoting.NewReader(up.nc, c.p.opts.MaxFrameSize)
+	for {
+		cmd, err := r.Read()
+		if err != nil {
+			c.dropUpstream(up, err)
+			return
+		}
+		if cmd.IsResponse() {
+			up.mu.Lock()
+			_, ok := up.pending[cmd.Opaque]
+			delete(up.pending, cmd.Opaque)
+			up.mu.Unlock()
+			if ok {
+				c.write(cmd)
+			}
+			continue
+		}
+		// A broker's request to the application: an id of the proxy's, so that two brokers' ids cannot clash.
+		id := c.next.Add(1)
+		if !cmd.IsOneway() {
+			c.mu.Lock()
+			c.pushed[id] = pushedRequest{up: up, opaque: cmd.Opaque}
+			c.mu.Unlock()
+		}
+		cmd.Opaque = id
+		c.write(cmd)
+	}
+}
+
+// answerPushed passes the application's answer to a broker's request back to that broker, with its own id.
+func (c *clientConn) answerPushed(resp *remoting.Command) {
+	c.mu.Lock()
+	pr, ok := c.pushed[resp.Opaque]
+	delete(c.pushed, resp.Opaque)
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	resp.Opaque = pr.opaque
+	if err := pr.up.write(resp); err != nil {
+		c.dropUpstream(pr.up, err)
+	}
+}
+
+// dropUpstream closes a broker connection and answers what it still owed the application, so that no request
+// waits for its timeout.
+func (c *clientConn) dropUpstream(up *upstream, cause error) {
+	up.mu.Lock()
+	if up.dead {
+		up.mu.Unlock()
+		return
+	}
+	up.dead = true
+	pending := up.pending
+	up.pending = nil
+	up.mu.Unlock()
+	up.nc.Close()
+	c.mu.Lock()
+	if c.ups[up.addr] == up {
+		delete(c.ups, up.addr)
+	}
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return
+	}
+	for _, req := range pending {
+		c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: the connection to broker "+up.addr+" closed: "+cause.Error()))
+	}
+}
+
+func (c *clientConn) reply(req *remoting.Command, resp *remoting.Command) {
+	if req.IsOneway() {
+		return
+	}
+	c.write(resp)
+}
+
+func (c *clientConn) write(cmd *remoting.Command) {
+	frame, err := remoting.Encode(cmd)
+	if err != nil {
+		c.p.log.Warn("encode a frame for the application", "err", err)
+		return
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if _, err := c.nc.Write(frame); err != nil {
+		c.nc.Close()
+	}
+}
+
+func (up *upstream) write(cmd *remoting.Command) error {
+	frame, err := remoting.Encode(cmd)
+	if err != nil {
+		return err
+	}
+	up.wmu.Lock()
+	defer up.wmu.Unlock()
+	_, err = up.nc.Write(frame)
+	return err
+}
+
+// close ends the application connection and its upstream connections.
+func (c *clientConn) close() {
+	c.mu.Lock()
+	c.closed = true
+	ups := c.ups
+	c.ups = map[string]*upstream{}
+	c.mu.Unlock()
+	c.nc.Close()
+	for _, up := range ups {
+		c.dropUpstream(up, net.ErrClosed)
+	}
+}

@@ -1,0 +1,239 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/rocketpilot/rocketpilot/remoting"
+	"github.com/rocketpilot/rocketpilot/xds/sidecar"
+)
+
+// Routes is where the proxy reads a topic's served route: *sidecar.Client, subscribed on first use.
+type Routes interface {
+	Route(ctx context.Context, topic string) (*sidecar.Route, error)
+}
+
+// Options configure a Proxy. Zero values take the defaults in parentheses.
+type Options struct {
+	// Listen is the NameServer address the application is given ("127.0.0.1:9876").
+	Listen string
+	// BrokerHost is the host of the ports the proxy opens, one per broker group ("127.0.0.1").
+	BrokerHost string
+	// Routes are the served routes.
+	Routes Routes
+	// RouteTimeout bounds the wait for a topic's route the proxy does not hold yet (3s).
+	RouteTimeout time.Duration
+	// DialTimeout bounds a connection to a broker (3s).
+	DialTimeout time.Duration
+	// MaxFrameSize bounds a frame from either side (remoting.DefaultMaxFrameSize).
+	MaxFrameSize int
+	Logger       *slog.Logger
+}
+
+// Proxy is the sidecar's proxy. Its methods are safe for concurrent use.
+type Proxy struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	ns      net.Listener
+	groups  map[string]*group // broker group name → its port
+	conns   map[io.Closer]struct{}
+	closed  bool
+	wg      sync.WaitGroup
+	started bool
+}
+
+// group is one broker group as the application sees it: a port of the proxy, and the group's master as the
+// control plane last served it.
+type group struct {
+	name   string
+	ln     net.Listener
+	master string // host:port, "" when no served route names one
+}
+
+// New returns a proxy; it listens once started.
+func New(opts Options) *Proxy {
+	if opts.Listen == "" {
+		opts.Listen = "127.0.0.1:9876"
+	}
+	if opts.BrokerHost == "" {
+		opts.BrokerHost = "127.0.0.1"
+	}
+	if opts.RouteTimeout <= 0 {
+		opts.RouteTimeout = 3 * time.Second
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = 3 * time.Second
+	}
+	if opts.MaxFrameSize <= 0 {
+		opts.MaxFrameSize = remoting.DefaultMaxFrameSize
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Proxy{opts: opts, log: log, groups: map[string]*group{}, conns: map[io.Closer]struct{}{}}
+}
+
+// Start listens on the NameServer address.
+func (p *Proxy) Start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.started {
+		return errors.New("dataplane: already started or closed")
+	}
+	ln, err := net.Listen("tcp", p.opts.Listen)
+	if err != nil {
+		return fmt.Errorf("dataplane: listen on %s: %w", p.opts.Listen, err)
+	}
+	p.ns, p.started = ln, true
+	p.wg.Add(1)
+	go p.accept(ln, p.serveNameServer)
+	p.log.Info("sidecar listening for the application", "namesrv", ln.Addr().String())
+	return nil
+}
+
+// Addr is the NameServer address the proxy listens on.
+func (p *Proxy) Addr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ns == nil {
+		return ""
+	}
+	return p.ns.Addr().String()
+}
+
+// GroupAddr is the proxy's port for a broker group, "" before a route named the group.
+func (p *Proxy) GroupAddr(name string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if g := p.groups[name]; g != nil {
+		return g.ln.Addr().String()
+	}
+	return ""
+}
+
+// Close stops listening and closes every connection.
+func (p *Proxy) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	if p.ns != nil {
+		p.ns.Close()
+	}
+	for _, g := range p.groups {
+		g.ln.Close()
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+	return nil
+}
+
+func (p *Proxy) accept(ln net.Listener, serve func(net.Conn)) {
+	defer p.wg.Done()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			nc.Close()
+			return
+		}
+		p.conns[nc] = struct{}{}
+		p.wg.Add(1)
+		p.mu.Unlock()
+		go func() {
+			defer p.wg.Done()
+			defer p.forget(nc)
+			serve(nc)
+		}()
+	}
+}
+
+func (p *Proxy) forget(c io.Closer) {
+	c.Close()
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+}
+
+// learn records the groups of a served route: each gets its port (opened on first sight) and its master's address.
+// It returns the route as the application must see it: every group at the proxy's port for it.
+func (p *Proxy) learn(data *remoting.TopicRouteData) (*remoting.TopicRouteData, error) {
+	out := *data
+	out.BrokerDatas = make([]remoting.BrokerData, 0, len(data.BrokerDatas))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, errors.New("dataplane: closed")
+	}
+	for _, bd := range data.BrokerDatas {
+		g := p.groups[bd.BrokerName]
+		if g == nil {
+			ln, err := net.Listen("tcp", net.JoinHostPort(p.opts.BrokerHost, "0"))
+			if err != nil {
+				return nil, fmt.Errorf("dataplane: a port for broker group %s: %w", bd.BrokerName, err)
+			}
+			g = &group{name: bd.BrokerName, ln: ln}
+			p.groups[bd.BrokerName] = g
+			p.wg.Add(1)
+			go p.accept(ln, func(nc net.Conn) { p.serveClient(g.name, nc) })
+			p.log.Info("broker group port", "group", g.name, "addr", ln.Addr().String())
+		}
+		g.master = bd.BrokerAddrs[0]
+		local := bd
+		local.BrokerAddrs = map[int64]string{0: g.ln.Addr().String()}
+		out.BrokerDatas = append(out.BrokerDatas, local)
+	}
+	out.FilterServerTable = map[string][]string{}
+	return &out, nil
+}
+
+// master is a group's master address as last served, or "".
+func (p *Proxy) master(name string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if g := p.groups[name]; g != nil {
+		return g.master
+	}
+	return ""
+}
+
+// route reads a topic's served route, waiting at most RouteTimeout for one the proxy does not hold yet.
+func (p *Proxy) route(topic string) (*sidecar.Route, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.RouteTimeout)
+	defer cancel()
+	r, err := p.opts.Routes.Route(ctx, topic)
+	if err == nil && r != nil && r.Data != nil {
+		if _, lerr := p.learn(r.Data); lerr != nil {
+			return nil, lerr
+		}
+	}
+	return r, err
+}
+
+// errorResponse is an answer the proxy gives itself, in the header serialization of the request.
+func errorResponse(req *remoting.Command, code int32, remark string) *remoting.Command {
+	resp := remoting.NewResponse(req, code, remark)
+	resp.HeaderType = req.HeaderType
+	return resp
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,342 @@
+package dataplane
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rocketpilot/rocketpilot/controlplane"
+	"github.com/rocketpilot/rocketpilot/internal/leakcheck"
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
+	"github.com/rocketpilot/rocketpilot/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting/message"
+	"github.com/rocketpilot/rocketpilot/simbroker"
+	"github.com/rocketpilot/rocketpilot/xds/server"
+	"github.com/rocketpilot/rocketpilot/xds/sidecar"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
+
+// mesh is the whole path on loopback: the demo's simulated brokers registered with an embedded NameServer, a
+// control plane watching it (with the TopicRoutes of a config directory), a sidecar's xDS client and its proxy.
+type mesh struct {
+	ns    *embedded.NameServer
+	demo  *simbroker.Demo
+	dir   string
+	proxy *Proxy
+}
+
+func startMesh(t *testing.T, policies map[string]string) *mesh {
+	t.Helper()
+	ns := embedded.New(embedded.Options{Addr: "127.0.0.1:0"})
+	if err := ns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	demo, err := simbroker.StartDemo(simbroker.DemoOptions{NameServers: []string{ns.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(demo.Close)
+	dir := t.TempDir()
+	for name, body := range policies {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp, err := controlplane.New(controlplane.Config{
+		Stack: server.StackConfig{Grace: time.Second},
+		Sources: controlplane.SourcesConfig{NameServers: []string{ns.Addr()}, ConfigDir: dir, ConfigPoll: 50 * time.Millisecond,
+			Watch: watcher.Options{RateLimit: 1e6, Interval: 100 * time.Millisecond, BrokerInterval: 50 * time.Millisecond}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cp.Stop)
+	if err := cp.Start(context.Background()); err != nil { // its life: until Stop
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cp.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cp.Serve()
+	if err := cp.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	xc, err := sidecar.Dial(cp.Addr(), sidecar.Options{NodeID: "dataplane-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { xc.Close() })
+	p := New(Options{Listen: "127.0.0.1:0", Routes: xc})
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return &mesh{ns: ns, demo: demo, dir: dir, proxy: p}
+}
+
+// client speaks the remoting protocol as an application does: requests out, answers by id, and the requests a
+// broker pushes kept apart.
+type client struct {
+	t      *testing.T
+	nc     net.Conn
+	mu     sync.Mutex
+	next   int32
+	waits  map[int32]chan *remoting.Command
+	pushed chan *remoting.Command
+	done   chan struct{}
+}
+
+func dial(t *testing.T, addr string) *client {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &client{t: t, nc: nc, waits: map[int32]chan *remoting.Command{}, pushed: make(chan *remoting.Command, 16), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		r := remoting.NewReader(nc, 0)
+		for {
+			cmd, err := r.Read()
+			if err != nil {
+				return
+			}
+			if !cmd.IsResponse() {
+				c.pushed <- cmd
+				continue
+			}
+			c.mu.Lock()
+			ch := c.waits[cmd.Opaque]
+			delete(c.waits, cmd.Opaque)
+			c.mu.Unlock()
+			if ch != nil {
+				ch <- cmd
+			}
+		}
+	}()
+	t.Cleanup(func() { nc.Close(); <-c.done })
+	return c
+}
+
+func (c *client) call(code int32, ext map[string]string, body []byte) *remoting.Command {
+	c.t.Helper()
+	req := remoting.NewRequest(code, ext)
+	req.Body = body
+	ch := make(chan *remoting.Command, 1)
+	c.mu.Lock()
+	c.next++
+	req.Opaque = c.next
+	c.waits[req.Opaque] = ch
+	c.mu.Unlock()
+	frame, err := remoting.Encode(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := c.nc.Write(frame); err != nil {
+		c.t.Fatal(err)
+	}
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(10 * time.Second):
+		c.t.Fatalf("no answer to %d", code)
+		return nil
+	}
+}
+
+// route asks the sidecar's NameServer port for a topic's route.
+func route(t *testing.T, p *Proxy, topic string) (*remoting.TopicRouteData, *remoting.Command) {
+	t.Helper()
+	r := dial(t, p.Addr()).call(remoting.GetRouteInfoByTopic, map[string]string{"topic": topic}, nil)
+	if r.Code != remoting.Success {
+		return nil, r
+	}
+	data, err := remoting.DecodeTopicRouteData(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data, r
+}
+
+func send(c *client, topic string, queue int, body string) *remoting.Command {
+	c.t.Helper()
+	return c.call(remoting.SendMessageV2, map[string]string{"a": "pg", "b": topic, "c": "TBW102", "d": "4",
+		"e": strconv.Itoa(queue), "f": "0", "g": strconv.FormatInt(time.Now().UnixMilli(), 10), "h": "0",
+		"i": message.EncodeProperties(map[string]string{"UNIQ_KEY": body}), "j": "0", "k": "false", "m": "false"}, []byte(body))
+}
+
+// stored is how many messages of a topic a broker group's master holds, over its queues.
+func stored(t *testing.T, m *mesh, group, topic string) int64 {
+	t.Helper()
+	c := dial(t, m.demo.Broker(group, 0).Addr())
+	var n int64
+	for q := range 8 {
+		r := c.call(remoting.GetMaxOffset, map[string]string{"topic": topic, "queueId": strconv.Itoa(q)}, nil)
+		if r.Code != remoting.Success {
+			break
+		}
+		v, _ := strconv.ParseInt(r.Ext("offset"), 10, 64)
+		n += v
+	}
+	return n
+}
+
+// A route query through the sidecar answers the served route with every group at a port of the sidecar's; a
+// send to a group's port is stored by that group's master, and a pull through the port reads it back.
+func TestRouteSendPull(t *testing.T) {
+	m := startMesh(t, nil)
+	data, r0 := route(t, m.proxy, simbroker.DemoTopic)
+	if data == nil {
+		t.Fatalf("route of %s: %d %s", simbroker.DemoTopic, r0.Code, r0.Remark)
+	}
+	if len(data.BrokerDatas) != 2 || len(data.QueueDatas) != 2 {
+		t.Fatalf("route %+v", data)
+	}
+	for _, bd := range data.BrokerDatas {
+		if want := m.proxy.GroupAddr(bd.BrokerName); len(bd.BrokerAddrs) != 1 || bd.BrokerAddrs[0] != want || want == "" {
+			t.Fatalf("group %s at %v, want only the sidecar's port %s", bd.BrokerName, bd.BrokerAddrs, want)
+		}
+	}
+	if _, r := route(t, m.proxy, "no-such-topic"); r == nil || r.Code != remoting.TopicNotExist {
+		t.Fatalf("unknown topic answered %v", r)
+	}
+
+	b := dial(t, m.proxy.GroupAddr("broker-b"))
+	r := send(b, simbroker.DemoTopic, 2, "hello")
+	if r.Code != remoting.Success || r.Ext("queueId") != "2" {
+		t.Fatalf("send through the sidecar: %d %s %v", r.Code, r.Remark, r.ExtFields)
+	}
+	if got := stored(t, m, "broker-b", simbroker.DemoTopic); got != 1 {
+		t.Fatalf("broker-b holds %d messages of %s, want 1", got, simbroker.DemoTopic)
+	}
+	p := b.call(remoting.PullMessage, map[string]string{"consumerGroup": "cg", "topic": simbroker.DemoTopic, "queueId": "2",
+		"queueOffset": "0", "maxMsgNums": "32", "sysFlag": "2", "commitOffset": "0", "suspendTimeoutMillis": "0",
+		"subscription": "*", "subVersion": "0"}, nil)
+	msgs, err := message.DecodeExts(p.Body)
+	if p.Code != remoting.Success || err != nil || len(msgs) != 1 || string(msgs[0].Body) != "hello" {
+		t.Fatalf("pull through the sidecar: %d %s, %v %v", p.Code, p.Remark, msgs, err)
+	}
+}
+
+// A drain is applied to real traffic: a send the client addressed to the drained group is stored by the other
+// writable group, in one of its queues.
+func TestDrainOnRealTraffic(t *testing.T) {
+	m := startMesh(t, map[string]string{"drain.yaml": `apiVersion: rocketpilot.io/v1alpha1
+kind: TopicRoute
+metadata: {name: drain-b}
+spec:
+  topics: {exact: [TopicTest]}
+  drain: {brokerNames: [broker-b]}
+`})
+	route(t, m.proxy, simbroker.DemoTopic)
+	b := dial(t, m.proxy.GroupAddr("broker-b"))
+	for i := range 20 {
+		if r := send(b, simbroker.DemoTopic, 3, "m"+strconv.Itoa(i)); r.Code != remoting.Success {
+			t.Fatalf("send %d: %d %s", i, r.Code, r.Remark)
+		}
+	}
+	if a, bb := stored(t, m, "broker-a", simbroker.DemoTopic), stored(t, m, "broker-b", simbroker.DemoTopic); a != 20 || bb != 0 {
+		t.Fatalf("broker-a holds %d, broker-b %d; want all 20 on broker-a", a, bb)
+	}
+}
+
+// A weighted TopicRoute splits real sends by its weights, counted at the brokers.
+func TestWeightsOnRealTraffic(t *testing.T) {
+	m := startMesh(t, map[string]string{"weights.yaml": `apiVersion: rocketpilot.io/v1alpha1
+kind: TopicRoute
+metadata: {name: split}
+spec:
+  topics: {exact: [TopicTest]}
+  send:
+    backends:
+      - {brokerNames: [broker-a], weight: 80}
+      - {brokerNames: [broker-b], weight: 20}
+`})
+	route(t, m.proxy, simbroker.DemoTopic)
+	const n = 2000
+	a := dial(t, m.proxy.GroupAddr("broker-a"))
+	for i := range n {
+		if r := send(a, simbroker.DemoTopic, i%4, "w"); r.Code != remoting.Success {
+			t.Fatalf("send %d: %d %s", i, r.Code, r.Remark)
+		}
+	}
+	onA := stored(t, m, "broker-a", simbroker.DemoTopic)
+	onB := stored(t, m, "broker-b", simbroker.DemoTopic)
+	share := float64(onA) / n * 100
+	t.Logf("%d sends: broker-a %d (%.1f%%), broker-b %d", n, onA, share, onB)
+	if onA+onB != n || share < 75 || share > 85 {
+		t.Fatalf("broker-a took %.1f%% of %d sends (b %d), want 80 ± 5", share, n, onB)
+	}
+}
+
+// A heartbeat through the sidecar registers the consumer with the broker, which tells the group's members when
+// it changes (NOTIFY_CONSUMER_IDS_CHANGED): the request reaches the application's connection.
+func TestBrokerRequestsReachTheApplication(t *testing.T) {
+	m := startMesh(t, nil)
+	route(t, m.proxy, simbroker.DemoTopic)
+	hb := func(id string) []byte {
+		return []byte(`{"clientID":"` + id + `","consumerDataSet":[{"groupName":"cg","consumeType":"CONSUME_PASSIVELY",` +
+			`"messageModel":"CLUSTERING","subscriptionDataSet":[{"topic":"TopicTest","subString":"*"}]}]}`)
+	}
+	first := dial(t, m.proxy.GroupAddr("broker-a"))
+	if r := first.call(remoting.HeartBeat, nil, hb("c1")); r.Code != remoting.Success {
+		t.Fatalf("heartbeat: %d %s", r.Code, r.Remark)
+	}
+	drain(first.pushed)
+	second := dial(t, m.proxy.GroupAddr("broker-a"))
+	if r := second.call(remoting.HeartBeat, nil, hb("c2")); r.Code != remoting.Success {
+		t.Fatalf("second heartbeat: %d %s", r.Code, r.Remark)
+	}
+	select {
+	case req := <-first.pushed:
+		if req.Code != remoting.NotifyConsumerIdsChanged || req.Ext("consumerGroup") != "cg" {
+			t.Fatalf("pushed %v", req)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first member was not told that its group changed")
+	}
+	r := first.call(remoting.GetConsumerListByGroup, map[string]string{"consumerGroup": "cg"}, nil)
+	if r.Code != remoting.Success || string(r.Body) != `{"consumerIdList":["c1","c2"]}` {
+		t.Fatalf("consumer list: %d %s", r.Code, r.Body)
+	}
+}
+
+// drain empties a channel of what is already in it.
+func drain(ch chan *remoting.Command) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}
+
+// A broker that cannot be reached is an error answer naming it, and the application's connection stays usable.
+func TestUnreachableBroker(t *testing.T) {
+	m := startMesh(t, nil)
+	route(t, m.proxy, simbroker.DemoTopic)
+	b := dial(t, m.proxy.GroupAddr("broker-b"))
+	m.demo.Broker("broker-b", 0).Stop()
+	r := b.call(remoting.QueryConsumerOffset, map[string]string{"consumerGroup": "cg", "topic": "TopicTest", "queueId": "0"}, nil)
+	if r.Code != remoting.SystemError {
+		t.Fatalf("query of a stopped broker: %d %s", r.Code, r.Remark)
+	}
+	t.Logf("answer: %s", r.Remark)
+	if err := m.demo.Broker("broker-b", 0).Start(); err != nil {
+		t.Fatal(err)
+	}
+	if r := send(b, simbroker.DemoTopic, 0, "back"); r.Code != remoting.Success {
+		t.Fatalf("send after the restart: %d %s", r.Code, r.Remark)
+	}
+}
