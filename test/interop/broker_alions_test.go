@@ -419,9 +419,20 @@ func checkDeliveries(t *testing.T, sent map[string]aliOnsMsg, c *aliOnsConsumer)
 // it receives only what is sent after.
 func TestAliOnsProducesAndConsumesThroughSimBrokers(t *testing.T) {
 	node := requireAliOns(t)
-	start := time.Now()
 	ns, demo := startDemoForAliOns(t)
-	nsAddr := ns.Addr()
+	aliOnsAcceptance(t, node, ns, demo, ns.Addr())
+}
+
+// TestAliOnsThroughSidecar is the same with ali-ons given only a sidecar's address as its NameServer.
+func TestAliOnsThroughSidecar(t *testing.T) {
+	node := requireAliOns(t)
+	ns, demo := startDemoForAliOns(t)
+	aliOnsAcceptance(t, node, ns, demo, startSidecar(t, &simCluster{ns: ns, demo: demo}))
+}
+
+// aliOnsAcceptance runs ali-ons' producer and consumer against the demo brokers, given nsAddr as their NameServer.
+func aliOnsAcceptance(t *testing.T, node string, ns *embedded.NameServer, demo *simbroker.Demo, nsAddr string) {
+	start := time.Now()
 	const n, group = 10000, "interop-alions-consumer"
 
 	c := startAliOnsConsumer(t, node, nsAddr, group, "consumer")

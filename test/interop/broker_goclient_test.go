@@ -83,11 +83,11 @@ func (l *goLedger) get(id string) *goSent {
 
 // produce sends totalSends messages to TopicTest in every mode the producer has, failing the test at the first
 // send that does not succeed.
-func produceGo(t *testing.T, c *simCluster) *goLedger {
+func produceGo(t *testing.T, nameServer string) *goLedger {
 	t.Helper()
 	l := &goLedger{}
-	p := startGoProducer(t, c.ns.Addr())
-	ordered := startGoProducer(t, c.ns.Addr(), producer.WithQueueSelector(producer.NewHashQueueSelector()))
+	p := startGoProducer(t, nameServer)
+	ordered := startGoProducer(t, nameServer, producer.WithQueueSelector(producer.NewHashQueueSelector()))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	id := func(i int) string { return fmt.Sprintf("m-%05d", i) }
@@ -257,10 +257,16 @@ func anyID(string) bool { return true }
 // intact, by a clustering push consumer; an orderly consumer receives the ordered ones in order; and a restarted
 // consumer of the first group resumes from the offsets the broker kept instead of receiving everything again.
 func TestGoClientProducesAndConsumesOnSimBrokers(t *testing.T) {
+	c := startSimCluster(t)
+	goClientAcceptance(t, c, c.ns.Addr())
+}
+
+// goClientAcceptance runs the Go client's acceptance against the cluster's brokers, the clients given nameServer
+// as their NameServer address: the embedded NameServer itself, or a sidecar in front of everything.
+func goClientAcceptance(t *testing.T, c *simCluster, nameServer string) {
 	clientErrors(t)
 	start := time.Now()
-	c := startSimCluster(t)
-	sent := produceGo(t, c)
+	sent := produceGo(t, nameServer)
 	t.Logf("sent %d messages (%d sync, %d async, %d one-way, %d in batches of %d, %d ordered) in %v",
 		totalSends, syncSends, asyncSends, onewaySends, batchSends, goBatchSize, orderedSends, time.Since(start).Round(time.Millisecond))
 
@@ -280,7 +286,7 @@ func TestGoClientProducesAndConsumesOnSimBrokers(t *testing.T) {
 	var first *goPushConsumer
 	t.Run("push consumer receives every message", func(t *testing.T) {
 		consumeStart := time.Now()
-		first = startPushConsumer(t, c.ns.Addr(), group, goTopic, consumer.MessageSelector{Type: consumer.TAG, Expression: "*"}, in.consume)
+		first = startPushConsumer(t, nameServer, group, goTopic, consumer.MessageSelector{Type: consumer.TAG, Expression: "*"}, in.consume)
 		if !waitFor(30*time.Second, func() bool { return in.distinct(anyID) == totalSends }) {
 			t.Errorf("after 30s the push consumer has received %d of %d messages", in.distinct(anyID), totalSends)
 		}
@@ -291,7 +297,7 @@ func TestGoClientProducesAndConsumesOnSimBrokers(t *testing.T) {
 
 	t.Run("orderly consumer keeps each sharding key's order", func(t *testing.T) {
 		// In a child process: the client's orderly consumer has a data race of its own (see orderlyconsumer).
-		ordered := startOrderlyConsumer(t, c.ns.Addr(), uniqueName("interop-sim-orderly"), goTopic, "ordered")
+		ordered := startOrderlyConsumer(t, nameServer, uniqueName("interop-sim-orderly"), goTopic, "ordered")
 		if !waitFor(30*time.Second, func() bool { return ordered.distinct(anyID) == orderedSends }) {
 			t.Errorf("after 30s the orderly consumer has received %d of %d ordered messages", ordered.distinct(anyID), orderedSends)
 		}
@@ -324,7 +330,7 @@ func TestGoClientProducesAndConsumesOnSimBrokers(t *testing.T) {
 
 		// New messages after the restart point, then a new consumer (a new client instance) of the same group.
 		const after = 80
-		p := startGoProducer(t, c.ns.Addr())
+		p := startGoProducer(t, nameServer)
 		ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
 		defer cancel()
 		for i := range after {
@@ -336,7 +342,7 @@ func TestGoClientProducesAndConsumesOnSimBrokers(t *testing.T) {
 			sent.add(id, &goSent{mode: "after", queue: goQueueName(res.MessageQueue), offset: res.QueueOffset})
 		}
 		again := &goInbox{}
-		startPushConsumer(t, c.ns.Addr(), group, goTopic, consumer.MessageSelector{Type: consumer.TAG, Expression: "*"}, again.consume)
+		startPushConsumer(t, nameServer, group, goTopic, consumer.MessageSelector{Type: consumer.TAG, Expression: "*"}, again.consume)
 		isAfter := func(id string) bool { return strings.HasPrefix(id, "after-") }
 		if !waitFor(15*time.Second, func() bool { return again.distinct(isAfter) == after }) {
 			t.Fatalf("the restarted consumer received %d of the %d messages sent after the restart", again.distinct(isAfter), after)

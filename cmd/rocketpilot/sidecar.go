@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/rocketpilot/rocketpilot/dataplane"
+	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
+	"github.com/rocketpilot/rocketpilot/xds/sidecar"
+)
+
+type sidecarOptions struct {
+	xds, listen, brokerHost, node, admin  string
+	tlsCA, tlsCert, tlsKey, tlsServerName string
+	logLevel, logFormat                   string
+}
+
+func newSidecarCommand() *cobra.Command {
+	o := &sidecarOptions{}
+	cmd := &cobra.Command{
+		Use:   "sidecar",
+		Short: "Run the Go data plane that unchanged RocketMQ applications point their NameServer address at",
+		Long: `sidecar is a RocketMQ-aware proxy configured by rocketpilot's xDS. The application sets its NameServer
+address to --listen; route queries are answered from xDS, on demand, with every broker group at a port of the
+sidecar's, and every request is routed by the topic's routes as the control plane serves them: sends to writable
+brokers by the send weights and drains, everything else to its broker group.`,
+		Example: `  rocketpilot sidecar --xds-server 127.0.0.1:18000 --listen 127.0.0.1:9876`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return o.run(ctx, cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	host, _ := os.Hostname()
+	f.StringVar(&o.xds, "xds-server", "127.0.0.1:18000", "rocketpilot's xDS server")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:9876", "the NameServer address the application is given")
+	f.StringVar(&o.brokerHost, "broker-host", "127.0.0.1", "the host of the ports the sidecar opens, one per broker group")
+	f.StringVar(&o.node, "node-id", host, "the node id the sidecar gives the control plane (TopicBindings select nodes by it)")
+	f.StringVar(&o.admin, "admin-address", "127.0.0.1:15000", "listen address of /healthz and /readyz; empty disables it")
+	f.StringVar(&o.tlsCA, "tls-ca", "", "PEM CAs that sign rocketpilot's certificate: xDS is reached over TLS")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "PEM client certificate, for a rocketpilot serving mutual TLS")
+	f.StringVar(&o.tlsKey, "tls-key", "", "PEM key of --tls-cert")
+	f.StringVar(&o.tlsServerName, "tls-server-name", "", "name to verify rocketpilot's certificate against (the host of --xds-server when empty)")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	return cmd
+}
+
+func (o *sidecarOptions) dialOptions() ([]grpc.DialOption, error) {
+	if o.tlsCA == "" && o.tlsCert == "" && o.tlsKey == "" {
+		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
+	}
+	if o.tlsCA == "" {
+		return nil, errors.New("--tls-cert and --tls-key need --tls-ca")
+	}
+	cfg, err := tlsreload.ClientConfig(o.tlsCA, o.tlsCert, o.tlsKey, o.tlsServerName)
+	if err != nil {
+		return nil, err
+	}
+	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}, nil
+}
+
+// run is the sidecar's life: the xDS client, the proxy, the admin endpoints, until ctx ends.
+func (o *sidecarOptions) run(ctx context.Context, logOut io.Writer) error {
+	log, _, err := (&serveOptions{logLevel: o.logLevel, logFormat: o.logFormat}).logger(logOut)
+	if err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(o.xds); err != nil {
+		return fmt.Errorf("--xds-server %q: %w", o.xds, err)
+	}
+	dopts, err := o.dialOptions()
+	if err != nil {
+		return err
+	}
+	xc, err := sidecar.Dial(o.xds, sidecar.Options{NodeID: o.node, DialOptions: dopts, Logger: log.With("component", "xds")})
+	if err != nil {
+		return err
+	}
+	defer xc.Close()
+	p := dataplane.New(dataplane.Options{Listen: o.listen, BrokerHost: o.brokerHost, Routes: xc, Logger: log})
+	if err := p.Start(); err != nil {
+		return err
+	}
+	defer p.Close()
+	if o.admin != "" {
+		srv, err := sidecarAdmin(o.admin, xc, log)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
+	log.Info("sidecar running", "xds", o.xds, "namesrv", p.Addr(), "node", o.node)
+	<-ctx.Done()
+	log.Info("sidecar stopping")
+	return nil
+}
+
+// sidecarAdmin serves /healthz (the process is up) and /readyz (its xDS stream to the control plane is open).
+func sidecarAdmin(addr string, xc *sidecar.Client, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-address %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if streams, _ := xc.Stats(); streams == 0 {
+			http.Error(w, "no xDS stream to the control plane yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("sidecar admin endpoint", "err", err)
+		}
+	}()
+	log.Info("sidecar admin listening", "addr", ln.Addr().String())
+	return srv, nil
+}

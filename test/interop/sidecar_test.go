@@ -1,0 +1,60 @@
+package interop
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/rocketpilot/rocketpilot/controlplane"
+	"github.com/rocketpilot/rocketpilot/dataplane"
+	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
+	"github.com/rocketpilot/rocketpilot/xds/server"
+	"github.com/rocketpilot/rocketpilot/xds/sidecar"
+)
+
+// startSidecar runs a control plane watching the cluster's NameServer and a Go sidecar (dataplane) following it
+// over xDS; it returns the sidecar's NameServer address, the only address the applications are given.
+func startSidecar(t testing.TB, c *simCluster) string {
+	t.Helper()
+	cp, err := controlplane.New(controlplane.Config{
+		Stack: server.StackConfig{Grace: time.Second},
+		Sources: controlplane.SourcesConfig{NameServers: []string{c.ns.Addr()},
+			Watch: watcher.Options{RateLimit: 1e6, Interval: 100 * time.Millisecond, BrokerInterval: 50 * time.Millisecond}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cp.Stop)
+	if err := cp.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cp.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cp.Serve()
+	if err := cp.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	xc, err := sidecar.Dial(cp.Addr(), sidecar.Options{NodeID: uniqueName("interop-sidecar")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { xc.Close() })
+	p := dataplane.New(dataplane.Options{Listen: "127.0.0.1:0", Routes: xc})
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p.Addr()
+}
+
+// TestGoClientThroughSidecar is the Go client's acceptance through a sidecar: the producer (sync, async, one-way,
+// batch, ordered) and the push consumers (clustering, orderly, restarted), given only the sidecar's address as their
+// NameServer, move 10,000 messages through it to the simulated brokers and back, checked by id, body, queue and
+// offset, the ordered ones in order.
+func TestGoClientThroughSidecar(t *testing.T) {
+	c := startSimCluster(t)
+	goClientAcceptance(t, c, startSidecar(t, c))
+}
