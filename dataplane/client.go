@@ -1,7 +1,9 @@
 package dataplane
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -9,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/rocketpilot/rocketpilot/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting/message"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
@@ -96,14 +99,46 @@ func (c *clientConn) forward(req *remoting.Command) {
 // target is the broker address a request goes to: for a send, a writable master of the topic's route (the
 // queue rewritten when the group changes); for anything else, the master of the port's group.
 func (c *clientConn) target(req *remoting.Command) (string, *remoting.Command) {
+	group := c.group
 	switch req.Code {
 	case remoting.SendMessage, remoting.SendMessageV2, remoting.SendBatchMessage:
 		return c.sendTarget(req)
+	case remoting.AckMessage, remoting.ChangeMessageInvisibleTime, remoting.BatchAckMessage:
+		// A Pop ack goes back to the group that popped, whichever port it came on: the receipt handle (or the
+		// batch's body) names it.
+		name, err := poppedBy(req)
+		if err != nil {
+			return "", errorResponse(req, remoting.SystemError, "sidecar: "+err.Error())
+		}
+		if c.p.master(name) == "" {
+			return "", errorResponse(req, remoting.SystemError, "sidecar: the receipt handle names broker group "+name+
+				", which no route the sidecar was served has")
+		}
+		group = name
 	}
-	if addr := c.p.master(c.group); addr != "" {
+	if addr := c.p.master(group); addr != "" {
 		return addr, nil
 	}
-	return "", errorResponse(req, remoting.SystemError, "sidecar: no master of broker group "+c.group+" in the served routes")
+	return "", errorResponse(req, remoting.SystemError, "sidecar: no master of broker group "+group+" in the served routes")
+}
+
+// poppedBy is the broker group a Pop ack is for: the brokerName of the receipt handle (AckMessageRequestHeader,
+// ChangeInvisibleTimeRequestHeader: ExtraInfoUtil's format) or of a batch ack's body (BatchAckMessageRequestBody).
+func poppedBy(req *remoting.Command) (string, error) {
+	if req.Code == remoting.BatchAckMessage {
+		var body struct {
+			BrokerName string `json:"brokerName"`
+		}
+		if err := json.Unmarshal(req.Body, &body); err != nil || body.BrokerName == "" {
+			return "", fmt.Errorf("a batch ack without a brokerName (%v)", err)
+		}
+		return body.BrokerName, nil
+	}
+	info, err := message.ParseExtraInfo(req.Ext("extraInfo"))
+	if err != nil {
+		return "", fmt.Errorf("the receipt handle %q: %w", req.Ext("extraInfo"), err)
+	}
+	return info.BrokerName, nil
 }
 
 // sendHeader names a send's topic and queue fields: SendMessageRequestHeaderV2's short names, or V1's.

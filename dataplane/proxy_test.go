@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -338,5 +339,87 @@ func TestUnreachableBroker(t *testing.T) {
 	}
 	if r := send(b, simbroker.DemoTopic, 0, "back"); r.Code != remoting.Success {
 		t.Fatalf("send after the restart: %d %s", r.Code, r.Remark)
+	}
+}
+
+// pop pops up to 4 messages of TopicTest through a group's port and returns them with their receipt handles, built
+// as the Java client builds them (ExtraInfoUtil.buildExtraInfo from the answer's header and the group it asked).
+func pop(t *testing.T, c *client, group string, invisible time.Duration) (msgs []*message.Ext, handles []string) {
+	t.Helper()
+	r := c.call(remoting.PopMessage, map[string]string{"consumerGroup": "pop-cg", "topic": simbroker.DemoTopic,
+		"queueId": "-1", "maxMsgNums": "4", "invisibleTime": strconv.FormatInt(invisible.Milliseconds(), 10),
+		"pollTime": "0", "bornTime": strconv.FormatInt(time.Now().UnixMilli(), 10), "initMode": "0", "order": "false"}, nil)
+	if r.Code == remoting.PollingTimeout && r.Remark == "NO_MESSAGE_IN_QUEUE" {
+		return nil, nil
+	}
+	if r.Code != remoting.Success {
+		t.Fatalf("pop: %d %s", r.Code, r.Remark)
+	}
+	msgs, err := message.DecodeExts(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	starts, err := message.ParseStartOffsetInfo(r.Ext("startOffsetInfo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	popTime, _ := strconv.ParseInt(r.Ext("popTime"), 10, 64)
+	reviveQid, _ := strconv.Atoi(r.Ext("reviveQid"))
+	for _, m := range msgs {
+		var ck int64 = -1
+		for _, s := range starts {
+			if s.QueueID == m.QueueID {
+				ck = s.Offset
+			}
+		}
+		handles = append(handles, message.ExtraInfo{CkQueueOffset: ck, PopTime: popTime, InvisibleTime: invisible.Milliseconds(),
+			ReviveQid: int32(reviveQid), BrokerName: group, QueueID: m.QueueID, QueueOffset: m.QueueOffset,
+			HasQueueOffset: true}.String())
+	}
+	return msgs, handles
+}
+
+// A Pop ack reaches the group that popped, whichever port it is sent on; an ack naming a group the sidecar has no
+// route to is refused with a reason.
+func TestPopAckGoesToTheGroupThatPopped(t *testing.T) {
+	m := startMesh(t, nil)
+	route(t, m.proxy, simbroker.DemoTopic)
+	a, b := dial(t, m.proxy.GroupAddr("broker-a")), dial(t, m.proxy.GroupAddr("broker-b"))
+	for q := range 4 {
+		if r := send(a, simbroker.DemoTopic, q, "pop-"+strconv.Itoa(q)); r.Code != remoting.Success {
+			t.Fatal(r.Remark)
+		}
+	}
+	msgs, handles := pop(t, a, "broker-a", 300*time.Millisecond)
+	if len(msgs) == 0 {
+		t.Fatal("popped nothing from broker-a")
+	}
+	brokerA, brokerB := m.demo.Broker("broker-a", 0), m.demo.Broker("broker-b", 0)
+	for i, h := range handles {
+		info, err := message.ParseExtraInfo(h)
+		if err != nil || info.BrokerName != "broker-a" {
+			t.Fatalf("handle %q: %+v %v", h, info, err)
+		}
+		// Sent on broker-b's port: the sidecar takes it to broker-a, which popped.
+		r := b.call(remoting.AckMessage, map[string]string{"consumerGroup": "pop-cg", "topic": simbroker.DemoTopic,
+			"queueId": strconv.Itoa(int(msgs[i].QueueID)), "extraInfo": h, "offset": strconv.FormatInt(msgs[i].QueueOffset, 10)}, nil)
+		if r.Code != remoting.Success {
+			t.Fatalf("ack %d: %d %s", i, r.Code, r.Remark)
+		}
+	}
+	if got, want := brokerA.RequestCount(remoting.AckMessage), int64(len(handles)); got != want || brokerB.RequestCount(remoting.AckMessage) != 0 {
+		t.Fatalf("acks at broker-a %d (want %d), at broker-b %d", got, want, brokerB.RequestCount(remoting.AckMessage))
+	}
+	time.Sleep(400 * time.Millisecond) // past the invisible time: acked messages do not come back
+	if again, _ := pop(t, a, "broker-a", time.Second); len(again) != 4-len(msgs) {
+		t.Fatalf("popped %d messages after acking %d of 4", len(again), len(msgs))
+	}
+
+	info, _ := message.ParseExtraInfo(handles[0])
+	info.BrokerName = "broker-z"
+	r := a.call(remoting.AckMessage, map[string]string{"consumerGroup": "pop-cg", "topic": simbroker.DemoTopic,
+		"queueId": "0", "extraInfo": info.String(), "offset": "0"}, nil)
+	if r.Code != remoting.SystemError || !strings.Contains(r.Remark, "broker-z") {
+		t.Fatalf("ack for a group without a route: %d %q", r.Code, r.Remark)
 	}
 }
