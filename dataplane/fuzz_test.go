@@ -18,6 +18,8 @@ type staticRoutes struct{ r *sidecar.Route }
 
 func (s staticRoutes) Route(context.Context, string) (*sidecar.Route, error) { return s.r, nil }
 
+func (s staticRoutes) Watch(string, func(*remoting.TopicRouteData, error)) func() { return func() {} }
+
 func frame(t testing.TB, code int32, ext map[string]string, body []byte) []byte {
 	t.Helper()
 	req := remoting.NewRequest(code, ext)

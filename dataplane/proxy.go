@@ -18,6 +18,8 @@ import (
 // Routes is where the proxy reads a topic's served route: *sidecar.Client, subscribed on first use.
 type Routes interface {
 	Route(ctx context.Context, topic string) (*sidecar.Route, error)
+	// Watch calls fn whenever the topic's route or its endpoints change, until cancel.
+	Watch(topic string, fn func(*remoting.TopicRouteData, error)) (cancel func())
 }
 
 // Options configure a Proxy. Zero values take the defaults in parentheses.
@@ -45,6 +47,8 @@ type Proxy struct {
 	mu      sync.Mutex
 	ns      net.Listener
 	groups  map[string]*group // broker group name → its port
+	routes  map[string]*cachedRoute
+	unwatch []func()
 	conns   map[io.Closer]struct{}
 	closed  bool
 	wg      sync.WaitGroup
@@ -80,7 +84,8 @@ func New(opts Options) *Proxy {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Proxy{opts: opts, log: log, groups: map[string]*group{}, conns: map[io.Closer]struct{}{}}
+	return &Proxy{opts: opts, log: log, groups: map[string]*group{}, conns: map[io.Closer]struct{}{},
+		routes: map[string]*cachedRoute{}}
 }
 
 // Start listens on the NameServer address.
@@ -138,7 +143,12 @@ func (p *Proxy) Close() error {
 	for c := range p.conns {
 		c.Close()
 	}
+	unwatch := p.unwatch
+	p.unwatch = nil
 	p.mu.Unlock()
+	for _, cancel := range unwatch {
+		cancel()
+	}
 	p.wg.Wait()
 	return nil
 }
@@ -216,8 +226,28 @@ func (p *Proxy) master(name string) string {
 	return ""
 }
 
-// route reads a topic's served route, waiting at most RouteTimeout for one the proxy does not hold yet.
+// cachedRoute is a topic's served route as the proxy last read it; a change of the route or its endpoints drops
+// it (Watch), and it is read again at most routeTTL later in any case, so that a change to a send cluster's
+// endpoints, which the topic's watch may not see, applies within that.
+type cachedRoute struct {
+	r       *sidecar.Route
+	err     error
+	expires time.Time
+}
+
+const routeTTL = time.Second
+
+// route reads a topic's served route, from the proxy's cache when it holds a current one, else from the xDS
+// client, waiting at most RouteTimeout for a topic it does not hold yet.
 func (p *Proxy) route(topic string) (*sidecar.Route, error) {
+	now := time.Now()
+	p.mu.Lock()
+	if c := p.routes[topic]; c != nil && now.Before(c.expires) {
+		p.mu.Unlock()
+		return c.r, c.err
+	}
+	_, watched := p.routes[topic]
+	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.RouteTimeout)
 	defer cancel()
 	r, err := p.opts.Routes.Route(ctx, topic)
@@ -226,7 +256,36 @@ func (p *Proxy) route(topic string) (*sidecar.Route, error) {
 			return nil, lerr
 		}
 	}
+	if err != nil && !errors.Is(err, sidecar.ErrTopicNotFound) {
+		return r, err // not known either way: nothing to keep
+	}
+	p.mu.Lock()
+	if !p.closed {
+		p.routes[topic] = &cachedRoute{r: r, err: err, expires: now.Add(routeTTL)}
+	}
+	p.mu.Unlock()
+	if !watched {
+		cancelWatch := p.opts.Routes.Watch(topic, func(*remoting.TopicRouteData, error) { p.forgetRoute(topic) })
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			cancelWatch()
+		} else {
+			p.unwatch = append(p.unwatch, cancelWatch)
+			p.mu.Unlock()
+		}
+	}
 	return r, err
+}
+
+// forgetRoute expires a topic's cached route: the next request reads it again. The entry stays, marking the
+// topic as watched.
+func (p *Proxy) forgetRoute(topic string) {
+	p.mu.Lock()
+	if c := p.routes[topic]; c != nil {
+		c.expires = time.Time{}
+	}
+	p.mu.Unlock()
 }
 
 // errorResponse is an answer the proxy gives itself, in the header serialization of the request.

@@ -423,3 +423,45 @@ func TestPopAckGoesToTheGroupThatPopped(t *testing.T) {
 		t.Fatalf("ack for a group without a route: %d %q", r.Code, r.Remark)
 	}
 }
+
+// A drain written while the application is connected applies to its next requests on the same connection: once
+// the first send lands on broker-a, every later one does.
+func TestDrainAppliesWithoutReconnecting(t *testing.T) {
+	m := startMesh(t, nil)
+	route(t, m.proxy, simbroker.DemoTopic)
+	b := dial(t, m.proxy.GroupAddr("broker-b"))
+	if r := send(b, simbroker.DemoTopic, 1, "before"); r.Code != remoting.Success {
+		t.Fatal(r.Remark)
+	}
+	if got := stored(t, m, "broker-b", simbroker.DemoTopic); got != 1 {
+		t.Fatalf("before the drain broker-b holds %d, want 1", got)
+	}
+	if err := os.WriteFile(filepath.Join(m.dir, "drain.yaml"), []byte(`apiVersion: rocketpilot.io/v1alpha1
+kind: TopicRoute
+metadata: {name: drain-b}
+spec:
+  topics: {exact: [TopicTest]}
+  drain: {brokerNames: [broker-b]}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for sent := 0; stored(t, m, "broker-a", simbroker.DemoTopic) == 0; sent++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d sends over 10s the drain has not applied", sent)
+		}
+		if r := send(b, simbroker.DemoTopic, 1, "during"); r.Code != remoting.Success {
+			t.Fatal(r.Remark)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	onB := stored(t, m, "broker-b", simbroker.DemoTopic)
+	for i := range 50 {
+		if r := send(b, simbroker.DemoTopic, 1, "after-"+strconv.Itoa(i)); r.Code != remoting.Success {
+			t.Fatal(r.Remark)
+		}
+	}
+	if got := stored(t, m, "broker-b", simbroker.DemoTopic); got != onB {
+		t.Fatalf("broker-b received %d sends after the drain applied", got-onB)
+	}
+}

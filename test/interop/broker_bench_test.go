@@ -2,6 +2,7 @@ package interop
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,8 +14,9 @@ import (
 
 // The broker benchmarks measure what the official Go client gets from the simulated demo brokers over loopback
 // TCP, through the embedded NameServer they registered with: messages per second for produce and consume, with
-// 1 KiB bodies. They are the baseline the Go data plane (`rocketpilot sidecar`) is measured against: the same
-// client, the same brokers, one more hop. Run them with `make bench-broker`.
+// 1 KiB bodies: "direct" through the embedded NameServer to the brokers, and "sidecar" with a Go sidecar (package
+// dataplane, following a control plane over xDS) as the only address the client is given: the same client, the
+// same brokers, one hop more. Run them with `make bench-broker`.
 
 const benchBodySize = 1024
 
@@ -31,11 +33,26 @@ func reportRate(b *testing.B, n int, d time.Duration) {
 	b.ReportMetric(float64(n)/d.Seconds(), "msgs/s")
 }
 
+// reportLatency reports the median and 99th percentile of send latencies, in µs.
+func reportLatency(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
 // BenchmarkGoClientProduce sends b.N messages of 1 KiB to TopicTest's 8 queues on broker-a and broker-b:
 // synchronously from one goroutine (one request in flight: the round-trip time), from 16 goroutines, with
 // SendAsync and 64 in flight, and in batches of 32 (SEND_BATCH_MESSAGE).
 func BenchmarkGoClientProduce(b *testing.B) {
 	c := startSimCluster(b)
+	b.Run("direct", func(b *testing.B) { benchProduce(b, c.ns.Addr()) })
+	b.Run("sidecar", func(b *testing.B) { benchProduce(b, startSidecar(b, c)) })
+}
+
+func benchProduce(b *testing.B, nameServer string) {
 	body := benchBody()
 	msg := func() *primitive.Message { return primitive.NewMessage(goTopic, body) }
 	ctx := context.Background()
@@ -46,41 +63,49 @@ func BenchmarkGoClientProduce(b *testing.B) {
 	}
 
 	b.Run("sync/1", func(b *testing.B) {
-		p := startGoProducer(b, c.ns.Addr())
+		p := startGoProducer(b, nameServer)
 		b.SetBytes(benchBodySize)
+		lat := make([]time.Duration, 0, b.N)
 		b.ResetTimer()
 		start := time.Now()
 		for range b.N {
+			t0 := time.Now()
 			check(p.SendSync(ctx, msg()))
+			lat = append(lat, time.Since(t0))
 		}
 		reportRate(b, b.N, time.Since(start))
+		reportLatency(b, lat)
 	})
 	b.Run("sync/16", func(b *testing.B) {
-		p := startGoProducer(b, c.ns.Addr())
+		p := startGoProducer(b, nameServer)
 		b.SetBytes(benchBodySize)
 		var left atomic.Int64
 		left.Store(int64(b.N))
 		var wg sync.WaitGroup
+		lats := make([][]time.Duration, 16)
 		b.ResetTimer()
 		start := time.Now()
-		for range 16 {
+		for g := range 16 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for left.Add(-1) >= 0 {
+					t0 := time.Now()
 					res, err := p.SendSync(ctx, msg())
 					if err != nil || res.Status != primitive.SendOK {
 						b.Errorf("send: %v %v", res, err)
 						return
 					}
+					lats[g] = append(lats[g], time.Since(t0))
 				}
 			}()
 		}
 		wg.Wait()
 		reportRate(b, b.N, time.Since(start))
+		reportLatency(b, slices.Concat(lats...))
 	})
 	b.Run("async/64", func(b *testing.B) {
-		p := startGoProducer(b, c.ns.Addr())
+		p := startGoProducer(b, nameServer)
 		b.SetBytes(benchBodySize)
 		inflight := make(chan struct{}, 64)
 		var wg sync.WaitGroup
@@ -108,7 +133,7 @@ func BenchmarkGoClientProduce(b *testing.B) {
 		}
 	})
 	b.Run("batch/32", func(b *testing.B) {
-		p := startGoProducer(b, c.ns.Addr())
+		p := startGoProducer(b, nameServer)
 		b.SetBytes(benchBodySize)
 		b.ResetTimer()
 		start := time.Now()
@@ -129,7 +154,12 @@ func BenchmarkGoClientProduce(b *testing.B) {
 // consumer of a new group from its start until it has received every one.
 func BenchmarkGoClientConsume(b *testing.B) {
 	c := startSimCluster(b)
-	p := startGoProducer(b, c.ns.Addr())
+	b.Run("direct", func(b *testing.B) { benchConsume(b, c.ns.Addr()) })
+	b.Run("sidecar", func(b *testing.B) { benchConsume(b, startSidecar(b, c)) })
+}
+
+func benchConsume(b *testing.B, nameServer string) {
+	p := startGoProducer(b, nameServer)
 	body := benchBody()
 	ctx := context.Background()
 	for sent := 0; sent < b.N; {
@@ -149,7 +179,7 @@ func BenchmarkGoClientConsume(b *testing.B) {
 	b.SetBytes(benchBodySize)
 	b.ResetTimer()
 	start := time.Now()
-	pc := startPushConsumer(b, c.ns.Addr(), uniqueName("bench-consume"), goTopic,
+	pc := startPushConsumer(b, nameServer, uniqueName("bench-consume"), goTopic,
 		consumer.MessageSelector{Type: consumer.TAG, Expression: "*"},
 		func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
 			if got.Add(int64(len(msgs))) >= int64(b.N) {
