@@ -23,7 +23,7 @@ type clientConn struct {
 	p     *Proxy
 	group string
 	nc    net.Conn
-	wmu   sync.Mutex
+	w     *frameWriter
 
 	mu     sync.Mutex
 	ups    map[string]*upstream    // broker address → connection
@@ -42,7 +42,7 @@ type pushedRequest struct {
 type upstream struct {
 	addr string
 	nc   net.Conn
-	wmu  sync.Mutex
+	w    *frameWriter
 
 	mu      sync.Mutex
 	pending map[int32]*remoting.Command // the application's requests awaiting an answer, by id
@@ -51,11 +51,11 @@ type upstream struct {
 
 // serveClient proxies one application connection to the group's port until either side ends it.
 func (p *Proxy) serveClient(group string, nc net.Conn) {
-	c := &clientConn{p: p, group: group, nc: nc, ups: map[string]*upstream{}, pushed: map[int32]pushedRequest{}}
+	c := &clientConn{p: p, group: group, nc: nc, w: newFrameWriter(nc), ups: map[string]*upstream{}, pushed: map[int32]pushedRequest{}}
 	defer c.close()
 	r := remoting.NewReader(nc, p.opts.MaxFrameSize)
 	for {
-		cmd, err := r.Read()
+		cmd, raw, err := r.ReadFrame()
 		if err != nil {
 			return
 		}
@@ -63,14 +63,17 @@ func (p *Proxy) serveClient(group string, nc net.Conn) {
 			c.answerPushed(cmd)
 			continue
 		}
-		c.forward(cmd)
+		c.forward(cmd, raw)
 	}
 }
 
 // forward sends one application request to the broker its route picks, or answers it with the error a broker
-// would send.
-func (c *clientConn) forward(req *remoting.Command) {
-	addr, fail := c.target(req)
+// would send. raw is the request's frame as it arrived, passed on as it is unless the request was rewritten.
+func (c *clientConn) forward(req *remoting.Command, raw []byte) {
+	addr, rewritten, fail := c.target(req)
+	if rewritten {
+		raw = nil
+	}
 	if fail != nil {
 		c.reply(req, fail)
 		return
@@ -91,14 +94,14 @@ func (c *clientConn) forward(req *remoting.Command) {
 		up.pending[req.Opaque] = &remoting.Command{Code: req.Code, Opaque: req.Opaque, Flag: req.Flag, HeaderType: req.HeaderType}
 		up.mu.Unlock()
 	}
-	if err := up.write(req); err != nil {
+	if err := up.send(req, raw); err != nil {
 		c.dropUpstream(up, err)
 	}
 }
 
 // target is the broker address a request goes to: for a send, a writable master of the topic's route (the
 // queue rewritten when the group changes); for anything else, the master of the port's group.
-func (c *clientConn) target(req *remoting.Command) (string, *remoting.Command) {
+func (c *clientConn) target(req *remoting.Command) (addr string, rewritten bool, fail *remoting.Command) {
 	group := c.group
 	switch req.Code {
 	case remoting.SendMessage, remoting.SendMessageV2, remoting.SendBatchMessage:
@@ -108,18 +111,18 @@ func (c *clientConn) target(req *remoting.Command) (string, *remoting.Command) {
 		// batch's body) names it.
 		name, err := poppedBy(req)
 		if err != nil {
-			return "", errorResponse(req, remoting.SystemError, "sidecar: "+err.Error())
+			return "", false, errorResponse(req, remoting.SystemError, "sidecar: "+err.Error())
 		}
 		if c.p.master(name) == "" {
-			return "", errorResponse(req, remoting.SystemError, "sidecar: the receipt handle names broker group "+name+
+			return "", false, errorResponse(req, remoting.SystemError, "sidecar: the receipt handle names broker group "+name+
 				", which no route the sidecar was served has")
 		}
 		group = name
 	}
 	if addr := c.p.master(group); addr != "" {
-		return addr, nil
+		return addr, false, nil
 	}
-	return "", errorResponse(req, remoting.SystemError, "sidecar: no master of broker group "+group+" in the served routes")
+	return "", false, errorResponse(req, remoting.SystemError, "sidecar: no master of broker group "+group+" in the served routes")
 }
 
 // poppedBy is the broker group a Pop ack is for: the brokerName of the receipt handle (AckMessageRequestHeader,
@@ -149,29 +152,29 @@ func sendFields(req *remoting.Command) (topicKey, queueKey string) {
 	return "topic", "queueId"
 }
 
-func (c *clientConn) sendTarget(req *remoting.Command) (string, *remoting.Command) {
+func (c *clientConn) sendTarget(req *remoting.Command) (addr string, rewritten bool, fail *remoting.Command) {
 	topicKey, queueKey := sendFields(req)
 	topic := req.Ext(topicKey)
 	r, err := c.p.route(topic)
 	if err != nil || r == nil {
 		// A topic the control plane does not route (a retry topic, say): the broker the client chose decides.
 		if addr := c.p.master(c.group); addr != "" && (err == nil || errors.Is(err, sidecar.ErrTopicNotFound)) {
-			return addr, nil
+			return addr, false, nil
 		}
 		reason := "no route"
 		if err != nil {
 			reason = err.Error()
 		}
-		return "", errorResponse(req, remoting.SystemError, "sidecar: cannot route a send to "+topic+": "+reason)
+		return "", false, errorResponse(req, remoting.SystemError, "sidecar: cannot route a send to "+topic+": "+reason)
 	}
 	pick, ok := pickSendGroup(r, c.group, r.Data.OrderTopicConf != "")
 	if !ok {
-		return "", errorResponse(req, remoting.NoPermission, "sidecar: no writable broker serves topic["+topic+"]")
+		return "", false, errorResponse(req, remoting.NoPermission, "sidecar: no writable broker serves topic["+topic+"]")
 	}
 	if pick.BrokerName != c.group {
 		q := writeQueues(r.Data, pick.BrokerName)
 		if q <= 0 {
-			return "", errorResponse(req, remoting.NoPermission, "sidecar: broker group "+pick.BrokerName+" has no write queue of topic["+topic+"]")
+			return "", false, errorResponse(req, remoting.NoPermission, "sidecar: broker group "+pick.BrokerName+" has no write queue of topic["+topic+"]")
 		}
 		ext := make(map[string]string, len(req.ExtFields))
 		for k, v := range req.ExtFields {
@@ -179,8 +182,9 @@ func (c *clientConn) sendTarget(req *remoting.Command) (string, *remoting.Comman
 		}
 		ext[queueKey] = strconv.Itoa(rand.IntN(int(q)))
 		req.ExtFields = ext
+		return pick.Addr, true, nil
 	}
-	return pick.Addr, nil
+	return pick.Addr, false, nil
 }
 
 // pickSendGroup picks where a send goes among the route's writable masters: the client's group when it is one of
@@ -245,7 +249,7 @@ func (c *clientConn) upstream(addr string) (*upstream, error) {
 	if err != nil {
 		return nil, err
 	}
-	up := &upstream{addr: addr, nc: nc, pending: map[int32]*remoting.Command{}}
+	up := &upstream{addr: addr, nc: nc, w: newFrameWriter(nc), pending: map[int32]*remoting.Command{}}
 	c.mu.Lock()
 	if old := c.ups[addr]; old != nil || c.closed {
 		c.mu.Unlock()
@@ -269,7 +273,7 @@ func (c *clientConn) upstream(addr string) (*upstream, error) {
 func (c *clientConn) readUpstream(up *upstream) {
 	r := remoting.NewReader(up.nc, c.p.opts.MaxFrameSize)
 	for {
-		cmd, err := r.Read()
+		cmd, raw, err := r.ReadFrame()
 		if err != nil {
 			c.dropUpstream(up, err)
 			return
@@ -280,7 +284,7 @@ func (c *clientConn) readUpstream(up *upstream) {
 			delete(up.pending, cmd.Opaque)
 			up.mu.Unlock()
 			if ok {
-				c.write(cmd)
+				c.writeFrame(raw) // the application's own id: as it came
 			}
 			continue
 		}
@@ -306,7 +310,7 @@ func (c *clientConn) answerPushed(resp *remoting.Command) {
 		return
 	}
 	resp.Opaque = pr.opaque
-	if err := pr.up.write(resp); err != nil {
+	if err := pr.up.send(resp, nil); err != nil {
 		c.dropUpstream(pr.up, err)
 	}
 }
@@ -351,22 +355,24 @@ func (c *clientConn) write(cmd *remoting.Command) {
 		c.p.log.Warn("encode a frame for the application", "err", err)
 		return
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if _, err := c.nc.Write(frame); err != nil {
+	c.writeFrame(frame)
+}
+
+func (c *clientConn) writeFrame(frame []byte) {
+	if err := c.w.write(frame); err != nil {
 		c.nc.Close()
 	}
 }
 
-func (up *upstream) write(cmd *remoting.Command) error {
-	frame, err := remoting.Encode(cmd)
-	if err != nil {
-		return err
+// send writes a command to the broker: raw, its frame as it arrived, when it was not changed.
+func (up *upstream) send(cmd *remoting.Command, raw []byte) error {
+	if raw == nil {
+		var err error
+		if raw, err = remoting.Encode(cmd); err != nil {
+			return err
+		}
 	}
-	up.wmu.Lock()
-	defer up.wmu.Unlock()
-	_, err = up.nc.Write(frame)
-	return err
+	return up.w.write(raw)
 }
 
 // close ends the application connection and its upstream connections.

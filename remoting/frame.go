@@ -112,10 +112,17 @@ const eagerAlloc = 1 << 20
 // Read returns the next command. io.EOF means the stream ended cleanly between frames; any other error leaves the
 // stream unusable and the connection should be closed.
 func (r *Reader) Read() (*Command, error) {
+	cmd, _, err := r.ReadFrame()
+	return cmd, err
+}
+
+// ReadFrame is Read that also returns the frame as it arrived, length prefix included, for a proxy to pass on
+// unchanged without encoding it again. The command's Body aliases the frame.
+func (r *Reader) ReadFrame() (*Command, []byte, error) {
 	if r.r.Buffered() == 0 {
 		// Wait between frames outside InFrame; the first byte of the next one starts it.
 		if _, err := r.r.Peek(1); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	r.inFrame.Store(true)
@@ -123,32 +130,38 @@ func (r *Reader) Read() (*Command, error) {
 	var lenBuf [4]byte
 	if _, err := io.ReadFull(r.r, lenBuf[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, malformed("stream ended inside a length prefix")
+			return nil, nil, malformed("stream ended inside a length prefix")
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	total := uint64(binary.BigEndian.Uint32(lenBuf[:]))
 	if total < 4 {
-		return nil, malformed("frame length %d is shorter than the header length word", total)
+		return nil, nil, malformed("frame length %d is shorter than the header length word", total)
 	}
 	if total > uint64(r.maxFrame) {
-		return nil, fmt.Errorf("%w: %d bytes announced, limit %d", ErrFrameTooLarge, total, r.maxFrame)
+		return nil, nil, fmt.Errorf("%w: %d bytes announced, limit %d", ErrFrameTooLarge, total, r.maxFrame)
 	}
-	var frame []byte
+	var whole []byte
 	if total <= eagerAlloc {
-		frame = make([]byte, total)
-		if _, err := io.ReadFull(r.r, frame); err != nil {
-			return nil, truncated(err, total)
+		whole = make([]byte, 4+total)
+		if _, err := io.ReadFull(r.r, whole[4:]); err != nil {
+			return nil, nil, truncated(err, total)
 		}
 	} else {
 		var buf bytes.Buffer
 		buf.Grow(eagerAlloc)
+		buf.Write(lenBuf[:])
 		if n, err := io.CopyN(&buf, r.r, int64(total)); err != nil {
-			return nil, truncated(fmt.Errorf("after %d bytes: %w", n, err), total)
+			return nil, nil, truncated(fmt.Errorf("after %d bytes: %w", n, err), total)
 		}
-		frame = buf.Bytes()
+		whole = buf.Bytes()
 	}
-	return Decode(frame)
+	copy(whole, lenBuf[:])
+	cmd, err := Decode(whole[4:])
+	if err != nil {
+		return nil, nil, err
+	}
+	return cmd, whole, nil
 }
 
 func truncated(err error, total uint64) error {
