@@ -68,61 +68,80 @@ func (p *Proxy) serveClient(group string, nc net.Conn) {
 }
 
 // forward sends one application request to the broker its route picks, or answers it with the error a broker
-// would send. raw is the request's frame as it arrived, passed on as it is unless the request was rewritten.
+// would send. raw is the request's frame as it arrived, passed on as it is unless the request was rewritten. A
+// send whose broker cannot be reached goes to another writable group of its route at once (an ordered topic's
+// stays: its queue is its order), so a stopped broker costs no send before the route drops it.
 func (c *clientConn) forward(req *remoting.Command, raw []byte) {
-	addr, rewritten, fail := c.target(req)
-	if rewritten {
-		raw = nil
-	}
-	if fail != nil {
-		c.reply(req, fail)
-		return
-	}
-	up, err := c.upstream(addr)
-	if err != nil {
-		c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: broker "+addr+" of group "+c.group+" unreachable: "+err.Error()))
-		return
-	}
-	if !req.IsOneway() {
-		up.mu.Lock()
-		if up.dead {
-			up.mu.Unlock()
-			c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: the connection to broker "+addr+" closed"))
+	var avoid map[string]bool // groups a send found unreachable
+	for {
+		addr, group, rewritten, fail := c.target(req, avoid)
+		if rewritten {
+			raw = nil
+		}
+		if fail != nil {
+			c.reply(req, fail)
 			return
 		}
-		// What an error answer needs, not the body.
-		up.pending[req.Opaque] = &remoting.Command{Code: req.Code, Opaque: req.Opaque, Flag: req.Flag, HeaderType: req.HeaderType}
-		up.mu.Unlock()
-	}
-	if err := up.send(req, raw); err != nil {
-		c.dropUpstream(up, err)
+		up, err := c.upstream(addr)
+		if err != nil {
+			if isSend(req.Code) && group != "" {
+				if avoid == nil {
+					avoid = map[string]bool{}
+				}
+				avoid[group] = true
+				c.p.log.Debug("send failing over", "group", group, "addr", addr, "err", err)
+				continue
+			}
+			c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: broker "+addr+" of group "+group+" unreachable: "+err.Error()))
+			return
+		}
+		if !req.IsOneway() {
+			up.mu.Lock()
+			if up.dead {
+				up.mu.Unlock()
+				c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: the connection to broker "+addr+" closed"))
+				return
+			}
+			// What an error answer needs, not the body.
+			up.pending[req.Opaque] = &remoting.Command{Code: req.Code, Opaque: req.Opaque, Flag: req.Flag, HeaderType: req.HeaderType}
+			up.mu.Unlock()
+		}
+		if err := up.send(req, raw); err != nil {
+			c.dropUpstream(up, err)
+		}
+		return
 	}
 }
 
-// target is the broker address a request goes to: for a send, a writable master of the topic's route (the
-// queue rewritten when the group changes); for anything else, the master of the port's group.
-func (c *clientConn) target(req *remoting.Command) (addr string, rewritten bool, fail *remoting.Command) {
-	group := c.group
+func isSend(code int32) bool {
+	return code == remoting.SendMessage || code == remoting.SendMessageV2 || code == remoting.SendBatchMessage
+}
+
+// target is the broker address a request goes to, and its group: for a send, a writable master of the topic's
+// route outside avoid (the queue rewritten when the group changes; group "" when the route cannot say); for
+// anything else, the master of the port's group.
+func (c *clientConn) target(req *remoting.Command, avoid map[string]bool) (addr, group string, rewritten bool, fail *remoting.Command) {
+	group = c.group
 	switch req.Code {
 	case remoting.SendMessage, remoting.SendMessageV2, remoting.SendBatchMessage:
-		return c.sendTarget(req)
+		return c.sendTarget(req, avoid)
 	case remoting.AckMessage, remoting.ChangeMessageInvisibleTime, remoting.BatchAckMessage:
 		// A Pop ack goes back to the group that popped, whichever port it came on: the receipt handle (or the
 		// batch's body) names it.
 		name, err := poppedBy(req)
 		if err != nil {
-			return "", false, errorResponse(req, remoting.SystemError, "sidecar: "+err.Error())
+			return "", "", false, errorResponse(req, remoting.SystemError, "sidecar: "+err.Error())
 		}
 		if c.p.master(name) == "" {
-			return "", false, errorResponse(req, remoting.SystemError, "sidecar: the receipt handle names broker group "+name+
+			return "", "", false, errorResponse(req, remoting.SystemError, "sidecar: the receipt handle names broker group "+name+
 				", which no route the sidecar was served has")
 		}
 		group = name
 	}
 	if addr := c.p.master(group); addr != "" {
-		return addr, false, nil
+		return addr, "", false, nil
 	}
-	return "", false, errorResponse(req, remoting.SystemError, "sidecar: no master of broker group "+group+" in the served routes")
+	return "", "", false, errorResponse(req, remoting.SystemError, "sidecar: no master of broker group "+group+" in the served routes")
 }
 
 // poppedBy is the broker group a Pop ack is for: the brokerName of the receipt handle (AckMessageRequestHeader,
@@ -152,29 +171,37 @@ func sendFields(req *remoting.Command) (topicKey, queueKey string) {
 	return "topic", "queueId"
 }
 
-func (c *clientConn) sendTarget(req *remoting.Command) (addr string, rewritten bool, fail *remoting.Command) {
+func (c *clientConn) sendTarget(req *remoting.Command, avoid map[string]bool) (addr, group string, rewritten bool, fail *remoting.Command) {
 	topicKey, queueKey := sendFields(req)
 	topic := req.Ext(topicKey)
 	r, err := c.p.route(topic)
 	if err != nil || r == nil {
 		// A topic the control plane does not route (a retry topic, say): the broker the client chose decides.
 		if addr := c.p.master(c.group); addr != "" && (err == nil || errors.Is(err, sidecar.ErrTopicNotFound)) {
-			return addr, false, nil
+			return addr, "", false, nil
 		}
 		reason := "no route"
 		if err != nil {
 			reason = err.Error()
 		}
-		return "", false, errorResponse(req, remoting.SystemError, "sidecar: cannot route a send to "+topic+": "+reason)
+		return "", "", false, errorResponse(req, remoting.SystemError, "sidecar: cannot route a send to "+topic+": "+reason)
 	}
-	pick, ok := pickSendGroup(r, c.group, r.Data.OrderTopicConf != "")
+	ordered := r.Data.OrderTopicConf != ""
+	if ordered && avoid[c.group] {
+		return "", "", false, errorResponse(req, remoting.SystemError, "sidecar: broker group "+c.group+
+			" of ordered topic["+topic+"] unreachable; its queue is not moved")
+	}
+	pick, ok := pickSendGroup(r, c.group, ordered, avoid)
 	if !ok {
-		return "", false, errorResponse(req, remoting.NoPermission, "sidecar: no writable broker serves topic["+topic+"]")
+		if len(avoid) > 0 {
+			return "", "", false, errorResponse(req, remoting.SystemError, "sidecar: no writable broker of topic["+topic+"] reachable")
+		}
+		return "", "", false, errorResponse(req, remoting.NoPermission, "sidecar: no writable broker serves topic["+topic+"]")
 	}
 	if pick.BrokerName != c.group {
 		q := writeQueues(r.Data, pick.BrokerName)
 		if q <= 0 {
-			return "", false, errorResponse(req, remoting.NoPermission, "sidecar: broker group "+pick.BrokerName+" has no write queue of topic["+topic+"]")
+			return "", "", false, errorResponse(req, remoting.NoPermission, "sidecar: broker group "+pick.BrokerName+" has no write queue of topic["+topic+"]")
 		}
 		ext := make(map[string]string, len(req.ExtFields))
 		for k, v := range req.ExtFields {
@@ -182,18 +209,18 @@ func (c *clientConn) sendTarget(req *remoting.Command) (addr string, rewritten b
 		}
 		ext[queueKey] = strconv.Itoa(rand.IntN(int(q)))
 		req.ExtFields = ext
-		return pick.Addr, true, nil
+		return pick.Addr, pick.BrokerName, true, nil
 	}
-	return pick.Addr, false, nil
+	return pick.Addr, pick.BrokerName, false, nil
 }
 
 // pickSendGroup picks where a send goes among the route's writable masters: the client's group when it is one of
 // them and no weights are set (or the topic is ordered, where a queue must stay a queue), else one drawn by
 // weight (equal chances without weights).
-func pickSendGroup(r *sidecar.Route, client string, ordered bool) (translate.Target, bool) {
+func pickSendGroup(r *sidecar.Route, client string, ordered bool, avoid map[string]bool) (translate.Target, bool) {
 	targets := make([]translate.Target, 0, len(r.Send))
 	for _, t := range r.Send {
-		if t.BrokerID == 0 {
+		if t.BrokerID == 0 && !avoid[t.BrokerName] {
 			targets = append(targets, t)
 		}
 	}

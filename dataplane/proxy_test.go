@@ -31,6 +31,8 @@ type mesh struct {
 	demo  *simbroker.Demo
 	dir   string
 	proxy *Proxy
+	cp    *controlplane.ControlPlane
+	xc    *sidecar.Client
 }
 
 func startMesh(t *testing.T, policies map[string]string) *mesh {
@@ -51,9 +53,28 @@ func startMesh(t *testing.T, policies map[string]string) *mesh {
 			t.Fatal(err)
 		}
 	}
+	cp := startControlPlane(t, ns.Addr(), dir, "127.0.0.1:0")
+	xc, err := sidecar.Dial(cp.Addr(), sidecar.Options{NodeID: "dataplane-test", MinBackoff: 20 * time.Millisecond,
+		MaxBackoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { xc.Close() })
+	p := New(Options{Listen: "127.0.0.1:0", Routes: xc})
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return &mesh{ns: ns, demo: demo, dir: dir, proxy: p, cp: cp, xc: xc}
+}
+
+// startControlPlane starts a control plane watching the NameServer and the config directory, serving xDS on
+// addr, and stops it when the test ends (Stop twice is fine).
+func startControlPlane(t *testing.T, nameServer, dir, addr string) *controlplane.ControlPlane {
+	t.Helper()
 	cp, err := controlplane.New(controlplane.Config{
-		Stack: server.StackConfig{Grace: time.Second},
-		Sources: controlplane.SourcesConfig{NameServers: []string{ns.Addr()}, ConfigDir: dir, ConfigPoll: 50 * time.Millisecond,
+		Stack: server.StackConfig{Grace: time.Second, Addr: addr},
+		Sources: controlplane.SourcesConfig{NameServers: []string{nameServer}, ConfigDir: dir, ConfigPoll: 50 * time.Millisecond,
 			Watch: watcher.Options{RateLimit: 1e6, Interval: 100 * time.Millisecond, BrokerInterval: 50 * time.Millisecond}},
 	})
 	if err != nil {
@@ -72,17 +93,7 @@ func startMesh(t *testing.T, policies map[string]string) *mesh {
 	if err := cp.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	xc, err := sidecar.Dial(cp.Addr(), sidecar.Options{NodeID: "dataplane-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { xc.Close() })
-	p := New(Options{Listen: "127.0.0.1:0", Routes: xc})
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return &mesh{ns: ns, demo: demo, dir: dir, proxy: p}
+	return cp
 }
 
 // client speaks the remoting protocol as an application does: requests out, answers by id, and the requests a
@@ -463,5 +474,83 @@ spec:
 	}
 	if got := stored(t, m, "broker-b", simbroker.DemoTopic); got != onB {
 		t.Fatalf("broker-b received %d sends after the drain applied", got-onB)
+	}
+}
+
+// A broker lost under traffic (killed: the NameServer still lists it until its heartbeat timeout, so no route
+// change helps yet): sends the application addresses to it go to the other writable group at once, and every send
+// the application saw succeed is stored.
+func TestSendsFailOverWhenABrokerIsLost(t *testing.T) {
+	m := startMesh(t, nil)
+	route(t, m.proxy, simbroker.DemoTopic)
+	b := dial(t, m.proxy.GroupAddr("broker-b"))
+	ok := 0
+	for i := range 20 {
+		if r := send(b, simbroker.DemoTopic, i%4, "before"); r.Code == remoting.Success {
+			ok++
+		}
+	}
+	m.demo.Broker("broker-b", 0).Kill()
+	if _, still := route(t, m.proxy, simbroker.DemoTopic); still != nil && still.Code != remoting.Success {
+		t.Fatalf("route after the kill: %d", still.Code)
+	}
+	failed := 0
+	for i := range 100 {
+		r := send(b, simbroker.DemoTopic, i%4, "after")
+		if r.Code == remoting.Success {
+			ok++
+		} else {
+			failed++
+			t.Logf("send %d: %d %s", i, r.Code, r.Remark)
+		}
+	}
+	if failed > 1 { // the send in flight when the connection broke may fail; the client retries it
+		t.Fatalf("%d of 100 sends failed after broker-b was lost", failed)
+	}
+	if err := m.demo.Broker("broker-b", 0).Start(); err != nil {
+		t.Fatal(err)
+	}
+	a, bb := stored(t, m, "broker-a", simbroker.DemoTopic), stored(t, m, "broker-b", simbroker.DemoTopic)
+	if int(a+bb) != ok {
+		t.Fatalf("%d sends succeeded, the brokers hold %d (a %d, b %d)", ok, a+bb, a, bb)
+	}
+	if a < 99 {
+		t.Fatalf("broker-a holds %d; the sends after the loss should be there", a)
+	}
+}
+
+// The control plane restarted under traffic: the sidecar keeps sending by its last routes while it is away, and
+// follows the new one when it is back; no send fails and every one is stored.
+func TestControlPlaneRestartUnderTraffic(t *testing.T) {
+	m := startMesh(t, nil)
+	route(t, m.proxy, simbroker.DemoTopic)
+	a := dial(t, m.proxy.GroupAddr("broker-a"))
+	sent := 0
+	sendSome := func(n int, what string) {
+		t.Helper()
+		for i := range n {
+			if r := send(a, simbroker.DemoTopic, i%4, what); r.Code != remoting.Success {
+				t.Fatalf("send %s %d: %d %s", what, i, r.Code, r.Remark)
+			}
+			sent++
+		}
+	}
+	sendSome(50, "before")
+	addr := m.cp.Addr()
+	m.cp.Stop()
+	time.Sleep(routeTTL + 100*time.Millisecond) // past the proxy's cache: the xDS client's last routes answer
+	sendSome(50, "while away")
+	startControlPlane(t, m.ns.Addr(), m.dir, addr)
+	deadline := time.Now().Add(10 * time.Second)
+	for streams, _ := m.xc.Stats(); streams < 2; streams, _ = m.xc.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatal("the sidecar did not reconnect to the restarted control plane")
+		}
+		sendSome(1, "reconnecting")
+		time.Sleep(20 * time.Millisecond)
+	}
+	sendSome(50, "after")
+	if got := stored(t, m, "broker-a", simbroker.DemoTopic) + stored(t, m, "broker-b", simbroker.DemoTopic); got != int64(sent) {
+		t.Fatalf("%d sends succeeded, the brokers hold %d", sent, got)
 	}
 }
