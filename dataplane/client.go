@@ -51,7 +51,7 @@ type upstream struct {
 
 // serveClient proxies one application connection to the group's port until either side ends it.
 func (p *Proxy) serveClient(group string, nc net.Conn) {
-	c := &clientConn{p: p, group: group, nc: nc, w: newFrameWriter(nc), ups: map[string]*upstream{}, pushed: map[int32]pushedRequest{}}
+	c := &clientConn{p: p, group: group, nc: nc, w: newFrameWriter(nc, p.opts.WriteTimeout), ups: map[string]*upstream{}, pushed: map[int32]pushedRequest{}}
 	defer c.close()
 	r := remoting.NewReader(nc, p.opts.MaxFrameSize)
 	for {
@@ -276,7 +276,7 @@ func (c *clientConn) upstream(addr string) (*upstream, error) {
 	if err != nil {
 		return nil, err
 	}
-	up := &upstream{addr: addr, nc: nc, w: newFrameWriter(nc), pending: map[int32]*remoting.Command{}}
+	up := &upstream{addr: addr, nc: nc, w: newFrameWriter(nc, c.p.opts.WriteTimeout), pending: map[int32]*remoting.Command{}}
 	c.mu.Lock()
 	if old := c.ups[addr]; old != nil || c.closed {
 		c.mu.Unlock()

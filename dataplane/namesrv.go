@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
@@ -37,6 +38,7 @@ func (p *Proxy) serveNameServer(nc net.Conn) {
 			}
 			wmu.Lock()
 			defer wmu.Unlock()
+			_ = nc.SetWriteDeadline(time.Now().Add(p.opts.WriteTimeout))
 			if _, err := nc.Write(frame); err != nil {
 				nc.Close()
 			}

@@ -34,8 +34,12 @@ type Options struct {
 	RouteTimeout time.Duration
 	// DialTimeout bounds a connection to a broker (3s).
 	DialTimeout time.Duration
-	// MaxFrameSize bounds a frame from either side (remoting.DefaultMaxFrameSize).
+	// MaxFrameSize bounds a frame from either side (remoting.DefaultMaxFrameSize): a larger one closes its
+	// connection.
 	MaxFrameSize int
+	// WriteTimeout closes a connection, to the application or a broker, that accepts nothing for this long: a
+	// peer that stopped reading holds none of the proxy's goroutines for longer (10s).
+	WriteTimeout time.Duration
 	Logger       *slog.Logger
 }
 
@@ -79,6 +83,9 @@ func New(opts Options) *Proxy {
 	}
 	if opts.MaxFrameSize <= 0 {
 		opts.MaxFrameSize = remoting.DefaultMaxFrameSize
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
 	}
 	log := opts.Logger
 	if log == nil {

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -35,7 +36,7 @@ type mesh struct {
 	xc    *sidecar.Client
 }
 
-func startMesh(t *testing.T, policies map[string]string) *mesh {
+func startMesh(t *testing.T, policies map[string]string, tune ...func(*Options)) *mesh {
 	t.Helper()
 	ns := embedded.New(embedded.Options{Addr: "127.0.0.1:0"})
 	if err := ns.Start(); err != nil {
@@ -60,7 +61,11 @@ func startMesh(t *testing.T, policies map[string]string) *mesh {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { xc.Close() })
-	p := New(Options{Listen: "127.0.0.1:0", Routes: xc})
+	opts := Options{Listen: "127.0.0.1:0", Routes: xc}
+	for _, f := range tune {
+		f(&opts)
+	}
+	p := New(opts)
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -553,4 +558,77 @@ func TestControlPlaneRestartUnderTraffic(t *testing.T) {
 	if got := stored(t, m, "broker-a", simbroker.DemoTopic) + stored(t, m, "broker-b", simbroker.DemoTopic); got != int64(sent) {
 		t.Fatalf("%d sends succeeded, the brokers hold %d", sent, got)
 	}
+}
+
+// Bad input costs one connection: a garbage frame, a frame over the size limit and an application that stops
+// reading (its answers pile up until the write timeout) each close their own connection, and another application
+// connection keeps working throughout.
+func TestBadInputClosesOneConnection(t *testing.T) {
+	m := startMesh(t, nil, func(o *Options) { o.MaxFrameSize = 1 << 20; o.WriteTimeout = 200 * time.Millisecond })
+	route(t, m.proxy, simbroker.DemoTopic)
+	port := m.proxy.GroupAddr("broker-a")
+	good := dial(t, port)
+	check := func(what string) {
+		t.Helper()
+		if r := send(good, simbroker.DemoTopic, 0, what); r.Code != remoting.Success {
+			t.Fatalf("after %s, another connection's send: %d %s", what, r.Code, r.Remark)
+		}
+	}
+	closed := func(nc net.Conn, what string) {
+		t.Helper()
+		_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.Copy(io.Discard, nc); err != nil {
+			t.Fatalf("%s: the connection was not closed: %v", what, err)
+		}
+	}
+	for what, bytes := range map[string][]byte{
+		"a garbage frame":    {0, 0, 0, 8, 9, 0, 0, 4, 0xff, 0xff, 0xff, 0xff},
+		"an oversized frame": {0x7f, 0, 0, 0, 0, 0, 0, 0},
+	} {
+		nc, err := net.Dial("tcp", port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := nc.Write(bytes); err != nil {
+			t.Fatal(err)
+		}
+		closed(nc, what)
+		nc.Close()
+		check(what)
+	}
+
+	// An application that asks and never reads: a queue of 1 KiB messages pulled again and again.
+	body := strings.Repeat("x", 1024)
+	for range 64 {
+		send(good, simbroker.DemoTopic, 0, body)
+	}
+	deaf, err := net.Dial("tcp", port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer deaf.Close()
+	pull := frameOf(t, remoting.PullMessage, map[string]string{"consumerGroup": "cg", "topic": simbroker.DemoTopic, "queueId": "0",
+		"queueOffset": "0", "maxMsgNums": "32", "sysFlag": "2", "commitOffset": "0", "suspendTimeoutMillis": "0",
+		"subscription": "*", "subVersion": "0"})
+	start := time.Now()
+	for time.Since(start) < 10*time.Second {
+		if _, err := deaf.Write(pull); err != nil {
+			break // the proxy gave up on it and closed it
+		}
+		time.Sleep(time.Millisecond) // a steady asker, not a flood the broker would take seconds to serve
+	}
+	if time.Since(start) >= 10*time.Second {
+		t.Fatal("the proxy kept a connection that never reads for 10s")
+	}
+	t.Logf("a connection that never reads was closed after %v", time.Since(start).Round(time.Millisecond))
+	check("an application that stopped reading")
+}
+
+func frameOf(t *testing.T, code int32, ext map[string]string) []byte {
+	t.Helper()
+	b, err := remoting.Encode(remoting.NewRequest(code, ext))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

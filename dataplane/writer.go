@@ -3,6 +3,7 @@ package dataplane
 import (
 	"net"
 	"sync"
+	"time"
 )
 
 // frameWriter writes frames to a connection, concurrent writers sharing system calls: a writer that finds a
@@ -10,7 +11,8 @@ import (
 // it returns. A proxy's connections carry many small frames at once (16 requests in flight are 16 answers), and
 // one write per frame was a large part of the proxy's cost.
 type frameWriter struct {
-	nc net.Conn
+	nc      net.Conn
+	timeout time.Duration // a write that makes no progress for this long fails: a peer that stopped reading
 
 	mu       sync.Mutex
 	buf      []byte // frames waiting for the writer under way
@@ -19,7 +21,9 @@ type frameWriter struct {
 	err      error // the first write error: the connection is done
 }
 
-func newFrameWriter(nc net.Conn) *frameWriter { return &frameWriter{nc: nc} }
+func newFrameWriter(nc net.Conn, timeout time.Duration) *frameWriter {
+	return &frameWriter{nc: nc, timeout: timeout}
+}
 
 // write queues a frame and, unless another writer is writing, writes everything queued. An error means the
 // connection failed (now or before); a frame left to another writer reports that writer's error to it, not here.
@@ -41,6 +45,7 @@ func (w *frameWriter) write(frame []byte) error {
 		out := w.buf
 		w.buf = w.spare[:0]
 		w.mu.Unlock()
+		_ = w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
 		_, err = w.nc.Write(out)
 		w.mu.Lock()
 		w.spare = out
