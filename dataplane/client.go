@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/remoting/message"
@@ -38,6 +39,13 @@ type pushedRequest struct {
 	opaque int32
 }
 
+// pendingRequest is what the proxy keeps of a forwarded request until its answer: what an error answer needs, and
+// when it left (not the body).
+type pendingRequest struct {
+	req  *remoting.Command
+	sent time.Time
+}
+
 // upstream is one connection to a broker on behalf of one application connection.
 type upstream struct {
 	addr string
@@ -45,20 +53,24 @@ type upstream struct {
 	w    *frameWriter
 
 	mu      sync.Mutex
-	pending map[int32]*remoting.Command // the application's requests awaiting an answer, by id
+	pending map[int32]pendingRequest // the application's requests awaiting an answer, by id
 	dead    bool
 }
 
 // serveClient proxies one application connection to the group's port until either side ends it.
 func (p *Proxy) serveClient(group string, nc net.Conn) {
 	c := &clientConn{p: p, group: group, nc: nc, w: newFrameWriter(nc, p.opts.WriteTimeout), ups: map[string]*upstream{}, pushed: map[int32]pushedRequest{}}
+	p.metrics.connections.WithLabelValues("application").Inc()
+	defer p.metrics.connections.WithLabelValues("application").Dec()
 	defer c.close()
 	r := remoting.NewReader(nc, p.opts.MaxFrameSize)
+	in := p.metrics.bytes.WithLabelValues("in")
 	for {
 		cmd, raw, err := r.ReadFrame()
 		if err != nil {
 			return
 		}
+		in.Add(float64(len(raw)))
 		if cmd.IsResponse() {
 			c.answerPushed(cmd)
 			continue
@@ -102,9 +114,12 @@ func (c *clientConn) forward(req *remoting.Command, raw []byte) {
 				c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: the connection to broker "+addr+" closed"))
 				return
 			}
-			// What an error answer needs, not the body.
-			up.pending[req.Opaque] = &remoting.Command{Code: req.Code, Opaque: req.Opaque, Flag: req.Flag, HeaderType: req.HeaderType}
+			up.pending[req.Opaque] = pendingRequest{sent: time.Now(),
+				req: &remoting.Command{Code: req.Code, Opaque: req.Opaque, Flag: req.Flag, HeaderType: req.HeaderType}}
+			c.p.inflight.Add(1)
 			up.mu.Unlock()
+		} else {
+			c.p.metrics.count(req.Code, resultOneway)
 		}
 		if err := up.send(req, raw); err != nil {
 			c.dropUpstream(up, err)
@@ -276,7 +291,8 @@ func (c *clientConn) upstream(addr string) (*upstream, error) {
 	if err != nil {
 		return nil, err
 	}
-	up := &upstream{addr: addr, nc: nc, w: newFrameWriter(nc, c.p.opts.WriteTimeout), pending: map[int32]*remoting.Command{}}
+	up := &upstream{addr: addr, nc: nc, w: newFrameWriter(nc, c.p.opts.WriteTimeout), pending: map[int32]pendingRequest{}}
+	c.p.metrics.connections.WithLabelValues("broker").Inc()
 	c.mu.Lock()
 	if old := c.ups[addr]; old != nil || c.closed {
 		c.mu.Unlock()
@@ -307,10 +323,12 @@ func (c *clientConn) readUpstream(up *upstream) {
 		}
 		if cmd.IsResponse() {
 			up.mu.Lock()
-			_, ok := up.pending[cmd.Opaque]
+			pr, ok := up.pending[cmd.Opaque]
 			delete(up.pending, cmd.Opaque)
 			up.mu.Unlock()
 			if ok {
+				c.p.inflight.Add(-1)
+				c.p.metrics.answered(pr.req.Code, cmd.Code, pr.sent)
 				c.writeFrame(raw) // the application's own id: as it came
 			}
 			continue
@@ -353,8 +371,10 @@ func (c *clientConn) dropUpstream(up *upstream, cause error) {
 	up.dead = true
 	pending := up.pending
 	up.pending = nil
+	c.p.inflight.Add(-int64(len(pending)))
 	up.mu.Unlock()
 	up.nc.Close()
+	c.p.metrics.connections.WithLabelValues("broker").Dec()
 	c.mu.Lock()
 	if c.ups[up.addr] == up {
 		delete(c.ups, up.addr)
@@ -364,12 +384,14 @@ func (c *clientConn) dropUpstream(up *upstream, cause error) {
 	if closed {
 		return
 	}
-	for _, req := range pending {
-		c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: the connection to broker "+up.addr+" closed: "+cause.Error()))
+	for _, pr := range pending {
+		c.reply(pr.req, errorResponse(pr.req, remoting.SystemError, "sidecar: the connection to broker "+up.addr+" closed: "+cause.Error()))
 	}
 }
 
+// reply answers a request the proxy could not forward (or whose broker went away), counted as refused.
 func (c *clientConn) reply(req *remoting.Command, resp *remoting.Command) {
+	c.p.metrics.count(req.Code, resultRefused)
 	if req.IsOneway() {
 		return
 	}
@@ -386,6 +408,7 @@ func (c *clientConn) write(cmd *remoting.Command) {
 }
 
 func (c *clientConn) writeFrame(frame []byte) {
+	c.p.metrics.bytes.WithLabelValues("out").Add(float64(len(frame)))
 	if err := c.w.write(frame); err != nil {
 		c.nc.Close()
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rocketpilot/rocketpilot/remoting"
@@ -45,18 +46,22 @@ type Options struct {
 
 // Proxy is the sidecar's proxy. Its methods are safe for concurrent use.
 type Proxy struct {
-	opts Options
-	log  *slog.Logger
+	opts    Options
+	log     *slog.Logger
+	metrics *Metrics
 
 	mu      sync.Mutex
 	ns      net.Listener
 	groups  map[string]*group // broker group name → its port
 	routes  map[string]*cachedRoute
 	unwatch []func()
-	conns   map[io.Closer]struct{}
-	closed  bool
-	wg      sync.WaitGroup
-	started bool
+
+	inflight atomic.Int64 // requests forwarded and not yet answered
+	draining atomic.Bool
+	conns    map[io.Closer]struct{}
+	closed   bool
+	wg       sync.WaitGroup
+	started  bool
 }
 
 // group is one broker group as the application sees it: a port of the proxy, and the group's master as the
@@ -91,8 +96,10 @@ func New(opts Options) *Proxy {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Proxy{opts: opts, log: log, groups: map[string]*group{}, conns: map[io.Closer]struct{}{},
+	p := &Proxy{opts: opts, log: log, groups: map[string]*group{}, conns: map[io.Closer]struct{}{},
 		routes: map[string]*cachedRoute{}}
+	p.metrics = newMetrics(p)
+	return p
 }
 
 // Start listens on the NameServer address.
@@ -113,6 +120,9 @@ func (p *Proxy) Start() error {
 	return nil
 }
 
+// Metrics are the proxy's collectors.
+func (p *Proxy) Metrics() *Metrics { return p.metrics }
+
 // Addr is the NameServer address the proxy listens on.
 func (p *Proxy) Addr() string {
 	p.mu.Lock()
@@ -132,6 +142,33 @@ func (p *Proxy) GroupAddr(name string) string {
 	}
 	return ""
 }
+
+// Drain stops accepting connections (the NameServer port and every group port) and waits until the requests in
+// flight have been answered or ctx ends; open application connections keep working meanwhile. Close ends them.
+func (p *Proxy) Drain(ctx context.Context) error {
+	p.draining.Store(true)
+	p.mu.Lock()
+	if p.ns != nil {
+		p.ns.Close()
+	}
+	for _, g := range p.groups {
+		g.ln.Close()
+	}
+	p.mu.Unlock()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for p.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("dataplane: %d requests still in flight: %w", p.inflight.Load(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Draining reports whether Drain was called.
+func (p *Proxy) Draining() bool { return p.draining.Load() }
 
 // Close stops listening and closes every connection.
 func (p *Proxy) Close() error {

@@ -12,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rocketpilot/rocketpilot/controlplane"
 	"github.com/rocketpilot/rocketpilot/internal/leakcheck"
+	"github.com/rocketpilot/rocketpilot/internal/promtest"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
 	"github.com/rocketpilot/rocketpilot/remoting"
@@ -631,4 +634,78 @@ func frameOf(t *testing.T, code int32, ext map[string]string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// The proxy's metrics count requests by code and result, the broker's answer time, bytes, connections and the
+// routes held.
+func TestMetrics(t *testing.T) {
+	m := startMesh(t, nil)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m.proxy.Metrics().Collectors()...)
+	route(t, m.proxy, simbroker.DemoTopic)
+	a := dial(t, m.proxy.GroupAddr("broker-a"))
+	for i := range 10 {
+		if r := send(a, simbroker.DemoTopic, i%4, "metered"); r.Code != remoting.Success {
+			t.Fatal(r.Remark)
+		}
+	}
+	if r := send(a, "no-such-topic", 0, "x"); r.Code != remoting.TopicNotExist { // forwarded: the broker refuses it
+		t.Fatalf("send to an unknown topic: %d %s", r.Code, r.Remark)
+	}
+	a.call(remoting.AckMessage, map[string]string{"consumerGroup": "g", "topic": simbroker.DemoTopic, "queueId": "0", "extraInfo": "bad", "offset": "0"}, nil)
+	fams := promtest.Families(t, reg)
+	for _, c := range []struct {
+		family string
+		labels map[string]string
+		want   float64
+	}{
+		{"rocketpilot_sidecar_requests_total", map[string]string{"code": "310", "result": "success"}, 10},
+		{"rocketpilot_sidecar_requests_total", map[string]string{"code": "310", "result": "broker_error"}, 1},
+		{"rocketpilot_sidecar_requests_total", map[string]string{"code": "200051", "result": "refused"}, 1},
+		{"rocketpilot_sidecar_upstream_seconds", map[string]string{"code": "310"}, 11}, // the histogram's count
+		{"rocketpilot_sidecar_connections", map[string]string{"side": "application"}, 1},
+		{"rocketpilot_sidecar_connections", map[string]string{"side": "broker"}, 1},
+		{"rocketpilot_sidecar_routes", nil, 1},
+	} {
+		if got := promtest.Sum(fams, c.family, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.family, c.labels, got, c.want)
+		}
+	}
+	if in := promtest.Sum(fams, "rocketpilot_sidecar_bytes_total", map[string]string{"direction": "in"}); in < 10*100 {
+		t.Errorf("bytes in %v for 10 sends", in)
+	}
+}
+
+// Drain refuses new connections at once and returns when the requests in flight have been answered: a pull the
+// broker holds (long polling) is answered through the still-open connection first.
+func TestDrainWaitsForRequestsInFlight(t *testing.T) {
+	m := startMesh(t, nil)
+	route(t, m.proxy, simbroker.DemoTopic)
+	port := m.proxy.GroupAddr("broker-a")
+	a := dial(t, port)
+	held := make(chan *remoting.Command, 1)
+	go func() {
+		held <- a.call(remoting.PullMessage, map[string]string{"consumerGroup": "cg", "topic": simbroker.DemoTopic, "queueId": "3",
+			"queueOffset": "0", "maxMsgNums": "32", "sysFlag": "2", "commitOffset": "0", "suspendTimeoutMillis": "300",
+			"subscription": "*", "subVersion": "0"}, nil)
+	}()
+	for m.proxy.inflight.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.proxy.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Fatalf("Drain returned after %v, before the held pull was answered", d)
+	}
+	if r := <-held; r.Code != remoting.PullNotFound {
+		t.Fatalf("the held pull: %d %s", r.Code, r.Remark)
+	}
+	if nc, err := net.DialTimeout("tcp", port, time.Second); err == nil {
+		nc.Close()
+		t.Fatal("a draining sidecar accepted a connection")
+	}
 }

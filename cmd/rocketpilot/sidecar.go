@@ -13,6 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -27,6 +30,7 @@ type sidecarOptions struct {
 	xds, listen, brokerHost, node, admin  string
 	tlsCA, tlsCert, tlsKey, tlsServerName string
 	logLevel, logFormat                   string
+	drain                                 time.Duration
 }
 
 func newSidecarCommand() *cobra.Command {
@@ -52,7 +56,8 @@ brokers by the send weights and drains, everything else to its broker group.`,
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9876", "the NameServer address the application is given")
 	f.StringVar(&o.brokerHost, "broker-host", "127.0.0.1", "the host of the ports the sidecar opens, one per broker group")
 	f.StringVar(&o.node, "node-id", host, "the node id the sidecar gives the control plane (TopicBindings select nodes by it)")
-	f.StringVar(&o.admin, "admin-address", "127.0.0.1:15000", "listen address of /healthz and /readyz; empty disables it")
+	f.StringVar(&o.admin, "admin-address", "127.0.0.1:15000", "listen address of /healthz, /readyz and /metrics; empty disables it")
+	f.DurationVar(&o.drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long new connections are refused while requests in flight are answered")
 	f.StringVar(&o.tlsCA, "tls-ca", "", "PEM CAs that sign rocketpilot's certificate: xDS is reached over TLS")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "PEM client certificate, for a rocketpilot serving mutual TLS")
 	f.StringVar(&o.tlsKey, "tls-key", "", "PEM key of --tls-cert")
@@ -100,33 +105,48 @@ func (o *sidecarOptions) run(ctx context.Context, logOut io.Writer) error {
 	}
 	defer p.Close()
 	if o.admin != "" {
-		srv, err := sidecarAdmin(o.admin, xc, log)
+		srv, err := sidecarAdmin(o.admin, xc, p, log)
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
 	}
-	log.Info("sidecar running", "xds", o.xds, "namesrv", p.Addr(), "node", o.node)
+	log.Info("sidecar running", "addr", p.Addr(), "xds", o.xds, "node", o.node)
 	<-ctx.Done()
-	log.Info("sidecar stopping")
+	log.Info("sidecar draining", "timeout", o.drain)
+	dctx, cancel := context.WithTimeout(context.Background(), o.drain)
+	defer cancel()
+	if err := p.Drain(dctx); err != nil {
+		log.Warn("sidecar drain cut short", "err", err)
+	}
+	log.Info("sidecar stopped")
 	return nil
 }
 
-// sidecarAdmin serves /healthz (the process is up) and /readyz (its xDS stream to the control plane is open).
-func sidecarAdmin(addr string, xc *sidecar.Client, log *slog.Logger) (*http.Server, error) {
+// sidecarAdmin serves /healthz (the process is up), /readyz (its xDS stream to the control plane is open and it is
+// not draining) and /metrics (the proxy's, and Go's own).
+func sidecarAdmin(addr string, xc *sidecar.Client, p *dataplane.Proxy, log *slog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--admin-address %s: %w", addr, err)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(p.Metrics().Collectors()...)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if p.Draining() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
 		if streams, _ := xc.Stats(); streams == 0 {
 			http.Error(w, "no xDS stream to the control plane yet", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
