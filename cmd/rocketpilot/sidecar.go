@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/rocketpilot/rocketpilot/dataplane"
 	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
@@ -31,6 +34,8 @@ type sidecarOptions struct {
 	tlsCA, tlsCert, tlsKey, tlsServerName string
 	logLevel, logFormat                   string
 	drain                                 time.Duration
+	namespace, labelsFile                 string
+	labels                                map[string]string
 }
 
 func newSidecarCommand() *cobra.Command {
@@ -57,6 +62,9 @@ brokers by the send weights and drains, everything else to its broker group.`,
 	f.StringVar(&o.brokerHost, "broker-host", "127.0.0.1", "the host of the ports the sidecar opens, one per broker group")
 	f.StringVar(&o.node, "node-id", host, "the node id the sidecar gives the control plane (TopicBindings select nodes by it)")
 	f.StringVar(&o.admin, "admin-address", "127.0.0.1:15000", "listen address of /healthz, /readyz and /metrics; empty disables it")
+	f.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the pod's namespace, sent as node metadata NAMESPACE (TopicBindings with a pod selector match it)")
+	f.StringToStringVar(&o.labels, "labels", nil, "the pod's labels, sent as node metadata LABELS")
+	f.StringVar(&o.labelsFile, "labels-file", "", `a Kubernetes downward API file of the pod's labels (key="value" lines), added to --labels`)
 	f.DurationVar(&o.drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long new connections are refused while requests in flight are answered")
 	f.StringVar(&o.tlsCA, "tls-ca", "", "PEM CAs that sign rocketpilot's certificate: xDS is reached over TLS")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "PEM client certificate, for a rocketpilot serving mutual TLS")
@@ -81,6 +89,36 @@ func (o *sidecarOptions) dialOptions() ([]grpc.DialOption, error) {
 	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}, nil
 }
 
+// metadata is the node metadata the sidecar sends: NAMESPACE and LABELS, as an Istio-bootstrapped Envoy's, so that
+// TopicBindings select it by pod selector.
+func (o *sidecarOptions) metadata() (*structpb.Struct, error) {
+	labels := map[string]any{}
+	if o.labelsFile != "" {
+		b, err := os.ReadFile(o.labelsFile)
+		if err != nil {
+			return nil, fmt.Errorf("--labels-file: %w", err)
+		}
+		for n, line := range strings.Split(string(b), "\n") {
+			if line = strings.TrimSpace(line); line == "" {
+				continue
+			}
+			k, quoted, ok := strings.Cut(line, "=")
+			v, err := strconv.Unquote(quoted)
+			if !ok || err != nil {
+				return nil, fmt.Errorf("--labels-file %s:%d: want key=\"value\", got %q", o.labelsFile, n+1, line)
+			}
+			labels[k] = v
+		}
+	}
+	for k, v := range o.labels {
+		labels[k] = v
+	}
+	if o.namespace == "" && len(labels) == 0 {
+		return nil, nil
+	}
+	return structpb.NewStruct(map[string]any{"NAMESPACE": o.namespace, "LABELS": labels})
+}
+
 // run is the sidecar's life: the xDS client, the proxy, the admin endpoints, until ctx ends.
 func (o *sidecarOptions) run(ctx context.Context, logOut io.Writer) error {
 	log, _, err := (&serveOptions{logLevel: o.logLevel, logFormat: o.logFormat}).logger(logOut)
@@ -94,7 +132,11 @@ func (o *sidecarOptions) run(ctx context.Context, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	xc, err := sidecar.Dial(o.xds, sidecar.Options{NodeID: o.node, DialOptions: dopts, Logger: log.With("component", "xds")})
+	md, err := o.metadata()
+	if err != nil {
+		return err
+	}
+	xc, err := sidecar.Dial(o.xds, sidecar.Options{NodeID: o.node, Metadata: md, DialOptions: dopts, Logger: log.With("component", "xds")})
 	if err != nil {
 		return err
 	}

@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +115,59 @@ func (p *inProcess) waitLogAfterStop(t *testing.T, msg string) {
 	t.Helper()
 	if !strings.Contains(p.logs.String(), `"msg":"`+msg+`"`) {
 		t.Fatalf("no %q in the logs:\n%s", msg, p.logs.String())
+	}
+}
+
+// The sidecar sends its namespace and labels as node metadata (from flags and a downward API labels file), so a
+// TopicBinding's pod selector gives it its scope (the bound topics, as the admin API shows). Topics it asks for by
+// name are served whatever its scope, as to any on-demand client.
+func TestSidecarScopedByPodSelector(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "binding.yaml"), []byte(`apiVersion: rocketpilot.io/v1alpha1
+kind: TopicBinding
+metadata: {name: orders, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: orders, tier: backend}}
+  topics: [TopicTest]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	labels := filepath.Join(dir, "labels")
+	if err := os.WriteFile(labels, []byte("app=\"orders\"\npod-template-hash=\"7f9c\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cp := serveInProcess(t, "--demo", "--demo-namesrv-address", "127.0.0.1:0", "--config", dir)
+	xds := cp.addr(t, "serving xDS", 10*time.Second)
+	sc := sidecarInProcess(t, "--xds-server", xds, "--node-id", "orders-1", "--namespace", "shop",
+		"--labels-file", labels, "--labels", "tier=backend")
+	namesrv := sc.addr(t, "sidecar running", 5*time.Second)
+	if r := call(t, namesrv, remoting.GetRouteInfoByTopic, map[string]string{"topic": "TopicTest"}, nil); r.Code != remoting.Success {
+		t.Fatalf("the bound topic: %d %s", r.Code, r.Remark)
+	}
+	if r := call(t, namesrv, remoting.GetRouteInfoByTopic, map[string]string{"topic": "demo-orders-002"}, nil); r.Code != remoting.Success {
+		t.Fatalf("a topic asked for by name: %d %s", r.Code, r.Remark)
+	}
+	_, body := httpGet(t, "http://"+cp.addr(t, "serving the admin API", time.Second)+"/api/v1/proxies")
+	var streams []struct {
+		Node  string   `json:"node"`
+		Scope []string `json:"scope"`
+	}
+	if err := json.Unmarshal([]byte(body), &streams); err != nil {
+		t.Fatalf("/api/v1/proxies: %v: %s", err, body)
+	}
+	if len(streams) != 1 || streams[0].Node != "orders-1" || !slices.Equal(streams[0].Scope, []string{"TopicTest"}) {
+		t.Fatalf("the sidecar's stream: %s, want node orders-1 with scope [TopicTest]", body)
+	}
+}
+
+// A labels file that is not the downward API's format is refused with its line.
+func TestSidecarLabelsFileErrors(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "labels")
+	if err := os.WriteFile(f, []byte("app=orders\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := (&sidecarOptions{labelsFile: f}).metadata()
+	if err == nil || !strings.Contains(err.Error(), ":1:") {
+		t.Fatalf("metadata: %v", err)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	_ "google.golang.org/grpc/encoding/gzip" // accept gzip-compressed responses (grpc-accept-encoding)
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
@@ -37,7 +38,10 @@ var ErrTopicNotFound = errors.New("topic not found")
 
 // Options configure a Client.
 type Options struct {
-	NodeID      string // the node id sent to the control plane ("rocketpilot-sidecar")
+	NodeID string // the node id sent to the control plane ("rocketpilot-sidecar")
+	// Metadata is the node's metadata: NAMESPACE and LABELS select it for TopicBindings with a pod selector, as
+	// for an Istio-bootstrapped Envoy.
+	Metadata    *structpb.Struct
 	DialOptions []grpc.DialOption
 	MinBackoff  time.Duration // (100ms)
 	MaxBackoff  time.Duration // (5s)
@@ -470,7 +474,7 @@ func (c *Client) stream(ctx context.Context) error {
 		sendMu.Lock()
 		defer sendMu.Unlock()
 		if first {
-			r.Node = &corev3.Node{Id: c.opts.NodeID, UserAgentName: "rocketpilot-sidecar"}
+			r.Node = &corev3.Node{Id: c.opts.NodeID, UserAgentName: "rocketpilot-sidecar", Metadata: c.opts.Metadata}
 			first = false
 		}
 		return st.Send(r)
