@@ -86,7 +86,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&g.tls.serverName, "tls-server-name", os.Getenv("ROCKETCTL_TLS_SERVER_NAME"), "name to verify rocketpilot's certificate against (the host of --server or --xds-server when empty)")
 	g.kube.addFlags(f)
 	root.AddCommand(newGetCommand(g), newDescribeCommand(g), newProxyStatusCommand(g), newProxyConfigCommand(g),
-		newResolveCommand(g), newDumpNamesrvCommand(g), newExperimentalCommand(g), newVersionCommand(g))
+		newResolveCommand(g), newDumpNamesrvCommand(g), newExperimentalCommand(g), newVersionCommand(g), newKubeInjectCommand(g))
 	return root
 }
 

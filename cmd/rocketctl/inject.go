@@ -1,0 +1,236 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+)
+
+// injectOptions are kube-inject's flags.
+type injectOptions struct {
+	file, image, controlPlane, listen string
+}
+
+// The names kube-inject gives what it adds, and the annotation that marks an injected pod template.
+const (
+	sidecarName        = "rocketpilot-sidecar"
+	podinfoVolume      = "rocketpilot-podinfo"
+	podinfoDir         = "/etc/rocketpilot/podinfo"
+	injectedAnnotation = "rocketpilot.io/sidecar-injected"
+)
+
+func newKubeInjectCommand(g *globals) *cobra.Command {
+	o := &injectOptions{}
+	cmd := &cobra.Command{
+		Use:   "kube-inject -f FILE",
+		Short: "Add the Go sidecar to the workloads of a manifest, as istioctl kube-inject does",
+		Long: `kube-inject reads Kubernetes manifests (-f FILE, or - for standard input) and prints them with the Go sidecar
+added to every pod template (Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs): a native
+sidecar container (an init container that keeps running) running "rocketpilot sidecar" against the control plane,
+with its node id, namespace and labels from the downward API, and NAMESRV_ADDR set to the sidecar in every
+application container, which is where RocketMQ clients read their NameServer address. Other documents, and pod
+templates already injected, are printed unchanged.`,
+		Example: `  rocketctl kube-inject -f deployment.yaml | kubectl apply -f -`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var in io.Reader
+			switch o.file {
+			case "":
+				return errors.New("give the manifests with -f FILE (- for standard input)")
+			case "-":
+				in = cmd.InOrStdin()
+			default:
+				f, err := os.Open(o.file)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				in = f
+			}
+			src, err := io.ReadAll(in)
+			if err != nil {
+				return err
+			}
+			out, err := o.inject(src)
+			if err != nil {
+				return err
+			}
+			_, err = g.out.Write(out)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.file, "filename", "f", "", "the manifests to inject, - for standard input")
+	f.StringVar(&o.image, "image", "ghcr.io/rocketpilot/rocketpilot:"+imageTag(), "the sidecar's image (the rocketpilot image)")
+	f.StringVar(&o.controlPlane, "control-plane", "rocketpilot.rocketmq-system.svc:18000", "rocketpilot's xDS address, as the pods reach it")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:9876", "the sidecar's NameServer address, given to the applications as NAMESRV_ADDR")
+	return cmd
+}
+
+// imageTag is the image tag matching this rocketctl: its version, or latest for a development build.
+func imageTag() string {
+	if version == "" || version == "dev" {
+		return "latest"
+	}
+	return strings.TrimPrefix(version, "v")
+}
+
+// inject returns the documents of src with the sidecar added to every pod template.
+func (o *injectOptions) inject(src []byte) ([]byte, error) {
+	var out bytes.Buffer
+	for i, doc := range splitYAML(src) {
+		if len(bytes.TrimSpace(doc)) == 0 {
+			continue
+		}
+		var obj map[string]any
+		if err := yaml.Unmarshal(doc, &obj); err != nil {
+			return nil, fmt.Errorf("document %d: %w", i+1, err)
+		}
+		if tmpl := podTemplate(obj); tmpl != nil {
+			if err := o.injectPod(tmpl); err != nil {
+				return nil, fmt.Errorf("document %d (%v %v): %w", i+1, obj["kind"], nestedString(obj, "metadata", "name"), err)
+			}
+			injected, err := yaml.Marshal(obj)
+			if err != nil {
+				return nil, err
+			}
+			doc = injected
+		}
+		if out.Len() > 0 {
+			out.WriteString("---\n")
+		}
+		out.Write(bytes.TrimLeft(doc, "\n"))
+		if !bytes.HasSuffix(doc, []byte("\n")) {
+			out.WriteByte('\n')
+		}
+	}
+	return out.Bytes(), nil
+}
+
+// splitYAML splits a multi-document stream at its "---" lines.
+func splitYAML(src []byte) [][]byte {
+	var docs [][]byte
+	var cur []byte
+	for _, line := range bytes.SplitAfter(src, []byte("\n")) {
+		if t := bytes.TrimRight(line, " \t\r\n"); bytes.Equal(t, []byte("---")) || bytes.HasPrefix(t, []byte("--- ")) {
+			docs, cur = append(docs, cur), nil
+			continue
+		}
+		cur = append(cur, line...)
+	}
+	return append(docs, cur)
+}
+
+// podTemplate returns the object holding a workload's pod metadata and spec (the object itself for a Pod), or nil.
+func podTemplate(obj map[string]any) map[string]any {
+	switch obj["kind"] {
+	case "Pod":
+		return obj
+	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController":
+		return nestedMap(obj, "spec", "template")
+	case "CronJob":
+		return nestedMap(obj, "spec", "jobTemplate", "spec", "template")
+	}
+	return nil
+}
+
+// injectPod adds the sidecar, its downward API volume and the applications' NAMESRV_ADDR to a pod template.
+func (o *injectOptions) injectPod(tmpl map[string]any) error {
+	meta := ensureMap(tmpl, "metadata")
+	annotations := ensureMap(meta, "annotations")
+	if annotations[injectedAnnotation] == "true" {
+		return nil
+	}
+	spec := nestedMap(tmpl, "spec")
+	if spec == nil {
+		return errors.New("no pod spec")
+	}
+	containers, _ := spec["containers"].([]any)
+	if len(containers) == 0 {
+		return errors.New("no containers")
+	}
+	for _, c := range containers {
+		cm, ok := c.(map[string]any)
+		if !ok {
+			return errors.New("a container that is not an object")
+		}
+		setEnv(cm, map[string]any{"name": "NAMESRV_ADDR", "value": o.listen})
+	}
+	_, port, _ := strings.Cut(o.listen, ":")
+	sidecar := map[string]any{
+		"name":          sidecarName,
+		"image":         o.image,
+		"restartPolicy": "Always", // a native sidecar: started before the applications, stopped after them
+		"args": []any{"sidecar", "--xds-server", o.controlPlane, "--listen", o.listen,
+			"--node-id", "$(POD_NAME).$(POD_NAMESPACE)", "--labels-file", podinfoDir + "/labels",
+			"--admin-address", "127.0.0.1:15000"},
+		"env": []any{
+			map[string]any{"name": "POD_NAME", "valueFrom": map[string]any{"fieldRef": map[string]any{"fieldPath": "metadata.name"}}},
+			map[string]any{"name": "POD_NAMESPACE", "valueFrom": map[string]any{"fieldRef": map[string]any{"fieldPath": "metadata.namespace"}}},
+		},
+		"volumeMounts": []any{map[string]any{"name": podinfoVolume, "mountPath": podinfoDir, "readOnly": true}},
+		"startupProbe": map[string]any{"tcpSocket": map[string]any{"port": portNumber(port)}, "periodSeconds": 1, "failureThreshold": 30},
+		"securityContext": map[string]any{"runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+			"capabilities": map[string]any{"drop": []any{"ALL"}}},
+		"resources": map[string]any{"requests": map[string]any{"cpu": "50m", "memory": "32Mi"}},
+	}
+	inits, _ := spec["initContainers"].([]any)
+	spec["initContainers"] = append([]any{sidecar}, inits...)
+	volumes, _ := spec["volumes"].([]any)
+	spec["volumes"] = append(volumes, map[string]any{"name": podinfoVolume, "downwardAPI": map[string]any{
+		"items": []any{map[string]any{"path": "labels", "fieldRef": map[string]any{"fieldPath": "metadata.labels"}}}}})
+	annotations[injectedAnnotation] = "true"
+	return nil
+}
+
+// setEnv sets an environment variable of a container, replacing one of the same name.
+func setEnv(c map[string]any, v map[string]any) {
+	env, _ := c["env"].([]any)
+	for i, e := range env {
+		if em, ok := e.(map[string]any); ok && em["name"] == v["name"] {
+			env[i] = v
+			return
+		}
+	}
+	c["env"] = append(env, v)
+}
+
+func portNumber(p string) any {
+	var n int
+	if _, err := fmt.Sscanf(p, "%d", &n); err != nil {
+		return p
+	}
+	return n
+}
+
+func nestedMap(m map[string]any, path ...string) map[string]any {
+	for _, k := range path {
+		next, ok := m[k].(map[string]any)
+		if !ok {
+			return nil
+		}
+		m = next
+	}
+	return m
+}
+
+func nestedString(m map[string]any, path ...string) string {
+	parent := nestedMap(m, path[:len(path)-1]...)
+	s, _ := parent[path[len(path)-1]].(string)
+	return s
+}
+
+func ensureMap(m map[string]any, key string) map[string]any {
+	if next, ok := m[key].(map[string]any); ok {
+		return next
+	}
+	next := map[string]any{}
+	m[key] = next
+	return next
+}
