@@ -96,3 +96,87 @@ func FuzzServeClient(f *testing.F) {
 		}
 	})
 }
+
+// A broker's own request that wants an answer (GET_CONSUMER_RUNNING_INFO, 307) reaches the application with an
+// id of the proxy's, and the application's answer goes back to that broker with the broker's id; two brokers
+// using the same id do not collide.
+func TestBrokerRequestsAreAnsweredToTheirBroker(t *testing.T) {
+	type fake struct {
+		ln      net.Listener
+		answers chan *remoting.Command
+	}
+	start := func() *fake {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := &fake{ln: ln, answers: make(chan *remoting.Command, 4)}
+		go func() {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer nc.Close()
+			r := remoting.NewReader(nc, 0)
+			if _, err := r.Read(); err != nil { // the application's heartbeat
+				return
+			}
+			req := remoting.NewRequest(remoting.GetConsumerRunningInfo, map[string]string{"consumerGroup": "cg", "clientId": "c1"})
+			req.Opaque = 77 // the same id from both brokers
+			b, _ := remoting.Encode(req)
+			nc.Write(b)
+			for {
+				cmd, err := r.Read()
+				if err != nil {
+					return
+				}
+				f.answers <- cmd
+			}
+		}()
+		t.Cleanup(func() { ln.Close() })
+		return f
+	}
+	a, b := start(), start()
+	data := &remoting.TopicRouteData{BrokerDatas: []remoting.BrokerData{
+		{Cluster: "c", BrokerName: "broker-a", BrokerAddrs: map[int64]string{0: a.ln.Addr().String()}},
+		{Cluster: "c", BrokerName: "broker-b", BrokerAddrs: map[int64]string{0: b.ln.Addr().String()}}}}
+	p := New(Options{Listen: "127.0.0.1:0", Routes: staticRoutes{&sidecar.Route{Data: data}}})
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	if _, err := p.learn(data); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		group string
+		f     *fake
+		body  string
+	}{{"broker-a", a, "running info of a"}, {"broker-b", b, "running info of b"}} {
+		app := dial(t, p.GroupAddr(c.group))
+		hb := remoting.NewRequest(remoting.HeartBeat, nil)
+		hb.Flag = remoting.FlagOneway
+		frame, _ := remoting.Encode(hb)
+		app.nc.Write(frame)
+		var pushed *remoting.Command
+		select {
+		case pushed = <-app.pushed:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s's request did not reach the application", c.group)
+		}
+		if pushed.Code != remoting.GetConsumerRunningInfo {
+			t.Fatalf("pushed %v", pushed)
+		}
+		resp := &remoting.Command{Code: remoting.Success, Opaque: pushed.Opaque, Flag: remoting.FlagResponse, Body: []byte(c.body)}
+		frame, _ = remoting.Encode(resp)
+		app.nc.Write(frame)
+		select {
+		case got := <-c.f.answers:
+			if !got.IsResponse() || got.Opaque != 77 || string(got.Body) != c.body {
+				t.Fatalf("%s got %v %q, want its own id 77 and %q", c.group, got, got.Body, c.body)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the application's answer did not reach %s", c.group)
+		}
+	}
+}
