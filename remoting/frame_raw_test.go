@@ -28,3 +28,26 @@ func TestReadFrameReturnsTheBytes(t *testing.T) {
 		}
 	}
 }
+
+// The headers a producer sends carry escapes (the properties' \u0001 and \u0002 separators): the fast path takes
+// them, and agrees with encoding/json.
+func TestFastHeaderTakesEscapes(t *testing.T) {
+	header := []byte(`{"code":310,"language":"GO","version":317,"opaque":5,"flag":0,"remark":"a\"b\\c\/d\n\t","extFields":` +
+		`{"b":"TopicTest","i":"TAGS\u0001sync\u0002KEYS\u0001m-00001\u0002UNIQ_KEY\u0001é\u00e9\u0002"}}`)
+	var fast, slow Command
+	if !fastJSONHeader(header, &fast) {
+		t.Fatal("the fast path refused a header with escapes")
+	}
+	if err := decodeJSONHeaderSlow(header, &slow); err != nil {
+		t.Fatal(err)
+	}
+	if fast.Remark != slow.Remark || fast.ExtFields["i"] != slow.ExtFields["i"] || fast.Opaque != 5 ||
+		fast.ExtFields["i"] != "TAGS\x01sync\x02KEYS\x01m-00001\x02UNIQ_KEY\x01éé\x02" {
+		t.Fatalf("fast %+v, slow %+v", fast, slow)
+	}
+	for _, refused := range []string{`{"remark":"\ud800"}`, `{"remark":"\x"}`, `{"remark":"\u12"}`} {
+		if fastJSONHeader([]byte(refused), &fast) {
+			t.Errorf("the fast path took %s", refused)
+		}
+	}
+}

@@ -167,10 +167,82 @@ func (p *headerParser) str() (string, bool) {
 				return "", false
 			}
 			return string(s), true
-		case c == '\\' || c < 0x20:
+		case c == '\\':
+			// Escapes are common: every send's properties separate their pairs with \u0001 and \u0002.
+			return p.escaped(start)
+		case c < 0x20:
 			return "", false
 		}
 		p.pos++
+	}
+	return "", false
+}
+
+// escaped finishes a string holding escapes, from its start: the simple escapes and \u escapes outside the
+// surrogate range, which decode one way only. Surrogates (where encoding/json substitutes U+FFFD for a lone one)
+// and invalid UTF-8 report false, for the general decoder.
+func (p *headerParser) escaped(start int) (string, bool) {
+	out := make([]byte, 0, p.pos-start+16)
+	out = append(out, p.data[start:p.pos]...)
+	for p.pos < len(p.data) {
+		c := p.data[p.pos]
+		switch {
+		case c == '"':
+			p.pos++
+			if !utf8.Valid(out) {
+				return "", false
+			}
+			return string(out), true
+		case c < 0x20:
+			return "", false
+		case c != '\\':
+			out = append(out, c)
+			p.pos++
+			continue
+		}
+		if p.pos+1 >= len(p.data) {
+			return "", false
+		}
+		e := p.data[p.pos+1]
+		p.pos += 2
+		switch e {
+		case '"', '\\', '/':
+			out = append(out, e)
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			if p.pos+4 > len(p.data) {
+				return "", false
+			}
+			var r rune
+			for _, h := range p.data[p.pos : p.pos+4] {
+				switch {
+				case h >= '0' && h <= '9':
+					r = r<<4 | rune(h-'0')
+				case h >= 'a' && h <= 'f':
+					r = r<<4 | rune(h-'a'+10)
+				case h >= 'A' && h <= 'F':
+					r = r<<4 | rune(h-'A'+10)
+				default:
+					return "", false
+				}
+			}
+			if r >= 0xD800 && r <= 0xDFFF {
+				return "", false
+			}
+			p.pos += 4
+			out = utf8.AppendRune(out, r)
+		default:
+			return "", false
+		}
 	}
 	return "", false
 }

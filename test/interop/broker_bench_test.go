@@ -196,3 +196,63 @@ func benchConsume(b *testing.B, nameServer string) {
 	b.StopTimer()
 	pc.stop()
 }
+
+// BenchmarkGoClientLatencyAtHalfRate measures send latency where it matters for a data plane, below saturation:
+// the direct saturation rate is measured first (async, 64 in flight, untimed), then b.N async sends are paced at
+// half of it, straight to the brokers and through a sidecar, each timed from SendAsync to its callback.
+func BenchmarkGoClientLatencyAtHalfRate(b *testing.B) {
+	c := startSimCluster(b)
+	body := benchBody()
+	ctx := context.Background()
+	p := startGoProducer(b, c.ns.Addr())
+	const probe = 5000
+	inflight := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range probe {
+		inflight <- struct{}{}
+		wg.Add(1)
+		if err := p.SendAsync(ctx, func(context.Context, *primitive.SendResult, error) { <-inflight; wg.Done() },
+			primitive.NewMessage(goTopic, body)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	wg.Wait()
+	rate := float64(probe) / time.Since(start).Seconds() / 2
+	for _, path := range []struct {
+		name       string
+		nameServer func() string
+	}{{"direct", func() string { return c.ns.Addr() }}, {"sidecar", func() string { return startSidecar(b, c) }}} {
+		b.Run(path.name, func(b *testing.B) {
+			p := startGoProducer(b, path.nameServer())
+			interval := time.Duration(float64(time.Second) / rate)
+			lat := make([]time.Duration, b.N)
+			var wg sync.WaitGroup
+			var failed atomic.Int64
+			b.ResetTimer()
+			start := time.Now()
+			for i := range b.N {
+				if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+					time.Sleep(wait)
+				}
+				wg.Add(1)
+				t0 := time.Now()
+				if err := p.SendAsync(ctx, func(_ context.Context, res *primitive.SendResult, err error) {
+					lat[i] = time.Since(t0)
+					if err != nil || res.Status != primitive.SendOK {
+						failed.Add(1)
+					}
+					wg.Done()
+				}, primitive.NewMessage(goTopic, body)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+			reportLatency(b, lat)
+			if n := failed.Load(); n > 0 {
+				b.Fatalf("%d sends failed", n)
+			}
+		})
+	}
+}
