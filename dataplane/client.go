@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,11 @@ type clientConn struct {
 	group string
 	nc    net.Conn
 	w     *frameWriter
+
+	// holding is set while the reader goroutine has more of a burst to read; held lists the upstreams with
+	// requests waiting for it to end. Both are the reader goroutine's own.
+	holding bool
+	held    []*upstream
 
 	mu     sync.Mutex
 	ups    map[string]*upstream    // broker address → connection
@@ -71,11 +77,17 @@ func (p *Proxy) serveClient(group string, nc net.Conn) {
 			return
 		}
 		in.Add(float64(len(raw)))
+		// While more of a burst is already read, requests wait in their upstream's buffer: the burst goes on in
+		// one write per broker.
+		c.holding = r.Buffered()
 		if cmd.IsResponse() {
 			c.answerPushed(cmd)
-			continue
+		} else {
+			c.forward(cmd, raw)
 		}
-		c.forward(cmd, raw)
+		if !c.holding {
+			c.flushHeld()
+		}
 	}
 }
 
@@ -121,11 +133,39 @@ func (c *clientConn) forward(req *remoting.Command, raw []byte) {
 		} else {
 			c.p.metrics.count(req.Code, resultOneway)
 		}
-		if err := up.send(req, raw); err != nil {
+		if err := c.sendUpstream(up, req, raw); err != nil {
 			c.dropUpstream(up, err)
 		}
 		return
 	}
+}
+
+// sendUpstream writes a request to a broker, or holds it there while a burst is being read.
+func (c *clientConn) sendUpstream(up *upstream, cmd *remoting.Command, raw []byte) error {
+	if raw == nil {
+		var err error
+		if raw, err = remoting.Encode(cmd); err != nil {
+			return err
+		}
+	}
+	if !c.holding {
+		return up.w.write(raw)
+	}
+	if !slices.Contains(c.held, up) {
+		c.held = append(c.held, up)
+	}
+	return up.w.hold(raw)
+}
+
+// flushHeld writes what the burst left waiting in upstream buffers.
+func (c *clientConn) flushHeld() {
+	for _, up := range c.held {
+		if err := up.w.flush(); err != nil {
+			c.dropUpstream(up, err)
+		}
+	}
+	clear(c.held)
+	c.held = c.held[:0]
 }
 
 func isSend(code int32) bool {
@@ -316,8 +356,12 @@ func (c *clientConn) upstream(addr string) (*upstream, error) {
 func (c *clientConn) readUpstream(up *upstream) {
 	r := remoting.NewReader(up.nc, c.p.opts.MaxFrameSize)
 	for {
+		if !r.Buffered() {
+			c.flushOut() // the broker's burst is read: write it on
+		}
 		cmd, raw, err := r.ReadFrame()
 		if err != nil {
+			c.flushOut()
 			c.dropUpstream(up, err)
 			return
 		}
@@ -329,7 +373,7 @@ func (c *clientConn) readUpstream(up *upstream) {
 			if ok {
 				c.p.inflight.Add(-1)
 				c.p.metrics.answered(pr.req.Code, cmd.Code, pr.sent)
-				c.writeFrame(raw) // the application's own id: as it came
+				c.holdFrame(raw) // the application's own id: as it came; written when the burst is read
 			}
 			continue
 		}
@@ -355,7 +399,7 @@ func (c *clientConn) answerPushed(resp *remoting.Command) {
 		return
 	}
 	resp.Opaque = pr.opaque
-	if err := pr.up.send(resp, nil); err != nil {
+	if err := c.sendUpstream(pr.up, resp, nil); err != nil {
 		c.dropUpstream(pr.up, err)
 	}
 }
@@ -414,15 +458,19 @@ func (c *clientConn) writeFrame(frame []byte) {
 	}
 }
 
-// send writes a command to the broker: raw, its frame as it arrived, when it was not changed.
-func (up *upstream) send(cmd *remoting.Command, raw []byte) error {
-	if raw == nil {
-		var err error
-		if raw, err = remoting.Encode(cmd); err != nil {
-			return err
-		}
+// holdFrame queues a frame for the application until flushOut.
+func (c *clientConn) holdFrame(frame []byte) {
+	c.p.metrics.bytes.WithLabelValues("out").Add(float64(len(frame)))
+	if err := c.w.hold(frame); err != nil {
+		c.nc.Close()
 	}
-	return up.w.write(raw)
+}
+
+// flushOut writes what holdFrame queued.
+func (c *clientConn) flushOut() {
+	if err := c.w.flush(); err != nil {
+		c.nc.Close()
+	}
 }
 
 // close ends the application connection and its upstream connections.

@@ -25,6 +25,21 @@ func newFrameWriter(nc net.Conn, timeout time.Duration) *frameWriter {
 	return &frameWriter{nc: nc, timeout: timeout}
 }
 
+// hold queues a frame without writing it: the caller writes it with flush (or a later write) once the burst it
+// belongs to has been read.
+func (w *frameWriter) hold(frame []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	w.buf = append(w.buf, frame...)
+	return nil
+}
+
+// flush writes what hold queued, unless another writer is writing it.
+func (w *frameWriter) flush() error { return w.write(nil) }
+
 // write queues a frame and, unless another writer is writing, writes everything queued. An error means the
 // connection failed (now or before); a frame left to another writer reports that writer's error to it, not here.
 func (w *frameWriter) write(frame []byte) error {

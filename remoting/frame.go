@@ -97,6 +97,21 @@ type Reader struct {
 // from one that is idle between frames.
 func (r *Reader) InFrame() bool { return r.inFrame.Load() }
 
+// Buffered reports whether a whole frame has arrived that Read has not consumed, so that the next Read will not
+// wait: a proxy reading a burst can hold its writes until the burst is read, and write it on in one system call.
+// Part of a frame is not enough; holding writes for its rest would delay them.
+func (r *Reader) Buffered() bool {
+	n := r.r.Buffered()
+	if n < 4 {
+		return false
+	}
+	head, err := r.r.Peek(4)
+	if err != nil {
+		return false
+	}
+	return uint64(n) >= 4+uint64(binary.BigEndian.Uint32(head))
+}
+
 // NewReader returns a Reader over r; maxFrame <= 0 means DefaultMaxFrameSize.
 func NewReader(r io.Reader, maxFrame int) *Reader {
 	if maxFrame <= 0 {

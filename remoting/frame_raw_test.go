@@ -2,7 +2,9 @@ package remoting
 
 import (
 	"bytes"
+	"io"
 	"testing"
+	"time"
 )
 
 // ReadFrame returns each frame exactly as it arrived, length prefix included, beside the command it decodes to.
@@ -49,5 +51,33 @@ func TestFastHeaderTakesEscapes(t *testing.T) {
 		if fastJSONHeader([]byte(refused), &fast) {
 			t.Errorf("the fast path took %s", refused)
 		}
+	}
+}
+
+// Buffered is true only while a whole frame waits in the buffer: not for part of one.
+func TestBufferedMeansAWholeFrame(t *testing.T) {
+	f, err := Encode(NewRequest(GetRouteInfoByTopic, map[string]string{"topic": "T"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	r := NewReader(pr, 0)
+	go func() {
+		pw.Write(append(append([]byte{}, f...), f[:6]...)) // one frame and the start of the next
+	}()
+	if _, err := r.Read(); err != nil {
+		t.Fatal(err)
+	}
+	if r.Buffered() {
+		t.Fatal("Buffered with only 6 bytes of the next frame")
+	}
+	go pw.Write(f[6:])
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		if _, err := r.r.Peek(len(f)); err == nil {
+			break
+		}
+	}
+	if !r.Buffered() {
+		t.Fatal("not Buffered with the whole next frame read")
 	}
 }

@@ -225,6 +225,11 @@ func BenchmarkGoClientLatencyAtHalfRate(b *testing.B) {
 	}{{"direct", func() string { return c.ns.Addr() }}, {"sidecar", func() string { return startSidecar(b, c) }}} {
 		b.Run(path.name, func(b *testing.B) {
 			p := startGoProducer(b, path.nameServer())
+			for range 200 { // warm: routes resolved, connections open, before the timed, paced sends
+				if res, err := p.SendSync(ctx, primitive.NewMessage(goTopic, body)); err != nil || res.Status != primitive.SendOK {
+					b.Fatalf("warm-up send: %v %v", res, err)
+				}
+			}
 			interval := time.Duration(float64(time.Second) / rate)
 			lat := make([]time.Duration, b.N)
 			var wg sync.WaitGroup
