@@ -283,7 +283,7 @@ spec:
       - {brokerNames: [broker-b], weight: 20}
 `})
 	route(t, m.proxy, simbroker.DemoTopic)
-	const n = 2000
+	const n = 10000
 	a := dial(t, m.proxy.GroupAddr("broker-a"))
 	for i := range n {
 		if r := send(a, simbroker.DemoTopic, i%4, "w"); r.Code != remoting.Success {
@@ -707,5 +707,57 @@ func TestDrainWaitsForRequestsInFlight(t *testing.T) {
 	if nc, err := net.DialTimeout("tcp", port, time.Second); err == nil {
 		nc.Close()
 		t.Fatal("a draining sidecar accepted a connection")
+	}
+}
+
+// A topic moved to another broker group (its writes now only on broker-b: a new queue there, broker-a read-only)
+// is followed by the next sends of a client that keeps its connection to broker-a's port.
+func TestTopicMoveIsFollowedWithoutReconnecting(t *testing.T) {
+	m := startMesh(t, nil)
+	a, b := m.demo.Broker("broker-a", 0), m.demo.Broker("broker-b", 0)
+	a.SetTopic(remoting.TopicConfig{TopicName: "moving", ReadQueueNums: 2, WriteQueueNums: 2, Perm: remoting.PermRead | remoting.PermWrite})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if data, _ := route(t, m.proxy, "moving"); data != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the new topic never reached the sidecar")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	app := dial(t, m.proxy.GroupAddr("broker-a"))
+	if r := send(app, "moving", 0, "on a"); r.Code != remoting.Success {
+		t.Fatal(r.Remark)
+	}
+	b.SetTopic(remoting.TopicConfig{TopicName: "moving", ReadQueueNums: 2, WriteQueueNums: 2, Perm: remoting.PermRead | remoting.PermWrite})
+	if err := a.SetPerm("moving", remoting.PermRead); err != nil {
+		t.Fatal(err)
+	}
+	// Until the new route arrives, broker-a refuses the sends the sidecar still routes to it, as it would refuse a
+	// client without a sidecar; the client retries those.
+	refused := 0
+	for sent := 0; stored(t, m, "broker-b", "moving") == 0; sent++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d sends the move was not followed", sent)
+		}
+		switch r := send(app, "moving", 0, "moving"); r.Code {
+		case remoting.Success:
+		case remoting.NoPermission:
+			refused++
+		default:
+			t.Fatalf("send during the move: %d %s", r.Code, r.Remark)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("%d sends refused by broker-a before the new route arrived", refused)
+	onA := stored(t, m, "broker-a", "moving")
+	for i := range 20 {
+		if r := send(app, "moving", i%2, "after"); r.Code != remoting.Success {
+			t.Fatalf("send after the move: %d %s", r.Code, r.Remark)
+		}
+	}
+	if got := stored(t, m, "broker-a", "moving"); got != onA {
+		t.Fatalf("broker-a, now read-only, received %d sends after the move", got-onA)
 	}
 }
