@@ -111,7 +111,10 @@ func startPlane(t *testing.T, id, lease string) *plane {
 		BrokerInterval: 100 * time.Millisecond, RateLimit: 1e6, Concurrency: 32, RemoveAfter: time.Nanosecond,
 		Client: nsclient.Options{RequestTimeout: 2 * time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
 	}, nil)
-	leaseDuration, renew, retry := 2*time.Second, time.Second, 100*time.Millisecond
+	// A renewal may miss its deadline on a busy 2-core machine under -race (a 1 s deadline lost the lease for
+	// replica-b once, the whole suite running): 3 s. Takeover does not wait for it: a stopped replica releases
+	// its lease.
+	leaseDuration, renew, retry := 4*time.Second, 3*time.Second, 100*time.Millisecond
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: "0"},

@@ -27,8 +27,9 @@ type clientConn struct {
 	nc    net.Conn
 	w     *frameWriter
 
-	// holding is set while the reader goroutine has more of a burst to read; held lists the upstreams with
-	// requests waiting for it to end. Both are the reader goroutine's own.
+	// holding is set while the reader goroutine (serveClient) has more of a burst to read; held lists the
+	// upstreams with requests waiting for it to end. Both are that goroutine's own: readUpstream and dropUpstream
+	// never touch them, and serveClient flushes held on every way out and before anything that may block.
 	holding bool
 	held    []*upstream
 
@@ -74,6 +75,7 @@ func (p *Proxy) serveClient(group string, nc net.Conn) {
 	for {
 		cmd, raw, err := r.ReadFrame()
 		if err != nil {
+			c.flushHeld() // what the burst held before a bad frame or the end still goes on
 			return
 		}
 		in.Add(float64(len(raw)))
@@ -106,6 +108,9 @@ func (c *clientConn) forward(req *remoting.Command, raw []byte) {
 			c.reply(req, fail)
 			return
 		}
+		if !c.hasUpstream(addr) {
+			c.flushHeld() // a dial may take DialTimeout: what is held does not wait for it
+		}
 		up, err := c.upstream(addr)
 		if err != nil {
 			if isSend(req.Code) && group != "" {
@@ -126,9 +131,11 @@ func (c *clientConn) forward(req *remoting.Command, raw []byte) {
 				c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: the connection to broker "+addr+" closed"))
 				return
 			}
+			if _, reused := up.pending[req.Opaque]; !reused { // an id reused while in flight is counted once
+				c.p.inflight.Add(1)
+			}
 			up.pending[req.Opaque] = pendingRequest{sent: time.Now(),
 				req: &remoting.Command{Code: req.Code, Opaque: req.Opaque, Flag: req.Flag, HeaderType: req.HeaderType}}
-			c.p.inflight.Add(1)
 			up.mu.Unlock()
 		} else {
 			c.p.metrics.count(req.Code, resultOneway)
@@ -218,7 +225,7 @@ func poppedBy(req *remoting.Command) (string, error) {
 	return info.BrokerName, nil
 }
 
-// sendHeader names a send's topic and queue fields: SendMessageRequestHeaderV2's short names, or V1's.
+// sendFields names a send's topic and queue fields: SendMessageRequestHeaderV2's short names, or V1's.
 func sendFields(req *remoting.Command) (topicKey, queueKey string) {
 	if _, v2 := req.ExtFields["b"]; v2 {
 		return "b", "e"
@@ -229,10 +236,14 @@ func sendFields(req *remoting.Command) (topicKey, queueKey string) {
 func (c *clientConn) sendTarget(req *remoting.Command, avoid map[string]bool) (addr, group string, rewritten bool, fail *remoting.Command) {
 	topicKey, queueKey := sendFields(req)
 	topic := req.Ext(topicKey)
+	if !c.p.routeCached(topic) {
+		c.flushHeld() // the lookup may wait for the control plane: what is held does not wait with it
+	}
 	r, err := c.p.route(topic)
 	if err != nil || r == nil {
-		// A topic the control plane does not route (a retry topic, say): the broker the client chose decides.
-		if addr := c.p.master(c.group); addr != "" && (err == nil || errors.Is(err, sidecar.ErrTopicNotFound)) {
+		// A topic the control plane does not route (a retry topic, say), or no answer from it: the broker the
+		// client chose decides.
+		if addr := c.p.master(c.group); addr != "" {
 			return addr, "", false, nil
 		}
 		reason := "no route"
@@ -248,6 +259,10 @@ func (c *clientConn) sendTarget(req *remoting.Command, avoid map[string]bool) (a
 	}
 	pick, ok := pickSendGroup(r, c.group, ordered, avoid)
 	if !ok {
+		if ordered {
+			return "", "", false, errorResponse(req, remoting.NoPermission, "sidecar: broker group "+c.group+
+				" is not writable for ordered topic["+topic+"]; its queue is not moved")
+		}
 		if len(avoid) > 0 {
 			return "", "", false, errorResponse(req, remoting.SystemError, "sidecar: no writable broker of topic["+topic+"] reachable")
 		}
@@ -269,9 +284,9 @@ func (c *clientConn) sendTarget(req *remoting.Command, avoid map[string]bool) (a
 	return pick.Addr, pick.BrokerName, false, nil
 }
 
-// pickSendGroup picks where a send goes among the route's writable masters: the client's group when it is one of
-// them and no weights are set (or the topic is ordered, where a queue must stay a queue), else one drawn by
-// weight (equal chances without weights).
+// pickSendGroup picks where a send goes among the route's writable masters outside avoid: for an ordered topic the
+// client's group or none (a queue must stay a queue); else the client's group when it is one of them and no
+// weights are set, or one drawn by weight (equal chances without weights).
 func pickSendGroup(r *sidecar.Route, client string, ordered bool, avoid map[string]bool) (translate.Target, bool) {
 	targets := make([]translate.Target, 0, len(r.Send))
 	for _, t := range r.Send {
@@ -282,11 +297,19 @@ func pickSendGroup(r *sidecar.Route, client string, ordered bool, avoid map[stri
 	if len(targets) == 0 {
 		return translate.Target{}, false
 	}
+	if ordered { // the client's queue is the key's order: its group, or nowhere
+		for _, t := range targets {
+			if t.BrokerName == client {
+				return t, true
+			}
+		}
+		return translate.Target{}, false
+	}
 	var total uint64
 	for _, t := range targets {
 		total += uint64(t.Weight)
 	}
-	if total == 0 || ordered {
+	if total == 0 {
 		for _, t := range targets {
 			if t.BrokerName == client {
 				return t, true
@@ -314,6 +337,12 @@ func writeQueues(data *remoting.TopicRouteData, group string) int32 {
 		}
 	}
 	return 0
+}
+
+func (c *clientConn) hasUpstream(addr string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ups[addr] != nil
 }
 
 // upstream returns the connection to a broker, dialled on first use.
@@ -422,6 +451,11 @@ func (c *clientConn) dropUpstream(up *upstream, cause error) {
 	c.mu.Lock()
 	if c.ups[up.addr] == up {
 		delete(c.ups, up.addr)
+	}
+	for id, pr := range c.pushed { // the broker that asked is gone: its requests will not be answered
+		if pr.up == up {
+			delete(c.pushed, id)
+		}
 	}
 	closed := c.closed
 	c.mu.Unlock()

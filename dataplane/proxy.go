@@ -240,6 +240,9 @@ func (p *Proxy) learn(data *remoting.TopicRouteData) (*remoting.TopicRouteData, 
 	}
 	for _, bd := range data.BrokerDatas {
 		g := p.groups[bd.BrokerName]
+		if g == nil && p.draining.Load() {
+			return nil, errors.New("dataplane: draining")
+		}
 		if g == nil {
 			ln, err := net.Listen("tcp", net.JoinHostPort(p.opts.BrokerHost, "0"))
 			if err != nil {
@@ -320,6 +323,14 @@ func (p *Proxy) route(topic string) (*sidecar.Route, error) {
 		}
 	}
 	return r, err
+}
+
+// routeCached reports whether route would answer from the cache, without waiting.
+func (p *Proxy) routeCached(topic string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.routes[topic]
+	return c != nil && time.Now().Before(c.expires)
 }
 
 // forgetRoute expires a topic's cached route: the next request reads it again. The entry stays, marking the

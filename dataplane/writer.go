@@ -21,6 +21,9 @@ type frameWriter struct {
 	err      error // the first write error: the connection is done
 }
 
+// maxSpare is the largest written buffer a writer keeps for reuse.
+const maxSpare = 1 << 20
+
 func newFrameWriter(nc net.Conn, timeout time.Duration) *frameWriter {
 	return &frameWriter{nc: nc, timeout: timeout}
 }
@@ -63,7 +66,9 @@ func (w *frameWriter) write(frame []byte) error {
 		_ = w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
 		_, err = w.nc.Write(out)
 		w.mu.Lock()
-		w.spare = out
+		if cap(out) <= maxSpare { // a burst's large buffer is not kept for the connection's life
+			w.spare = out
+		}
 	}
 	if err != nil {
 		w.err, w.buf = err, nil

@@ -121,6 +121,9 @@ func FuzzJSONHeaderFastPath(f *testing.F) {
 		`{"language":9,"extFields":{"a":null,"b":"c"},"x":true,"y":null,"z":1}`,
 		` { "code" : 0 } `, `{}`, `{"Code":1}`, `{"code":01}`, `{"code":1.0}`,
 		`{"extFields":{"a":"1"},"extFields":{"b":"2"}}`, `{"extFields":{"a":"1"},"extFields":{"a":null}}`,
+		// Escapes, which every send's properties carry, and the surrogates the fast path leaves alone.
+		`{"code":310,"remark":"a\"b\\c\/d\n","extFields":{"i":"TAGS\u0001a\u0002KEYS\u0001k\u0002"}}`,
+		`{"remark":"\ud83d\ude00"}`, `{"remark":"\ud800"}`, `{"c\u006fde":5}`, "{\"remark\":\"\\u00e9\xff\"}",
 	} {
 		f.Add([]byte(s))
 	}

@@ -7,9 +7,10 @@ import (
 	"unicode/utf8"
 )
 
-// fastJSONHeader decodes the JSON headers that RocketMQ peers actually send — a flat object of numbers, plain
-// strings and an extFields object of plain strings — without reflection. It reports false for anything else
-// (escapes, nested values, unusual numbers, keys that encoding/json would match case-insensitively), and the caller
+// fastJSONHeader decodes the JSON headers that RocketMQ peers actually send — a flat object of numbers, strings
+// (escapes included, but for surrogates) and an extFields object of strings — without reflection. It reports false
+// for anything else (surrogate escapes, nested values, unusual numbers, keys that encoding/json would match
+// case-insensitively), and the caller
 // falls back to the general decoder, which also produces the error messages. FuzzJSONHeaderFastPath checks that the
 // two agree.
 func fastJSONHeader(data []byte, c *Command) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 
@@ -23,6 +24,8 @@ const (
 	podinfoVolume      = "rocketpilot-podinfo"
 	podinfoDir         = "/etc/rocketpilot/podinfo"
 	injectedAnnotation = "rocketpilot.io/sidecar-injected"
+	// sidecarAdminPort serves the sidecar's /healthz, /readyz and /metrics on the pod's addresses, for probes.
+	sidecarAdminPort = 15021
 )
 
 func newKubeInjectCommand(g *globals) *cobra.Command {
@@ -162,20 +165,25 @@ func (o *injectOptions) injectPod(tmpl map[string]any) error {
 		}
 		setEnv(cm, map[string]any{"name": "NAMESRV_ADDR", "value": o.listen})
 	}
-	_, port, _ := strings.Cut(o.listen, ":")
+	if _, _, err := net.SplitHostPort(o.listen); err != nil {
+		return fmt.Errorf("--listen %q: %w", o.listen, err)
+	}
 	sidecar := map[string]any{
 		"name":          sidecarName,
 		"image":         o.image,
 		"restartPolicy": "Always", // a native sidecar: started before the applications, stopped after them
 		"args": []any{"sidecar", "--xds-server", o.controlPlane, "--listen", o.listen,
 			"--node-id", "$(POD_NAME).$(POD_NAMESPACE)", "--labels-file", podinfoDir + "/labels",
-			"--admin-address", "127.0.0.1:15000"},
+			"--admin-address", fmt.Sprintf(":%d", sidecarAdminPort)},
 		"env": []any{
 			map[string]any{"name": "POD_NAME", "valueFrom": map[string]any{"fieldRef": map[string]any{"fieldPath": "metadata.name"}}},
 			map[string]any{"name": "POD_NAMESPACE", "valueFrom": map[string]any{"fieldRef": map[string]any{"fieldPath": "metadata.namespace"}}},
 		},
 		"volumeMounts": []any{map[string]any{"name": podinfoVolume, "mountPath": podinfoDir, "readOnly": true}},
-		"startupProbe": map[string]any{"tcpSocket": map[string]any{"port": portNumber(port)}, "periodSeconds": 1, "failureThreshold": 30},
+		// Probes reach the pod's IP, not its loopback: the admin port listens on every address (as Istio's 15021).
+		"ports":          []any{map[string]any{"name": "sidecar-admin", "containerPort": sidecarAdminPort}},
+		"startupProbe":   map[string]any{"httpGet": map[string]any{"path": "/healthz", "port": sidecarAdminPort}, "periodSeconds": 1, "failureThreshold": 30},
+		"readinessProbe": map[string]any{"httpGet": map[string]any{"path": "/readyz", "port": sidecarAdminPort}, "periodSeconds": 5},
 		"securityContext": map[string]any{"runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
 			"capabilities": map[string]any{"drop": []any{"ALL"}}},
 		"resources": map[string]any{"requests": map[string]any{"cpu": "50m", "memory": "32Mi"}},
@@ -199,14 +207,6 @@ func setEnv(c map[string]any, v map[string]any) {
 		}
 	}
 	c["env"] = append(env, v)
-}
-
-func portNumber(p string) any {
-	var n int
-	if _, err := fmt.Sscanf(p, "%d", &n); err != nil {
-		return p
-	}
-	return n
 }
 
 func nestedMap(m map[string]any, path ...string) map[string]any {

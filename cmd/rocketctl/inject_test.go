@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,6 +81,11 @@ func TestKubeInject(t *testing.T) {
 	}
 	if env["NAMESRV_ADDR"] != "127.0.0.1:9876" || env["LOG"] != "info" || len(pod.Containers[0].Env) != 2 {
 		t.Fatalf("application env %+v: NAMESRV_ADDR must point at the sidecar, the rest kept", pod.Containers[0].Env)
+	}
+	sc := pod.InitContainers[0]
+	if sc.StartupProbe == nil || sc.StartupProbe.HTTPGet == nil || sc.StartupProbe.HTTPGet.Port.IntValue() != sidecarAdminPort ||
+		!strings.Contains(strings.Join(sc.Args, " "), fmt.Sprintf("--admin-address :%d", sidecarAdminPort)) {
+		t.Fatalf("the startup probe must reach the admin port on the pod's address: %+v, args %v", sc.StartupProbe, sc.Args)
 	}
 	if len(pod.Volumes) != 1 || pod.Volumes[0].DownwardAPI == nil {
 		t.Fatalf("volumes %+v", pod.Volumes)

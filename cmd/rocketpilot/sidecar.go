@@ -165,8 +165,9 @@ func (o *sidecarOptions) run(ctx context.Context, logOut io.Writer) error {
 	return nil
 }
 
-// sidecarAdmin serves /healthz (the process is up), /readyz (its xDS stream to the control plane is open and it is
-// not draining) and /metrics (the proxy's, and Go's own).
+// sidecarAdmin serves /healthz (the process is up), /readyz (its first xDS stream to the control plane opened, and
+// it is not draining; it stays ready while the control plane is away, routing by its last routes: a control-plane
+// outage must not take every pod out of its Services) and /metrics and /metrics (the proxy's, and Go's own).
 func sidecarAdmin(addr string, xc *sidecar.Client, p *dataplane.Proxy, log *slog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -174,7 +175,14 @@ func sidecarAdmin(addr string, xc *sidecar.Client, p *dataplane.Proxy, log *slog
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(p.Metrics().Collectors()...)
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rocketpilot_sidecar_xds_connected",
+			Help: "1 while an xDS stream to the control plane is open."}, func() float64 {
+			if xc.Connected() {
+				return 1
+			}
+			return 0
+		}))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {

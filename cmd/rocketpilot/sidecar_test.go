@@ -99,7 +99,8 @@ func TestSidecarCommand(t *testing.T) {
 		t.Fatalf("/readyz: %d %s", code, body)
 	}
 	_, metrics := httpGet(t, admin+"/metrics")
-	for _, want := range []string{"rocketpilot_sidecar_routes 1", `rocketpilot_sidecar_requests_total{code="310",result="success"} 1`} {
+	for _, want := range []string{"rocketpilot_sidecar_routes 1", `rocketpilot_sidecar_requests_total{code="310",result="success"} 1`,
+		"rocketpilot_sidecar_xds_connected 1"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics has no %q", want)
 		}

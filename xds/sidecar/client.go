@@ -64,6 +64,7 @@ type Client struct {
 	clusterRefs map[string]int                 // cluster → wanted routes naming it
 	nacks       int
 	streams     int
+	connected   bool // a stream is open now
 
 	// flushMu orders subscription changes: a diff and its sending happen as one step, so two callers can never
 	// deliver their requests in the opposite order from the state they computed them on.
@@ -248,6 +249,13 @@ func (c *Client) Forget(topic string) {
 	delete(c.watchers, topic)
 	c.mu.Unlock()
 	c.flush()
+}
+
+// Connected reports whether a stream to the control plane is open now.
+func (c *Client) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.connected
 }
 
 // Stats reports how many streams the client has opened and how many responses it rejected.
@@ -445,6 +453,9 @@ func (c *Client) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		start := time.Now()
 		err := c.stream(ctx)
+		c.mu.Lock()
+		c.connected = false
+		c.mu.Unlock()
 		if ctx.Err() != nil {
 			return
 		}
@@ -484,6 +495,7 @@ func (c *Client) stream(ctx context.Context) error {
 	c.flushMu.Lock()
 	c.mu.Lock()
 	c.streams++
+	c.connected = true
 	c.subscribed = map[string]map[string]struct{}{}
 	for n := range c.routes { // a new stream subscribes to everything wanted
 		c.markLocked(translate.RouteType, n)
