@@ -38,6 +38,9 @@ type Options struct {
 	// MaxFrameSize bounds a frame from either side (remoting.DefaultMaxFrameSize): a larger one closes its
 	// connection.
 	MaxFrameSize int
+	// RouteIdle is how long a topic's route is kept, watched and subscribed to after the last request that used it
+	// (10m).
+	RouteIdle time.Duration
 	// WriteTimeout closes a connection, to the application or a broker, that accepts nothing for this long: a
 	// peer that stopped reading holds none of the proxy's goroutines for longer (10s).
 	WriteTimeout time.Duration
@@ -54,7 +57,8 @@ type Proxy struct {
 	ns      net.Listener
 	groups  map[string]*group // broker group name → its port
 	routes  map[string]*cachedRoute
-	unwatch []func()
+	watches map[string]func() // topic → cancels its watch (nil while being set up)
+	stop    chan struct{}     // closed by Close: ends evictLoop
 
 	inflight atomic.Int64 // requests forwarded and not yet answered
 	draining atomic.Bool
@@ -92,12 +96,15 @@ func New(opts Options) *Proxy {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 10 * time.Second
 	}
+	if opts.RouteIdle <= 0 {
+		opts.RouteIdle = 10 * time.Minute
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &Proxy{opts: opts, log: log, groups: map[string]*group{}, conns: map[io.Closer]struct{}{},
-		routes: map[string]*cachedRoute{}}
+		routes: map[string]*cachedRoute{}, watches: map[string]func(){}, stop: make(chan struct{})}
 	p.metrics = newMetrics(p)
 	return p
 }
@@ -114,8 +121,9 @@ func (p *Proxy) Start() error {
 		return fmt.Errorf("dataplane: listen on %s: %w", p.opts.Listen, err)
 	}
 	p.ns, p.started = ln, true
-	p.wg.Add(1)
+	p.wg.Add(2)
 	go p.accept(ln, p.serveNameServer)
+	go p.evictLoop(p.stop)
 	p.log.Info("sidecar listening for the application", "namesrv", ln.Addr().String())
 	return nil
 }
@@ -187,10 +195,16 @@ func (p *Proxy) Close() error {
 	for c := range p.conns {
 		c.Close()
 	}
-	unwatch := p.unwatch
-	p.unwatch = nil
+	var cancels []func()
+	for _, cancel := range p.watches {
+		if cancel != nil {
+			cancels = append(cancels, cancel)
+		}
+	}
+	clear(p.watches)
+	close(p.stop)
 	p.mu.Unlock()
-	for _, cancel := range unwatch {
+	for _, cancel := range cancels {
 		cancel()
 	}
 	p.wg.Wait()
@@ -277,9 +291,10 @@ func (p *Proxy) master(name string) string {
 // it (Watch), and it is read again at most routeTTL later in any case, so that a change to a send cluster's
 // endpoints, which the topic's watch may not see, applies within that.
 type cachedRoute struct {
-	r       *sidecar.Route
-	err     error
-	expires time.Time
+	r        *sidecar.Route
+	err      error
+	expires  time.Time
+	lastUsed time.Time
 }
 
 const routeTTL = time.Second
@@ -290,10 +305,10 @@ func (p *Proxy) route(topic string) (*sidecar.Route, error) {
 	now := time.Now()
 	p.mu.Lock()
 	if c := p.routes[topic]; c != nil && now.Before(c.expires) {
+		c.lastUsed = now
 		p.mu.Unlock()
 		return c.r, c.err
 	}
-	_, watched := p.routes[topic]
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.RouteTimeout)
 	defer cancel()
@@ -307,22 +322,79 @@ func (p *Proxy) route(topic string) (*sidecar.Route, error) {
 		return r, err // not known either way: nothing to keep
 	}
 	p.mu.Lock()
-	if !p.closed {
-		p.routes[topic] = &cachedRoute{r: r, err: err, expires: now.Add(routeTTL)}
+	if p.closed {
+		p.mu.Unlock()
+		return r, err
+	}
+	p.routes[topic] = &cachedRoute{r: r, err: err, expires: now.Add(routeTTL), lastUsed: now}
+	_, watched := p.watches[topic]
+	if !watched {
+		p.watches[topic] = nil // claimed: a concurrent first lookup does not watch too
 	}
 	p.mu.Unlock()
 	if !watched {
-		cancelWatch := p.opts.Routes.Watch(topic, func(*remoting.TopicRouteData, error) { p.forgetRoute(topic) })
+		// Watch reports the route once at once, which is the one just read: only later reports expire it.
+		var armed atomic.Bool
+		cancelWatch := p.opts.Routes.Watch(topic, func(*remoting.TopicRouteData, error) {
+			if armed.Load() {
+				p.forgetRoute(topic)
+			}
+		})
+		armed.Store(true)
 		p.mu.Lock()
-		if p.closed {
+		if _, still := p.watches[topic]; p.closed || !still {
 			p.mu.Unlock()
 			cancelWatch()
 		} else {
-			p.unwatch = append(p.unwatch, cancelWatch)
+			p.watches[topic] = cancelWatch
 			p.mu.Unlock()
 		}
 	}
 	return r, err
+}
+
+// forgetter is implemented by an xDS client that can unsubscribe from a topic (*sidecar.Client).
+type forgetter interface{ Forget(topic string) }
+
+// evictIdle drops the routes no request used for RouteIdle: the cache, the watch and the xDS subscription, so a
+// long-lived sidecar holds what its application uses now, not every topic it ever asked for.
+func (p *Proxy) evictIdle(now time.Time) {
+	var gone []string
+	var cancels []func()
+	p.mu.Lock()
+	for topic, c := range p.routes {
+		if now.Sub(c.lastUsed) >= p.opts.RouteIdle {
+			gone = append(gone, topic)
+			delete(p.routes, topic)
+			if cancel := p.watches[topic]; cancel != nil {
+				cancels = append(cancels, cancel)
+			}
+			delete(p.watches, topic)
+		}
+	}
+	p.mu.Unlock()
+	for _, cancel := range cancels {
+		cancel()
+	}
+	if f, ok := p.opts.Routes.(forgetter); ok {
+		for _, topic := range gone {
+			f.Forget(topic)
+		}
+	}
+}
+
+func (p *Proxy) evictLoop(stop <-chan struct{}) {
+	defer p.wg.Done()
+	t := time.NewTicker(max(p.opts.RouteIdle/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			p.evictIdle(now)
+		}
+	}
 }
 
 // routeCached reports whether route would answer from the cache, without waiting.

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -211,5 +212,58 @@ func TestBrokerRequestsAreAnsweredToTheirBroker(t *testing.T) {
 				t.Fatalf("%s received no answer", name)
 			}
 		}
+	}
+}
+
+// countingRoutes is staticRoutes that counts watches, their cancels and forgotten topics.
+type countingRoutes struct {
+	staticRoutes
+	watches, cancels, forgets atomic.Int64
+}
+
+func (c *countingRoutes) Watch(string, func(*remoting.TopicRouteData, error)) func() {
+	c.watches.Add(1)
+	return func() { c.cancels.Add(1) }
+}
+
+func (c *countingRoutes) Forget(string) { c.forgets.Add(1) }
+
+// A topic is watched once however many first lookups race, and a route no request used for RouteIdle is dropped
+// with its watch and its xDS subscription.
+func TestRoutesWatchedOnceAndEvictedWhenIdle(t *testing.T) {
+	fa := startFakeBroker(t, nil, true)
+	routes := &countingRoutes{staticRoutes: staticRoutes{&sidecar.Route{Data: twoGroups(fa.ln.Addr().String(), fa.ln.Addr().String())}}}
+	p := New(Options{Listen: "127.0.0.1:0", Routes: routes, RouteIdle: 200 * time.Millisecond})
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			if _, err := p.route("T"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := routes.watches.Load(); n != 1 {
+		t.Fatalf("%d watches of one topic", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for routes.forgets.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("an idle route was never evicted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.mu.Lock()
+	held, watched := len(p.routes), len(p.watches)
+	p.mu.Unlock()
+	if held != 0 || watched != 0 || routes.cancels.Load() != 1 {
+		t.Fatalf("after eviction: %d routes, %d watches, %d cancels", held, watched, routes.cancels.Load())
+	}
+	if _, err := p.route("T"); err != nil || routes.watches.Load() != 2 {
+		t.Fatalf("a route used again is watched again: %v, %d watches", err, routes.watches.Load())
 	}
 }
