@@ -49,8 +49,9 @@ type pushedRequest struct {
 // pendingRequest is what the proxy keeps of a forwarded request until its answer: what an error answer needs, and
 // when it left (not the body).
 type pendingRequest struct {
-	req  *remoting.Command
-	sent time.Time
+	req   *remoting.Command
+	sent  time.Time
+	retry *sendRetry // a send that may go elsewhere if its broker refuses it
 }
 
 // upstream is one connection to a broker on behalf of one application connection.
@@ -85,7 +86,7 @@ func (p *Proxy) serveClient(group string, nc net.Conn) {
 		if cmd.IsResponse() {
 			c.answerPushed(cmd)
 		} else {
-			c.forward(cmd, raw)
+			c.forward(cmd, raw, nil, true)
 		}
 		if !c.holding {
 			c.flushHeld()
@@ -96,11 +97,11 @@ func (p *Proxy) serveClient(group string, nc net.Conn) {
 // forward sends one application request to the broker its route picks, or answers it with the error a broker
 // would send. raw is the request's frame as it arrived, passed on as it is unless the request was rewritten. A
 // send whose broker cannot be reached goes to another writable group of its route at once (an ordered topic's
-// stays: its queue is its order), so a stopped broker costs no send before the route drops it.
-func (c *clientConn) forward(req *remoting.Command, raw []byte) {
-	var avoid map[string]bool // groups a send found unreachable
+// stays: its queue is its order), so a stopped broker costs no send before the route drops it. avoid lists groups
+// the send must not go to (nil at first); reader says the caller is serveClient, the only one that may hold.
+func (c *clientConn) forward(req *remoting.Command, raw []byte, avoid map[string]bool, reader bool) {
 	for {
-		addr, group, rewritten, fail := c.target(req, avoid)
+		addr, group, rewritten, fail := c.target(req, avoid, reader)
 		if rewritten {
 			raw = nil
 		}
@@ -108,7 +109,7 @@ func (c *clientConn) forward(req *remoting.Command, raw []byte) {
 			c.reply(req, fail)
 			return
 		}
-		if !c.hasUpstream(addr) {
+		if reader && !c.hasUpstream(addr) {
 			c.flushHeld() // a dial may take DialTimeout: what is held does not wait for it
 		}
 		up, err := c.upstream(addr)
@@ -134,28 +135,57 @@ func (c *clientConn) forward(req *remoting.Command, raw []byte) {
 			if _, reused := up.pending[req.Opaque]; !reused { // an id reused while in flight is counted once
 				c.p.inflight.Add(1)
 			}
-			up.pending[req.Opaque] = pendingRequest{sent: time.Now(),
+			pr := pendingRequest{sent: time.Now(),
 				req: &remoting.Command{Code: req.Code, Opaque: req.Opaque, Flag: req.Flag, HeaderType: req.HeaderType}}
+			if group != "" && len(avoid) == 0 { // a send routed by its route, not yet retried: kept whole to retry
+				pr.retry = &sendRetry{req: req, group: group}
+			}
+			up.pending[req.Opaque] = pr
 			up.mu.Unlock()
 		} else {
 			c.p.metrics.count(req.Code, resultOneway)
 		}
-		if err := c.sendUpstream(up, req, raw); err != nil {
+		if err := c.sendUpstream(up, req, raw, reader); err != nil {
 			c.dropUpstream(up, err)
 		}
 		return
 	}
 }
 
-// sendUpstream writes a request to a broker, or holds it there while a burst is being read.
-func (c *clientConn) sendUpstream(up *upstream, cmd *remoting.Command, raw []byte) error {
+// sendRetry is what a send needs to go again elsewhere: the request as sent, and the group that refused it.
+type sendRetry struct {
+	req   *remoting.Command
+	group string
+}
+
+// elsewhere reports whether the send's route has a writable group besides the one that refused it; without one
+// the application gets the broker's own answer.
+func (c *clientConn) elsewhere(sr *sendRetry) bool {
+	topicKey, _ := sendFields(sr.req)
+	r, err := c.p.route(sr.req.Ext(topicKey))
+	if err != nil || r == nil {
+		return false
+	}
+	_, ok := pickSendGroup(r, c.group, false, map[string]bool{sr.group: true})
+	return ok
+}
+
+// refusedSend is the broker's answer NO_PERMISSION to a send: the broker did not store it (its topic or itself
+// is not writable now, a change the route has not brought yet), so it can go to another writable group once.
+func refusedSend(pr pendingRequest, resp *remoting.Command) bool {
+	return pr.retry != nil && resp.Code == remoting.NoPermission
+}
+
+// sendUpstream writes a request to a broker, or, for serveClient (reader), holds it there while a burst is being
+// read.
+func (c *clientConn) sendUpstream(up *upstream, cmd *remoting.Command, raw []byte, reader bool) error {
 	if raw == nil {
 		var err error
 		if raw, err = remoting.Encode(cmd); err != nil {
 			return err
 		}
 	}
-	if !c.holding {
+	if !reader || !c.holding {
 		return up.w.write(raw)
 	}
 	if !slices.Contains(c.held, up) {
@@ -182,11 +212,11 @@ func isSend(code int32) bool {
 // target is the broker address a request goes to, and its group: for a send, a writable master of the topic's
 // route outside avoid (the queue rewritten when the group changes; group "" when the route cannot say); for
 // anything else, the master of the port's group.
-func (c *clientConn) target(req *remoting.Command, avoid map[string]bool) (addr, group string, rewritten bool, fail *remoting.Command) {
+func (c *clientConn) target(req *remoting.Command, avoid map[string]bool, reader bool) (addr, group string, rewritten bool, fail *remoting.Command) {
 	group = c.group
 	switch req.Code {
 	case remoting.SendMessage, remoting.SendMessageV2, remoting.SendBatchMessage:
-		return c.sendTarget(req, avoid)
+		return c.sendTarget(req, avoid, reader)
 	case remoting.AckMessage, remoting.ChangeMessageInvisibleTime, remoting.BatchAckMessage:
 		// A Pop ack goes back to the group that popped, whichever port it came on: the receipt handle (or the
 		// batch's body) names it.
@@ -233,10 +263,10 @@ func sendFields(req *remoting.Command) (topicKey, queueKey string) {
 	return "topic", "queueId"
 }
 
-func (c *clientConn) sendTarget(req *remoting.Command, avoid map[string]bool) (addr, group string, rewritten bool, fail *remoting.Command) {
+func (c *clientConn) sendTarget(req *remoting.Command, avoid map[string]bool, reader bool) (addr, group string, rewritten bool, fail *remoting.Command) {
 	topicKey, queueKey := sendFields(req)
 	topic := req.Ext(topicKey)
-	if !c.p.routeCached(topic) {
+	if reader && !c.p.routeCached(topic) {
 		c.flushHeld() // the lookup may wait for the control plane: what is held does not wait with it
 	}
 	r, err := c.p.route(topic)
@@ -267,6 +297,9 @@ func (c *clientConn) sendTarget(req *remoting.Command, avoid map[string]bool) (a
 			return "", "", false, errorResponse(req, remoting.SystemError, "sidecar: no writable broker of topic["+topic+"] reachable")
 		}
 		return "", "", false, errorResponse(req, remoting.NoPermission, "sidecar: no writable broker serves topic["+topic+"]")
+	}
+	if ordered {
+		return pick.Addr, "", false, nil // no failover, no retry elsewhere: the queue is the order
 	}
 	if pick.BrokerName != c.group {
 		q := writeQueues(r.Data, pick.BrokerName)
@@ -402,6 +435,12 @@ func (c *clientConn) readUpstream(up *upstream) {
 			if ok {
 				c.p.inflight.Add(-1)
 				c.p.metrics.answered(pr.req.Code, cmd.Code, pr.sent)
+				if refusedSend(pr, cmd) && c.elsewhere(pr.retry) {
+					// Sent again, avoiding the group that refused it; the second answer is the application's.
+					c.flushOut()
+					c.forward(pr.retry.req, nil, map[string]bool{pr.retry.group: true}, false)
+					continue
+				}
 				c.holdFrame(raw) // the application's own id: as it came; written when the burst is read
 			}
 			continue
@@ -428,7 +467,7 @@ func (c *clientConn) answerPushed(resp *remoting.Command) {
 		return
 	}
 	resp.Opaque = pr.opaque
-	if err := c.sendUpstream(pr.up, resp, nil); err != nil {
+	if err := c.sendUpstream(pr.up, resp, nil, true); err != nil {
 		c.dropUpstream(pr.up, err)
 	}
 }
