@@ -172,3 +172,25 @@ func TestSidecarLabelsFileErrors(t *testing.T) {
 		t.Fatalf("metadata: %v", err)
 	}
 }
+
+// Against a control plane serving mutual TLS, the sidecar with a client certificate is served (a route through
+// it); one without a certificate never gets a stream, and stays not ready.
+func TestSidecarMutualTLS(t *testing.T) {
+	s := newTLSSetup(t)
+	cp := serveInProcess(t, "--demo", "--demo-namesrv-address", "127.0.0.1:0", "--tls-cert", s.cert, "--tls-key", s.key,
+		"--tls-client-ca", s.caFile)
+	xds := cp.addr(t, "serving xDS", 10*time.Second)
+
+	good := sidecarInProcess(t, "--xds-server", xds, "--tls-ca", s.caFile, "--tls-cert", s.clientCert, "--tls-key", s.clientKey)
+	namesrv := good.addr(t, "sidecar running", 5*time.Second)
+	if r := call(t, namesrv, remoting.GetRouteInfoByTopic, map[string]string{"topic": "TopicTest"}, nil); r.Code != remoting.Success {
+		t.Fatalf("route through the sidecar over mutual TLS: %d %s", r.Code, r.Remark)
+	}
+
+	anonymous := sidecarInProcess(t, "--xds-server", xds, "--tls-ca", s.caFile)
+	admin := "http://" + anonymous.addr(t, "sidecar admin listening", 5*time.Second)
+	time.Sleep(300 * time.Millisecond) // room for a stream, were one allowed
+	if code, body := httpGet(t, admin+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("a sidecar without a client certificate is ready: %d %s", code, body)
+	}
+}
