@@ -137,7 +137,7 @@ func (c *clientConn) forward(req *remoting.Command, raw []byte, avoid map[string
 			}
 			pr := pendingRequest{sent: time.Now(),
 				req: &remoting.Command{Code: req.Code, Opaque: req.Opaque, Flag: req.Flag, HeaderType: req.HeaderType}}
-			if group != "" && len(avoid) == 0 { // a send routed by its route, not yet retried: kept whole to retry
+			if isSend(req.Code) && group != "" && len(avoid) == 0 { // a send routed by its route, not yet retried: kept whole to retry
 				pr.retry = &sendRetry{req: req, group: group}
 			}
 			up.pending[req.Opaque] = pr
@@ -224,16 +224,16 @@ func (c *clientConn) target(req *remoting.Command, avoid map[string]bool, reader
 		if err != nil {
 			return "", "", false, errorResponse(req, remoting.SystemError, "sidecar: "+err.Error())
 		}
-		if c.p.master(name) == "" {
+		if c.p.broker(name) == "" {
 			return "", "", false, errorResponse(req, remoting.SystemError, "sidecar: the receipt handle names broker group "+name+
 				", which no route the sidecar was served has")
 		}
 		group = name
 	}
-	if addr := c.p.master(group); addr != "" {
-		return addr, "", false, nil
+	if addr := c.p.broker(group); addr != "" {
+		return addr, group, false, nil
 	}
-	return "", "", false, errorResponse(req, remoting.SystemError, "sidecar: no master of broker group "+group+" in the served routes")
+	return "", "", false, errorResponse(req, remoting.SystemError, "sidecar: no broker of group "+group+" in the served routes")
 }
 
 // poppedBy is the broker group a Pop ack is for: the brokerName of the receipt handle (AckMessageRequestHeader,

@@ -68,12 +68,13 @@ type Proxy struct {
 	started  bool
 }
 
-// group is one broker group as the application sees it: a port of the proxy, and the group's master as the
-// control plane last served it.
+// group is one broker group as the application sees it: a port of the proxy, and the group's brokers as the
+// control plane last served them.
 type group struct {
 	name   string
 	ln     net.Listener
 	master string // host:port, "" when no served route names one
+	slave  string // the lowest-id slave, "" when none: where reads go while the group has no master
 }
 
 // New returns a proxy; it listens once started.
@@ -268,7 +269,10 @@ func (p *Proxy) learn(data *remoting.TopicRouteData) (*remoting.TopicRouteData, 
 			go p.accept(ln, func(nc net.Conn) { p.serveClient(g.name, nc) })
 			p.log.Info("broker group port", "group", g.name, "addr", ln.Addr().String())
 		}
-		g.master = bd.BrokerAddrs[0]
+		g.master, g.slave = bd.BrokerAddrs[0], ""
+		for id := int64(1); id < 64 && g.slave == ""; id++ { // broker ids are small: 1 is the usual first slave
+			g.slave = bd.BrokerAddrs[id]
+		}
 		local := bd
 		local.BrokerAddrs = map[int64]string{0: g.ln.Addr().String()}
 		out.BrokerDatas = append(out.BrokerDatas, local)
@@ -283,6 +287,20 @@ func (p *Proxy) master(name string) string {
 	defer p.mu.Unlock()
 	if g := p.groups[name]; g != nil {
 		return g.master
+	}
+	return ""
+}
+
+// broker is where a group's requests other than sends go: its master, or while it has none (stopped, expired)
+// its first slave, which serves pulls, Pops and offsets as a Java group's slave does for its consumers.
+func (p *Proxy) broker(name string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if g := p.groups[name]; g != nil {
+		if g.master != "" {
+			return g.master
+		}
+		return g.slave
 	}
 	return ""
 }
@@ -335,9 +353,13 @@ func (p *Proxy) route(topic string) (*sidecar.Route, error) {
 	if !watched {
 		// Watch reports the route once at once, which is the one just read: only later reports expire it.
 		var armed atomic.Bool
-		cancelWatch := p.opts.Routes.Watch(topic, func(*remoting.TopicRouteData, error) {
-			if armed.Load() {
-				p.forgetRoute(topic)
+		cancelWatch := p.opts.Routes.Watch(topic, func(data *remoting.TopicRouteData, err error) {
+			if !armed.Load() {
+				return
+			}
+			p.forgetRoute(topic)
+			if err == nil && data != nil {
+				_, _ = p.learn(data) // the groups' brokers move now, not at the next request that reads the route
 			}
 		})
 		armed.Store(true)

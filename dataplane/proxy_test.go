@@ -779,3 +779,43 @@ func TestTopicMoveIsFollowedWithoutReconnecting(t *testing.T) {
 		t.Fatalf("broker-a, now read-only, received %d sends after the move", got-onA)
 	}
 }
+
+// A group whose master stopped is still read through its slave: pulls on its port are served by the slave (which
+// holds the master's messages), and sends on it go to the other writable group.
+func TestReadsGoToTheSlaveWhileTheMasterIsAway(t *testing.T) {
+	m := startMesh(t, nil)
+	route(t, m.proxy, simbroker.DemoTopic)
+	a := dial(t, m.proxy.GroupAddr("broker-a"))
+	if r := send(a, simbroker.DemoTopic, 2, "kept by the slave"); r.Code != remoting.Success {
+		t.Fatal(r.Remark)
+	}
+	m.demo.Broker("broker-a", 0).Stop()
+	t.Cleanup(func() { m.demo.Broker("broker-a", 0).Start() })
+	slave := m.demo.Broker("broker-a", 1)
+	pull := map[string]string{"consumerGroup": "cg", "topic": simbroker.DemoTopic, "queueId": "2", "queueOffset": "0",
+		"maxMsgNums": "32", "sysFlag": "2", "commitOffset": "0", "suspendTimeoutMillis": "0", "subscription": "*", "subVersion": "0"}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := a.call(remoting.PullMessage, pull, nil)
+		if r.Code == remoting.Success {
+			msgs, err := message.DecodeExts(r.Body)
+			if err != nil || len(msgs) != 1 || string(msgs[0].Body) != "kept by the slave" {
+				t.Fatalf("pulled %v, %v", msgs, err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no pull served while broker-a's master was away: %d %s", r.Code, r.Remark)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if slave.RequestCount(remoting.PullMessage) == 0 {
+		t.Fatal("the pull was not served by broker-a's slave")
+	}
+	if r := send(a, simbroker.DemoTopic, 2, "to broker-b"); r.Code != remoting.Success {
+		t.Fatalf("send on broker-a's port with its master away: %d %s", r.Code, r.Remark)
+	}
+	if got := stored(t, m, "broker-b", simbroker.DemoTopic); got != 1 {
+		t.Fatalf("broker-b holds %d, want the 1 send", got)
+	}
+}
