@@ -434,13 +434,14 @@ func (c *clientConn) readUpstream(up *upstream) {
 			up.mu.Unlock()
 			if ok {
 				c.p.inflight.Add(-1)
-				c.p.metrics.answered(pr.req.Code, cmd.Code, pr.sent)
 				if refusedSend(pr, cmd) && c.elsewhere(pr.retry) {
 					// Sent again, avoiding the group that refused it; the second answer is the application's.
+					c.p.metrics.count(pr.req.Code, resultRetried)
 					c.flushOut()
 					c.forward(pr.retry.req, nil, map[string]bool{pr.retry.group: true}, false)
 					continue
 				}
+				c.p.metrics.answered(pr.req.Code, cmd.Code, pr.sent)
 				c.holdFrame(raw) // the application's own id: as it came; written when the burst is read
 			}
 			continue

@@ -24,12 +24,13 @@ const (
 	resultBrokerError = "broker_error" // the broker answered another code
 	resultRefused     = "refused"      // the proxy answered it itself: no route, unreachable broker, bad handle
 	resultOneway      = "oneway"       // forwarded, no answer expected
+	resultRetried     = "retried"      // refused by its broker (NO_PERMISSION) and sent to another group
 )
 
 func newMetrics(p *Proxy) *Metrics {
 	return &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rocketpilot_sidecar_requests_total",
-			Help: "Application requests by RocketMQ request code and result: success, broker_error, refused (answered by the sidecar), oneway."},
+			Help: "Application requests by RocketMQ request code and result: success, broker_error, refused (answered by the sidecar), oneway, retried (refused by its broker, sent to another group: counted again with its second answer)."},
 			[]string{"code", "result"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rocketpilot_sidecar_upstream_seconds",
 			Help:    "Time from forwarding a request to the broker's answer, by request code.",

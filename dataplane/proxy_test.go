@@ -769,6 +769,11 @@ func TestTopicMoveIsFollowedWithoutReconnecting(t *testing.T) {
 	if byA == 0 {
 		t.Fatal("broker-a refused nothing: the window before the route changed was not exercised")
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m.proxy.Metrics().Collectors()...)
+	if got := promtest.Sum(promtest.Families(t, reg), "rocketpilot_sidecar_requests_total", map[string]string{"code": "310", "result": "retried"}); got != float64(byA) {
+		t.Fatalf("%v sends counted as retried, broker-a refused %d", got, byA)
+	}
 	onA := stored(t, m, "broker-a", "moving")
 	for i := range 20 {
 		if r := send(app, "moving", i%2, "after"); r.Code != remoting.Success {
