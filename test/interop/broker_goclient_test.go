@@ -310,10 +310,8 @@ func goClientAcceptance(t *testing.T, c *simCluster, nameServer string) {
 		if first == nil || in.distinct(anyID) != totalSends {
 			t.Skip("the first consumer did not receive everything")
 		}
-		// Shutdown persists the consumer's offsets (UPDATE_CONSUMER_OFFSET 15, one-way); pulls committed them too.
-		first.stop()
 		var want, got map[string]int64
-		ok := waitFor(5*time.Second, func() bool {
+		committed := func() bool {
 			want, got = map[string]int64{}, map[string]int64{}
 			for _, name := range []string{"broker-a", "broker-b"} {
 				for q := range 4 {
@@ -323,9 +321,16 @@ func goClientAcceptance(t *testing.T, c *simCluster, nameServer string) {
 				}
 			}
 			return maps.Equal(want, got)
-		})
-		if !ok {
-			t.Fatalf("the brokers' committed offsets of %s are %v, the queues end at %v", group, got, want)
+		}
+		// The client commits offsets with its pulls and every 5 s (UPDATE_CONSUMER_OFFSET 15, one-way), and on
+		// Shutdown. A callback that returned just before Shutdown may not have updated the client's own offset yet
+		// (at-least-once), so the test waits for the commits while the consumer runs, then stops it.
+		if !waitFor(10*time.Second, committed) {
+			t.Fatalf("while running, the brokers' committed offsets of %s are %v, the queues end at %v", group, got, want)
+		}
+		first.stop()
+		if !waitFor(5*time.Second, committed) {
+			t.Fatalf("the brokers' committed offsets of %s are %v after Shutdown, the queues end at %v", group, got, want)
 		}
 
 		// New messages after the restart point, then a new consumer (a new client instance) of the same group.
