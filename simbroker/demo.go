@@ -27,8 +27,9 @@ type DemoOptions struct {
 	QueueCapacity int
 	// Host is the address the brokers listen on, each on a port of its own ("127.0.0.1").
 	Host string
-	// RegisterInterval and HeartbeatTimeout are as in Options.
+	// RegisterInterval, HeartbeatTimeout and DelayLevels are as in Options.
 	RegisterInterval, HeartbeatTimeout time.Duration
+	DelayLevels                        []time.Duration
 	Logger                             *slog.Logger
 }
 
@@ -141,7 +142,7 @@ func StartDemo(o DemoOptions) (*Demo, error) {
 	for g, name := range demoGroupNames(o.Groups) {
 		master := New(Options{Addr: o.Host + ":0", Cluster: DemoCluster, Name: name, Topics: topics[name],
 			NameServers: o.NameServers, RegisterInterval: o.RegisterInterval, HeartbeatTimeout: o.HeartbeatTimeout,
-			QueueCapacity: o.QueueCapacity, Logger: o.Logger})
+			QueueCapacity: o.QueueCapacity, DelayLevels: o.DelayLevels, Logger: o.Logger})
 		group := []*Broker{master}
 		if g == 0 {
 			group = append(group, New(Options{Addr: o.Host + ":0", Cluster: DemoCluster, Name: name, ID: 1, Master: master,

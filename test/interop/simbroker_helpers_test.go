@@ -38,8 +38,15 @@ type simCluster struct {
 // broker groups.
 func startSimCluster(t testing.TB) *simCluster {
 	t.Helper()
+	return startSimClusterWith(t, simbroker.DemoOptions{})
+}
+
+// startSimClusterWith is startSimCluster with the demo's options (its NameServers are set here).
+func startSimClusterWith(t testing.TB, o simbroker.DemoOptions) *simCluster {
+	t.Helper()
 	ns := startNameServer(t, embedded.Options{}, false)
-	demo, err := simbroker.StartDemo(simbroker.DemoOptions{NameServers: []string{ns.Addr()}})
+	o.NameServers = []string{ns.Addr()}
+	demo, err := simbroker.StartDemo(o)
 	if err != nil {
 		t.Fatalf("StartDemo: %v", err)
 	}
