@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/remoting/message"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
@@ -26,6 +28,7 @@ type clientConn struct {
 	group string
 	nc    net.Conn
 	w     *frameWriter
+	out   prometheus.Counter // bytes written to the application, looked up once
 
 	// holding is set while the reader goroutine (serveClient) has more of a burst to read; held lists the
 	// upstreams with requests waiting for it to end. Both are that goroutine's own: readUpstream and dropUpstream
@@ -67,7 +70,8 @@ type upstream struct {
 
 // serveClient proxies one application connection to the group's port until either side ends it.
 func (p *Proxy) serveClient(group string, nc net.Conn) {
-	c := &clientConn{p: p, group: group, nc: nc, w: newFrameWriter(nc, p.opts.WriteTimeout), ups: map[string]*upstream{}, pushed: map[int32]pushedRequest{}}
+	c := &clientConn{p: p, group: group, nc: nc, w: newFrameWriter(nc, p.opts.WriteTimeout), ups: map[string]*upstream{},
+		pushed: map[int32]pushedRequest{}, out: p.metrics.bytes.WithLabelValues("out")}
 	p.metrics.connections.WithLabelValues("application").Inc()
 	defer p.metrics.connections.WithLabelValues("application").Dec()
 	defer c.close()
@@ -526,7 +530,7 @@ func (c *clientConn) write(cmd *remoting.Command) {
 }
 
 func (c *clientConn) writeFrame(frame []byte) {
-	c.p.metrics.bytes.WithLabelValues("out").Add(float64(len(frame)))
+	c.out.Add(float64(len(frame)))
 	if err := c.w.write(frame); err != nil {
 		c.nc.Close()
 	}
@@ -534,7 +538,7 @@ func (c *clientConn) writeFrame(frame []byte) {
 
 // holdFrame queues a frame for the application until flushOut.
 func (c *clientConn) holdFrame(frame []byte) {
-	c.p.metrics.bytes.WithLabelValues("out").Add(float64(len(frame)))
+	c.out.Add(float64(len(frame)))
 	if err := c.w.hold(frame); err != nil {
 		c.nc.Close()
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rocketpilot/rocketpilot/internal/testutil"
 	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/simbroker"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
@@ -19,17 +20,6 @@ type staticRoutes struct{ r *sidecar.Route }
 func (s staticRoutes) Route(context.Context, string) (*sidecar.Route, error) { return s.r, nil }
 
 func (s staticRoutes) Watch(string, func(*remoting.TopicRouteData, error)) func() { return func() {} }
-
-func frame(t testing.TB, code int32, ext map[string]string, body []byte) []byte {
-	t.Helper()
-	req := remoting.NewRequest(code, ext)
-	req.Body = body
-	b, err := remoting.Encode(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // FuzzServeClient writes arbitrary bytes to a broker group's port, seeded with the requests the proxy reads fields
 // of (sends, whose topic and queue it reads and may rewrite; Pop acks, whose receipt handle or body names a
@@ -59,18 +49,18 @@ func FuzzServeClient(f *testing.F) {
 	port := p.GroupAddr("broker-b")
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	for _, seed := range [][]byte{
-		frame(f, remoting.SendMessageV2, map[string]string{"a": "pg", "b": "T", "e": "1", "f": "0", "g": now, "h": "0", "i": "", "j": "0"}, []byte("x")),
-		frame(f, remoting.SendMessage, map[string]string{"producerGroup": "pg", "topic": "T", "queueId": "9"}, []byte("x")),
-		frame(f, remoting.AckMessage, map[string]string{"consumerGroup": "g", "topic": "T", "queueId": "0", "extraInfo": "0 " + now + " 1000 0 0 broker-a 0 0", "offset": "0"}, nil),
-		frame(f, remoting.BatchAckMessage, nil, []byte(`{"consumerGroup":"g","brokerName":"broker-a","acks":[]}`)),
-		frame(f, remoting.HeartBeat, nil, []byte(`{"clientID":"c1","consumerDataSet":[]}`)),
-		append(frame(f, remoting.GetMaxOffset, map[string]string{"topic": "T", "queueId": "0"}, nil)[:8], 0xff),
+		testutil.Frame(f, remoting.SendMessageV2, map[string]string{"a": "pg", "b": "T", "e": "1", "f": "0", "g": now, "h": "0", "i": "", "j": "0"}, []byte("x")),
+		testutil.Frame(f, remoting.SendMessage, map[string]string{"producerGroup": "pg", "topic": "T", "queueId": "9"}, []byte("x")),
+		testutil.Frame(f, remoting.AckMessage, map[string]string{"consumerGroup": "g", "topic": "T", "queueId": "0", "extraInfo": "0 " + now + " 1000 0 0 broker-a 0 0", "offset": "0"}, nil),
+		testutil.Frame(f, remoting.BatchAckMessage, nil, []byte(`{"consumerGroup":"g","brokerName":"broker-a","acks":[]}`)),
+		testutil.Frame(f, remoting.HeartBeat, nil, []byte(`{"clientID":"c1","consumerDataSet":[]}`)),
+		append(testutil.Frame(f, remoting.GetMaxOffset, map[string]string{"topic": "T", "queueId": "0"}, nil)[:8], 0xff),
 		{0, 0, 0, 8, 1, 0, 0, 4, 0xff, 0xff, 0xff, 0xff},
 		{},
 	} {
 		f.Add(seed)
 	}
-	probe := frame(f, remoting.GetMaxOffset, map[string]string{"topic": "T", "queueId": "0"}, nil)
+	probe := testutil.Frame(f, remoting.GetMaxOffset, map[string]string{"topic": "T", "queueId": "0"}, nil)
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		nc, err := net.DialTimeout("tcp", port, time.Second)

@@ -15,8 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rocketpilot/rocketpilot/controlplane"
+	"github.com/rocketpilot/rocketpilot/controlplane/controlplanetest"
 	"github.com/rocketpilot/rocketpilot/internal/leakcheck"
 	"github.com/rocketpilot/rocketpilot/internal/promtest"
+	"github.com/rocketpilot/rocketpilot/internal/testutil"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
 	"github.com/rocketpilot/rocketpilot/remoting"
@@ -80,28 +82,11 @@ func startMesh(t *testing.T, policies map[string]string, tune ...func(*Options))
 // addr, and stops it when the test ends (Stop twice is fine).
 func startControlPlane(t *testing.T, nameServer, dir, addr string) *controlplane.ControlPlane {
 	t.Helper()
-	cp, err := controlplane.New(controlplane.Config{
+	return controlplanetest.Start(t, controlplane.Config{
 		Stack: server.StackConfig{Grace: time.Second, Addr: addr},
 		Sources: controlplane.SourcesConfig{NameServers: []string{nameServer}, ConfigDir: dir, ConfigPoll: 50 * time.Millisecond,
 			Watch: watcher.Options{RateLimit: 1e6, Interval: 100 * time.Millisecond, BrokerInterval: 50 * time.Millisecond}},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cp.Stop)
-	if err := cp.Start(context.Background()); err != nil { // its life: until Stop
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := cp.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cp.Serve()
-	if err := cp.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return cp
 }
 
 // client speaks the remoting protocol as an application does: requests out, answers by id, and the requests a
@@ -610,9 +595,9 @@ func TestBadInputClosesOneConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer deaf.Close()
-	pull := frameOf(t, remoting.PullMessage, map[string]string{"consumerGroup": "cg", "topic": simbroker.DemoTopic, "queueId": "0",
+	pull := testutil.Frame(t, remoting.PullMessage, map[string]string{"consumerGroup": "cg", "topic": simbroker.DemoTopic, "queueId": "0",
 		"queueOffset": "0", "maxMsgNums": "32", "sysFlag": "2", "commitOffset": "0", "suspendTimeoutMillis": "0",
-		"subscription": "*", "subVersion": "0"})
+		"subscription": "*", "subVersion": "0"}, nil)
 	start := time.Now()
 	for time.Since(start) < 10*time.Second {
 		if _, err := deaf.Write(pull); err != nil {
@@ -625,15 +610,6 @@ func TestBadInputClosesOneConnection(t *testing.T) {
 	}
 	t.Logf("a connection that never reads was closed after %v", time.Since(start).Round(time.Millisecond))
 	check("an application that stopped reading")
-}
-
-func frameOf(t *testing.T, code int32, ext map[string]string) []byte {
-	t.Helper()
-	b, err := remoting.Encode(remoting.NewRequest(code, ext))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // The proxy's metrics count requests by code and result, the broker's answer time, bytes, connections and the

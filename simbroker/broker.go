@@ -60,7 +60,8 @@ type Broker struct {
 	latency     atomic.Int64            // time.Duration added before each answer
 	counts      map[int32]*atomic.Int64 // handled request code → requests received; fixed at New
 	unsupported atomic.Int64
-	writable    atomic.Bool // the broker's own permission (Java's brokerPermission): false refuses sends
+	writable    atomic.Bool                    // the broker's own permission (Java's brokerPermission): false refuses sends
+	self        atomic.Pointer[netip.AddrPort] // the listen address, once started
 
 	// life serialises Start, Stop, Kill and Close, which release mu while they wait for goroutines to end.
 	life     sync.Mutex
@@ -165,6 +166,9 @@ func (b *Broker) Start() error {
 		return fmt.Errorf("broker %s-%d: listen on %s: %w", b.opts.Name, b.opts.ID, b.addr, err)
 	}
 	b.ln, b.addr, b.running, b.stop = ln, ln.Addr().String(), true, make(chan struct{})
+	if ap, err := netip.ParseAddrPort(b.addr); err == nil {
+		b.self.Store(&ap) // parsed once: every stored message carries it
+	}
 	b.wg.Add(1)
 	go b.accept(ln)
 	b.log.Info("broker listening", "addr", b.addr, "cluster", b.opts.Cluster)
@@ -488,6 +492,9 @@ func success(ext map[string]string, body []byte) *remoting.Command {
 
 // hostPort is the broker's own address as stored in messages.
 func (b *Broker) hostPort() netip.AddrPort {
+	if ap := b.self.Load(); ap != nil {
+		return *ap
+	}
 	ap, _ := netip.ParseAddrPort(b.Addr())
 	return ap
 }

@@ -6,19 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rocketpilot/rocketpilot/internal/testutil"
 	"github.com/rocketpilot/rocketpilot/remoting"
 )
-
-func frameOf(t testing.TB, code int32, ext map[string]string, body []byte) []byte {
-	t.Helper()
-	req := remoting.NewRequest(code, ext)
-	req.Body = body
-	b, err := remoting.Encode(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // FuzzServeConnection writes arbitrary bytes to a broker connection, seeded with the requests clients send: the
 // broker must neither crash nor stop serving, and a fresh connection is answered afterwards. Every header and
@@ -35,16 +25,16 @@ func FuzzServeConnection(f *testing.F) {
 	lock := []byte(`{"consumerGroup":"cg","clientId":"c1","mqSet":[{"topic":"T","brokerName":"broker-a","queueId":0}]}`)
 	pull := pullReq("T", 0, 0, 50)
 	for _, seed := range [][]byte{
-		frameOf(f, remoting.SendMessageV2, send, []byte("body")),
-		frameOf(f, remoting.SendBatchMessage, send, []byte{0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 'x', 0, 0}),
-		frameOf(f, remoting.PullMessage, pull, nil),
-		frameOf(f, remoting.HeartBeat, nil, heartbeat("c1", "cg", "T")),
-		frameOf(f, remoting.LockBatchMQ, nil, lock),
-		frameOf(f, remoting.PopMessage, pop, nil),
-		frameOf(f, remoting.AckMessage, ack, nil),
-		frameOf(f, remoting.BatchAckMessage, nil, []byte(`{"consumerGroup":"cg","brokerName":"broker-a","acks":[{"c":"cg","t":"T","r":"0","so":0,"q":0,"rq":0,"pt":1,"it":1000,"b":"AQ=="}]}`)),
-		frameOf(f, remoting.QueryConsumerOffset, map[string]string{"consumerGroup": "cg", "topic": "T", "queueId": "0"}, nil),
-		frameOf(f, 12345, nil, nil),
+		testutil.Frame(f, remoting.SendMessageV2, send, []byte("body")),
+		testutil.Frame(f, remoting.SendBatchMessage, send, []byte{0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 'x', 0, 0}),
+		testutil.Frame(f, remoting.PullMessage, pull, nil),
+		testutil.Frame(f, remoting.HeartBeat, nil, heartbeat("c1", "cg", "T")),
+		testutil.Frame(f, remoting.LockBatchMQ, nil, lock),
+		testutil.Frame(f, remoting.PopMessage, pop, nil),
+		testutil.Frame(f, remoting.AckMessage, ack, nil),
+		testutil.Frame(f, remoting.BatchAckMessage, nil, []byte(`{"consumerGroup":"cg","brokerName":"broker-a","acks":[{"c":"cg","t":"T","r":"0","so":0,"q":0,"rq":0,"pt":1,"it":1000,"b":"AQ=="}]}`)),
+		testutil.Frame(f, remoting.QueryConsumerOffset, map[string]string{"consumerGroup": "cg", "topic": "T", "queueId": "0"}, nil),
+		testutil.Frame(f, 12345, nil, nil),
 		{},
 		{0, 0, 0, 8, 1, 0, 0, 4, 0xff, 0xff, 0xff, 0xff},
 	} {
@@ -56,7 +46,7 @@ func FuzzServeConnection(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { b.Close() })
-	probe := frameOf(f, remoting.GetMaxOffset, map[string]string{"topic": "T", "queueId": "0"}, nil)
+	probe := testutil.Frame(f, remoting.GetMaxOffset, map[string]string{"topic": "T", "queueId": "0"}, nil)
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		nc, err := net.DialTimeout("tcp", b.Addr(), time.Second)

@@ -1,5 +1,5 @@
-// Package testutil holds the helpers every package's tests share: waiting for a condition, and a log buffer a
-// logger may write to from any goroutine. Only tests import it.
+// Package testutil holds the helpers every package's tests share: waiting for a condition, a log buffer a logger
+// may write to from any goroutine, and a remoting request's frame. Only tests import it.
 package testutil
 
 import (
@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rocketpilot/rocketpilot/remoting"
 )
 
 // Eventually polls cond until it holds, and fails tb once within has passed, with what cond last reported. It
@@ -54,4 +56,16 @@ func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Frame encodes a remoting request, as a test's client writes it.
+func Frame(tb testing.TB, code int32, ext map[string]string, body []byte) []byte {
+	tb.Helper()
+	req := remoting.NewRequest(code, ext)
+	req.Body = body
+	b, err := remoting.Encode(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }

@@ -1,11 +1,11 @@
 package interop
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	"github.com/rocketpilot/rocketpilot/controlplane"
+	"github.com/rocketpilot/rocketpilot/controlplane/controlplanetest"
 	"github.com/rocketpilot/rocketpilot/dataplane"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
 	"github.com/rocketpilot/rocketpilot/xds/server"
@@ -16,27 +16,11 @@ import (
 // over xDS; it returns the sidecar's NameServer address, the only address the applications are given.
 func startSidecar(t testing.TB, c *simCluster) string {
 	t.Helper()
-	cp, err := controlplane.New(controlplane.Config{
+	cp := controlplanetest.Start(t, controlplane.Config{
 		Stack: server.StackConfig{Grace: time.Second},
 		Sources: controlplane.SourcesConfig{NameServers: []string{c.ns.Addr()},
 			Watch: watcher.Options{RateLimit: 1e6, Interval: 100 * time.Millisecond, BrokerInterval: 50 * time.Millisecond}},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cp.Stop)
-	if err := cp.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := cp.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cp.Serve()
-	if err := cp.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
 	xc, err := sidecar.Dial(cp.Addr(), sidecar.Options{NodeID: uniqueName("interop-sidecar")})
 	if err != nil {
 		t.Fatal(err)
