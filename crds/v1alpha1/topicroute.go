@@ -5,9 +5,10 @@ import (
 )
 
 // TopicRoute is routing policy for the topics it matches: where producers send (with weights, for migrating a
-// topic between broker clusters), where consumers read, what a route query lists, which brokers are drained, and
-// whether the topic is ordered. A topic follows at most one TopicRoute: when several match, the oldest wins (then
-// the lowest namespace/name) and the others report Conflicted.
+// topic between broker clusters), where consumers read, what a route query lists, which brokers are drained,
+// whether the topic is ordered, and which consumer groups Go sidecars put in Pop mode. A topic follows at most one
+// TopicRoute: when several match, the oldest wins (then the lowest namespace/name) and the others report
+// Conflicted.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
@@ -67,6 +68,34 @@ type TopicRouteSpec struct {
 	// queues.
 	// +optional
 	Ordered bool `json:"ordered,omitempty"`
+
+	// Pop puts consumer groups in Pop mode for the matched topics: Go sidecars (`rocketpilot sidecar`) turn these
+	// groups' pulls (PULL_MESSAGE, 11) into POP_MESSAGE, so the broker, not the clients' rebalance, hands out the
+	// messages: every member of the group then gets every queue of the topic, and a message a member does not ack
+	// within the invisible time is handed out again. A group should be in Pop mode for every topic it consumes,
+	// so that all its members consume every topic the same way. Envoy's RocketMQ filter ignores the rule (it
+	// routes no pull).
+	// +optional
+	Pop *PopRule `json:"pop,omitempty"`
+}
+
+// PopRule names the consumer groups in Pop mode and how long a popped message stays invisible.
+type PopRule struct {
+	// ConsumerGroups in Pop mode (RocketMQ group names).
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=255
+	// +kubebuilder:validation:items:Pattern=`^[%|a-zA-Z0-9_-]+$`
+	ConsumerGroups []string `json:"consumerGroups"`
+
+	// InvisibleTime is how long a popped message stays invisible to the group before the broker hands it out
+	// again when it was not acked (60s).
+	// +optional
+	// +kubebuilder:default="60s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('12h')",message="invisibleTime must be between 1s and 12h"
+	InvisibleTime *metav1.Duration `json:"invisibleTime,omitempty"`
 }
 
 // TopicSelector matches topics by exact name, prefix or regular expression (RE2, whole name); a topic matches
