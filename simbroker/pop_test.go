@@ -123,71 +123,15 @@ func (pc *popClient) result(resp *remoting.Command, order bool) *popResult {
 	if err != nil {
 		t.Fatalf("pop body: %v", err)
 	}
-	starts, err := message.ParseStartOffsetInfo(r.startInfo)
+	handles, err := message.SetReceiptHandles(msgs, message.PopAnswer{PopTime: r.popTime, InvisibleTime: r.invisible,
+		ReviveQid: r.reviveQid, RestNum: r.restNum, StartOffsetInfo: r.startInfo, MsgOffsetInfo: r.offsetInfo,
+		OrderCountInfo: r.orderInfo}, pc.brokerName, order)
 	if err != nil {
 		t.Fatal(err)
 	}
-	offsets, err := message.ParseMsgOffsetInfo(r.offsetInfo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts, err := message.ParseOrderCountInfo(r.orderInfo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	startOf := map[string]int64{}
-	for _, s := range starts {
-		startOf[s.Key()] = s.Offset
-	}
-	offsetsOf := map[string][]int64{}
-	for _, m := range offsets {
-		offsetsOf[m.Key()] = m.Offsets
-	}
-	countOf := map[string]int32{}
-	for _, c := range counts {
-		countOf[c.Key()] = c.Count
-	}
-	// buildQueueOffsetSortedMap: the queue offsets of the body's messages per topic mark and queue, in order.
-	sorted := map[string][]int64{}
+	r.handles = handles
 	for _, m := range msgs {
-		key := message.StartOffset{TopicType: message.TopicTypeOf(m.Topic), QueueID: m.QueueID}.Key()
-		sorted[key] = append(sorted[key], m.QueueOffset)
-	}
-	for _, m := range msgs {
-		if m.Properties == nil {
-			m.Properties = map[string]string{}
-		}
-		if _, ok := m.Properties[message.PropertyPopCK]; !ok {
-			mark := message.TopicTypeOf(m.Topic)
-			key := message.StartOffset{TopicType: mark, QueueID: m.QueueID}.Key()
-			i := slices.Index(sorted[key], m.QueueOffset)
-			start, ok := startOf[key]
-			if !ok || i < 0 || i >= len(offsetsOf[key]) {
-				t.Fatalf("message %s@%d at %d not in startOffsetInfo %q / msgOffsetInfo %q", m.Topic, m.QueueID, m.QueueOffset, r.startInfo, r.offsetInfo)
-			}
-			m.Properties[message.PropertyPopCK] = message.ExtraInfo{CkQueueOffset: start, PopTime: r.popTime,
-				InvisibleTime: r.invisible, ReviveQid: r.reviveQid, TopicType: mark, BrokerName: pc.brokerName,
-				QueueID: m.QueueID, QueueOffset: offsetsOf[key][i], HasQueueOffset: true}.String()
-			if order {
-				qo := message.OrderCount{TopicType: mark, QueueID: m.QueueID, PerMessage: true, QueueOffset: m.QueueOffset}.Key()
-				count, ok := countOf[qo]
-				if !ok {
-					count = countOf[key]
-				}
-				if count > 0 {
-					m.ReconsumeTimes = count
-				}
-			}
-		}
-		if _, ok := m.Properties[message.PropertyFirstPopTime]; !ok {
-			m.Properties[message.PropertyFirstPopTime] = strconv.FormatInt(r.popTime, 10)
-		}
-		h, err := message.ParseExtraInfo(m.Properties[message.PropertyPopCK])
-		if err != nil {
-			t.Fatalf("receipt handle %q: %v", m.Properties[message.PropertyPopCK], err)
-		}
 		r.msgs = append(r.msgs, m)
-		r.handles = append(r.handles, h)
 		r.bodyText = append(r.bodyText, string(m.Body))
 		r.reconsume = append(r.reconsume, m.ReconsumeTimes)
 	}
