@@ -50,6 +50,13 @@ func PolicyOf(tr *v1alpha1.TopicRoute) (routing.Policy, error) {
 	if s.Drain != nil {
 		p.Drain = slices.Clone(s.Drain.BrokerNames)
 	}
+	if s.Pop != nil {
+		var invisible time.Duration // the schema's default (60s) when unset
+		if s.Pop.InvisibleTime != nil {
+			invisible = s.Pop.InvisibleTime.Duration
+		}
+		p.Pop = routing.NewPopPolicy(s.Pop.ConsumerGroups, invisible)
+	}
 	return p, nil
 }
 

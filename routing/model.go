@@ -119,6 +119,9 @@ type Topic struct {
 	Name           string     `json:"name"`
 	BrokerSet      *BrokerSet `json:"-"`
 	OrderTopicConf string     `json:"orderTopicConf,omitempty"`
+	// Pop is the Pop mode of the policy the topic follows (nil: none). It is route-level: topics of one broker set
+	// with different pop rules share their BrokerSet and cluster.
+	Pop *PopPolicy `json:"pop,omitempty"`
 	// Version is the table version at which this topic last changed.
 	Version uint64 `json:"version"`
 }

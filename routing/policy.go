@@ -2,6 +2,8 @@ package routing
 
 import (
 	"cmp"
+	"encoding/json"
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -35,6 +37,64 @@ type Policy struct {
 	Drain []string
 	// Ordered keeps every group the topic was served with, even when its sources stop reporting one.
 	Ordered bool
+	// Pop puts consumer groups in Pop mode for the matched topics (Go sidecars turn their pulls into pops). It
+	// shapes the topic's route, never its broker set: the table carries it into each matched Topic.
+	Pop *PopPolicy
+}
+
+// DefaultInvisibleTime is a PopPolicy's invisible time when the TopicRoute gives none.
+const DefaultInvisibleTime = 60 * time.Second
+
+// PopPolicy names the consumer groups in Pop mode and how long a popped message stays invisible. A Topic shares
+// its policy's value: it is never changed once given to the table. In JSON the invisible time is a duration
+// string ({"consumerGroups": ["g"], "invisibleTime": "1m0s"}).
+type PopPolicy struct {
+	// ConsumerGroups are sorted, without repeats.
+	ConsumerGroups []string
+	// InvisibleTime is how long a popped message stays invisible before it is handed out again when not acked.
+	InvisibleTime time.Duration
+}
+
+// popJSON is a PopPolicy in JSON: the invisible time as a Go duration ("8s").
+type popJSON struct {
+	ConsumerGroups []string `json:"consumerGroups"`
+	InvisibleTime  string   `json:"invisibleTime"`
+}
+
+// MarshalJSON writes the invisible time as a duration string.
+func (p PopPolicy) MarshalJSON() ([]byte, error) {
+	return json.Marshal(popJSON{ConsumerGroups: p.ConsumerGroups, InvisibleTime: p.InvisibleTime.String()})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (p *PopPolicy) UnmarshalJSON(b []byte) error {
+	var j popJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	d, err := time.ParseDuration(j.InvisibleTime)
+	if err != nil {
+		return fmt.Errorf("pop invisibleTime: %w", err)
+	}
+	p.ConsumerGroups, p.InvisibleTime = j.ConsumerGroups, d
+	return nil
+}
+
+// NewPopPolicy returns a PopPolicy of the groups (sorted, without repeats); an invisible time of zero or less is
+// DefaultInvisibleTime.
+func NewPopPolicy(groups []string, invisible time.Duration) *PopPolicy {
+	if invisible <= 0 {
+		invisible = DefaultInvisibleTime
+	}
+	return &PopPolicy{ConsumerGroups: slices.Compact(slices.Sorted(slices.Values(groups))), InvisibleTime: invisible}
+}
+
+// Equal reports whether two pop policies (either may be nil) say the same.
+func (p *PopPolicy) Equal(q *PopPolicy) bool {
+	if p == nil || q == nil {
+		return p == q
+	}
+	return p.InvisibleTime == q.InvisibleTime && slices.Equal(p.ConsumerGroups, q.ConsumerGroups)
 }
 
 // TopicMatch matches topic names: exact, by prefix, or by a regular expression over the whole name.

@@ -154,6 +154,48 @@ func TestOrderedTopicKeepsAVanishedGroup(t *testing.T) {
 	}
 }
 
+// TestPopRuleChangesTheTopicNotItsBrokerSet: a pop rule is route-level. It reaches each matched topic (a new
+// version, in the change set), while the topic keeps its broker set, shared with the topics of the same shape; a
+// change of the groups or the invisible time is a change again, the same rule under a new version is not.
+func TestPopRuleChangesTheTopicNotItsBrokerSet(t *testing.T) {
+	tab := policyTable(t)
+	before, payments := tab.Topic("orders"), tab.Topic("payments")
+	sub := tab.Subscribe()
+	defer sub.Close()
+	pop := func(version string, invisible time.Duration, groups ...string) []Policy {
+		return []Policy{{Name: "ns/pop", Version: version, Match: exact("orders"), Pop: NewPopPolicy(groups, invisible)}}
+	}
+	tab.SetPolicies(pop("1", 0, "g2", "g1", "g2"))
+	after := tab.Topic("orders")
+	if after.BrokerSet != before.BrokerSet || after.Version == before.Version {
+		t.Fatalf("under a pop rule: broker set %s → %s, version %d → %d; want the same set, a new version",
+			before.BrokerSet.Hash, after.BrokerSet.Hash, before.Version, after.Version)
+	}
+	if want := (&PopPolicy{ConsumerGroups: []string{"g1", "g2"}, InvisibleTime: DefaultInvisibleTime}); !after.Pop.Equal(want) {
+		t.Fatalf("pop %+v, want %+v", after.Pop, want)
+	}
+	if tab.Topic("payments") != payments {
+		t.Fatal("a topic the rule does not match changed")
+	}
+	cs, ok, _ := sub.TryNext()
+	if _, changed := cs.Topics["orders"]; !ok || !changed || len(cs.BrokerSets) != 0 {
+		t.Fatalf("change set %+v: want orders, and no broker set", cs)
+	}
+
+	tab.SetPolicies(pop("2", 0, "g1", "g2")) // the same rule, a new version: nothing to serve again
+	if tab.Topic("orders") != after {
+		t.Fatal("the same pop rule under a new version changed the topic")
+	}
+	tab.SetPolicies(pop("3", 8*time.Second, "g1", "g2"))
+	if got := tab.Topic("orders"); got.Version == after.Version || got.Pop.InvisibleTime != 8*time.Second || got.BrokerSet != before.BrokerSet {
+		t.Fatalf("a new invisible time: %+v", got)
+	}
+	tab.SetPolicies(nil)
+	if got := tab.Topic("orders"); got.Pop != nil || got.BrokerSet != before.BrokerSet {
+		t.Fatalf("without the rule: %+v", got)
+	}
+}
+
 func TestPolicyStatusNamesUnknownBackends(t *testing.T) {
 	tab := policyTable(t)
 	tab.SetPolicies([]Policy{{Name: "ns/p", Match: exact("orders"), Send: []Backend{{BrokerCluster: "C"}, {BrokerNames: []string{"a1", "zz"}}},

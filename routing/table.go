@@ -248,14 +248,18 @@ func (t *Table) remerge(st *applyState, name string, e *topicEntry) {
 		}
 		set = t.intern(st, canonicalMembers(e.policy.apply(set.Members, prev)))
 	}
-	if old != nil && old.BrokerSet == set && old.OrderTopicConf == orderConf {
+	var pop *PopPolicy
+	if e.policy != nil {
+		pop = e.policy.Pop
+	}
+	if old != nil && old.BrokerSet == set && old.OrderTopicConf == orderConf && old.Pop.Equal(pop) {
 		return
 	}
 	t.ref(st, set, true)
 	if old != nil {
 		t.unref(st, old.BrokerSet, true)
 	}
-	e.topic = &Topic{Name: name, BrokerSet: set, OrderTopicConf: orderConf, Version: st.version}
+	e.topic = &Topic{Name: name, BrokerSet: set, OrderTopicConf: orderConf, Pop: pop, Version: st.version}
 	st.topics = append(st.topics, name)
 }
 

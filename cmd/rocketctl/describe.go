@@ -65,6 +65,9 @@ func describeTopic(w io.Writer, c *server.TopicChain, now time.Time) error {
 		}
 	}
 	p("TopicRoute:\t%s", policy)
+	if c.Policy != nil && c.Policy.Pop != nil { // Go sidecars turn these groups' pulls into pops
+		p("Pop mode:\t%s (invisible time %s)", strings.Join(c.Policy.Pop.ConsumerGroups, ", "), c.Policy.Pop.InvisibleTime)
+	}
 	p("NameServer route:")
 	p("  SOURCE\tGROUP\tBROKER CLUSTER\tPERM\tREAD\tWRITE\tBROKERS")
 	for _, s := range c.Sources {

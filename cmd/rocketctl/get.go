@@ -336,9 +336,11 @@ func summarizeRoute(topic string, raw json.RawMessage) (routeRow, error) {
 		}
 		rule.Headers = strings.Join(headers, ",")
 		var subset []string
-		for k, v := range r.GetRoute().GetMetadataMatch().GetFilterMetadata()[translate.LBNamespace].GetFields() {
-			b, _ := protojson.Marshal(v)
-			subset = append(subset, k+"="+string(b))
+		for _, ns := range []string{translate.LBNamespace, translate.PopNamespace} { // a pop route's invisible time too
+			for k, v := range r.GetRoute().GetMetadataMatch().GetFilterMetadata()[ns].GetFields() {
+				b, _ := protojson.Marshal(v)
+				subset = append(subset, k+"="+string(b))
+			}
 		}
 		slices.Sort(subset)
 		rule.Subset = strings.Join(subset, ",")

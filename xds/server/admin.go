@@ -237,10 +237,12 @@ type TopicChain struct {
 	Topic         TopicSummary          `json:"topic"`
 }
 
-// TopicPolicy is the TopicRoute a topic follows, and the older ones that also match it.
+// TopicPolicy is the TopicRoute a topic follows, and the older ones that also match it; Pop is its pop rule, the
+// consumer groups Go sidecars put in Pop mode for the topic.
 type TopicPolicy struct {
-	Overridden []string `json:"overridden"`
-	TopicRoute string   `json:"topicRoute"`
+	Overridden []string           `json:"overridden"`
+	Pop        *routing.PopPolicy `json:"pop,omitempty"`
+	TopicRoute string             `json:"topicRoute"`
 }
 
 func (a *Admin) topic(w http.ResponseWriter, r *http.Request) {
@@ -265,7 +267,7 @@ func (a *Admin) topic(w http.ResponseWriter, r *http.Request) {
 		out.SendEndpoints = rawServed(translate.EndpointType, &c.Endpoints)
 	}
 	if policy, overridden := a.Table.TopicPolicy(t.Name); policy != "" {
-		out.Policy = &TopicPolicy{TopicRoute: policy, Overridden: overridden}
+		out.Policy = &TopicPolicy{TopicRoute: policy, Overridden: overridden, Pop: t.Pop}
 	}
 	if a.Changes != nil {
 		out.Changes = a.Changes.Recent(t.Name, t.Version)

@@ -12,9 +12,9 @@ package translate
 //     UPDATE_AND_CREATE_ACL_CONFIG and DELETE_ACL_CONFIG): routed.
 //   - 105 (GET_ROUTEINFO_BY_TOPIC): answered from the cluster of the route it matches.
 //
-// SendCodes, ConsumeCodes and AckCodes hold only 10, 310, 50 and 51, the codes Envoy routes; a code added to them
-// that Envoy never dispatches must be listed in docs/xds.md with the client that uses it
-// (TestDocsListTheCodesEnvoysFilterDispatches).
+// SendCodes, ConsumeCodes and AckCodes hold only 10, 310, 50 and 51, the codes Envoy routes. PullCodes (11) is
+// one Envoy never dispatches, matched by the pop routes only the Go sidecar reads; every such code must be listed
+// in docs/xds.md with the client that uses it (TestDocsListTheCodesEnvoysFilterDispatches).
 var EnvoyDispatchedCodes = []int32{10, 34, 35, 38, 50, 51, 105, 310}
 
 // EnvoyRoutedCodes are the codes of EnvoyDispatchedCodes that the filter forwards to a host of the matched

@@ -47,8 +47,8 @@ func docTable(t *testing.T, doc, name string) [][]string {
 // list exactly EnvoyDispatchedCodes, and every code rocketpilot's routes match must be one Envoy routes (a
 // dispatched code the filter answers itself, such as a heartbeat, never uses a route entry) or be
 // in the docs' table of route entries Envoy never uses, naming the client of rocketpilot that uses it. Today that
-// table has no rows (the route tables match only 10, 310, 50 and 51); a code added to SendCodes, ConsumeCodes or
-// AckCodes that Envoy never dispatches fails here until the docs name its user.
+// table has one row, pull (11, PullCodes: the pop routes the Go sidecar reads); a code added to SendCodes,
+// ConsumeCodes, AckCodes or PullCodes that Envoy never dispatches fails here until the docs name its user.
 func TestDocsListTheCodesEnvoysFilterDispatches(t *testing.T) {
 	const doc = "../../docs/xds.md"
 	if !slices.IsSorted(EnvoyDispatchedCodes) || len(slices.Compact(slices.Clone(EnvoyDispatchedCodes))) != len(EnvoyDispatchedCodes) {
@@ -77,7 +77,7 @@ func TestDocsListTheCodesEnvoysFilterDispatches(t *testing.T) {
 		}
 	}
 	unused := map[int32]bool{} // codes rocketpilot's routes name that never reach Envoy's routing
-	for _, codes := range [][]int32{SendCodes, ConsumeCodes, AckCodes} {
+	for _, codes := range [][]int32{SendCodes, ConsumeCodes, AckCodes, PullCodes} {
 		for _, c := range codes {
 			if !slices.Contains(EnvoyRoutedCodes, c) {
 				unused[c] = true

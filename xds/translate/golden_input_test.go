@@ -25,7 +25,7 @@ import (
 // SetPolicies, Apply: the code production runs) and translates every topic, and testdata/out/<case>/ holds what
 // comes out, one JSON file per resource kind:
 //
-//	topics.json        the served model: each topic's orderTopicConf, policy, cluster and members (perm, source
+//	topics.json        the served model: each topic's orderTopicConf, policy, pop rule, cluster and members (perm, source
 //	                   perm, send weight, ack rule) as the table serves them — what the resources below are built from
 //	clusters.json      every cluster of the topics' broker sets (Cluster, and SendCluster for a weighted set)
 //	endpoints.json     their ClusterLoadAssignments (LoadAssignment, SendLoadAssignment)
@@ -56,6 +56,7 @@ import (
 //	  ack: [{brokerNames: [broker-b]}]
 //	  drain: [broker-b]
 //	  ordered: true
+//	  pop: {consumerGroups: [g1, g2], invisibleTime: 8s}  # invisibleTime: a Go duration, 60s when left out
 //	topics:                   # each topic's route (105) as source "ns" (or `source`) reports it, after the policies
 //	- name: TopicA
 //	  source: ns
@@ -187,6 +188,10 @@ type goldenInput struct {
 		Ack        []goldenBackend `json:"ack"`
 		Drain      []string        `json:"drain"`
 		Ordered    bool            `json:"ordered"`
+		Pop        *struct {
+			ConsumerGroups []string `json:"consumerGroups"`
+			InvisibleTime  string   `json:"invisibleTime"`
+		} `json:"pop"`
 	} `json:"policies"`
 	Topics []struct {
 		Name   string `json:"name"`
@@ -264,6 +269,15 @@ func translateInput(t *testing.T, path string) map[string][]byte {
 			}
 			rp.Match.Regex = re
 		}
+		if p.Pop != nil {
+			var invisible time.Duration
+			if p.Pop.InvisibleTime != "" {
+				if invisible, err = time.ParseDuration(p.Pop.InvisibleTime); err != nil {
+					t.Fatalf("%s: policy %s: %v", path, p.Name, err)
+				}
+			}
+			rp.Pop = routing.NewPopPolicy(p.Pop.ConsumerGroups, invisible)
+		}
 		policies = append(policies, rp)
 	}
 	tab.SetPolicies(policies)
@@ -295,12 +309,13 @@ func translateInput(t *testing.T, path string) map[string][]byte {
 	topics := tab.Topics(names)
 
 	type servedTopic struct {
-		Name           string           `json:"name"`
-		OrderTopicConf string           `json:"orderTopicConf,omitempty"`
-		Policy         string           `json:"policy,omitempty"`
-		Overridden     []string         `json:"overridden,omitempty"`
-		Cluster        string           `json:"cluster"`
-		Members        []routing.Member `json:"members"`
+		Name           string             `json:"name"`
+		OrderTopicConf string             `json:"orderTopicConf,omitempty"`
+		Policy         string             `json:"policy,omitempty"`
+		Pop            *routing.PopPolicy `json:"pop,omitempty"`
+		Overridden     []string           `json:"overridden,omitempty"`
+		Cluster        string             `json:"cluster"`
+		Members        []routing.Member   `json:"members"`
 	}
 	var served []servedTopic
 	var clusters, endpoints, routes []proto.Message
@@ -311,7 +326,7 @@ func translateInput(t *testing.T, path string) map[string][]byte {
 			t.Fatalf("%s: a topic of the input is not served", path)
 		}
 		policy, overridden := tab.TopicPolicy(tp.Name)
-		served = append(served, servedTopic{Name: tp.Name, OrderTopicConf: tp.OrderTopicConf, Policy: policy,
+		served = append(served, servedTopic{Name: tp.Name, OrderTopicConf: tp.OrderTopicConf, Policy: policy, Pop: tp.Pop,
 			Overridden: overridden, Cluster: ClusterName(tp.BrokerSet), Members: tp.BrokerSet.Members})
 		rc := TopicRoute(tp)
 		rcs = append(rcs, rc)

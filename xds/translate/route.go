@@ -1,9 +1,11 @@
 package translate
 
 import (
+	"math"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -16,11 +18,11 @@ import (
 )
 
 // Request codes routes match on, through the `code` pseudo-header Envoy's filter sets to the decimal request
-// code. They are the codes Envoy's filter routes (EnvoyDispatchedCodes; it answers every other code itself, before
-// any routing) and no others: an entry for a code Envoy never routes stays only where another client of
-// rocketpilot routes that code, and none does today. Issue 18's Go sidecar (`rocketpilot sidecar`) will add back
-// the codes it routes (pull 11, batch send 320, Apache RocketMQ 5's Pop family 2000xx, ...); docs/xds.md must then
-// list each of them, with that sidecar as its user (TestDocsListTheCodesEnvoysFilterDispatches fails until it does).
+// code. SendCodes, ConsumeCodes and AckCodes are codes Envoy's filter routes (EnvoyDispatchedCodes; it answers
+// every other code itself, before any routing). An entry for a code Envoy never routes stays only where another
+// client of rocketpilot routes that code, and docs/xds.md lists each of them with that client
+// (TestDocsListTheCodesEnvoysFilterDispatches fails until it does): today PullCodes, whose pop routes the Go
+// sidecar (`rocketpilot sidecar`) reads to turn a Pop-mode group's pulls into pops.
 var (
 	// SendCodes go to the writable masters: SEND_MESSAGE, SEND_MESSAGE_V2.
 	SendCodes = []int32{10, 310}
@@ -28,6 +30,9 @@ var (
 	ConsumeCodes = []int32{50}
 	// AckCodes go back to the broker that popped: Envoy's AckMessage.
 	AckCodes = []int32{51}
+	// PullCodes are matched by the pop routes of a topic under a TopicRoute's pop rule: PULL_MESSAGE. Envoy's
+	// filter never dispatches it (it answers "Request not supported"); the Go sidecar reads these routes.
+	PullCodes = []int32{11}
 )
 
 // Pseudo-headers set by Envoy's RocketMQ filter.
@@ -37,7 +42,22 @@ const (
 	HeaderBrokerID   = "broker_id"
 )
 
+// HeaderConsumerGroup is the header a pop route matches the consumer group on: the pulling request's
+// consumerGroup, as the Go sidecar presents it (Envoy's filter sets no such header and routes no pull).
+const HeaderConsumerGroup = "consumer_group"
+
+// The metadata of a pop route's metadata_match that says how to pop. Envoy's RocketMQ filter reads only the
+// envoy.lb namespace of a route's metadata_match (RouteEntryImpl's constructor in contrib/rocketmq_proxy/filters/
+// network/source/router/route_matcher.cc) and ignores this one.
+const (
+	PopNamespace       = "rocketpilot.io/pop"
+	KeyInvisibleTimeMs = "invisible_time_ms" // number: the pop's invisible time in milliseconds
+)
+
 // TopicRoute is a topic's route table, named by the topic. First match wins:
+//  0. under a pop rule, pull codes with a consumer_group header naming a Pop-mode group → the readable subset,
+//     with the pop's invisible time in the PopNamespace metadata: one route per group, sorted by name (Envoy
+//     never routes a pull; the Go sidecar reads them, see PopGroups),
 //  1. send codes → the writable subset, or under a weighted TopicRoute the send cluster (SendCluster),
 //  2. consume codes → the readable subset,
 //  3. ack codes with broker_name and broker_id headers → that broker: one route per readable group, to the broker
@@ -69,10 +89,25 @@ func Routes(topic *routing.Topic) []*rmqv3.Route {
 	if Weighted(topic.BrokerSet) {
 		send = &rmqv3.RouteAction{Cluster: SendClusterName(topic.BrokerSet)} // weighted writable masters only
 	}
-	routes := []*rmqv3.Route{
-		{Match: match(codeHeader(SendCodes, false)), Route: send},
-		{Match: match(codeHeader(ConsumeCodes, false)), Route: subset(SubsetReadable, yes)},
+	var routes []*rmqv3.Route
+	if pop := topic.Pop; pop != nil {
+		ms := float64(pop.InvisibleTime.Milliseconds())
+		groups := slices.Sorted(slices.Values(pop.ConsumerGroups)) // sorted already; the route order must not depend on it
+		for _, g := range slices.Compact(groups) {
+			action := subset(SubsetReadable, yes)
+			action.MetadataMatch.FilterMetadata[PopNamespace] = &structpb.Struct{Fields: map[string]*structpb.Value{
+				KeyInvisibleTimeMs: structpb.NewNumberValue(ms),
+			}}
+			routes = append(routes, &rmqv3.Route{
+				Match: match(codeHeader(PullCodes, false), exactHeader(HeaderConsumerGroup, g)),
+				Route: action,
+			})
+		}
 	}
+	routes = append(routes,
+		&rmqv3.Route{Match: match(codeHeader(SendCodes, false)), Route: send},
+		&rmqv3.Route{Match: match(codeHeader(ConsumeCodes, false)), Route: subset(SubsetReadable, yes)},
+	)
 	// Pops go to the readable subset, which holds one broker per readable group (its carrier), so acks can only
 	// come back for those brokers: one ack route each. A group a policy took out of consume keeps its ack route
 	// while its queues are readable at the source, for the messages popped from it before. The carrier is the only endpoint of its group with subset
@@ -104,6 +139,33 @@ func DefaultCluster(rc *rmqv3.RouteConfiguration) string {
 // weighted TopicRoute its send cluster; "" when the table has no send route.
 func SendTarget(rc *rmqv3.RouteConfiguration) string {
 	return clusterOf(rc, SendCodes, false)
+}
+
+// PopGroups returns the consumer groups a topic's route table puts in Pop mode (its pop routes: the pull codes and
+// an exact consumer_group header, with a positive invisible time in the PopNamespace metadata), each with its
+// invisible time; nil when there are none. A group named twice keeps its first route's, as first match wins.
+func PopGroups(rc *rmqv3.RouteConfiguration) map[string]time.Duration {
+	pull := codeHeader(PullCodes, false)
+	var out map[string]time.Duration
+	for _, r := range rc.GetRoutes() {
+		h := r.GetMatch().GetHeaders()
+		if len(h) != 2 || !proto.Equal(h[0], pull) || h[1].GetName() != HeaderConsumerGroup || h[1].GetInvertMatch() {
+			continue
+		}
+		group := h[1].GetStringMatch().GetExact()
+		v, ok := r.GetRoute().GetMetadataMatch().GetFilterMetadata()[PopNamespace].GetFields()[KeyInvisibleTimeMs].GetKind().(*structpb.Value_NumberValue)
+		if group == "" || !ok || !(v.NumberValue >= 1) || v.NumberValue > float64(math.MaxInt64/int64(time.Millisecond)) {
+			continue
+		}
+		if _, dup := out[group]; dup {
+			continue
+		}
+		if out == nil {
+			out = map[string]time.Duration{}
+		}
+		out[group] = time.Duration(v.NumberValue) * time.Millisecond
+	}
+	return out
 }
 
 // clusterOf returns the cluster of the first route whose only header matcher is the code matcher codeHeader(codes,
