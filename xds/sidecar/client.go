@@ -182,6 +182,9 @@ type Route struct {
 	// Send lists the writable masters, with a weighted TopicRoute's weights; Consume the brokers that carry each
 	// readable group's queues.
 	Send, Consume []translate.Target
+	// Pop lists the consumer groups the control plane put in Pop mode for this topic, with their invisible time
+	// (a TopicRoute's pop rule, served as the topic's pop routes); nil when none is.
+	Pop map[string]time.Duration
 }
 
 // Route returns the topic's served route, subscribing to it like Resolve.
@@ -195,7 +198,8 @@ func (c *Client) Route(ctx context.Context, topic string) (*Route, error) {
 			cluster := defaultCluster(rc)
 			cla := c.endpoints[cluster].value
 			out = &Route{Topic: topic, Cluster: cluster, Data: data,
-				Send: translate.Targets(cla, translate.SubsetWritable), Consume: translate.Targets(cla, translate.SubsetReadable)}
+				Send: translate.Targets(cla, translate.SubsetWritable), Consume: translate.Targets(cla, translate.SubsetReadable),
+				Pop: translate.PopGroups(rc)}
 			if send := sendCluster(rc); send != "" && send != cluster { // no send route: sends use the cluster
 				e := c.endpoints[send]
 				if e == nil || !e.known {
