@@ -238,3 +238,33 @@ func TestRecreatedTopicRouteIsApplied(t *testing.T) {
 		t.Fatalf("the recreated TopicRoute is not applied: a %+v, b %+v", a, b)
 	}
 }
+
+// TestPopRuleReachesTheTopic: a TopicRoute's pop rule, from a file, is carried by the topics it matches, its groups
+// sorted and its invisible time the schema's default when left out; the topic keeps the broker set it had.
+func TestPopRuleReachesTheTopic(t *testing.T) {
+	ns := demoNameServer(t)
+	s := newFileStack(t)
+	s.write(t, "source.yaml", "apiVersion: rocketpilot.io/v1alpha1\nkind: NameServerSource\nmetadata:\n  name: demo\nspec:\n  addresses: ["+ns.Addr()+"]\n")
+	s.load(t)
+	s.sync(t)
+	before := s.table.Topic(embedded.DemoTopic)
+	s.write(t, "pop.yaml", `
+apiVersion: rocketpilot.io/v1alpha1
+kind: TopicRoute
+metadata: {name: pop}
+spec:
+  topics: {exact: [TopicTest]}
+  pop: {consumerGroups: [orders-cg, billing-cg]}
+`)
+	for _, r := range s.load(t) {
+		if !r.Accepted {
+			t.Fatalf("%s %s rejected: %s", r.Kind, r.Name, r.Error)
+		}
+	}
+	got := s.table.Topic(embedded.DemoTopic)
+	want := &routing.PopPolicy{ConsumerGroups: []string{"billing-cg", "orders-cg"}, InvisibleTime: 60 * time.Second}
+	if !got.Pop.Equal(want) || got.BrokerSet != before.BrokerSet {
+		t.Fatalf("topic under the pop rule: pop %+v, broker set %s (was %s); want pop %+v, the same broker set",
+			got.Pop, got.BrokerSet.Hash, before.BrokerSet.Hash, want)
+	}
+}

@@ -220,6 +220,11 @@ func TestInvalidTopicRoutesAreRejected(t *testing.T) {
 			Send: &v1alpha1.SendRule{Backends: []v1alpha1.Backend{{BrokerCluster: "A", Weight: ptr.To[int32](5)}}}},
 			"an ordered topic keeps a stable broker/queue mapping"},
 		{"bad-topic-name", v1alpha1.TopicRouteSpec{Topics: v1alpha1.TopicSelector{Exact: []string{"no spaces"}}}, "spec.topics.exact[0]"},
+		{"pop-invisible-time", v1alpha1.TopicRouteSpec{Topics: v1alpha1.TopicSelector{Exact: []string{"t"}},
+			Pop: &v1alpha1.PopRule{ConsumerGroups: []string{"g"}, InvisibleTime: &metav1.Duration{Duration: 13 * time.Hour}}},
+			"invisibleTime must be between 1s and 12h"},
+		{"pop-bad-group", v1alpha1.TopicRouteSpec{Topics: v1alpha1.TopicSelector{Exact: []string{"t"}},
+			Pop: &v1alpha1.PopRule{ConsumerGroups: []string{"no spaces"}}}, "spec.pop.consumerGroups[0]"},
 	} {
 		err := k8s.Create(context.Background(), &v1alpha1.TopicRoute{ObjectMeta: objectMeta(n, c.name), Spec: c.spec})
 		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), c.want) {
@@ -460,6 +465,14 @@ func TestFileValidationMatchesTheAPIServer(t *testing.T) {
 		`{kind: TopicRoute, metadata: {name: bad3}, spec: {topics: {prefix: ["x y"]}}}`,
 		`{kind: TopicRoute, metadata: {name: bad4}, spec: {topics: {exact: [a]}, send: {backends: [{brokerCluster: A, weight: 0}]}}}`,
 		`{kind: TopicRoute, metadata: {name: bad5}, spec: {topics: {exact: [a]}, send: {backends: [{brokerCluster: A, weight: 2000}]}}}`,
+		`{kind: TopicRoute, metadata: {name: pop-ok}, spec: {topics: {exact: [a]}, pop: {consumerGroups: [g1, "%RETRY%g2"], invisibleTime: 12h}}}`,
+		`{kind: TopicRoute, metadata: {name: pop-ok2}, spec: {topics: {exact: [a]}, pop: {consumerGroups: [g1]}}}`,
+		`{kind: TopicRoute, metadata: {name: pop-bad1}, spec: {topics: {exact: [a]}, pop: {consumerGroups: [g1], invisibleTime: 500ms}}}`,
+		`{kind: TopicRoute, metadata: {name: pop-bad2}, spec: {topics: {exact: [a]}, pop: {consumerGroups: [g1], invisibleTime: 13h}}}`,
+		`{kind: TopicRoute, metadata: {name: pop-bad3}, spec: {topics: {exact: [a]}, pop: {consumerGroups: []}}}`,
+		`{kind: TopicRoute, metadata: {name: pop-bad4}, spec: {topics: {exact: [a]}, pop: {consumerGroups: ["a b"]}}}`,
+		`{kind: TopicRoute, metadata: {name: pop-bad5}, spec: {topics: {exact: [a]}, pop: {consumerGroups: [g, g]}}}`,
+		`{kind: TopicRoute, metadata: {name: pop-bad6}, spec: {topics: {exact: [a]}, pop: {invisibleTime: 8s}}}`,
 		`{kind: NameServerSource, metadata: {name: ok}, spec: {addresses: ["10.0.0.1:9876"]}}`,
 		`{kind: NameServerSource, metadata: {name: bad1}, spec: {}}`,
 		`{kind: NameServerSource, metadata: {name: bad2}, spec: {addresses: ["10.0.0.1:9876"], pollInterval: 10ms}}`,

@@ -114,7 +114,11 @@ func (v *Validator) Validate(ctx context.Context, obj map[string]any) error {
 	defaulting.Default(obj, ks.structural)
 	errs = append(errs, validation.ValidateCustomResource(nil, obj, ks.schema)...)
 	errs = append(errs, listtype.ValidateListSetsAndMaps(nil, ks.structural, obj)...)
-	if len(errs) == 0 {
+	// The API server skips the CEL rules after a blocking error and says so, and checks them after any other
+	// (its customresource strategy's hasBlockingErr): the same here.
+	if slices.ContainsFunc(errs, blocksCEL) {
+		errs = append(errs, field.Invalid(nil, nil, "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"))
+	} else {
 		celErrs, _ := ks.cel.Validate(ctx, nil, ks.structural, obj, nil, celconfig.RuntimeCELCostBudget)
 		errs = append(errs, celErrs...)
 	}
@@ -122,4 +126,14 @@ func (v *Validator) Validate(ctx context.Context, obj map[string]any) error {
 		return fmt.Errorf("%s %q is invalid: %w", kind, name, errs.ToAggregate())
 	}
 	return nil
+}
+
+// blocksCEL reports whether the API server skips the CEL rules after an error of this type: a type, maxLength,
+// maxItems, required or enum violation.
+func blocksCEL(err *field.Error) bool {
+	switch err.Type {
+	case field.ErrorTypeNotSupported, field.ErrorTypeRequired, field.ErrorTypeTooLong, field.ErrorTypeTooMany, field.ErrorTypeTypeInvalid:
+		return true
+	}
+	return false
 }
