@@ -40,7 +40,14 @@ type clientConn struct {
 	ups    map[string]*upstream    // broker address → connection
 	pushed map[int32]pushedRequest // the proxy's id → where a broker's request came from
 	closed bool
-	next   atomic.Int32
+	next   atomic.Int32 // ids of brokers' requests to the application
+	ownID  atomic.Int32 // ids of the sidecar's own requests to brokers (pop.go): negative, unlike applications'
+
+	// Pop mode (pop.go): what the application's last heartbeat said, and the messages handed out to it.
+	popMu     sync.Mutex
+	clientID  string
+	consumers map[string]consumerInfo
+	popped    map[popQueueKey]*popQueue
 }
 
 // pushedRequest is a request a broker sent to the application, awaiting its answer.
@@ -55,6 +62,8 @@ type pendingRequest struct {
 	req   *remoting.Command
 	sent  time.Time
 	retry *sendRetry // a send that may go elsewhere if its broker refuses it
+	// answer takes the broker's answer to a request of the sidecar's own (pop.go) instead of the application.
+	answer func(*remoting.Command)
 }
 
 // upstream is one connection to a broker on behalf of one application connection.
@@ -71,7 +80,7 @@ type upstream struct {
 // serveClient proxies one application connection to the group's port until either side ends it.
 func (p *Proxy) serveClient(group string, nc net.Conn) {
 	c := &clientConn{p: p, group: group, nc: nc, w: newFrameWriter(nc, p.opts.WriteTimeout), ups: map[string]*upstream{},
-		pushed: map[int32]pushedRequest{}, out: p.metrics.bytes.WithLabelValues("out")}
+		pushed: map[int32]pushedRequest{}, out: p.metrics.bytes.WithLabelValues("out"), popped: map[popQueueKey]*popQueue{}}
 	p.metrics.connections.WithLabelValues("application").Inc()
 	defer p.metrics.connections.WithLabelValues("application").Dec()
 	defer c.close()
@@ -87,9 +96,11 @@ func (p *Proxy) serveClient(group string, nc net.Conn) {
 		// While more of a burst is already read, requests wait in their upstream's buffer: the burst goes on in
 		// one write per broker.
 		c.holding = r.Buffered()
-		if cmd.IsResponse() {
+		switch {
+		case cmd.IsResponse():
 			c.answerPushed(cmd)
-		} else {
+		case c.servePop(cmd):
+		default:
 			c.forward(cmd, raw, nil, true)
 		}
 		if !c.holding {
@@ -438,6 +449,11 @@ func (c *clientConn) readUpstream(up *upstream) {
 			up.mu.Unlock()
 			if ok {
 				c.p.inflight.Add(-1)
+				if pr.answer != nil {
+					c.p.metrics.answered(pr.req.Code, cmd.Code, pr.sent)
+					pr.answer(cmd)
+					continue
+				}
 				if refusedSend(pr, cmd) && c.elsewhere(pr.retry) {
 					// Sent again, avoiding the group that refused it; the second answer is the application's.
 					c.p.metrics.count(pr.req.Code, resultRetried)
@@ -507,6 +523,10 @@ func (c *clientConn) dropUpstream(up *upstream, cause error) {
 		return
 	}
 	for _, pr := range pending {
+		if pr.answer != nil {
+			pr.answer(errorResponse(pr.req, remoting.SystemError, "sidecar: the connection to broker "+up.addr+" closed: "+cause.Error()))
+			continue
+		}
 		c.reply(pr.req, errorResponse(pr.req, remoting.SystemError, "sidecar: the connection to broker "+up.addr+" closed: "+cause.Error()))
 	}
 }
@@ -562,4 +582,5 @@ func (c *clientConn) close() {
 	for _, up := range ups {
 		c.dropUpstream(up, net.ErrClosed)
 	}
+	c.releasePopped()
 }

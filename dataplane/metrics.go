@@ -1,7 +1,9 @@
 package dataplane
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +18,8 @@ type Metrics struct {
 	bytes       *prometheus.CounterVec   // application side, by direction
 	connections *prometheus.GaugeVec     // open connections, by side
 	routes      prometheus.GaugeFunc
+	pop         *prometheus.CounterVec // Pop mode, by consumer group and event
+	popInflight *prometheus.GaugeVec   // Pop mode: handed out, not acked, by consumer group
 }
 
 // The results a request is counted under.
@@ -25,6 +29,17 @@ const (
 	resultRefused     = "refused"      // the proxy answered it itself: no route, unreachable broker, bad handle
 	resultOneway      = "oneway"       // forwarded, no answer expected
 	resultRetried     = "retried"      // refused by its broker (NO_PERMISSION) and sent to another group
+	resultPop         = "pop"          // served by the sidecar in Pop mode (pull as pop, commit as ack, ...)
+)
+
+// Pop mode events, counted per consumer group.
+const (
+	popPopped      = "popped"      // handed out to the application
+	popRedelivered = "redelivered" // of those, popped before (their invisible time ran out, or sent back)
+	popAcked       = "acked"       // acked after the application committed past them
+	popAckFailed   = "ack_failed"  // an ack the broker refused or could not be sent: the message comes back
+	popSentBack    = "sent_back"   // sent back by the application: handed out again after the retry delay
+	popReleased    = "released"    // left un-acked by a closed connection: back after the invisible time
 )
 
 func newMetrics(p *Proxy) *Metrics {
@@ -51,12 +66,17 @@ func newMetrics(p *Proxy) *Metrics {
 			}
 			return float64(n)
 		}),
+		pop: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rocketpilot_sidecar_pop_messages_total",
+			Help: "Pop mode: messages by consumer group and event: popped, redelivered (of the popped, handed out before), acked, ack_failed, sent_back, released (left un-acked by a closed connection)."},
+			[]string{"group", "event"}),
+		popInflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rocketpilot_sidecar_pop_inflight",
+			Help: "Pop mode: messages handed out to the application and not yet acked, by consumer group."}, []string{"group"}),
 	}
 }
 
 // Collectors are the metrics to register.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.latency, m.bytes, m.connections, m.routes}
+	return []prometheus.Collector{m.requests, m.latency, m.bytes, m.connections, m.routes, m.pop, m.popInflight}
 }
 
 func codeLabel(code int32) string { return strconv.Itoa(int(code)) }
@@ -72,4 +92,73 @@ func (m *Metrics) answered(code int32, respCode int32, since time.Time) {
 
 func (m *Metrics) count(code int32, result string) {
 	m.requests.WithLabelValues(codeLabel(code), result).Inc()
+}
+
+// PopStats are a consumer group's Pop mode counts on this sidecar.
+type PopStats struct {
+	Group       string `json:"group"`
+	Popped      int64  `json:"popped"`
+	Redelivered int64  `json:"redelivered"`
+	Acked       int64  `json:"acked"`
+	AckFailed   int64  `json:"ackFailed"`
+	SentBack    int64  `json:"sentBack"`
+	Released    int64  `json:"released"`
+	InFlight    int64  `json:"inFlight"`
+}
+
+// popEvent counts n messages of a group's Pop mode event.
+func (p *Proxy) popEvent(group, event string, n int) {
+	if n == 0 {
+		return
+	}
+	p.metrics.pop.WithLabelValues(group, event).Add(float64(n))
+	p.popMu.Lock()
+	defer p.popMu.Unlock()
+	s := p.popStatsLocked(group)
+	switch event {
+	case popPopped:
+		s.Popped += int64(n)
+	case popRedelivered:
+		s.Redelivered += int64(n)
+	case popAcked:
+		s.Acked += int64(n)
+	case popAckFailed:
+		s.AckFailed += int64(n)
+	case popSentBack:
+		s.SentBack += int64(n)
+	case popReleased:
+		s.Released += int64(n)
+	}
+}
+
+// popInflight moves a group's count of messages handed out and not acked.
+func (p *Proxy) popInflight(group string, delta int) {
+	if delta == 0 {
+		return
+	}
+	p.metrics.popInflight.WithLabelValues(group).Add(float64(delta))
+	p.popMu.Lock()
+	p.popStatsLocked(group).InFlight += int64(delta)
+	p.popMu.Unlock()
+}
+
+func (p *Proxy) popStatsLocked(group string) *PopStats {
+	s := p.popStats[group]
+	if s == nil {
+		s = &PopStats{Group: group}
+		p.popStats[group] = s
+	}
+	return s
+}
+
+// PopStats returns the Pop mode counts of every consumer group the sidecar served in Pop mode, by group name.
+func (p *Proxy) PopStats() []PopStats {
+	p.popMu.Lock()
+	defer p.popMu.Unlock()
+	out := make([]PopStats, 0, len(p.popStats))
+	for _, s := range p.popStats {
+		out = append(out, *s)
+	}
+	slices.SortFunc(out, func(a, b PopStats) int { return strings.Compare(a.Group, b.Group) })
+	return out
 }

@@ -60,6 +60,9 @@ type Proxy struct {
 	watches map[string]func() // topic → cancels its watch (nil while being set up)
 	stop    chan struct{}     // closed by Close: ends evictLoop
 
+	popMu    sync.Mutex
+	popStats map[string]*PopStats // Pop mode counts by consumer group
+
 	inflight atomic.Int64 // requests forwarded and not yet answered
 	draining atomic.Bool
 	conns    map[io.Closer]struct{}
@@ -105,7 +108,8 @@ func New(opts Options) *Proxy {
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &Proxy{opts: opts, log: log, groups: map[string]*group{}, conns: map[io.Closer]struct{}{},
-		routes: map[string]*cachedRoute{}, watches: map[string]func(){}, stop: make(chan struct{})}
+		routes: map[string]*cachedRoute{}, watches: map[string]func(){}, stop: make(chan struct{}),
+		popStats: map[string]*PopStats{}}
 	p.metrics = newMetrics(p)
 	return p
 }

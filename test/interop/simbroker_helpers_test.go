@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,8 +61,17 @@ func startSimClusterWith(t testing.TB, o simbroker.DemoOptions) *simCluster {
 	if err != nil {
 		t.Fatalf("the registered brokers give no route for %s: %v", simbroker.DemoTopic, err)
 	}
-	if got := goQueueNames(mqs); !slices.Equal(got, goDemoQueues) {
-		t.Fatalf("publish queues of %s = %v, want %v", simbroker.DemoTopic, got, goDemoQueues)
+	want := goDemoQueues
+	if o.Queues > 0 && o.Groups == 0 { // the demo's two groups, o.Queues each
+		want = nil
+		for _, g := range []string{"broker-a", "broker-b"} {
+			for q := range o.Queues {
+				want = append(want, fmt.Sprintf("%s/%d", g, q))
+			}
+		}
+	}
+	if got := goQueueNames(mqs); !slices.Equal(got, want) {
+		t.Fatalf("publish queues of %s = %v, want %v", simbroker.DemoTopic, got, want)
 	}
 	return c
 }
@@ -295,7 +305,28 @@ func orderlyConsumerBinary(t *testing.T) string {
 // when the test ends.
 func startOrderlyConsumer(t *testing.T, nameServer, group, topic, tag string) *goInbox {
 	t.Helper()
-	cmd := exec.Command(orderlyConsumerBinary(t), "-namesrv", nameServer, "-group", group, "-topic", topic, "-tag", tag)
+	return startConsumerProcess(t, nameServer, group, topic, tag, group, true, 0).in
+}
+
+// consumerProcess is a rocketmq-client-go push consumer in a child process (orderlyconsumer) and what it received.
+type consumerProcess struct {
+	in     *goInbox
+	cmd    *exec.Cmd
+	killed atomic.Bool
+}
+
+// kill ends the consumer at once (SIGKILL): no shutdown, no offsets committed, its connections dropped.
+func (p *consumerProcess) kill() {
+	p.killed.Store(true)
+	_ = p.cmd.Process.Kill()
+}
+
+// startConsumerProcess runs a push consumer (orderly or concurrent) with its own instance name, and so its own
+// client id, taking delay to consume each message, in a child process; it is stopped (stdin closed, then killed if need be) when the test ends.
+func startConsumerProcess(t *testing.T, nameServer, group, topic, tag, instance string, orderly bool, delay time.Duration) *consumerProcess {
+	t.Helper()
+	cmd := exec.Command(orderlyConsumerBinary(t), "-namesrv", nameServer, "-group", group, "-topic", topic, "-tag", tag,
+		"-instance", instance, "-orderly="+strconv.FormatBool(orderly), "-delay", delay.String())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.WaitDelay = clientTimeout
@@ -310,7 +341,8 @@ func startOrderlyConsumer(t *testing.T, nameServer, group, topic, tag string) *g
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	in := &goInbox{}
+	p := &consumerProcess{in: &goInbox{}, cmd: cmd}
+	in := p.in
 	read := make(chan struct{})
 	closed := false
 	go func() {
@@ -341,11 +373,11 @@ func startOrderlyConsumer(t *testing.T, nameServer, group, topic, tag string) *g
 			<-read
 		}
 		err := cmd.Wait()
-		if err != nil || !closed {
-			t.Errorf("orderly consumer: exit %v, closed %v\nstderr:\n%s", err, closed, stderr.String())
+		if !p.killed.Load() && (err != nil || !closed) {
+			t.Errorf("consumer process: exit %v, closed %v\nstderr:\n%s", err, closed, stderr.String())
 		}
 	})
-	return in
+	return p
 }
 
 // goDeliveryJSON is a delivery as orderlyconsumer prints it.

@@ -1,4 +1,4 @@
-// Command orderlyconsumer runs one rocketmq-client-go orderly push consumer and prints, on stdout, one JSON line per
+// Command orderlyconsumer runs one rocketmq-client-go push consumer, orderly unless -orderly=false, and prints, on stdout, one JSON line per
 // message it receives, in the order the client hands them over:
 //
 //	{"id": <keys>, "tag": ..., "queue": "<broker>/<queue id>", "offset": ..., "body": <base64>, "reconsume": ...}
@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
@@ -39,28 +40,34 @@ func main() {
 	group := flag.String("group", "", "the consumer group")
 	topic := flag.String("topic", "", "the topic")
 	tag := flag.String("tag", "*", "the tag expression")
+	orderly := flag.Bool("orderly", true, "consume orderly (false: concurrently)")
+	delay := flag.Duration("delay", 0, "how long consuming each message takes")
+	instance := flag.String("instance", "", "the client's instance name (the group's name when empty): what makes its client id")
 	flag.Parse()
 	if *nameServer == "" || *group == "" || *topic == "" {
 		flag.Usage()
 		os.Exit(2)
 	}
 	rlog.SetLogLevel("error")
-	if err := run(*nameServer, *group, *topic, *tag); err != nil {
+	if *instance == "" {
+		*instance = *group
+	}
+	if err := run(*nameServer, *group, *topic, *tag, *instance, *orderly, *delay); err != nil {
 		fmt.Fprintln(os.Stderr, "orderlyconsumer:", err)
 		os.Exit(1)
 	}
 }
 
-func run(nameServer, group, topic, tag string) error {
+func run(nameServer, group, topic, tag, instance string, orderly bool, delay time.Duration) error {
 	var mu sync.Mutex
 	out := json.NewEncoder(os.Stdout)
 	c, err := consumer.NewPushConsumer(
 		consumer.WithNameServer([]string{nameServer}),
 		consumer.WithGroupName(group),
-		consumer.WithInstance(group),
+		consumer.WithInstance(instance),
 		consumer.WithConsumerModel(consumer.Clustering),
 		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
-		consumer.WithConsumerOrder(true),
+		consumer.WithConsumerOrder(orderly),
 		consumer.WithPullInterval(0),
 		consumer.WithPullBatchSize(32),
 		consumer.WithConsumeMessageBatchMaxSize(16),
@@ -70,6 +77,7 @@ func run(nameServer, group, topic, tag string) error {
 	}
 	err = c.Subscribe(topic, consumer.MessageSelector{Type: consumer.TAG, Expression: tag},
 		func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			time.Sleep(delay * time.Duration(len(msgs)))
 			mu.Lock()
 			defer mu.Unlock()
 			for _, m := range msgs {

@@ -1,0 +1,521 @@
+package dataplane
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rocketpilot/rocketpilot/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting/message"
+)
+
+// Pop mode: for a consumer group the control plane put in Pop mode on a topic (TopicRoute spec.pop), the
+// application's classic consumer is served by Pop without knowing it:
+//   - PULL_MESSAGE becomes POP_MESSAGE on the group's master, and its answer a pull result. The messages carry
+//     offsets of the sidecar's own: a sequence per application connection and queue, in the order they were
+//     handed out, so the application's commit (the smallest offset it has not consumed) says exactly which
+//     messages are done;
+//   - a commit (UPDATE_CONSUMER_OFFSET, or the commit offset a pull carries) acks the messages below it, and
+//     nothing else: what the application has not committed comes back after the invisible time if it dies;
+//   - CONSUMER_SEND_MSG_BACK becomes CHANGE_INVISIBLE_TIME (the broker hands the message out again after the
+//     retry delay);
+//   - QUERY_CONSUMER_OFFSET is answered with the connection's own offset, GET_CONSUMER_LIST_BY_GROUP with the
+//     application's own client id (so its rebalance keeps every queue: the brokers share the messages out),
+//     LOCK_BATCH_MQ and UNLOCK_BATCH_MQ locally (every member holds every queue; an ordered topic's order is kept
+//     by the broker's orderly Pop, which hands a queue's next messages out only once the last ones are acked or
+//     their invisible time is over).
+// A group is in Pop mode on a connection when every topic its last heartbeat subscribed to (retry topics aside)
+// is in Pop mode for it: a rebalance answer is per group, not per topic.
+
+// popQueueKey is one queue of a topic on the connection's broker group.
+type popQueueKey struct {
+	group, topic string
+	queue        int32
+}
+
+// popQueue is what the sidecar handed out of one queue on one application connection.
+type popQueue struct {
+	next    int64    // the offset the next message handed out gets
+	pending []popped // handed out, not yet committed, in offset order
+	ordered bool
+}
+
+// popped is a message handed out and not yet acked.
+type popped struct {
+	offset    int64 // the sidecar's offset, as the application knows it
+	handle    message.ExtraInfo
+	commitLog int64 // the broker's commit log offset: what a send-back names
+}
+
+// consumerInfo is what a heartbeat says of a consumer group.
+type consumerInfo struct {
+	fromFirst bool     // consumes from the first offset when the group has none (Pop's initMode MIN)
+	topics    []string // subscribed topics, retry topics left out
+}
+
+// heartbeat is HeartbeatData, as far as Pop mode reads it.
+type heartbeat struct {
+	ClientID  string `json:"clientID"`
+	Consumers []struct {
+		Group         string `json:"groupName"`
+		From          string `json:"consumeFromWhere"`
+		Subscriptions []struct {
+			Topic string `json:"topic"`
+		} `json:"subscriptionDataSet"`
+	} `json:"consumerDataSet"`
+}
+
+// noteHeartbeat remembers the application's client id and consumer groups; the heartbeat goes on to the broker.
+func (c *clientConn) noteHeartbeat(req *remoting.Command) {
+	var hb heartbeat
+	if err := json.Unmarshal(req.Body, &hb); err != nil {
+		return // the broker will say what is wrong with it
+	}
+	groups := make(map[string]consumerInfo, len(hb.Consumers))
+	for _, cd := range hb.Consumers {
+		info := consumerInfo{fromFirst: cd.From == "CONSUME_FROM_FIRST_OFFSET" || cd.From == "CONSUME_FROM_MIN_OFFSET"}
+		for _, s := range cd.Subscriptions {
+			if !strings.HasPrefix(s.Topic, message.RetryGroupTopicPrefix) {
+				info.topics = append(info.topics, s.Topic)
+			}
+		}
+		groups[cd.Group] = info
+	}
+	c.popMu.Lock()
+	c.clientID, c.consumers = hb.ClientID, groups
+	c.popMu.Unlock()
+}
+
+// popMode reports whether the group consumes the topic in Pop mode, with its invisible time, and whether the
+// topic is ordered.
+func (c *clientConn) popMode(group, topic string) (invisible time.Duration, ordered, ok bool) {
+	if group == "" || topic == "" || strings.HasPrefix(topic, message.RetryGroupTopicPrefix) {
+		return 0, false, false
+	}
+	if !c.p.routeCached(topic) {
+		c.flushHeld() // the lookup may wait for the control plane
+	}
+	r, err := c.p.route(topic)
+	if err != nil || r == nil {
+		return 0, false, false
+	}
+	invisible, ok = r.Pop[group]
+	return invisible, r.Data.OrderTopicConf != "", ok
+}
+
+// groupInPop reports whether every topic the group's last heartbeat on this connection subscribed to is in Pop
+// mode for it, and returns the application's client id.
+func (c *clientConn) groupInPop(group string) (clientID string, ok bool) {
+	c.popMu.Lock()
+	info, known := c.consumers[group]
+	clientID = c.clientID
+	c.popMu.Unlock()
+	if !known || len(info.topics) == 0 || clientID == "" {
+		return "", false
+	}
+	for _, t := range info.topics {
+		if _, _, pop := c.popMode(group, t); !pop {
+			return "", false
+		}
+	}
+	return clientID, true
+}
+
+// servePop answers the requests Pop mode changes; false leaves the request to forward.
+func (c *clientConn) servePop(req *remoting.Command) bool {
+	switch req.Code {
+	case remoting.HeartBeat:
+		c.noteHeartbeat(req)
+		return false
+	case remoting.PullMessage:
+		group, topic := req.Ext("consumerGroup"), req.Ext("topic")
+		invisible, ordered, ok := c.popMode(group, topic)
+		if !ok {
+			return false
+		}
+		c.popPull(req, invisible, ordered)
+	case remoting.QueryConsumerOffset:
+		group, topic := req.Ext("consumerGroup"), req.Ext("topic")
+		if _, _, ok := c.popMode(group, topic); !ok {
+			return false
+		}
+		key, err := c.popKey(req, group, topic)
+		if err != nil {
+			c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: "+err.Error()))
+			return true
+		}
+		c.popMu.Lock()
+		next := c.popQueue(key).next
+		c.popMu.Unlock()
+		c.answer(req, remoting.Success, "", map[string]string{"offset": strconv.FormatInt(next, 10)}, nil)
+	case remoting.UpdateConsumerOffset:
+		group, topic := req.Ext("consumerGroup"), req.Ext("topic")
+		if _, _, ok := c.popMode(group, topic); !ok {
+			return false
+		}
+		key, err := c.popKey(req, group, topic)
+		if err == nil {
+			var offset int64
+			if offset, err = strconv.ParseInt(req.Ext("commitOffset"), 10, 64); err == nil {
+				c.popCommit(key, offset)
+			}
+		}
+		if err != nil {
+			c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: "+err.Error()))
+			return true
+		}
+		c.answer(req, remoting.Success, "", nil, nil)
+	case remoting.ConsumerSendMsgBack:
+		if _, _, ok := c.popMode(req.Ext("group"), req.Ext("originTopic")); !ok {
+			return false
+		}
+		c.popSendBack(req)
+	case remoting.GetConsumerListByGroup:
+		id, ok := c.groupInPop(req.Ext("consumerGroup"))
+		if !ok {
+			return false
+		}
+		body, _ := json.Marshal(map[string][]string{"consumerIdList": {id}})
+		c.answer(req, remoting.Success, "", nil, body)
+	case remoting.LockBatchMQ, remoting.UnlockBatchMQ:
+		var body struct {
+			Group string          `json:"consumerGroup"`
+			MQs   json.RawMessage `json:"mqSet"`
+		}
+		if err := json.Unmarshal(req.Body, &body); err != nil {
+			return false
+		}
+		if _, ok := c.groupInPop(body.Group); !ok {
+			return false
+		}
+		if req.Code == remoting.UnlockBatchMQ {
+			c.answer(req, remoting.Success, "", nil, nil)
+			break
+		}
+		if len(body.MQs) == 0 {
+			body.MQs = json.RawMessage("[]")
+		}
+		c.answer(req, remoting.Success, "", nil, []byte(`{"lockOKMQSet":`+string(body.MQs)+`}`))
+	default:
+		return false
+	}
+	c.p.metrics.count(req.Code, resultPop)
+	return true
+}
+
+// popKey is the queue a request names; queues are counted from 0.
+func (c *clientConn) popKey(req *remoting.Command, group, topic string) (popQueueKey, error) {
+	q, err := strconv.ParseInt(req.Ext("queueId"), 10, 32)
+	if err != nil || q < 0 {
+		return popQueueKey{}, errors.New("queueId " + strconv.Quote(req.Ext("queueId")) + " is not a queue")
+	}
+	return popQueueKey{group: group, topic: topic, queue: int32(q)}, nil
+}
+
+// popQueue returns a queue's state, made on first use. Call with popMu held.
+func (c *clientConn) popQueue(key popQueueKey) *popQueue {
+	q := c.popped[key]
+	if q == nil {
+		q = &popQueue{}
+		c.popped[key] = q
+	}
+	return q
+}
+
+// Pull request flags (PullSysFlag).
+const (
+	pullFlagCommitOffset = 1 << 0
+	pullFlagSuspend      = 1 << 1
+)
+
+// popMaxMsgs is the most a Pop may ask for (the broker refuses more).
+const popMaxMsgs = 32
+
+// popPull serves a pull by a Pop of the same queue on the group's master.
+func (c *clientConn) popPull(req *remoting.Command, invisible time.Duration, ordered bool) {
+	group, topic := req.Ext("consumerGroup"), req.Ext("topic")
+	key, err := c.popKey(req, group, topic)
+	if err != nil {
+		c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: "+err.Error()))
+		return
+	}
+	flags, _ := strconv.Atoi(req.Ext("sysFlag"))
+	if flags&pullFlagCommitOffset != 0 {
+		if offset, err := strconv.ParseInt(req.Ext("commitOffset"), 10, 64); err == nil && offset > 0 {
+			c.popCommit(key, offset)
+		}
+	}
+	maxMsgs, _ := strconv.Atoi(req.Ext("maxMsgNums"))
+	maxMsgs = min(max(maxMsgs, 1), popMaxMsgs)
+	var poll int64
+	if flags&pullFlagSuspend != 0 {
+		poll, _ = strconv.ParseInt(req.Ext("suspendTimeoutMillis"), 10, 64)
+	}
+	c.popMu.Lock()
+	fromFirst := c.consumers[group].fromFirst
+	c.popQueue(key).ordered = ordered
+	c.popMu.Unlock()
+	initMode := "1" // ConsumeInitMode.MAX
+	if fromFirst {
+		initMode = "0"
+	}
+	exp, expType := req.Ext("subscription"), req.Ext("expressionType")
+	if exp == "" {
+		exp = "*"
+	}
+	if expType == "" {
+		expType = "TAG"
+	}
+	pop := remoting.NewRequest(remoting.PopMessage, map[string]string{
+		"consumerGroup": group, "topic": topic, "queueId": strconv.Itoa(int(key.queue)),
+		"maxMsgNums": strconv.Itoa(maxMsgs), "invisibleTime": strconv.FormatInt(invisible.Milliseconds(), 10),
+		"pollTime": strconv.FormatInt(poll, 10), "bornTime": strconv.FormatInt(time.Now().UnixMilli(), 10),
+		"initMode": initMode, "expType": expType, "exp": exp, "order": strconv.FormatBool(ordered),
+	})
+	pop.Opaque, pop.HeaderType = req.Opaque, req.HeaderType
+	addr := c.p.master(c.group)
+	if addr == "" {
+		c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: broker group "+c.group+" has no master to pop from"))
+		return
+	}
+	asked := &remoting.Command{Code: req.Code, Opaque: req.Opaque, Flag: req.Flag, HeaderType: req.HeaderType}
+	c.call(addr, pop, true, func(resp *remoting.Command) { c.popAnswered(asked, key, resp) })
+}
+
+// popAnswered turns a Pop's answer into the answer to the pull it serves.
+func (c *clientConn) popAnswered(pull *remoting.Command, key popQueueKey, resp *remoting.Command) {
+	switch resp.Code {
+	case remoting.Success:
+	case remoting.PollingTimeout, remoting.PollingFull, remoting.PullNotFound:
+		c.popMu.Lock()
+		next := c.popQueue(key).next
+		c.popMu.Unlock()
+		c.answer(pull, remoting.PullNotFound, "sidecar: no message popped: "+resp.Remark, pullHeader(next, 0), nil)
+		return
+	default:
+		c.answer(pull, resp.Code, resp.Remark, nil, nil)
+		return
+	}
+	answer, err := popAnswerOf(resp)
+	var msgs []*message.Ext
+	if err == nil {
+		msgs, err = message.DecodeExts(resp.Body)
+	}
+	var handles []message.ExtraInfo
+	c.popMu.Lock()
+	q := c.popQueue(key)
+	ordered := q.ordered
+	c.popMu.Unlock()
+	if err == nil {
+		handles, err = message.SetReceiptHandles(msgs, answer, c.group, ordered)
+	}
+	if err != nil {
+		c.p.log.Warn("a Pop answer the sidecar cannot read", "group", c.group, "topic", key.topic, "err", err)
+		c.answer(pull, remoting.SystemError, "sidecar: the broker's Pop answer: "+err.Error(), nil, nil)
+		return
+	}
+	body := make([]byte, 0, len(resp.Body)+len(msgs)*64)
+	redelivered := 0
+	c.popMu.Lock()
+	for i, m := range msgs {
+		m.QueueOffset, m.QueueID = q.next, key.queue
+		q.next++
+		q.pending = append(q.pending, popped{offset: m.QueueOffset, handle: handles[i], commitLog: m.CommitLogOffset})
+		if m.Properties[message.PropertyFirstPopTime] != strconv.FormatInt(answer.PopTime, 10) || m.ReconsumeTimes > 0 {
+			redelivered++
+		}
+		if body, err = message.AppendExt(body, m); err != nil {
+			break
+		}
+	}
+	next := q.next
+	c.popMu.Unlock()
+	if err != nil { // the messages stay pending: unacked, they come back after the invisible time
+		c.answer(pull, remoting.SystemError, "sidecar: a popped message: "+err.Error(), nil, nil)
+		return
+	}
+	c.p.popEvent(key.group, popPopped, len(msgs))
+	c.p.popEvent(key.group, popRedelivered, redelivered)
+	c.p.popInflight(key.group, len(msgs))
+	c.answer(pull, remoting.Success, "FOUND", pullHeader(next, answer.RestNum), body)
+}
+
+// pullHeader is PullMessageResponseHeader over the sidecar's offsets.
+func pullHeader(next, rest int64) map[string]string {
+	return map[string]string{"nextBeginOffset": strconv.FormatInt(next, 10), "minOffset": "0",
+		"maxOffset": strconv.FormatInt(next+rest, 10), "suggestWhichBrokerId": "0"}
+}
+
+// popAnswerOf reads PopMessageResponseHeader.
+func popAnswerOf(resp *remoting.Command) (message.PopAnswer, error) {
+	var a message.PopAnswer
+	var err error
+	num := func(name string) int64 {
+		v, e := strconv.ParseInt(resp.Ext(name), 10, 64)
+		if e != nil && err == nil {
+			err = errors.New("header " + name + " = " + strconv.Quote(resp.Ext(name)))
+		}
+		return v
+	}
+	a.PopTime, a.InvisibleTime, a.ReviveQid, a.RestNum = num("popTime"), num("invisibleTime"), int32(num("reviveQid")), num("restNum")
+	a.StartOffsetInfo, a.MsgOffsetInfo, a.OrderCountInfo = resp.Ext("startOffsetInfo"), resp.Ext("msgOffsetInfo"), resp.Ext("orderCountInfo")
+	return a, err
+}
+
+// popCommit acks the messages of a queue below the application's commit offset.
+func (c *clientConn) popCommit(key popQueueKey, offset int64) {
+	c.popMu.Lock()
+	q := c.popped[key]
+	var done []popped
+	if q != nil {
+		n, _ := slices.BinarySearchFunc(q.pending, offset, func(p popped, o int64) int { return cmp.Compare(p.offset, o) })
+		done = slices.Clone(q.pending[:n])
+		q.pending = slices.Delete(q.pending, 0, n)
+	}
+	c.popMu.Unlock()
+	if len(done) == 0 {
+		return
+	}
+	c.p.popInflight(key.group, -len(done))
+	// The acks go in one write: held as a burst's requests are, then flushed unless a burst is being read.
+	holding := c.holding
+	c.holding = true
+	defer func() {
+		if c.holding = holding; !holding {
+			c.flushHeld()
+		}
+	}()
+	for _, m := range done {
+		ack := remoting.NewRequest(remoting.AckMessage, map[string]string{
+			"consumerGroup": key.group, "topic": m.handle.TopicType.RealTopic(key.topic, key.group),
+			"queueId": strconv.Itoa(int(m.handle.QueueID)), "extraInfo": m.handle.String(),
+			"offset": strconv.FormatInt(m.handle.QueueOffset, 10),
+		})
+		c.ackTo(m.handle.BrokerName, key.group, ack, popAcked)
+	}
+}
+
+// ackTo sends the sidecar's own ack (or change of invisible time) to the master of the group that popped,
+// counting the outcome under event. Only serveClient's goroutine calls it.
+func (c *clientConn) ackTo(brokerName, group string, ack *remoting.Command, event string) {
+	addr := c.p.master(brokerName)
+	if addr == "" {
+		c.p.popEvent(group, popAckFailed, 1)
+		c.p.log.Warn("no master to ack to: the message comes back after its invisible time", "broker", brokerName)
+		return
+	}
+	ack.Opaque = c.ownID.Add(-1)
+	c.call(addr, ack, true, func(resp *remoting.Command) {
+		if resp.Code != remoting.Success {
+			c.p.popEvent(group, popAckFailed, 1)
+			c.p.log.Debug("ack refused: the message comes back after its invisible time", "broker", brokerName,
+				"code", resp.Code, "remark", resp.Remark)
+			return
+		}
+		c.p.popEvent(group, event, 1)
+	})
+}
+
+// popRetryDelays are the retry delays of the default messageDelayLevel, by delay level from 1.
+var popRetryDelays = []time.Duration{time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute,
+	2 * time.Minute, 3 * time.Minute, 4 * time.Minute, 5 * time.Minute, 6 * time.Minute, 7 * time.Minute,
+	8 * time.Minute, 9 * time.Minute, 10 * time.Minute, 20 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour}
+
+// popSendBack serves a send-back of a popped message: the broker hands it out again after the retry delay.
+func (c *clientConn) popSendBack(req *remoting.Command) {
+	group, topic := req.Ext("group"), req.Ext("originTopic")
+	offset, err := strconv.ParseInt(req.Ext("offset"), 10, 64)
+	if err != nil {
+		c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: send-back offset "+strconv.Quote(req.Ext("offset"))))
+		return
+	}
+	var m popped
+	var key popQueueKey
+	found := false
+	c.popMu.Lock()
+	for k, q := range c.popped {
+		if k.group != group || k.topic != topic {
+			continue
+		}
+		if i := slices.IndexFunc(q.pending, func(p popped) bool { return p.commitLog == offset }); i >= 0 {
+			m, key, found = q.pending[i], k, true
+			q.pending = slices.Delete(q.pending, i, i+1)
+			break
+		}
+	}
+	c.popMu.Unlock()
+	if !found {
+		c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: the message at commit log offset "+
+			strconv.FormatInt(offset, 10)+" of "+topic+" was not popped for "+group+" on this connection (acked already?)"))
+		return
+	}
+	c.p.popInflight(group, -1)
+	level, _ := strconv.Atoi(req.Ext("delayLevel"))
+	if level <= 0 { // the broker's choice, 3 + reconsume times in SendMessageProcessor: a first retry's
+		level = 3
+	}
+	delay := popRetryDelays[min(level, len(popRetryDelays))-1]
+	change := remoting.NewRequest(remoting.ChangeMessageInvisibleTime, map[string]string{
+		"consumerGroup": group, "topic": m.handle.TopicType.RealTopic(key.topic, group),
+		"queueId": strconv.Itoa(int(m.handle.QueueID)), "extraInfo": m.handle.String(),
+		"offset": strconv.FormatInt(m.handle.QueueOffset, 10), "invisibleTime": strconv.FormatInt(delay.Milliseconds(), 10),
+	})
+	c.ackTo(m.handle.BrokerName, group, change, popSentBack)
+	c.answer(req, remoting.Success, "", nil, nil)
+}
+
+// releasePopped counts what a closed connection leaves un-acked: it comes back after its invisible time.
+func (c *clientConn) releasePopped() {
+	c.popMu.Lock()
+	defer c.popMu.Unlock()
+	for k, q := range c.popped {
+		if n := len(q.pending); n > 0 {
+			c.p.popEvent(k.group, popReleased, n)
+			c.p.popInflight(k.group, -n)
+		}
+	}
+	c.popped = map[popQueueKey]*popQueue{}
+}
+
+// answer answers an application request the sidecar served itself.
+func (c *clientConn) answer(req *remoting.Command, code int32, remark string, ext map[string]string, body []byte) {
+	if req.IsOneway() {
+		return
+	}
+	resp := errorResponse(req, code, remark)
+	resp.ExtFields, resp.Body = ext, body
+	c.write(resp)
+}
+
+// call sends a request of the sidecar's own (a Pop serving a pull, an ack) to a broker: answer gets the broker's
+// answer, or an error answer when the broker cannot be reached or goes away. reader says the caller is
+// serveClient, the only one that may hold.
+func (c *clientConn) call(addr string, req *remoting.Command, reader bool, answer func(*remoting.Command)) {
+	if reader && !c.hasUpstream(addr) {
+		c.flushHeld() // a dial may take DialTimeout: what is held does not wait for it
+	}
+	up, err := c.upstream(addr)
+	if err != nil {
+		answer(errorResponse(req, remoting.SystemError, "sidecar: broker "+addr+" of group "+c.group+" unreachable: "+err.Error()))
+		return
+	}
+	up.mu.Lock()
+	if up.dead {
+		up.mu.Unlock()
+		answer(errorResponse(req, remoting.SystemError, "sidecar: the connection to broker "+addr+" closed"))
+		return
+	}
+	if _, reused := up.pending[req.Opaque]; !reused {
+		c.p.inflight.Add(1)
+	}
+	up.pending[req.Opaque] = pendingRequest{sent: time.Now(), answer: answer,
+		req: &remoting.Command{Code: req.Code, Opaque: req.Opaque, Flag: req.Flag, HeaderType: req.HeaderType}}
+	up.mu.Unlock()
+	if err := c.sendUpstream(up, req, nil, reader); err != nil {
+		c.dropUpstream(up, err)
+	}
+}

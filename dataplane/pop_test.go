@@ -1,0 +1,234 @@
+package dataplane
+
+import (
+	"encoding/json"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rocketpilot/rocketpilot/remoting"
+	"github.com/rocketpilot/rocketpilot/remoting/message"
+	"github.com/rocketpilot/rocketpilot/simbroker"
+)
+
+const popPolicy = `apiVersion: rocketpilot.io/v1alpha1
+kind: TopicRoute
+metadata: {name: pop}
+spec:
+  topics: {exact: [TopicTest]}
+  pop:
+    consumerGroups: [pop-g]
+    invisibleTime: 1s
+`
+
+// startPopMesh is a mesh whose control plane puts group pop-g in Pop mode on TopicTest, once the sidecar's xDS
+// client holds that rule.
+func startPopMesh(t *testing.T) *mesh {
+	t.Helper()
+	m := startMesh(t, map[string]string{"pop.yaml": popPolicy})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := m.xc.Route(t.Context(), simbroker.DemoTopic)
+		if err == nil && r.Pop["pop-g"] == time.Second {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sidecar never held the Pop rule: %+v %v", r, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	route(t, m.proxy, simbroker.DemoTopic) // the groups' ports
+	return m
+}
+
+// sendHeartbeat sends the heartbeat of a consumer of group on TopicTest (and its retry topic), as client id.
+func sendHeartbeat(c *client, clientID, group string) {
+	c.t.Helper()
+	body := `{"clientID":"` + clientID + `","producerDataSet":[],"consumerDataSet":[{"groupName":"` + group +
+		`","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","consumeFromWhere":"CONSUME_FROM_FIRST_OFFSET",` +
+		`"subscriptionDataSet":[{"topic":"TopicTest","subString":"*"},{"topic":"%RETRY%` + group + `","subString":"*"}]}]}`
+	if r := c.call(remoting.HeartBeat, nil, []byte(body)); r.Code != remoting.Success {
+		c.t.Fatalf("heartbeat: %d %s", r.Code, r.Remark)
+	}
+}
+
+// pull pulls a queue of TopicTest as a classic consumer does; it returns the answer and its messages.
+func pull(c *client, group string, queue int, offset int64) (*remoting.Command, []*message.Ext) {
+	c.t.Helper()
+	r := c.call(remoting.PullMessage, map[string]string{"consumerGroup": group, "topic": simbroker.DemoTopic,
+		"queueId": strconv.Itoa(queue), "queueOffset": strconv.FormatInt(offset, 10), "maxMsgNums": "32",
+		"sysFlag": strconv.Itoa(pullFlagSuspend), "commitOffset": "0", "suspendTimeoutMillis": "300",
+		"subscription": "*", "subVersion": "0", "expressionType": "TAG"}, nil)
+	if r.Code != remoting.Success {
+		return r, nil
+	}
+	msgs, err := message.DecodeExts(r.Body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return r, msgs
+}
+
+func bodies(msgs []*message.Ext) []string {
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = string(m.Body)
+	}
+	return out
+}
+
+func offsets(msgs []*message.Ext) []int64 {
+	out := make([]int64, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.QueueOffset
+	}
+	return out
+}
+
+// waitPopStats waits until the group's Pop counts satisfy ok.
+func waitPopStats(t *testing.T, p *Proxy, group string, ok func(PopStats) bool) PopStats {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var s PopStats
+		for _, g := range p.PopStats() {
+			if g.Group == group {
+				s = g
+			}
+		}
+		if ok(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Pop counts of %s: %+v", group, s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// In Pop mode a classic consumer's pull is served by Pop with the sidecar's own offsets; its commit acks exactly
+// the messages below it; what a closed connection left un-acked comes back after the invisible time; a
+// send-back hands a message out again after its retry delay; the rebalance and lock requests are answered so that
+// the application keeps every queue.
+func TestPullBecomesPop(t *testing.T) {
+	m := startPopMesh(t)
+	broker := m.demo.Broker("broker-a", 0)
+	a := dial(t, m.proxy.GroupAddr("broker-a"))
+	sendHeartbeat(a, "app-1", "pop-g")
+
+	r := a.call(remoting.GetConsumerListByGroup, map[string]string{"consumerGroup": "pop-g"}, nil)
+	var list struct {
+		IDs []string `json:"consumerIdList"`
+	}
+	if err := json.Unmarshal(r.Body, &list); r.Code != remoting.Success || err != nil || !slices.Equal(list.IDs, []string{"app-1"}) {
+		t.Fatalf("consumer list in Pop mode: %d %s %v", r.Code, r.Body, err)
+	}
+	mqs := `[{"topic":"TopicTest","brokerName":"broker-a","queueId":0},{"topic":"TopicTest","brokerName":"broker-a","queueId":1}]`
+	r = a.call(remoting.LockBatchMQ, nil, []byte(`{"consumerGroup":"pop-g","clientId":"app-1","mqSet":`+mqs+`}`))
+	if r.Code != remoting.Success || string(r.Body) != `{"lockOKMQSet":`+mqs+`}` {
+		t.Fatalf("lock in Pop mode: %d %s", r.Code, r.Body)
+	}
+	r = a.call(remoting.QueryConsumerOffset, map[string]string{"consumerGroup": "pop-g", "topic": simbroker.DemoTopic, "queueId": "0"}, nil)
+	if r.Code != remoting.Success || r.Ext("offset") != "0" {
+		t.Fatalf("offset in Pop mode: %d %s %v", r.Code, r.Remark, r.ExtFields)
+	}
+	if broker.RequestCount(remoting.GetConsumerListByGroup)+broker.RequestCount(remoting.LockBatchMQ)+
+		broker.RequestCount(remoting.QueryConsumerOffset) != 0 {
+		t.Fatal("a request the sidecar answers in Pop mode reached the broker")
+	}
+
+	want := []string{"m0", "m1", "m2", "m3", "m4"}
+	for _, b := range want {
+		if r := send(a, simbroker.DemoTopic, 0, b); r.Code != remoting.Success {
+			t.Fatal(r.Remark)
+		}
+	}
+	r, msgs := pull(a, "pop-g", 0, 0)
+	if r.Code != remoting.Success || !slices.Equal(bodies(msgs), want) || !slices.Equal(offsets(msgs), []int64{0, 1, 2, 3, 4}) ||
+		r.Ext("nextBeginOffset") != "5" {
+		t.Fatalf("pull in Pop mode: %d %s, bodies %v offsets %v, header %v", r.Code, r.Remark, bodies(msgs), offsets(msgs), r.ExtFields)
+	}
+	if broker.RequestCount(remoting.PopMessage) == 0 || broker.RequestCount(remoting.PullMessage) != 0 {
+		t.Fatalf("at the broker: %d pops, %d pulls", broker.RequestCount(remoting.PopMessage), broker.RequestCount(remoting.PullMessage))
+	}
+	// Nothing more to pop: the pull finds nothing, at the same next offset.
+	if r, _ := pull(a, "pop-g", 0, 5); r.Code != remoting.PullNotFound || r.Ext("nextBeginOffset") != "5" {
+		t.Fatalf("empty pull in Pop mode: %d %s %v", r.Code, r.Remark, r.ExtFields)
+	}
+
+	// The application consumed m0..m2: its commit acks those three, no more.
+	if r := a.call(remoting.UpdateConsumerOffset, map[string]string{"consumerGroup": "pop-g", "topic": simbroker.DemoTopic,
+		"queueId": "0", "commitOffset": "3"}, nil); r.Code != remoting.Success {
+		t.Fatalf("commit: %d %s", r.Code, r.Remark)
+	}
+	waitPopStats(t, m.proxy, "pop-g", func(s PopStats) bool { return s.Acked == 3 })
+	if n := broker.RequestCount(remoting.AckMessage); n != 3 {
+		t.Fatalf("%d acks at the broker, want 3", n)
+	}
+
+	// The application dies: m3 and m4 come back, after the invisible time, to another connection.
+	a.nc.Close()
+	waitPopStats(t, m.proxy, "pop-g", func(s PopStats) bool { return s.Released == 2 && s.InFlight == 0 })
+	b := dial(t, m.proxy.GroupAddr("broker-a"))
+	sendHeartbeat(b, "app-2", "pop-g")
+	var again []*message.Ext
+	deadline := time.Now().Add(5 * time.Second)
+	for len(again) < 2 && time.Now().Before(deadline) {
+		_, got := pull(b, "pop-g", 0, int64(len(again)))
+		again = append(again, got...)
+	}
+	if !slices.Equal(bodies(again), []string{"m3", "m4"}) || !slices.Equal(offsets(again), []int64{0, 1}) {
+		t.Fatalf("after the invisible time: bodies %v offsets %v, want m3 m4 at 0 1", bodies(again), offsets(again))
+	}
+	waitPopStats(t, m.proxy, "pop-g", func(s PopStats) bool { return s.Redelivered == 2 && s.Popped == 7 })
+
+	// m3 fails and is sent back (delay level 1: one second); m4 is consumed: the commit past both acks m4 only.
+	r = b.call(remoting.ConsumerSendMsgBack, map[string]string{"group": "pop-g", "originTopic": simbroker.DemoTopic,
+		"offset": strconv.FormatInt(again[0].CommitLogOffset, 10), "delayLevel": "1", "originMsgId": again[0].OffsetMsgID(),
+		"maxReconsumeTimes": "16"}, nil)
+	if r.Code != remoting.Success {
+		t.Fatalf("send-back in Pop mode: %d %s", r.Code, r.Remark)
+	}
+	if r := b.call(remoting.UpdateConsumerOffset, map[string]string{"consumerGroup": "pop-g", "topic": simbroker.DemoTopic,
+		"queueId": "0", "commitOffset": "2"}, nil); r.Code != remoting.Success {
+		t.Fatalf("commit: %d %s", r.Code, r.Remark)
+	}
+	s := waitPopStats(t, m.proxy, "pop-g", func(s PopStats) bool { return s.Acked == 4 && s.SentBack == 1 })
+	if s.InFlight != 0 || s.AckFailed != 0 || broker.RequestCount(remoting.ConsumerSendMsgBack) != 0 {
+		t.Fatalf("Pop counts %+v; send-backs at the broker %d", s, broker.RequestCount(remoting.ConsumerSendMsgBack))
+	}
+	var third []*message.Ext
+	for deadline := time.Now().Add(5 * time.Second); len(third) == 0 && time.Now().Before(deadline); {
+		_, third = pull(b, "pop-g", 0, 2)
+	}
+	if !slices.Equal(bodies(third), []string{"m3"}) || third[0].QueueOffset != 2 {
+		t.Fatalf("after the retry delay: %v at %v, want m3 at 2", bodies(third), offsets(third))
+	}
+
+	// A send-back of a message this connection does not hold is refused, with the reason.
+	r = b.call(remoting.ConsumerSendMsgBack, map[string]string{"group": "pop-g", "originTopic": simbroker.DemoTopic,
+		"offset": "123456789", "delayLevel": "1"}, nil)
+	if r.Code != remoting.SystemError || r.Remark == "" {
+		t.Fatalf("send-back of a message not popped: %d %q", r.Code, r.Remark)
+	}
+}
+
+// A group not in Pop mode is served classically: its pulls, offsets and consumer list reach the broker.
+func TestClassicGroupBesidePopMode(t *testing.T) {
+	m := startPopMesh(t)
+	broker := m.demo.Broker("broker-a", 0)
+	a := dial(t, m.proxy.GroupAddr("broker-a"))
+	sendHeartbeat(a, "app-1", "classic-g")
+	if r := send(a, simbroker.DemoTopic, 1, "c0"); r.Code != remoting.Success {
+		t.Fatal(r.Remark)
+	}
+	r := a.call(remoting.GetConsumerListByGroup, map[string]string{"consumerGroup": "classic-g"}, nil)
+	if r.Code != remoting.Success || broker.RequestCount(remoting.GetConsumerListByGroup) != 1 {
+		t.Fatalf("consumer list of a classic group: %d %s, at the broker %d", r.Code, r.Remark, broker.RequestCount(remoting.GetConsumerListByGroup))
+	}
+	r, msgs := pull(a, "classic-g", 1, 0)
+	if r.Code != remoting.Success || !slices.Equal(bodies(msgs), []string{"c0"}) || broker.RequestCount(remoting.PopMessage) != 0 {
+		t.Fatalf("classic pull: %d %s %v; pops at the broker %d", r.Code, r.Remark, bodies(msgs), broker.RequestCount(remoting.PopMessage))
+	}
+}

@@ -1,0 +1,203 @@
+package interop
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+
+	"github.com/rocketpilot/rocketpilot/dataplane"
+	"github.com/rocketpilot/rocketpilot/simbroker"
+	"github.com/rocketpilot/rocketpilot/xds/sidecar"
+)
+
+// Pop mode through Go sidecars, judged by rocketmq-client-go's classic push consumer, its code unchanged: the
+// control plane puts a consumer group in Pop mode (TopicRoute spec.pop) and each member's sidecar serves its
+// pulls by Pop.
+
+// popRule is a TopicRoute putting group in Pop mode on TopicTest.
+func popRule(group string, invisible time.Duration) map[string]string {
+	return map[string]string{"pop.yaml": fmt.Sprintf(`apiVersion: rocketpilot.io/v1alpha1
+kind: TopicRoute
+metadata: {name: pop}
+spec:
+  topics: {exact: [%s]}
+  pop:
+    consumerGroups: [%s]
+    invisibleTime: %s
+`, goTopic, group, invisible)}
+}
+
+// startPopSidecars starts n sidecars following the control plane at xdsAddr and waits until each holds group's
+// Pop rule on TopicTest.
+func startPopSidecars(t *testing.T, xdsAddr, group string, n int) []*dataplane.Proxy {
+	t.Helper()
+	out := make([]*dataplane.Proxy, n)
+	for i := range out {
+		var xc *sidecar.Client
+		out[i], xc = startSidecarOf(t, xdsAddr)
+		if !waitFor(10*time.Second, func() bool {
+			r, err := xc.Route(t.Context(), goTopic)
+			return err == nil && r.Pop[group] > 0
+		}) {
+			t.Fatalf("sidecar %d never held the Pop rule of %s", i, group)
+		}
+	}
+	return out
+}
+
+// sendKeyed sends n messages of 1 KiB to TopicTest through nameServer, in batches, each with its id as its key.
+func sendKeyed(t *testing.T, nameServer, prefix string, n int) {
+	t.Helper()
+	p := startGoProducer(t, nameServer)
+	ctx := context.Background()
+	for sent := 0; sent < n; {
+		batch := make([]*primitive.Message, 0, 32)
+		for ; len(batch) < 32 && sent < n; sent++ {
+			id := prefix + strconv.Itoa(sent)
+			batch = append(batch, primitive.NewMessage(goTopic, goBody(id)).WithKeys([]string{id}))
+		}
+		if res, err := p.SendSync(ctx, batch...); err != nil || res.Status != primitive.SendOK {
+			t.Fatalf("send: %v %v", res, err)
+		}
+	}
+}
+
+// popTotals sums the sidecars' Pop counts of group.
+func popTotals(proxies []*dataplane.Proxy, group string) dataplane.PopStats {
+	var sum dataplane.PopStats
+	for _, p := range proxies {
+		for _, s := range p.PopStats() {
+			if s.Group != group {
+				continue
+			}
+			sum.Popped += s.Popped
+			sum.Redelivered += s.Redelivered
+			sum.Acked += s.Acked
+			sum.AckFailed += s.AckFailed
+			sum.SentBack += s.SentBack
+			sum.Released += s.Released
+			sum.InFlight += s.InFlight
+		}
+	}
+	return sum
+}
+
+// union merges inboxes: distinct ids and deliveries in all.
+func union(inboxes []*goInbox) (distinct map[string]bool, deliveries int) {
+	distinct = map[string]bool{}
+	for _, in := range inboxes {
+		for _, d := range in.snapshot() {
+			distinct[d.id] = true
+			deliveries++
+		}
+	}
+	return distinct, deliveries
+}
+
+// Three members of a group on a topic of two queues, each through its own sidecar: in classic mode one member
+// holds no queue and receives nothing; in Pop mode every member receives messages. 10,000 messages each way, none
+// lost; the Pop group's duplicates are no more than the messages the sidecars saw come back after an expiry; every
+// message handed out is acked once the members committed past it.
+func TestGoClientPopModeSharesQueuesAmongMoreMembers(t *testing.T) {
+	const n, members = 10000, 3
+	c := startSimClusterWith(t, simbroker.DemoOptions{Queues: 1}) // TopicTest: one queue on each of 2 groups
+	popGroup, classicGroup := uniqueName("interop-pop"), uniqueName("interop-classic")
+	sidecars := startPopSidecars(t, startControlPlaneFor(t, c, popRule(popGroup, 20*time.Second)), popGroup, members)
+
+	selector := consumer.MessageSelector{Type: consumer.TAG, Expression: "*"}
+	popIn, classicIn := make([]*goInbox, members), make([]*goInbox, members)
+	for i := range members {
+		popIn[i], classicIn[i] = &goInbox{}, &goInbox{}
+		startPushConsumer(t, sidecars[i].Addr(), popGroup, goTopic, selector, popIn[i].consume)
+		startPushConsumer(t, sidecars[i].Addr(), classicGroup, goTopic, selector, classicIn[i].consume)
+	}
+	time.Sleep(3 * time.Second) // the classic group's rebalance settles on its three members
+	sendKeyed(t, sidecars[0].Addr(), "pop-mode-", n)
+
+	complete := func(inboxes []*goInbox) func() bool {
+		return func() bool { d, _ := union(inboxes); return len(d) == n }
+	}
+	if !waitFor(90*time.Second, complete(popIn)) || !waitFor(30*time.Second, complete(classicIn)) {
+		p, _ := union(popIn)
+		cl, _ := union(classicIn)
+		t.Fatalf("received %d (Pop mode) and %d (classic) of %d messages", len(p), len(cl), n)
+	}
+	popDistinct, popDeliveries := union(popIn)
+	_, classicDeliveries := union(classicIn)
+	for id := range popDistinct {
+		if !strings.HasPrefix(id, "pop-mode-") {
+			t.Errorf("unexpected message %q", id)
+		}
+	}
+	idle := 0
+	var popCounts, classicCounts []int
+	for i := range members {
+		p, cl := len(popIn[i].snapshot()), len(classicIn[i].snapshot())
+		popCounts, classicCounts = append(popCounts, p), append(classicCounts, cl)
+		if p == 0 {
+			t.Errorf("Pop mode: member %d received nothing", i)
+		}
+		if cl == 0 {
+			idle++
+		}
+	}
+	t.Logf("deliveries per member: Pop mode %v (%d in all), classic %v (%d in all)", popCounts, popDeliveries, classicCounts, classicDeliveries)
+	if idle != 1 {
+		t.Errorf("classic mode: %d idle members of %d on 2 queues, want 1 (deliveries %v)", idle, members, classicCounts)
+	}
+	// Acks follow the members' commits (every 5 s in this client).
+	var stats dataplane.PopStats
+	if !waitFor(20*time.Second, func() bool {
+		stats = popTotals(sidecars, popGroup)
+		return stats.InFlight == 0 && stats.Acked == stats.Popped
+	}) {
+		t.Errorf("Pop counts never settled: %+v", stats)
+	}
+	t.Logf("Pop counts over the sidecars: %+v", stats)
+	if dup := popDeliveries - n; int64(dup) > stats.Redelivered {
+		t.Errorf("Pop mode: %d duplicate deliveries, but only %d messages came back after an expiry", dup, stats.Redelivered)
+	}
+	if stats.Popped < n || stats.AckFailed != 0 {
+		t.Errorf("Pop counts %+v: want at least %d popped and no failed ack", stats, n)
+	}
+}
+
+// A member killed mid-stream (SIGKILL: no shutdown, nothing committed) leaves its un-acked messages, consumed or
+// not, to the broker, which hands them to the other members after the invisible time: none is lost.
+func TestGoClientPopModeMemberKilled(t *testing.T) {
+	const n, members = 3000, 3
+	const invisible = 3 * time.Second
+	c := startSimClusterWith(t, simbroker.DemoOptions{Queues: 1})
+	group := uniqueName("interop-pop-kill")
+	sidecars := startPopSidecars(t, startControlPlaneFor(t, c, popRule(group, invisible)), group, members)
+	procs := make([]*consumerProcess, members)
+	inboxes := make([]*goInbox, members)
+	for i := range members {
+		// Slow consumers: the killed one has messages popped for it that it never consumed.
+		procs[i] = startConsumerProcess(t, sidecars[i].Addr(), group, goTopic, "*", group+"-"+strconv.Itoa(i), false, 20*time.Millisecond)
+		inboxes[i] = procs[i].in
+	}
+	time.Sleep(2 * time.Second) // the members have started and pull
+	sendKeyed(t, sidecars[0].Addr(), "kill-", n)
+	if !waitFor(30*time.Second, func() bool { return inboxes[0].distinct(anyID) >= 50 }) {
+		t.Fatalf("member 0 received %d messages before the kill", inboxes[0].distinct(anyID))
+	}
+	procs[0].kill()
+	before := inboxes[0].distinct(anyID)
+	if !waitFor(60*time.Second, func() bool { d, _ := union(inboxes); return len(d) == n }) {
+		d, _ := union(inboxes)
+		t.Fatalf("after the kill the group received %d of %d messages (stats %+v)", len(d), n, popTotals(sidecars, group))
+	}
+	_, deliveries := union(inboxes)
+	stats := popTotals(sidecars, group)
+	t.Logf("member 0 received %d before it was killed; %d deliveries of %d messages; Pop counts %+v", before, deliveries, n, stats)
+	if stats.Released == 0 || stats.Redelivered == 0 {
+		t.Errorf("the killed member's sidecar released %d messages, %d came back: want some of each (%+v)", stats.Released, stats.Redelivered, stats)
+	}
+}
