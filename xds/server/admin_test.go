@@ -215,7 +215,8 @@ func TestAdminShowsServedNotRecomputed(t *testing.T) {
 
 // The admin API's answers are its response types, the ones rocketctl decodes: each answer decodes into its type
 // with no key left over, and that value written again is the answer byte for byte. The topic is given everything
-// its chain can show (a policy overriding another, a weighted send cluster, changes), so no field goes unchecked.
+// its chain can show (a policy overriding another, with a pop rule, a weighted send cluster, changes), so no field
+// goes unchecked.
 func TestAdminResponseTypesRoundTrip(t *testing.T) {
 	table := routing.NewTable()
 	route := func(queues int32) *routing.Route {
@@ -226,7 +227,8 @@ func TestAdminResponseTypesRoundTrip(t *testing.T) {
 	table.Apply("test", routing.Update{Topic: "T", Route: route(4)}, routing.Update{Topic: "U", Route: brokerRoute("b3", "10.0.0.3:10911")})
 	table.SetPolicies([]routing.Policy{
 		{Name: "ns/weighted", Match: routing.TopicMatch{Exact: []string{"T"}},
-			Send: []routing.Backend{{BrokerCluster: "C", Weight: 3, Weighted: true}, {BrokerCluster: "D", Weight: 1, Weighted: true}}},
+			Send: []routing.Backend{{BrokerCluster: "C", Weight: 3, Weighted: true}, {BrokerCluster: "D", Weight: 1, Weighted: true}},
+			Pop:  routing.NewPopPolicy([]string{"g2", "g1"}, 8*time.Second)},
 		{Name: "ns/older", Created: time.Unix(1, 0), Match: routing.TopicMatch{Prefix: []string{"T"}}},
 	})
 	changes := &ChangeLog{}
@@ -272,7 +274,8 @@ func TestAdminResponseTypesRoundTrip(t *testing.T) {
 	roundTrip("/api/v1/topics/T", http.StatusOK, &chain)
 	if chain.Policy == nil || chain.Policy.TopicRoute != "ns/weighted" || !slices.Equal(chain.Policy.Overridden, []string{"ns/older"}) ||
 		chain.Cluster == nil || chain.Endpoints == nil || chain.SendEndpoints == nil || len(chain.Changes) == 0 ||
-		len(chain.Members) != 2 || len(chain.Sources) != 1 || chain.Topic.Policy != "ns/weighted" {
+		len(chain.Members) != 2 || len(chain.Sources) != 1 || chain.Topic.Policy != "ns/weighted" ||
+		!chain.Policy.Pop.Equal(&routing.PopPolicy{ConsumerGroups: []string{"g1", "g2"}, InvisibleTime: 8 * time.Second}) {
 		t.Errorf("T's chain lacks a part: %+v", chain)
 	}
 	roundTrip("/api/v1/topics/U", http.StatusOK, &TopicChain{})
