@@ -60,6 +60,13 @@ func (s *fileStack) sync(t *testing.T) {
 	}
 }
 
+// demoSource starts the demo NameServer and writes a NameServerSource of it to the directory.
+func (s *fileStack) demoSource(t *testing.T) {
+	t.Helper()
+	ns := demoNameServer(t)
+	s.write(t, "source.yaml", "apiVersion: rocketpilot.io/v1alpha1\nkind: NameServerSource\nmetadata:\n  name: demo\nspec:\n  addresses: ["+ns.Addr()+"]\n")
+}
+
 const weighted = `
 apiVersion: rocketpilot.io/v1alpha1
 kind: TopicRoute
@@ -116,9 +123,8 @@ spec:
 }
 
 func TestFileSourceRejectsBadDocumentsAndKeepsTheLastGood(t *testing.T) {
-	ns := demoNameServer(t)
 	s := newFileStack(t)
-	s.write(t, "source.yaml", "apiVersion: rocketpilot.io/v1alpha1\nkind: NameServerSource\nmetadata:\n  name: demo\nspec:\n  addresses: ["+ns.Addr()+"]\n")
+	s.demoSource(t)
 	s.write(t, "route.yaml", weighted)
 	s.load(t)
 	s.sync(t)
@@ -170,9 +176,8 @@ func TestFileSourceRejectsBadDocumentsAndKeepsTheLastGood(t *testing.T) {
 }
 
 func TestFileSourceFollowsChanges(t *testing.T) {
-	ns := demoNameServer(t)
 	s := newFileStack(t)
-	s.write(t, "source.yaml", "apiVersion: rocketpilot.io/v1alpha1\nkind: NameServerSource\nmetadata:\n  name: demo\nspec:\n  addresses: ["+ns.Addr()+"]\n")
+	s.demoSource(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s.load(t)
@@ -215,9 +220,8 @@ func TestExamplesAreValid(t *testing.T) {
 // TestRecreatedTopicRouteIsApplied: a TopicRoute deleted and created again under the same name starts at
 // generation 1 again; its UID tells the versions apart, so the new spec is applied.
 func TestRecreatedTopicRouteIsApplied(t *testing.T) {
-	ns := demoNameServer(t)
 	s := newFileStack(t)
-	s.write(t, "source.yaml", "apiVersion: rocketpilot.io/v1alpha1\nkind: NameServerSource\nmetadata:\n  name: demo\nspec:\n  addresses: ["+ns.Addr()+"]\n")
+	s.demoSource(t)
 	s.load(t)
 	s.sync(t)
 	policies := NewPolicies(s.table)
@@ -242,9 +246,8 @@ func TestRecreatedTopicRouteIsApplied(t *testing.T) {
 // TestPopRuleReachesTheTopic: a TopicRoute's pop rule, from a file, is carried by the topics it matches, its groups
 // sorted and its invisible time the schema's default when left out; the topic keeps the broker set it had.
 func TestPopRuleReachesTheTopic(t *testing.T) {
-	ns := demoNameServer(t)
 	s := newFileStack(t)
-	s.write(t, "source.yaml", "apiVersion: rocketpilot.io/v1alpha1\nkind: NameServerSource\nmetadata:\n  name: demo\nspec:\n  addresses: ["+ns.Addr()+"]\n")
+	s.demoSource(t)
 	s.load(t)
 	s.sync(t)
 	before := s.table.Topic(embedded.DemoTopic)
