@@ -260,10 +260,10 @@ type aliOnsConsumer struct {
 	clientID string
 }
 
-func startAliOnsConsumer(t *testing.T, node, nsAddr, group, name string) *aliOnsConsumer {
+func startAliOnsConsumer(t *testing.T, node, nsAddr, group, name string, args ...string) *aliOnsConsumer {
 	t.Helper()
-	return &aliOnsConsumer{aliOnsProc: startAliOns(t, node, name, "consume", nsAddr, simbroker.DemoTopic, group),
-		received: map[string][]aliOnsMsg{}}
+	args = append([]string{"consume", nsAddr, simbroker.DemoTopic, group}, args...)
+	return &aliOnsConsumer{aliOnsProc: startAliOns(t, node, name, args...), received: map[string][]aliOnsMsg{}}
 }
 
 // take reads and records one output line; it returns false when the output ended.

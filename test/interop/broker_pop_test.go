@@ -201,3 +201,80 @@ func TestGoClientPopModeMemberKilled(t *testing.T) {
 		t.Errorf("the killed member's sidecar released %d messages, %d came back: want some of each (%+v)", stats.Released, stats.Redelivered, stats)
 	}
 }
+
+// ali-ons' push consumers, code unchanged, in Pop mode through their sidecars: each of three members of a group
+// holds every one of TopicTest's 8 queues (classic mode would give each two or three) and receives messages; none
+// is lost; a member killed mid-stream leaves what it had not acked to the others.
+func TestAliOnsPopMode(t *testing.T) {
+	node := requireAliOns(t)
+	const n, members = 1000, 3
+	ns, demo := startDemoForAliOns(t)
+	cluster := &simCluster{ns: ns, demo: demo}
+	group := uniqueName("interop-alions-pop")
+	sidecars := startPopSidecars(t, startControlPlaneFor(t, cluster, popRule(group, 3*time.Second)), group, members)
+	consumers := make([]*aliOnsConsumer, members)
+	want := map[*aliOnsConsumer][]aliOnsMQ{}
+	for i := range consumers {
+		// 5 ms per message: a member killed while consuming holds messages it has not consumed.
+		consumers[i] = startAliOnsConsumer(t, node, sidecars[i].Addr(), group, "Pop-mode consumer "+strconv.Itoa(i), "5")
+		want[consumers[i]] = demoTopicQueues()
+	}
+	awaitQueues(t, 30*time.Second, want) // every member holds every queue
+
+	sent := produceAliOns(t, node, sidecars[0].Addr(), "alions-pop-", n)
+	awaitAll(t, 60*time.Second, sent, consumers...)
+	for _, c := range consumers {
+		if c.total == 0 {
+			t.Errorf("%s received nothing", c.name)
+		}
+		checkPopDeliveries(t, sent, c)
+	}
+
+	// One member dies while it consumes the next batch: what it did not consume reaches the others, after the
+	// invisible time.
+	more := produceAliOns(t, node, sidecars[0].Addr(), "alions-pop-more-", n/2)
+	dead := consumers[2]
+	_ = dead.cmd.Process.Kill()
+	for dead.take(t, time.After(10*time.Second), "the killed consumer's output to end") {
+	}
+	rest := map[string]aliOnsMsg{}
+	for k, m := range more {
+		if len(dead.received[k]) == 0 {
+			rest[k] = m
+		}
+	}
+	awaitAll(t, 60*time.Second, rest, consumers[0], consumers[1])
+	stats := popTotals(sidecars, group)
+	var totals []int
+	for _, c := range consumers {
+		totals = append(totals, c.total)
+		checkPopDeliveries(t, more, c)
+	}
+	t.Logf("deliveries per member %v for %d messages; %d of the last %d left to the survivors; Pop counts %+v",
+		totals, n+n/2, len(rest), len(more), stats)
+	if stats.Released == 0 || stats.Redelivered == 0 {
+		t.Errorf("the killed member's sidecar released %d messages, %d came back: want some of each", stats.Released, stats.Redelivered)
+	}
+	for _, c := range consumers[:2] {
+		c.close(t)
+	}
+}
+
+// checkPopDeliveries checks that every first delivery of a sent key is the message sent, from the queue it was
+// sent to; its queue offset is the sidecar's, not the broker's (see dataplane's Pop mode). A message delivered
+// again after its invisible time ran out (reconsume times above 0) is the broker's copy in the Pop retry topic, as
+// in Java: another message id and queue, the same key.
+func checkPopDeliveries(t *testing.T, sent map[string]aliOnsMsg, c *aliOnsConsumer) {
+	t.Helper()
+	for k, ds := range c.received {
+		s, ok := sent[k]
+		if !ok {
+			continue // of another batch
+		}
+		for _, d := range ds {
+			if d.Reconsume == 0 && (d.MsgID != s.MsgID || d.queue() != s.queue()) {
+				t.Errorf("%s received %s as %+v, sent as %+v", c.name, k, d, s)
+			}
+		}
+	}
+}

@@ -5,7 +5,7 @@
 // prints to stdout is one JSON object; diagnostics go to stderr.
 //
 //   node produce_consume.js produce <host:port> <topic> <count> <key prefix> [<concurrency>]
-//   node produce_consume.js consume <host:port> <topic> <consumer group>
+//   node produce_consume.js consume <host:port> <topic> <consumer group> [<ms per message>]
 //
 // produce sends <count> messages, each with the key "<key prefix>-<i>" (i from 0) and tag "interop", at most
 // <concurrency> (default 8) in flight, and prints one line per message sent, then a summary:
@@ -13,7 +13,8 @@
 //   {"produced": {"count", "errors", "ms"}}
 // A send that fails prints {"sendError": {"key", "name", "code", "message"}} instead of "sent".
 //
-// consume subscribes the group to the topic (tag "*") and prints, as they happen:
+// consume subscribes the group to the topic (tag "*"), taking <ms per message> (default 0) to consume each, and
+// prints, as they happen:
 //   {"queues": [{"brokerName", "queueId"}]}   the topic's queues allocated to this consumer, whenever they change
 //   {"msg": {"key", "msgId", "brokerName", "queueId", "queueOffset", "reconsumeTimes"}}  one per message consumed
 // and, once stdin ends (the caller's signal to stop), it closes the consumer, which commits its offsets and
@@ -35,7 +36,7 @@ const INTERVAL_MS = 1000;
 
 function usage() {
   process.stderr.write('usage: node produce_consume.js produce <host:port> <topic> <count> <key prefix> [<concurrency>]\n' +
-    '       node produce_consume.js consume <host:port> <topic> <consumer group>\n');
+    '       node produce_consume.js consume <host:port> <topic> <consumer group> [<ms per message>]\n');
   process.exit(2);
 }
 
@@ -45,7 +46,7 @@ function print(obj) {
 
 const [ mode, nameSrv, topic, ...rest ] = process.argv.slice(2);
 if (!/^[^:]+:\d+$/.test(nameSrv || '') || !topic ||
-    !(mode === 'produce' && (rest.length === 2 || rest.length === 3)) && !(mode === 'consume' && rest.length === 1)) {
+    !(mode === 'produce' && (rest.length === 2 || rest.length === 3)) && !(mode === 'consume' && (rest.length === 1 || rest.length === 2))) {
   usage();
 }
 
@@ -112,12 +113,15 @@ async function produce(count, prefix, concurrency) {
   // Not closed: closing unregisters from every broker, which says nothing more here; the process exits.
 }
 
-async function consume(group) {
+async function consume(group, delayMs) {
   // Flow control (more than 500 messages cached for a queue) pauses a queue's pulls for 100 ms, not 5 s.
   const consumer = new Consumer(Object.assign({ consumerGroup: group, pullTimeDelayMillsWhenFlowControl: 100 }, clientOptions));
   consumer.on('error', onClientError);
   await consumer.ready();
   consumer.subscribe(topic, '*', async (msg, mq) => {
+    if (delayMs > 0) {
+      await new Promise(resolve => setTimeout(resolve, delayMs));
+    }
     print({ msg: { key: msg.keys, msgId: msg.msgId, brokerName: mq.brokerName, queueId: Number(msg.queueId),
       queueOffset: Number(msg.queueOffset), reconsumeTimes: msg.reconsumeTimes } });
   });
@@ -161,7 +165,11 @@ async function main() {
       }
       await produce(count, rest[1], concurrency);
     } else {
-      await consume(rest[0]);
+      const delayMs = Number(rest[1] || 0);
+      if (!Number.isInteger(delayMs) || delayMs < 0) {
+        usage();
+      }
+      await consume(rest[0], delayMs);
     }
   } catch (err) {
     process.stderr.write(`${mode} failed: ${util.format(err)}\n`);
