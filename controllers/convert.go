@@ -56,6 +56,7 @@ func PolicyOf(tr *v1alpha1.TopicRoute) (routing.Policy, error) {
 			invisible = s.Pop.InvisibleTime.Duration
 		}
 		p.Pop = routing.NewPopPolicy(s.Pop.ConsumerGroups, invisible)
+		p.Pop.Ordered = s.Ordered
 	}
 	return p, nil
 }

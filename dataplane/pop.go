@@ -103,8 +103,8 @@ func (c *clientConn) popMode(group, topic string) (invisible time.Duration, orde
 	if err != nil || r == nil {
 		return 0, false, false
 	}
-	invisible, ok = r.Pop[group]
-	return invisible, r.Data.OrderTopicConf != "", ok
+	mode, ok := r.Pop[group]
+	return mode.InvisibleTime, mode.Ordered, ok
 }
 
 // groupInPop reports whether every topic the group's last heartbeat on this connection subscribed to is in Pop
@@ -257,8 +257,20 @@ func (c *clientConn) popPull(req *remoting.Command, invisible time.Duration, ord
 	}
 	c.popMu.Lock()
 	fromFirst := c.consumers[group].fromFirst
-	c.popQueue(key).ordered = ordered
+	q := c.popQueue(key)
+	q.ordered = ordered
+	waiting, next := ordered && len(q.pending) > 0, q.next
 	c.popMu.Unlock()
+	asked := &remoting.Command{Code: req.Code, Opaque: req.Opaque, Flag: req.Flag, HeaderType: req.HeaderType}
+	if waiting {
+		// An orderly Pop now would wait at the broker for acks only this application's next commit can bring.
+		c.p.wg.Add(1) // within serveClient's count: Close waits for it
+		time.AfterFunc(c.p.opts.OrderedPullWait, func() {
+			defer c.p.wg.Done()
+			c.answer(asked, remoting.PullNotFound, "sidecar: the ordered queue's last messages are not committed yet", pullHeader(next, 0), nil)
+		})
+		return
+	}
 	initMode := "1" // ConsumeInitMode.MAX
 	if fromFirst {
 		initMode = "0"
@@ -282,7 +294,6 @@ func (c *clientConn) popPull(req *remoting.Command, invisible time.Duration, ord
 		c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: broker group "+c.group+" has no master to pop from"))
 		return
 	}
-	asked := &remoting.Command{Code: req.Code, Opaque: req.Opaque, Flag: req.Flag, HeaderType: req.HeaderType}
 	c.call(addr, pop, true, func(resp *remoting.Command) { c.popAnswered(asked, key, resp) })
 }
 

@@ -30,7 +30,7 @@ func startPopMesh(t *testing.T) *mesh {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		r, err := m.xc.Route(t.Context(), simbroker.DemoTopic)
-		if err == nil && r.Pop["pop-g"] == time.Second {
+		if err == nil && r.Pop["pop-g"].InvisibleTime == time.Second {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -41,6 +41,11 @@ type Options struct {
 	// RouteIdle is how long a topic's route is kept, watched and subscribed to after the last request that used it
 	// (10m).
 	RouteIdle time.Duration
+	// OrderedPullWait is how long a pull of an ordered queue in Pop mode is held, while the application has not
+	// committed the messages last handed out of that queue, before it is answered that nothing is new (100ms). The
+	// broker hands the queue's next messages out only once those are acked, and the commit that acks them comes
+	// with the application's next pull: a short wait, not the broker's long poll, keeps that pull coming.
+	OrderedPullWait time.Duration
 	// WriteTimeout closes a connection, to the application or a broker, that accepts nothing for this long: a
 	// peer that stopped reading holds none of the proxy's goroutines for longer (10s).
 	WriteTimeout time.Duration
@@ -99,6 +104,9 @@ func New(opts Options) *Proxy {
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.OrderedPullWait <= 0 {
+		opts.OrderedPullWait = 100 * time.Millisecond
 	}
 	if opts.RouteIdle <= 0 {
 		opts.RouteIdle = 10 * time.Minute

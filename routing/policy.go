@@ -53,17 +53,21 @@ type PopPolicy struct {
 	ConsumerGroups []string
 	// InvisibleTime is how long a popped message stays invisible before it is handed out again when not acked.
 	InvisibleTime time.Duration
+	// Ordered is the policy's ordered flag: the groups pop orderly (a queue's next messages are handed out only
+	// once the last ones are acked or their invisible time is over).
+	Ordered bool
 }
 
 // popJSON is a PopPolicy in JSON: the invisible time as a Go duration ("8s").
 type popJSON struct {
 	ConsumerGroups []string `json:"consumerGroups"`
 	InvisibleTime  string   `json:"invisibleTime"`
+	Ordered        bool     `json:"ordered,omitempty"`
 }
 
 // MarshalJSON writes the invisible time as a duration string.
 func (p PopPolicy) MarshalJSON() ([]byte, error) {
-	return json.Marshal(popJSON{ConsumerGroups: p.ConsumerGroups, InvisibleTime: p.InvisibleTime.String()})
+	return json.Marshal(popJSON{ConsumerGroups: p.ConsumerGroups, InvisibleTime: p.InvisibleTime.String(), Ordered: p.Ordered})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
@@ -76,7 +80,7 @@ func (p *PopPolicy) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("pop invisibleTime: %w", err)
 	}
-	p.ConsumerGroups, p.InvisibleTime = j.ConsumerGroups, d
+	p.ConsumerGroups, p.InvisibleTime, p.Ordered = j.ConsumerGroups, d, j.Ordered
 	return nil
 }
 
@@ -94,7 +98,7 @@ func (p *PopPolicy) Equal(q *PopPolicy) bool {
 	if p == nil || q == nil {
 		return p == q
 	}
-	return p.InvisibleTime == q.InvisibleTime && slices.Equal(p.ConsumerGroups, q.ConsumerGroups)
+	return p.InvisibleTime == q.InvisibleTime && p.Ordered == q.Ordered && slices.Equal(p.ConsumerGroups, q.ConsumerGroups)
 }
 
 // TopicMatch matches topic names: exact, by prefix, or by a regular expression over the whole name.

@@ -200,6 +200,7 @@ type goDelivery struct {
 	offset         int64
 	body           []byte
 	reconsume      int32
+	at             int64 // Unix ns, when a consumer in a child process handed it over (0 in this process)
 }
 
 // goInbox records what a push consumer received, by id, in arrival order.

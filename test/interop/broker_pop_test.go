@@ -1,8 +1,11 @@
 package interop
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
 
 	"github.com/rocketpilot/rocketpilot/dataplane"
 	"github.com/rocketpilot/rocketpilot/simbroker"
@@ -43,12 +47,26 @@ func startPopSidecars(t *testing.T, xdsAddr, group string, n int) []*dataplane.P
 		out[i], xc = startSidecarOf(t, xdsAddr)
 		if !waitFor(10*time.Second, func() bool {
 			r, err := xc.Route(t.Context(), goTopic)
-			return err == nil && r.Pop[group] > 0
+			return err == nil && r.Pop[group].InvisibleTime > 0
 		}) {
 			t.Fatalf("sidecar %d never held the Pop rule of %s", i, group)
 		}
 	}
 	return out
+}
+
+// startMembers starts a member of group on TopicTest through each sidecar, each a consumer process of its own
+// (orderly or not, taking delay per message), and gives them time to start pulling.
+func startMembers(t *testing.T, sidecars []*dataplane.Proxy, group string, orderly bool, delay time.Duration) ([]*consumerProcess, []*goInbox) {
+	t.Helper()
+	procs := make([]*consumerProcess, len(sidecars))
+	inboxes := make([]*goInbox, len(sidecars))
+	for i, s := range sidecars {
+		procs[i] = startConsumerProcess(t, s.Addr(), group, goTopic, "*", group+"-"+strconv.Itoa(i), orderly, delay)
+		inboxes[i] = procs[i].in
+	}
+	time.Sleep(2 * time.Second)
+	return procs, inboxes
 }
 
 // sendKeyed sends n messages of 1 KiB to TopicTest through nameServer, in batches, each with its id as its key.
@@ -176,14 +194,8 @@ func TestGoClientPopModeMemberKilled(t *testing.T) {
 	c := startSimClusterWith(t, simbroker.DemoOptions{Queues: 1})
 	group := uniqueName("interop-pop-kill")
 	sidecars := startPopSidecars(t, startControlPlaneFor(t, c, popRule(group, invisible)), group, members)
-	procs := make([]*consumerProcess, members)
-	inboxes := make([]*goInbox, members)
-	for i := range members {
-		// Slow consumers: the killed one has messages popped for it that it never consumed.
-		procs[i] = startConsumerProcess(t, sidecars[i].Addr(), group, goTopic, "*", group+"-"+strconv.Itoa(i), false, 20*time.Millisecond)
-		inboxes[i] = procs[i].in
-	}
-	time.Sleep(2 * time.Second) // the members have started and pull
+	// Slow consumers: the killed one has messages popped for it that it never consumed.
+	procs, inboxes := startMembers(t, sidecars, group, false, 20*time.Millisecond)
 	sendKeyed(t, sidecars[0].Addr(), "kill-", n)
 	if !waitFor(30*time.Second, func() bool { return inboxes[0].distinct(anyID) >= 50 }) {
 		t.Fatalf("member 0 received %d messages before the kill", inboxes[0].distinct(anyID))
@@ -276,5 +288,72 @@ func checkPopDeliveries(t *testing.T, sent map[string]aliOnsMsg, c *aliOnsConsum
 				t.Errorf("%s received %s as %+v, sent as %+v", c.name, k, d, s)
 			}
 		}
+	}
+}
+
+// An ordered topic in Pop mode: three orderly members (rocketmq-client-go's orderly push consumer, each through
+// its own sidecar) share both queues, the brokers' orderly Pop handing a queue's next messages out only once the
+// last ones are acked. One member is killed mid-stream: the messages it held come back, after the invisible time,
+// before any later one of their queue. Merged by the time they were handed over, the group's deliveries of each
+// queue are the queue's messages in order, a message delivered again only right after its first delivery's
+// successors were cut short by the kill: the first deliveries are in offset order, with no gap.
+func TestGoClientPopModeOrderedAcrossAKill(t *testing.T) {
+	const n, members = 600, 3
+	c := startSimClusterWith(t, simbroker.DemoOptions{Queues: 1})
+	group := uniqueName("interop-pop-ordered")
+	rule := popRule(group, 3*time.Second)
+	rule["pop.yaml"] = strings.Replace(rule["pop.yaml"], "spec:\n", "spec:\n  ordered: true\n", 1)
+	sidecars := startPopSidecars(t, startControlPlaneFor(t, c, rule), group, members)
+	procs, inboxes := startMembers(t, sidecars, group, true, 3*time.Millisecond)
+
+	// Sent one at a time, to the queues in turn: each queue's messages in the order of their ids.
+	p := startGoProducer(t, c.ns.Addr(), producer.WithQueueSelector(producer.NewManualQueueSelector()))
+	order := map[string][]string{} // queue → ids in offset order
+	for i := range n {
+		id := "ordered-" + strconv.Itoa(i)
+		mq := &primitive.MessageQueue{Topic: goTopic, BrokerName: []string{"broker-a", "broker-b"}[i%2], QueueId: 0}
+		msg := primitive.NewMessage(goTopic, goBody(id)).WithKeys([]string{id})
+		msg.Queue = mq
+		res, err := p.SendSync(context.Background(), msg)
+		if err != nil || res.Status != primitive.SendOK {
+			t.Fatalf("send %s: %v %v", id, res, err)
+		}
+		q := goQueueName(res.MessageQueue)
+		order[q] = append(order[q], id)
+	}
+	if !waitFor(30*time.Second, func() bool { return inboxes[0].distinct(anyID) >= 40 }) {
+		t.Fatalf("member 0 received %d messages before the kill", inboxes[0].distinct(anyID))
+	}
+	procs[0].kill()
+	if !waitFor(90*time.Second, func() bool { d, _ := union(inboxes); return len(d) == n }) {
+		d, _ := union(inboxes)
+		t.Fatalf("the group received %d of %d ordered messages (stats %+v)", len(d), n, popTotals(sidecars, group))
+	}
+
+	var all []goDelivery
+	for _, in := range inboxes {
+		all = append(all, in.snapshot()...)
+	}
+	slices.SortStableFunc(all, func(a, b goDelivery) int { return cmp.Compare(a.at, b.at) })
+	next := map[string]int{}  // queue → index of the next first delivery in order[queue]
+	seen := map[string]bool{} // ids delivered
+	again := map[string]int{} // queue → deliveries again
+	for _, d := range all {
+		if seen[d.id] {
+			again[d.queue]++
+			continue
+		}
+		seen[d.id] = true
+		want := order[d.queue]
+		if next[d.queue] >= len(want) || want[next[d.queue]] != d.id {
+			t.Fatalf("queue %s: %s delivered first when %s was next: order broken", d.queue, d.id, want[min(next[d.queue], len(want)-1)])
+		}
+		next[d.queue]++
+	}
+	stats := popTotals(sidecars, group)
+	t.Logf("%d deliveries of %d ordered messages over queues %v; delivered again %v; member 0 had %d when killed; Pop counts %+v",
+		len(all), n, slices.Sorted(maps.Keys(order)), again, inboxes[0].distinct(anyID), stats)
+	if stats.Released == 0 {
+		t.Errorf("the killed member's sidecar released nothing: %+v", stats)
 	}
 }

@@ -361,7 +361,7 @@ func startConsumerProcess(t *testing.T, nameServer, group, topic, tag, instance 
 				continue
 			}
 			in.add(goDelivery{id: line.ID, tag: line.Tag, queue: line.Queue, offset: line.Offset, body: line.Body,
-				reconsume: line.Reconsume})
+				reconsume: line.Reconsume, at: line.At})
 		}
 	}()
 	t.Cleanup(func() {
@@ -388,4 +388,5 @@ type goDeliveryJSON struct {
 	Offset    int64  `json:"offset"`
 	Body      []byte `json:"body"`
 	Reconsume int32  `json:"reconsume"`
+	At        int64  `json:"at"`
 }

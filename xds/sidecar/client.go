@@ -184,7 +184,7 @@ type Route struct {
 	Send, Consume []translate.Target
 	// Pop lists the consumer groups the control plane put in Pop mode for this topic, with their invisible time
 	// (a TopicRoute's pop rule, served as the topic's pop routes); nil when none is.
-	Pop map[string]time.Duration
+	Pop map[string]translate.PopMode
 }
 
 // Route returns the topic's served route, subscribing to it like Resolve.

@@ -16,6 +16,7 @@ import (
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
 	"github.com/rocketpilot/rocketpilot/xds/server"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
+	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
 
 // TestRouteShowsPopMode: a TopicRoute's pop rule, from a control plane's config directory through its xDS stream,
@@ -59,7 +60,7 @@ spec:
 		}
 		return r
 	}
-	want := map[string]time.Duration{"orders-cg": 8 * time.Second}
+	want := map[string]translate.PopMode{"orders-cg": {InvisibleTime: 8 * time.Second}}
 	first := route()
 	if !maps.Equal(first.Pop, want) {
 		t.Fatalf("Route().Pop = %v, want %v", first.Pop, want)

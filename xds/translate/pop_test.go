@@ -57,7 +57,7 @@ func TestPopRoutes(t *testing.T) {
 			t.Fatalf("pop route %d: %v", i, r.GetRoute())
 		}
 	}
-	want := map[string]time.Duration{"orders-a": 8 * time.Second, "orders-b": 8 * time.Second}
+	want := map[string]PopMode{"orders-a": {InvisibleTime: 8 * time.Second}, "orders-b": {InvisibleTime: 8 * time.Second}}
 	rng := rand.New(rand.NewPCG(3, 4))
 	for round := range 10 {
 		rc := &rmqv3.RouteConfiguration{Name: tp.Name, Routes: slices.Clone(routes)}
@@ -73,6 +73,20 @@ func TestPopRoutes(t *testing.T) {
 	}
 	if got := PopGroups(TopicRoute(plain)); got != nil {
 		t.Fatalf("PopGroups without a rule = %v, want nil", got)
+	}
+	// An ordered topic, by its policy or by its order configuration at the NameServers, pops orderly.
+	byPolicy := popTopic(t, 8*time.Second, "orders-a")
+	byPolicy.Pop.Ordered = true
+	byConf := popTopic(t, 8*time.Second, "orders-a")
+	byConf.OrderTopicConf = "broker-a:4"
+	for _, tp := range []*routing.Topic{byPolicy, byConf} {
+		r := Routes(tp)[0]
+		if !r.GetRoute().GetMetadataMatch().GetFilterMetadata()[PopNamespace].GetFields()[KeyOrdered].GetBoolValue() {
+			t.Fatalf("pop route of an ordered topic: %v", r.GetRoute())
+		}
+		if got := PopGroups(TopicRoute(tp)); !maps.Equal(got, map[string]PopMode{"orders-a": {InvisibleTime: 8 * time.Second, Ordered: true}}) {
+			t.Fatalf("PopGroups of an ordered topic = %v", got)
+		}
 	}
 	// The routes are the same bytes however the groups were given.
 	if again := Routes(popTopic(t, 8*time.Second, "orders-a", "orders-b")); !slices.EqualFunc(again, routes, func(a, b *rmqv3.Route) bool {
@@ -99,7 +113,7 @@ func TestPopGroupsSkipsWhatItCannotRead(t *testing.T) {
 	dup := proto.Clone(rc.Routes[4]).(*rmqv3.Route)                                                     // g5 again, after: ignored
 	dup.Route.MetadataMatch.FilterMetadata[PopNamespace].Fields[KeyInvisibleTimeMs] = structpb.NewNumberValue(1000)
 	rc.Routes = slices.Insert(rc.Routes, 5, dup)
-	if got := PopGroups(rc); !maps.Equal(got, map[string]time.Duration{"g5": 8 * time.Second}) {
+	if got := PopGroups(rc); !maps.Equal(got, map[string]PopMode{"g5": {InvisibleTime: 8 * time.Second}}) {
 		t.Fatalf("PopGroups = %v, want g5 only", got)
 	}
 }

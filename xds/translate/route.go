@@ -52,11 +52,20 @@ const HeaderConsumerGroup = "consumer_group"
 const (
 	PopNamespace       = "rocketpilot.io/pop"
 	KeyInvisibleTimeMs = "invisible_time_ms" // number: the pop's invisible time in milliseconds
+	KeyOrdered         = "ordered"           // bool, set only when true: pop orderly (an ordered topic)
 )
+
+// PopMode is how a Pop-mode group pops a topic, as its pop route says.
+type PopMode struct {
+	InvisibleTime time.Duration
+	// Ordered: the topic is ordered (its TopicRoute's ordered flag, or an order configuration at the NameServers),
+	// so the group pops orderly.
+	Ordered bool
+}
 
 // TopicRoute is a topic's route table, named by the topic. First match wins:
 //  0. under a pop rule, pull codes with a consumer_group header naming a Pop-mode group → the readable subset,
-//     with the pop's invisible time in the PopNamespace metadata: one route per group, sorted by name (Envoy
+//     with the pop's invisible time (and, for an ordered topic, ordered) in the PopNamespace metadata: one route per group, sorted by name (Envoy
 //     never routes a pull; the Go sidecar reads them, see PopGroups),
 //  1. send codes → the writable subset, or under a weighted TopicRoute the send cluster (SendCluster),
 //  2. consume codes → the readable subset,
@@ -92,12 +101,15 @@ func Routes(topic *routing.Topic) []*rmqv3.Route {
 	var routes []*rmqv3.Route
 	if pop := topic.Pop; pop != nil {
 		ms := float64(pop.InvisibleTime.Milliseconds())
+		ordered := pop.Ordered || topic.OrderTopicConf != ""
 		groups := slices.Sorted(slices.Values(pop.ConsumerGroups)) // sorted already; the route order must not depend on it
 		for _, g := range slices.Compact(groups) {
 			action := subset(SubsetReadable, yes)
-			action.MetadataMatch.FilterMetadata[PopNamespace] = &structpb.Struct{Fields: map[string]*structpb.Value{
-				KeyInvisibleTimeMs: structpb.NewNumberValue(ms),
-			}}
+			how := map[string]*structpb.Value{KeyInvisibleTimeMs: structpb.NewNumberValue(ms)}
+			if ordered {
+				how[KeyOrdered] = yes
+			}
+			action.MetadataMatch.FilterMetadata[PopNamespace] = &structpb.Struct{Fields: how}
 			routes = append(routes, &rmqv3.Route{
 				Match: match(codeHeader(PullCodes, false), exactHeader(HeaderConsumerGroup, g)),
 				Route: action,
@@ -143,17 +155,19 @@ func SendTarget(rc *rmqv3.RouteConfiguration) string {
 
 // PopGroups returns the consumer groups a topic's route table puts in Pop mode (its pop routes: the pull codes and
 // an exact consumer_group header, with a positive invisible time in the PopNamespace metadata), each with its
-// invisible time; nil when there are none. A group named twice keeps its first route's, as first match wins.
-func PopGroups(rc *rmqv3.RouteConfiguration) map[string]time.Duration {
+// invisible time and whether it pops orderly; nil when there are none. A group named twice keeps its first
+// route's, as first match wins.
+func PopGroups(rc *rmqv3.RouteConfiguration) map[string]PopMode {
 	pull := codeHeader(PullCodes, false)
-	var out map[string]time.Duration
+	var out map[string]PopMode
 	for _, r := range rc.GetRoutes() {
 		h := r.GetMatch().GetHeaders()
 		if len(h) != 2 || !proto.Equal(h[0], pull) || h[1].GetName() != HeaderConsumerGroup || h[1].GetInvertMatch() {
 			continue
 		}
 		group := h[1].GetStringMatch().GetExact()
-		v, ok := r.GetRoute().GetMetadataMatch().GetFilterMetadata()[PopNamespace].GetFields()[KeyInvisibleTimeMs].GetKind().(*structpb.Value_NumberValue)
+		how := r.GetRoute().GetMetadataMatch().GetFilterMetadata()[PopNamespace].GetFields()
+		v, ok := how[KeyInvisibleTimeMs].GetKind().(*structpb.Value_NumberValue)
 		if group == "" || !ok || !(v.NumberValue >= 1) || v.NumberValue > float64(math.MaxInt64/int64(time.Millisecond)) {
 			continue
 		}
@@ -161,9 +175,9 @@ func PopGroups(rc *rmqv3.RouteConfiguration) map[string]time.Duration {
 			continue
 		}
 		if out == nil {
-			out = map[string]time.Duration{}
+			out = map[string]PopMode{}
 		}
-		out[group] = time.Duration(v.NumberValue) * time.Millisecond
+		out[group] = PopMode{InvisibleTime: time.Duration(v.NumberValue) * time.Millisecond, Ordered: how[KeyOrdered].GetBoolValue()}
 	}
 	return out
 }

@@ -1,7 +1,7 @@
 // Command orderlyconsumer runs one rocketmq-client-go push consumer, orderly unless -orderly=false, and prints, on stdout, one JSON line per
 // message it receives, in the order the client hands them over:
 //
-//	{"id": <keys>, "tag": ..., "queue": "<broker>/<queue id>", "offset": ..., "body": <base64>, "reconsume": ...}
+//	{"id": <keys>, "tag": ..., "queue": "<broker>/<queue id>", "offset": ..., "body": <base64>, "reconsume": ..., "at": <unix ns>}
 //
 // then {"closed": true} once stdin ends (the caller's signal to stop) and the consumer has shut down.
 //
@@ -33,6 +33,7 @@ type delivery struct {
 	Offset    int64  `json:"offset"`
 	Body      []byte `json:"body"`
 	Reconsume int32  `json:"reconsume"`
+	At        int64  `json:"at"` // when it was handed over, in Unix nanoseconds: deliveries of several processes merge by it
 }
 
 func main() {
@@ -81,7 +82,8 @@ func run(nameServer, group, topic, tag, instance string, orderly bool, delay tim
 			mu.Lock()
 			defer mu.Unlock()
 			for _, m := range msgs {
-				d := delivery{ID: m.GetKeys(), Tag: m.GetTags(), Offset: m.QueueOffset, Body: m.Body, Reconsume: m.ReconsumeTimes}
+				d := delivery{ID: m.GetKeys(), Tag: m.GetTags(), Offset: m.QueueOffset, Body: m.Body, Reconsume: m.ReconsumeTimes,
+					At: time.Now().UnixNano()}
 				if m.Queue != nil {
 					d.Queue = fmt.Sprintf("%s/%d", m.Queue.BrokerName, m.Queue.QueueId)
 				}
