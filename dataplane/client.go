@@ -48,6 +48,7 @@ type clientConn struct {
 	clientID  string
 	consumers map[string]consumerInfo
 	popped    map[popQueueKey]*popQueue
+	popClosed bool // the connection is closed: nothing more is handed out on it
 }
 
 // pushedRequest is a request a broker sent to the application, awaiting its answer.

@@ -311,48 +311,66 @@ func (c *clientConn) popAnswered(pull *remoting.Command, key popQueueKey, resp *
 		c.answer(pull, resp.Code, resp.Remark, nil, nil)
 		return
 	}
-	answer, err := popAnswerOf(resp)
-	var msgs []*message.Ext
-	if err == nil {
-		msgs, err = message.DecodeExts(resp.Body)
-	}
-	var handles []message.ExtraInfo
 	c.popMu.Lock()
-	q := c.popQueue(key)
-	ordered := q.ordered
-	c.popMu.Unlock()
-	if err == nil {
-		handles, err = message.SetReceiptHandles(msgs, answer, c.group, ordered)
+	if c.popClosed { // the application is gone: what this Pop took comes back after its invisible time
+		c.popMu.Unlock()
+		return
 	}
-	if err != nil {
+	q := c.popQueue(key)
+	a, err := popToPull(resp, c.group, key.queue, q.ordered, q.next)
+	if err == nil {
+		q.next += int64(len(a.handed))
+		q.pending = append(q.pending, a.handed...)
+	}
+	next := q.next
+	c.popMu.Unlock()
+	if err != nil { // nothing handed out: what the Pop took comes back after its invisible time
 		c.p.log.Warn("a Pop answer the sidecar cannot read", "group", c.group, "topic", key.topic, "err", err)
 		c.answer(pull, remoting.SystemError, "sidecar: the broker's Pop answer: "+err.Error(), nil, nil)
 		return
 	}
-	body := make([]byte, 0, len(resp.Body)+len(msgs)*64)
-	redelivered := 0
-	c.popMu.Lock()
+	c.p.popEvent(key.group, popPopped, len(a.handed))
+	c.p.popEvent(key.group, popRedelivered, a.redelivered)
+	c.p.popInflight(key.group, len(a.handed))
+	c.answer(pull, remoting.Success, "FOUND", pullHeader(next, a.rest), a.body)
+}
+
+// pullAnswer is a Pop's messages made a pull's: renumbered, each with its receipt handle.
+type pullAnswer struct {
+	body        []byte   // the messages, stored format, with the sidecar's offsets and the pulled queue's id
+	handed      []popped // what is handed out, in offset order
+	rest        int64    // messages left in the queue, as the broker counted them
+	redelivered int      // of those handed out, the ones popped before
+}
+
+// popToPull reads a successful Pop answer from broker group brokerName and renumbers its messages from next, as
+// messages of the pulled queue.
+func popToPull(resp *remoting.Command, brokerName string, queue int32, ordered bool, next int64) (pullAnswer, error) {
+	answer, err := popAnswerOf(resp)
+	if err != nil {
+		return pullAnswer{}, err
+	}
+	msgs, err := message.DecodeExts(resp.Body)
+	if err != nil {
+		return pullAnswer{}, err
+	}
+	handles, err := message.SetReceiptHandles(msgs, answer, brokerName, ordered)
+	if err != nil {
+		return pullAnswer{}, err
+	}
+	a := pullAnswer{body: make([]byte, 0, len(resp.Body)+len(msgs)*64), handed: make([]popped, 0, len(msgs)), rest: answer.RestNum}
+	popTime := strconv.FormatInt(answer.PopTime, 10)
 	for i, m := range msgs {
-		m.QueueOffset, m.QueueID = q.next, key.queue
-		q.next++
-		q.pending = append(q.pending, popped{offset: m.QueueOffset, handle: handles[i], commitLog: m.CommitLogOffset})
-		if m.Properties[message.PropertyFirstPopTime] != strconv.FormatInt(answer.PopTime, 10) || m.ReconsumeTimes > 0 {
-			redelivered++
+		m.QueueOffset, m.QueueID = next+int64(i), queue
+		if a.body, err = message.AppendExt(a.body, m); err != nil {
+			return pullAnswer{}, err
 		}
-		if body, err = message.AppendExt(body, m); err != nil {
-			break
+		a.handed = append(a.handed, popped{offset: m.QueueOffset, handle: handles[i], commitLog: m.CommitLogOffset})
+		if m.Properties[message.PropertyFirstPopTime] != popTime || m.ReconsumeTimes > 0 {
+			a.redelivered++
 		}
 	}
-	next := q.next
-	c.popMu.Unlock()
-	if err != nil { // the messages stay pending: unacked, they come back after the invisible time
-		c.answer(pull, remoting.SystemError, "sidecar: a popped message: "+err.Error(), nil, nil)
-		return
-	}
-	c.p.popEvent(key.group, popPopped, len(msgs))
-	c.p.popEvent(key.group, popRedelivered, redelivered)
-	c.p.popInflight(key.group, len(msgs))
-	c.answer(pull, remoting.Success, "FOUND", pullHeader(next, answer.RestNum), body)
+	return a, nil
 }
 
 // pullHeader is PullMessageResponseHeader over the sidecar's offsets.
@@ -489,7 +507,7 @@ func (c *clientConn) releasePopped() {
 			c.p.popInflight(k.group, -n)
 		}
 	}
-	c.popped = map[popQueueKey]*popQueue{}
+	c.popped, c.popClosed = map[popQueueKey]*popQueue{}, true
 }
 
 // answer answers an application request the sidecar served itself.
