@@ -232,3 +232,41 @@ func TestClassicGroupBesidePopMode(t *testing.T) {
 		t.Fatalf("classic pull: %d %s %v; pops at the broker %d", r.Code, r.Remark, bodies(msgs), broker.RequestCount(remoting.PopMessage))
 	}
 }
+
+// A sidecar restarted while its application held popped messages keeps nothing and loses nothing: the broker hands
+// what was not acked out again after the invisible time, through the new sidecar.
+func TestPopModeSidecarRestart(t *testing.T) {
+	m := startPopMesh(t)
+	a := dial(t, m.proxy.GroupAddr("broker-a"))
+	sendHeartbeat(a, "app-1", "pop-g")
+	want := []string{"r0", "r1", "r2"}
+	for _, b := range want {
+		if r := send(a, simbroker.DemoTopic, 2, b); r.Code != remoting.Success {
+			t.Fatal(r.Remark)
+		}
+	}
+	if r, msgs := pull(a, "pop-g", 2, 0); r.Code != remoting.Success || !slices.Equal(bodies(msgs), want) {
+		t.Fatalf("pull: %d %s %v", r.Code, r.Remark, bodies(msgs))
+	}
+	if err := m.proxy.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	restarted := New(Options{Listen: "127.0.0.1:0", Routes: m.xc})
+	if err := restarted.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { restarted.Close() })
+	route(t, restarted, simbroker.DemoTopic)
+	b := dial(t, restarted.GroupAddr("broker-a"))
+	sendHeartbeat(b, "app-1", "pop-g")
+	var again []*message.Ext
+	for deadline := time.Now().Add(5 * time.Second); len(again) < len(want) && time.Now().Before(deadline); {
+		_, got := pull(b, "pop-g", 2, int64(len(again)))
+		again = append(again, got...)
+	}
+	if !slices.Equal(bodies(again), want) {
+		t.Fatalf("after the restart and the invisible time: %v, want %v", bodies(again), want)
+	}
+	waitPopStats(t, restarted, "pop-g", func(s PopStats) bool { return s.Redelivered == 3 })
+}
