@@ -162,3 +162,23 @@ func (p *Proxy) PopStats() []PopStats {
 	slices.SortFunc(out, func(a, b PopStats) int { return strings.Compare(a.Group, b.Group) })
 	return out
 }
+
+// singleAcks reports whether a broker group takes acks one message at a time only.
+func (p *Proxy) singleAcks(broker string) bool {
+	p.popMu.Lock()
+	defer p.popMu.Unlock()
+	return p.noBatch[broker]
+}
+
+// noBatchAcks remembers that a broker group does not know BATCH_ACK_MESSAGE (a broker before 5.1).
+func (p *Proxy) noBatchAcks(broker string) {
+	p.popMu.Lock()
+	defer p.popMu.Unlock()
+	if p.noBatch == nil {
+		p.noBatch = map[string]bool{}
+	}
+	if !p.noBatch[broker] {
+		p.noBatch[broker] = true
+		p.log.Info("broker group does not take batch acks: acking one message at a time", "broker", broker)
+	}
+}

@@ -418,34 +418,112 @@ func (c *clientConn) popCommit(key popQueueKey, offset int64) {
 			c.flushHeld()
 		}
 	}()
+	c.ack(key, done, true)
+}
+
+// ack acks messages handed out of a queue: in BATCH_ACK_MESSAGE requests, one per broker group that popped,
+// unless that group answered one with "not supported" (a broker before 5.1), then one ACK_MESSAGE per message.
+// reader says the caller is serveClient, the only one that may hold.
+func (c *clientConn) ack(key popQueueKey, done []popped, reader bool) {
+	byBroker := map[string][]popped{}
 	for _, m := range done {
-		ack := remoting.NewRequest(remoting.AckMessage, map[string]string{
-			"consumerGroup": key.group, "topic": m.handle.TopicType.RealTopic(key.topic, key.group),
-			"queueId": strconv.Itoa(int(m.handle.QueueID)), "extraInfo": m.handle.String(),
-			"offset": strconv.FormatInt(m.handle.QueueOffset, 10),
+		byBroker[m.handle.BrokerName] = append(byBroker[m.handle.BrokerName], m)
+	}
+	for broker, msgs := range byBroker {
+		if c.p.singleAcks(broker) {
+			for _, m := range msgs {
+				single := remoting.NewRequest(remoting.AckMessage, map[string]string{
+					"consumerGroup": key.group, "topic": m.handle.TopicType.RealTopic(key.topic, key.group),
+					"queueId": strconv.Itoa(int(m.handle.QueueID)), "extraInfo": m.handle.String(),
+					"offset": strconv.FormatInt(m.handle.QueueOffset, 10),
+				})
+				c.ackTo(broker, key.group, single, popAcked, 1, reader, nil)
+			}
+			continue
+		}
+		batch := remoting.NewRequest(remoting.BatchAckMessage, nil)
+		batch.Body = batchAckBody(key, broker, msgs)
+		c.ackTo(broker, key.group, batch, popAcked, len(msgs), reader, func() {
+			c.p.noBatchAcks(broker)
+			c.ack(key, msgs, false)
 		})
-		c.ackTo(m.handle.BrokerName, key.group, ack, popAcked)
 	}
 }
 
-// ackTo sends the sidecar's own ack (or change of invisible time) to the master of the group that popped,
-// counting the outcome under event. Only serveClient's goroutine calls it.
-func (c *clientConn) ackTo(brokerName, group string, ack *remoting.Command, event string) {
+// batchAckBody is BatchAckMessageRequestBody with a BatchAck per checkpoint (one queue of one Pop), in the short
+// field names BatchAck's @JSONField writes; the bit set is java.util.BitSet.toByteArray's, base64 as fastjson
+// writes a byte[].
+func batchAckBody(key popQueueKey, broker string, msgs []popped) []byte {
+	type checkpoint struct {
+		mark           message.TopicType
+		queue, revive  int32
+		start, popTime int64
+		invisible      int64
+	}
+	bits := map[checkpoint][]byte{}
+	var order []checkpoint
+	for _, m := range msgs {
+		h := m.handle
+		k := checkpoint{h.TopicType, h.QueueID, h.ReviveQid, h.CkQueueOffset, h.PopTime, h.InvisibleTime}
+		i := h.QueueOffset - h.CkQueueOffset
+		if i < 0 {
+			continue // not a handle of this checkpoint: never built so by SetReceiptHandles
+		}
+		set, ok := bits[k]
+		if !ok {
+			order = append(order, k)
+		}
+		for int64(len(set)) <= i/8 {
+			set = append(set, 0)
+		}
+		set[i/8] |= 1 << (i % 8)
+		bits[k] = set
+	}
+	type batchAck struct {
+		Group     string `json:"c"`
+		Topic     string `json:"t"`
+		Retry     string `json:"r"`
+		Start     int64  `json:"so"`
+		Queue     int32  `json:"q"`
+		Revive    int32  `json:"rq"`
+		PopTime   int64  `json:"pt"`
+		Invisible int64  `json:"it"`
+		BitSet    []byte `json:"b"`
+	}
+	body := struct {
+		BrokerName string     `json:"brokerName"`
+		Acks       []batchAck `json:"acks"`
+	}{BrokerName: broker}
+	for _, k := range order {
+		body.Acks = append(body.Acks, batchAck{Group: key.group, Topic: key.topic, Retry: k.mark.String(), Start: k.start,
+			Queue: k.queue, Revive: k.revive, PopTime: k.popTime, Invisible: k.invisible, BitSet: bits[k]})
+	}
+	out, _ := json.Marshal(body) // strings, numbers and bytes: it cannot fail
+	return out
+}
+
+// ackTo sends the sidecar's own ack (or change of invisible time) of n messages to the master of the group that
+// popped, counting the outcome under event. unsupported, when set, is called instead when the broker does not know
+// the request. reader says the caller is serveClient.
+func (c *clientConn) ackTo(brokerName, group string, ack *remoting.Command, event string, n int, reader bool, unsupported func()) {
 	addr := c.p.master(brokerName)
 	if addr == "" {
-		c.p.popEvent(group, popAckFailed, 1)
+		c.p.popEvent(group, popAckFailed, n)
 		c.p.log.Warn("no master to ack to: the message comes back after its invisible time", "broker", brokerName)
 		return
 	}
 	ack.Opaque = c.ownID.Add(-1)
-	c.call(addr, ack, true, func(resp *remoting.Command) {
-		if resp.Code != remoting.Success {
-			c.p.popEvent(group, popAckFailed, 1)
-			c.p.log.Debug("ack refused: the message comes back after its invisible time", "broker", brokerName,
+	c.call(addr, ack, reader, func(resp *remoting.Command) {
+		switch {
+		case resp.Code == remoting.Success:
+			c.p.popEvent(group, event, n)
+		case resp.Code == remoting.RequestCodeNotSupported && unsupported != nil:
+			unsupported()
+		default:
+			c.p.popEvent(group, popAckFailed, n)
+			c.p.log.Debug("ack refused: the messages come back after their invisible time", "broker", brokerName,
 				"code", resp.Code, "remark", resp.Remark)
-			return
 		}
-		c.p.popEvent(group, event, 1)
 	})
 }
 
@@ -493,7 +571,7 @@ func (c *clientConn) popSendBack(req *remoting.Command) {
 		"queueId": strconv.Itoa(int(m.handle.QueueID)), "extraInfo": m.handle.String(),
 		"offset": strconv.FormatInt(m.handle.QueueOffset, 10), "invisibleTime": strconv.FormatInt(delay.Milliseconds(), 10),
 	})
-	c.ackTo(m.handle.BrokerName, group, change, popSentBack)
+	c.ackTo(m.handle.BrokerName, group, change, popSentBack, 1, true, nil)
 	c.answer(req, remoting.Success, "", nil, nil)
 }
 

@@ -10,6 +10,8 @@ import (
 	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/remoting/message"
 	"github.com/rocketpilot/rocketpilot/simbroker"
+	"github.com/rocketpilot/rocketpilot/xds/sidecar"
+	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
 
 const popPolicy = `apiVersion: rocketpilot.io/v1alpha1
@@ -163,8 +165,8 @@ func TestPullBecomesPop(t *testing.T) {
 		t.Fatalf("commit: %d %s", r.Code, r.Remark)
 	}
 	waitPopStats(t, m.proxy, "pop-g", func(s PopStats) bool { return s.Acked == 3 })
-	if n := broker.RequestCount(remoting.AckMessage); n != 3 {
-		t.Fatalf("%d acks at the broker, want 3", n)
+	if n, single := broker.RequestCount(remoting.BatchAckMessage), broker.RequestCount(remoting.AckMessage); n != 1 || single != 0 {
+		t.Fatalf("%d batch acks and %d acks at the broker, want the 3 messages in 1 batch ack", n, single)
 	}
 
 	// The application dies: m3 and m4 come back, after the invisible time, to another connection.
@@ -269,4 +271,42 @@ func TestPopModeSidecarRestart(t *testing.T) {
 		t.Fatalf("after the restart and the invisible time: %v, want %v", bodies(again), want)
 	}
 	waitPopStats(t, restarted, "pop-g", func(s PopStats) bool { return s.Redelivered == 3 })
+}
+
+// A broker that does not know BATCH_ACK_MESSAGE (before 5.1) gets the acks one message at a time, the first batch
+// included, and no more batches.
+func TestPopAcksOneByOneWhereBatchAcksAreUnknown(t *testing.T) {
+	b := simbroker.New(simbroker.Options{Cluster: "c", Name: "broker-a", Without: []int32{remoting.BatchAckMessage},
+		Topics: []remoting.TopicConfig{{TopicName: simbroker.DemoTopic, ReadQueueNums: 1, WriteQueueNums: 1, Perm: remoting.PermRead | remoting.PermWrite}}})
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	data := &remoting.TopicRouteData{
+		QueueDatas:  []remoting.QueueData{{BrokerName: "broker-a", ReadQueueNums: 1, WriteQueueNums: 1, Perm: 6}},
+		BrokerDatas: []remoting.BrokerData{{Cluster: "c", BrokerName: "broker-a", BrokerAddrs: map[int64]string{0: b.Addr()}}},
+	}
+	p := startStaticProxy(t, &sidecar.Route{Topic: simbroker.DemoTopic, Data: data,
+		Send: []translate.Target{{BrokerName: "broker-a", Addr: b.Addr()}},
+		Pop:  map[string]translate.PopMode{"pop-g": {InvisibleTime: time.Minute}}})
+	a := dial(t, p.GroupAddr("broker-a"))
+	sendHeartbeat(a, "app-1", "pop-g")
+	for round, bodies := range [][]string{{"a0", "a1"}, {"a2", "a3", "a4"}} {
+		for _, body := range bodies {
+			if r := send(a, simbroker.DemoTopic, 0, body); r.Code != remoting.Success {
+				t.Fatal(r.Remark)
+			}
+		}
+		r, msgs := pull(a, "pop-g", 0, 0)
+		if r.Code != remoting.Success || len(msgs) != len(bodies) {
+			t.Fatalf("round %d: pull %d %s, %d messages", round, r.Code, r.Remark, len(msgs))
+		}
+		next, _ := strconv.ParseInt(r.Ext("nextBeginOffset"), 10, 64)
+		a.call(remoting.UpdateConsumerOffset, map[string]string{"consumerGroup": "pop-g", "topic": simbroker.DemoTopic,
+			"queueId": "0", "commitOffset": strconv.FormatInt(next, 10)}, nil)
+		waitPopStats(t, p, "pop-g", func(s PopStats) bool { return s.Acked == next && s.InFlight == 0 })
+	}
+	if batches, singles := b.RequestCount(remoting.BatchAckMessage), b.RequestCount(remoting.AckMessage); batches != 1 || singles != 5 {
+		t.Fatalf("%d batch acks and %d acks at the broker, want the refused first batch and 5 single acks", batches, singles)
+	}
 }

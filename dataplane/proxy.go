@@ -67,6 +67,7 @@ type Proxy struct {
 
 	popMu    sync.Mutex
 	popStats map[string]*PopStats // Pop mode counts by consumer group
+	noBatch  map[string]bool      // broker groups that answered BATCH_ACK_MESSAGE "not supported"
 
 	inflight atomic.Int64 // requests forwarded and not yet answered
 	draining atomic.Bool

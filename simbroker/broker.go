@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,9 @@ type Options struct {
 	LockExpiry time.Duration
 	// MaxFrameSize bounds a request frame (remoting.DefaultMaxFrameSize).
 	MaxFrameSize int
+	// Without lists request codes answered "not supported", as by a broker that predates them (a 5.0 broker has
+	// no BATCH_ACK_MESSAGE).
+	Without []int32
 	// Logger receives connection and protocol events (none).
 	Logger *slog.Logger
 }
@@ -445,6 +449,9 @@ func (b *Broker) reply(c *conn, req, resp *remoting.Command) {
 
 // handle answers a request; nil means the answer comes later (a suspended pull) or never (one-way).
 func (b *Broker) handle(c *conn, req *remoting.Command) *remoting.Command {
+	if slices.Contains(b.opts.Without, req.Code) {
+		return response(remoting.RequestCodeNotSupported, " request type "+strconv.Itoa(int(req.Code))+" not supported")
+	}
 	switch req.Code {
 	case remoting.SendMessage, remoting.SendMessageV2, remoting.SendBatchMessage:
 		return b.send(c, req)

@@ -10,6 +10,11 @@ import (
 
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
+
+	"github.com/rocketpilot/rocketpilot/dataplane"
+	"github.com/rocketpilot/rocketpilot/remoting"
+	"github.com/rocketpilot/rocketpilot/simbroker"
+	"github.com/rocketpilot/rocketpilot/xds/sidecar"
 )
 
 // The broker benchmarks measure what the official Go client gets from the simulated demo brokers over loopback
@@ -159,42 +164,68 @@ func BenchmarkGoClientConsume(b *testing.B) {
 }
 
 func benchConsume(b *testing.B, nameServer string) {
+	fillTopic(b, nameServer)
+	count := newConsumeCounter(b.N)
+	b.SetBytes(benchBodySize)
+	b.ResetTimer()
+	start := time.Now()
+	pc := startBenchConsumer(b, nameServer, uniqueName("bench-consume"), count)
+	count.wait(b)
+	reportRate(b, b.N, time.Since(start))
+	b.StopTimer()
+	pc.stop()
+}
+
+// fillTopic sends b.N messages of 1 KiB to TopicTest, in batches of 64.
+func fillTopic(b *testing.B, nameServer string) {
 	p := startGoProducer(b, nameServer)
 	body := benchBody()
-	ctx := context.Background()
 	for sent := 0; sent < b.N; {
 		n := min(64, b.N-sent)
 		msgs := make([]*primitive.Message, n)
 		for i := range msgs {
 			msgs[i] = primitive.NewMessage(goTopic, body)
 		}
-		if res, err := p.SendSync(ctx, msgs...); err != nil || res.Status != primitive.SendOK {
+		if res, err := p.SendSync(context.Background(), msgs...); err != nil || res.Status != primitive.SendOK {
 			b.Fatalf("fill: %v %v", res, err)
 		}
 		sent += n
 	}
-	var got atomic.Int64
-	var once sync.Once
-	done := make(chan struct{})
-	b.SetBytes(benchBodySize)
-	b.ResetTimer()
-	start := time.Now()
-	pc := startPushConsumer(b, nameServer, uniqueName("bench-consume"), goTopic,
-		consumer.MessageSelector{Type: consumer.TAG, Expression: "*"},
-		func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
-			if got.Add(int64(len(msgs))) >= int64(b.N) {
-				once.Do(func() { close(done) })
-			}
-			return consumer.ConsumeSuccess, nil
-		}, consumer.WithPullBatchSize(32), consumer.WithConsumeMessageBatchMaxSize(32))
-	select {
-	case <-done:
-	case <-time.After(time.Minute + time.Duration(b.N)*time.Millisecond):
-		b.Fatalf("consumed %d of %d messages", got.Load(), b.N)
+}
+
+// consumeCounter counts what push consumers received, until n. Its callback holds no *testing.B: the client's
+// goroutines outlive Shutdown, and a B holds every fixture of its run.
+type consumeCounter struct {
+	n    int64
+	got  atomic.Int64
+	once sync.Once
+	done chan struct{}
+}
+
+func newConsumeCounter(n int) *consumeCounter {
+	return &consumeCounter{n: int64(n), done: make(chan struct{})}
+}
+
+func (c *consumeCounter) consume(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+	if c.got.Add(int64(len(msgs))) >= c.n {
+		c.once.Do(func() { close(c.done) })
 	}
-	reportRate(b, b.N, time.Since(start))
-	b.StopTimer()
-	pc.stop()
+	return consumer.ConsumeSuccess, nil
+}
+
+// wait fails the benchmark unless every message arrives within a bound that grows with their number.
+func (c *consumeCounter) wait(b *testing.B) {
+	select {
+	case <-c.done:
+	case <-time.After(time.Minute + time.Duration(c.n)*time.Millisecond):
+		b.Fatalf("consumed %d of %d messages", c.got.Load(), c.n)
+	}
+}
+
+// startBenchConsumer starts a push consumer of group on TopicTest that counts into count, pulling 32 at a time.
+func startBenchConsumer(b *testing.B, nameServer, group string, count *consumeCounter) *goPushConsumer {
+	return startPushConsumer(b, nameServer, group, goTopic, consumer.MessageSelector{Type: consumer.TAG, Expression: "*"},
+		count.consume, consumer.WithPullBatchSize(32), consumer.WithConsumeMessageBatchMaxSize(32))
 }
 
 // BenchmarkGoClientLatencyAtHalfRate measures send latency where it matters for a data plane, below saturation:
@@ -259,5 +290,67 @@ func BenchmarkGoClientLatencyAtHalfRate(b *testing.B) {
 				b.Fatalf("%d sends failed", n)
 			}
 		})
+	}
+}
+
+// BenchmarkGoClientConsumeModes times the same push consumers, each member through a sidecar of its own, in
+// classic and in Pop mode: b.N messages of 1 KiB are sent first (untimed), then the members of a new group start and
+// are timed until the group has received every one. Each run has a cluster of its own. The cases: TopicTest's 8
+// queues with 2 members, and 2 queues with 3 members (in classic mode one member holds no queue).
+func BenchmarkGoClientConsumeModes(b *testing.B) {
+	for _, shape := range []struct {
+		name    string
+		queues  int32 // per broker group (2 groups)
+		members int
+	}{{"8queues-2members", 4, 2}, {"2queues-3members", 1, 3}} {
+		for _, mode := range []string{"classic", "pop"} {
+			b.Run(shape.name+"/"+mode, func(b *testing.B) { benchConsumeMode(b, shape.queues, shape.members, mode == "pop") })
+		}
+	}
+}
+
+func benchConsumeMode(b *testing.B, queues int32, members int, pop bool) {
+	c := startSimClusterWith(b, simbroker.DemoOptions{Queues: queues})
+	group := uniqueName("bench-consume-mode")
+	var policies map[string]string
+	if pop {
+		policies = popRule(group, time.Minute)
+	}
+	xdsAddr := startControlPlaneFor(b, c, policies)
+	sidecars := make([]*dataplane.Proxy, members)
+	for i := range sidecars {
+		var xc *sidecar.Client
+		sidecars[i], xc = startSidecarOf(b, xdsAddr)
+		if pop && !waitFor(10*time.Second, func() bool {
+			r, err := xc.Route(b.Context(), goTopic)
+			return err == nil && r.Pop[group].InvisibleTime > 0
+		}) {
+			b.Fatal("the sidecar never held the Pop rule")
+		}
+	}
+	fillTopic(b, c.ns.Addr())
+	count := newConsumeCounter(b.N)
+	b.SetBytes(benchBodySize)
+	b.ResetTimer()
+	start := time.Now()
+	for _, s := range sidecars {
+		startBenchConsumer(b, s.Addr(), group, count)
+	}
+	count.wait(b)
+	reportRate(b, b.N, time.Since(start))
+	b.StopTimer()
+	if pop {
+		var popped int64
+		for _, s := range sidecars {
+			for _, st := range s.PopStats() {
+				popped += st.Popped
+			}
+		}
+		b.ReportMetric(float64(popped)/float64(b.N), "popped/msg")
+		var pops int64
+		for _, br := range c.demo.Brokers {
+			pops += br.RequestCount(remoting.PopMessage)
+		}
+		b.ReportMetric(float64(b.N)/float64(pops), "msgs/pop")
 	}
 }
