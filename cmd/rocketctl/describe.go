@@ -23,26 +23,47 @@ import (
 
 func newDescribeCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "describe topic NAME",
-		Short: "Show a topic's whole chain: NameServer route, policy, served route, cluster, endpoints, proxies, changes",
+		Use:   "describe (topic NAME | sidecar)",
+		Short: "Show a topic's whole chain, or one Go sidecar: its xDS, broker groups, routes and Pop mode counts",
+		Long: `describe topic NAME shows a topic's whole chain from rocketpilot's admin API: NameServer route, policy, served
+route, cluster, endpoints, proxies, changes. describe sidecar shows one Go sidecar from its own admin listener:
+--server is then the sidecar's --admin-address.`,
 		Example: `  rocketctl describe topic TopicTest
-  rocketctl describe topic TopicTest -o yaml`,
-		Args: cobra.ExactArgs(2),
+  rocketctl describe topic TopicTest -o yaml
+  rocketctl describe sidecar --server 127.0.0.1:15000`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if kind := strings.ToLower(args[0]); kind != "topic" && kind != "topics" && kind != "t" {
-				return fmt.Errorf("describe knows topics only, not %q", args[0])
-			}
-			var chain server.TopicChain
-			if err := g.getJSON(cmd.Context(), "/api/v1/topics/"+url.PathEscape(args[1]), nil, &chain); err != nil {
-				return err
+			var v any
+			var describe func() error
+			switch kind := strings.ToLower(args[0]); {
+			case kind == "sidecar" || kind == "sidecars":
+				if len(args) != 1 {
+					return fmt.Errorf("describe sidecar takes no name: it describes the sidecar whose admin address --server is")
+				}
+				s, err := g.sidecarStatus(cmd.Context())
+				if err != nil {
+					return err
+				}
+				v, describe = s, func() error { return describeSidecar(g.out, s) }
+			case kind == "topic" || kind == "topics" || kind == "t":
+				if len(args) != 2 {
+					return fmt.Errorf("describe topic needs the topic's name")
+				}
+				var chain server.TopicChain
+				if err := g.getJSON(cmd.Context(), "/api/v1/topics/"+url.PathEscape(args[1]), nil, &chain); err != nil {
+					return err
+				}
+				v, describe = chain, func() error { return describeTopic(g.out, &chain, time.Now()) }
+			default:
+				return fmt.Errorf("describe knows topics and sidecars only, not %q", args[0])
 			}
 			switch g.output {
 			case "json":
-				return printJSON(g.out, chain)
+				return printJSON(g.out, v)
 			case "yaml":
-				return printYAML(g.out, chain)
+				return printYAML(g.out, v)
 			}
-			return describeTopic(g.out, &chain, time.Now())
+			return describe()
 		},
 	}
 	addOutput(cmd, g, "text", "json", "yaml")

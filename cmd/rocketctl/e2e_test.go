@@ -69,6 +69,14 @@ type served struct {
 func startServe(t *testing.T, args ...string) served {
 	t.Helper()
 	args = append([]string{"serve", "--xds-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0", "--log-format", "json"}, args...)
+	addrs := startLogged(t, args, "serving xDS", "serving the admin API", "demo NameServer listening")
+	return served{admin: addrs["serving the admin API"], xds: addrs["serving xDS"], demo: addrs["demo NameServer listening"]}
+}
+
+// startLogged runs rocketpilot with args (JSON logs) until it logs until, and returns the addresses its log lines
+// until and msgs named by then, by message. The process is interrupted when the test ends.
+func startLogged(t *testing.T, args []string, until string, msgs ...string) map[string]string {
+	t.Helper()
 	cmd := exec.Command(rocketpilotBinary(t), args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -87,14 +95,8 @@ func startServe(t *testing.T, args ...string) served {
 			cmd.Process.Kill()
 		}
 	})
-	addr := func(line, msg string) string {
-		m := regexp.MustCompile(`"msg":"` + msg + `","addr":"([^"]+)"`).FindStringSubmatch(line)
-		if m == nil {
-			return ""
-		}
-		return m[1]
-	}
-	var s served
+	addr := regexp.MustCompile(`"msg":"([^"]+)","addr":"([^"]+)"`)
+	addrs := map[string]string{}
 	lines := make(chan string)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -106,31 +108,25 @@ func startServe(t *testing.T, args ...string) served {
 	}()
 	var logs []string
 	deadline := time.After(60 * time.Second)
-	for s.xds == "" {
+	for addrs[until] == "" {
 		select {
 		case l, ok := <-lines:
 			if !ok {
-				t.Fatalf("serve exited:\n%s", strings.Join(logs, "\n"))
+				t.Fatalf("%s exited:\n%s", args[0], strings.Join(logs, "\n"))
 			}
 			logs = append(logs, l)
-			if a := addr(l, "serving the admin API"); a != "" {
-				s.admin = a
-			}
-			if a := addr(l, "demo NameServer listening"); a != "" {
-				s.demo = a
-			}
-			if a := addr(l, "serving xDS"); a != "" {
-				s.xds = a
+			if m := addr.FindStringSubmatch(l); m != nil && (m[1] == until || slices.Contains(msgs, m[1])) {
+				addrs[m[1]] = m[2]
 			}
 		case <-deadline:
-			t.Fatalf("serve did not serve xDS within 60s:\n%s", strings.Join(logs, "\n"))
+			t.Fatalf("%s did not log %q within 60s:\n%s", args[0], until, strings.Join(logs, "\n"))
 		}
 	}
 	go func() {
 		for range lines { // keep draining the logs
 		}
 	}()
-	return s
+	return addrs
 }
 
 // ctl runs one rocketctl command line in process against a server.

@@ -6,18 +6,22 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -25,7 +29,9 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/rocketpilot/rocketpilot/dataplane"
+	"github.com/rocketpilot/rocketpilot/internal/sidecaradmin"
 	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
+	"github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
 )
 
@@ -61,7 +67,7 @@ brokers by the send weights and drains, everything else to its broker group.`,
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9876", "the NameServer address the application is given")
 	f.StringVar(&o.brokerHost, "broker-host", "127.0.0.1", "the host of the ports the sidecar opens, one per broker group")
 	f.StringVar(&o.node, "node-id", host, "the node id the sidecar gives the control plane (TopicBindings select nodes by it)")
-	f.StringVar(&o.admin, "admin-address", "127.0.0.1:15000", "listen address of /healthz, /readyz and /metrics; empty disables it")
+	f.StringVar(&o.admin, "admin-address", "127.0.0.1:15000", "listen address of /healthz, /readyz, /metrics and the sidecar's status at /api/v1/sidecar (rocketctl describe sidecar); empty disables it")
 	f.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the pod's namespace, sent as node metadata NAMESPACE (TopicBindings with a pod selector match it)")
 	f.StringToStringVar(&o.labels, "labels", nil, "the pod's labels, sent as node metadata LABELS")
 	f.StringVar(&o.labelsFile, "labels-file", "", `a Kubernetes downward API file of the pod's labels (key="value" lines), added to --labels`)
@@ -147,7 +153,7 @@ func (o *sidecarOptions) run(ctx context.Context, logOut io.Writer) error {
 	}
 	defer p.Close()
 	if o.admin != "" {
-		srv, err := sidecarAdmin(o.admin, xc, p, log)
+		srv, err := o.sidecarAdmin(xc, p, log)
 		if err != nil {
 			return err
 		}
@@ -167,11 +173,12 @@ func (o *sidecarOptions) run(ctx context.Context, logOut io.Writer) error {
 
 // sidecarAdmin serves /healthz (the process is up), /readyz (its first xDS stream to the control plane opened, and
 // it is not draining; it stays ready while the control plane is away, routing by its last routes: a control-plane
-// outage must not take every pod out of its Services) and /metrics and /metrics (the proxy's, and Go's own).
-func sidecarAdmin(addr string, xc *sidecar.Client, p *dataplane.Proxy, log *slog.Logger) (*http.Server, error) {
-	ln, err := net.Listen("tcp", addr)
+// outage must not take every pod out of its Services), /metrics (the proxy's, and Go's own) and the sidecar's
+// status at /api/v1/sidecar (package sidecaradmin).
+func (o *sidecarOptions) sidecarAdmin(xc *sidecar.Client, p *dataplane.Proxy, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", o.admin)
 	if err != nil {
-		return nil, fmt.Errorf("--admin-address %s: %w", addr, err)
+		return nil, fmt.Errorf("--admin-address %s: %w", o.admin, err)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(p.Metrics().Collectors()...)
@@ -183,26 +190,88 @@ func sidecarAdmin(addr string, xc *sidecar.Client, p *dataplane.Proxy, log *slog
 			}
 			return 0
 		}))
+	ready := func() error {
+		if p.Draining() {
+			return errors.New("draining")
+		}
+		if streams, _ := xc.Stats(); streams == 0 {
+			return errors.New("no xDS stream to the control plane yet")
+		}
+		return nil
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if p.Draining() {
-			http.Error(w, "draining", http.StatusServiceUnavailable)
-			return
-		}
-		if streams, _ := xc.Stats(); streams == 0 {
-			http.Error(w, "no xDS stream to the control plane yet", http.StatusServiceUnavailable)
+		if err := ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	st := &sidecarStatus{opts: o, xc: xc, p: p, ready: ready, log: log,
+		ns: client.New(p.Addr(), client.Options{DialTimeout: time.Second, RequestTimeout: 2 * time.Second})}
+	mux.Handle("/api/v1/", sidecaradmin.Handler(st.status))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
+		defer st.ns.Close()
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("sidecar admin endpoint", "err", err)
 		}
 	}()
 	log.Info("sidecar admin listening", "addr", ln.Addr().String())
 	return srv, nil
+}
+
+// sidecarStatus answers GET /api/v1/sidecar.
+type sidecarStatus struct {
+	opts  *sidecarOptions
+	xc    *sidecar.Client
+	p     *dataplane.Proxy
+	ready func() error
+	log   *slog.Logger
+	// ns asks the proxy's own NameServer port for its cluster info (106): the broker groups it has seen, at their
+	// ports, exactly as the application is told them.
+	ns *client.Client
+
+	mu     sync.Mutex
+	groups []string // the groups last listed: groups are never forgotten, and a draining proxy may refuse the query
+}
+
+func (s *sidecarStatus) status() sidecaradmin.Sidecar {
+	streams, nacks := s.xc.Stats()
+	return sidecaradmin.Sidecar{Node: s.opts.node, XDSServer: s.opts.xds, Ready: s.ready() == nil, Connected: s.xc.Connected(),
+		Draining: s.p.Draining(), Streams: streams, NACKs: nacks, Listen: s.p.Addr(), Groups: s.groupPorts(),
+		Routes: heldRoutes(s.p), Pop: s.p.PopStats(), Version: version}
+}
+
+// groupPorts lists the broker groups the proxy has seen with its port for each, sorted by name.
+func (s *sidecarStatus) groupPorts() []sidecaradmin.Group {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ci, err := s.ns.GetBrokerClusterInfo(context.Background()); err == nil {
+		s.groups = slices.Sorted(maps.Keys(ci.BrokerAddrTable))
+	} else {
+		s.log.Debug("the sidecar's groups from its NameServer port", "err", err)
+	}
+	out := make([]sidecaradmin.Group, 0, len(s.groups))
+	for _, name := range s.groups {
+		out = append(out, sidecaradmin.Group{Name: name, Address: s.p.GroupAddr(name)})
+	}
+	return out
+}
+
+// heldRoutes is the proxy's gauge rocketpilot_sidecar_routes: the topics whose served route it holds.
+func heldRoutes(p *dataplane.Proxy) int {
+	for _, c := range p.Metrics().Collectors() {
+		g, ok := c.(prometheus.GaugeFunc)
+		if !ok || !strings.Contains(g.Desc().String(), `"rocketpilot_sidecar_routes"`) {
+			continue
+		}
+		var m dto.Metric
+		if g.Write(&m) == nil {
+			return int(m.GetGauge().GetValue())
+		}
+	}
+	return 0
 }

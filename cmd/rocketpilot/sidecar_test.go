@@ -8,12 +8,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rocketpilot/rocketpilot/dataplane"
+	"github.com/rocketpilot/rocketpilot/internal/sidecaradmin"
 	"github.com/rocketpilot/rocketpilot/remoting"
+	"github.com/rocketpilot/rocketpilot/xds/server"
 )
 
 // sidecarInProcess is `rocketpilot sidecar` run in process on loopback ports, with JSON logs.
@@ -68,8 +72,9 @@ func call(t *testing.T, addr string, code int32, ext map[string]string, body []b
 }
 
 // TestSidecarCommand runs `serve --demo` and `rocketpilot sidecar` following it: a route query through the
-// sidecar names the sidecar's own ports, a send to one is stored by the demo broker, /readyz and /metrics show the
-// sidecar ready with one route held, and the sidecar drains and stops when its context ends.
+// sidecar names the sidecar's own ports, a send to one is stored by the demo broker, /readyz, /metrics and
+// /api/v1/sidecar show the sidecar ready with one route held (the latter with its groups at the route's ports), and
+// the sidecar drains and stops when its context ends.
 func TestSidecarCommand(t *testing.T) {
 	cp := serveInProcess(t, "--demo", "--demo-namesrv-address", "127.0.0.1:0")
 	xds := cp.addr(t, "serving xDS", 10*time.Second)
@@ -105,10 +110,34 @@ func TestSidecarCommand(t *testing.T) {
 			t.Errorf("/metrics has no %q", want)
 		}
 	}
+	checkSidecarStatus(t, admin, sidecaradmin.Sidecar{Node: "sidecar-test", XDSServer: xds, Ready: true, Connected: true,
+		Streams: 1, Listen: namesrv, Routes: 1, Version: version, Pop: []dataplane.PopStats{},
+		Groups: []sidecaradmin.Group{{Name: route.BrokerDatas[0].BrokerName, Address: port}, {Name: route.BrokerDatas[1].BrokerName,
+			Address: route.BrokerDatas[1].BrokerAddrs[0]}}})
 	if err := sc.stop(); err != nil {
 		t.Fatalf("sidecar: %v", err)
 	}
 	sc.waitLogAfterStop(t, "sidecar stopped")
+}
+
+// checkSidecarStatus compares GET /api/v1/sidecar with want, and checks that other paths under /api/v1/ are
+// answered 404 with a JSON error body.
+func checkSidecarStatus(t *testing.T, admin string, want sidecaradmin.Sidecar) {
+	t.Helper()
+	code, body := httpGet(t, admin+sidecaradmin.Path)
+	var got sidecaradmin.Sidecar
+	if err := json.Unmarshal([]byte(body), &got); code != http.StatusOK || err != nil {
+		t.Fatalf("%s: %d %v\n%s", sidecaradmin.Path, code, err, body)
+	}
+	slices.SortFunc(want.Groups, func(a, b sidecaradmin.Group) int { return strings.Compare(a.Name, b.Name) })
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s:\n%s\nwant %+v", sidecaradmin.Path, body, want)
+	}
+	code, body = httpGet(t, admin+"/api/v1/topics")
+	var e server.ErrorBody
+	if err := json.Unmarshal([]byte(body), &e); code != http.StatusNotFound || err != nil || !strings.Contains(e.Error, sidecaradmin.Path) {
+		t.Errorf("/api/v1/topics on a sidecar: %d %s", code, body)
+	}
 }
 
 // waitLogAfterStop checks a stopped process logged msg.
