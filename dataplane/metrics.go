@@ -55,17 +55,7 @@ func newMetrics(p *Proxy) *Metrics {
 		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rocketpilot_sidecar_connections",
 			Help: "Open connections, by side: application (broker group ports) or broker."}, []string{"side"}),
 		routes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rocketpilot_sidecar_routes",
-			Help: "Topics whose served route the sidecar holds."}, func() float64 {
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			n := 0
-			for _, c := range p.routes {
-				if c.r != nil { // not the topics the control plane said do not exist
-					n++
-				}
-			}
-			return float64(n)
-		}),
+			Help: "Topics whose served route the sidecar holds."}, func() float64 { return float64(p.RoutesHeld()) }),
 		pop: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rocketpilot_sidecar_pop_messages_total",
 			Help: "Pop mode: messages by consumer group and event: popped, redelivered (of the popped, handed out before), acked, ack_failed, sent_back, released (left un-acked by a closed connection)."},
 			[]string{"group", "event"}),

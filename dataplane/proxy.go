@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -153,6 +155,38 @@ func (p *Proxy) Addr() string {
 		return ""
 	}
 	return p.ns.Addr().String()
+}
+
+// GroupPort is a broker group and the proxy's port for it.
+type GroupPort struct {
+	Name, Addr string
+}
+
+// Groups lists the broker groups routes named so far (a group's port is never closed before the proxy), sorted
+// by name, each with the proxy's port for it.
+func (p *Proxy) Groups() []GroupPort {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]GroupPort, 0, len(p.groups))
+	for name, g := range p.groups {
+		out = append(out, GroupPort{Name: name, Addr: g.ln.Addr().String()})
+	}
+	slices.SortFunc(out, func(a, b GroupPort) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// RoutesHeld is how many topics' served routes the proxy holds (not counting topics the control plane said do
+// not exist).
+func (p *Proxy) RoutesHeld() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, c := range p.routes {
+		if c.r != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // GroupAddr is the proxy's port for a broker group, "" before a route named the group.

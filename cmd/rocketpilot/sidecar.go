@@ -6,22 +6,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -31,7 +27,6 @@ import (
 	"github.com/rocketpilot/rocketpilot/dataplane"
 	"github.com/rocketpilot/rocketpilot/internal/sidecaradmin"
 	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
-	"github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
 )
 
@@ -209,12 +204,9 @@ func (o *sidecarOptions) sidecarAdmin(xc *sidecar.Client, p *dataplane.Proxy, lo
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	st := &sidecarStatus{opts: o, xc: xc, p: p, ready: ready, log: log,
-		ns: client.New(p.Addr(), client.Options{DialTimeout: time.Second, RequestTimeout: 2 * time.Second})}
-	mux.Handle("/api/v1/", sidecaradmin.Handler(st.status))
+	mux.Handle("/api/v1/", sidecaradmin.Handler(func() sidecaradmin.Sidecar { return o.status(xc, p, ready) }))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
-		defer st.ns.Close()
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("sidecar admin endpoint", "err", err)
 		}
@@ -223,55 +215,14 @@ func (o *sidecarOptions) sidecarAdmin(xc *sidecar.Client, p *dataplane.Proxy, lo
 	return srv, nil
 }
 
-// sidecarStatus answers GET /api/v1/sidecar.
-type sidecarStatus struct {
-	opts  *sidecarOptions
-	xc    *sidecar.Client
-	p     *dataplane.Proxy
-	ready func() error
-	log   *slog.Logger
-	// ns asks the proxy's own NameServer port for its cluster info (106): the broker groups it has seen, at their
-	// ports, exactly as the application is told them.
-	ns *client.Client
-
-	mu     sync.Mutex
-	groups []string // the groups last listed: groups are never forgotten, and a draining proxy may refuse the query
-}
-
-func (s *sidecarStatus) status() sidecaradmin.Sidecar {
-	streams, nacks := s.xc.Stats()
-	return sidecaradmin.Sidecar{Node: s.opts.node, XDSServer: s.opts.xds, Ready: s.ready() == nil, Connected: s.xc.Connected(),
-		Draining: s.p.Draining(), Streams: streams, NACKs: nacks, Listen: s.p.Addr(), Groups: s.groupPorts(),
-		Routes: heldRoutes(s.p), Pop: s.p.PopStats(), Version: version}
-}
-
-// groupPorts lists the broker groups the proxy has seen with its port for each, sorted by name.
-func (s *sidecarStatus) groupPorts() []sidecaradmin.Group {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if ci, err := s.ns.GetBrokerClusterInfo(context.Background()); err == nil {
-		s.groups = slices.Sorted(maps.Keys(ci.BrokerAddrTable))
-	} else {
-		s.log.Debug("the sidecar's groups from its NameServer port", "err", err)
+// status is the sidecar's answer to GET /api/v1/sidecar.
+func (o *sidecarOptions) status(xc *sidecar.Client, p *dataplane.Proxy, ready func() error) sidecaradmin.Sidecar {
+	streams, nacks := xc.Stats()
+	groups := []sidecaradmin.Group{}
+	for _, g := range p.Groups() {
+		groups = append(groups, sidecaradmin.Group{Name: g.Name, Address: g.Addr})
 	}
-	out := make([]sidecaradmin.Group, 0, len(s.groups))
-	for _, name := range s.groups {
-		out = append(out, sidecaradmin.Group{Name: name, Address: s.p.GroupAddr(name)})
-	}
-	return out
-}
-
-// heldRoutes is the proxy's gauge rocketpilot_sidecar_routes: the topics whose served route it holds.
-func heldRoutes(p *dataplane.Proxy) int {
-	for _, c := range p.Metrics().Collectors() {
-		g, ok := c.(prometheus.GaugeFunc)
-		if !ok || !strings.Contains(g.Desc().String(), `"rocketpilot_sidecar_routes"`) {
-			continue
-		}
-		var m dto.Metric
-		if g.Write(&m) == nil {
-			return int(m.GetGauge().GetValue())
-		}
-	}
-	return 0
+	return sidecaradmin.Sidecar{Node: o.node, XDSServer: o.xds, Ready: ready() == nil, Connected: xc.Connected(),
+		Draining: p.Draining(), Streams: streams, NACKs: nacks, Listen: p.Addr(), Groups: groups,
+		Routes: p.RoutesHeld(), Pop: p.PopStats(), Version: version}
 }
