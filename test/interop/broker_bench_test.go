@@ -197,6 +197,7 @@ func fillTopic(b *testing.B, nameServer string) {
 // goroutines outlive Shutdown, and a B holds every fixture of its run.
 type consumeCounter struct {
 	n    int64
+	work time.Duration // slept per message: the consumer's own work
 	got  atomic.Int64
 	once sync.Once
 	done chan struct{}
@@ -207,6 +208,9 @@ func newConsumeCounter(n int) *consumeCounter {
 }
 
 func (c *consumeCounter) consume(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+	if c.work > 0 {
+		time.Sleep(c.work * time.Duration(len(msgs)))
+	}
 	if c.got.Add(int64(len(msgs))) >= c.n {
 		c.once.Do(func() { close(c.done) })
 	}
@@ -223,9 +227,9 @@ func (c *consumeCounter) wait(b *testing.B) {
 }
 
 // startBenchConsumer starts a push consumer of group on TopicTest that counts into count, pulling 32 at a time.
-func startBenchConsumer(b *testing.B, nameServer, group string, count *consumeCounter) *goPushConsumer {
+func startBenchConsumer(b *testing.B, nameServer, group string, count *consumeCounter, opts ...consumer.Option) *goPushConsumer {
 	return startPushConsumer(b, nameServer, group, goTopic, consumer.MessageSelector{Type: consumer.TAG, Expression: "*"},
-		count.consume, consumer.WithPullBatchSize(32), consumer.WithConsumeMessageBatchMaxSize(32))
+		count.consume, append([]consumer.Option{consumer.WithPullBatchSize(32), consumer.WithConsumeMessageBatchMaxSize(32)}, opts...)...)
 }
 
 // BenchmarkGoClientLatencyAtHalfRate measures send latency where it matters for a data plane, below saturation:
@@ -296,20 +300,22 @@ func BenchmarkGoClientLatencyAtHalfRate(b *testing.B) {
 // BenchmarkGoClientConsumeModes times the same push consumers, each member through a sidecar of its own, in
 // classic and in Pop mode: b.N messages of 1 KiB are sent first (untimed), then the members of a new group start and
 // are timed until the group has received every one. Each run has a cluster of its own. The cases: TopicTest's 8
-// queues with 2 members, and 2 queues with 3 members (in classic mode one member holds no queue).
+// queues with 2 members, and 2 queues with 3 members (in classic mode one member holds no queue), with consumers
+// that cost nothing, and with consumers whose work bounds them: one message at a time, 200 µs each.
 func BenchmarkGoClientConsumeModes(b *testing.B) {
 	for _, shape := range []struct {
 		name    string
 		queues  int32 // per broker group (2 groups)
 		members int
-	}{{"8queues-2members", 4, 2}, {"2queues-3members", 1, 3}} {
+		work    time.Duration // per message, in one consuming goroutine per member; 0: none, the client's 20
+	}{{"8queues-2members", 4, 2, 0}, {"2queues-3members", 1, 3, 0}, {"2queues-3members-200us", 1, 3, 200 * time.Microsecond}} {
 		for _, mode := range []string{"classic", "pop"} {
-			b.Run(shape.name+"/"+mode, func(b *testing.B) { benchConsumeMode(b, shape.queues, shape.members, mode == "pop") })
+			b.Run(shape.name+"/"+mode, func(b *testing.B) { benchConsumeMode(b, shape.queues, shape.members, shape.work, mode == "pop") })
 		}
 	}
 }
 
-func benchConsumeMode(b *testing.B, queues int32, members int, pop bool) {
+func benchConsumeMode(b *testing.B, queues int32, members int, work time.Duration, pop bool) {
 	c := startSimClusterWith(b, simbroker.DemoOptions{Queues: queues})
 	group := uniqueName("bench-consume-mode")
 	var policies map[string]string
@@ -330,11 +336,16 @@ func benchConsumeMode(b *testing.B, queues int32, members int, pop bool) {
 	}
 	fillTopic(b, c.ns.Addr())
 	count := newConsumeCounter(b.N)
+	count.work = work
 	b.SetBytes(benchBodySize)
 	b.ResetTimer()
 	start := time.Now()
 	for _, s := range sidecars {
-		startBenchConsumer(b, s.Addr(), group, count)
+		if work > 0 {
+			startBenchConsumer(b, s.Addr(), group, count, consumer.WithConsumeGoroutineNums(1))
+		} else {
+			startBenchConsumer(b, s.Addr(), group, count)
+		}
 	}
 	count.wait(b)
 	reportRate(b, b.N, time.Since(start))
