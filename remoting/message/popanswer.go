@@ -47,10 +47,21 @@ func SetReceiptHandles(msgs []*Ext, a PopAnswer, brokerName string, order bool) 
 	for _, c := range counts {
 		countOf[c.Key()] = c.Count
 	}
-	// buildQueueOffsetSortedMap: the queue offsets of the body's messages per topic mark and queue, in order.
+	// buildQueueOffsetSortedMap: the queue offsets of the body's messages per topic mark and queue, in order. A
+	// message with a handle already (a retry message, which the broker renamed to the topic asked for) counts
+	// under its handle's mark, not its topic's (ExtraInfoUtil.getRetry(topic, popCk), since 5.1.4): it is not
+	// one of the topic's own queue offsets.
 	sorted := map[string][]int64{}
 	for _, m := range msgs {
-		key := StartOffset{TopicType: TopicTypeOf(m.Topic), QueueID: m.QueueID}.Key()
+		mark := TopicTypeOf(m.Topic)
+		if ck, ok := m.Properties[PropertyPopCK]; ok {
+			if f := javaSplit(ck, KeySeparator); len(f) >= 5 {
+				if t, err := parseTopicType(f[4]); err == nil {
+					mark = t
+				}
+			}
+		}
+		key := StartOffset{TopicType: mark, QueueID: m.QueueID}.Key()
 		sorted[key] = append(sorted[key], m.QueueOffset)
 	}
 	handles := make([]ExtraInfo, 0, len(msgs))
