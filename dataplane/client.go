@@ -45,10 +45,10 @@ type clientConn struct {
 
 	// Pop mode (pop.go): what the application's last heartbeat said, and the messages handed out to it.
 	popMu     sync.Mutex
-	clientID  string
 	consumers map[string]consumerInfo
 	popped    map[popQueueKey]*popQueue
-	popClosed bool // the connection is closed: nothing more is handed out on it
+	popTopics map[[2]string]translate.PopMode // group and topic → how they were served in Pop mode, for good
+	popClosed bool                            // the connection is closed: nothing more is handed out on it
 }
 
 // pushedRequest is a request a broker sent to the application, awaiting its answer.
@@ -81,7 +81,8 @@ type upstream struct {
 // serveClient proxies one application connection to the group's port until either side ends it.
 func (p *Proxy) serveClient(group string, nc net.Conn) {
 	c := &clientConn{p: p, group: group, nc: nc, w: newFrameWriter(nc, p.opts.WriteTimeout), ups: map[string]*upstream{},
-		pushed: map[int32]pushedRequest{}, out: p.metrics.bytes.WithLabelValues("out"), popped: map[popQueueKey]*popQueue{}}
+		pushed: map[int32]pushedRequest{}, out: p.metrics.bytes.WithLabelValues("out"), popped: map[popQueueKey]*popQueue{},
+		popTopics: map[[2]string]translate.PopMode{}}
 	p.metrics.connections.WithLabelValues("application").Inc()
 	defer p.metrics.connections.WithLabelValues("application").Dec()
 	defer c.close()
@@ -450,8 +451,8 @@ func (c *clientConn) readUpstream(up *upstream) {
 			up.mu.Unlock()
 			if ok {
 				c.p.inflight.Add(-1)
-				if pr.answer != nil {
-					c.p.metrics.answered(pr.req.Code, cmd.Code, pr.sent)
+				if pr.answer != nil { // the sidecar's own request: its latency, not an application request
+					c.p.metrics.observe(pr.req.Code, pr.sent)
 					pr.answer(cmd)
 					continue
 				}

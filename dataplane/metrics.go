@@ -38,8 +38,8 @@ const (
 	popRedelivered = "redelivered" // of those, popped before (their invisible time ran out, or sent back)
 	popAcked       = "acked"       // acked after the application committed past them
 	popAckFailed   = "ack_failed"  // an ack the broker refused or could not be sent: the message comes back
-	popSentBack    = "sent_back"   // sent back by the application: handed out again after the retry delay
-	popReleased    = "released"    // left un-acked by a closed connection: back after the invisible time
+	popSentBack    = "sent_back"   // sent back by the application: to the retry delay, or the dead-letter queue
+	popReleased    = "released"    // let go un-acked (a closed connection, a queue taken up again, a pull given up): back after the invisible time
 )
 
 func newMetrics(p *Proxy) *Metrics {
@@ -57,10 +57,10 @@ func newMetrics(p *Proxy) *Metrics {
 		routes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rocketpilot_sidecar_routes",
 			Help: "Topics whose served route the sidecar holds."}, func() float64 { return float64(p.RoutesHeld()) }),
 		pop: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rocketpilot_sidecar_pop_messages_total",
-			Help: "Pop mode: messages by consumer group and event: popped, redelivered (of the popped, handed out before), acked, ack_failed, sent_back, released (left un-acked by a closed connection)."},
+			Help: "Pop mode: messages by consumer group and event: popped, redelivered (of the popped, handed out before), acked, ack_failed, sent_back (to the retry delay or the dead-letter queue), released (let go un-acked: a closed connection, a queue taken up again, a pull given up; back after the invisible time)."},
 			[]string{"group", "event"}),
 		popInflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rocketpilot_sidecar_pop_inflight",
-			Help: "Pop mode: messages handed out to the application and not yet acked, by consumer group."}, []string{"group"}),
+			Help: "Pop mode: messages handed out to the application and not yet committed, by consumer group."}, []string{"group"}),
 	}
 }
 
@@ -77,6 +77,11 @@ func (m *Metrics) answered(code int32, respCode int32, since time.Time) {
 		result = resultBrokerError
 	}
 	m.requests.WithLabelValues(codeLabel(code), result).Inc()
+	m.latency.WithLabelValues(codeLabel(code)).Observe(time.Since(since).Seconds())
+}
+
+// observe records the latency of a request of the sidecar's own.
+func (m *Metrics) observe(code int32, since time.Time) {
 	m.latency.WithLabelValues(codeLabel(code)).Observe(time.Since(since).Seconds())
 }
 
@@ -160,7 +165,7 @@ func (p *Proxy) singleAcks(broker string) bool {
 	return p.noBatch[broker]
 }
 
-// noBatchAcks remembers that a broker group does not know BATCH_ACK_MESSAGE (a broker before 5.1).
+// noBatchAcks remembers that a broker group does not know BATCH_ACK_MESSAGE (a broker before 5.1.3).
 func (p *Proxy) noBatchAcks(broker string) {
 	p.popMu.Lock()
 	defer p.popMu.Unlock()
@@ -171,4 +176,24 @@ func (p *Proxy) noBatchAcks(broker string) {
 		p.noBatch[broker] = true
 		p.log.Info("broker group does not take batch acks: acking one message at a time", "broker", broker)
 	}
+}
+
+// noteConsumers remembers the consumer groups of a heartbeat, for connections that have not had one.
+func (p *Proxy) noteConsumers(groups map[string]consumerInfo) {
+	p.popMu.Lock()
+	defer p.popMu.Unlock()
+	if p.consumers == nil {
+		p.consumers = map[string]consumerInfo{}
+	}
+	for g, info := range groups {
+		p.consumers[g] = info
+	}
+}
+
+// consumer is what the last heartbeat on any connection said of a group.
+func (p *Proxy) consumer(group string) (consumerInfo, bool) {
+	p.popMu.Lock()
+	defer p.popMu.Unlock()
+	info, ok := p.consumers[group]
+	return info, ok
 }

@@ -11,25 +11,29 @@ import (
 
 	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/remoting/message"
+	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
 
 // Pop mode: for a consumer group the control plane put in Pop mode on a topic (TopicRoute spec.pop), the
 // application's classic consumer is served by Pop without knowing it:
 //   - PULL_MESSAGE becomes POP_MESSAGE on the group's master, and its answer a pull result. The messages carry
 //     offsets of the sidecar's own: a sequence per application connection and queue, in the order they were
-//     handed out, so the application's commit (the smallest offset it has not consumed) says exactly which
-//     messages are done;
+//     handed out (starting where the application's first pull of the queue on the connection says it is), so
+//     the application's commit (the smallest offset it has not consumed) says exactly which messages are done;
 //   - a commit (UPDATE_CONSUMER_OFFSET, or the commit offset a pull carries) acks the messages below it, and
 //     nothing else: what the application has not committed comes back after the invisible time if it dies;
 //   - CONSUMER_SEND_MSG_BACK becomes CHANGE_INVISIBLE_TIME (the broker hands the message out again after the
-//     retry delay);
+//     retry delay), or, past the maximum reconsume times, goes to the broker, which moves the message to the
+//     group's dead-letter queue, and the popped copy is acked;
 //   - QUERY_CONSUMER_OFFSET is answered with the connection's own offset, GET_CONSUMER_LIST_BY_GROUP with the
 //     application's own client id (so its rebalance keeps every queue: the brokers share the messages out),
 //     LOCK_BATCH_MQ and UNLOCK_BATCH_MQ locally (every member holds every queue; an ordered topic's order is kept
 //     by the broker's orderly Pop, which hands a queue's next messages out only once the last ones are acked or
 //     their invisible time is over).
-// A group is in Pop mode on a connection when every topic its last heartbeat subscribed to (retry topics aside)
-// is in Pop mode for it: a rebalance answer is per group, not per topic.
+// The consumer list and locks are per group, not per topic: they are answered so only for a clustering group
+// every topic of whose last heartbeat (retry topics aside) is in Pop mode. A topic served in Pop mode on a
+// connection stays so until the connection closes, whatever the routes say later: its offsets are the sidecar's
+// and must never reach a broker.
 
 // popQueueKey is one queue of a topic on the connection's broker group.
 type popQueueKey struct {
@@ -39,9 +43,11 @@ type popQueueKey struct {
 
 // popQueue is what the sidecar handed out of one queue on one application connection.
 type popQueue struct {
+	mode    translate.PopMode
 	next    int64    // the offset the next message handed out gets
 	pending []popped // handed out, not yet committed, in offset order
-	ordered bool
+	seq     uint64   // Pops sent for the queue
+	popping uint64   // the Pop in flight for the application's last pull, by seq; 0: none
 }
 
 // popped is a message handed out and not yet acked.
@@ -49,12 +55,23 @@ type popped struct {
 	offset    int64 // the sidecar's offset, as the application knows it
 	handle    message.ExtraInfo
 	commitLog int64 // the broker's commit log offset: what a send-back names
+	reconsume int32 // its reconsume times: past the group's maximum, a send-back dead-letters it
 }
+
+// maxPendingPerQueue bounds what one connection holds handed out of a queue and not committed (a client that
+// never commits); beyond it the oldest are let go, to come back after their invisible time.
+const maxPendingPerQueue = 1 << 16
+
+// subscription is a subscribed topic's filter.
+type subscription struct{ exp, expType string }
 
 // consumerInfo is what a heartbeat says of a consumer group.
 type consumerInfo struct {
-	fromFirst bool     // consumes from the first offset when the group has none (Pop's initMode MIN)
-	topics    []string // subscribed topics, retry topics left out
+	clientID   string
+	clustering bool                    // BROADCASTING groups keep their own offsets: never in Pop mode
+	fromFirst  bool                    // consumes from the first offset when the group has none (initMode MIN)
+	topics     []string                // subscribed topics, retry topics left out
+	subs       map[string]subscription // by topic
 }
 
 // heartbeat is HeartbeatData, as far as Pop mode reads it.
@@ -62,14 +79,18 @@ type heartbeat struct {
 	ClientID  string `json:"clientID"`
 	Consumers []struct {
 		Group         string `json:"groupName"`
+		Model         string `json:"messageModel"`
 		From          string `json:"consumeFromWhere"`
 		Subscriptions []struct {
-			Topic string `json:"topic"`
+			Topic   string `json:"topic"`
+			Exp     string `json:"subString"`
+			ExpType string `json:"expressionType"`
 		} `json:"subscriptionDataSet"`
 	} `json:"consumerDataSet"`
 }
 
-// noteHeartbeat remembers the application's client id and consumer groups; the heartbeat goes on to the broker.
+// noteHeartbeat remembers the application's client id and consumer groups, on the connection and for the proxy
+// (a pull may come on a connection before its first heartbeat); the heartbeat goes on to the broker.
 func (c *clientConn) noteHeartbeat(req *remoting.Command) {
 	var hb heartbeat
 	if err := json.Unmarshal(req.Body, &hb); err != nil {
@@ -77,8 +98,10 @@ func (c *clientConn) noteHeartbeat(req *remoting.Command) {
 	}
 	groups := make(map[string]consumerInfo, len(hb.Consumers))
 	for _, cd := range hb.Consumers {
-		info := consumerInfo{fromFirst: cd.From == "CONSUME_FROM_FIRST_OFFSET" || cd.From == "CONSUME_FROM_MIN_OFFSET"}
+		info := consumerInfo{clientID: hb.ClientID, clustering: cd.Model != "BROADCASTING",
+			fromFirst: cd.From == "CONSUME_FROM_FIRST_OFFSET" || cd.From == "CONSUME_FROM_MIN_OFFSET", subs: map[string]subscription{}}
 		for _, s := range cd.Subscriptions {
+			info.subs[s.Topic] = subscription{exp: s.Exp, expType: s.ExpType}
 			if !strings.HasPrefix(s.Topic, message.RetryGroupTopicPrefix) {
 				info.topics = append(info.topics, s.Topic)
 			}
@@ -86,43 +109,57 @@ func (c *clientConn) noteHeartbeat(req *remoting.Command) {
 		groups[cd.Group] = info
 	}
 	c.popMu.Lock()
-	c.clientID, c.consumers = hb.ClientID, groups
+	c.consumers = groups
 	c.popMu.Unlock()
+	c.p.noteConsumers(groups)
 }
 
-// popMode reports whether the group consumes the topic in Pop mode, with its invisible time, and whether the
-// topic is ordered.
-func (c *clientConn) popMode(group, topic string) (invisible time.Duration, ordered, ok bool) {
+// consumer is what the last heartbeat said of a group: on this connection, else on any.
+func (c *clientConn) consumer(group string) (consumerInfo, bool) {
+	c.popMu.Lock()
+	info, ok := c.consumers[group]
+	c.popMu.Unlock()
+	if ok {
+		return info, true
+	}
+	return c.p.consumer(group)
+}
+
+// popModeOf reports whether the group consumes the topic in Pop mode on this connection, and how.
+func (c *clientConn) popModeOf(group, topic string) (translate.PopMode, bool) {
 	if group == "" || topic == "" || strings.HasPrefix(topic, message.RetryGroupTopicPrefix) {
-		return 0, false, false
+		return translate.PopMode{}, false
+	}
+	if info, ok := c.consumer(group); ok && !info.clustering {
+		return translate.PopMode{}, false
 	}
 	if !c.p.routeCached(topic) {
 		c.flushHeld() // the lookup may wait for the control plane
 	}
-	r, err := c.p.route(topic)
-	if err != nil || r == nil {
-		return 0, false, false
+	if r, err := c.p.route(topic); err == nil && r != nil {
+		if mode, ok := r.Pop[group]; ok {
+			return mode, true
+		}
 	}
-	mode, ok := r.Pop[group]
-	return mode.InvisibleTime, mode.Ordered, ok
+	c.popMu.Lock()
+	defer c.popMu.Unlock()
+	mode, ok := c.popTopics[[2]string{group, topic}]
+	return mode, ok
 }
 
-// groupInPop reports whether every topic the group's last heartbeat on this connection subscribed to is in Pop
-// mode for it, and returns the application's client id.
+// groupInPop reports whether the group is a clustering group every topic of whose last heartbeat is in Pop mode,
+// and returns the application's client id.
 func (c *clientConn) groupInPop(group string) (clientID string, ok bool) {
-	c.popMu.Lock()
-	info, known := c.consumers[group]
-	clientID = c.clientID
-	c.popMu.Unlock()
-	if !known || len(info.topics) == 0 || clientID == "" {
+	info, known := c.consumer(group)
+	if !known || !info.clustering || len(info.topics) == 0 || info.clientID == "" {
 		return "", false
 	}
 	for _, t := range info.topics {
-		if _, _, pop := c.popMode(group, t); !pop {
+		if _, pop := c.popModeOf(group, t); !pop {
 			return "", false
 		}
 	}
-	return clientID, true
+	return info.clientID, true
 }
 
 // servePop answers the requests Pop mode changes; false leaves the request to forward.
@@ -132,15 +169,15 @@ func (c *clientConn) servePop(req *remoting.Command) bool {
 		c.noteHeartbeat(req)
 		return false
 	case remoting.PullMessage:
-		group, topic := req.Ext("consumerGroup"), req.Ext("topic")
-		invisible, ordered, ok := c.popMode(group, topic)
+		mode, ok := c.popModeOf(req.Ext("consumerGroup"), req.Ext("topic"))
 		if !ok {
 			return false
 		}
-		c.popPull(req, invisible, ordered)
+		c.popPull(req, mode)
 	case remoting.QueryConsumerOffset:
 		group, topic := req.Ext("consumerGroup"), req.Ext("topic")
-		if _, _, ok := c.popMode(group, topic); !ok {
+		mode, ok := c.popModeOf(group, topic)
+		if !ok {
 			return false
 		}
 		key, err := c.popKey(req, group, topic)
@@ -148,13 +185,20 @@ func (c *clientConn) servePop(req *remoting.Command) bool {
 			c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: "+err.Error()))
 			return true
 		}
+		// The application asks where to start a queue: it has no process queue for it (a new one, or one it let go
+		// of), so what it was handed before on this connection and did not commit will never be: let it go.
 		c.popMu.Lock()
-		next := c.popQueue(key).next
+		q := c.popQueueFor(key, mode, 0)
+		released := len(q.pending)
+		q.pending = nil
+		next := q.next
 		c.popMu.Unlock()
+		c.p.popEvent(group, popReleased, released)
+		c.p.popInflight(group, -released)
 		c.answer(req, remoting.Success, "", map[string]string{"offset": strconv.FormatInt(next, 10)}, nil)
 	case remoting.UpdateConsumerOffset:
 		group, topic := req.Ext("consumerGroup"), req.Ext("topic")
-		if _, _, ok := c.popMode(group, topic); !ok {
+		if _, ok := c.popModeOf(group, topic); !ok {
 			return false
 		}
 		key, err := c.popKey(req, group, topic)
@@ -170,7 +214,7 @@ func (c *clientConn) servePop(req *remoting.Command) bool {
 		}
 		c.answer(req, remoting.Success, "", nil, nil)
 	case remoting.ConsumerSendMsgBack:
-		if _, _, ok := c.popMode(req.Ext("group"), req.Ext("originTopic")); !ok {
+		if _, ok := c.popModeOf(req.Ext("group"), req.Ext("originTopic")); !ok {
 			return false
 		}
 		c.popSendBack(req)
@@ -196,14 +240,13 @@ func (c *clientConn) servePop(req *remoting.Command) bool {
 			c.answer(req, remoting.Success, "", nil, nil)
 			break
 		}
-		if len(body.MQs) == 0 {
+		if len(body.MQs) == 0 || string(body.MQs) == "null" {
 			body.MQs = json.RawMessage("[]")
 		}
 		c.answer(req, remoting.Success, "", nil, []byte(`{"lockOKMQSet":`+string(body.MQs)+`}`))
 	default:
 		return false
 	}
-	c.p.metrics.count(req.Code, resultPop)
 	return true
 }
 
@@ -216,13 +259,16 @@ func (c *clientConn) popKey(req *remoting.Command, group, topic string) (popQueu
 	return popQueueKey{group: group, topic: topic, queue: int32(q)}, nil
 }
 
-// popQueue returns a queue's state, made on first use. Call with popMu held.
-func (c *clientConn) popQueue(key popQueueKey) *popQueue {
+// popQueueFor returns a queue's state, made on first use with offsets from start, and serving mode. Call with
+// popMu held.
+func (c *clientConn) popQueueFor(key popQueueKey, mode translate.PopMode, start int64) *popQueue {
 	q := c.popped[key]
 	if q == nil {
-		q = &popQueue{}
+		q = &popQueue{next: max(start, 0)}
 		c.popped[key] = q
 	}
+	q.mode = mode
+	c.popTopics[[2]string{key.group, key.topic}] = mode
 	return q
 }
 
@@ -230,13 +276,18 @@ func (c *clientConn) popQueue(key popQueueKey) *popQueue {
 const (
 	pullFlagCommitOffset = 1 << 0
 	pullFlagSuspend      = 1 << 1
+	pullFlagSubscription = 1 << 2
 )
 
 // popMaxMsgs is the most a Pop may ask for (the broker refuses more).
 const popMaxMsgs = 32
 
+// popFullWait is how long a pull waits before it is told that nothing is new when the broker's long polling is
+// full: the application pulls again at once, and so would the sidecar.
+const popFullWait = 500 * time.Millisecond
+
 // popPull serves a pull by a Pop of the same queue on the group's master.
-func (c *clientConn) popPull(req *remoting.Command, invisible time.Duration, ordered bool) {
+func (c *clientConn) popPull(req *remoting.Command, mode translate.PopMode) {
 	group, topic := req.Ext("consumerGroup"), req.Ext("topic")
 	key, err := c.popKey(req, group, topic)
 	if err != nil {
@@ -244,10 +295,21 @@ func (c *clientConn) popPull(req *remoting.Command, invisible time.Duration, ord
 		return
 	}
 	flags, _ := strconv.Atoi(req.Ext("sysFlag"))
+	var commit int64 = -1
 	if flags&pullFlagCommitOffset != 0 {
-		if offset, err := strconv.ParseInt(req.Ext("commitOffset"), 10, 64); err == nil && offset > 0 {
-			c.popCommit(key, offset)
+		if v, err := strconv.ParseInt(req.Ext("commitOffset"), 10, 64); err == nil {
+			commit = v
 		}
+	}
+	// A queue first pulled on this connection numbers from where the application is: its offsets go on from
+	// there (after a sidecar restart, a reconnection, or Pop mode switched on under a running group), so that
+	// its commits cover nothing handed out here before it consumed it.
+	from, _ := strconv.ParseInt(req.Ext("queueOffset"), 10, 64)
+	c.popMu.Lock()
+	c.popQueueFor(key, mode, max(from, commit))
+	c.popMu.Unlock()
+	if commit > 0 {
+		c.popCommit(key, commit)
 	}
 	maxMsgs, _ := strconv.Atoi(req.Ext("maxMsgNums"))
 	maxMsgs = min(max(maxMsgs, 1), popMaxMsgs)
@@ -255,38 +317,43 @@ func (c *clientConn) popPull(req *remoting.Command, invisible time.Duration, ord
 	if flags&pullFlagSuspend != 0 {
 		poll, _ = strconv.ParseInt(req.Ext("suspendTimeoutMillis"), 10, 64)
 	}
-	c.popMu.Lock()
-	fromFirst := c.consumers[group].fromFirst
-	q := c.popQueue(key)
-	q.ordered = ordered
-	waiting, next := ordered && len(q.pending) > 0, q.next
-	c.popMu.Unlock()
 	asked := &remoting.Command{Code: req.Code, Opaque: req.Opaque, Flag: req.Flag, HeaderType: req.HeaderType}
+	c.popMu.Lock()
+	q := c.popped[key]
+	waiting, next := mode.Ordered && len(q.pending) > 0, q.next
+	var seq uint64
+	if !waiting {
+		q.seq++
+		seq, q.popping = q.seq, q.seq // a Pop still in flight for an earlier pull is one the application gave up
+	}
+	c.popMu.Unlock()
 	if waiting {
 		// An orderly Pop now would wait at the broker for acks only this application's next commit can bring.
-		c.p.wg.Add(1) // within serveClient's count: Close waits for it
-		time.AfterFunc(c.p.opts.OrderedPullWait, func() {
-			defer c.p.wg.Done()
-			c.answer(asked, remoting.PullNotFound, "sidecar: the ordered queue's last messages are not committed yet", pullHeader(next, 0), nil)
-		})
+		c.answerLater(asked, c.p.opts.OrderedPullWait, "sidecar: the ordered queue's last messages are not committed yet", next)
 		return
 	}
+	info, _ := c.consumer(group)
 	initMode := "1" // ConsumeInitMode.MAX
-	if fromFirst {
+	if info.fromFirst {
 		initMode = "0"
 	}
-	exp, expType := req.Ext("subscription"), req.Ext("expressionType")
-	if exp == "" {
-		exp = "*"
+	// The filter: the pull's own when it carries one (FLAG_SUBSCRIPTION), else the subscription the heartbeat
+	// gave, as a broker takes it from its consumer manager.
+	sub := info.subs[topic]
+	if flags&pullFlagSubscription != 0 && req.Ext("subscription") != "" {
+		sub = subscription{exp: req.Ext("subscription"), expType: req.Ext("expressionType")}
 	}
-	if expType == "" {
-		expType = "TAG"
+	if sub.exp == "" {
+		sub.exp = "*"
+	}
+	if sub.expType == "" {
+		sub.expType = "TAG"
 	}
 	pop := remoting.NewRequest(remoting.PopMessage, map[string]string{
 		"consumerGroup": group, "topic": topic, "queueId": strconv.Itoa(int(key.queue)),
-		"maxMsgNums": strconv.Itoa(maxMsgs), "invisibleTime": strconv.FormatInt(invisible.Milliseconds(), 10),
+		"maxMsgNums": strconv.Itoa(maxMsgs), "invisibleTime": strconv.FormatInt(mode.InvisibleTime.Milliseconds(), 10),
 		"pollTime": strconv.FormatInt(poll, 10), "bornTime": strconv.FormatInt(time.Now().UnixMilli(), 10),
-		"initMode": initMode, "expType": expType, "exp": exp, "order": strconv.FormatBool(ordered),
+		"initMode": initMode, "expType": sub.expType, "exp": sub.exp, "order": strconv.FormatBool(mode.Ordered),
 	})
 	pop.Opaque, pop.HeaderType = req.Opaque, req.HeaderType
 	addr := c.p.master(c.group)
@@ -294,17 +361,48 @@ func (c *clientConn) popPull(req *remoting.Command, invisible time.Duration, ord
 		c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: broker group "+c.group+" has no master to pop from"))
 		return
 	}
-	c.call(addr, pop, true, func(resp *remoting.Command) { c.popAnswered(asked, key, resp) })
+	c.call(addr, pop, true, false, func(resp *remoting.Command) { c.popAnswered(asked, key, seq, resp) })
 }
 
-// popAnswered turns a Pop's answer into the answer to the pull it serves.
-func (c *clientConn) popAnswered(pull *remoting.Command, key popQueueKey, resp *remoting.Command) {
+// answerLater tells a pull after d that nothing is new, at the queue's next offset.
+func (c *clientConn) answerLater(pull *remoting.Command, d time.Duration, remark string, next int64) {
+	c.p.wg.Add(1) // within serveClient's or readUpstream's count: Close waits for it
+	time.AfterFunc(d, func() {
+		defer c.p.wg.Done()
+		c.answer(pull, remoting.PullNotFound, remark, pullHeader(next, 0), nil)
+	})
+}
+
+// popAnswered turns a Pop's answer into the answer to the pull it serves, unless the application pulled the queue
+// again since (it gave that pull up: what the Pop took comes back after its invisible time).
+func (c *clientConn) popAnswered(pull *remoting.Command, key popQueueKey, seq uint64, resp *remoting.Command) {
+	c.popMu.Lock()
+	q := c.popped[key]
+	current := !c.popClosed && q != nil && q.popping == seq
+	var next int64
+	if current {
+		q.popping, next = 0, q.next
+	}
+	c.popMu.Unlock()
+	if !current {
+		if resp.Code == remoting.Success {
+			n := 0
+			if msgs, err := message.DecodeExts(resp.Body); err == nil {
+				n = len(msgs)
+			}
+			c.p.popEvent(key.group, popReleased, n)
+		}
+		if !c.isClosed() {
+			c.answer(pull, remoting.PullNotFound, "sidecar: a later pull of the queue came first", pullHeader(next, 0), nil)
+		}
+		return
+	}
 	switch resp.Code {
 	case remoting.Success:
-	case remoting.PollingTimeout, remoting.PollingFull, remoting.PullNotFound:
-		c.popMu.Lock()
-		next := c.popQueue(key).next
-		c.popMu.Unlock()
+	case remoting.PollingFull:
+		c.answerLater(pull, popFullWait, "sidecar: the broker's long polling is full: "+resp.Remark, next)
+		return
+	case remoting.PollingTimeout, remoting.PullNotFound:
 		c.answer(pull, remoting.PullNotFound, "sidecar: no message popped: "+resp.Remark, pullHeader(next, 0), nil)
 		return
 	default:
@@ -312,17 +410,21 @@ func (c *clientConn) popAnswered(pull *remoting.Command, key popQueueKey, resp *
 		return
 	}
 	c.popMu.Lock()
-	if c.popClosed { // the application is gone: what this Pop took comes back after its invisible time
+	if c.popClosed || c.popped[key] != q { // the application is gone meanwhile: what this Pop took comes back later
 		c.popMu.Unlock()
 		return
 	}
-	q := c.popQueue(key)
-	a, err := popToPull(resp, c.group, key.queue, q.ordered, q.next)
+	a, err := popToPull(resp, c.group, key.queue, q.mode.Ordered, q.next)
+	var dropped []popped
 	if err == nil {
 		q.next += int64(len(a.handed))
 		q.pending = append(q.pending, a.handed...)
+		if over := len(q.pending) - maxPendingPerQueue; over > 0 {
+			dropped = slices.Clone(q.pending[:over])
+			q.pending = slices.Delete(q.pending, 0, over)
+		}
 	}
-	next := q.next
+	next = q.next
 	c.popMu.Unlock()
 	if err != nil { // nothing handed out: what the Pop took comes back after its invisible time
 		c.p.log.Warn("a Pop answer the sidecar cannot read", "group", c.group, "topic", key.topic, "err", err)
@@ -331,7 +433,8 @@ func (c *clientConn) popAnswered(pull *remoting.Command, key popQueueKey, resp *
 	}
 	c.p.popEvent(key.group, popPopped, len(a.handed))
 	c.p.popEvent(key.group, popRedelivered, a.redelivered)
-	c.p.popInflight(key.group, len(a.handed))
+	c.p.popEvent(key.group, popReleased, len(dropped))
+	c.p.popInflight(key.group, len(a.handed)-len(dropped))
 	c.answer(pull, remoting.Success, "FOUND", pullHeader(next, a.rest), a.body)
 }
 
@@ -365,7 +468,8 @@ func popToPull(resp *remoting.Command, brokerName string, queue int32, ordered b
 		if a.body, err = message.AppendExt(a.body, m); err != nil {
 			return pullAnswer{}, err
 		}
-		a.handed = append(a.handed, popped{offset: m.QueueOffset, handle: handles[i], commitLog: m.CommitLogOffset})
+		a.handed = append(a.handed, popped{offset: m.QueueOffset, handle: handles[i], commitLog: m.CommitLogOffset,
+			reconsume: m.ReconsumeTimes})
 		if m.Properties[message.PropertyFirstPopTime] != popTime || m.ReconsumeTimes > 0 {
 			a.redelivered++
 		}
@@ -422,7 +526,7 @@ func (c *clientConn) popCommit(key popQueueKey, offset int64) {
 }
 
 // ack acks messages handed out of a queue: in BATCH_ACK_MESSAGE requests, one per broker group that popped,
-// unless that group answered one with "not supported" (a broker before 5.1), then one ACK_MESSAGE per message.
+// unless that group answered one with "not supported" (a broker before 5.1.3), then one ACK_MESSAGE per message.
 // reader says the caller is serveClient, the only one that may hold.
 func (c *clientConn) ack(key popQueueKey, done []popped, reader bool) {
 	byBroker := map[string][]popped{}
@@ -512,8 +616,7 @@ func (c *clientConn) ackTo(brokerName, group string, ack *remoting.Command, even
 		c.p.log.Warn("no master to ack to: the message comes back after its invisible time", "broker", brokerName)
 		return
 	}
-	ack.Opaque = c.ownID.Add(-1)
-	c.call(addr, ack, reader, func(resp *remoting.Command) {
+	c.call(addr, ack, reader, true, func(resp *remoting.Command) {
 		switch {
 		case resp.Code == remoting.Success:
 			c.p.popEvent(group, event, n)
@@ -532,7 +635,9 @@ var popRetryDelays = []time.Duration{time.Second, 5 * time.Second, 10 * time.Sec
 	2 * time.Minute, 3 * time.Minute, 4 * time.Minute, 5 * time.Minute, 6 * time.Minute, 7 * time.Minute,
 	8 * time.Minute, 9 * time.Minute, 10 * time.Minute, 20 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour}
 
-// popSendBack serves a send-back of a popped message: the broker hands it out again after the retry delay.
+// popSendBack serves a send-back of a popped message: the broker hands it out again after the retry delay, or,
+// for a message past the group's maximum reconsume times (or a negative delay level, which asks for it), moves
+// it to the dead-letter queue as it does any send-back, and the popped copy is acked.
 func (c *clientConn) popSendBack(req *remoting.Command) {
 	group, topic := req.Ext("group"), req.Ext("originTopic")
 	offset, err := strconv.ParseInt(req.Ext("offset"), 10, 64)
@@ -540,30 +645,44 @@ func (c *clientConn) popSendBack(req *remoting.Command) {
 		c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: send-back offset "+strconv.Quote(req.Ext("offset"))))
 		return
 	}
-	var m popped
-	var key popQueueKey
-	found := false
-	c.popMu.Lock()
-	for k, q := range c.popped {
-		if k.group != group || k.topic != topic {
-			continue
-		}
-		if i := slices.IndexFunc(q.pending, func(p popped) bool { return p.commitLog == offset }); i >= 0 {
-			m, key, found = q.pending[i], k, true
-			q.pending = slices.Delete(q.pending, i, i+1)
-			break
-		}
-	}
-	c.popMu.Unlock()
+	m, key, found := c.findPopped(group, topic, offset, false)
 	if !found {
 		c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: the message at commit log offset "+
 			strconv.FormatInt(offset, 10)+" of "+topic+" was not popped for "+group+" on this connection (acked already?)"))
 		return
 	}
-	c.p.popInflight(group, -1)
 	level, _ := strconv.Atoi(req.Ext("delayLevel"))
-	if level <= 0 { // the broker's choice, 3 + reconsume times in SendMessageProcessor: a first retry's
-		level = 3
+	maxTimes, err := strconv.Atoi(req.Ext("maxReconsumeTimes"))
+	if err != nil {
+		maxTimes = 16 // the broker's default (subscription group's retryMaxTimes)
+	}
+	if level < 0 || int(m.reconsume) >= maxTimes {
+		// To the dead-letter queue: the broker that popped it reads the message by its commit log offset and
+		// moves it, as SendMessageProcessor does for any send-back past the maximum.
+		addr := c.p.master(m.handle.BrokerName)
+		if addr == "" {
+			c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: no master of group "+m.handle.BrokerName+" to dead-letter the message"))
+			return
+		}
+		c.call(addr, req, true, false, func(resp *remoting.Command) {
+			if resp.Code == remoting.Success {
+				if m, key, found := c.findPopped(group, topic, offset, true); found {
+					c.p.popInflight(group, -1)
+					c.p.popEvent(group, popSentBack, 1)
+					c.ack(key, []popped{m}, false)
+				}
+			}
+			c.answer(req, resp.Code, resp.Remark, resp.ExtFields, resp.Body)
+		})
+		return
+	}
+	if _, _, found := c.findPopped(group, topic, offset, true); !found {
+		c.answer(req, remoting.Success, "", nil, nil) // committed meanwhile: nothing to hand out again
+		return
+	}
+	c.p.popInflight(group, -1)
+	if level == 0 { // the broker's choice, as SendMessageProcessor makes it
+		level = 3 + int(m.reconsume)
 	}
 	delay := popRetryDelays[min(level, len(popRetryDelays))-1]
 	change := remoting.NewRequest(remoting.ChangeMessageInvisibleTime, map[string]string{
@@ -573,6 +692,26 @@ func (c *clientConn) popSendBack(req *remoting.Command) {
 	})
 	c.ackTo(m.handle.BrokerName, group, change, popSentBack, 1, true, nil)
 	c.answer(req, remoting.Success, "", nil, nil)
+}
+
+// findPopped finds a message handed out on this connection by its commit log offset, and takes it out of its
+// queue's pending messages when take is set.
+func (c *clientConn) findPopped(group, topic string, commitLog int64, take bool) (popped, popQueueKey, bool) {
+	c.popMu.Lock()
+	defer c.popMu.Unlock()
+	for k, q := range c.popped {
+		if k.group != group || k.topic != topic {
+			continue
+		}
+		if i := slices.IndexFunc(q.pending, func(p popped) bool { return p.commitLog == commitLog }); i >= 0 {
+			m := q.pending[i]
+			if take {
+				q.pending = slices.Delete(q.pending, i, i+1)
+			}
+			return m, k, true
+		}
+	}
+	return popped{}, popQueueKey{}, false
 }
 
 // releasePopped counts what a closed connection leaves un-acked: it comes back after its invisible time.
@@ -588,8 +727,9 @@ func (c *clientConn) releasePopped() {
 	c.popped, c.popClosed = map[popQueueKey]*popQueue{}, true
 }
 
-// answer answers an application request the sidecar served itself.
+// answer answers an application request the sidecar served itself in Pop mode.
 func (c *clientConn) answer(req *remoting.Command, code int32, remark string, ext map[string]string, body []byte) {
+	c.p.metrics.count(req.Code, resultPop)
 	if req.IsOneway() {
 		return
 	}
@@ -598,10 +738,11 @@ func (c *clientConn) answer(req *remoting.Command, code int32, remark string, ex
 	c.write(resp)
 }
 
-// call sends a request of the sidecar's own (a Pop serving a pull, an ack) to a broker: answer gets the broker's
+// call sends a request of the sidecar's (a Pop serving a pull, an ack) to a broker: answer gets the broker's
 // answer, or an error answer when the broker cannot be reached or goes away. reader says the caller is
-// serveClient, the only one that may hold.
-func (c *clientConn) call(addr string, req *remoting.Command, reader bool, answer func(*remoting.Command)) {
+// serveClient, the only one that may hold; own gives the request an id of the sidecar's (negative, unlike
+// applications', and not one pending on the connection), else it keeps the application's.
+func (c *clientConn) call(addr string, req *remoting.Command, reader, own bool, answer func(*remoting.Command)) {
 	if reader && !c.hasUpstream(addr) {
 		c.flushHeld() // a dial may take DialTimeout: what is held does not wait for it
 	}
@@ -616,6 +757,9 @@ func (c *clientConn) call(addr string, req *remoting.Command, reader bool, answe
 		answer(errorResponse(req, remoting.SystemError, "sidecar: the connection to broker "+addr+" closed"))
 		return
 	}
+	if own {
+		req.Opaque = c.ownRequestID(up)
+	}
 	if _, reused := up.pending[req.Opaque]; !reused {
 		c.p.inflight.Add(1)
 	}
@@ -625,4 +769,26 @@ func (c *clientConn) call(addr string, req *remoting.Command, reader bool, answe
 	if err := c.sendUpstream(up, req, nil, reader); err != nil {
 		c.dropUpstream(up, err)
 	}
+}
+
+// ownRequestID is an id for a request of the sidecar's on an upstream: negative, counting down and wrapping
+// before it turns positive, and not one in flight there. Call with up.mu held.
+func (c *clientConn) ownRequestID(up *upstream) int32 {
+	for {
+		id := c.ownID.Add(-1)
+		if id >= 0 { // wrapped past the most negative id
+			c.ownID.CompareAndSwap(id, 0)
+			continue
+		}
+		if _, busy := up.pending[id]; !busy {
+			return id
+		}
+	}
+}
+
+// isClosed reports whether the application connection is closed.
+func (c *clientConn) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
 }

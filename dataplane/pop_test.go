@@ -58,10 +58,21 @@ func sendHeartbeat(c *client, clientID, group string) {
 // pull pulls a queue of TopicTest as a classic consumer does; it returns the answer and its messages.
 func pull(c *client, group string, queue int, offset int64) (*remoting.Command, []*message.Ext) {
 	c.t.Helper()
+	return pullCommitting(c, group, queue, offset, -1)
+}
+
+// pullCommitting is pull with the commit offset a client's pull carries (FLAG_COMMIT_OFFSET) when commit >= 0,
+// and no subscription of its own (the broker takes the heartbeat's).
+func pullCommitting(c *client, group string, queue int, offset, commit int64) (*remoting.Command, []*message.Ext) {
+	c.t.Helper()
+	flags, sub := pullFlagSuspend|pullFlagSubscription, "*"
+	if commit >= 0 {
+		flags, sub = pullFlagSuspend|pullFlagCommitOffset, ""
+	}
 	r := c.call(remoting.PullMessage, map[string]string{"consumerGroup": group, "topic": simbroker.DemoTopic,
 		"queueId": strconv.Itoa(queue), "queueOffset": strconv.FormatInt(offset, 10), "maxMsgNums": "32",
-		"sysFlag": strconv.Itoa(pullFlagSuspend), "commitOffset": "0", "suspendTimeoutMillis": "300",
-		"subscription": "*", "subVersion": "0", "expressionType": "TAG"}, nil)
+		"sysFlag": strconv.Itoa(flags), "commitOffset": strconv.FormatInt(max(commit, 0), 10), "suspendTimeoutMillis": "300",
+		"subscription": sub, "subVersion": "0", "expressionType": "TAG"}, nil)
 	if r.Code != remoting.Success {
 		return r, nil
 	}
@@ -236,7 +247,9 @@ func TestClassicGroupBesidePopMode(t *testing.T) {
 }
 
 // A sidecar restarted while its application held popped messages keeps nothing and loses nothing: the broker hands
-// what was not acked out again after the invisible time, through the new sidecar.
+// what was not acked out again after the invisible time, through the new sidecar. The application goes on from
+// the offsets it had (its pulls carry them, and its commit), and the new sidecar numbers on from there: a commit
+// of what the application consumed before acks nothing handed out since.
 func TestPopModeSidecarRestart(t *testing.T) {
 	m := startPopMesh(t)
 	a := dial(t, m.proxy.GroupAddr("broker-a"))
@@ -264,16 +277,62 @@ func TestPopModeSidecarRestart(t *testing.T) {
 	sendHeartbeat(b, "app-1", "pop-g")
 	var again []*message.Ext
 	for deadline := time.Now().Add(5 * time.Second); len(again) < len(want) && time.Now().Before(deadline); {
-		_, got := pull(b, "pop-g", 2, int64(len(again)))
+		_, got := pullCommitting(b, "pop-g", 2, 3+int64(len(again)), 3) // it consumed r0..r2 before
 		again = append(again, got...)
 	}
-	if !slices.Equal(bodies(again), want) {
-		t.Fatalf("after the restart and the invisible time: %v, want %v", bodies(again), want)
+	if !slices.Equal(bodies(again), want) || !slices.Equal(offsets(again), []int64{3, 4, 5}) {
+		t.Fatalf("after the restart and the invisible time: %v at %v, want %v at 3 4 5", bodies(again), offsets(again), want)
 	}
-	waitPopStats(t, restarted, "pop-g", func(s PopStats) bool { return s.Redelivered == 3 })
+	s := waitPopStats(t, restarted, "pop-g", func(s PopStats) bool { return s.Redelivered == 3 && s.InFlight == 3 })
+	if s.Acked != 0 {
+		t.Fatalf("the application's old commit acked what it was handed since: %+v", s)
+	}
+	pullCommitting(b, "pop-g", 2, 6, 6) // it consumed them: its next pull commits
+	waitPopStats(t, restarted, "pop-g", func(s PopStats) bool { return s.Acked == 3 && s.InFlight == 0 })
 }
 
-// A broker that does not know BATCH_ACK_MESSAGE (before 5.1) gets the acks one message at a time, the first batch
+// A group's filter is the one its heartbeat subscribed with when its pulls carry none, as at a broker: only
+// matching messages are popped, and a send-back past the maximum reconsume times (or with a negative delay level)
+// moves the message to the group's dead-letter queue and acks the popped copy.
+func TestPopModeFilterAndDeadLetters(t *testing.T) {
+	m := startPopMesh(t)
+	a := dial(t, m.proxy.GroupAddr("broker-a"))
+	body := `{"clientID":"app-1","consumerDataSet":[{"groupName":"pop-g","messageModel":"CLUSTERING",` +
+		`"consumeFromWhere":"CONSUME_FROM_FIRST_OFFSET","subscriptionDataSet":[{"topic":"TopicTest","subString":"TagA",` +
+		`"expressionType":"TAG"},{"topic":"%RETRY%pop-g","subString":"*"}]}]}`
+	if r := a.call(remoting.HeartBeat, nil, []byte(body)); r.Code != remoting.Success {
+		t.Fatalf("heartbeat: %d %s", r.Code, r.Remark)
+	}
+	for i, tag := range []string{"TagA", "TagB", "TagA"} {
+		r := a.call(remoting.SendMessageV2, map[string]string{"a": "pg", "b": simbroker.DemoTopic, "c": "TBW102", "d": "4",
+			"e": "3", "f": "0", "g": strconv.FormatInt(time.Now().UnixMilli(), 10), "h": "0",
+			"i": message.EncodeProperties(map[string]string{"TAGS": tag, "UNIQ_KEY": "f" + strconv.Itoa(i)}), "j": "0", "k": "false", "m": "false"},
+			[]byte("f"+strconv.Itoa(i)))
+		if r.Code != remoting.Success {
+			t.Fatal(r.Remark)
+		}
+	}
+	r, msgs := pullCommitting(a, "pop-g", 3, 0, 0)
+	if r.Code != remoting.Success || !slices.Equal(bodies(msgs), []string{"f0", "f2"}) {
+		t.Fatalf("pull with the heartbeat's filter TagA: %d %s %v", r.Code, r.Remark, bodies(msgs))
+	}
+	r = a.call(remoting.ConsumerSendMsgBack, map[string]string{"group": "pop-g", "originTopic": simbroker.DemoTopic,
+		"offset": strconv.FormatInt(msgs[0].CommitLogOffset, 10), "delayLevel": "-1", "originMsgId": msgs[0].OffsetMsgID(),
+		"maxReconsumeTimes": "16"}, nil)
+	if r.Code != remoting.Success {
+		t.Fatalf("send-back to the dead-letter queue: %d %s", r.Code, r.Remark)
+	}
+	s := waitPopStats(t, m.proxy, "pop-g", func(s PopStats) bool { return s.SentBack == 1 && s.Acked == 1 })
+	if s.InFlight != 1 {
+		t.Fatalf("Pop counts %+v: want f2 alone in flight", s)
+	}
+	dlq := a.call(remoting.GetMaxOffset, map[string]string{"topic": "%DLQ%pop-g", "queueId": "0"}, nil)
+	if dlq.Code != remoting.Success || dlq.Ext("offset") != "1" {
+		t.Fatalf("the dead-letter queue: %d %s %v", dlq.Code, dlq.Remark, dlq.ExtFields)
+	}
+}
+
+// A broker that does not know BATCH_ACK_MESSAGE (before 5.1.3) gets the acks one message at a time, the first batch
 // included, and no more batches.
 func TestPopAcksOneByOneWhereBatchAcksAreUnknown(t *testing.T) {
 	b := simbroker.New(simbroker.Options{Cluster: "c", Name: "broker-a", Without: []int32{remoting.BatchAckMessage},

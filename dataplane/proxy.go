@@ -67,9 +67,10 @@ type Proxy struct {
 	watches map[string]func() // topic → cancels its watch (nil while being set up)
 	stop    chan struct{}     // closed by Close: ends evictLoop
 
-	popMu    sync.Mutex
-	popStats map[string]*PopStats // Pop mode counts by consumer group
-	noBatch  map[string]bool      // broker groups that answered BATCH_ACK_MESSAGE "not supported"
+	popMu     sync.Mutex
+	popStats  map[string]*PopStats    // Pop mode counts by consumer group
+	noBatch   map[string]bool         // broker groups that answered BATCH_ACK_MESSAGE "not supported"
+	consumers map[string]consumerInfo // consumer groups by the last heartbeat on any connection
 
 	inflight atomic.Int64 // requests forwarded and not yet answered
 	draining atomic.Bool
