@@ -23,7 +23,7 @@ import (
 //
 //	GET /healthz                  the process is up
 //	GET /readyz                   the first sync is done and xDS is served
-//	GET /api/v1/topics            topics (?prefix=, ?limit=, default 1000)
+//	GET /api/v1/topics            topics (?prefix=, ?labelSelector=, ?limit=, default 1000, ?continue=)
 //	GET /api/v1/topics/NAME       one topic's chain: route, broker set, served route, cluster and endpoints, streams
 //	GET /api/v1/brokersets        broker sets with the cluster each becomes
 //	GET /api/v1/clusters          served clusters with their endpoints (each endpoint's broker, id, perm and queues)
@@ -143,10 +143,15 @@ type PolicyRow struct {
 	routing.PolicyStatus
 }
 
-// TopicList is GET /api/v1/topics: a page of topics and how many match the prefix in all.
+// TopicList is GET /api/v1/topics: a page of topics and how many match the prefix in all. Continue is set when the
+// page was cut by the limit and more topics are selected: the last name, to pass as ?continue= for the next page.
+// LabelSelector is the labelSelector applied, as parsed (see selector.go); a client that sent one and finds it
+// empty talks to a server that does not select.
 type TopicList struct {
-	Total  int            `json:"total"`
-	Topics []TopicSummary `json:"topics"`
+	Total         int            `json:"total"`
+	Topics        []TopicSummary `json:"topics"`
+	Continue      string         `json:"continue,omitempty"`
+	LabelSelector string         `json:"labelSelector,omitempty"`
 }
 
 // TopicSummary is one row of the topic list.
@@ -180,32 +185,29 @@ func (a *Admin) topics(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	// The table keeps its names sorted: a page costs a binary search and the page under the table's read lock,
-	// never a pass over every topic, and a long list is read a page at a time, so that writes go on in between.
-	const page = 10_000
-	next := func(have int) int { // the size of the next page
-		if limit <= 0 {
-			return page
-		}
-		return min(page, limit-have)
+	sel, err := parseTopicSelector(r.URL.Query().Get("labelSelector"), a.Cache.ClusterName)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "labelSelector: "+err.Error())
+		return
 	}
-	names, total := a.Table.TopicNames(prefix, "", next(0))
-	for last := names; len(last) == page && next(len(names)) > 0; {
-		last, _ = a.Table.TopicNames(prefix, last[len(last)-1], next(len(names)))
-		names = append(names, last...)
+	_, total := a.Table.TopicNames(prefix, "", 1)
+	out := TopicList{Total: total}
+	if sel != nil {
+		out.LabelSelector = sel.text
 	}
-	out := TopicList{Total: total, Topics: []TopicSummary{}}
-	for _, n := range names {
-		if t := a.Table.Topic(n); t != nil {
-			out.Topics = append(out.Topics, a.summarize(t))
-		}
+	var more bool
+	if out.Topics, more = a.selectTopics(prefix, r.URL.Query().Get("continue"), sel, limit); more {
+		out.Continue = out.Topics[len(out.Topics)-1].Name
 	}
 	writeJSON(w, out)
 }
 
 // pathTopic returns the topic named by the request path, or answers 404 and returns nil.
 func (a *Admin) pathTopic(w http.ResponseWriter, r *http.Request) *routing.Topic {
-	name := r.PathValue("name")
+	name, ok := validPathTopic(w, r)
+	if !ok {
+		return nil
+	}
 	t := a.Table.Topic(name)
 	if t == nil {
 		topicNotFound(w, name)
