@@ -71,8 +71,10 @@ type FileResourceStatus struct {
 
 // NewFileSource returns a file source for dir.
 func NewFileSource(dir string, table *routing.Table, sources *Sources, policies *Policies, log *slog.Logger) (*FileSource, error) {
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return nil, fmt.Errorf("config directory %s: not a readable directory (%v)", dir, err)
+	if st, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("config directory %s: %w", dir, err)
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("config directory %s: a file, not a directory (give the directory that holds it)", dir)
 	}
 	v, err := NewValidator()
 	if err != nil {

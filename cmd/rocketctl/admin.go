@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -48,6 +49,10 @@ func (g *globals) getJSON(ctx context.Context, path string, query url.Values, v 
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		if strings.Contains(err.Error(), "malformed HTTP response") || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+			return fmt.Errorf("%s is not rocketpilot's admin API: it does not answer HTTP/1.1 (an HTTP/2 or gRPC port, such as "+
+				"rocketpilot's xDS port?); --server takes the admin address (serve --admin-address, 127.0.0.1:19000 by default)", g.server)
+		}
 		return fmt.Errorf("cannot reach rocketpilot's admin API at %s (set --server or ROCKETCTL_SERVER): %w", g.server, err)
 	}
 	defer resp.Body.Close()
@@ -57,19 +62,41 @@ func (g *globals) getJSON(ctx context.Context, path string, query url.Values, v 
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e server.ErrorBody
-		msg := strings.TrimSpace(string(body))
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			msg = e.Error
+		if json.Unmarshal(body, &e) != nil || e.Error == "" {
+			return g.notRocketpilot(path, resp.Status, body)
 		}
 		if resp.StatusCode == http.StatusNotFound {
-			return errNotFound{msg}
+			return errNotFound{e.Error}
 		}
-		return fmt.Errorf("%s: %s: %s", path, resp.Status, msg)
+		return fmt.Errorf("%s: %s: %s", path, resp.Status, e.Error)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("decode %s: %w", path, err)
+		return g.notRocketpilot(path, resp.Status, body)
 	}
 	return nil
+}
+
+// notRocketpilot is the error for an answer rocketpilot's admin API would not give (an HTML page, an empty or plain
+// text error, another JSON): what was reached and what was expected, with the start of what it said.
+func (g *globals) notRocketpilot(path, status string, body []byte) error {
+	said := strings.Join(strings.Fields(string(body)), " ")
+	said = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || r == 0xfffd {
+			return -1
+		}
+		return r
+	}, said)
+	if len(said) > 80 {
+		said = said[:77] + "..."
+	}
+	if said == "" {
+		said = "an empty body"
+	} else {
+		said = strconv.Quote(said)
+	}
+	return fmt.Errorf("%s does not answer as rocketpilot's admin API: GET %s gave %s with %s, where rocketpilot answers JSON; "+
+		"is --server (or ROCKETCTL_SERVER) rocketpilot's admin address (serve --admin-address, 127.0.0.1:19000 by default)?",
+		g.server, path, status, said)
 }
 
 // withTimeout bounds a request by --request-timeout; 0 means no bound, as for kubectl.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -47,7 +48,10 @@ route, cluster, endpoints, proxies, changes. describe sidecar shows one Go sidec
 				v, describe = s, func() error { return describeSidecar(g.out, s) }
 			case kind == "topic" || kind == "topics" || kind == "t":
 				if len(args) != 2 {
-					return fmt.Errorf("describe topic needs the topic's name")
+					return usageError{errors.New("describe topic needs the topic's name")}
+				}
+				if err := routing.ValidTopic(args[1]); err != nil {
+					return err
 				}
 				var chain server.TopicChain
 				if err := g.getJSON(cmd.Context(), "/api/v1/topics/"+url.PathEscape(args[1]), nil, &chain); err != nil {

@@ -306,6 +306,12 @@ spec:
 	if err := json.Unmarshal([]byte(out), &offline); err != nil {
 		t.Fatal(err)
 	}
+	// The same resources named file by file with -f render the same.
+	byFile := mustCtl(t, s, "x", "translate", "--namesrv-dump", dumpFile, "-f", filepath.Join(dir, "route.yaml"),
+		"-f", filepath.Join(dir, "binding.yaml"), "--node", "orders-1", "-o", "json")
+	if byFile != out {
+		t.Errorf("x translate -f FILE -f FILE differs from --config DIR")
+	}
 	want := map[string]map[string]string{}
 	for typeURL, rs := range offline {
 		want[typeURL] = map[string]string{}

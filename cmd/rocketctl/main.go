@@ -35,8 +35,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		root.SetArgs(args[1:])
 	}
-	if err := root.ExecuteContext(ctx); err != nil {
+	if cmd, err := root.ExecuteContextC(ctx); err != nil {
 		fmt.Fprintln(stderr, "error:", err)
+		var usage usageError
+		if errors.As(err, &usage) || strings.HasPrefix(err.Error(), "unknown command") {
+			// As kubectl: what the command takes, and where its help is.
+			fmt.Fprintf(stderr, "Usage: %s\nSee '%s --help' for help and examples.\n", cmd.UseLine(), cmd.CommandPath())
+		}
 		var ex exitError
 		if errors.As(err, &ex) {
 			return ex.code
@@ -44,6 +49,45 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// usageError is a command line a command cannot take: a wrong number of arguments, an unknown or malformed flag.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// strictUsage makes every command's argument and flag errors usage errors, and a command that only groups others
+// refuse an unknown subcommand (cobra shows such a command's help and succeeds).
+func strictUsage(cmd *cobra.Command) {
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	if args := cmd.Args; args != nil {
+		cmd.Args = func(c *cobra.Command, a []string) error {
+			if err := args(c, a); err != nil {
+				return usageError{err}
+			}
+			return nil
+		}
+	}
+	if cmd.HasSubCommands() && cmd.Run == nil && cmd.RunE == nil && cmd.HasParent() {
+		cmd.Args = cobra.ArbitraryArgs
+		cmd.RunE = func(c *cobra.Command, a []string) error {
+			if len(a) == 0 {
+				return c.Help()
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", a[0], c.CommandPath())
+			if c.SuggestionsMinimumDistance <= 0 {
+				c.SuggestionsMinimumDistance = 2 // cobra's own default, which it sets only for the root's suggestions
+			}
+			if s := c.SuggestionsFor(a[0]); len(s) > 0 {
+				msg += "; did you mean " + strings.Join(s, ", ") + "?"
+			}
+			return usageError{errors.New(msg)}
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		strictUsage(sub)
+	}
 }
 
 type exitError struct {
@@ -73,6 +117,9 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		Short:         "Query and debug rocketpilot, the xDS control plane for Apache RocketMQ",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Flags are parsed on the way down: an unknown flag before the command is named as such, not taken
+		// for a flag with a value (which made `rocketctl --bogus get topics` report an unknown command "topics").
+		TraverseChildren: true,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -87,6 +134,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	g.kube.addFlags(f)
 	root.AddCommand(newGetCommand(g), newDescribeCommand(g), newProxyStatusCommand(g), newProxyConfigCommand(g),
 		newResolveCommand(g), newDumpNamesrvCommand(g), newExperimentalCommand(g), newVersionCommand(g), newKubeInjectCommand(g))
+	strictUsage(root)
 	return root
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -118,9 +119,9 @@ func newExperimentalCommand(g *globals) *cobra.Command {
 
 func newTranslateCommand(g *globals) *cobra.Command {
 	var dumpFile, configDir, nodeID, nodeNamespace, nodeLabels string
-	var topics []string
+	var topics, files []string
 	cmd := &cobra.Command{
-		Use:   "translate --namesrv-dump FILE [--config DIR]",
+		Use:   "translate --namesrv-dump FILE [-f FILE|DIR]...",
 		Short: "Offline dry run: the xDS resources rocketpilot would serve for a NameServer dump and custom resources",
 		Long: `translate builds rocketpilot's routing model from a NameServer dump (dump-namesrv) and the custom resources
 of a directory (as serve --config reads them: TopicRoutes and TopicBindings apply, NameServerSources are
@@ -128,13 +129,22 @@ validated only), then renders, with the server's own cache, what a node would be
 topic (or of --topics), the clusters and endpoints they use, and the node's listener and ECDS route table (its
 scope from the TopicBindings that select --node). No server is needed.`,
 		Example: `  rocketctl dump-namesrv --namesrv 127.0.0.1:9876 > namesrv.json
-  rocketctl x translate --namesrv-dump namesrv.json --config examples/ --node orders-1 -o yaml`,
+  rocketctl x translate --namesrv-dump namesrv.json -f examples/ --node orders-1 -o yaml
+  rocketctl x translate --namesrv-dump namesrv.json -f topicroute.yaml --topics TopicTest`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dumpFile == "" {
 				return fmt.Errorf("give --namesrv-dump FILE (rocketctl dump-namesrv writes one)")
 			}
-			out, err := translateOffline(cmd.Context(), dumpFile, configDir, nodeOf(nodeID, nodeNamespace, nodeLabels), topics)
+			if configDir != "" {
+				files = append(files, configDir)
+			}
+			dir, cleanup, err := gatherConfig(files)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			out, err := translateOffline(cmd.Context(), dumpFile, dir, nodeOf(nodeID, nodeNamespace, nodeLabels), topics)
 			if err != nil {
 				return err
 			}
@@ -145,7 +155,8 @@ scope from the TopicBindings that select --node). No server is needed.`,
 		},
 	}
 	cmd.Flags().StringVar(&dumpFile, "namesrv-dump", "", "a NameServer dump written by dump-namesrv")
-	cmd.Flags().StringVar(&configDir, "config", "", "a directory of custom resources (YAML), as serve --config reads")
+	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "custom resources (YAML): a file, or a directory as serve --config reads; repeatable")
+	cmd.Flags().StringVar(&configDir, "config", "", "a directory of custom resources (YAML), as serve --config reads (the same as -f DIR)")
 	cmd.Flags().StringVar(&nodeID, "node", "rocketctl-translate", "the xDS node id to render for")
 	cmd.Flags().StringVar(&nodeNamespace, "node-namespace", "", "the node's pod namespace (NAMESPACE node metadata)")
 	cmd.Flags().StringVar(&nodeLabels, "node-labels", "", "the node's pod labels, k=v,k=v (LABELS node metadata)")
@@ -207,10 +218,14 @@ func translateOffline(ctx context.Context, dumpFile, configDir string, node *cor
 		if err := fs.Load(ctx); err != nil {
 			return nil, err
 		}
+		var rejected []string // every one, as the server reports them, not only the first
 		for _, r := range fs.Status() {
 			if !r.Accepted {
-				return nil, fmt.Errorf("%s: %s %s: %s", r.File, r.Kind, r.Name, r.Error)
+				rejected = append(rejected, fmt.Sprintf("%s: %s %s: %s", r.File, r.Kind, r.Name, r.Error))
 			}
+		}
+		if len(rejected) > 0 {
+			return nil, fmt.Errorf("%d custom resources rejected:\n  %s", len(rejected), strings.Join(rejected, "\n  "))
 		}
 	}
 	if len(topics) == 0 {
@@ -228,4 +243,61 @@ func translateOffline(ctx context.Context, dumpFile, configDir string, node *cor
 		return nil, err
 	}
 	return c.Preview(node, topics), nil
+}
+
+// gatherConfig makes one directory of the custom resources -f names, as serve --config reads one: a single
+// directory is used as it is; files, or several paths, are copied into a temporary directory (a directory's own
+// YAML files, not its subdirectories, as serve --config reads). It returns "" when there is nothing.
+func gatherConfig(paths []string) (dir string, cleanup func(), err error) {
+	cleanup = func() {}
+	if len(paths) == 0 {
+		return "", cleanup, nil
+	}
+	if len(paths) == 1 {
+		if st, err := os.Stat(paths[0]); err == nil && st.IsDir() {
+			return paths[0], cleanup, nil
+		}
+	}
+	tmp, err := os.MkdirTemp("", "rocketctl-translate")
+	if err != nil {
+		return "", cleanup, err
+	}
+	cleanup = func() { os.RemoveAll(tmp) }
+	n := 0
+	copyFile := func(path string) error {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		n++ // a prefix keeps files of the same name from different directories apart
+		return os.WriteFile(filepath.Join(tmp, fmt.Sprintf("%03d-%s", n, filepath.Base(path))), b, 0o600)
+	}
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			cleanup()
+			return "", func() {}, fmt.Errorf("-f %s: %w", p, err)
+		}
+		if !st.IsDir() {
+			if err := copyFile(p); err != nil {
+				cleanup()
+				return "", func() {}, fmt.Errorf("-f %s: %w", p, err)
+			}
+			continue
+		}
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			cleanup()
+			return "", func() {}, fmt.Errorf("-f %s: %w", p, err)
+		}
+		for _, e := range entries {
+			if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
+				if err := copyFile(filepath.Join(p, e.Name())); err != nil {
+					cleanup()
+					return "", func() {}, fmt.Errorf("-f %s: %w", p, err)
+				}
+			}
+		}
+	}
+	return tmp, cleanup, nil
 }

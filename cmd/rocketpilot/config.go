@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -116,6 +118,9 @@ func (o *serveOptions) validate() ([]string, error) {
 	var addrs []string
 	for _, a := range strings.Split(o.namesrv, ";") {
 		if a = strings.TrimSpace(a); a != "" && !slices.Contains(addrs, a) {
+			if err := checkHostPort(a); err != nil {
+				return nil, fmt.Errorf("--namesrv %q: %w", a, err)
+			}
 			addrs = append(addrs, a)
 		}
 	}
@@ -151,4 +156,20 @@ func (o *serveOptions) validate() ([]string, error) {
 		return nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first")
 	}
 	return addrs, nil
+}
+
+// checkHostPort accepts host:port with a port from 1 to 65535, as the NameServerSource schema does: an address a
+// watcher could never dial is refused at start, not warned about on every poll.
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port (%v)", err)
+	}
+	if host == "" {
+		return errors.New("want host:port: the host is empty")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("want host:port: port %q is not a number from 1 to 65535", port)
+	}
+	return nil
 }

@@ -143,7 +143,7 @@ TopicRoutes and TopicBindings come from the Kubernetes API (--kubernetes) or fro
 func (o *serveOptions) logger(w io.Writer) (*slog.Logger, *slog.LevelVar, error) {
 	level := &slog.LevelVar{}
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return nil, nil, fmt.Errorf("--log-level: %w", err)
+		return nil, nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)
 	}
 	hopts := &slog.HandlerOptions{Level: level}
 	switch o.logFormat {

@@ -134,6 +134,7 @@ func TestServeValidatesEveryFlagBeforeStarting(t *testing.T) {
 		"--discovery": "sometimes", "--xds-compression": "brotli", "--xds-stream-rate": "0", "--xds-max-subscriptions": "0",
 		"--nack-backoff": "0s", "--transient-object-life-span": "0s", "--tls-reload-interval": "0s",
 		"--demo-broker-groups": "0", "--demo-queues": "-1", "--demo-queue-capacity": "0",
+		"--namesrv": "127.0.0.1", "--log-level": "verbose",
 	} {
 		root := newRootCommand()
 		root.SetArgs([]string{"serve", "--demo", "--xds-address", "not an address", "--admin-address", "", flag, value})
@@ -142,5 +143,29 @@ func TestServeValidatesEveryFlagBeforeStarting(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), flag) {
 			t.Errorf("serve %s %s: err = %v, want one naming %s", flag, value, err, flag)
 		}
+	}
+}
+
+// TestServeRefusesNameServersItCouldNeverDial: --namesrv takes host:port with a port from 1 to 65535, as the
+// NameServerSource schema does; the error says what is wrong. --log-level's error lists the levels.
+func TestServeRefusesNameServersItCouldNeverDial(t *testing.T) {
+	for value, want := range map[string]string{
+		"127.0.0.1":                 "missing port",
+		"localhost:abc":             `port "abc" is not a number from 1 to 65535`,
+		"127.0.0.1:9876;host:70000": `port "70000"`,
+		":9876":                     "the host is empty",
+	} {
+		root := newRootCommand()
+		root.SetArgs([]string{"serve", "--namesrv", value, "--admin-address", ""})
+		root.SetErr(&bytes.Buffer{})
+		if err := root.Execute(); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "--namesrv") {
+			t.Errorf("serve --namesrv %q: err = %v, want one naming --namesrv and saying %q", value, err, want)
+		}
+	}
+	root := newRootCommand()
+	root.SetArgs([]string{"serve", "--demo", "--log-level", "verbose", "--admin-address", ""})
+	root.SetErr(&bytes.Buffer{})
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "want debug, info, warn or error") {
+		t.Errorf("serve --log-level verbose: err = %v, want the valid levels", err)
 	}
 }

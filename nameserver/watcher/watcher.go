@@ -365,7 +365,11 @@ func (w *Watcher) pollBrokers(ctx context.Context, ns *nameServer) (touched map[
 	info, err := ns.client.GetBrokerClusterInfo(ctx)
 	ns.record(requestBrokers, err, time.Since(start))
 	if err != nil {
-		w.opts.Logger.Warn("broker table poll failed; keeping the last good routes", "nameserver", ns.addr, "err", err)
+		if ns.brokers == nil { // it never answered: there are no routes of its to keep
+			w.opts.Logger.Warn("broker table poll failed; no routes from this NameServer yet", "nameserver", ns.addr, "err", err)
+		} else {
+			w.opts.Logger.Warn("broker table poll failed; keeping the last good routes", "nameserver", ns.addr, "err", err)
+		}
 		return nil, false
 	}
 	ns.hasBrokers.Store(len(info.BrokerAddrTable) > 0)
@@ -383,6 +387,9 @@ func (w *Watcher) pollBrokers(ctx context.Context, ns *nameServer) (touched map[
 		}
 	}
 	ns.brokers = info.BrokerAddrTable
+	if ns.brokers == nil {
+		ns.brokers = map[string]remoting.BrokerData{} // it answered: what it said is the last good table
+	}
 	ns.mu.Lock()
 	ns.status.Brokers = len(info.BrokerAddrTable)
 	ns.mu.Unlock()

@@ -215,6 +215,16 @@ func (a *Admin) pathTopic(w http.ResponseWriter, r *http.Request) *routing.Topic
 	return t
 }
 
+// validPathTopic is the path's topic name, or a 400 when no topic can have it (not "not found").
+func validPathTopic(w http.ResponseWriter, r *http.Request) (string, bool) {
+	name := r.PathValue("name")
+	if err := routing.ValidTopic(name); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return "", false
+	}
+	return name, true
+}
+
 func topicNotFound(w http.ResponseWriter, name string) {
 	writeError(w, http.StatusNotFound, "topic "+strconv.Quote(name)+" not found")
 }
@@ -305,6 +315,10 @@ func (a *Admin) brokerSets(w http.ResponseWriter, _ *http.Request) {
 
 func (a *Admin) configDump(w http.ResponseWriter, r *http.Request) {
 	node := r.URL.Query().Get("node")
+	if node == "" {
+		writeError(w, http.StatusBadRequest, "config_dump needs ?node=NODE_ID: the node whose resources to dump (GET /api/v1/proxies lists them)")
+		return
+	}
 	dump, ok := a.Cache.ConfigDump(node)
 	if !ok {
 		writeError(w, http.StatusNotFound, "no stream of node "+strconv.Quote(node))
@@ -379,7 +393,10 @@ func (a *Admin) clusters(w http.ResponseWriter, _ *http.Request) {
 
 // route answers the route the cache serves for a topic (ServedTopic: what a stream was sent, or would be).
 func (a *Admin) route(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
+	name, valid := validPathTopic(w, r)
+	if !valid {
+		return
+	}
 	served, ok := a.Cache.ServedTopic(name)
 	if !ok {
 		topicNotFound(w, name)

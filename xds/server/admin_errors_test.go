@@ -1,0 +1,41 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+)
+
+// Requests that cannot be answered are 400s with a JSON reason: a topic name no topic can have (not a 404, as for a
+// topic that could exist), a config dump without its node.
+func TestAdminRefusesBadRequests(t *testing.T) {
+	s := startStack(t, embedded.LoadDemo)
+	srv := httptest.NewServer((&Admin{Table: s.table, Cache: s.cache, Version: "test"}).Handler())
+	defer srv.Close()
+	for path, want := range map[string]string{
+		"/api/v1/topics/bad%20name!":                 `topic "bad name!" has ' ' at byte 3`,
+		"/api/v1/routes/bad%20name!":                 `topic "bad name!" has ' ' at byte 3`,
+		"/api/v1/config_dump":                        "config_dump needs ?node=NODE_ID",
+		"/api/v1/topics/" + strings.Repeat("t", 200): "characters long",
+	} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var e ErrorBody
+		if resp.StatusCode != http.StatusBadRequest || json.Unmarshal(body, &e) != nil || !strings.Contains(e.Error, want) {
+			t.Errorf("GET %s: %d %s; want 400 with %q", path, resp.StatusCode, body, want)
+		}
+	}
+	// A valid name the model does not hold is still a 404.
+	if resp, err := http.Get(srv.URL + "/api/v1/topics/NoSuchTopic"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET an unknown topic: %v %v", resp.StatusCode, err)
+	}
+}
