@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -15,7 +16,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/rocketpilot/rocketpilot/remoting"
-	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
 	"github.com/rocketpilot/rocketpilot/xds/server"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
@@ -23,9 +23,16 @@ import (
 
 // getFlags are get's own flags.
 type getFlags struct {
-	prefix   string
-	selector string
-	limit    int
+	prefix    string
+	selector  string
+	limit     int
+	sortBy    string
+	noHeaders bool
+}
+
+// view is how get prints, by the global flags and get's.
+func (f *getFlags) view(g *globals) *view {
+	return &view{globals: g, sortBy: f.sortBy, noHeaders: f.noHeaders}
 }
 
 // getKinds are the kinds `get` knows, with their aliases; the Kubernetes ones read the Kubernetes API.
@@ -56,6 +63,9 @@ func newGetCommand(g *globals) *cobra.Command {
 			"The first five come from rocketpilot's admin API (--server), the others from the Kubernetes API.",
 		Example: `  rocketctl get topics --prefix demo-orders-
   rocketctl get topics -l broker=broker-a,cluster=DefaultCluster -o wide
+  rocketctl get topics -l 'broker notin (broker-b),policy' --sort-by .version
+  rocketctl get topics -o custom-columns=NAME:.name,BROKERSET:.brokerSet --no-headers
+  rocketctl get clusters -o jsonpath='{.items[*].name}'
   rocketctl get routes TopicTest -o yaml
   rocketctl get topicroutes -A`,
 		Args:      cobra.MinimumNArgs(1),
@@ -70,111 +80,86 @@ func newGetCommand(g *globals) *cobra.Command {
 		},
 	}
 	addOutput(cmd, g, "table", "wide", "json", "yaml", "name")
+	checkOutput := cmd.PreRunE
+	cmd.PreRunE = func(cmd *cobra.Command, args []string) error { // and kubectl's templates
+		if strings.HasPrefix(g.output, jsonPathOutput) || strings.HasPrefix(g.output, customColumnsOutput) {
+			return nil
+		}
+		if err := checkOutput(cmd, args); err != nil {
+			return fmt.Errorf("%w, jsonpath=TEMPLATE, custom-columns=HEADER:PATH,...", err)
+		}
+		return nil
+	}
 	cmd.Flags().StringVar(&f.prefix, "prefix", "", "topics whose name starts with this")
-	cmd.Flags().StringVarP(&f.selector, "selector", "l", "", "topics whose route matches: cluster=NAME (broker cluster), broker=NAME, brokerSet=HASH, policy=NS/NAME; comma-separated, all must hold")
+	cmd.Flags().StringVarP(&f.selector, "selector", "l", "", "topics whose route matches, in kubectl's syntax (=, !=, in (...), notin (...), KEY, !KEY) over broker, brokerSet, cluster (broker cluster or served cluster) and policy (NS/NAME); comma-separated, all must hold; the server selects")
 	cmd.Flags().IntVar(&f.limit, "limit", 1000, "at most this many topics or routes (0: all)")
+	cmd.Flags().StringVar(&f.sortBy, "sort-by", "", "sort by a field of -o json's items, as a JSONPath (.name, {.version})")
+	cmd.Flags().BoolVar(&f.noHeaders, "no-headers", false, "tables without their header line")
 	return cmd
 }
 
-// topicSelector is a parsed --selector.
-type topicSelector map[string]string
-
-func parseSelector(s string) (topicSelector, error) {
-	out := topicSelector{}
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part == "" {
-			continue
+// listTopics returns the topics of --prefix and --selector, at most --limit, the server selecting; a list the
+// limit cut says so on stderr.
+func listTopics(ctx context.Context, g *globals, f *getFlags) ([]server.TopicSummary, error) {
+	q := url.Values{"prefix": {f.prefix}, "limit": {strconv.Itoa(f.limit)}}
+	if f.selector != "" {
+		q.Set("labelSelector", f.selector)
+	}
+	var list server.TopicList
+	if err := g.getJSON(ctx, "/api/v1/topics", q, &list); err != nil {
+		var nf errNotFound
+		if f.selector != "" && !errors.As(err, &nf) {
+			return nil, fmt.Errorf("--selector: %w", err)
 		}
-		k, v, ok := strings.Cut(part, "=")
-		switch k = strings.TrimSpace(k); {
-		case !ok || v == "":
-			return nil, fmt.Errorf("--selector %q: want key=value", part)
-		case k != "cluster" && k != "broker" && k != "brokerSet" && k != "policy":
-			return nil, fmt.Errorf("--selector key %q: want cluster, broker, brokerSet or policy", k)
-		}
-		out[k] = strings.TrimSpace(v)
-	}
-	return out, nil
-}
-
-func (s topicSelector) matches(t server.TopicSummary, set *server.BrokerSetRow) bool {
-	if v, ok := s["broker"]; ok && !slices.Contains(t.Brokers, v) {
-		return false
-	}
-	if v, ok := s["brokerSet"]; ok && t.BrokerSet != v {
-		return false
-	}
-	if v, ok := s["policy"]; ok && t.Policy != v {
-		return false
-	}
-	if v, ok := s["cluster"]; ok {
-		if set == nil || !slices.ContainsFunc(set.Members, func(m routing.Member) bool { return m.Cluster == v }) {
-			return false
-		}
-	}
-	return true
-}
-
-// listTopics returns the topics get and describe work on: the named ones, or those of --prefix and --selector.
-func listTopics(ctx context.Context, g *globals, f *getFlags, names []string) ([]server.TopicSummary, error) {
-	sel, err := parseSelector(f.selector)
-	if err != nil {
 		return nil, err
 	}
-	var topics []server.TopicSummary
-	if len(names) > 0 {
-		for _, n := range names {
-			var chain server.TopicChain
-			if err := g.getJSON(ctx, "/api/v1/topics/"+url.PathEscape(n), nil, &chain); err != nil {
-				return nil, err
-			}
-			topics = append(topics, chain.Topic)
-		}
-	} else {
-		q := url.Values{"prefix": {f.prefix}, "limit": {strconv.Itoa(f.limit)}}
-		if len(sel) > 0 {
-			q.Set("limit", "0") // the selector filters here, the limit applies after it
-		}
-		var list server.TopicList
-		if err := g.getJSON(ctx, "/api/v1/topics", q, &list); err != nil {
-			return nil, err
-		}
-		topics = list.Topics
+	if f.selector != "" && list.LabelSelector == "" {
+		return nil, fmt.Errorf("--selector: the server at %s does not select topics by label (older than this rocketctl)", g.server)
 	}
-	if len(sel) == 0 {
-		return topics, nil
-	}
-	sets := map[string]*server.BrokerSetRow{}
-	if _, ok := sel["cluster"]; ok {
-		var rows []server.BrokerSetRow
-		if err := g.getJSON(ctx, "/api/v1/brokersets", nil, &rows); err != nil {
-			return nil, err
+	if list.Continue != "" {
+		more := "more topics match"
+		if f.selector == "" {
+			more = fmt.Sprintf("%d more topics", list.Total-len(list.Topics))
 		}
-		for i := range rows {
-			sets[rows[i].Hash] = &rows[i]
-		}
+		fmt.Fprintf(g.errOut, "(%s after %s: --limit %d cut the list; use --limit 0 for all)\n", more, list.Continue, f.limit)
 	}
-	var out []server.TopicSummary
-	for _, t := range topics {
-		if sel.matches(t, sets[t.BrokerSet]) {
-			out = append(out, t)
-		}
-	}
-	if f.limit > 0 && len(out) > f.limit {
-		out = out[:f.limit]
-	}
-	return out, nil
+	return list.Topics, nil
 }
 
 func getTopics(ctx context.Context, g *globals, f *getFlags, names []string) error {
-	topics, err := listTopics(ctx, g, f, names)
-	if err != nil {
-		return err
+	if len(names) == 0 {
+		topics, err := listTopics(ctx, g, f)
+		if err != nil {
+			return err
+		}
+		return printTopics(f.view(g), topics)
 	}
-	return printTopics(g, topics)
+	if f.selector != "" || f.prefix != "" {
+		return errors.New("names and --selector or --prefix do not go together, as in kubectl")
+	}
+	var topics []server.TopicSummary
+	var missing []string
+	for _, n := range names {
+		var chain server.TopicChain
+		var nf errNotFound
+		switch err := g.getJSON(ctx, "/api/v1/topics/"+url.PathEscape(n), nil, &chain); {
+		case errors.As(err, &nf):
+			missing = append(missing, n)
+		case err != nil:
+			return err
+		default:
+			topics = append(topics, chain.Topic)
+		}
+	}
+	if len(topics) > 0 { // found ones first, then the error for the others, as kubectl
+		if err := printTopics(f.view(g), topics); err != nil {
+			return err
+		}
+	}
+	return missingError("topic", missing)
 }
 
-func printTopics(g *globals, topics []server.TopicSummary) error {
+func printTopics(g *view, topics []server.TopicSummary) error {
 	if done, err := printData(g, topics, "topic", func(t server.TopicSummary) string { return t.Name }); done {
 		return err
 	}
@@ -189,30 +174,32 @@ func printTopics(g *globals, topics []server.TopicSummary) error {
 		}
 		t.add(row...)
 	}
-	return t.print(g.out)
+	return g.printTable(t)
 }
 
-func getBrokerSets(ctx context.Context, g *globals, _ *getFlags, names []string) error {
-	return getListed(ctx, g, "/api/v1/brokersets", "broker set", names, func(r server.BrokerSetRow) string { return r.Hash }, printBrokerSets)
+func getBrokerSets(ctx context.Context, g *globals, f *getFlags, names []string) error {
+	return getListed(ctx, f.view(g), "/api/v1/brokersets", "broker set", names, func(r server.BrokerSetRow) string { return r.Hash }, printBrokerSets)
 }
 
 // getListed reads a list from the admin API, keeps the rows named (every row when names is empty), prints them,
 // and then reports the names not found.
-func getListed[T any](ctx context.Context, g *globals, path, kind string, names []string, key func(T) string,
-	print func(*globals, []T) error) error {
+func getListed[T any](ctx context.Context, g *view, path, kind string, names []string, key func(T) string,
+	print func(*view, []T) error) error {
 	var rows []T
 	if err := g.getJSON(ctx, path, nil, &rows); err != nil {
 		return err
 	}
 	rows = slices.DeleteFunc(rows, func(r T) bool { return len(names) > 0 && !slices.Contains(names, key(r)) })
 	missing := notFound(names, rows, key)
-	if err := print(g, rows); err != nil {
-		return err
+	if len(rows) > 0 || len(names) == 0 { // names none of which is found: only the error, as kubectl
+		if err := print(g, rows); err != nil {
+			return err
+		}
 	}
 	return missingError(kind, missing)
 }
 
-func printBrokerSets(g *globals, rows []server.BrokerSetRow) error {
+func printBrokerSets(g *view, rows []server.BrokerSetRow) error {
 	if done, err := printData(g, rows, "brokerset", func(r server.BrokerSetRow) string { return r.Hash }); done {
 		return err
 	}
@@ -234,14 +221,14 @@ func printBrokerSets(g *globals, rows []server.BrokerSetRow) error {
 		}
 		t.add(row...)
 	}
-	return t.print(g.out)
+	return g.printTable(t)
 }
 
-func getClusters(ctx context.Context, g *globals, _ *getFlags, names []string) error {
-	return getListed(ctx, g, "/api/v1/clusters", "cluster", names, func(r server.ClusterRow) string { return r.Name }, printClusters)
+func getClusters(ctx context.Context, g *globals, f *getFlags, names []string) error {
+	return getListed(ctx, f.view(g), "/api/v1/clusters", "cluster", names, func(r server.ClusterRow) string { return r.Name }, printClusters)
 }
 
-func printClusters(g *globals, rows []server.ClusterRow) error {
+func printClusters(g *view, rows []server.ClusterRow) error {
 	if done, err := printData(g, rows, "cluster", func(r server.ClusterRow) string { return r.Name }); done {
 		return err
 	}
@@ -264,7 +251,7 @@ func printClusters(g *globals, rows []server.ClusterRow) error {
 		}
 		t.add(row...)
 	}
-	return t.print(g.out)
+	return g.printTable(t)
 }
 
 // routeRow is a topic's served RocketMQ route, and its rules summarized: rocketctl's own rows, derived from the
@@ -285,7 +272,7 @@ type routeRule struct {
 
 func getRoutes(ctx context.Context, g *globals, f *getFlags, names []string) error {
 	if len(names) == 0 {
-		topics, err := listTopics(ctx, g, f, nil)
+		topics, err := listTopics(ctx, g, f)
 		if err != nil {
 			return err
 		}
@@ -305,7 +292,7 @@ func getRoutes(ctx context.Context, g *globals, f *getFlags, names []string) err
 		}
 		rows = append(rows, row)
 	}
-	return printRoutes(g, rows)
+	return printRoutes(f.view(g), rows)
 }
 
 func summarizeRoute(topic string, raw json.RawMessage) (routeRow, error) {
@@ -351,7 +338,7 @@ func summarizeRoute(topic string, raw json.RawMessage) (routeRow, error) {
 	return row, nil
 }
 
-func printRoutes(g *globals, rows []routeRow) error {
+func printRoutes(g *view, rows []routeRow) error {
 	if done, err := printData(g, rows, "route", func(r routeRow) string { return r.Topic }); done {
 		return err
 	}
@@ -362,16 +349,16 @@ func printRoutes(g *globals, rows []routeRow) error {
 				t.add(r.Topic, rule.Cluster, rule.Codes, orNone(rule.Headers), orNone(rule.Subset))
 			}
 		}
-		return t.print(g.out)
+		return g.printTable(t)
 	}
 	t := &table{headers: []string{"TOPIC", "CLUSTER", "RULES"}}
 	for _, r := range rows {
 		t.add(r.Topic, r.Cluster, strconv.Itoa(len(r.Rules)))
 	}
-	return t.print(g.out)
+	return g.printTable(t)
 }
 
-func getProxies(ctx context.Context, g *globals, _ *getFlags, names []string) error {
+func getProxies(ctx context.Context, g *globals, f *getFlags, names []string) error {
 	var streams []cache.StreamStatus
 	if err := g.getJSON(ctx, "/api/v1/proxies", nil, &streams); err != nil {
 		return err
@@ -386,10 +373,10 @@ func getProxies(ctx context.Context, g *globals, _ *getFlags, names []string) er
 		}
 		return int(a.ID - b.ID)
 	})
-	return printProxies(g, streams, time.Now())
+	return printProxies(f.view(g), streams, time.Now())
 }
 
-func printProxies(g *globals, streams []cache.StreamStatus, now time.Time) error {
+func printProxies(g *view, streams []cache.StreamStatus, now time.Time) error {
 	if done, err := printData(g, streams, "proxy", func(s cache.StreamStatus) string { return s.Node }); done {
 		return err
 	}
@@ -417,7 +404,7 @@ func printProxies(g *globals, streams []cache.StreamStatus, now time.Time) error
 		}
 		t.add(row...)
 	}
-	return t.print(g.out)
+	return g.printTable(t)
 }
 
 // shortType names a type URL as proxy-status and proxy-config do.

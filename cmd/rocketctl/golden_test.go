@@ -73,17 +73,17 @@ func TestGoldenOutput(t *testing.T) {
 	var topics server.TopicList
 	fixture(t, "topics.json", &topics)
 	for _, o := range []string{"table", "wide", "json", "yaml", "name"} {
-		golden(t, "topics."+o, func(g *globals) error { return printTopics(g, topics.Topics) }, o)
+		golden(t, "topics."+o, func(g *globals) error { return printTopics(&view{globals: g}, topics.Topics) }, o)
 	}
 	var sets []server.BrokerSetRow
 	fixture(t, "brokersets.json", &sets)
 	for _, o := range []string{"table", "wide"} {
-		golden(t, "brokersets."+o, func(g *globals) error { return printBrokerSets(g, sets) }, o)
+		golden(t, "brokersets."+o, func(g *globals) error { return printBrokerSets(&view{globals: g}, sets) }, o)
 	}
 	var clusters []server.ClusterRow
 	fixture(t, "clusters.json", &clusters)
 	for _, o := range []string{"table", "wide", "json"} {
-		golden(t, "clusters."+o, func(g *globals) error { return printClusters(g, clusters) }, o)
+		golden(t, "clusters."+o, func(g *globals) error { return printClusters(&view{globals: g}, clusters) }, o)
 	}
 	var raw json.RawMessage
 	fixture(t, "route-TopicTest.json", &raw)
@@ -92,12 +92,12 @@ func TestGoldenOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, o := range []string{"table", "wide", "yaml"} {
-		golden(t, "routes."+o, func(g *globals) error { return printRoutes(g, []routeRow{row}) }, o)
+		golden(t, "routes."+o, func(g *globals) error { return printRoutes(&view{globals: g}, []routeRow{row}) }, o)
 	}
 	var streams []cache.StreamStatus
 	fixture(t, "proxies.json", &streams)
 	for _, o := range []string{"table", "wide"} {
-		golden(t, "proxies."+o, func(g *globals) error { return printProxies(g, streams, now) }, o)
+		golden(t, "proxies."+o, func(g *globals) error { return printProxies(&view{globals: g}, streams, now) }, o)
 	}
 	golden(t, "proxy-status.table", func(g *globals) error { return printProxyStatus(g, streams, now) }, "table")
 	golden(t, "proxy-status-node.table", func(g *globals) error { return printProxyDetail(g, streams, now) }, "table")

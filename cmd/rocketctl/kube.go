@@ -93,7 +93,7 @@ func listKube(ctx context.Context, g *globals, list client.ObjectList, names []s
 }
 
 // printKube prints Kubernetes objects: their printer columns as a table, or the objects.
-func printKube(g *globals, kind string, objs []client.Object, allNamespaces bool, headers []string, cells func(client.Object) []string) error {
+func printKube(g *view, kind string, objs []client.Object, allNamespaces bool, headers []string, cells func(client.Object) []string) error {
 	if done, err := printData(g, objs, kind+".rocketpilot.io", func(o client.Object) string { return o.GetName() }); done {
 		return err
 	}
@@ -110,7 +110,7 @@ func printKube(g *globals, kind string, objs []client.Object, allNamespaces bool
 		}
 		t.add(append(row, age(o.GetCreationTimestamp().Time, now))...)
 	}
-	return t.print(g.out)
+	return g.printTable(t)
 }
 
 func conditionStatus(conds []metav1.Condition, kind string) string {
@@ -120,12 +120,12 @@ func conditionStatus(conds []metav1.Condition, kind string) string {
 	return "Unknown"
 }
 
-func getNameServerSources(ctx context.Context, g *globals, _ *getFlags, names []string) error {
+func getNameServerSources(ctx context.Context, g *globals, f *getFlags, names []string) error {
 	objs, ns, err := listKube(ctx, g, &v1alpha1.NameServerSourceList{}, names)
 	if err != nil {
 		return err
 	}
-	return printKube(g, "nameserversource", objs, ns == "", []string{"READY", "TOPICS", "BROKERS", "LAST SYNC"}, func(o client.Object) []string {
+	return printKube(f.view(g), "nameserversource", objs, ns == "", []string{"READY", "TOPICS", "BROKERS", "LAST SYNC"}, func(o client.Object) []string {
 		s := o.(*v1alpha1.NameServerSource)
 		last := "<never>"
 		if s.Status.LastSyncTime != nil {
@@ -136,24 +136,24 @@ func getNameServerSources(ctx context.Context, g *globals, _ *getFlags, names []
 	})
 }
 
-func getTopicRoutes(ctx context.Context, g *globals, _ *getFlags, names []string) error {
+func getTopicRoutes(ctx context.Context, g *globals, f *getFlags, names []string) error {
 	objs, ns, err := listKube(ctx, g, &v1alpha1.TopicRouteList{}, names)
 	if err != nil {
 		return err
 	}
-	return printKube(g, "topicroute", objs, ns == "", []string{"ACCEPTED", "RESOLVED", "TOPICS"}, func(o client.Object) []string {
+	return printKube(f.view(g), "topicroute", objs, ns == "", []string{"ACCEPTED", "RESOLVED", "TOPICS"}, func(o client.Object) []string {
 		r := o.(*v1alpha1.TopicRoute)
 		return []string{conditionStatus(r.Status.Conditions, v1alpha1.ConditionAccepted),
 			conditionStatus(r.Status.Conditions, v1alpha1.ConditionResolved), strconv.Itoa(int(r.Status.MatchedTopics))}
 	})
 }
 
-func getTopicBindings(ctx context.Context, g *globals, _ *getFlags, names []string) error {
+func getTopicBindings(ctx context.Context, g *globals, f *getFlags, names []string) error {
 	objs, ns, err := listKube(ctx, g, &v1alpha1.TopicBindingList{}, names)
 	if err != nil {
 		return err
 	}
-	return printKube(g, "topicbinding", objs, ns == "", []string{"ACCEPTED", "PROXIES"}, func(o client.Object) []string {
+	return printKube(f.view(g), "topicbinding", objs, ns == "", []string{"ACCEPTED", "PROXIES"}, func(o client.Object) []string {
 		b := o.(*v1alpha1.TopicBinding)
 		return []string{conditionStatus(b.Status.Conditions, v1alpha1.ConditionAccepted), strconv.Itoa(int(b.Status.BoundProxies))}
 	})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"k8s.io/client-go/util/jsonpath"
 	"sigs.k8s.io/yaml"
 )
 
@@ -27,7 +29,9 @@ func (t *table) print(w io.Writer) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(t.headers, "\t"))
+	if len(t.headers) > 0 { // none: --no-headers
+		fmt.Fprintln(tw, strings.Join(t.headers, "\t"))
+	}
 	for _, r := range t.rows {
 		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
@@ -58,23 +62,31 @@ func printYAML(w io.Writer, v any) error {
 	return err
 }
 
-// printData prints items as -o json, yaml or name ask (kind/name lines, repeated names once); done is false for
-// the table formats, which the caller prints.
-func printData[T any](g *globals, items []T, kind string, name func(T) string) (done bool, err error) {
+// printData sorts items by --sort-by, in place (the caller's table shows them in that order), and prints them as -o
+// json, yaml, name (kind/name lines, repeated names once), jsonpath or custom-columns ask; done is false for the
+// table formats, which the caller prints.
+func printData[T any](g *view, items []T, kind string, name func(T) string) (done bool, err error) {
 	if items == nil {
 		items = []T{} // an empty list, not null
 	}
-	switch g.output {
-	case "json":
+	if err := sortRows(g, items); err != nil {
+		return true, err
+	}
+	switch {
+	case g.output == "json":
 		return true, printJSON(g.out, items)
-	case "yaml":
+	case g.output == "yaml":
 		return true, printYAML(g.out, items)
-	case "name":
+	case g.output == "name":
 		var names []string
 		for _, it := range items {
 			names = append(names, name(it))
 		}
 		return true, printNames(g.out, kind, slices.Compact(names))
+	case strings.HasPrefix(g.output, jsonPathOutput):
+		return true, printJSONPath(g, items, strings.TrimPrefix(g.output, jsonPathOutput))
+	case strings.HasPrefix(g.output, customColumnsOutput):
+		return true, printCustomColumns(g, items, strings.TrimPrefix(g.output, customColumnsOutput))
 	}
 	return false, nil
 }
@@ -114,4 +126,174 @@ func orNone(s string) string {
 		return "<none>"
 	}
 	return s
+}
+
+// view is how get prints: the global flags, and get's kubectl output options.
+type view struct {
+	*globals
+	sortBy    string // --sort-by: a JSONPath of a row's JSON form (.name or {.name})
+	noHeaders bool   // --no-headers: tables without their header line
+}
+
+// jsonPathOutput and customColumnsOutput are the -o values that carry their template.
+const (
+	jsonPathOutput      = "jsonpath="
+	customColumnsOutput = "custom-columns="
+)
+
+// printTable prints a table as the view asks.
+func (g *view) printTable(t *table) error {
+	if g.noHeaders {
+		t = &table{headers: nil, rows: t.rows}
+	}
+	return t.print(g.out)
+}
+
+// relaxedJSONPath accepts what kubectl does: {.a.b}, .a.b or a.b.
+func relaxedJSONPath(expr string) string {
+	expr = strings.TrimSpace(expr)
+	if strings.HasPrefix(expr, "{") && strings.HasSuffix(expr, "}") {
+		return expr
+	}
+	return "{." + strings.TrimPrefix(expr, ".") + "}"
+}
+
+// parseJSONPath parses a template of -o jsonpath, --sort-by or a custom column; missing keys give nothing.
+func parseJSONPath(name, expr string) (*jsonpath.JSONPath, error) {
+	jp := jsonpath.New(name).AllowMissingKeys(true)
+	if err := jp.Parse(expr); err != nil {
+		return nil, fmt.Errorf("%s %q: %w", name, expr, err)
+	}
+	return jp, nil
+}
+
+// jsonForms are items as -o json writes them, decoded to maps and slices: what JSONPath reads.
+func jsonForms[T any](items []T) ([]any, error) {
+	b, err := json.Marshal(items)
+	if err != nil {
+		return nil, err
+	}
+	var out []any
+	return out, json.Unmarshal(b, &out)
+}
+
+// sortRows sorts items in place by --sort-by: numbers by value, other values by their text; items without the
+// field first. A path no item has is an error, as kubectl's.
+func sortRows[T any](g *view, items []T) error {
+	if g.sortBy == "" || len(items) == 0 {
+		return nil
+	}
+	jp, err := parseJSONPath("--sort-by", relaxedJSONPath(g.sortBy))
+	if err != nil {
+		return err
+	}
+	forms, err := jsonForms(items)
+	if err != nil {
+		return err
+	}
+	type keyed struct {
+		item T
+		num  *float64
+		text string
+	}
+	rows := make([]keyed, len(items))
+	found := false
+	for i, f := range forms {
+		rows[i].item = items[i]
+		res, err := jp.FindResults(f)
+		if err != nil {
+			return fmt.Errorf("--sort-by %q: %w", g.sortBy, err)
+		}
+		if len(res) == 0 || len(res[0]) == 0 {
+			continue
+		}
+		found = true
+		switch v := res[0][0].Interface().(type) {
+		case float64:
+			rows[i].num = &v
+		case string:
+			rows[i].text = v
+		default:
+			b, _ := json.Marshal(v)
+			rows[i].text = string(b)
+		}
+	}
+	if !found {
+		return fmt.Errorf("--sort-by %q: no item has this field (see -o json)", g.sortBy)
+	}
+	slices.SortStableFunc(rows, func(a, b keyed) int {
+		if a.num != nil && b.num != nil {
+			return cmp.Compare(*a.num, *b.num)
+		}
+		return cmp.Compare(a.text, b.text)
+	})
+	for i := range rows {
+		items[i] = rows[i].item
+	}
+	return nil
+}
+
+// printJSONPath prints -o jsonpath=TEMPLATE over the list as kubectl's: {.items[*].name}.
+func printJSONPath[T any](g *view, items []T, template string) error {
+	jp, err := parseJSONPath("-o jsonpath", template)
+	if err != nil {
+		return err
+	}
+	forms, err := jsonForms(items)
+	if err != nil {
+		return err
+	}
+	if forms == nil {
+		forms = []any{}
+	}
+	if err := jp.Execute(g.out, map[string]any{"kind": "List", "items": forms}); err != nil {
+		return fmt.Errorf("-o jsonpath: %w", err)
+	}
+	return nil
+}
+
+// printCustomColumns prints -o custom-columns=HEADER:PATH,… as kubectl's: a table, a JSONPath per column over each
+// item, several results joined by commas, <none> for none.
+func printCustomColumns[T any](g *view, items []T, spec string) error {
+	t := &table{}
+	var paths []*jsonpath.JSONPath
+	for _, col := range strings.Split(spec, ",") {
+		header, expr, ok := strings.Cut(col, ":")
+		if !ok || header == "" || expr == "" {
+			return fmt.Errorf("-o custom-columns: %q: want HEADER:PATH (as NAME:.name), comma-separated", col)
+		}
+		jp, err := parseJSONPath("-o custom-columns", relaxedJSONPath(expr))
+		if err != nil {
+			return err
+		}
+		t.headers = append(t.headers, header)
+		paths = append(paths, jp)
+	}
+	forms, err := jsonForms(items)
+	if err != nil {
+		return err
+	}
+	for _, f := range forms {
+		var row []string
+		for _, jp := range paths {
+			res, err := jp.FindResults(f)
+			if err != nil {
+				return fmt.Errorf("-o custom-columns: %w", err)
+			}
+			var cells []string
+			for _, r := range res {
+				for _, v := range r {
+					if s, ok := v.Interface().(string); ok {
+						cells = append(cells, s)
+						continue
+					}
+					b, _ := json.Marshal(v.Interface())
+					cells = append(cells, string(b))
+				}
+			}
+			row = append(row, orNone(strings.Join(cells, ",")))
+		}
+		t.add(row...)
+	}
+	return g.printTable(t)
 }
