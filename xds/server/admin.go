@@ -107,6 +107,7 @@ func (a *Admin) Handler() http.Handler {
 		}
 		writeJSON(w, a.Sources())
 	})
+	mux.HandleFunc("GET /api/v1/analyze", a.analyzeModel)
 	return mux
 }
 
