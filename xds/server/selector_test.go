@@ -38,7 +38,7 @@ func selectorTable() *routing.Table {
 
 func listSelected(t *testing.T, srv *httptest.Server, query url.Values) (int, TopicList, string) {
 	t.Helper()
-	resp, err := http.Get(srv.URL + "/api/v1/topics?" + query.Encode())
+	resp, err := srv.Client().Get(srv.URL + "/api/v1/topics?" + query.Encode()) // its connections close with it
 	if err != nil {
 		t.Fatal(err)
 	}
