@@ -186,9 +186,9 @@ func sources(statuses []watcher.Status) []Problem {
 		if n := len(s.NameServers); n > 0 && down == n {
 			q := p
 			q.Severity = Error
-			q.Message = fmt.Sprintf("none of its %d NameServers answers: the routes it learned last are served, and nothing new is learned", n)
+			q.Message = fmt.Sprintf("none of its %s answers: the routes it learned last are served, and nothing new is learned", Count(n, "NameServer"))
 			if !s.Synced {
-				q.Message = fmt.Sprintf("none of its %d NameServers answers and it never synced: it contributes no routes", n)
+				q.Message = fmt.Sprintf("none of its %s answers and it never synced: it contributes no routes", Count(n, "NameServer"))
 			}
 			q.Fix = "fix the addresses or the network path to the NameServers"
 			out = append(out, q)
@@ -200,6 +200,14 @@ func sources(statuses []watcher.Status) []Problem {
 		}
 	}
 	return out
+}
+
+// Count says n things: "1 topic", "2 topics".
+func Count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 func orUnknown(s string) string {
@@ -306,7 +314,7 @@ func topics(t *routing.Table, policies []routing.Policy) []Problem {
 	var out []Problem
 	for k, f := range drained {
 		out = append(out, onTopicRoute(k.policy, Error, k.field,
-			fmt.Sprintf("draining %s leaves %d topics with no writable broker group (%s): producers cannot send them", f.extra, f.count, f.which()),
+			fmt.Sprintf("draining %s leaves %s with no writable broker group (%s): producers cannot send them", f.extra, Count(f.count, "topic"), f.which()),
 			"keep a writable group out of spec.drain for these topics (or add one to the cluster first), or drain the groups one at a time"))
 	}
 	for k, f := range weights {
@@ -317,15 +325,19 @@ func topics(t *routing.Table, policies []routing.Policy) []Problem {
 			w, what = p.Send[i].Weight, backendName(p.Send[i])
 		}
 		out = append(out, onTopicRoute(k.policy, Warning, k.field,
-			fmt.Sprintf("weight %d goes to %s, which has no writable master for %d topics (%s; groups %s): that share of their sends goes to the other backends, or the send rule is not applied",
-				w, what, f.count, f.which(), f.extra),
+			fmt.Sprintf("weight %d goes to %s, which has no writable master for %s (%s; groups %s): that share of their sends goes to the other backends, or the send rule is not applied",
+				w, what, Count(f.count, "topic"), f.which(), f.extra),
 			"bring up the master or give the groups write perm, or set this backend's weight to 0"))
 	}
 	for loser, by := range lost {
 		for winner, f := range by {
+			verb := "follow"
+			if f.count == 1 {
+				verb = "follows"
+			}
 			out = append(out, onTopicRoute(loser, Warning, "spec.topics",
-				fmt.Sprintf("%d topics it matches follow TopicRoute %s instead (%s): a topic follows the oldest matching TopicRoute (creationTimestamp, then namespace/name; files order by name)",
-					f.count, winner, f.which()),
+				fmt.Sprintf("%s it matches %s TopicRoute %s instead (%s): a topic follows the oldest matching TopicRoute (creationTimestamp, then namespace/name; files order by name)",
+					Count(f.count, "topic"), verb, winner, f.which()),
 				"narrow spec.topics of one of the two so that they do not overlap, or merge the rules into one TopicRoute"))
 		}
 	}

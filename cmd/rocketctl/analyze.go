@@ -63,7 +63,7 @@ brokers of that NameServer. It exits 1 when it finds an error, 0 with warnings o
 				return err
 			}
 			if n := analyze.Errors(problems); n > 0 {
-				return exitError{code: 1, err: fmt.Errorf("%d of the %d problems found are errors", n, len(problems))}
+				return exitError{code: 1, err: fmt.Errorf("found %s (and %s)", analyze.Count(n, "error"), analyze.Count(len(problems)-n, "other problem"))}
 			}
 			return nil
 		},

@@ -134,7 +134,7 @@ func TestAnalyzeOfflineConflict(t *testing.T) {
 	dir := filepath.Join(analyzeData, "conflict")
 	_, ps, code := runAnalyze(t, "", "-f", dir, "--namesrv-dump", dump())
 	want(t, ps, analyze.Warning, "TopicRoute/default/b-orders-1", "spec.topics",
-		"1 topics it matches follow TopicRoute default/a-orders instead", `"orders-1"`)
+		"1 topic it matches follows TopicRoute default/a-orders instead", `"orders-1"`)
 	if code != 0 {
 		t.Errorf("exit %d with warnings only, want 0", code)
 	}
@@ -147,7 +147,7 @@ func TestAnalyzeOfflineConflict(t *testing.T) {
 func TestAnalyzeOfflineWeightsToNoWritableMaster(t *testing.T) {
 	_, ps, code := runAnalyze(t, "", "-f", filepath.Join(analyzeData, "weights"), "--namesrv-dump", dump())
 	want(t, ps, analyze.Warning, "TopicRoute/shop/split", "spec.send.backends[1]",
-		"weight 50 goes to brokerCluster OtherCluster, which has no writable master for 1 topics", "broker-c")
+		"weight 50 goes to brokerCluster OtherCluster, which has no writable master for 1 topic", "broker-c")
 	if len(find(ps, "TopicRoute/shop/split", "spec.send.backends[0]")) != 0 || code != 0 {
 		t.Errorf("exit %d, problems:\n%s", code, dumpProblems(ps))
 	}
@@ -259,9 +259,9 @@ spec:
 		time.Sleep(200 * time.Millisecond)
 	}
 	want(t, ps, analyze.Warning, "NameServerSource/default/gone", "spec.addresses[0]", "NameServer "+closedAddr+" does not answer")
-	want(t, ps, analyze.Error, "NameServerSource/default/gone", "", "none of its 1 NameServers answers")
-	want(t, ps, analyze.Error, "TopicRoute/default/a-drain-all", "spec.drain.brokerNames[0]", "leaves 1 topics with no writable broker group", `"TopicTest"`)
-	want(t, ps, analyze.Warning, "TopicRoute/default/b-topics", "spec.topics", "follow TopicRoute default/a-drain-all instead")
+	want(t, ps, analyze.Error, "NameServerSource/default/gone", "", "none of its 1 NameServer answers")
+	want(t, ps, analyze.Error, "TopicRoute/default/a-drain-all", "spec.drain.brokerNames[0]", "leaves 1 topic with no writable broker group", `"TopicTest"`)
+	want(t, ps, analyze.Warning, "TopicRoute/default/b-topics", "spec.topics", "TopicRoute default/a-drain-all instead")
 	want(t, ps, analyze.Warning, "TopicBinding/default/nobody", "spec", "selects no connected proxy")
 	want(t, ps, analyze.Warning, "TopicBinding/default/nobody", "spec.topics[1]", `"no-such-topic"`)
 	want(t, ps, analyze.Error, "TopicRoute/default/bad", "spec.topics")
