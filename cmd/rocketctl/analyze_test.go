@@ -269,3 +269,12 @@ spec:
 		t.Errorf("exit %d, want 1", code)
 	}
 }
+
+// TestAnalyzeCommandLine runs analyze as the binary does, through run: exit 1 and the count of errors on stderr.
+func TestAnalyzeCommandLine(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"rocketctl", "analyze", "-f", filepath.Join(analyzeData, "rejected")}, &out, &errOut)
+	if code != 1 || !strings.HasPrefix(out.String(), "SEVERITY") || errOut.String() != "error: found 3 errors (and 0 other problems)\n" {
+		t.Errorf("exit %d, stdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
+	}
+}

@@ -134,6 +134,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	g.kube.addFlags(f)
 	root.AddCommand(newGetCommand(g), newDescribeCommand(g), newProxyStatusCommand(g), newProxyConfigCommand(g),
 		newResolveCommand(g), newDumpNamesrvCommand(g), newExperimentalCommand(g), newVersionCommand(g), newKubeInjectCommand(g))
+	root.AddCommand(newAnalyzeCommand(g))
 	strictUsage(root)
 	return root
 }
