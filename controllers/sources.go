@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -221,6 +222,29 @@ func (s *Sources) Statuses() []watcher.Status {
 		if st, ok := s.Status(k); ok {
 			out = append(out, st)
 		}
+	}
+	return out
+}
+
+// Waiting describes the running sources whose first sync is not done, one line each with their NameServers and
+// the last error of each: what a control plane that holds xDS back waits for.
+func (s *Sources) Waiting() []string {
+	var out []string
+	for _, st := range s.Statuses() {
+		if st.Synced {
+			continue
+		}
+		var addrs []string
+		for _, ns := range st.NameServers {
+			a := ns.Addr
+			if ns.LastError != "" {
+				a += " (" + ns.LastError + ")"
+			} else if !ns.Reachable {
+				a += " (not answered yet)"
+			}
+			addrs = append(addrs, a)
+		}
+		out = append(out, "NameServer source "+st.Source+": "+strings.Join(addrs, ", "))
 	}
 	return out
 }

@@ -333,6 +333,13 @@ func (cp *ControlPlane) collectors() []prometheus.Collector {
 func (cp *ControlPlane) admin() *server.Admin {
 	a := cp.stack.Admin()
 	a.Version, a.Ready, a.Sources = cp.cfg.Admin.Version, cp.Ready, func() any { return cp.statuses() }
+	a.XDSAddress = cp.Addr()
+	a.Waiting = func() []string {
+		if cp.draining.Load() {
+			return []string{"nothing: the server is draining"}
+		}
+		return cp.sources.Waiting()
+	}
 	if cp.files != nil {
 		a.Resources = func() any { return cp.files.Status() }
 	}

@@ -49,7 +49,7 @@ func (g *globals) getJSON(ctx context.Context, path string, query url.Values, v 
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		if strings.Contains(err.Error(), "malformed HTTP response") || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+		if notHTTP1(err) {
 			return fmt.Errorf("%s is not rocketpilot's admin API: it does not answer HTTP/1.1 (an HTTP/2 or gRPC port, such as "+
 				"rocketpilot's xDS port?); --server takes the admin address (serve --admin-address, 127.0.0.1:19000 by default)", g.server)
 		}
@@ -63,7 +63,7 @@ func (g *globals) getJSON(ctx context.Context, path string, query url.Values, v 
 	if resp.StatusCode != http.StatusOK {
 		var e server.ErrorBody
 		if json.Unmarshal(body, &e) != nil || e.Error == "" {
-			return g.notRocketpilot(path, resp.Status, body)
+			return g.notRocketpilot(path, resp.StatusCode, resp.Status, body)
 		}
 		if resp.StatusCode == http.StatusNotFound {
 			return errNotFound{e.Error}
@@ -71,14 +71,14 @@ func (g *globals) getJSON(ctx context.Context, path string, query url.Values, v 
 		return fmt.Errorf("%s: %s: %s", path, resp.Status, e.Error)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return g.notRocketpilot(path, resp.Status, body)
+		return g.notRocketpilot(path, resp.StatusCode, resp.Status, body)
 	}
 	return nil
 }
 
 // notRocketpilot is the error for an answer rocketpilot's admin API would not give (an HTML page, an empty or plain
 // text error, another JSON): what was reached and what was expected, with the start of what it said.
-func (g *globals) notRocketpilot(path, status string, body []byte) error {
+func (g *globals) notRocketpilot(path string, code int, status string, body []byte) error {
 	said := strings.Join(strings.Fields(string(body)), " ")
 	said = strings.Map(func(r rune) rune {
 		if r < ' ' || r == 0x7f || r == 0xfffd {
@@ -94,10 +94,18 @@ func (g *globals) notRocketpilot(path, status string, body []byte) error {
 	} else {
 		said = strconv.Quote(said)
 	}
-	return fmt.Errorf("%s does not answer as rocketpilot's admin API: GET %s gave %s with %s, where rocketpilot answers JSON; "+
-		"is --server (or ROCKETCTL_SERVER) rocketpilot's admin address (serve --admin-address, 127.0.0.1:19000 by default)?",
-		g.server, path, status, said)
+	return notRocketpilotError{code: code, said: said, msg: fmt.Sprintf("%s does not answer as rocketpilot's admin API: GET %s gave %s with %s, "+
+		"where rocketpilot answers JSON; is --server (or ROCKETCTL_SERVER) rocketpilot's admin address (serve --admin-address, "+
+		"127.0.0.1:19000 by default)?", g.server, path, status, said)}
 }
+
+// notRocketpilotError is an answer rocketpilot's admin API would not give.
+type notRocketpilotError struct {
+	code      int    // the HTTP status
+	said, msg string // the start of the body, quoted; the whole message
+}
+
+func (e notRocketpilotError) Error() string { return e.msg }
 
 // withTimeout bounds a request by --request-timeout; 0 means no bound, as for kubectl.
 func (g *globals) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -142,4 +150,12 @@ func (g *globals) xdsDialOptions() ([]grpc.DialOption, error) {
 		return nil, err
 	}
 	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}, nil
+}
+
+// notHTTP1 reports whether a request failed because the server does not speak HTTP/1.1: it answered with bytes
+// that are not an HTTP/1 response (HTTP/2 frames: a gRPC server such as rocketpilot's xDS port), or with none
+// before closing a fresh connection (what net/http reports as readLoopPeekFailLocked).
+func notHTTP1(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "malformed HTTP response") || strings.Contains(msg, "readLoopPeekFailLocked")
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -148,5 +149,60 @@ func TestTranslateReportsEveryRejection(t *testing.T) {
 	_, errOut, code = rocketctlAt("http://127.0.0.1:1", "x", "translate", "--namesrv-dump", dumpFile, "-f", filepath.Join(dir, "nope.yaml"))
 	if code != 1 || !strings.Contains(errOut, "-f "+filepath.Join(dir, "nope.yaml")) || strings.Contains(errOut, "<nil>") {
 		t.Errorf("x translate -f a missing file: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// A control plane whose first sync is not done (its one NameServer does not answer) serves no xDS: version, /readyz,
+// describe and resolve say so, and what it waits for, at once (resolve used to wait out its timeout and blame the
+// address).
+func TestUnsyncedServerSaysWhatItWaitsFor(t *testing.T) {
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := closed.Addr().String()
+	closed.Close() // nothing listens there now
+	addrs := startLogged(t, []string{"serve", "--namesrv", deadAddr, "--xds-address", "127.0.0.1:0", "--admin-address",
+		"127.0.0.1:0", "--log-format", "json"}, "serving the admin API")
+	admin := "http://" + addrs["serving the admin API"]
+	waits := "NameServer source namesrv: " + deadAddr
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _, code := rocketctlAt(admin, "version")
+		if code == 0 && strings.Contains(out, "The server is not serving xDS yet; it waits for "+waits) && strings.Contains(out, "connection refused") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("version against an unsynced server: exit %d\n%s", code, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := http.Get(admin + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "waiting for "+waits) {
+		t.Errorf("/readyz: %d %q", resp.StatusCode, body)
+	}
+	_, errOut, code := rocketctlAt(admin, "describe", "topic", "TopicTest")
+	if code != 1 || !strings.Contains(errOut, `topic "TopicTest" not found; the server has not done its first sync: it waits for `+waits) {
+		t.Errorf("describe on an unsynced server: exit %d, %q", code, errOut)
+	}
+	start := time.Now()
+	_, errOut, code = rocketctlAt(admin, "resolve", "TopicTest")
+	if code != 1 || !strings.Contains(errOut, "serves no xDS yet: it waits for "+waits) || time.Since(start) > 3*time.Second {
+		t.Errorf("resolve on an unsynced server: exit %d after %v, %q", code, time.Since(start).Round(time.Millisecond), errOut)
+	}
+}
+
+// resolve needs only --server: the admin API names the xDS address.
+func TestResolveFindsTheXDSServerFromTheAdminAPI(t *testing.T) {
+	// Three broker groups: a server on the default xDS port (a demo left running) would not list broker-c.
+	s := startServe(t, "--demo", "--demo-namesrv-address", "127.0.0.1:0", "--demo-broker-groups", "3")
+	out, errOut, code := rocketctlAt(s.admin, "resolve", "TopicTest") // no --xds-server: not the default port
+	if code != 0 || !strings.Contains(out, `"brokerName": "broker-c"`) {
+		t.Fatalf("resolve with --server only: exit %d, %s\n%s", code, errOut, out)
 	}
 }

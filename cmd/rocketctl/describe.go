@@ -55,7 +55,7 @@ route, cluster, endpoints, proxies, changes. describe sidecar shows one Go sidec
 				}
 				var chain server.TopicChain
 				if err := g.getJSON(cmd.Context(), "/api/v1/topics/"+url.PathEscape(args[1]), nil, &chain); err != nil {
-					return err
+					return g.unsyncedHint(cmd.Context(), err)
 				}
 				v, describe = chain, func() error { return describeTopic(g.out, &chain, time.Now()) }
 			default:

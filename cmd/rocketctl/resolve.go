@@ -4,9 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/rocketpilot/rocketpilot/xds/server"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
 )
 
@@ -14,15 +19,28 @@ func newResolveCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "resolve TOPIC",
 		Short: "Act as a Go sidecar and print the TopicRouteData a RocketMQ client would receive",
-		Long: `resolve subscribes to the topic's route over xDS (--xds-server) with the public Go sidecar client, as a
-sidecar does, and prints the TopicRouteData it rebuilds from the route and the cluster's endpoints: what a
-RocketMQ client asking its sidecar for the route (code 105) would get.`,
-		Example: `  rocketctl resolve TopicTest`,
-		Args:    cobra.ExactArgs(1),
+		Long: `resolve subscribes to the topic's route over xDS with the public Go sidecar client, as a sidecar does,
+and prints the TopicRouteData it rebuilds from the route and the cluster's endpoints: what a RocketMQ client
+asking its sidecar for the route (code 105) would get. The xDS server is --xds-server, or, when that is not
+given, the one the admin API at --server names. A server that has not done its first sync (and so serves no
+xDS yet) is reported at once, with what it waits for.`,
+		Example: `  rocketctl resolve TopicTest
+  rocketctl --server 10.0.0.7:19000 resolve TopicTest`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dopts, err := g.xdsDialOptions()
 			if err != nil {
 				return err
+			}
+			explicit := cmd.Flags().Changed("xds-server") || os.Getenv("ROCKETCTL_XDS_SERVER") != ""
+			var v server.VersionInfo
+			if err := g.getJSON(cmd.Context(), "/api/v1/version", nil, &v); err == nil {
+				if len(v.WaitingFor) > 0 {
+					return fmt.Errorf("the control plane at %s serves no xDS yet: it waits for %s", g.server, strings.Join(v.WaitingFor, "; "))
+				}
+				if !explicit && v.XDSAddress != "" {
+					g.xds = xdsAddressFor(g.server, v.XDSAddress)
+				}
 			}
 			c, err := sidecar.Dial(g.xds, sidecar.Options{NodeID: "rocketctl", DialOptions: dopts})
 			if err != nil {
@@ -43,4 +61,25 @@ RocketMQ client asking its sidecar for the route (code 105) would get.`,
 			return printJSON(g.out, route)
 		},
 	}
+}
+
+// xdsAddressFor is the address to dial for the xDS listener an admin API at adminURL names: its port, on the
+// admin API's host when the listener's host is a wildcard (0.0.0.0, ::) or loopback seen from elsewhere.
+func xdsAddressFor(adminURL, listener string) string {
+	lhost, port, err := net.SplitHostPort(listener)
+	if err != nil {
+		return listener
+	}
+	u, err := url.Parse(adminURL)
+	if err != nil || u.Host == "" {
+		u, err = url.Parse("http://" + adminURL)
+	}
+	if err != nil || u.Hostname() == "" {
+		return listener
+	}
+	ip := net.ParseIP(lhost)
+	if lhost == "" || (ip != nil && (ip.IsUnspecified() || ip.IsLoopback())) {
+		return net.JoinHostPort(u.Hostname(), port)
+	}
+	return listener
 }

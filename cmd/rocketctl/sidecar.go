@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"text/tabwriter"
 
@@ -18,7 +19,11 @@ func (g *globals) sidecarStatus(ctx context.Context) (*sidecaradmin.Sidecar, err
 	var s sidecaradmin.Sidecar
 	err := g.getJSON(ctx, sidecaradmin.Path, nil, &s)
 	var nf errNotFound
-	if !errors.As(err, &nf) {
+	var other notRocketpilotError
+	switch {
+	case errors.As(err, &other) && other.code == http.StatusNotFound: // a server without the path: not a sidecar
+		nf.msg = other.said
+	case !errors.As(err, &nf):
 		return &s, err
 	}
 	const want = "give --server a sidecar's --admin-address (rocketpilot sidecar's default is 127.0.0.1:15000)"

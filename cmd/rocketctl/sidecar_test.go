@@ -27,7 +27,12 @@ func TestDescribeSidecarEndToEnd(t *testing.T) {
 	sc := served{admin: addrs["sidecar admin listening"], xds: s.xds}
 	namesrv := addrs["sidecar running"]
 
+	// Ready once its xDS stream is open, which follows its start by a moment.
 	desc := mustCtl(t, sc, "describe", "sidecar")
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(desc, "Ready:          yes\n") && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		desc = mustCtl(t, sc, "describe", "sidecar")
+	}
 	for _, want := range []string{"Node:           orders-7f9c\n", "xDS server:     " + s.xds + "\n", "Ready:          yes\n",
 		"Connected:      yes\n", "Listen:         " + namesrv + "\n", "Routes held:    0\n", "Broker groups:  none\n", "Pop mode:       none\n"} {
 		if !strings.Contains(desc, want) {
@@ -129,7 +134,7 @@ func TestDescribeSidecarNotASidecar(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	defer srv.Close()
 	_, errOut, code := ctl(t, served{admin: srv.URL}, "describe", "sidecar")
-	if code != 1 || !strings.Contains(errOut, srv.URL+" has no /api/v1/sidecar (404: 404 page not found): not a Go sidecar's admin listener") {
+	if code != 1 || !strings.Contains(errOut, srv.URL+` has no /api/v1/sidecar (404: "404 page not found"): not a Go sidecar's admin listener`) {
 		t.Errorf("exit %d, %s", code, errOut)
 	}
 }

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -20,13 +23,15 @@ func newVersionCommand(g *globals) *cobra.Command {
 				Go     string `json:"go"`
 				Server string `json:"server,omitempty"`
 				Model  uint64 `json:"modelVersion,omitempty"`
+				// WaitingFor is what a server that holds xDS back waits for (its first sync).
+				WaitingFor []string `json:"waitingFor,omitempty"`
 			}
 			v := versions{Client: version, Go: runtime.Version()}
 			var err error
 			if !clientOnly {
 				var s server.VersionInfo
 				if err = g.getJSON(cmd.Context(), "/api/v1/version", nil, &s); err == nil {
-					v.Server, v.Model = s.Version, s.ModelVersion
+					v.Server, v.Model, v.WaitingFor = s.Version, s.ModelVersion, s.WaitingFor
 				}
 			}
 			switch g.output {
@@ -43,6 +48,9 @@ func newVersionCommand(g *globals) *cobra.Command {
 				if v.Server != "" {
 					fmt.Fprintf(g.out, "Server: %s (model version %d)\n", v.Server, v.Model)
 				}
+				if len(v.WaitingFor) > 0 {
+					fmt.Fprintf(g.out, "The server is not serving xDS yet; it waits for %s\n", strings.Join(v.WaitingFor, "; "))
+				}
 			}
 			return err // the client's version is printed even when the server cannot be reached
 		},
@@ -50,4 +58,18 @@ func newVersionCommand(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&clientOnly, "client", false, "the client's version only")
 	addOutput(cmd, g, "text", "json", "yaml")
 	return cmd
+}
+
+// unsyncedHint adds to a "not found" what a server that has not done its first sync waits for: the topic may be
+// one it does not know yet.
+func (g *globals) unsyncedHint(ctx context.Context, err error) error {
+	var nf errNotFound
+	if !errors.As(err, &nf) {
+		return err
+	}
+	var v server.VersionInfo
+	if g.getJSON(ctx, "/api/v1/version", nil, &v) != nil || len(v.WaitingFor) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w; the server has not done its first sync: it waits for %s", err, strings.Join(v.WaitingFor, "; "))
 }

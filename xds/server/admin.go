@@ -49,21 +49,40 @@ type Admin struct {
 	Resources func() any
 	Changes   *ChangeLog // optional: recent changes of the model
 	Ready     func() bool
-	Version   string
+	// Waiting, when set, says what the first sync still waits for while the server is not ready.
+	Waiting func() []string
+	Version string
+	// XDSAddress is the xDS listener's address, for clients that know only the admin API's.
+	XDSAddress string
+}
+
+// waitingFor is what a server that is not ready waits for: nil when it is ready, a reason when it cannot say.
+func (a *Admin) waitingFor() []string {
+	if a.Ready == nil || a.Ready() {
+		return nil
+	}
+	if a.Waiting != nil {
+		if w := a.Waiting(); len(w) > 0 {
+			return w
+		}
+	}
+	return []string{"the first sync (or the server is draining)"}
 }
 
 func (a *Admin) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if a.Ready != nil && !a.Ready() {
-			http.Error(w, "initial sync not done", http.StatusServiceUnavailable)
+		if waiting := a.waitingFor(); waiting != nil {
+			http.Error(w, "not serving xDS yet: waiting for "+strings.Join(waiting, "; "), http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /api/v1/version", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, VersionInfo{Version: a.Version, ModelVersion: a.Table.Version()})
+		waiting := a.waitingFor()
+		writeJSON(w, VersionInfo{Version: a.Version, ModelVersion: a.Table.Version(), Serving: waiting == nil, WaitingFor: waiting,
+			XDSAddress: a.XDSAddress})
 	})
 	mux.HandleFunc("GET /api/v1/topics", a.topics)
 	mux.HandleFunc("GET /api/v1/topics/{name}", a.topic)
@@ -136,6 +155,12 @@ type ErrorBody struct {
 type VersionInfo struct {
 	ModelVersion uint64 `json:"modelVersion"`
 	Version      string `json:"version"`
+	// Serving is false while the server holds xDS back (its first sync is not done) or drains; WaitingFor then
+	// says what it waits for.
+	Serving    bool     `json:"serving"`
+	WaitingFor []string `json:"waitingFor,omitempty"`
+	// XDSAddress is where the server serves xDS (its listener's address).
+	XDSAddress string `json:"xdsAddress,omitempty"`
 }
 
 // PolicyRow is one TopicRoute policy in GET /api/v1/policies.

@@ -17,13 +17,15 @@ func TestAdminRefusesBadRequests(t *testing.T) {
 	s := startStack(t, embedded.LoadDemo)
 	srv := httptest.NewServer((&Admin{Table: s.table, Cache: s.cache, Version: "test"}).Handler())
 	defer srv.Close()
+	client := srv.Client()
+	defer client.CloseIdleConnections()
 	for path, want := range map[string]string{
 		"/api/v1/topics/bad%20name!":                 `topic "bad name!" has ' ' at byte 3`,
 		"/api/v1/routes/bad%20name!":                 `topic "bad name!" has ' ' at byte 3`,
 		"/api/v1/config_dump":                        "config_dump needs ?node=NODE_ID",
 		"/api/v1/topics/" + strings.Repeat("t", 200): "characters long",
 	} {
-		resp, err := http.Get(srv.URL + path)
+		resp, err := client.Get(srv.URL + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,7 +37,12 @@ func TestAdminRefusesBadRequests(t *testing.T) {
 		}
 	}
 	// A valid name the model does not hold is still a 404.
-	if resp, err := http.Get(srv.URL + "/api/v1/topics/NoSuchTopic"); err != nil || resp.StatusCode != http.StatusNotFound {
-		t.Errorf("GET an unknown topic: %v %v", resp.StatusCode, err)
+	resp, err := client.Get(srv.URL + "/api/v1/topics/NoSuchTopic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET an unknown topic: %d", resp.StatusCode)
 	}
 }
