@@ -7,16 +7,19 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"reflect"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/xds/server"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
 )
 
 func newResolveCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var watch bool
+	cmd := &cobra.Command{
 		Use:   "resolve TOPIC",
 		Short: "Act as a Go sidecar and print the TopicRouteData a RocketMQ client would receive",
 		Long: `resolve subscribes to the topic's route over xDS with the public Go sidecar client, as a sidecar does,
@@ -25,6 +28,7 @@ asking its sidecar for the route (code 105) would get. The xDS server is --xds-s
 given, the one the admin API at --server names. A server that has not done its first sync (and so serves no
 xDS yet) is reported at once, with what it waits for.`,
 		Example: `  rocketctl resolve TopicTest
+  rocketctl resolve TopicTest --watch
   rocketctl --server 10.0.0.7:19000 resolve TopicTest`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -58,8 +62,50 @@ xDS yet) is reported at once, with what it waits for.`,
 			case err != nil:
 				return err
 			}
-			return printJSON(g.out, route)
+			if err := printJSON(g.out, route); err != nil || !watch {
+				return err
+			}
+			return watchRoute(cmd.Context(), g, c, args[0], route)
 		},
+	}
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "after the route, print it again whenever it changes, until interrupted")
+	return cmd
+}
+
+// watchRoute prints the topic's route each time the control plane changes it, as the sidecar client sees the
+// change, until ctx ends (Ctrl-C: no error). A topic withdrawn is said on stderr; the watch goes on.
+func watchRoute(ctx context.Context, g *globals, c *sidecar.Client, topic string, last *remoting.TopicRouteData) error {
+	changes := make(chan *remoting.TopicRouteData, 16)
+	gone := make(chan error, 16)
+	cancel := c.Watch(topic, func(data *remoting.TopicRouteData, err error) {
+		if err != nil {
+			select {
+			case gone <- err:
+			default:
+			}
+			return
+		}
+		select {
+		case changes <- data:
+		default: // the printer is behind: it prints the next one
+		}
+	})
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-gone:
+			fmt.Fprintf(g.errOut, "topic %q: %v\n", topic, err)
+		case data := <-changes:
+			if reflect.DeepEqual(data, last) { // the first call, or a change that left the route as it was
+				continue
+			}
+			last = data
+			if err := printJSON(g.out, data); err != nil {
+				return err
+			}
+		}
 	}
 }
 
