@@ -127,6 +127,7 @@ func (a *Admin) Handler() http.Handler {
 		writeJSON(w, a.Sources())
 	})
 	mux.HandleFunc("GET /api/v1/analyze", a.analyzeModel)
+	mux.HandleFunc("GET /api/v1/names/{kind}", a.names)
 	mux.HandleFunc("GET /api/v1/policies/rules", a.policyRules)
 	mux.HandleFunc("GET /api/v1/bindings", a.bindings)
 	return mux
