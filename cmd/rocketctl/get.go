@@ -45,9 +45,14 @@ var getKinds = []struct {
 	{[]string{"clusters", "cluster"}, getClusters},
 	{[]string{"routes", "route"}, getRoutes},
 	{[]string{"proxies", "proxy"}, getProxies},
-	{[]string{"nameserversources", "nameserversource", "nss"}, getNameServerSources},
-	{[]string{"topicroutes", "topicroute", "tr"}, getTopicRoutes},
-	{[]string{"topicbindings", "topicbinding", "tb"}, getTopicBindings},
+	{[]string{"sources", "source"}, getSources},
+	{[]string{"changes", "change"}, getChanges},
+	{[]string{"policies", "policy"}, getPolicies},
+	{[]string{"brokers", "broker"}, getBrokers},
+	{[]string{"resources", "resource"}, getResources},
+	{[]string{"nameserversources", "nameserversource", "nss"}, orConfigFiles("NameServerSource", getNameServerSources)},
+	{[]string{"topicroutes", "topicroute", "tr"}, orConfigFiles("TopicRoute", getTopicRoutes)},
+	{[]string{"topicbindings", "topicbinding", "tb"}, orConfigFiles("TopicBinding", getTopicBindings)},
 }
 
 func newGetCommand(g *globals) *cobra.Command {
@@ -58,15 +63,22 @@ func newGetCommand(g *globals) *cobra.Command {
 	}
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME...]",
-		Short: "List topics, broker sets, clusters, routes, proxies, or rocketpilot's custom resources",
+		Short: "List topics, broker sets, clusters, routes, proxies, the sources' status, or rocketpilot's custom resources",
 		Long: "get lists one kind: " + strings.Join(kinds, ", ") + ".\n" +
-			"The first five come from rocketpilot's admin API (--server), the others from the Kubernetes API.",
+			"All but the last three come from rocketpilot's admin API (--server): sources (the NameServers' health and the\n" +
+			"--config files), changes (the change log; NAME... are topics), policies (TopicRoutes and TopicBindings as the\n" +
+			"model holds them), brokers (broker groups and their perms), resources (the --config documents, accepted or\n" +
+			"why not). The custom-resource kinds come from the Kubernetes API; without a usable kubeconfig, from the\n" +
+			"server's --config files.",
 		Example: `  rocketctl get topics --prefix demo-orders-
   rocketctl get topics -l broker=broker-a,cluster=DefaultCluster -o wide
   rocketctl get topics -l 'broker notin (broker-b),policy' --sort-by .version
   rocketctl get topics -o custom-columns=NAME:.name,BROKERSET:.brokerSet --no-headers
   rocketctl get clusters -o jsonpath='{.items[*].name}'
   rocketctl get routes TopicTest -o yaml
+  rocketctl get sources -o wide
+  rocketctl get changes TopicTest
+  rocketctl get resources
   rocketctl get topicroutes -A`,
 		Args:      cobra.MinimumNArgs(1),
 		ValidArgs: kinds,

@@ -120,12 +120,12 @@ func conditionStatus(conds []metav1.Condition, kind string) string {
 	return "Unknown"
 }
 
-func getNameServerSources(ctx context.Context, g *globals, f *getFlags, names []string) error {
-	objs, ns, err := listKube(ctx, g, &v1alpha1.NameServerSourceList{}, names)
-	if err != nil {
-		return err
-	}
-	return printKube(f.view(g), "nameserversource", objs, ns == "", []string{"READY", "TOPICS", "BROKERS", "LAST SYNC"}, func(o client.Object) []string {
+// kubeColumns are the printer columns of each custom-resource kind, by kind, after NAME.
+var kubeColumns = map[string]struct {
+	headers []string
+	cells   func(client.Object) []string
+}{
+	"NameServerSource": {[]string{"READY", "TOPICS", "BROKERS", "LAST SYNC"}, func(o client.Object) []string {
 		s := o.(*v1alpha1.NameServerSource)
 		last := "<never>"
 		if s.Status.LastSyncTime != nil {
@@ -133,28 +133,35 @@ func getNameServerSources(ctx context.Context, g *globals, f *getFlags, names []
 		}
 		return []string{conditionStatus(s.Status.Conditions, v1alpha1.ConditionReady), strconv.Itoa(int(s.Status.Topics)),
 			strconv.Itoa(int(s.Status.Brokers)), last}
-	})
-}
-
-func getTopicRoutes(ctx context.Context, g *globals, f *getFlags, names []string) error {
-	objs, ns, err := listKube(ctx, g, &v1alpha1.TopicRouteList{}, names)
-	if err != nil {
-		return err
-	}
-	return printKube(f.view(g), "topicroute", objs, ns == "", []string{"ACCEPTED", "RESOLVED", "TOPICS"}, func(o client.Object) []string {
+	}},
+	"TopicRoute": {[]string{"ACCEPTED", "RESOLVED", "TOPICS"}, func(o client.Object) []string {
 		r := o.(*v1alpha1.TopicRoute)
 		return []string{conditionStatus(r.Status.Conditions, v1alpha1.ConditionAccepted),
 			conditionStatus(r.Status.Conditions, v1alpha1.ConditionResolved), strconv.Itoa(int(r.Status.MatchedTopics))}
-	})
+	}},
+	"TopicBinding": {[]string{"ACCEPTED", "PROXIES"}, func(o client.Object) []string {
+		b := o.(*v1alpha1.TopicBinding)
+		return []string{conditionStatus(b.Status.Conditions, v1alpha1.ConditionAccepted), strconv.Itoa(int(b.Status.BoundProxies))}
+	}},
 }
 
-func getTopicBindings(ctx context.Context, g *globals, f *getFlags, names []string) error {
-	objs, ns, err := listKube(ctx, g, &v1alpha1.TopicBindingList{}, names)
+// getKube lists a custom-resource kind from the Kubernetes API and prints its printer columns.
+func getKube(ctx context.Context, g *globals, f *getFlags, kind string, list client.ObjectList, names []string) error {
+	objs, ns, err := listKube(ctx, g, list, names)
 	if err != nil {
 		return err
 	}
-	return printKube(f.view(g), "topicbinding", objs, ns == "", []string{"ACCEPTED", "PROXIES"}, func(o client.Object) []string {
-		b := o.(*v1alpha1.TopicBinding)
-		return []string{conditionStatus(b.Status.Conditions, v1alpha1.ConditionAccepted), strconv.Itoa(int(b.Status.BoundProxies))}
-	})
+	return printKube(f.view(g), strings.ToLower(kind), objs, ns == "", kubeColumns[kind].headers, kubeColumns[kind].cells)
+}
+
+func getNameServerSources(ctx context.Context, g *globals, f *getFlags, names []string) error {
+	return getKube(ctx, g, f, "NameServerSource", &v1alpha1.NameServerSourceList{}, names)
+}
+
+func getTopicRoutes(ctx context.Context, g *globals, f *getFlags, names []string) error {
+	return getKube(ctx, g, f, "TopicRoute", &v1alpha1.TopicRouteList{}, names)
+}
+
+func getTopicBindings(ctx context.Context, g *globals, f *getFlags, names []string) error {
+	return getKube(ctx, g, f, "TopicBinding", &v1alpha1.TopicBindingList{}, names)
 }

@@ -82,6 +82,9 @@ func printData[T any](g *view, items []T, kind string, name func(T) string) (don
 		for _, it := range items {
 			names = append(names, name(it))
 		}
+		if len(names) == 0 {
+			return true, noResources(g.globals)
+		}
 		return true, printNames(g.out, kind, slices.Compact(names))
 	case strings.HasPrefix(g.output, jsonPathOutput):
 		return true, printJSONPath(g, items, strings.TrimPrefix(g.output, jsonPathOutput))
@@ -89,6 +92,16 @@ func printData[T any](g *view, items []T, kind string, name func(T) string) (don
 		return true, printCustomColumns(g, items, strings.TrimPrefix(g.output, customColumnsOutput))
 	}
 	return false, nil
+}
+
+// noResources says on stderr that a list is empty, as kubectl does.
+func noResources(g *globals) error {
+	w := g.errOut
+	if w == nil {
+		w = io.Discard
+	}
+	_, err := fmt.Fprintln(w, "No resources found.")
+	return err
 }
 
 // printNames writes kind/name lines, as kubectl -o name.
@@ -143,6 +156,9 @@ const (
 
 // printTable prints a table as the view asks.
 func (g *view) printTable(t *table) error {
+	if len(t.rows) == 0 { // as kubectl: on stderr, exit 0
+		return noResources(g.globals)
+	}
 	if g.noHeaders {
 		t = &table{headers: nil, rows: t.rows}
 	}
