@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -185,28 +184,11 @@ func nodeOf(id, namespace, labels string) *corev3.Node {
 
 // translateOffline renders what a node would be served for a dump and a directory of custom resources.
 func translateOffline(ctx context.Context, dumpFile, configDir string, node *corev3.Node, topics []string) (map[string][]cache.DumpedResource, error) {
-	b, err := os.ReadFile(dumpFile)
+	table := routing.NewTable()
+	d, err := loadDump(table, dumpFile)
 	if err != nil {
 		return nil, err
 	}
-	var d namesrvDump
-	if err := json.Unmarshal(b, &d); err != nil {
-		return nil, fmt.Errorf("%s: not a NameServer dump: %w", dumpFile, err)
-	}
-	table := routing.NewTable()
-	source := "namesrv@" + d.NameServer
-	if d.Brokers != nil {
-		var brokers []routing.Broker
-		for _, bd := range d.Brokers.BrokerAddrTable {
-			brokers = append(brokers, watcher.BrokerOf(bd))
-		}
-		table.SetBrokers(source, brokers)
-	}
-	updates := make([]routing.Update, 0, len(d.Topics))
-	for name, rd := range d.Topics {
-		updates = append(updates, routing.Update{Topic: name, Route: watcher.RouteOf(&rd)})
-	}
-	table.Apply(source, updates...)
 	if configDir != "" {
 		sources := controllers.NewSources(table, watcher.Options{}, nil)
 		defer sources.Close()
