@@ -130,6 +130,10 @@ func (a *Admin) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/names/{kind}", a.names)
 	mux.HandleFunc("GET /api/v1/policies/rules", a.policyRules)
 	mux.HandleFunc("GET /api/v1/bindings", a.bindings)
+	mux.HandleFunc("GET /api/v1/proxies/{node}", a.proxy)
+	mux.HandleFunc("GET /api/v1/brokersets/{hash}", a.brokerSet)
+	mux.HandleFunc("GET /api/v1/clusters/{name}", a.cluster)
+	mux.HandleFunc("GET /api/v1/policies/{namespace}/{name}", a.policy)
 	return mux
 }
 

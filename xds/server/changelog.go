@@ -9,10 +9,15 @@ import (
 	"github.com/rocketpilot/rocketpilot/routing"
 )
 
-// Change is one coalesced change of the model, as the admin API reports it.
+// Change is one coalesced change of the model, as the admin API reports it: every write to the table moves the model
+// version by one, and the log records the writes made while it was busy as one change, at the version the last
+// one reached. From is then the version the first of them reached (omitted when the change is one write, or the
+// log's first): the change covers the model versions From to Version, and a topic's version (the model version
+// at which it last changed) is one of them.
 type Change struct {
 	Time    time.Time `json:"time"`
 	Version uint64    `json:"version"`
+	From    uint64    `json:"from,omitempty"`
 	// Topics is how many topics changed; Names lists them, up to changeNames.
 	Topics     int      `json:"topics"`
 	Names      []string `json:"names,omitempty"`
@@ -30,6 +35,7 @@ const (
 type ChangeLog struct {
 	mu      sync.Mutex
 	entries []Change
+	last    uint64 // the version of the last change recorded
 }
 
 // Follow records the table's changes until ctx ends.
@@ -47,6 +53,10 @@ func (l *ChangeLog) add(cs routing.ChangeSet) {
 	c.Names = c.Names[:min(len(c.Names), changeNames)]
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.last != 0 && cs.Version > l.last+1 {
+		c.From = l.last + 1
+	}
+	l.last = cs.Version
 	if len(l.entries) == changeHistory {
 		l.entries = slices.Delete(l.entries, 0, 1)
 	}
@@ -54,15 +64,20 @@ func (l *ChangeLog) add(cs routing.ChangeSet) {
 }
 
 // Recent returns the recorded changes, newest last, that concern a topic ("" for every change): those naming it,
-// and the one at the version at which it last changed.
+// and the one that covers the version at which it last changed (a change names at most changeNames topics).
 func (l *ChangeLog) Recent(topic string, version uint64) []Change {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []Change
 	for _, c := range l.entries {
-		if topic == "" || c.Version == version || slices.Contains(c.Names, topic) {
+		if topic == "" || c.Covers(version) || slices.Contains(c.Names, topic) {
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// Covers reports whether the change moved the model to the version (or through it, when coalesced).
+func (c *Change) Covers(version uint64) bool {
+	return version == c.Version || c.From != 0 && c.From <= version && version <= c.Version
 }
