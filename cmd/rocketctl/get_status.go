@@ -285,7 +285,7 @@ func policyRows(status []server.PolicyRow, rules []server.PolicyRules, bindings 
 }
 
 func printPolicies(g *view, rows []policyRow) error {
-	if done, err := printData(g, rows, "policy", func(r policyRow) string { return r.Kind + "/" + r.Name }); done {
+	if done, err := printData(g, rows, "", func(r policyRow) string { return strings.ToLower(r.Kind) + "/" + r.Name }); done {
 		return err
 	}
 	t := &table{headers: []string{"KIND", "NAME", "TOPICS", "OVERRIDDEN", "PROXIES", "RULES"}}
@@ -413,7 +413,7 @@ func resourceName(d controllers.FileResourceStatus) string {
 }
 
 func printResources(g *view, docs []controllers.FileResourceStatus) error {
-	if done, err := printData(g, docs, "resource", func(d controllers.FileResourceStatus) string {
+	if done, err := printData(g, docs, "", func(d controllers.FileResourceStatus) string {
 		return strings.ToLower(d.Kind) + "/" + resourceName(d)
 	}); done {
 		return err

@@ -104,10 +104,14 @@ func noResources(g *globals) error {
 	return err
 }
 
-// printNames writes kind/name lines, as kubectl -o name.
+// printNames writes kind/name lines, as kubectl -o name (name lines when kind is empty: names that carry their
+// kind).
 func printNames(w io.Writer, kind string, names []string) error {
 	for _, n := range names {
-		if _, err := fmt.Fprintf(w, "%s/%s\n", kind, n); err != nil {
+		if kind != "" {
+			n = kind + "/" + n
+		}
+		if _, err := fmt.Fprintln(w, n); err != nil {
 			return err
 		}
 	}
