@@ -48,7 +48,9 @@ them as one JSON document.`,
 			if addr == "" {
 				return fmt.Errorf("give --namesrv host:port")
 			}
-			d, err := dumpNameServer(cmd.Context(), addr, concurrency, g.timeout)
+			d, err := dumpNameServer(cmd.Context(), addr, concurrency, g.timeout, func(total int) *progress {
+				return newProgress(g.errOut, stderrIsTerminal, "dump-namesrv "+addr, "routes", total)
+			})
 			if err != nil {
 				return err
 			}
@@ -60,7 +62,9 @@ them as one JSON document.`,
 	return cmd
 }
 
-func dumpNameServer(ctx context.Context, addr string, concurrency int, timeout time.Duration) (*namesrvDump, error) {
+// dumpNameServer asks a NameServer for its broker table, its topics and every topic's route. bar, when given, is
+// called with the number of topics once they are listed, and the progress it returns counts the routes asked.
+func dumpNameServer(ctx context.Context, addr string, concurrency int, timeout time.Duration, bar ...func(total int) *progress) (*namesrvDump, error) {
 	if timeout <= 0 {
 		timeout = time.Hour // --request-timeout 0: no bound of ours
 	}
@@ -85,6 +89,10 @@ func dumpNameServer(ctx context.Context, addr string, concurrency int, timeout t
 	topics = slices.Compact(topics)
 	d := &namesrvDump{NameServer: addr, TakenAt: time.Now().UTC().Truncate(time.Second), Brokers: info,
 		Topics: make(map[string]remoting.TopicRouteData, len(topics))}
+	var p *progress
+	if len(bar) > 0 && bar[0] != nil {
+		p = bar[0](len(topics))
+	}
 	var mu sync.Mutex
 	var firstErr error
 	sem := make(chan struct{}, max(concurrency, 1))
@@ -94,6 +102,7 @@ func dumpNameServer(ctx context.Context, addr string, concurrency int, timeout t
 		wg.Go(func() {
 			defer func() { <-sem }()
 			route, _, err := c.GetRouteInfo(ctx, t)
+			p.add(1)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -107,6 +116,7 @@ func dumpNameServer(ctx context.Context, addr string, concurrency int, timeout t
 		})
 	}
 	wg.Wait()
+	p.finish()
 	return d, firstErr
 }
 
