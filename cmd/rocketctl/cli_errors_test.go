@@ -37,7 +37,7 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{"--bogus", "get", "topics"}, []string{"error: unknown flag: --bogus", "Usage: rocketctl"}},
 		{[]string{"x", "transalte"}, []string{`error: unknown command "transalte" for "rocketctl x"; did you mean translate?`, "Usage: rocketctl x"}},
-		{[]string{"describe"}, []string{"error: accepts between 1 and 2 arg(s), received 0", "Usage: rocketctl describe (topic NAME | sidecar)", "See 'rocketctl describe --help'"}},
+		{[]string{"describe"}, []string{"error: accepts between 1 and 2 arg(s), received 0", "Usage: rocketctl describe (topic NAME | proxy NODE |", "See 'rocketctl describe --help'"}},
 		{[]string{"describe", "topic"}, []string{"error: describe topic needs the topic's name", "Usage: rocketctl describe"}},
 		{[]string{"resolve"}, []string{"error: accepts 1 arg(s), received 0", "Usage: rocketctl resolve TOPIC"}},
 		{[]string{"get", "topics", "--nope"}, []string{"error: unknown flag: --nope", "Usage: rocketctl get KIND"}},

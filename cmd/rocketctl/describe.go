@@ -1,8 +1,8 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -23,43 +23,44 @@ import (
 )
 
 func newDescribeCommand(g *globals) *cobra.Command {
+	var limit int
 	cmd := &cobra.Command{
-		Use:   "describe (topic NAME | sidecar)",
-		Short: "Show a topic's whole chain, or one Go sidecar: its xDS, broker groups, routes and Pop mode counts",
-		Long: `describe topic NAME shows a topic's whole chain from rocketpilot's admin API: NameServer route, policy, served
-route, cluster, endpoints, proxies, changes. describe sidecar shows one Go sidecar from its own admin listener:
---server is then the sidecar's --admin-address.`,
+		Use:   "describe (topic NAME | proxy NODE | brokerset HASH | cluster NAME | topicroute [NAMESPACE/]NAME | sidecar)",
+		Short: "Show one object whole: a topic's chain, a proxy, a broker set or cluster, a TopicRoute, or a Go sidecar",
+		Long: `describe shows one object from rocketpilot's admin API, as kubectl describe does:
+  topic NAME          its whole chain: NameServer route, policy, served route, cluster, endpoints, proxies, changes
+  proxy NODE          a connected node (alias node): metadata, bindings, scope, what it holds, sync state, NACKs
+  brokerset HASH      a broker set (alias bs): members, the clusters it renders to, the topics using it
+  cluster NAME        the same, of the broker set a served cluster renders
+  topicroute NAME     a TopicRoute (alias tr; NAMESPACE/NAME, or NAME in -n's namespace, "default" without -n):
+                      its rules, the topics it governs and those it lost to older TopicRoutes
+describe sidecar shows one Go sidecar from its own admin listener: --server is then the sidecar's --admin-address.`,
 		Example: `  rocketctl describe topic TopicTest
   rocketctl describe topic TopicTest -o yaml
+  rocketctl describe proxy orders-7f9c
+  rocketctl describe cluster rmq-DefaultCluster-993f94162441f865
+  rocketctl describe tr inventory-migration -n default
   rocketctl describe sidecar --server 127.0.0.1:15000`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var v any
-			var describe func() error
-			switch kind := strings.ToLower(args[0]); {
-			case kind == "sidecar" || kind == "sidecars":
-				if len(args) != 1 {
-					return fmt.Errorf("describe sidecar takes no name: it describes the sidecar whose admin address --server is")
+			kind := strings.ToLower(args[0])
+			d, ok := describers[kind]
+			if !ok {
+				return fmt.Errorf("describe knows topics, proxies, brokersets, clusters, topicroutes and sidecars, not %q", args[0])
+			}
+			if d.named != (len(args) == 2) {
+				if d.named {
+					return usageError{fmt.Errorf("describe %s needs the %s's name", d.kind, d.kind)}
 				}
-				s, err := g.sidecarStatus(cmd.Context())
-				if err != nil {
-					return err
-				}
-				v, describe = s, func() error { return describeSidecar(g.out, s) }
-			case kind == "topic" || kind == "topics" || kind == "t":
-				if len(args) != 2 {
-					return usageError{errors.New("describe topic needs the topic's name")}
-				}
-				if err := routing.ValidTopic(args[1]); err != nil {
-					return err
-				}
-				var chain server.TopicChain
-				if err := g.getJSON(cmd.Context(), "/api/v1/topics/"+url.PathEscape(args[1]), nil, &chain); err != nil {
-					return g.unsyncedHint(cmd.Context(), err)
-				}
-				v, describe = chain, func() error { return describeTopic(g.out, &chain, time.Now()) }
-			default:
-				return fmt.Errorf("describe knows topics and sidecars only, not %q", args[0])
+				return fmt.Errorf("describe %s takes no name: it describes the sidecar whose admin address --server is", d.kind)
+			}
+			var name string
+			if d.named {
+				name = args[1]
+			}
+			v, describe, err := d.describe(cmd.Context(), g, name, url.Values{"limit": {strconv.Itoa(limit)}})
+			if err != nil {
+				return err
 			}
 			switch g.output {
 			case "json":
@@ -71,7 +72,52 @@ route, cluster, endpoints, proxies, changes. describe sidecar shows one Go sidec
 		},
 	}
 	addOutput(cmd, g, "text", "json", "yaml")
+	cmd.Flags().IntVar(&limit, "limit", 20, "how many topics (or names) a proxy, broker set, cluster or TopicRoute lists; 0 for all")
 	return cmd
+}
+
+// describer is one kind describe knows: it reads the object and returns it as data (-o json|yaml) and its text.
+type describer struct {
+	kind     string
+	named    bool
+	describe func(ctx context.Context, g *globals, name string, query url.Values) (any, func() error, error)
+}
+
+// describers are the kinds describe knows, by every name they go by.
+var describers = map[string]describer{}
+
+func addDescriber(d describer, names ...string) {
+	for _, n := range names {
+		describers[n] = d
+	}
+}
+
+func init() {
+	addDescriber(describer{kind: "sidecar", describe: describeSidecarAt}, "sidecar", "sidecars")
+	addDescriber(describer{kind: "topic", named: true, describe: describeTopicAt}, "topic", "topics", "t")
+	addDescriber(describer{kind: "proxy", named: true, describe: describeProxyAt}, "proxy", "proxies", "node", "nodes")
+	addDescriber(describer{kind: "brokerset", named: true, describe: describeBrokerSetAt("brokersets")}, "brokerset", "brokersets", "bs")
+	addDescriber(describer{kind: "cluster", named: true, describe: describeBrokerSetAt("clusters")}, "cluster", "clusters")
+	addDescriber(describer{kind: "topicroute", named: true, describe: describeTopicRouteAt}, "topicroute", "topicroutes", "tr")
+}
+
+func describeSidecarAt(ctx context.Context, g *globals, _ string, _ url.Values) (any, func() error, error) {
+	s, err := g.sidecarStatus(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, func() error { return describeSidecar(g.out, s) }, nil
+}
+
+func describeTopicAt(ctx context.Context, g *globals, name string, _ url.Values) (any, func() error, error) {
+	if err := routing.ValidTopic(name); err != nil {
+		return nil, nil, err
+	}
+	var chain server.TopicChain
+	if err := g.getJSON(ctx, "/api/v1/topics/"+url.PathEscape(name), nil, &chain); err != nil {
+		return nil, nil, g.unsyncedHint(ctx, err)
+	}
+	return chain, func() error { return describeTopic(g.out, &chain, time.Now()) }, nil
 }
 
 // describeTopic writes the chain as kubectl describe does: fields, then sections.
@@ -81,7 +127,8 @@ func describeTopic(w io.Writer, c *server.TopicChain, now time.Time) error {
 	p("Name:\t%s", c.Topic.Name)
 	p("Cluster:\t%s", c.Topic.Cluster)
 	p("Broker set:\t%s", c.Topic.BrokerSet)
-	p("Model version:\t%d", c.Topic.Version)
+	// The topic's version is the model version at which it last changed: one of the versions the Events rows cover.
+	p("Model version:\t%d (of the topic's last change)", c.Topic.Version)
 	policy := "<none>"
 	if c.Policy != nil {
 		policy = c.Policy.TopicRoute
@@ -156,13 +203,26 @@ func describeTopic(w io.Writer, c *server.TopicChain, now time.Time) error {
 	if len(c.Changes) == 0 {
 		p("  <none in the change log>")
 	} else {
+		// Each row is one change of the model: the writes made while the change log was busy coalesce into one,
+		// which covers the model versions FROM-TO.
 		p("  AGE\tMODEL VERSION\tCHANGE")
+		covered := false
 		for _, ch := range c.Changes {
 			what := fmt.Sprintf("%d topics changed", ch.Topics)
 			if ch.Topics == 1 {
 				what = "route changed"
 			}
-			p("  %s\t%d\t%s", age(ch.Time, now), ch.Version, what)
+			version := strconv.FormatUint(ch.Version, 10)
+			if ch.From != 0 {
+				version = fmt.Sprintf("%d-%d", ch.From, ch.Version)
+			}
+			if ch.Covers(c.Topic.Version) {
+				covered = true
+			}
+			p("  %s\t%s\t%s", age(ch.Time, now), version, what)
+		}
+		if !covered {
+			p("  (its change at model version %d is no longer in the change log)", c.Topic.Version)
 		}
 	}
 	return tw.Flush()
