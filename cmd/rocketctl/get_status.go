@@ -39,8 +39,8 @@ type sourceRow struct {
 	// Status: Reachable, Unreachable or Pending (not asked yet) for a NameServer; Accepted or Rejected for a file.
 	Status      string    `json:"status"`
 	LastSuccess time.Time `json:"lastSuccess,omitzero"`
-	// LastSync is when the watcher last polled the broker tables and topic lists.
-	LastSync time.Time `json:"lastSync,omitzero"`
+	// LastPoll is when the watcher last polled the NameServers' broker tables and topic lists (answered or not).
+	LastPoll time.Time `json:"lastPoll,omitzero"`
 	// Error is the NameServer's last error, or why a file's documents were rejected.
 	Error string `json:"error,omitempty"`
 	// NameServers only.
@@ -81,7 +81,7 @@ func sourceRows(statuses []watcher.Status, docs []controllers.FileResourceStatus
 	for _, s := range statuses {
 		for _, ns := range s.NameServers {
 			r := sourceRow{Source: s.Source, Type: "NameServer", Target: ns.Addr, Synced: s.Synced, Status: "Pending",
-				LastSuccess: ns.LastSuccess, LastSync: s.LastDiscovery, Error: ns.LastError, Mode: s.Mode, Topics: s.Topics,
+				LastSuccess: ns.LastSuccess, LastPoll: s.LastDiscovery, Error: ns.LastError, Mode: s.Mode, Topics: s.Topics,
 				Brokers: ns.Brokers, Errors: ns.Errors, LatencyMS: float64(ns.LastLatency.Microseconds()) / 1000}
 			switch {
 			case ns.Reachable:
@@ -142,7 +142,7 @@ func printSources(g *view, rows []sourceRow, now time.Time) error {
 	if done, err := printData(g, rows, "source", func(r sourceRow) string { return r.Source }); done {
 		return err
 	}
-	t := &table{headers: []string{"SOURCE", "TYPE", "TARGET", "SYNCED", "STATUS", "LAST SUCCESS", "LAST SYNC", "ERROR"}}
+	t := &table{headers: []string{"SOURCE", "TYPE", "TARGET", "SYNCED", "STATUS", "LAST SUCCESS", "LAST POLL", "ERROR"}}
 	if g.output == "wide" {
 		t.headers = append(t.headers, "MODE", "TOPICS", "BROKERS", "ERRORS", "LATENCY")
 	}
@@ -154,11 +154,11 @@ func printSources(g *view, rows []sourceRow, now time.Time) error {
 				status = fmt.Sprintf("%s %d/%d", r.Status, r.Documents-r.Accepted, r.Documents)
 			}
 		}
-		last, sync := ageOr(r.LastSuccess, now, "<never>"), ageOr(r.LastSync, now, "<never>")
+		last, poll := ageOr(r.LastSuccess, now, "<never>"), ageOr(r.LastPoll, now, "<never>")
 		if r.Type == "File" {
-			last, sync = "-", "-"
+			last, poll = "-", "-"
 		}
-		row := []string{r.Source, r.Type, r.Target, strconv.FormatBool(r.Synced), status, last, sync, orNone(r.Error)}
+		row := []string{r.Source, r.Type, r.Target, strconv.FormatBool(r.Synced), status, last, poll, orNone(r.Error)}
 		if g.output == "wide" {
 			if r.Type == "File" {
 				row = append(row, "-", "-", "-", "-", "-")
