@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"regexp"
@@ -17,13 +16,6 @@ import (
 	"github.com/rocketpilot/rocketpilot/xds/cache"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
-
-func ctlAt(t *testing.T, server string, args ...string) (stdout, stderr string, code int) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	code = run(context.Background(), append([]string{"rocketctl", "--server", server}, args...), &out, &errOut)
-	return out.String(), errOut.String(), code
-}
 
 // envoyLike opens a delta ADS stream as Envoy does, subscribing to every type, and keeps it open (acknowledging)
 // until the test ends.
@@ -70,11 +62,12 @@ func envoyLike(t *testing.T, xds, node string) {
 
 func TestProxyConfigTables(t *testing.T) {
 	a := startLiveAdmin(t)
+	s := served{admin: a.url, xds: a.stack.Addr()}
 	hash := a.stack.Table().Topic("TopicTest").BrokerSet.Hash
 	cluster := "rmq-DefaultCluster-" + hash
 
 	// A Go sidecar subscribes to routes and endpoints: only those two tables, no empty listener or ECDS section.
-	out, errOut, code := ctlAt(t, a.url, "proxy-config", "orders-7f9c")
+	out, errOut, code := ctl(t, s, "proxy-config", "orders-7f9c")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -94,30 +87,30 @@ func TestProxyConfigTables(t *testing.T) {
 		t.Errorf("a Go sidecar's proxy-config shows types it never asked for:\n%s", out)
 	}
 	// A type it does not subscribe to: said on stderr, nothing printed, exit 0; as data, an empty list.
-	out, errOut, code = ctlAt(t, a.url, "proxy-config", "orders-7f9c", "listeners")
+	out, errOut, code = ctl(t, s, "proxy-config", "orders-7f9c", "listeners")
 	if code != 0 || out != "" || errOut != "Node orders-7f9c does not subscribe to listeners (LDS); it subscribes to EDS, ROUTES.\n" {
 		t.Errorf("proxy-config orders-7f9c listeners: exit %d %q %q", code, out, errOut)
 	}
-	if out, _, _ := ctlAt(t, a.url, "proxy-config", "orders-7f9c", "listeners", "-o", "json"); out != "[]\n" {
+	if out, _, _ := ctl(t, s, "proxy-config", "orders-7f9c", "listeners", "-o", "json"); out != "[]\n" {
 		t.Errorf("proxy-config orders-7f9c listeners -o json: %q", out)
 	}
 	// -o json of all: the subscribed types' resources, each with its version.
 	var dump map[string][]cache.DumpedResource
-	out, _, _ = ctlAt(t, a.url, "proxy-config", "orders-7f9c", "-o", "json")
+	out, _, _ = ctl(t, s, "proxy-config", "orders-7f9c", "-o", "json")
 	if err := json.Unmarshal([]byte(out), &dump); err != nil {
 		t.Fatal(err)
 	}
 	if len(dump) != 2 || len(dump[translate.RouteType]) != 1 || len(dump[translate.EndpointType]) != 1 || dump[translate.RouteType][0].Version == "" {
 		t.Errorf("proxy-config -o json: %s", out)
 	}
-	if out, _, _ := ctlAt(t, a.url, "proxy-config", "orders-7f9c", "routes", "-o", "yaml"); !strings.Contains(out, "- name: TopicTest\n  resource:\n") {
+	if out, _, _ := ctl(t, s, "proxy-config", "orders-7f9c", "routes", "-o", "yaml"); !strings.Contains(out, "- name: TopicTest\n  resource:\n") {
 		t.Errorf("proxy-config routes -o yaml:\n%s", out)
 	}
 
 	// An Envoy subscribes to every type: five tables.
 	envoyLike(t, a.stack.Addr(), "envoy-1")
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		out, errOut, code = ctlAt(t, a.url, "proxy-config", "envoy-1")
+		out, errOut, code = ctl(t, s, "proxy-config", "envoy-1")
 		if code == 0 && strings.Contains(out, "broker-b") && strings.Contains(out, "TopicTest") || time.Now().After(deadline) {
 			break
 		}
@@ -143,7 +136,7 @@ func TestProxyConfigTables(t *testing.T) {
 		{[]string{"proxy-config", "orders-7f9c", "widgets"}, `unknown config kind "widgets"`},
 		{[]string{"proxy-config", "orders-7f9c", "-o", "wide"}, `--output "wide"`},
 	} {
-		if _, errOut, code := ctlAt(t, a.url, c.args...); code == 0 || !strings.Contains(errOut, c.want) {
+		if _, errOut, code := ctl(t, s, c.args...); code == 0 || !strings.Contains(errOut, c.want) {
 			t.Errorf("rocketctl %q: exit %d %q, want %q", c.args, code, errOut, c.want)
 		}
 	}

@@ -42,14 +42,9 @@ var nameKinds = map[string]func(a *Admin) []string{
 
 func (a *Admin) names(w http.ResponseWriter, r *http.Request) {
 	kind, prefix := r.PathValue("kind"), r.URL.Query().Get("prefix")
-	limit := 50
-	if l := r.URL.Query().Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 0 {
-			writeError(w, http.StatusBadRequest, "limit must be a non-negative integer")
-			return
-		}
-		limit = n
+	limit, ok := limitParam(w, r, 50)
+	if !ok {
+		return
 	}
 	out := NameList{Names: []string{}}
 	if kind == "topics" { // the table's sorted names: a page, whatever the number of topics
@@ -59,8 +54,8 @@ func (a *Admin) names(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, out)
 		return
 	}
-	all, ok := nameKinds[kind]
-	if !ok {
+	all, known := nameKinds[kind]
+	if !known {
 		kinds := []string{"topics"}
 		for k := range nameKinds {
 			kinds = append(kinds, k)
@@ -77,4 +72,18 @@ func (a *Admin) names(w http.ResponseWriter, r *http.Request) {
 	}
 	out.Names = append(out.Names, names...)
 	writeJSON(w, out)
+}
+
+// limitParam is the request's ?limit= (def when absent; 0 means no limit), or answers 400 and returns false.
+func limitParam(w http.ResponseWriter, r *http.Request, def int) (int, bool) {
+	l := r.URL.Query().Get("limit")
+	if l == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(l)
+	if err != nil || n < 0 {
+		writeError(w, http.StatusBadRequest, "limit must be a non-negative integer")
+		return 0, false
+	}
+	return n, true
 }
