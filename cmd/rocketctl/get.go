@@ -201,6 +201,12 @@ func getListed[T any](ctx context.Context, g *view, path, kind string, names []s
 	if err := g.getJSON(ctx, path, nil, &rows); err != nil {
 		return err
 	}
+	return printNamed(g, rows, kind, names, key, print)
+}
+
+// printNamed keeps the rows named (every row when names is empty), prints them, and then reports the names not
+// found.
+func printNamed[T any](g *view, rows []T, kind string, names []string, key func(T) string, print func(*view, []T) error) error {
 	rows = slices.DeleteFunc(rows, func(r T) bool { return len(names) > 0 && !slices.Contains(names, key(r)) })
 	missing := notFound(names, rows, key)
 	if len(rows) > 0 || len(names) == 0 { // names none of which is found: only the error, as kubectl

@@ -63,15 +63,8 @@ func getSources(ctx context.Context, g *globals, f *getFlags, names []string) er
 	if err := g.getJSON(ctx, "/api/v1/resources", nil, &docs); err != nil {
 		return err
 	}
-	rows := sourceRows(statuses, docs)
-	rows = slices.DeleteFunc(rows, func(r sourceRow) bool { return len(names) > 0 && !slices.Contains(names, r.Source) })
-	missing := notFound(names, rows, func(r sourceRow) string { return r.Source })
-	if len(rows) > 0 || len(names) == 0 {
-		if err := printSources(f.view(g), rows, clock()); err != nil {
-			return err
-		}
-	}
-	return missingError("source", missing)
+	return printNamed(f.view(g), sourceRows(statuses, docs), "source", names, func(r sourceRow) string { return r.Source },
+		func(g *view, rows []sourceRow) error { return printSources(g, rows, clock()) })
 }
 
 // sourceRows are the watchers' NameServers, sorted by source, then the files of --config by name.
@@ -255,15 +248,7 @@ func getPolicies(ctx context.Context, g *globals, f *getFlags, names []string) e
 	if err := g.getJSON(ctx, "/api/v1/bindings", nil, &bindings); err != nil {
 		return err
 	}
-	rows := policyRows(status, rules, bindings)
-	rows = slices.DeleteFunc(rows, func(r policyRow) bool { return len(names) > 0 && !slices.Contains(names, r.Name) })
-	missing := notFound(names, rows, func(r policyRow) string { return r.Name })
-	if len(rows) > 0 || len(names) == 0 {
-		if err := printPolicies(f.view(g), rows); err != nil {
-			return err
-		}
-	}
-	return missingError("policy", missing)
+	return printNamed(f.view(g), policyRows(status, rules, bindings), "policy", names, func(r policyRow) string { return r.Name }, printPolicies)
 }
 
 // policyRows are the TopicRoutes in precedence order, then the TopicBindings.
@@ -334,15 +319,7 @@ func getBrokers(ctx context.Context, g *globals, f *getFlags, names []string) er
 	if err := g.getJSON(ctx, "/api/v1/brokersets", nil, &sets); err != nil {
 		return err
 	}
-	rows := brokerRows(brokers, sets)
-	rows = slices.DeleteFunc(rows, func(r brokerRow) bool { return len(names) > 0 && !slices.Contains(names, r.Name) })
-	missing := notFound(names, rows, func(r brokerRow) string { return r.Name })
-	if len(rows) > 0 || len(names) == 0 {
-		if err := printBrokers(f.view(g), rows); err != nil {
-			return err
-		}
-	}
-	return missingError("broker", missing)
+	return printNamed(f.view(g), brokerRows(brokers, sets), "broker", names, func(r brokerRow) string { return r.Name }, printBrokers)
 }
 
 func brokerRows(brokers []routing.Broker, sets []server.BrokerSetRow) []brokerRow {

@@ -65,20 +65,7 @@ func goldenCtl(t *testing.T, name, server string, args ...string) {
 	if code != 0 || errOut != "" {
 		t.Fatalf("rocketctl %v: exit %d, stderr %q", args, code, errOut)
 	}
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./cmd/rocketctl -update)", err)
-	}
-	if out != string(want) {
-		t.Fatalf("rocketctl %v differs from %s; got:\n%s", args, name, out)
-	}
+	goldenCheck(t, name, out)
 }
 
 func TestGoldenStatusKinds(t *testing.T) {
