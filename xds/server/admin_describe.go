@@ -26,20 +26,6 @@ import (
 // describeLimit is how many topics or names a detail view lists by default.
 const describeLimit = 20
 
-// describeLimitOf reads ?limit=, or answers 400 and returns false.
-func describeLimitOf(w http.ResponseWriter, r *http.Request) (int, bool) {
-	l := r.URL.Query().Get("limit")
-	if l == "" {
-		return describeLimit, true
-	}
-	n, err := strconv.Atoi(l)
-	if err != nil || n < 0 {
-		writeError(w, http.StatusBadRequest, "limit must be a non-negative integer")
-		return 0, false
-	}
-	return n, true
-}
-
 // firstN appends name to names while fewer than limit are kept (0: no limit).
 func firstN(names []string, limit int, name string) []string {
 	if limit == 0 || len(names) < limit {
@@ -77,7 +63,7 @@ type HeldResources struct {
 
 func (a *Admin) proxy(w http.ResponseWriter, r *http.Request) {
 	node := r.PathValue("node")
-	limit, ok := describeLimitOf(w, r)
+	limit, ok := limitParam(w, r, describeLimit)
 	if !ok {
 		return
 	}
@@ -169,7 +155,7 @@ func (a *Admin) cluster(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Admin) describeBrokerSet(w http.ResponseWriter, r *http.Request, set *routing.BrokerSet) {
-	limit, ok := describeLimitOf(w, r)
+	limit, ok := limitParam(w, r, describeLimit)
 	if !ok {
 		return
 	}
@@ -237,7 +223,7 @@ type LostTopic struct {
 
 func (a *Admin) policy(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("namespace") + "/" + r.PathValue("name")
-	limit, ok := describeLimitOf(w, r)
+	limit, ok := limitParam(w, r, describeLimit)
 	if !ok {
 		return
 	}
