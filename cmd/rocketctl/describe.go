@@ -222,7 +222,7 @@ func describeTopic(w io.Writer, c *server.TopicChain, now time.Time) error {
 			p("  %s\t%s\t%s", age(ch.Time, now), version, what)
 		}
 		if !covered {
-			p("  (its change at model version %d is no longer in the change log)", c.Topic.Version)
+			p("  (its change at model version %d is not in the change log: it left it, or is not recorded yet)", c.Topic.Version)
 		}
 	}
 	return tw.Flush()

@@ -41,8 +41,8 @@ func TestGoldenDescribe(t *testing.T) {
 }
 
 // describe topic's model version is the topic's (the model version of its last change) and always one of the
-// versions its Events rows cover: a change the log coalesced from several writes shows its range; a change gone
-// from the log is said to be.
+// versions its Events rows cover: a change the log coalesced from several writes shows its range; a change not in
+// the log (gone from it, or not recorded yet) is said to be.
 func TestDescribeTopicVersionAgreesWithEvents(t *testing.T) {
 	now := fixtureNow(t)
 	var chain server.TopicChain
@@ -150,7 +150,7 @@ func TestDescribeEveryKindAgainstServeDemo(t *testing.T) {
 	for _, ch := range chain.Changes {
 		covered = covered || ch.Covers(v)
 	}
-	if !covered || strings.Contains(topic, "no longer in the change log") {
+	if !covered || strings.Contains(topic, "not in the change log") {
 		t.Fatalf("no event covers model version %d: %+v\n%s", v, chain.Changes, topic)
 	}
 
