@@ -113,11 +113,19 @@ func describeTopicAt(ctx context.Context, g *globals, name string, _ url.Values)
 	if err := routing.ValidTopic(name); err != nil {
 		return nil, nil, err
 	}
-	var chain server.TopicChain
-	if err := g.getJSON(ctx, "/api/v1/topics/"+url.PathEscape(name), nil, &chain); err != nil {
+	return describeFrom(ctx, g, "/api/v1/topics/"+url.PathEscape(name), nil, func(c *server.TopicChain) error {
+		return describeTopic(g.out, c, time.Now())
+	})
+}
+
+// describeFrom reads one object of the admin API, and returns it as data and its text: a name not found on a
+// server that has not synced yet says what it waits for.
+func describeFrom[T any](ctx context.Context, g *globals, path string, query url.Values, text func(*T) error) (any, func() error, error) {
+	var v T
+	if err := g.getJSON(ctx, path, query, &v); err != nil {
 		return nil, nil, g.unsyncedHint(ctx, err)
 	}
-	return chain, func() error { return describeTopic(g.out, &chain, time.Now()) }, nil
+	return v, func() error { return text(&v) }, nil
 }
 
 // describeTopic writes the chain as kubectl describe does: fields, then sections.

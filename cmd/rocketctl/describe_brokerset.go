@@ -19,11 +19,9 @@ func describeBrokerSetAt(path string) func(context.Context, *globals, string, ur
 		if name == "" {
 			return nil, nil, fmt.Errorf("describe needs a name, not an empty one")
 		}
-		var d server.BrokerSetDetail
-		if err := g.getJSON(ctx, "/api/v1/"+path+"/"+url.PathEscape(name), query, &d); err != nil {
-			return nil, nil, g.unsyncedHint(ctx, err)
-		}
-		return d, func() error { return describeBrokerSet(g, &d) }, nil
+		return describeFrom(ctx, g, "/api/v1/"+path+"/"+url.PathEscape(name), query, func(d *server.BrokerSetDetail) error {
+			return describeBrokerSet(g, d)
+		})
 	}
 }
 

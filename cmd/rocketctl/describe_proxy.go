@@ -22,11 +22,9 @@ func describeProxyAt(ctx context.Context, g *globals, node string, query url.Val
 	if node == "" {
 		return nil, nil, fmt.Errorf("describe proxy needs a node id, not an empty one")
 	}
-	var d server.ProxyDetail
-	if err := g.getJSON(ctx, "/api/v1/proxies/"+url.PathEscape(node), query, &d); err != nil {
-		return nil, nil, err
-	}
-	return d, func() error { return describeProxy(g, &d, time.Now()) }, nil
+	return describeFrom(ctx, g, "/api/v1/proxies/"+url.PathEscape(node), query, func(d *server.ProxyDetail) error {
+		return describeProxy(g, d, time.Now())
+	})
 }
 
 // describeProxy writes a node: its metadata and the bindings that select it, its scope, what it holds per type,

@@ -26,11 +26,9 @@ func describeTopicRouteAt(ctx context.Context, g *globals, name string, query ur
 	if ns == "" || n == "" || strings.Contains(n, "/") {
 		return nil, nil, fmt.Errorf("invalid TopicRoute name %q: want NAME or NAMESPACE/NAME", name)
 	}
-	var d server.PolicyDetail
-	if err := g.getJSON(ctx, "/api/v1/policies/"+url.PathEscape(ns)+"/"+url.PathEscape(n), query, &d); err != nil {
-		return nil, nil, g.unsyncedHint(ctx, err)
-	}
-	return d, func() error { return describeTopicRoute(g, &d) }, nil
+	return describeFrom(ctx, g, "/api/v1/policies/"+url.PathEscape(ns)+"/"+url.PathEscape(n), query, func(d *server.PolicyDetail) error {
+		return describeTopicRoute(g, d)
+	})
 }
 
 // describeTopicRoute writes a TopicRoute: its match and rules (each backend resolved or not), its pop rule, the
