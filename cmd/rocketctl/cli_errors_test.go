@@ -186,7 +186,12 @@ func TestUnsyncedServerSaysWhatItWaitsFor(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "waiting for "+waits) {
 		t.Errorf("/readyz: %d %q", resp.StatusCode, body)
 	}
-	_, errOut, code := rocketctlAt(admin, "describe", "topic", "TopicTest")
+	out, errOut, code := rocketctlAt(admin, "get", "topics")
+	if code != 0 || out != "" || errOut != "No resources found.\nThe server has not done its first sync: it waits for "+waits+
+		" (GET_BROKER_CLUSTER_INFO to "+deadAddr+": dial tcp "+deadAddr+": connect: connection refused)\n" {
+		t.Errorf("get topics on an unsynced server: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	_, errOut, code = rocketctlAt(admin, "describe", "topic", "TopicTest")
 	if code != 1 || !strings.Contains(errOut, `topic "TopicTest" not found; the server has not done its first sync: it waits for `+waits) {
 		t.Errorf("describe on an unsynced server: exit %d, %q", code, errOut)
 	}

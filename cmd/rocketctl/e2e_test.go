@@ -238,7 +238,7 @@ func TestEndToEndAgainstServeDemo(t *testing.T) {
 		want string
 	}{
 		{[]string{"get", "widgets"}, `unknown kind "widgets"`},
-		{[]string{"get", "clusters", cluster, "rmq-nope"}, "cluster rmq-nope not found"},
+		{[]string{"get", "clusters", cluster, "rmq-nope"}, `cluster "rmq-nope" not found`},
 		{[]string{"get", "proxies", "nobody"}, "no connected proxy has node id nobody"},
 		{[]string{"describe", "topic", "no-such-topic"}, "no-such-topic"},
 	} {

@@ -458,5 +458,9 @@ func missingError(kind string, missing []string) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%s %s not found", kind, strings.Join(missing, ", "))
+	quoted := make([]string, len(missing))
+	for i, m := range missing {
+		quoted[i] = strconv.Quote(m) // as describe quotes a name: a name may hold spaces, or be empty
+	}
+	return fmt.Errorf("%s %s not found", kind, strings.Join(quoted, ", "))
 }

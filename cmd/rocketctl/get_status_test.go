@@ -96,7 +96,7 @@ func TestGoldenStatusKinds(t *testing.T) {
 	}
 	// A name not found is an error after the others are printed.
 	code, out, errOut := runCtl(t, "--server", srv.URL, "get", "brokers", "broker-a", "broker-z", "-o", "name")
-	if code != 1 || out != "broker/broker-a\n" || errOut != "error: broker broker-z not found\n" {
+	if code != 1 || out != "broker/broker-a\n" || errOut != "error: broker \"broker-z\" not found\n" {
 		t.Errorf("get brokers broker-a broker-z: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
@@ -202,7 +202,7 @@ func TestCustomResourcesFromConfigFiles(t *testing.T) {
 		t.Errorf("get tb -n other: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	code, _, errOut = runCtl(t, "--server", srv.URL, "get", "tb", "nope")
-	if code != 1 || !strings.HasSuffix(errOut, "error: topicbinding nope not found\n") {
+	if code != 1 || !strings.HasSuffix(errOut, "error: topicbinding \"nope\" not found\n") {
 		t.Errorf("get tb nope: exit %d, stderr %q", code, errOut)
 	}
 

@@ -93,15 +93,15 @@ func runCtl(t *testing.T, args ...string) (code int, stdout, stderr string) {
 func TestGetFoundFirstThenNotFound(t *testing.T) {
 	srv := fakeAdmin(t, func(*http.Request) (int, string) { return http.StatusOK, `{"total": 0, "topics": []}` })
 	code, out, errOut := runCtl(t, "--server", srv.URL, "get", "topics", "demo-inventory-003", "nope", "-o", "name")
-	if code != 1 || out != "topic/demo-inventory-003\n" || errOut != "error: topic nope not found\n" {
+	if code != 1 || out != "topic/demo-inventory-003\n" || errOut != "error: topic \"nope\" not found\n" {
 		t.Errorf("get topics FOUND nope: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	code, out, errOut = runCtl(t, "--server", srv.URL, "get", "clusters", "nope", "rmq-ClusterB-e0a3c7eb71476fa7", "--no-headers")
-	if code != 1 || !strings.HasPrefix(out, "rmq-ClusterB-e0a3c7eb71476fa7 ") || strings.Count(out, "\n") != 1 || errOut != "error: cluster nope not found\n" {
+	if code != 1 || !strings.HasPrefix(out, "rmq-ClusterB-e0a3c7eb71476fa7 ") || strings.Count(out, "\n") != 1 || errOut != "error: cluster \"nope\" not found\n" {
 		t.Errorf("get clusters nope FOUND: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	code, out, errOut = runCtl(t, "--server", srv.URL, "get", "clusters", "nope", "TopicTest")
-	if code != 1 || out != "" || errOut != "error: cluster nope, TopicTest not found\n" {
+	if code != 1 || out != "" || errOut != "error: cluster \"nope\", \"TopicTest\" not found\n" {
 		t.Errorf("get clusters nope TopicTest: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	if code, _, errOut := runCtl(t, "--server", srv.URL, "get", "topics", "x", "-l", "broker=a"); code != 1 || !strings.Contains(errOut, "do not go together") {

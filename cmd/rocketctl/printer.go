@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 
 	"k8s.io/client-go/util/jsonpath"
 	"sigs.k8s.io/yaml"
+
+	"github.com/rocketpilot/rocketpilot/xds/server"
 )
 
 // table is rows under upper-case headers, aligned like kubectl's: columns padded to their widest cell and
@@ -94,14 +97,22 @@ func printData[T any](g *view, items []T, kind string, name func(T) string) (don
 	return false, nil
 }
 
-// noResources says on stderr that a list is empty, as kubectl does.
+// noResources says on stderr that a list is empty, as kubectl does, and, when the server has not done its first
+// sync, what it waits for: the list may be empty only for now.
 func noResources(g *globals) error {
 	w := g.errOut
 	if w == nil {
 		w = io.Discard
 	}
-	_, err := fmt.Fprintln(w, "No resources found.")
-	return err
+	if _, err := fmt.Fprintln(w, "No resources found."); err != nil {
+		return err
+	}
+	var v server.VersionInfo
+	if g.server != "" && g.getJSON(context.Background(), "/api/v1/version", nil, &v) == nil && len(v.WaitingFor) > 0 {
+		_, err := fmt.Fprintf(w, "The server has not done its first sync: it waits for %s\n", strings.Join(v.WaitingFor, "; "))
+		return err
+	}
+	return nil
 }
 
 // printNames writes kind/name lines, as kubectl -o name (name lines when kind is empty: names that carry their

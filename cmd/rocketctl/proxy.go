@@ -57,6 +57,9 @@ func newProxyStatusCommand(g *globals) *cobra.Command {
 			if len(args) == 1 {
 				return printProxyDetail(g, streams, time.Now())
 			}
+			if len(streams) == 0 {
+				return noResources(g)
+			}
 			return printProxyStatus(g, streams, time.Now())
 		},
 	}
