@@ -45,15 +45,19 @@ func addWatch(root *cobra.Command, g *globals, names ...string) {
 
 // watchRuns runs once, prints all, then runs every interval and prints what changed, until ctx ends.
 func watchRuns(ctx context.Context, g *globals, interval time.Duration, header bool, run func() error) error {
-	out := g.out
-	defer func() { g.out = out }()
-	var last string
+	out, errOut := g.out, g.errOut
+	defer func() { g.out, g.errOut = out, errOut }()
+	var last, lastErr string
 	first := true
 	for {
-		var buf bytes.Buffer
-		g.out = &buf
+		var buf, errBuf bytes.Buffer
+		g.out, g.errOut = &buf, &errBuf
 		err := run()
-		g.out = out
+		g.out, g.errOut = out, errOut
+		if said := errBuf.String(); said != lastErr { // "No resources found." once, not at every look
+			errOut.Write(errBuf.Bytes())
+			lastErr = said
+		}
 		switch {
 		case err != nil && first:
 			return err

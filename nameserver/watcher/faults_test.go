@@ -230,7 +230,10 @@ func TestNameServerDownAtStartIsNeverSynced(t *testing.T) {
 	addr := ns.Addr()
 	ns.Pause()
 	table := routing.NewTable()
-	w := startWatcher(t, table, testOptions(100*time.Millisecond, addr))
+	opts := testOptions(100*time.Millisecond, addr)
+	logs := &lockedLog{}
+	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	w := startWatcher(t, table, opts)
 
 	eventually(t, 5*time.Second, "three failed broker-table polls", func() bool { return errorCount(w, addr, requestBrokers) >= 3 })
 	select {
@@ -251,6 +254,10 @@ func TestNameServerDownAtStartIsNeverSynced(t *testing.T) {
 	}
 	countersAgree(t, w)
 	failed := errorCount(w, addr, requestBrokers)
+	// It never answered: there are no routes of its to keep, and the log does not say there are.
+	if l := logs.String(); !strings.Contains(l, "broker table poll failed; no routes from this NameServer yet") || strings.Contains(l, "keeping the last good routes") {
+		t.Fatalf("log during the outage:\n%s", l)
+	}
 
 	if err := ns.Resume(); err != nil {
 		t.Fatal(err)
@@ -270,6 +277,29 @@ func TestNameServerDownAtStartIsNeverSynced(t *testing.T) {
 	}
 	eventually(t, 2*time.Second, "reachable", func() bool { return w.Status().NameServers[0].Reachable })
 	t.Logf("%v broker-table polls failed before the NameServer came back; synced with %d topics", failed, w.Status().Topics)
+	// Down again, after it answered: now its last good routes are kept, and said so.
+	ns.Pause()
+	eventually(t, 5*time.Second, "the log of a failed poll after a good one", func() bool {
+		return strings.Contains(logs.String(), "broker table poll failed; keeping the last good routes")
+	})
+}
+
+// lockedLog is a log the watcher writes while the test reads it.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // TestSlowNameServerKeepsRoutesAndRecovers: answers slower than the request timeout are failures, not routes; a
