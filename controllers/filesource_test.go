@@ -271,3 +271,18 @@ spec:
 			got.Pop, got.BrokerSet.Hash, before.BrokerSet.Hash, want)
 	}
 }
+
+// A config directory that is a file, or is not there, is refused with what it is: not with a nil error in brackets.
+func TestFileSourceNeedsADirectory(t *testing.T) {
+	s := newFileStack(t)
+	s.write(t, "route.yaml", "")
+	for path, want := range map[string]string{
+		filepath.Join(s.dir, "route.yaml"): "a file, not a directory (give the directory that holds it)",
+		filepath.Join(s.dir, "nope"):       "no such file or directory",
+	} {
+		_, err := NewFileSource(path, s.table, s.sources, NewPolicies(s.table), nil)
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "<nil>") {
+			t.Errorf("NewFileSource(%s): %v, want %q", path, err, want)
+		}
+	}
+}

@@ -312,6 +312,11 @@ spec:
 	if byFile != out {
 		t.Errorf("x translate -f FILE -f FILE differs from --config DIR")
 	}
+	// --config given a file (it takes a directory) reads that file, as -f does, instead of failing.
+	if one := mustCtl(t, s, "x", "translate", "--namesrv-dump", dumpFile, "--config", filepath.Join(dir, "route.yaml"),
+		"--node", "orders-1", "-o", "json"); !strings.Contains(one, "demo-inventory-") {
+		t.Errorf("x translate --config FILE rendered no route of the file's topics")
+	}
 	want := map[string]map[string]string{}
 	for typeURL, rs := range offline {
 		want[typeURL] = map[string]string{}
