@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -79,6 +80,12 @@ func (g *globals) getJSON(ctx context.Context, path string, query url.Values, v 
 // notRocketpilot is the error for an answer rocketpilot's admin API would not give (an HTML page, an empty or plain
 // text error, another JSON): what was reached and what was expected, with the start of what it said.
 func (g *globals) notRocketpilot(path string, code int, status string, body []byte) error {
+	if code == http.StatusNotFound && strings.TrimSpace(string(body)) == "404 page not found" {
+		// Go's own answer for a path it does not serve: maybe a rocketpilot older than this rocketctl.
+		return notRocketpilotError{code: code, said: strconv.Quote("404 page not found"), msg: fmt.Sprintf(
+			"%s has no GET %s (404 page not found): a rocketpilot older than this rocketctl, or not rocketpilot's admin API "+
+				"(serve --admin-address, 127.0.0.1:19000 by default)", g.server, path)}
+	}
 	said := strings.Join(strings.Fields(string(body)), " ")
 	said = strings.Map(func(r rune) rune {
 		if r < ' ' || r == 0x7f || r == 0xfffd {
@@ -133,11 +140,20 @@ func (g *globals) httpClient() (*http.Client, error) {
 	if !g.tls.enabled() {
 		return http.DefaultClient, nil
 	}
-	cfg, err := g.tls.config()
-	if err != nil {
-		return nil, err
+	c := g.tlsClient
+	if c == nil {
+		c = &tlsClient{}
 	}
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, Proxy: http.ProxyFromEnvironment}}, nil
+	c.once.Do(func() {
+		cfg, err := g.tls.config()
+		if err != nil {
+			c.err = err
+			return
+		}
+		c.client = &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, Proxy: http.ProxyFromEnvironment,
+			IdleConnTimeout: 30 * time.Second}}
+	})
+	return c.client, c.err
 }
 
 // xdsDialOptions are the xDS client's credentials: TLS when the TLS flags are set, plaintext otherwise.

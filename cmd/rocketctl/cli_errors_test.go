@@ -146,6 +146,16 @@ func TestTranslateReportsEveryRejection(t *testing.T) {
 			t.Errorf("x translate -f a directory of 2 bad resources: exit %d, stderr %q; want %q", code, errOut, want)
 		}
 	}
+	// Files named one by one are reported by the paths given, not by the copies translate reads.
+	_, errOut, code = rocketctlAt("http://127.0.0.1:1", "x", "translate", "--namesrv-dump", dumpFile, "-f", filepath.Join(bad, "a.yaml"),
+		"-f", filepath.Join(bad, "b.yaml"))
+	if code != 1 || !strings.Contains(errOut, filepath.Join(bad, "a.yaml")+": TopicRoute a:") || !strings.Contains(errOut, filepath.Join(bad, "b.yaml")+": TopicRoute b:") {
+		t.Errorf("x translate -f FILE -f FILE: exit %d, stderr %q", code, errOut)
+	}
+	_, errOut, code = rocketctlAt("http://127.0.0.1:1", "x", "translate", "--namesrv-dump", dumpFile, "-f", dumpFile)
+	if code != 1 || !strings.Contains(errOut, "not a .yaml or .yml file") {
+		t.Errorf("x translate -f a JSON file: exit %d, stderr %q", code, errOut)
+	}
 	_, errOut, code = rocketctlAt("http://127.0.0.1:1", "x", "translate", "--namesrv-dump", dumpFile, "-f", filepath.Join(dir, "nope.yaml"))
 	if code != 1 || !strings.Contains(errOut, "-f "+filepath.Join(dir, "nope.yaml")) || strings.Contains(errOut, "<nil>") {
 		t.Errorf("x translate -f a missing file: exit %d, stderr %q", code, errOut)
@@ -168,12 +178,13 @@ func TestUnsyncedServerSaysWhatItWaitsFor(t *testing.T) {
 	waits := "NameServer source namesrv: " + deadAddr
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		out, _, code := rocketctlAt(admin, "version")
-		if code == 0 && strings.Contains(out, "The server is not serving xDS yet; it waits for "+waits) && strings.Contains(out, "connection refused") {
+		out, errOut, code := rocketctlAt(admin, "version")
+		if code == 0 && strings.Contains(out, "Server: ") && strings.Contains(errOut, "The server is not serving xDS yet; it waits for "+waits) &&
+			strings.Contains(errOut, "connection refused") {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("version against an unsynced server: exit %d\n%s", code, out)
+			t.Fatalf("version against an unsynced server: exit %d\n%s%s", code, out, errOut)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

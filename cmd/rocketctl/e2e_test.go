@@ -239,7 +239,7 @@ func TestEndToEndAgainstServeDemo(t *testing.T) {
 	}{
 		{[]string{"get", "widgets"}, `unknown kind "widgets"`},
 		{[]string{"get", "clusters", cluster, "rmq-nope"}, `cluster "rmq-nope" not found`},
-		{[]string{"get", "proxies", "nobody"}, "no connected proxy has node id nobody"},
+		{[]string{"get", "proxies", "nobody"}, `no connected proxy has node id "nobody"`},
 		{[]string{"describe", "topic", "no-such-topic"}, "no-such-topic"},
 	} {
 		out, errOut, code := ctl(t, s, c.args...)

@@ -299,9 +299,15 @@ func getRoutes(ctx context.Context, g *globals, f *getFlags, names []string) err
 		}
 	}
 	var rows []routeRow
+	var missing []string
 	for _, n := range names {
 		var raw json.RawMessage
 		if err := g.getJSON(ctx, "/api/v1/routes/"+url.PathEscape(n), nil, &raw); err != nil {
+			var nf errNotFound
+			if errors.As(err, &nf) { // the others first, then the error (as kubectl)
+				missing = append(missing, n)
+				continue
+			}
 			return err
 		}
 		row, err := summarizeRoute(n, raw)
@@ -310,7 +316,12 @@ func getRoutes(ctx context.Context, g *globals, f *getFlags, names []string) err
 		}
 		rows = append(rows, row)
 	}
-	return printRoutes(f.view(g), rows)
+	if len(rows) > 0 || len(missing) == 0 {
+		if err := printRoutes(f.view(g), rows); err != nil {
+			return err
+		}
+	}
+	return missingError("route", missing)
 }
 
 func summarizeRoute(topic string, raw json.RawMessage) (routeRow, error) {
@@ -382,16 +393,22 @@ func getProxies(ctx context.Context, g *globals, f *getFlags, names []string) er
 		return err
 	}
 	streams = slices.DeleteFunc(streams, func(s cache.StreamStatus) bool { return len(names) > 0 && !slices.Contains(names, s.Node) })
-	if missing := notFound(names, streams, func(s cache.StreamStatus) string { return s.Node }); len(missing) > 0 {
-		return fmt.Errorf("no connected proxy has node id %s", strings.Join(missing, ", "))
-	}
+	missing := notFound(names, streams, func(s cache.StreamStatus) string { return s.Node })
 	slices.SortFunc(streams, func(a, b cache.StreamStatus) int {
 		if c := strings.Compare(a.Node, b.Node); c != 0 {
 			return c
 		}
 		return int(a.ID - b.ID)
 	})
-	return printProxies(f.view(g), streams, time.Now())
+	if len(streams) > 0 || len(missing) == 0 { // the connected ones first, then the error (as kubectl)
+		if err := printProxies(f.view(g), streams, time.Now()); err != nil {
+			return err
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("no connected proxy has node id %s", quoteNames(missing))
+	}
+	return nil
 }
 
 func printProxies(g *view, streams []cache.StreamStatus, now time.Time) error {
@@ -458,9 +475,14 @@ func missingError(kind string, missing []string) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	quoted := make([]string, len(missing))
-	for i, m := range missing {
-		quoted[i] = strconv.Quote(m) // as describe quotes a name: a name may hold spaces, or be empty
+	return fmt.Errorf("%s %s not found", kind, quoteNames(missing))
+}
+
+// quoteNames quotes names as describe quotes a name (a name may hold spaces, or be empty), comma-separated.
+func quoteNames(names []string) string {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = strconv.Quote(n)
 	}
-	return fmt.Errorf("%s %s not found", kind, strings.Join(quoted, ", "))
+	return strings.Join(quoted, ", ")
 }

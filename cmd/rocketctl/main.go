@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -110,18 +112,27 @@ func (e exitError) Unwrap() error { return e.err }
 
 // globals are the flags every command shares.
 type globals struct {
-	server  string // admin API
-	xds     string // xDS server, for resolve
-	output  string
-	timeout time.Duration
-	tls     tlsFlags
-	kube    kubeFlags
-	out     io.Writer
-	errOut  io.Writer
+	server    string // admin API
+	xds       string // xDS server, for resolve
+	output    string
+	timeout   time.Duration
+	tls       tlsFlags
+	kube      kubeFlags
+	out       io.Writer
+	errOut    io.Writer
+	tlsClient *tlsClient // the admin API's HTTP client under TLS, made once (nil: made per request)
+}
+
+// tlsClient is an HTTP client made on first use and kept: a transport per request would keep an idle connection
+// each (a watch asks every second).
+type tlsClient struct {
+	once   sync.Once
+	client *http.Client
+	err    error
 }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
-	g := &globals{out: stdout, errOut: stderr}
+	g := &globals{out: stdout, errOut: stderr, tlsClient: &tlsClient{}}
 	root := &cobra.Command{
 		Use:           "rocketctl",
 		Short:         "Query and debug rocketpilot, the xDS control plane for Apache RocketMQ",

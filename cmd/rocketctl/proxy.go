@@ -87,6 +87,9 @@ func printProxyStatus(g *globals, streams []cache.StreamStatus, now time.Time) e
 		}
 		t.add(append(row, age(s.Opened, now))...)
 	}
+	if len(t.rows) == 0 {
+		return noResources(g)
+	}
 	if err := t.print(g.out); err != nil {
 		return err
 	}
@@ -146,6 +149,9 @@ func printProxyDetail(g *globals, streams []cache.StreamStatus, now time.Time) e
 			}
 			t.add(fmt.Sprint(s.ID), shortType(ts.TypeURL), ts.State, sub, orNone(ts.SentVersion), orNone(ts.AckedVersion), sent, orNone(ts.NackError))
 		}
+	}
+	if len(t.rows) == 0 {
+		return noResources(g)
 	}
 	if err := t.print(g.out); err != nil {
 		return err
@@ -268,6 +274,12 @@ func printProxyConfig(g *globals, dump map[string][]cache.DumpedResource, subscr
 		t, err := configTable(ty, dump)
 		if err != nil {
 			return err
+		}
+		if len(t.rows) == 0 { // as kubectl: on stderr
+			if err := noResources(g); err != nil {
+				return err
+			}
+			continue
 		}
 		if i > 0 {
 			fmt.Fprintln(g.out)

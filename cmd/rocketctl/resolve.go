@@ -9,6 +9,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -38,13 +39,22 @@ xDS yet) is reported at once, with what it waits for.`,
 			}
 			explicit := cmd.Flags().Changed("xds-server") || os.Getenv("ROCKETCTL_XDS_SERVER") != ""
 			var v server.VersionInfo
-			if err := g.getJSON(cmd.Context(), "/api/v1/version", nil, &v); err == nil {
-				if len(v.WaitingFor) > 0 {
-					return fmt.Errorf("the control plane at %s serves no xDS yet: it waits for %s", g.server, strings.Join(v.WaitingFor, "; "))
+			ask := g
+			if explicit { // the admin API is only a courtesy then: not worth waiting the whole request timeout for
+				quick := *g
+				quick.timeout = min(g.timeout, 2*time.Second)
+				if quick.timeout <= 0 {
+					quick.timeout = 2 * time.Second
 				}
-				if !explicit && v.XDSAddress != "" {
-					g.xds = xdsAddressFor(g.server, v.XDSAddress)
-				}
+				ask = &quick
+			}
+			switch err := ask.getJSON(cmd.Context(), "/api/v1/version", nil, &v); {
+			case err == nil && len(v.WaitingFor) > 0:
+				return fmt.Errorf("the control plane at %s serves no xDS yet: it waits for %s", g.server, strings.Join(v.WaitingFor, "; "))
+			case err == nil && !explicit && v.XDSAddress != "":
+				g.xds = xdsAddressFor(g.server, v.XDSAddress)
+			case err != nil && !explicit:
+				return fmt.Errorf("%w (resolve learns the xDS address there; give --xds-server to go without it)", err)
 			}
 			c, err := sidecar.Dial(g.xds, sidecar.Options{NodeID: "rocketctl", DialOptions: dopts})
 			if err != nil {
@@ -55,6 +65,8 @@ xDS yet) is reported at once, with what it waits for.`,
 			defer cancel()
 			route, err := c.Resolve(ctx, args[0])
 			switch {
+			case cmd.Context().Err() != nil:
+				return nil // interrupted
 			case errors.Is(err, sidecar.ErrTopicNotFound):
 				return fmt.Errorf("topic %q not found: the control plane has no route for it", args[0])
 			case errors.Is(err, context.DeadlineExceeded):
@@ -75,7 +87,7 @@ xDS yet) is reported at once, with what it waits for.`,
 // watchRoute prints the topic's route each time the control plane changes it, as the sidecar client sees the
 // change, until ctx ends (Ctrl-C: no error). A topic withdrawn is said on stderr; the watch goes on.
 func watchRoute(ctx context.Context, g *globals, c *sidecar.Client, topic string, last *remoting.TopicRouteData) error {
-	changes := make(chan *remoting.TopicRouteData, 16)
+	changes := make(chan *remoting.TopicRouteData, 1) // the newest route only: a printer behind skips to it
 	gone := make(chan error, 16)
 	cancel := c.Watch(topic, func(data *remoting.TopicRouteData, err error) {
 		if err != nil {
@@ -85,9 +97,16 @@ func watchRoute(ctx context.Context, g *globals, c *sidecar.Client, topic string
 			}
 			return
 		}
-		select {
-		case changes <- data:
-		default: // the printer is behind: it prints the next one
+		for {
+			select {
+			case changes <- data:
+				return
+			default: // the printer is behind: the older route it has not taken gives way to this one
+				select {
+				case <-changes:
+				default:
+				}
+			}
 		}
 	})
 	defer cancel()
@@ -97,6 +116,7 @@ func watchRoute(ctx context.Context, g *globals, c *sidecar.Client, topic string
 			return nil
 		case err := <-gone:
 			fmt.Fprintf(g.errOut, "topic %q: %v\n", topic, err)
+			last = nil // the route, when it comes back, is printed even if it is the same
 		case data := <-changes:
 			if reflect.DeepEqual(data, last) { // the first call, or a change that left the route as it was
 				continue

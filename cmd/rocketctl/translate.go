@@ -148,12 +148,12 @@ scope from the TopicBindings that select --node). No server is needed.`,
 			if configDir != "" {
 				files = append(files, configDir)
 			}
-			dir, cleanup, err := gatherConfig(files)
+			dir, origin, cleanup, err := gatherConfig(files)
 			if err != nil {
 				return err
 			}
 			defer cleanup()
-			out, err := translateOffline(cmd.Context(), dumpFile, dir, nodeOf(nodeID, nodeNamespace, nodeLabels), topics)
+			out, err := translateOffline(cmd.Context(), dumpFile, dir, origin, nodeOf(nodeID, nodeNamespace, nodeLabels), topics)
 			if err != nil {
 				return err
 			}
@@ -193,7 +193,7 @@ func nodeOf(id, namespace, labels string) *corev3.Node {
 }
 
 // translateOffline renders what a node would be served for a dump and a directory of custom resources.
-func translateOffline(ctx context.Context, dumpFile, configDir string, node *corev3.Node, topics []string) (map[string][]cache.DumpedResource, error) {
+func translateOffline(ctx context.Context, dumpFile, configDir string, origin map[string]string, node *corev3.Node, topics []string) (map[string][]cache.DumpedResource, error) {
 	table := routing.NewTable()
 	d, err := loadDump(table, dumpFile)
 	if err != nil {
@@ -213,7 +213,11 @@ func translateOffline(ctx context.Context, dumpFile, configDir string, node *cor
 		var rejected []string // every one, as the server reports them, not only the first
 		for _, r := range fs.Status() {
 			if !r.Accepted {
-				rejected = append(rejected, fmt.Sprintf("%s: %s %s: %s", r.File, r.Kind, r.Name, r.Error))
+				file := r.File
+				if o, ok := origin[file]; ok { // a copy's name: the path the user gave
+					file = o
+				}
+				rejected = append(rejected, fmt.Sprintf("%s: %s %s: %s", file, r.Kind, r.Name, r.Error))
 			}
 		}
 		if len(rejected) > 0 {
@@ -239,57 +243,64 @@ func translateOffline(ctx context.Context, dumpFile, configDir string, node *cor
 
 // gatherConfig makes one directory of the custom resources -f names, as serve --config reads one: a single
 // directory is used as it is; files, or several paths, are copied into a temporary directory (a directory's own
-// YAML files, not its subdirectories, as serve --config reads). It returns "" when there is nothing.
-func gatherConfig(paths []string) (dir string, cleanup func(), err error) {
+// YAML files, not its subdirectories, as serve --config reads). origin maps each copy's name to the path it came
+// from. It returns "" when there is nothing; a file named that is not YAML is an error (it would be ignored).
+func gatherConfig(paths []string) (dir string, origin map[string]string, cleanup func(), err error) {
 	cleanup = func() {}
 	if len(paths) == 0 {
-		return "", cleanup, nil
+		return "", nil, cleanup, nil
 	}
 	if len(paths) == 1 {
 		if st, err := os.Stat(paths[0]); err == nil && st.IsDir() {
-			return paths[0], cleanup, nil
+			return paths[0], nil, cleanup, nil
 		}
 	}
 	tmp, err := os.MkdirTemp("", "rocketctl-translate")
 	if err != nil {
-		return "", cleanup, err
+		return "", nil, cleanup, err
 	}
 	cleanup = func() { os.RemoveAll(tmp) }
-	n := 0
+	origin = map[string]string{}
 	copyFile := func(path string) error {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return err
 		}
-		n++ // a prefix keeps files of the same name from different directories apart
-		return os.WriteFile(filepath.Join(tmp, fmt.Sprintf("%03d-%s", n, filepath.Base(path))), b, 0o600)
+		// A prefix keeps files of the same name from different directories apart.
+		name := fmt.Sprintf("%03d-%s", len(origin)+1, filepath.Base(path))
+		origin[name] = path
+		return os.WriteFile(filepath.Join(tmp, name), b, 0o600)
+	}
+	isYAML := func(name string) bool { ext := filepath.Ext(name); return ext == ".yaml" || ext == ".yml" }
+	fail := func(p string, err error) (string, map[string]string, func(), error) {
+		cleanup()
+		return "", nil, func() {}, fmt.Errorf("-f %s: %w", p, err)
 	}
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
-			cleanup()
-			return "", func() {}, fmt.Errorf("-f %s: %w", p, err)
+			return fail(p, err)
 		}
 		if !st.IsDir() {
+			if !isYAML(p) {
+				return fail(p, errors.New("not a .yaml or .yml file: serve --config reads only those"))
+			}
 			if err := copyFile(p); err != nil {
-				cleanup()
-				return "", func() {}, fmt.Errorf("-f %s: %w", p, err)
+				return fail(p, err)
 			}
 			continue
 		}
 		entries, err := os.ReadDir(p)
 		if err != nil {
-			cleanup()
-			return "", func() {}, fmt.Errorf("-f %s: %w", p, err)
+			return fail(p, err)
 		}
 		for _, e := range entries {
-			if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
+			if !e.IsDir() && isYAML(e.Name()) {
 				if err := copyFile(filepath.Join(p, e.Name())); err != nil {
-					cleanup()
-					return "", func() {}, fmt.Errorf("-f %s: %w", p, err)
+					return fail(p, err)
 				}
 			}
 		}
 	}
-	return tmp, cleanup, nil
+	return tmp, origin, cleanup, nil
 }

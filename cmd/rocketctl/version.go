@@ -48,8 +48,8 @@ func newVersionCommand(g *globals) *cobra.Command {
 				if v.Server != "" {
 					fmt.Fprintf(g.out, "Server: %s (model version %d)\n", v.Server, v.Model)
 				}
-				if len(v.WaitingFor) > 0 {
-					fmt.Fprintf(g.out, "The server is not serving xDS yet; it waits for %s\n", strings.Join(v.WaitingFor, "; "))
+				if len(v.WaitingFor) > 0 { // a warning, as kubectl's: on stderr
+					fmt.Fprintf(g.errOut, "The server is not serving xDS yet; it waits for %s\n", strings.Join(v.WaitingFor, "; "))
 				}
 			}
 			return err // the client's version is printed even when the server cannot be reached

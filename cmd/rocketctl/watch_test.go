@@ -103,6 +103,19 @@ func TestChangedRows(t *testing.T) {
 	if got := changedRows(`{"a":1}`, `{"a":2}`, false, true); got != `{"a":2}` {
 		t.Errorf("JSON changed: %q", got)
 	}
+	// Rows sharing their first column (a node's streams) are compared whole; the clock's columns do not count.
+	streams := "NODE   STREAM   CDS      AGE\nn1     1        SYNCED   5s\nn1     2        STALE    5s\n"
+	if got := changedRows(streams, strings.ReplaceAll(streams, "5s", "6s"), true, true); got != "" {
+		t.Errorf("only the age changed: %q", got)
+	}
+	if got := changedRows(streams, strings.Replace(strings.ReplaceAll(streams, "5s", "7s"), "STALE ", "SYNCED", 1), true, true); got != "n1     2        SYNCED   7s\n" {
+		t.Errorf("one of two streams of a node changed: %q", got)
+	}
+	// A table keyed by its time (the change log): a new entry is printed, the old ones are not again.
+	changes := "AGE   VERSION   CHANGED\n5s    3         TopicTest\n"
+	if got := changedRows(changes, "AGE   VERSION   CHANGED\n1s    4         t2\n6s    3         TopicTest\n", true, true); got != "1s    4         t2\n" {
+		t.Errorf("a new change: %q", got)
+	}
 	// Without headers, the first line is a row.
 	if got := changedRows("A  1\nB  2\n", "A  9\nB  2\n", true, false); got != "A  9\n" {
 		t.Errorf("no headers: %q", got)

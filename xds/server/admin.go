@@ -127,6 +127,11 @@ func (a *Admin) Handler() http.Handler {
 		writeJSON(w, a.Sources())
 	})
 	mux.HandleFunc("GET /api/v1/analyze", a.analyzeModel)
+	// Any other path under /api/ (an empty name, an endpoint this server does not have) is a JSON 404 too, so
+	// that a client can tell rocketpilot's "no such path" from another server's page.
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
 	mux.HandleFunc("GET /api/v1/names/{kind}", a.names)
 	mux.HandleFunc("GET /api/v1/policies/rules", a.policyRules)
 	mux.HandleFunc("GET /api/v1/bindings", a.bindings)
@@ -229,7 +234,7 @@ func (a *Admin) topics(w http.ResponseWriter, r *http.Request) {
 		out.LabelSelector = sel.text
 	}
 	var more bool
-	if out.Topics, more = a.selectTopics(prefix, r.URL.Query().Get("continue"), sel, limit); more {
+	if out.Topics, more = a.selectTopics(r.Context(), prefix, r.URL.Query().Get("continue"), sel, limit); more {
 		out.Continue = out.Topics[len(out.Topics)-1].Name
 	}
 	writeJSON(w, out)

@@ -8,7 +8,7 @@ import (
 )
 
 // NameList is GET /api/v1/names/{kind}: the names of one kind that start with ?prefix=, sorted, at most ?limit=
-// of them (50 by default; 0 for all). More is set when the limit cut the list. It is what shell completion asks:
+// of them (50 by default, 1000 at most, which 0 also means). More is set when the limit cut the list. It is what shell completion asks:
 // names only, the list cut on the server, so that completing a topic of a million costs a page.
 type NameList struct {
 	Names []string `json:"names"`
@@ -43,6 +43,9 @@ var nameKinds = map[string]func(a *Admin) []string{
 func (a *Admin) names(w http.ResponseWriter, r *http.Request) {
 	kind, prefix := r.PathValue("kind"), r.URL.Query().Get("prefix")
 	limit, ok := limitParam(w, r, 50)
+	if limit == 0 || limit > maxNames { // completion never needs all of 1M topics, and the table's lock is shared
+		limit = maxNames
+	}
 	if !ok {
 		return
 	}
@@ -73,6 +76,9 @@ func (a *Admin) names(w http.ResponseWriter, r *http.Request) {
 	out.Names = append(out.Names, names...)
 	writeJSON(w, out)
 }
+
+// maxNames bounds one names answer, whatever ?limit= asks.
+const maxNames = 1000
 
 // limitParam is the request's ?limit= (def when absent; 0 means no limit), or answers 400 and returns false.
 func limitParam(w http.ResponseWriter, r *http.Request, def int) (int, bool) {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -205,10 +206,11 @@ const listPage = 10_000
 
 // selectTopics returns the topics under prefix, after the name after ("" from the first), that sel selects: at most
 // limit (0: all), and whether more are selected after the last. The table keeps its names sorted: a page costs a
-// binary search and the page, never a pass over every topic, but for a selector matching few of them.
-func (a *Admin) selectTopics(prefix, after string, sel *topicSelector, limit int) (out []TopicSummary, more bool) {
+// binary search and the page, never a pass over every topic, but for a selector matching few of them. A scan
+// stops when ctx ends (the client gave up): it would only cost the writers it shares the table with.
+func (a *Admin) selectTopics(ctx context.Context, prefix, after string, sel *topicSelector, limit int) (out []TopicSummary, more bool) {
 	out = []TopicSummary{}
-	for {
+	for ctx.Err() == nil {
 		n := listPage
 		if sel == nil && limit > 0 {
 			n = min(n, limit-len(out)+1) // every name is selected: one more tells whether there are more
@@ -235,4 +237,5 @@ func (a *Admin) selectTopics(prefix, after string, sel *topicSelector, limit int
 		}
 		after = names[len(names)-1]
 	}
+	return out, false
 }
