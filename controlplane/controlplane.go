@@ -336,7 +336,7 @@ func (cp *ControlPlane) admin() *server.Admin {
 	a.XDSAddress = cp.Addr()
 	a.Waiting = func() []string {
 		if cp.draining.Load() {
-			return []string{"nothing: the server is draining"}
+			return []string{server.Draining}
 		}
 		return cp.sources.Waiting()
 	}

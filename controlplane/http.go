@@ -113,7 +113,7 @@ func (cp *ControlPlane) serveHTTP(ctx context.Context) {
 func (cp *ControlPlane) serve(ctx context.Context, component string, lis net.Listener, h http.Handler) {
 	log := cp.log.With("component", component)
 	// Its errors (failed TLS handshakes: a client without a certificate, a plaintext request) are the clients'.
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	cp.wg.Go(func() { hs.Serve(lis) })
 	cp.wg.Go(func() {
 		<-ctx.Done()

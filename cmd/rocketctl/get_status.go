@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -451,6 +452,7 @@ func getConfigKind(g *globals, f *getFlags, kind string, docs []controllers.File
 	fmt.Fprintf(g.errOut, "(no usable kubeconfig: %ss from the --config files of the server at %s)\n", kind, g.server)
 	var objs []client.Object
 	rejected := 0
+	why := map[string]string{} // a name asked for whose document was rejected: why
 	for _, d := range docs {
 		if d.Kind != kind || len(names) > 0 && !slices.Contains(names, d.Name) ||
 			g.kube.namespace != "" && !g.kube.allNamespaces && d.Namespace != g.kube.namespace {
@@ -458,6 +460,9 @@ func getConfigKind(g *globals, f *getFlags, kind string, docs []controllers.File
 		}
 		if !d.Accepted {
 			rejected++
+			if len(names) > 0 {
+				why[d.Name] = d.File + ": " + d.Error
+			}
 			continue
 		}
 		meta := metav1.ObjectMeta{Name: d.Name, Namespace: d.Namespace, Annotations: map[string]string{"rocketpilot.io/file": d.File}}
@@ -493,5 +498,20 @@ func getConfigKind(g *globals, f *getFlags, kind string, docs []controllers.File
 			return err
 		}
 	}
-	return missingError(strings.ToLower(kind), missing)
+	var unknown []string
+	var reasons []string
+	for _, m := range missing {
+		if w, ok := why[m]; ok {
+			reasons = append(reasons, fmt.Sprintf("%s %q was rejected: %s", strings.ToLower(kind), m, w))
+		} else {
+			unknown = append(unknown, m)
+		}
+	}
+	if err := missingError(strings.ToLower(kind), unknown); err != nil {
+		reasons = append(reasons, err.Error())
+	}
+	if len(reasons) > 0 {
+		return errors.New(strings.Join(reasons, "; "))
+	}
+	return nil
 }

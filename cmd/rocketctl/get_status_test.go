@@ -205,6 +205,11 @@ func TestCustomResourcesFromConfigFiles(t *testing.T) {
 	if code != 1 || !strings.HasSuffix(errOut, "error: topicbinding \"nope\" not found\n") {
 		t.Errorf("get tb nope: exit %d, stderr %q", code, errOut)
 	}
+	// A name whose document was rejected is not "not found": it says why.
+	code, _, errOut = runCtl(t, "--server", srv.URL, "get", "tr", "typo", "-n", "shop")
+	if code != 1 || !strings.Contains(errOut, `error: topicroute "typo" was rejected: `) || !strings.Contains(errOut, "drainage") {
+		t.Errorf("get tr typo: exit %d, stderr %q", code, errOut)
+	}
 
 	empty := httptest.NewServer(servertest.Start(t, server.StackConfig{}).Admin().Handler())
 	defer empty.Close()

@@ -56,6 +56,9 @@ type Admin struct {
 	XDSAddress string
 }
 
+// Draining is what a draining server says it waits for: nothing, it is going away.
+const Draining = "draining: the server is shutting down"
+
 // waitingFor is what a server that is not ready waits for: nil when it is ready, a reason when it cannot say.
 func (a *Admin) waitingFor() []string {
 	if a.Ready == nil || a.Ready() {
@@ -74,7 +77,11 @@ func (a *Admin) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if waiting := a.waitingFor(); waiting != nil {
-			http.Error(w, "not serving xDS yet: waiting for "+strings.Join(waiting, "; "), http.StatusServiceUnavailable)
+			msg := "not serving xDS yet: waiting for " + strings.Join(waiting, "; ")
+			if len(waiting) == 1 && waiting[0] == Draining {
+				msg = Draining
+			}
+			http.Error(w, msg, http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ok\n"))
