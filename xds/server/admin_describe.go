@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -166,14 +167,28 @@ func (a *Admin) describeBrokerSet(w http.ResponseWriter, r *http.Request, set *r
 				Cluster: rawServed(translate.ClusterType, &sc.Cluster), Endpoints: rawServed(translate.EndpointType, &sc.Endpoints)})
 		}
 	}
+	gone := clientGone(r.Context())
 	a.Table.Range(func(t *routing.Topic) bool {
 		if t.BrokerSet.Hash == set.Hash {
 			out.Topics++
 			out.Names = firstN(out.Names, limit, t.Name)
 		}
-		return true
+		return !gone()
 	})
+	if r.Context().Err() != nil {
+		return // nobody to answer: the pass stopped when the client went
+	}
 	writeJSON(w, out)
+}
+
+// clientGone returns a check of ctx for a pass over the model, cheap enough to call per topic: it looks at ctx
+// every 4096 calls. A pass over 1M topics stops soon after the client that asked for it gives up.
+func clientGone(ctx context.Context) func() bool {
+	n := 0
+	return func() bool {
+		n++
+		return n%4096 == 0 && ctx.Err() != nil
+	}
 }
 
 // PolicyDetail is GET /api/v1/policies/NAMESPACE/NAME: one TopicRoute as the model holds it. Governs counts the
@@ -258,7 +273,11 @@ func (a *Admin) policy(w http.ResponseWriter, r *http.Request) {
 		return bs
 	}
 	out.RouteQuery, out.Send, out.Consume, out.Ack = backends(p.RouteQuery), backends(p.Send), backends(p.Consume), backends(p.Ack)
+	gone := clientGone(r.Context())
 	a.Table.Range(func(t *routing.Topic) bool {
+		if gone() {
+			return false
+		}
 		if !p.Match.Matches(t.Name) {
 			return true
 		}
@@ -275,5 +294,8 @@ func (a *Admin) policy(w http.ResponseWriter, r *http.Request) {
 		}
 		return true
 	})
+	if r.Context().Err() != nil {
+		return // nobody to answer: the pass stopped when the client went
+	}
 	writeJSON(w, out)
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -44,5 +45,23 @@ func TestAdminRefusesBadRequests(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET an unknown topic: %d", resp.StatusCode)
+	}
+}
+
+// clientGone says so only once its context ended, and looks at it every 4096 calls.
+func TestClientGone(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	gone := clientGone(ctx)
+	for i := range 5000 {
+		if gone() {
+			t.Fatalf("gone at call %d with the context alive", i+1)
+		}
+	}
+	cancel()
+	calls := 0
+	for !gone() {
+		if calls++; calls > 4096 {
+			t.Fatal("not gone within 4096 calls of the context's end")
+		}
 	}
 }
