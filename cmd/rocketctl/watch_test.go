@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -11,26 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rocketpilot/rocketpilot/internal/testutil"
 	"github.com/rocketpilot/rocketpilot/xds/server"
 )
 
-// syncBuffer is a buffer a command writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is what a command writes while the test reads it (testutil.LogBuffer).
+type syncBuffer = testutil.LogBuffer
 
 // get topics --watch prints the list, then each row that changes or appears, and "NAME (deleted)" for a row gone,
 // never the header again; it ends with exit 0 when interrupted (its context ends).

@@ -15,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/rocketpilot/rocketpilot/internal/faultnet"
+	"github.com/rocketpilot/rocketpilot/internal/testutil"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/routing"
 )
@@ -231,7 +232,7 @@ func TestNameServerDownAtStartIsNeverSynced(t *testing.T) {
 	ns.Pause()
 	table := routing.NewTable()
 	opts := testOptions(100*time.Millisecond, addr)
-	logs := &lockedLog{}
+	logs := &testutil.LogBuffer{}
 	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	w := startWatcher(t, table, opts)
 
@@ -282,24 +283,6 @@ func TestNameServerDownAtStartIsNeverSynced(t *testing.T) {
 	eventually(t, 5*time.Second, "the log of a failed poll after a good one", func() bool {
 		return strings.Contains(logs.String(), "broker table poll failed; keeping the last good routes")
 	})
-}
-
-// lockedLog is a log the watcher writes while the test reads it.
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestSlowNameServerKeepsRoutesAndRecovers: answers slower than the request timeout are failures, not routes; a
