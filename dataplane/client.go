@@ -143,22 +143,14 @@ func (c *clientConn) forward(req *remoting.Command, raw []byte, avoid map[string
 			return
 		}
 		if !req.IsOneway() {
-			up.mu.Lock()
-			if up.dead {
-				up.mu.Unlock()
-				c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: the connection to broker "+addr+" closed"))
-				return
-			}
-			if _, reused := up.pending[req.Opaque]; !reused { // an id reused while in flight is counted once
-				c.p.inflight.Add(1)
-			}
-			pr := pendingRequest{sent: time.Now(),
-				req: &remoting.Command{Code: req.Code, Opaque: req.Opaque, Flag: req.Flag, HeaderType: req.HeaderType}}
+			pr := pendingRequest{}
 			if isSend(req.Code) && group != "" && len(avoid) == 0 { // a send routed by its route, not yet retried: kept whole to retry
 				pr.retry = &sendRetry{req: req, group: group}
 			}
-			up.pending[req.Opaque] = pr
-			up.mu.Unlock()
+			if !c.await(up, req, pr, false) {
+				c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: the connection to broker "+addr+" closed"))
+				return
+			}
 		} else {
 			c.p.metrics.count(req.Code, resultOneway)
 		}
@@ -167,6 +159,26 @@ func (c *clientConn) forward(req *remoting.Command, raw []byte, avoid map[string
 		}
 		return
 	}
+}
+
+// await records a request sent on an upstream, awaiting its answer (pr's retry or answer set by the caller), and
+// counts it in flight; own gives it an id of the sidecar's first. It is false when the upstream is closed.
+func (c *clientConn) await(up *upstream, req *remoting.Command, pr pendingRequest, own bool) bool {
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	if up.dead {
+		return false
+	}
+	if own {
+		req.Opaque = c.ownRequestID(up)
+	}
+	if _, reused := up.pending[req.Opaque]; !reused { // an id reused while in flight is counted once
+		c.p.inflight.Add(1)
+	}
+	pr.sent = time.Now()
+	pr.req = &remoting.Command{Code: req.Code, Opaque: req.Opaque, Flag: req.Flag, HeaderType: req.HeaderType}
+	up.pending[req.Opaque] = pr
+	return true
 }
 
 // sendRetry is what a send needs to go again elsewhere: the request as sent, and the group that refused it.

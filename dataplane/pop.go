@@ -751,21 +751,10 @@ func (c *clientConn) call(addr string, req *remoting.Command, reader, own bool, 
 		answer(errorResponse(req, remoting.SystemError, "sidecar: broker "+addr+" of group "+c.group+" unreachable: "+err.Error()))
 		return
 	}
-	up.mu.Lock()
-	if up.dead {
-		up.mu.Unlock()
+	if !c.await(up, req, pendingRequest{answer: answer}, own) {
 		answer(errorResponse(req, remoting.SystemError, "sidecar: the connection to broker "+addr+" closed"))
 		return
 	}
-	if own {
-		req.Opaque = c.ownRequestID(up)
-	}
-	if _, reused := up.pending[req.Opaque]; !reused {
-		c.p.inflight.Add(1)
-	}
-	up.pending[req.Opaque] = pendingRequest{sent: time.Now(), answer: answer,
-		req: &remoting.Command{Code: req.Code, Opaque: req.Opaque, Flag: req.Flag, HeaderType: req.HeaderType}}
-	up.mu.Unlock()
 	if err := c.sendUpstream(up, req, nil, reader); err != nil {
 		c.dropUpstream(up, err)
 	}
