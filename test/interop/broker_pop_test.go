@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -370,4 +371,62 @@ func TestGoClientPopModeOrderedAcrossAKill(t *testing.T) {
 	if stats.Released == 0 {
 		t.Errorf("the killed member's sidecar released nothing: %+v", stats)
 	}
+}
+
+// The Go client's retry in Pop mode: a message its listener answers RECONSUME_LATER (delay level 1) is sent back
+// (CONSUMER_SEND_MSG_BACK), which the sidecar turns into a change of invisible time: the message comes back after
+// a second, with its reconsume times counted, and is acked once consumed. None is lost, none is acked before.
+func TestGoClientPopModeRetryLater(t *testing.T) {
+	const n = 20
+	c := startSimClusterWith(t, simbroker.DemoOptions{Queues: 1})
+	group := uniqueName("interop-pop-retry")
+	sidecars := startPopSidecars(t, startControlPlaneFor(t, c, popRule(group, 20*time.Second)), group, 1)
+	var mu sync.Mutex
+	seen := map[string][]int32{} // id → the reconsume times of each delivery
+	startPushConsumer(t, sidecars[0].Addr(), group, goTopic, consumer.MessageSelector{Type: consumer.TAG, Expression: "*"},
+		func(ctx context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			m := msgs[0]
+			first := len(seen[m.GetKeys()]) == 0
+			seen[m.GetKeys()] = append(seen[m.GetKeys()], m.ReconsumeTimes)
+			if first {
+				if cc, ok := primitive.GetConcurrentlyCtx(ctx); ok {
+					cc.DelayLevelWhenNextConsume = 1 // one second
+				}
+				return consumer.ConsumeRetryLater, nil
+			}
+			return consumer.ConsumeSuccess, nil
+		}, consumer.WithConsumeMessageBatchMaxSize(1))
+	time.Sleep(2 * time.Second)
+	sendKeyed(t, sidecars[0].Addr(), "retry-", n)
+	if !waitFor(30*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		done := 0
+		for _, r := range seen {
+			if len(r) >= 2 {
+				done++
+			}
+		}
+		return done == n
+	}) {
+		mu.Lock()
+		t.Fatalf("messages delivered twice: %d of %d (%v)", len(seen), n, seen)
+	}
+	mu.Lock()
+	for id, r := range seen {
+		if r[0] != 0 || r[len(r)-1] < 1 {
+			t.Errorf("%s: reconsume times %v, want 0 then at least 1", id, r)
+		}
+	}
+	mu.Unlock()
+	var stats dataplane.PopStats
+	if !waitFor(15*time.Second, func() bool { stats = popTotals(sidecars, group); return stats.Acked >= n && stats.InFlight == 0 }) {
+		t.Errorf("Pop counts never settled: %+v", stats)
+	}
+	if stats.SentBack < n {
+		t.Errorf("Pop counts %+v: want %d sent back", stats, n)
+	}
+	t.Logf("Pop counts %+v", stats)
 }
