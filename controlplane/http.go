@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/rocketpilot/rocketpilot/dashboard"
 	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
 	"github.com/rocketpilot/rocketpilot/xds/server"
 )
@@ -35,6 +36,8 @@ type AdminConfig struct {
 	Gatherers  prometheus.Gatherers
 	// Version is what GET /api/v1/version answers.
 	Version string
+	// ChartPeriod is the period of one point of the dashboard's charts (5s when zero).
+	ChartPeriod time.Duration
 }
 
 // httpListeners are the admin and metrics listeners, opened by New.
@@ -92,7 +95,13 @@ func (cp *ControlPlane) serveHTTP(ctx context.Context) {
 	metrics := cp.metricsHandler()
 	if h.admin != nil {
 		mux := http.NewServeMux()
-		mux.Handle("/", cp.admin().Handler())
+		admin := cp.admin()
+		api := admin.Handler()
+		mux.Handle("/api/", api)
+		mux.Handle("/healthz", api)
+		mux.Handle("/readyz", api)
+		// Everything else on the admin address is the dashboard, read-only and under the same guard.
+		mux.Handle("/", cp.dashboard(ctx, admin).Handler())
 		for _, pattern := range slices.Sorted(maps.Keys(cfg.Handlers)) {
 			mux.Handle(pattern, cfg.Handlers[pattern])
 		}
@@ -108,6 +117,17 @@ func (cp *ControlPlane) serveHTTP(ctx context.Context) {
 		cp.serve(ctx, "metrics", h.metrics, mux)
 		cp.log.Info("serving metrics", "addr", h.metrics.Addr().String())
 	}
+}
+
+// dashboard is the web dashboard over the admin API's views, its chart recorder running until ctx ends.
+func (cp *ControlPlane) dashboard(ctx context.Context, admin *server.Admin) *dashboard.Dashboard {
+	cfg := dashboard.Config{Admin: admin, Sources: cp.statuses, SampleEvery: cp.cfg.Admin.ChartPeriod}
+	if cp.files != nil {
+		cfg.Files = cp.files.Status
+	}
+	d := dashboard.New(cfg)
+	cp.wg.Go(func() { d.Run(ctx) })
+	return d
 }
 
 func (cp *ControlPlane) serve(ctx context.Context, component string, lis net.Listener, h http.Handler) {

@@ -87,6 +87,7 @@ type Cache struct {
 	metrics   *metrics
 	applied   chan struct{} // closed and replaced whenever version moves
 	rejected  chan struct{} // closed and replaced whenever the set of rejections changes
+	activity  activity      // stream events and totals for live views (activity.go)
 }
 
 type nameKey struct{ typeURL, name string }

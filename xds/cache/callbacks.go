@@ -40,6 +40,7 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL string, d decision, na
 	if st == nil {
 		return nil
 	}
+	defer c.noteStreams() // a node named, a subscription, an ACK or a NACK
 	if typeURL == "" {
 		typeURL = st.defaultType // a per-type delta stream's request; go-control-plane fills the type in after this callback
 	}
@@ -92,6 +93,7 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL string, d decision, na
 		missingBefore := ts.missingExtension
 		ts.missingExtension = MissingExtension(d.errorDetail)
 		ts.nacks++
+		c.activity.nacks.Add(1)
 		ts.holdUntil = time.Now().Add(c.opts.NackBackoff << min(ts.nacks-1, 5))
 		c.metrics.of(typeURL).nacks.Inc()
 		c.noteRejections()
@@ -199,6 +201,8 @@ func (c *Cache) onResponse(key streamKey, typeURL, nonce, version string) {
 	if st == nil {
 		return
 	}
+	c.activity.pushes.Add(1)
+	defer c.noteStreams()
 	if !Known(typeURL) {
 		c.metrics.sent(typeURL, time.Time{})
 		return

@@ -250,6 +250,7 @@ func (c *Cache) newStream(key streamKey, delta bool) *stream {
 		dropWildcard: map[string]bool{}, released: map[string]map[string]struct{}{}, modes: map[string]*subMode{},
 		unknown: map[string]map[string]struct{}{}}
 	c.streams[key] = st
+	c.noteStreams()
 	return st
 }
 
@@ -407,6 +408,7 @@ func (c *Cache) closeStream(key streamKey) {
 
 func (c *Cache) closeStreamLocked(st *stream) {
 	delete(c.streams, st.key)
+	c.noteStreams()
 	for req, pr := range c.pending {
 		if pr.key == st.key {
 			delete(c.pending, req)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -59,8 +60,8 @@ type Admin struct {
 // Draining is what a draining server says it waits for: nothing, it is going away.
 const Draining = "draining: the server is shutting down"
 
-// waitingFor is what a server that is not ready waits for: nil when it is ready, a reason when it cannot say.
-func (a *Admin) waitingFor() []string {
+// WaitingFor is what a server that is not ready waits for: nil when it is ready, a reason when it cannot say.
+func (a *Admin) WaitingFor() []string {
 	if a.Ready == nil || a.Ready() {
 		return nil
 	}
@@ -76,7 +77,7 @@ func (a *Admin) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if waiting := a.waitingFor(); waiting != nil {
+		if waiting := a.WaitingFor(); waiting != nil {
 			msg := "not serving xDS yet: waiting for " + strings.Join(waiting, "; ")
 			if len(waiting) == 1 && waiting[0] == Draining {
 				msg = Draining
@@ -87,7 +88,7 @@ func (a *Admin) Handler() http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /api/v1/version", func(w http.ResponseWriter, _ *http.Request) {
-		waiting := a.waitingFor()
+		waiting := a.WaitingFor()
 		writeJSON(w, VersionInfo{Version: a.Version, ModelVersion: a.Table.Version(), Serving: waiting == nil, WaitingFor: waiting,
 			XDSAddress: a.XDSAddress})
 	})
@@ -230,21 +231,29 @@ func (a *Admin) topics(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	sel, err := parseTopicSelector(r.URL.Query().Get("labelSelector"), a.Cache.ClusterName)
+	sel, err := a.ParseTopicSelector(r.URL.Query().Get("labelSelector"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "labelSelector: "+err.Error())
 		return
 	}
+	writeJSON(w, a.TopicPage(r.Context(), prefix, r.URL.Query().Get("continue"), sel, limit))
+}
+
+// TopicPage is a page of at most limit topics whose names start with prefix, after the name after, that sel
+// selects (nil: every topic), and how many topics have the prefix in all: GET /api/v1/topics and the dashboard's
+// topics page. Its cost is that of the page (a walk of the sorted names), not of the table, unless sel is
+// selective.
+func (a *Admin) TopicPage(ctx context.Context, prefix, after string, sel *TopicSelector, limit int) TopicList {
 	_, total := a.Table.TopicNames(prefix, "", 1)
 	out := TopicList{Total: total}
 	if sel != nil {
 		out.LabelSelector = sel.text
 	}
 	var more bool
-	if out.Topics, more = a.selectTopics(r.Context(), prefix, r.URL.Query().Get("continue"), sel, limit); more {
+	if out.Topics, more = a.selectTopics(ctx, prefix, after, sel, limit); more {
 		out.Continue = out.Topics[len(out.Topics)-1].Name
 	}
-	writeJSON(w, out)
+	return out
 }
 
 // pathTopic returns the topic named by the request path, or answers 404 and returns nil.
@@ -303,9 +312,24 @@ type TopicPolicy struct {
 }
 
 func (a *Admin) topic(w http.ResponseWriter, r *http.Request) {
-	t := a.pathTopic(w, r)
-	if t == nil {
+	name, ok := validPathTopic(w, r)
+	if !ok {
 		return
+	}
+	out, found := a.TopicChain(name)
+	if !found {
+		topicNotFound(w, name)
+		return
+	}
+	writeJSON(w, out)
+}
+
+// TopicChain is one topic's chain (GET /api/v1/topics/NAME, the dashboard's topic page); false when the model has
+// no such topic.
+func (a *Admin) TopicChain(name string) (TopicChain, bool) {
+	t := a.Table.Topic(name)
+	if t == nil {
+		return TopicChain{}, false
 	}
 	// The route, cluster and endpoints are those the cache serves: what the streams holding the topic were sent,
 	// which may lag the table by a change not applied yet.
@@ -339,7 +363,7 @@ func (a *Admin) topic(w http.ResponseWriter, r *http.Request) {
 			out.Proxies = append(out.Proxies, s)
 		}
 	}
-	writeJSON(w, out)
+	return out, true
 }
 
 // BrokerSetRow is one broker set in GET /api/v1/brokersets, with the cluster it becomes.

@@ -68,6 +68,17 @@ func (a *Admin) proxy(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	out, found := a.ProxyDetail(node, limit)
+	if !found {
+		writeError(w, http.StatusNotFound, "no connected proxy has node id "+strconv.Quote(node)+" (GET /api/v1/proxies lists them)")
+		return
+	}
+	writeJSON(w, out)
+}
+
+// ProxyDetail is a connected node as the control plane sees it (GET /api/v1/proxies/NODE, the dashboard's proxy
+// page), its lists cut at limit (0: all); false when no open stream has the node id.
+func (a *Admin) ProxyDetail(node string, limit int) (ProxyDetail, bool) {
 	out := ProxyDetail{Node: node, Bindings: []string{}, ScopeTopics: []string{}, Holds: []HeldResources{}}
 	for _, s := range a.Cache.Streams() {
 		if s.Node == node {
@@ -76,8 +87,7 @@ func (a *Admin) proxy(w http.ResponseWriter, r *http.Request) {
 	}
 	dump, found := a.Cache.ConfigDump(node)
 	if len(out.Streams) == 0 || !found {
-		writeError(w, http.StatusNotFound, "no connected proxy has node id "+strconv.Quote(node)+" (GET /api/v1/proxies lists them)")
-		return
+		return out, false
 	}
 	newest := out.Streams[len(out.Streams)-1] // Streams are by id: the newest last, the one ConfigDump reads
 	out.Scope = len(newest.Scope)
@@ -111,7 +121,7 @@ func (a *Admin) proxy(w http.ResponseWriter, r *http.Request) {
 			out.Bindings = append(out.Bindings, b.Name)
 		}
 	}
-	writeJSON(w, out)
+	return out, true
 }
 
 // BrokerSetDetail is GET /api/v1/brokersets/HASH and GET /api/v1/clusters/NAME: one broker set, the clusters it

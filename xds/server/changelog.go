@@ -36,6 +36,21 @@ type ChangeLog struct {
 	mu      sync.Mutex
 	entries []Change
 	last    uint64 // the version of the last change recorded
+	// changed is closed at the next change once a live view took it (Changed), then replaced.
+	changed chan struct{}
+	watched bool
+}
+
+// Changed returns a channel closed when the next change is recorded: live views (the dashboard) wait on it instead
+// of polling the model.
+func (l *ChangeLog) Changed() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.changed == nil {
+		l.changed = make(chan struct{})
+	}
+	l.watched = true
+	return l.changed
 }
 
 // Follow records the table's changes until ctx ends.
@@ -61,6 +76,10 @@ func (l *ChangeLog) add(cs routing.ChangeSet) {
 		l.entries = slices.Delete(l.entries, 0, 1)
 	}
 	l.entries = append(l.entries, c)
+	if l.watched {
+		close(l.changed)
+		l.changed, l.watched = make(chan struct{}), false
+	}
 }
 
 // Recent returns the recorded changes, newest last, that concern a topic ("" for every change): those naming it,

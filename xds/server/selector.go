@@ -26,8 +26,8 @@ import (
 // notin when none is excluded: `broker!=broker-a` is the topics broker-a does not serve.
 var topicSelectorKeys = []string{"broker", "brokerSet", "cluster", "policy"}
 
-// topicSelector is a parsed label selector over topics.
-type topicSelector struct {
+// TopicSelector is a parsed label selector over topics (ParseTopicSelector).
+type TopicSelector struct {
 	text   string                      // as the parser renders it: the answer echoes it
 	set    []requirement               // the requirements on the broker set's keys (broker, brokerSet, cluster)
 	policy []requirement               // the requirements on policy
@@ -44,7 +44,7 @@ type requirement struct {
 }
 
 // parseTopicSelector parses a labelSelector; an empty one selects every topic (nil).
-func parseTopicSelector(s string, clusterName func(*routing.BrokerSet) string) (*topicSelector, error) {
+func parseTopicSelector(s string, clusterName func(*routing.BrokerSet) string) (*TopicSelector, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, nil
 	}
@@ -52,7 +52,7 @@ func parseTopicSelector(s string, clusterName func(*routing.BrokerSet) string) (
 	if err != nil {
 		return nil, err
 	}
-	sel := &topicSelector{text: text, sets: map[*routing.BrokerSet]bool{}, clusterName: clusterName}
+	sel := &TopicSelector{text: text, sets: map[*routing.BrokerSet]bool{}, clusterName: clusterName}
 	for _, r := range reqs {
 		switch {
 		case r.op == selection.GreaterThan || r.op == selection.LessThan:
@@ -134,10 +134,10 @@ func (r requirement) String() string {
 }
 
 // needsPolicy reports whether the selector reads a topic's policy.
-func (s *topicSelector) needsPolicy() bool { return s != nil && len(s.policy) > 0 }
+func (s *TopicSelector) needsPolicy() bool { return s != nil && len(s.policy) > 0 }
 
 // matches reports whether a topic following policy ("" for none) is selected.
-func (s *topicSelector) matches(t *routing.Topic, policy string) bool {
+func (s *TopicSelector) matches(t *routing.Topic, policy string) bool {
 	if s == nil {
 		return true
 	}
@@ -161,7 +161,7 @@ func (s *topicSelector) matches(t *routing.Topic, policy string) bool {
 	return ok
 }
 
-func (s *topicSelector) matchSet(set *routing.BrokerSet) bool {
+func (s *TopicSelector) matchSet(set *routing.BrokerSet) bool {
 	if set == nil {
 		set = &routing.BrokerSet{}
 	}
@@ -208,7 +208,7 @@ const listPage = 10_000
 // limit (0: all), and whether more are selected after the last. The table keeps its names sorted: a page costs a
 // binary search and the page, never a pass over every topic, but for a selector matching few of them. A scan
 // stops when ctx ends (the client gave up): it would only cost the writers it shares the table with.
-func (a *Admin) selectTopics(ctx context.Context, prefix, after string, sel *topicSelector, limit int) (out []TopicSummary, more bool) {
+func (a *Admin) selectTopics(ctx context.Context, prefix, after string, sel *TopicSelector, limit int) (out []TopicSummary, more bool) {
 	out = []TopicSummary{}
 	for ctx.Err() == nil {
 		n := listPage
@@ -238,4 +238,9 @@ func (a *Admin) selectTopics(ctx context.Context, prefix, after string, sel *top
 		after = names[len(names)-1]
 	}
 	return out, false
+}
+
+// ParseTopicSelector parses a label selector over topics (GET /api/v1/topics?labelSelector=): nil for "".
+func (a *Admin) ParseTopicSelector(s string) (*TopicSelector, error) {
+	return parseTopicSelector(s, a.Cache.ClusterName)
 }
