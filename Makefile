@@ -8,8 +8,11 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 PREFIX  ?= $(shell $(GO) env GOPATH)
 CHART   := charts/rocketpilot
+# ARTIFACTS: what tests leave for a person to look at (the dashboard's screenshots).
+ARTIFACTS ?= $(CURDIR)/bin/test-artifacts
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build install test test-unit test-interop lint generate verify-generate envtest helm-lint helm-template run run-config fuzz bench bench-smoke bench-broker bench-go soak clean
+.PHONY: all build install browser screenshots test test-unit test-interop lint generate verify-generate envtest helm-lint helm-template run run-config fuzz bench bench-smoke bench-broker bench-go soak clean
 
 all: build
 
@@ -29,8 +32,21 @@ install: build
 ## interop module.
 test: lint verify-generate test-unit test-interop
 
-test-unit:
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) test -race -count=1 $(PKGS)
+test-unit: browser
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" BROWSER_TESTS=required TEST_ARTIFACTS=$(ARTIFACTS) $(GO) test -race -count=1 $(PKGS)
+
+## browser: Debian's chromium, which the dashboard's browser tests drive headless, installed when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the dashboard's browser tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+## screenshots: the dashboard's pages, taken by its browser test, copied into docs/dashboard/.
+screenshots: browser
+	rm -rf $(ARTIFACTS)/dashboard
+	BROWSER_TESTS=required TEST_ARTIFACTS=$(ARTIFACTS) $(GO) test -count=1 -run TestDashboardInBrowser ./cmd/rocketpilot
+	mkdir -p docs/dashboard
+	cp $(ARTIFACTS)/dashboard/*.png docs/dashboard/
 
 ## envtest: build (once) and print the folder of kube-apiserver and etcd for envtest (KUBEBUILDER_ASSETS).
 envtest:

@@ -33,6 +33,7 @@ var funcs = template.FuncMap{
 	"lower":    strings.ToLower,
 	"ago":      ago,
 	"stamp":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"clock":    func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
 	"ms":       func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) },
 	"plus":     func(a, b int) int { return a + b },
 	"more":     func(total, shown int) int { return total - shown },

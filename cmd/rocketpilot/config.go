@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -76,6 +77,7 @@ func (o *serveOptions) config(log *slog.Logger, level *slog.LevelVar) (controlpl
 		Admin: controlplane.AdminConfig{
 			Addr:        o.adminAddr,
 			MetricsAddr: o.metricsAddr,
+			ChartPeriod: o.chartPeriod,
 			Operators:   o.operators,
 			Handlers:    map[string]http.Handler{"/debug/log-level": logLevelHandler(level, log)},
 			Version:     version,
@@ -148,6 +150,9 @@ func (o *serveOptions) validate() ([]string, error) {
 	}
 	if err := translate.CheckTransientObjectLifeSpan(o.lifeSpan); err != nil {
 		return nil, fmt.Errorf("--transient-object-life-span: %w", err)
+	}
+	if o.chartPeriod < 100*time.Millisecond {
+		return nil, fmt.Errorf("--dashboard-chart-period %v: want 100ms or more", o.chartPeriod)
 	}
 	if o.tlsReload <= 0 {
 		return nil, fmt.Errorf("--tls-reload-interval %v: want a positive duration", o.tlsReload)

@@ -40,6 +40,7 @@ type serveOptions struct {
 	logFormat      string
 	xdsAddr        string
 	adminAddr      string
+	chartPeriod    time.Duration
 	window         time.Duration
 	listenerPort   uint32
 	inlineRoutes   bool
@@ -108,7 +109,8 @@ TopicRoutes and TopicBindings come from the Kubernetes API (--kubernetes) or fro
 	f.DurationVar(&o.listTimeout, "list-timeout", 30*time.Second, "timeout of the topic-list requests (206, 224), slow at scale")
 	f.StringSliceVar(&o.topics, "topics", nil, "topics to follow when the NameServer lists none (206 and 224 disabled)")
 	f.StringVar(&o.xdsAddr, "xds-address", ":18000", "listen address of the xDS gRPC server (ADS and per-type services, delta and SotW)")
-	f.StringVar(&o.adminAddr, "admin-address", "127.0.0.1:19000", "listen address of the admin HTTP API; empty disables it")
+	f.StringVar(&o.adminAddr, "admin-address", "127.0.0.1:19000", "listen address of the admin HTTP API and the web dashboard (at /); empty disables it")
+	f.DurationVar(&o.chartPeriod, "dashboard-chart-period", 5*time.Second, "the period of one point of the dashboard's charts (pushes, NACKs, changes); they show the last 120")
 	f.StringVar(&o.compression, "xds-compression", "gzip", `compress xDS responses to clients that accept it: "gzip" or "none" (Envoy's own gRPC client accepts none and gets plain responses)`)
 	f.DurationVar(&o.window, "coalesce-window", 100*time.Millisecond, "changes within this window are pushed together")
 	f.Uint32Var(&o.listenerPort, "envoy-listener-port", 9876, "port of the RocketMQ listener served to Envoy sidecars")
