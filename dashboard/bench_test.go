@@ -3,8 +3,8 @@ package dashboard
 import (
 	"fmt"
 	"net/http"
-	"os"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"testing"
 

@@ -207,7 +207,7 @@ func TestEventsFollowTheFeeds(t *testing.T) {
 		}
 	}
 	time.Sleep(50 * time.Millisecond) // the handler arms its feeds once the headers are out
-	for i := range 5 {                 // a burst: one event, maybe two, never five
+	for i := range 5 {                // a burst: one event, maybe two, never five
 		f.table.Apply("ns", routing.Update{Topic: "burst-" + string(rune('a'+i)), Route: &routing.Route{Members: []routing.Member{{Cluster: "C", BrokerName: "b", Perm: 6, ReadQueueNums: 1, WriteQueueNums: 1}}}})
 	}
 	next("change")
