@@ -106,8 +106,19 @@ func cacheFor(age time.Duration, h http.Handler) http.Handler {
 	})
 }
 
+// menuItem is one entry of the navigation.
+type menuItem struct{ Key, Href, Label string }
+
+// controlPlaneMenu is the control plane's navigation.
+var controlPlaneMenu = []menuItem{{"overview", "/", "Overview"}, {"topics", "/topics", "Topics"}, {"proxies", "/proxies", "Proxies"},
+	{"sources", "/sources", "Sources"}, {"changes", "/changes", "Changes"}}
+
 // page is what the layout needs of every page.
 type page struct {
+	Brand string
+	Menu  []menuItem
+	// API is the JSON the page is a view of, linked from its footer.
+	API   string
 	Title string
 	// Nav is the navigation entry the page belongs to.
 	Nav string
@@ -127,12 +138,19 @@ type notFound struct{ What, Hint string }
 // render writes a page: the layout around the page's template, with code as its status.
 func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, code int, name string, p page, data any) {
 	a := d.cfg.Admin
-	p.Version, p.Model, p.Now, p.Data = a.Version, a.Table.Version(), time.Now().UTC(), data
+	p.Brand, p.Menu, p.API = "rocketpilot", controlPlaneMenu, "/api/v1/version"
+	p.Version, p.Model, p.Data = a.Version, a.Table.Version(), data
 	p.Waiting = a.WaitingFor()
 	p.Serving = p.Waiting == nil
+	writePage(w, r, code, d.pages[name], p)
+}
+
+// writePage renders p in t's layout and writes it with code.
+func writePage(w http.ResponseWriter, r *http.Request, code int, t *template.Template, p page) {
+	p.Now = time.Now().UTC()
 	var b strings.Builder
-	if err := d.pages[name].ExecuteTemplate(&b, "layout", p); err != nil {
-		http.Error(w, "render "+name+": "+err.Error(), http.StatusInternalServerError)
+	if err := t.ExecuteTemplate(&b, "layout", p); err != nil {
+		http.Error(w, "render "+t.Name()+": "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	h := w.Header()

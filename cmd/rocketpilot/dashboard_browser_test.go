@@ -83,9 +83,15 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.Do(time.Second, "mark the page", chromedp.Evaluate[chromedp.Void]("window.sameDocument = true"))
 	sc := sidecarInProcess(t, "--xds-server", xds, "--node-id", "browser-sidecar")
 	// Its stream names its node with its first request: an application's first route query.
-	if r := call(t, sc.addr(t, "sidecar running", 5*time.Second), remoting.GetRouteInfoByTopic, map[string]string{"topic": "TopicTest"}, nil); r.Code != remoting.Success {
-		t.Fatalf("route query through the sidecar: %d %s", r.Code, r.Remark)
+	scNamesrv := sc.addr(t, "sidecar running", 5*time.Second)
+	scAdmin := "http://" + sc.addr(t, "sidecar admin listening", time.Second)
+	routeQuery := func(topic string) {
+		t.Helper()
+		if r := call(t, scNamesrv, remoting.GetRouteInfoByTopic, map[string]string{"topic": topic}, nil); r.Code != remoting.Success {
+			t.Fatalf("route query for %s through the sidecar: %d %s", topic, r.Code, r.Remark)
+		}
 	}
+	routeQuery("TopicTest")
 	b.WaitFor(10*time.Second, "the sidecar appears on the proxies page",
 		`document.getElementById("live").textContent.includes("browser-sidecar") && window.sameDocument === true`)
 
@@ -96,6 +102,18 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.WaitFor(10*time.Second, "the NACK shows on the proxies page",
 		`document.getElementById("live").textContent.includes("test rejects it") && window.sameDocument === true`)
 	b.Screenshot("proxies")
+
+	// The sidecar's own page: its node and routes, live as an application asks for another topic.
+	sideTab := b.Tab(t)
+	sideTab.Do(10*time.Second, "open the sidecar's page", chromedp.Navigate(scAdmin+"/"))
+	if got := sideTab.Text("#sidecar-node"); got != "browser-sidecar" {
+		t.Errorf("the sidecar's page names node %q", got)
+	}
+	sideTab.WaitFor(5*time.Second, "the sidecar's page goes live", `document.body.getAttribute("data-live-state") === "open"`)
+	routes := sideTab.Text("#sidecar-routes")
+	routeQuery("demo-orders-001")
+	sideTab.WaitFor(10*time.Second, "the sidecar's page counts the new route", fmt.Sprintf(`document.getElementById("sidecar-routes").textContent !== %q`, routes))
+	sideTab.Screenshot("sidecar")
 	b.Do(10*time.Second, "open the NACKing proxy", chromedp.Navigate(admin+"/proxies/nacking-client"), chromedp.WaitVisible(chromedp.CSS("pre.err")))
 	if got := b.Text("pre.err"); got != "test rejects it" {
 		t.Errorf("the proxy's page shows NACK %q", got)

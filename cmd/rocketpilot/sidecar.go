@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/rocketpilot/rocketpilot/dashboard"
 	"github.com/rocketpilot/rocketpilot/dataplane"
 	"github.com/rocketpilot/rocketpilot/internal/sidecaradmin"
 	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
@@ -169,7 +170,7 @@ func (o *sidecarOptions) run(ctx context.Context, logOut io.Writer) error {
 // sidecarAdmin serves /healthz (the process is up), /readyz (its first xDS stream to the control plane opened, and
 // it is not draining; it stays ready while the control plane is away, routing by its last routes: a control-plane
 // outage must not take every pod out of its Services), /metrics (the proxy's, and Go's own) and the sidecar's
-// status at /api/v1/sidecar (package sidecaradmin).
+// status at /api/v1/sidecar (package sidecaradmin), and that status as a page at / (package dashboard).
 func (o *sidecarOptions) sidecarAdmin(xc *sidecar.Client, p *dataplane.Proxy, log *slog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", o.admin)
 	if err != nil {
@@ -204,7 +205,9 @@ func (o *sidecarOptions) sidecarAdmin(xc *sidecar.Client, p *dataplane.Proxy, lo
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.Handle("/api/v1/", sidecaradmin.Handler(func() sidecaradmin.Sidecar { return o.status(xc, p, ready) }))
+	status := func() sidecaradmin.Sidecar { return o.status(xc, p, ready) }
+	mux.Handle("/api/v1/", sidecaradmin.Handler(status))
+	mux.Handle("/", dashboard.NewSidecar(status, time.Second).Handler()) // its page, at /
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

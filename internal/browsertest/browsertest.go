@@ -77,6 +77,16 @@ func Start(t *testing.T, dir string) *Browser {
 	return &Browser{Ctx: ctx, t: t, dir: out}
 }
 
+// Tab opens another tab of the same browser, closed when the test ends; its screenshots go where b's do.
+func (b *Browser) Tab(t *testing.T) *Browser {
+	ctx, cancel := chromedp.NewContext(b.Ctx)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("open a tab: %v", err)
+	}
+	return &Browser{Ctx: ctx, t: t, dir: b.dir}
+}
+
 // Do runs steps in the tab, failing the test with the page's text when they do not finish within d.
 func (b *Browser) Do(d time.Duration, what string, steps ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
