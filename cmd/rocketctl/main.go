@@ -156,6 +156,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newGetCommand(g), newDescribeCommand(g), newProxyStatusCommand(g), newProxyConfigCommand(g),
 		newResolveCommand(g), newDumpNamesrvCommand(g), newExperimentalCommand(g), newVersionCommand(g), newKubeInjectCommand(g))
 	root.AddCommand(newAnalyzeCommand(g))
+	root.AddCommand(newDashboardCommand(g))
 	addCompletion(root, g)
 	addWatch(root, g, "get", "proxy-status")
 	strictUsage(root)
