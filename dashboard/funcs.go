@@ -35,8 +35,15 @@ var funcs = template.FuncMap{
 	"stamp":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
 	"clock":    func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
 	"ms":       func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) },
-	"plus":     func(a, b int) int { return a + b },
-	"more":     func(total, shown int) int { return total - shown },
+	// plural is the noun for n: "topic" for 1, "topics" otherwise.
+	"plural": func(n int, one, many string) string {
+		if n == 1 {
+			return one
+		}
+		return many
+	},
+	"plus": func(a, b int) int { return a + b },
+	"more": func(total, shown int) int { return total - shown },
 }
 
 // ago says how long ago t was, in the unit a person reads at a glance; "never" for the zero time.

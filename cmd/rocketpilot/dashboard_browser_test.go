@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/rocketpilot/rocketpilot/internal/browsertest"
 	"github.com/rocketpilot/rocketpilot/remoting"
@@ -48,6 +49,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	b.WaitFor(5*time.Second, "the page goes live", `document.body.getAttribute("data-live-state") === "open"`)
 	b.Screenshot("overview")
+	// The keyboard: the first Tab reaches the skip link, which takes the focus to the content.
+	b.Do(5*time.Second, "press Tab", chromedp.KeyEvent(kb.Tab))
+	if got := browsertest.Eval[string](b, "document.activeElement.textContent"); got != "Skip to content" {
+		t.Errorf("the first Tab focuses %q, want the skip link", got)
+	}
+	b.Do(5*time.Second, "press Enter", chromedp.KeyEvent(kb.Enter))
+	b.WaitFor(5*time.Second, "the content has the focus", `document.activeElement.id === "main"`)
 
 	// Search → the topic's chain, with the brokers the model has for it.
 	b.Do(10*time.Second, "search TopicTest",

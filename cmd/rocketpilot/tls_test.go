@@ -117,12 +117,18 @@ func TestServeMutualTLS(t *testing.T) {
 		{anon, "GET", "/healthz", "", http.StatusOK},
 		{anon, "GET", "/metrics", "", http.StatusOK},
 		{anon, "GET", "/api/v1/topics", "", http.StatusUnauthorized},
+		{anon, "GET", "/", "", http.StatusUnauthorized}, // the dashboard: the admin API's rules
+		{anon, "GET", "/ui/events", "", http.StatusUnauthorized},
+		{anon, "GET", "/ui/static/style.css", "", http.StatusUnauthorized},
 		{anon, "GET", "/debug/pprof/", "", http.StatusUnauthorized},
 		{anon, "PUT", "/debug/log-level", "debug", http.StatusUnauthorized},
 		{sidecarClient, "GET", "/api/v1/topics/" + embedded.DemoTopic, "", http.StatusOK},
 		{sidecarClient, "PUT", "/debug/log-level", "debug", http.StatusForbidden},
 		{sidecarClient, "GET", "/debug/pprof/", "", http.StatusForbidden},
 		{authed, "GET", "/api/v1/topics/" + embedded.DemoTopic, "", http.StatusOK},
+		{sidecarClient, "GET", "/topics/" + embedded.DemoTopic, "", http.StatusOK},
+		{sidecarClient, "POST", "/topics", "", http.StatusForbidden}, // a write: only operators pass the guard
+		{authed, "POST", "/topics", "", http.StatusMethodNotAllowed}, // and the dashboard never writes
 		{authed, "GET", "/debug/pprof/", "", http.StatusOK},
 		{authed, "PUT", "/debug/log-level", "loud", http.StatusBadRequest},
 		{authed, "PUT", "/debug/log-level", "debug", http.StatusOK},
