@@ -12,8 +12,9 @@ package dashboard
 
 import (
 	"context"
+	"crypto/sha256"
 	"embed"
-	"fmt"
+	"encoding/hex"
 	"html/template"
 	"io/fs"
 	"net/http"
@@ -65,8 +66,7 @@ func New(cfg Config) *Dashboard {
 	for _, page := range []string{"overview", "topics", "topic", "proxies", "proxy", "sources", "changes", "notfound"} {
 		d.pages[page] = template.Must(template.New(page).Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/partials.html", "templates/"+page+".html"))
 	}
-	static, _ := fs.Sub(assets, "static")
-	d.static = http.StripPrefix("/ui/static/", http.FileServerFS(static))
+	d.static = staticHandler()
 	return d
 }
 
@@ -87,7 +87,7 @@ func (d *Dashboard) Handler() http.Handler {
 	mux.HandleFunc("GET /sources", d.sources)
 	mux.HandleFunc("GET /changes", d.changes)
 	mux.HandleFunc("GET /ui/events", d.events)
-	mux.Handle("GET /ui/static/", cacheFor(time.Hour, d.static))
+	mux.Handle("GET /ui/static/", d.static)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -99,10 +99,37 @@ func (d *Dashboard) Handler() http.Handler {
 	return mux
 }
 
-func cacheFor(age time.Duration, h http.Handler) http.Handler {
+// assetVersion names the embedded assets' content: the pages link them with it (?v=), so that a browser may keep
+// them for a year and still never runs an old script against a new page.
+var assetVersion = sync.OnceValue(func() string {
+	h := sha256.New()
+	fs.WalkDir(assets, "static", func(path string, e fs.DirEntry, err error) error {
+		if err == nil && !e.IsDir() {
+			b, _ := assets.ReadFile(path)
+			h.Write([]byte(path))
+			h.Write(b)
+		}
+		return err
+	})
+	return hex.EncodeToString(h.Sum(nil))[:12]
+})
+
+// staticHandler serves the embedded assets (no directory listings), cached for a year when asked for by their
+// current version.
+func staticHandler() http.Handler {
+	static, _ := fs.Sub(assets, "static")
+	files := http.StripPrefix("/ui/static/", http.FileServerFS(static))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", fmt.Sprintf("max-age=%d", int(age.Seconds())))
-		h.ServeHTTP(w, r)
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r)
+			return
+		}
+		if r.URL.Query().Get("v") == assetVersion() {
+			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		} else {
+			w.Header().Set("Cache-Control", "no-cache")
+		}
+		files.ServeHTTP(w, r)
 	})
 }
 
@@ -118,8 +145,10 @@ type page struct {
 	Brand string
 	Menu  []menuItem
 	// API is the JSON the page is a view of, linked from its footer.
-	API   string
-	Title string
+	API string
+	// Assets is the assets' version (assetVersion).
+	Assets string
+	Title  string
 	// Nav is the navigation entry the page belongs to.
 	Nav string
 	// Live are the events (change, proxies, sample) on which the page re-fetches its live region.
@@ -138,7 +167,10 @@ type notFound struct{ What, Hint string }
 // render writes a page: the layout around the page's template, with code as its status.
 func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, code int, name string, p page, data any) {
 	a := d.cfg.Admin
-	p.Brand, p.Menu, p.API = "rocketpilot", controlPlaneMenu, "/api/v1/version"
+	p.Brand, p.Menu = "rocketpilot", controlPlaneMenu
+	if p.API == "" {
+		p.API = "/api/v1/version"
+	}
 	p.Version, p.Model, p.Data = a.Version, a.Table.Version(), data
 	p.Waiting = a.WaitingFor()
 	p.Serving = p.Waiting == nil
@@ -147,7 +179,7 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, code int, nam
 
 // writePage renders p in t's layout and writes it with code.
 func writePage(w http.ResponseWriter, r *http.Request, code int, t *template.Template, p page) {
-	p.Now = time.Now().UTC()
+	p.Now, p.Assets = time.Now().UTC(), assetVersion()
 	var b strings.Builder
 	if err := t.ExecuteTemplate(&b, "layout", p); err != nil {
 		http.Error(w, "render "+t.Name()+": "+err.Error(), http.StatusInternalServerError)

@@ -73,8 +73,13 @@ func (d *Dashboard) sample() sample {
 }
 
 // minEventGap is the least time between two events of one client: a burst of changes is one event, and a page
-// re-renders at most this often.
-const minEventGap = 250 * time.Millisecond
+// re-renders at most this often. After a "proxies" event the gap is proxiesEventGap: with thousands of streams
+// some stream has news all the time, and re-reading every stream's state four times a second per open page would
+// cost more than a page is worth.
+const (
+	minEventGap     = 250 * time.Millisecond
+	proxiesEventGap = time.Second
+)
 
 // events serves server-sent events to a page: "change" when the model changed (the change log recorded a
 // change), "proxies" when a stream opened, closed, was sent a response or decided on one, "sample" when the
@@ -106,6 +111,9 @@ func (d *Dashboard) events(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
 	fmt.Fprintf(w, "retry: 2000\n: rocketpilot dashboard events\n\n")
 	flusher.Flush()
 	a := d.cfg.Admin
@@ -148,10 +156,14 @@ func (d *Dashboard) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		flusher.Flush()
+		gap := minEventGap
+		if kind == "proxies" {
+			gap = proxiesEventGap
+		}
 		select {
 		case <-r.Context().Done():
 			return
-		case <-time.After(minEventGap):
+		case <-time.After(gap):
 		}
 	}
 }

@@ -3,13 +3,14 @@ package dashboard
 import (
 	"cmp"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	rmqv3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/rocketmq_proxy/v3"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/rocketpilot/rocketpilot/controllers"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
@@ -139,8 +140,8 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 	v := overviewView{Topics: topics, BrokerSets: len(a.Table.BrokerSets()), Brokers: len(a.Table.Brokers()),
 		Policies: len(a.Table.PolicyNames()), Bindings: len(a.Table.Bindings()), Sources: d.sourceRows(), Files: d.fileRows(),
 		Changes: d.recentChanges(10), Charts: d.charts()}
-	v.Proxies, v.NACKs = countStreams(a.Cache.Streams())
-	d.render(w, r, http.StatusOK, "overview", page{Title: "Overview", Nav: "overview", Live: "change proxies sample"}, v)
+	v.Proxies, v.NACKs = countStreams(a.Cache.StreamStates())
+	d.render(w, r, http.StatusOK, "overview", page{Title: "Overview", Nav: "overview", Live: "change proxies sample", API: "/api/v1/version"}, v)
 }
 
 // recentChanges are the change log's last n entries, newest first (all for n = 0).
@@ -181,7 +182,12 @@ func (d *Dashboard) topics(w http.ResponseWriter, r *http.Request) {
 			v.Exact = v.Query
 		}
 	}
-	d.render(w, r, code, "topics", page{Title: "Topics", Nav: "topics", Live: "change"}, v)
+	p := page{Title: "Topics", Nav: "topics", Live: "change", API: "/api/v1/topics"}
+	if v.Selector != "" {
+		// A selector that matches few topics walks far for its page: such a page is not re-rendered at every change.
+		p.Live = ""
+	}
+	d.render(w, r, code, "topics", p, v)
 }
 
 // ruleRow is one route of the topic's table with the brokers its subset reaches.
@@ -201,8 +207,15 @@ type topicView struct {
 	Rules      []ruleRow
 	Diagram    any // template.HTML
 	Conditions []condition
-	Proxies    []proxyRow
+	// Proxies are the first maxTopicProxies of those holding the topic; MoreProxies how many are left out.
+	Proxies     []proxyRow
+	MoreProxies int
+	// Changes are the topic's changes, newest first.
+	Changes []server.Change
 }
+
+// maxTopicProxies is how many of the proxies holding a topic its page lists.
+const maxTopicProxies = 50
 
 func (d *Dashboard) topic(w http.ResponseWriter, r *http.Request) {
 	a := d.cfg.Admin
@@ -213,23 +226,27 @@ func (d *Dashboard) topic(w http.ResponseWriter, r *http.Request) {
 			notFound{What: "topic " + strconv.Quote(name), Hint: "It may not exist at the NameServers yet: this page shows it once it does."})
 		return
 	}
-	v := topicView{Chain: chain}
-	if served, ok := a.Cache.ServedTopic(name); ok && served.Route != nil {
-		var rc rmqv3.RouteConfiguration
-		if proto.Unmarshal(served.Route.Body, &rc) == nil {
-			for _, rule := range translate.Rules(&rc) {
-				v.Rules = append(v.Rules, ruleRow{Rule: rule, Brokers: reached(rule, chain.Members)})
-			}
+	v := topicView{Chain: chain, Changes: slices.Clone(chain.Changes)}
+	slices.Reverse(v.Changes)
+	// The rules are read from the route in the chain itself, so that table and diagram show one served version.
+	var rc rmqv3.RouteConfiguration
+	if len(chain.Route) > 0 && string(chain.Route) != "null" && protojson.Unmarshal(chain.Route, &rc) == nil {
+		for _, rule := range translate.Rules(&rc) {
+			v.Rules = append(v.Rules, ruleRow{Rule: rule, Brokers: reached(rule, chain.Members)})
 		}
 	}
 	if p := chain.Policy; p != nil {
 		v.Conditions = d.conditions(p.TopicRoute, name)
 	}
-	for _, s := range chain.Proxies {
+	for i, s := range chain.Proxies {
+		if i == maxTopicProxies {
+			v.MoreProxies = len(chain.Proxies) - i
+			break
+		}
 		v.Proxies = append(v.Proxies, proxyRowOf(s))
 	}
-	v.Diagram = chainDiagram(chain, v.Rules, v.Proxies)
-	d.render(w, r, http.StatusOK, "topic", page{Title: "Topic " + name, Nav: "topics", Live: "change proxies"}, v)
+	v.Diagram = chainDiagram(chain, v.Rules, v.Proxies, len(chain.Proxies))
+	d.render(w, r, http.StatusOK, "topic", page{Title: "Topic " + name, Nav: "topics", Live: "change proxies", API: "/api/v1/topics/" + url.PathEscape(name)}, v)
 }
 
 // reached are the broker groups a rule's subset selects among a topic's members (every member for the whole
@@ -317,7 +334,7 @@ type proxiesView struct {
 }
 
 func (d *Dashboard) proxies(w http.ResponseWriter, r *http.Request) {
-	streams := d.cfg.Admin.Cache.Streams()
+	streams := d.cfg.Admin.Cache.StreamStates()
 	slices.SortStableFunc(streams, func(a, b cache.StreamStatus) int { return cmp.Compare(a.Node, b.Node) })
 	v := proxiesView{State: r.URL.Query().Get("state"), Prev: -1, Next: -1}
 	v.Counts, _ = countStreams(streams)
@@ -336,7 +353,7 @@ func (d *Dashboard) proxies(w http.ResponseWriter, r *http.Request) {
 	if end < len(streams) {
 		v.Next = end
 	}
-	d.render(w, r, http.StatusOK, "proxies", page{Title: "Proxies", Nav: "proxies", Live: "proxies"}, v)
+	d.render(w, r, http.StatusOK, "proxies", page{Title: "Proxies", Nav: "proxies", Live: "proxies", API: "/api/v1/proxies"}, v)
 }
 
 type proxyView struct {
@@ -356,7 +373,7 @@ func (d *Dashboard) proxy(w http.ResponseWriter, r *http.Request) {
 	for _, s := range detail.Streams {
 		v.Rows = append(v.Rows, proxyRowOf(s))
 	}
-	d.render(w, r, http.StatusOK, "proxy", page{Title: "Proxy " + node, Nav: "proxies", Live: "proxies"}, v)
+	d.render(w, r, http.StatusOK, "proxy", page{Title: "Proxy " + node, Nav: "proxies", Live: "proxies", API: "/api/v1/proxies/" + url.PathEscape(node)}, v)
 }
 
 // policyRow is one TopicRoute with its status.
@@ -381,7 +398,7 @@ func (d *Dashboard) sources(w http.ResponseWriter, r *http.Request) {
 	for _, b := range a.Table.Bindings() {
 		v.Bindings = append(v.Bindings, b.Name)
 	}
-	d.render(w, r, http.StatusOK, "sources", page{Title: "Sources", Nav: "sources", Live: "change sample"}, v)
+	d.render(w, r, http.StatusOK, "sources", page{Title: "Sources", Nav: "sources", Live: "change sample", API: "/api/v1/sources"}, v)
 }
 
 type changesView struct {
@@ -391,5 +408,5 @@ type changesView struct {
 
 func (d *Dashboard) changes(w http.ResponseWriter, r *http.Request) {
 	v := changesView{Changes: d.recentChanges(0), Charts: d.charts()}
-	d.render(w, r, http.StatusOK, "changes", page{Title: "Changes", Nav: "changes", Live: "change sample"}, v)
+	d.render(w, r, http.StatusOK, "changes", page{Title: "Changes", Nav: "changes", Live: "change sample", API: "/api/v1/changes"}, v)
 }

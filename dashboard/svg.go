@@ -84,7 +84,8 @@ type box struct {
 
 // chainDiagram draws a topic's chain the way its traffic flows: the proxies holding it → the requests its routes
 // take, by kind → the clusters they go to → the broker groups behind them, with perm and queues.
-func chainDiagram(chain server.TopicChain, rules []ruleRow, proxies []proxyRow) template.HTML {
+// total is how many proxies hold it (proxies may be the first of them).
+func chainDiagram(chain server.TopicChain, rules []ruleRow, proxies []proxyRow, total int) template.HTML {
 	const bw, bh, gap, colGap, top = 210.0, 40.0, 10.0, 70.0, 30.0
 	col := func(i int) float64 { return float64(i) * (bw + colGap) }
 	var cols [4][]*box
@@ -96,7 +97,7 @@ func chainDiagram(chain server.TopicChain, rules []ruleRow, proxies []proxyRow) 
 	const maxProxies = 8
 	for i, p := range proxies {
 		if i == maxProxies {
-			add(0, &box{Text: fmt.Sprintf("and %d more", len(proxies)-maxProxies), Class: "proxy more", Href: "/proxies"})
+			add(0, &box{Text: fmt.Sprintf("and %d more", total-maxProxies), Class: "proxy more", Href: "/proxies"})
 			break
 		}
 		add(0, &box{Text: shorten(p.Node, 30), Sub: p.State, Title: "proxy " + p.Node + ": " + p.State,
@@ -146,7 +147,9 @@ func chainDiagram(chain server.TopicChain, rules []ruleRow, proxies []proxyRow) 
 	}
 	w, h := col(3)+bw+2, top+float64(rows)*(bh+gap)
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="chain" viewBox="-1 0 %g %g" role="img" aria-labelledby="chain-title"><title id="chain-title">%s</title>`,
+	// A group, not an image: its boxes that are links must stay links for assistive technology, each named by
+	// its title.
+	fmt.Fprintf(&b, `<svg class="chain" viewBox="-1 0 %g %g" role="group" aria-labelledby="chain-title"><title id="chain-title">%s</title>`,
 		w, h, html.EscapeString("The chain of topic "+chain.Topic.Name+": the proxies holding it, its requests by kind, the clusters they are routed to and the broker groups behind them"))
 	for i, head := range []string{"proxies", "requests", "clusters", "broker groups"} {
 		fmt.Fprintf(&b, `<text class="head" x="%g" y="16">%s</text>`, col(i), head)
@@ -184,14 +187,16 @@ func chainDiagram(chain server.TopicChain, rules []ruleRow, proxies []proxyRow) 
 }
 
 func drawBox(b *strings.Builder, x *box, bw, bh float64) {
-	if x.Href != "" {
-		fmt.Fprintf(b, `<a href="%s">`, html.EscapeString(x.Href))
+	title := html.EscapeString(cmpOr(x.Title, x.Text))
+	if x.Href != "" { // the title first in the link: its accessible name
+		fmt.Fprintf(b, `<a href="%s"><title>%s</title><g class="box %s">`, html.EscapeString(x.Href), title, html.EscapeString(x.Class))
+	} else {
+		fmt.Fprintf(b, `<g class="box %s" role="img" aria-label="%s"><title>%s</title>`, html.EscapeString(x.Class), title, title)
 	}
-	fmt.Fprintf(b, `<g class="box %s"><title>%s</title><rect x="%g" y="%g" width="%g" height="%g" rx="6"/>`,
-		html.EscapeString(x.Class), html.EscapeString(cmpOr(x.Title, x.Text)), x.x, x.y, bw, bh)
-	fmt.Fprintf(b, `<text x="%g" y="%g">%s</text>`, x.x+10, x.y+17, html.EscapeString(x.Text))
+	fmt.Fprintf(b, `<rect x="%g" y="%g" width="%g" height="%g" rx="6"/>`, x.x, x.y, bw, bh)
+	fmt.Fprintf(b, `<text x="%g" y="%g" aria-hidden="true">%s</text>`, x.x+10, x.y+17, html.EscapeString(x.Text))
 	if x.Sub != "" {
-		fmt.Fprintf(b, `<text class="sub" x="%g" y="%g">%s</text>`, x.x+10, x.y+32, html.EscapeString(shorten(x.Sub, 34)))
+		fmt.Fprintf(b, `<text class="sub" x="%g" y="%g" aria-hidden="true">%s</text>`, x.x+10, x.y+32, html.EscapeString(shorten(x.Sub, 34)))
 	}
 	b.WriteString(`</g>`)
 	if x.Href != "" {

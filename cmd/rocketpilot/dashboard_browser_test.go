@@ -122,6 +122,19 @@ func TestDashboardInBrowser(t *testing.T) {
 	routeQuery("demo-orders-001")
 	sideTab.WaitFor(10*time.Second, "the sidecar's page counts the new route", fmt.Sprintf(`document.getElementById("sidecar-routes").textContent !== %q`, routes))
 	sideTab.Screenshot("sidecar")
+	// The keyboard in a live region: a focused link stays focused however many events arrive; the region catches up
+	// once the focus leaves it.
+	b.Do(10*time.Second, "open the proxies page", chromedp.Navigate(admin+"/proxies"))
+	b.WaitFor(5*time.Second, "the page goes live", `document.body.getAttribute("data-live-state") === "open"`)
+	b.Do(time.Second, "focus a link in the live region", chromedp.Evaluate[chromedp.Void](`document.querySelector("#live a[href='/proxies/browser-sidecar']").focus()`))
+	routeQuery("demo-orders-002") // the sidecar subscribes: its stream has news
+	b.WaitFor(5*time.Second, "the page holds its swap", `document.body.getAttribute("data-live-state") === "held"`)
+	if got := browsertest.Eval[string](b, "document.activeElement.getAttribute('href')"); got != "/proxies/browser-sidecar" {
+		t.Errorf("after an event the focus is on %q, want the link it was on", got)
+	}
+	b.Do(5*time.Second, "move the focus out", chromedp.Evaluate[chromedp.Void](`document.querySelector("a.brand").focus()`))
+	routeQuery("demo-orders-003") // news again (a background tab gets no focusout to catch up on)
+	b.WaitFor(5*time.Second, "the page is live again", `document.body.getAttribute("data-live-state") === "open"`)
 	b.Do(10*time.Second, "open the NACKing proxy", chromedp.Navigate(admin+"/proxies/nacking-client"), chromedp.WaitVisible(chromedp.CSS("pre.err")))
 	if got := b.Text("pre.err"); got != "test rejects it" {
 		t.Errorf("the proxy's page shows NACK %q", got)

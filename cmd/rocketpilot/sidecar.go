@@ -207,7 +207,7 @@ func (o *sidecarOptions) sidecarAdmin(xc *sidecar.Client, p *dataplane.Proxy, lo
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	status := func() sidecaradmin.Sidecar { return o.status(xc, p, ready) }
 	mux.Handle("/api/v1/", sidecaradmin.Handler(status))
-	mux.Handle("/", dashboard.NewSidecar(status, time.Second).Handler()) // its page, at /
+	mux.Handle("/", dashboard.NewSidecar(func() any { return status() }, time.Second).Handler()) // its page, at /
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -55,8 +55,15 @@ type StreamStatus struct {
 
 // Streams returns the status of every open stream, by id. The lock is held only to copy: sorting (every
 // subscribed name of every stream) happens after, so that pushes do not wait for it.
-func (c *Cache) Streams() []StreamStatus {
-	out := c.streamsUnsorted()
+func (c *Cache) Streams() []StreamStatus { return c.streamStatuses(true) }
+
+// StreamStates is Streams without each type's subscribed names (left nil): the sync state of every stream at the
+// cost of the streams and their types, not of their subscriptions, for views that count or list states (the
+// dashboard's overview and proxies pages, re-read as streams change).
+func (c *Cache) StreamStates() []StreamStatus { return c.streamStatuses(false) }
+
+func (c *Cache) streamStatuses(subscriptions bool) []StreamStatus {
+	out := c.streamsUnsorted(subscriptions)
 	for _, s := range out {
 		for _, t := range s.Types {
 			slices.Sort(t.Subscribed)
@@ -67,7 +74,7 @@ func (c *Cache) Streams() []StreamStatus {
 	return out
 }
 
-func (c *Cache) streamsUnsorted() []StreamStatus {
+func (c *Cache) streamsUnsorted(subscriptions bool) []StreamStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
@@ -87,7 +94,9 @@ func (c *Cache) streamsUnsorted() []StreamStatus {
 			if now.Before(ts.holdUntil) {
 				t.BackoffUntil = ts.holdUntil
 			}
-			t.Subscribed = slices.Collect(maps.Keys(st.subs[typeURL]))
+			if subscriptions {
+				t.Subscribed = slices.Collect(maps.Keys(st.subs[typeURL]))
+			}
 			// By nonce: a delta response's version is the model's, shared by many responses.
 			switch {
 			case ts.nackNonce != "":

@@ -250,7 +250,9 @@ func (c *Cache) newStream(key streamKey, delta bool) *stream {
 		dropWildcard: map[string]bool{}, released: map[string]map[string]struct{}{}, modes: map[string]*subMode{},
 		unknown: map[string]map[string]struct{}{}}
 	c.streams[key] = st
-	c.noteStreams()
+	if key.id > 0 { // a server's stream; the cache's own (Fetch, Preview) are not shown
+		c.noteStreams()
+	}
 	return st
 }
 
@@ -408,7 +410,9 @@ func (c *Cache) closeStream(key streamKey) {
 
 func (c *Cache) closeStreamLocked(st *stream) {
 	delete(c.streams, st.key)
-	c.noteStreams()
+	if st.id > 0 {
+		c.noteStreams()
+	}
 	for req, pr := range c.pending {
 		if pr.key == st.key {
 			delete(c.pending, req)
