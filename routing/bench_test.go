@@ -2,6 +2,7 @@ package routing
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -94,4 +95,31 @@ func BenchmarkSetPolicies(b *testing.B) {
 			b.ReportMetric(float64(worst.Microseconds())/1000, "max-read-wait-ms")
 		})
 	}
+}
+
+// BenchmarkTableHeap fills a table with n topics over eight shapes and reports the heap it holds per topic (the
+// live heap after a collection, before against after): the model's share of the control plane's heap per topic.
+// Run it alone (-bench TableHeap -benchtime 1x): other benchmarks' tables would be in the figure.
+func BenchmarkTableHeap(b *testing.B) {
+	shapes := benchShapes()
+	for _, n := range []int{1_000_000, 10_000_000} {
+		b.Run(fmt.Sprintf("topics=%d", n), func(b *testing.B) {
+			var perTopic float64
+			for b.Loop() {
+				before := liveHeap()
+				tab := benchTable(n, shapes)
+				perTopic = float64(int64(liveHeap())-int64(before)) / float64(n)
+				runtime.KeepAlive(tab)
+			}
+			b.ReportMetric(perTopic, "heapB/topic")
+		})
+	}
+}
+
+// liveHeap is the heap in use after a full collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }

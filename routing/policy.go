@@ -305,7 +305,7 @@ func (t *Table) SetPolicies(policies []Policy) uint64 {
 	for c := (cursor{}); !c.done; {
 		t.mu.RLock()
 		t.walk(&c, passChunk, func(name string, e *topicEntry) {
-			if won, also := t.policyFor(name); won != e.policy || !slices.Equal(also, e.alsoMatched) {
+			if won, also := t.policyFor(name); won != e.policy || !slices.Equal(also, e.alsoMatched()) {
 				changed = append(changed, name)
 			}
 		})
@@ -347,7 +347,7 @@ func (t *Table) countPolicies(e *topicEntry, delta int) {
 	}
 	c := t.policyStat(e.policy.Name)
 	c.matched += delta
-	for _, p := range e.alsoMatched {
+	for _, p := range e.alsoMatched() {
 		o := t.policyStat(p.Name)
 		o.overridden += delta
 		if o.by == nil {
@@ -418,7 +418,7 @@ func (t *Table) TopicPolicy(topic string) (policy string, overridden []string) {
 	if e == nil || e.policy == nil {
 		return "", nil
 	}
-	for _, p := range e.alsoMatched {
+	for _, p := range e.alsoMatched() {
 		overridden = append(overridden, p.Name)
 	}
 	return e.policy.Name, overridden
