@@ -6,7 +6,6 @@ import (
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	gcpcache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
@@ -210,11 +209,7 @@ func (c *Cache) buildDelta(w *watch, a *deltaAnswer) *gcpcache.DeltaPassthroughR
 		RemovedResources:  a.removed,
 	}
 	for _, r := range a.send {
-		out.Resources = append(out.Resources, &discovery.Resource{
-			Name:     r.name,
-			Version:  r.version,
-			Resource: &anypb.Any{TypeUrl: w.typeURL, Value: r.body},
-		})
+		out.Resources = append(out.Resources, r.deltaMember(w.typeURL))
 	}
 	// go-control-plane keeps NextVersionMap as its own record of the subscription; the cache never reads it back.
 	return &gcpcache.DeltaPassthroughResponse{DeltaRequest: w.deltaReq, NextVersionMap: map[string]string{}, DeltaDiscoveryResponse: out}

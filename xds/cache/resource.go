@@ -5,19 +5,52 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/rocketpilot/rocketpilot/routing"
+	"github.com/rocketpilot/rocketpilot/xds/wire"
 )
 
-// resource is one marshalled resource at one version. It is immutable and shared by every stream.
+// resource is one marshalled resource at one version. It is immutable (its members made once) and shared by every
+// stream.
 type resource struct {
 	name    string
 	version string // 16 hex digits of the SHA-256 of body
 	body    []byte // deterministic protobuf encoding
+	// delta and sotw are the resource as a member of a delta and of a state-of-the-world response, made the first
+	// time one is sent and shared by every stream sent it (package wire marshals and compresses them once).
+	delta atomic.Pointer[discovery.Resource]
+	sotw  atomic.Pointer[anypb.Any]
+}
+
+// deltaMember is r as a delta response's member of type typeURL (a resource has one type).
+func (r *resource) deltaMember(typeURL string) *discovery.Resource {
+	if m := r.delta.Load(); m != nil {
+		return m
+	}
+	m := wire.ShareDelta(&discovery.Resource{Name: r.name, Version: r.version, Resource: &anypb.Any{TypeUrl: typeURL, Value: r.body}})
+	if !r.delta.CompareAndSwap(nil, m) {
+		return r.delta.Load()
+	}
+	return m
+}
+
+// sotwMember is r as a state-of-the-world response's member of type typeURL.
+func (r *resource) sotwMember(typeURL string) *anypb.Any {
+	if m := r.sotw.Load(); m != nil {
+		return m
+	}
+	m := wire.ShareSotw(&anypb.Any{TypeUrl: typeURL, Value: r.body})
+	if !r.sotw.CompareAndSwap(nil, m) {
+		return r.sotw.Load()
+	}
+	return m
 }
 
 func newResource(name string, m proto.Message) (*resource, error) {

@@ -9,7 +9,6 @@ import (
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	gcpcache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
@@ -137,7 +136,7 @@ func (c *Cache) sotwResponse(w *watch, names []string, always bool) (gcpcache.Re
 	out := &discovery.DiscoveryResponse{VersionInfo: version, TypeUrl: w.typeURL}
 	returned := make(map[string]string, len(rs))
 	for _, r := range rs {
-		out.Resources = append(out.Resources, &anypb.Any{TypeUrl: w.typeURL, Value: r.body})
+		out.Resources = append(out.Resources, r.sotwMember(w.typeURL))
 		returned[r.name] = r.version
 	}
 	resp := &gcpcache.PassthroughResponse{Request: w.sotwReq, DiscoveryResponse: out, ReturnedResources: maps.Clone(returned)}

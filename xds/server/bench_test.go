@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
+	"github.com/rocketpilot/rocketpilot/xds/wire"
 )
 
 // benchStream is a raw delta ADS stream that ACKs everything and reports each response.
@@ -121,11 +123,28 @@ func benchmarkUnknownName(b *testing.B, compression string) {
 }
 
 // BenchmarkFanout changes one topic's route while 1,000 streams are subscribed to it and measures the time until
-// every stream has the new version, and the bytes each stream receives.
+// every stream has the new version, the bytes each stream receives, and the process's CPU per change (server and
+// clients: the clients' share is the same in both encodings). encoding=shared is how serve runs (package wire:
+// the route marshalled and compressed once for every stream); encoding=each marshals and compresses every
+// response on its own, as grpc does, for the comparison in the same run.
 func BenchmarkFanout(b *testing.B) {
 	for _, compression := range Compressions {
-		b.Run(compression, func(b *testing.B) { benchmarkFanout(b, compression) })
+		for _, shared := range []bool{false, true} {
+			name := map[bool]string{false: "each", true: "shared"}[shared]
+			b.Run(compression+"/encoding="+name, func(b *testing.B) {
+				wire.SetEnabled(shared)
+				defer wire.SetEnabled(true)
+				benchmarkFanout(b, compression)
+			})
+		}
 	}
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func benchmarkFanout(b *testing.B, compression string) {
@@ -148,6 +167,7 @@ func benchmarkFanout(b *testing.B, compression string) {
 	wire.mu.Lock()
 	wireBefore := wire.wire
 	wire.mu.Unlock()
+	cpuBefore := cpuTime()
 	for b.Loop() {
 		perm = 10 - perm // 6 ↔ 4
 		start := time.Now()
@@ -158,8 +178,10 @@ func benchmarkFanout(b *testing.B, compression string) {
 		}
 		lat = append(lat, time.Since(start))
 	}
+	cpu := cpuTime() - cpuBefore
 	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "all-streams-p50-ms")
 	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "all-streams-p99-ms")
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(len(lat)), "cpu-ms/change")
 	wire.mu.Lock()
 	wireBytes := wire.wire - wireBefore
 	wire.mu.Unlock()

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/rocketpilot/rocketpilot/xds/cache"
+	"github.com/rocketpilot/rocketpilot/xds/wire"
 )
 
 // Options tune the gRPC server. Zero values take the defaults in parentheses.
@@ -71,6 +72,8 @@ func newGRPC(ctx context.Context, c *cache.Cache, callbacks gcpserver.Callbacks,
 		grpc.MaxConcurrentStreams(opts.MaxStreams),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: opts.KeepaliveTime, Timeout: opts.KeepaliveWait}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// Responses' resources are marshalled and compressed once for every stream they go to (package wire).
+		grpc.ForceServerCodecV2(wire.Codec{}),
 	}
 	if opts.Stats != nil {
 		serverOpts = append(serverOpts, grpc.StatsHandler(opts.Stats))
