@@ -9,12 +9,39 @@ import (
 	"testing"
 )
 
-// checkIndex verifies that the sorted names are exactly the table's topics.
+// checkIndex verifies that the sorted names are exactly the table's topics, and that each broker set's topics are
+// exactly those served with it.
 func checkIndex(t *testing.T, tab *Table) {
 	t.Helper()
 	tab.mu.RLock()
 	defer tab.mu.RUnlock()
 	tab.names.check(t, slices.Sorted(maps.Keys(tab.topics)))
+	want := map[*setEntry]int{}
+	for name, e := range tab.topics {
+		se := tab.sets[e.topic.BrokerSet.Hash]
+		if se == nil || se.set != e.topic.BrokerSet {
+			t.Fatalf("%s is served with a broker set the table does not hold", name)
+		}
+		if e.slot >= len(se.topics) || se.topics[e.slot] != e {
+			t.Fatalf("%s is not in its place among its broker set's topics", name)
+		}
+		want[se]++
+	}
+	for name, e := range tab.topics {
+		if also := tab.overridden[e]; len(also) == 0 && also != nil || len(also) > 0 && e.policy == nil {
+			t.Fatalf("%s: overridden policies %v, policy %v", name, also, e.policy)
+		}
+	}
+	for e := range tab.overridden {
+		if tab.topics[e.topic.Name] != e {
+			t.Fatalf("overridden policies kept for %s, which is gone", e.topic.Name)
+		}
+	}
+	for hash, se := range tab.sets {
+		if len(se.topics) != want[se] {
+			t.Fatalf("broker set %s lists %d topics, %d are served with it", hash, len(se.topics), want[se])
+		}
+	}
 }
 
 func TestTopicNamesPagesByPrefix(t *testing.T) {
@@ -225,4 +252,114 @@ func TestWithdrawInChunks(t *testing.T) {
 	if v := tab.Withdraw("ns", nil); v != tab.Version() {
 		t.Fatal("an empty Withdraw moved the version")
 	}
+}
+
+// usingGroups is TopicsUsingGroups the slow way: a pass over every topic.
+func usingGroups(tab *Table, groups ...string) []string {
+	var out []string
+	tab.Range(func(tp *Topic) bool {
+		if slices.ContainsFunc(tp.BrokerSet.Members, func(m Member) bool { return slices.Contains(groups, m.BrokerName) }) {
+			out = append(out, tp.Name)
+		}
+		return true
+	})
+	return out
+}
+
+// TopicsUsingGroups names the topics whose served route lists a group, as a pass over the table would, through
+// the writes that move topics between broker sets, remove them, and a policy that takes a group out of a route.
+func TestTopicsUsingGroupsFollowsEveryWrite(t *testing.T) {
+	tab := NewTable()
+	a := member("c1", "broker-a", 6, 8, "10.0.0.1:10911")
+	b := member("c1", "broker-b", 6, 8, "10.0.1.1:10911")
+	c := member("c2", "broker-c", 6, 8, "10.0.2.1:10911")
+	shapes := []*Route{route(a), route(a, b), route(b), route(c)}
+	for i := range 3000 {
+		tab.Apply("ns", Update{fmt.Sprintf("t%05d", i), shapes[i%len(shapes)]})
+	}
+	check := func(what string) {
+		t.Helper()
+		checkIndex(t, tab)
+		for _, groups := range [][]string{{"broker-a"}, {"broker-b"}, {"broker-c"}, {"broker-a", "broker-c"}, {"nothing"}, nil} {
+			got := slices.Sorted(slices.Values(tab.TopicsUsingGroups(groups)))
+			if want := usingGroups(tab, groups...); !slices.Equal(got, want) {
+				t.Fatalf("%s: %v: %d topics, want %d", what, groups, len(got), len(want))
+			}
+		}
+	}
+	check("filled")
+	if n := len(tab.TopicsUsingGroups([]string{"broker-a"})); n != 1500 {
+		t.Fatalf("broker-a serves %d topics, want 1500", n)
+	}
+	for i := 0; i < 3000; i += 7 {
+		tab.Apply("ns", Update{fmt.Sprintf("t%05d", i), shapes[(i+1)%len(shapes)]}) // another set
+	}
+	for i := 0; i < 3000; i += 11 {
+		tab.Apply("ns", Update{Topic: fmt.Sprintf("t%05d", i)}) // gone
+	}
+	tab.Apply("ns2", Update{"t00001", route(c)}) // a second source: the union of both
+	check("moved and removed")
+	// A policy that lists only cluster c2 takes broker-a and broker-b out of the served routes it can.
+	tab.SetPolicies([]Policy{{Name: "ns/p", Version: "1", Match: TopicMatch{Prefix: []string{"t00"}}, RouteQuery: []Backend{{BrokerCluster: "c2"}}}})
+	check("under a route query")
+	tab.SetPolicies(nil)
+	tab.RemoveSource("ns")
+	check("one source left")
+	tab.RemoveSource("ns2")
+	if got := tab.TopicsUsingGroups([]string{"broker-c"}); len(got) != 0 {
+		t.Fatalf("an empty table names %v", got)
+	}
+	check("empty")
+}
+
+// TopicsUsingGroups lets writers in between chunks: a topic served with the same set throughout is named (perhaps
+// twice), whatever happens to the others meanwhile.
+func TestTopicsUsingGroupsInChunksWhileTheTableChanges(t *testing.T) {
+	tab := NewTable()
+	a := route(member("c1", "broker-a", 6, 8, "10.0.0.1:10911"))
+	ab := route(member("c1", "broker-a", 6, 8, "10.0.0.1:10911"), member("c1", "broker-b", 6, 8, "10.0.1.1:10911"))
+	b := route(member("c1", "broker-b", 6, 8, "10.0.1.1:10911"))
+	const n = 5 * passChunk
+	for i := range n {
+		tab.Apply("ns", Update{fmt.Sprintf("stable-%05d", i), []*Route{a, ab}[i%2]})
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			name := fmt.Sprintf("churn-%05d", i%3000)
+			switch i % 3 {
+			case 0:
+				tab.Apply("ns", Update{name, a})
+			case 1:
+				tab.Apply("ns", Update{name, b})
+			default:
+				tab.Apply("ns", Update{Topic: name})
+			}
+		}
+	})
+	for range 20 {
+		seen := map[string]int{}
+		for _, name := range tab.TopicsUsingGroups([]string{"broker-a"}) {
+			seen[name]++
+		}
+		for i := range n {
+			if name := fmt.Sprintf("stable-%05d", i); seen[name] == 0 {
+				t.Fatalf("%s not named", name)
+			}
+		}
+		for name := range seen {
+			if !strings.HasPrefix(name, "stable-") && !strings.HasPrefix(name, "churn-") {
+				t.Fatalf("%s named", name)
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	checkIndex(t, tab)
 }

@@ -305,7 +305,7 @@ func (t *Table) SetPolicies(policies []Policy) uint64 {
 	for c := (cursor{}); !c.done; {
 		t.mu.RLock()
 		t.walk(&c, passChunk, func(name string, e *topicEntry) {
-			if won, also := t.policyFor(name); won != e.policy || !slices.Equal(also, e.alsoMatched()) {
+			if won, also := t.policyFor(name); won != e.policy || !slices.Equal(also, t.overridden[e]) {
 				changed = append(changed, name)
 			}
 		})
@@ -341,13 +341,24 @@ type policyCount struct {
 	by                  map[string]int
 }
 
+// setMatch records the policy a topic follows and the others that match it, overridden (kept beside the entry:
+// few topics have any).
+func (t *Table) setMatch(e *topicEntry, won *Policy, also []*Policy) {
+	e.policy = won
+	if len(also) > 0 {
+		t.overridden[e] = also
+	} else {
+		delete(t.overridden, e)
+	}
+}
+
 func (t *Table) countPolicies(e *topicEntry, delta int) {
 	if e.policy == nil {
 		return
 	}
 	c := t.policyStat(e.policy.Name)
 	c.matched += delta
-	for _, p := range e.alsoMatched() {
+	for _, p := range t.overridden[e] {
 		o := t.policyStat(p.Name)
 		o.overridden += delta
 		if o.by == nil {
@@ -418,7 +429,7 @@ func (t *Table) TopicPolicy(topic string) (policy string, overridden []string) {
 	if e == nil || e.policy == nil {
 		return "", nil
 	}
-	for _, p := range e.alsoMatched() {
+	for _, p := range t.overridden[e] {
 		overridden = append(overridden, p.Name)
 	}
 	return e.policy.Name, overridden

@@ -128,6 +128,16 @@ func TestConflictingPoliciesOldestWins(t *testing.T) {
 	if st := tab.PolicyStatus("a/young"); st.Matched != 2 {
 		t.Fatalf("young after a new topic: %+v", st)
 	}
+	// The overridden policies are kept beside a topic while it has any, and go with the topic.
+	checkIndex(t, tab)
+	if len(tab.overridden) != 1 {
+		t.Fatalf("overridden policies kept for %d topics, want orders only", len(tab.overridden))
+	}
+	tab.Apply("ns", Update{Topic: "orders"})
+	checkIndex(t, tab)
+	if st := tab.PolicyStatus("z/old"); st.Overridden != 0 || len(tab.overridden) != 0 {
+		t.Fatalf("old after orders went: %+v; overridden policies kept for %d topics", st, len(tab.overridden))
+	}
 }
 
 func TestOrderedTopicKeepsAVanishedGroup(t *testing.T) {

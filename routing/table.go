@@ -28,7 +28,8 @@ type Table struct {
 	scratch  []byte
 	interest *Interest
 
-	policies    []*Policy // in precedence order
+	policies    []*Policy                 // in precedence order
+	overridden  map[*topicEntry][]*Policy // other policies that match a topic, overridden by its policy: for the few topics several match
 	policyStats map[string]*policyCount
 	policyMu    sync.Mutex // serializes SetPolicies, which takes mu in chunks
 	bindings    []Binding
@@ -42,36 +43,40 @@ type sourceRoute struct {
 	orderConf string
 }
 
+// topicEntry is 48 bytes, a size class of Go's allocator: a field more costs 16 bytes per topic (160 MB at ten
+// million topics). The policies a topic's policy overrides, which few topics have, are kept beside it
+// (Table.overridden) for that reason.
 type topicEntry struct {
 	sources []sourceRoute // sorted by source name
 	topic   *Topic        // the merged topic
 	policy  *Policy       // the policy the topic follows, or nil
-	// also points to the other policies that match the topic, overridden by policy; nil when there are none, as
-	// for most topics. A pointer rather than a slice keeps the entry in 48 bytes rather than 64: at ten million
-	// topics that is 160 MB.
-	also *[]*Policy
-}
-
-// alsoMatched returns the other policies that match the topic, overridden by its policy, in precedence order.
-func (e *topicEntry) alsoMatched() []*Policy {
-	if e.also == nil {
-		return nil
-	}
-	return *e.also
-}
-
-// setPolicies records the policy the topic follows and the others that match it.
-func (e *topicEntry) setPolicies(won *Policy, also []*Policy) {
-	e.policy, e.also = won, nil
-	if len(also) > 0 {
-		e.also = &also
-	}
+	slot    int           // the topic's place in its served broker set's topics
 }
 
 type setEntry struct {
-	set    *BrokerSet
-	refs   int // references from source routes and merged topics
-	served int // references from merged topics only: the set is in the served model while > 0
+	set  *BrokerSet
+	refs int // references from source routes and merged topics
+	// topics are the merged topics served with the set, in no order (each entry's slot is its place), so that
+	// TopicsUsingGroups costs the topics it finds rather than a pass over the table. A topic is added at the end
+	// and taken out by moving the last one into its place: constant time, and a pointer per topic plus the
+	// slice's spare capacity (about 10 bytes per topic), the cheapest such index (a map costs 30–38).
+	topics []*topicEntry
+}
+
+// served reports whether the set is in the served model: some merged topic uses it.
+func (e *setEntry) served() bool { return len(e.topics) > 0 }
+
+// dropTopic takes a topic out of the set's topics: the last one takes its place. A slice down to a quarter of its
+// capacity is copied to a smaller one, so the index holds at most four times what it lists.
+func (e *setEntry) dropTopic(te *topicEntry) {
+	last := len(e.topics) - 1
+	moved := e.topics[last]
+	e.topics[te.slot], moved.slot = moved, te.slot
+	e.topics[last] = nil
+	e.topics = e.topics[:last]
+	if cap(e.topics) > 1024 && len(e.topics) < cap(e.topics)/4 {
+		e.topics = slices.Clone(e.topics)
+	}
 }
 
 // NewTable returns an empty table at version 0.
@@ -83,6 +88,7 @@ func NewTable() *Table {
 		subs:     make(map[*Subscription]struct{}),
 		interest: newInterest(),
 
+		overridden:  make(map[*topicEntry][]*Policy),
 		policyStats: make(map[string]*policyCount),
 		proxies:     newProxies(),
 	}
@@ -127,7 +133,7 @@ func (t *Table) Topics(names []string) []*Topic {
 func (t *Table) BrokerSet(hash string) *BrokerSet {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	if e := t.sets[hash]; e != nil && e.served > 0 {
+	if e := t.sets[hash]; e != nil && e.served() {
 		return e.set
 	}
 	return nil
@@ -138,7 +144,7 @@ func (t *Table) Stats() (topics, brokerSets int) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, e := range t.sets {
-		if e.served > 0 {
+		if e.served() {
 			brokerSets++
 		}
 	}
@@ -201,7 +207,7 @@ func (t *Table) applyOne(st *applyState, source string, u Update) {
 		if !ok {
 			return
 		}
-		t.unref(st, e.sources[i].set, false)
+		t.unref(st, e.sources[i].set, nil)
 		e.sources = slices.Delete(e.sources, i, i+1)
 	} else {
 		set := t.intern(st, canonicalMembers(u.Route.Members))
@@ -215,11 +221,11 @@ func (t *Table) applyOne(st *applyState, source string, u Update) {
 		case ok && e.sources[i].set == set && e.sources[i].orderConf == u.Route.OrderTopicConf:
 			return
 		case ok:
-			t.ref(st, set, false)
-			t.unref(st, e.sources[i].set, false)
+			t.ref(st, set, nil)
+			t.unref(st, e.sources[i].set, nil)
 			e.sources[i] = sourceRoute{source: source, set: set, orderConf: u.Route.OrderTopicConf}
 		default:
-			t.ref(st, set, false)
+			t.ref(st, set, nil)
 			e.sources = slices.Insert(e.sources, i, sourceRoute{source: source, set: set, orderConf: u.Route.OrderTopicConf})
 		}
 	}
@@ -231,10 +237,11 @@ func (t *Table) remerge(st *applyState, name string, e *topicEntry) {
 	old := e.topic
 	if len(e.sources) == 0 {
 		t.countPolicies(e, -1)
+		t.setMatch(e, nil, nil)
 		delete(t.topics, name)
 		t.names.delete(name)
 		if old != nil {
-			t.unref(st, old.BrokerSet, true)
+			t.unref(st, old.BrokerSet, e)
 			st.topics = append(st.topics, name)
 		}
 		return
@@ -255,9 +262,9 @@ func (t *Table) remerge(st *applyState, name string, e *topicEntry) {
 		}
 		set = t.intern(st, canonicalMembers(members))
 	}
-	if won, also := t.policyFor(name); won != e.policy || !slices.Equal(also, e.alsoMatched()) {
+	if won, also := t.policyFor(name); won != e.policy || !slices.Equal(also, t.overridden[e]) {
 		t.countPolicies(e, -1)
-		e.setPolicies(won, also)
+		t.setMatch(e, won, also)
 		t.countPolicies(e, 1)
 	}
 	if e.policy != nil {
@@ -274,9 +281,11 @@ func (t *Table) remerge(st *applyState, name string, e *topicEntry) {
 	if old != nil && old.BrokerSet == set && old.OrderTopicConf == orderConf && old.Pop.Equal(pop) {
 		return
 	}
-	t.ref(st, set, true)
-	if old != nil {
-		t.unref(st, old.BrokerSet, true)
+	if old == nil || old.BrokerSet != set {
+		if old != nil {
+			t.unref(st, old.BrokerSet, e)
+		}
+		t.ref(st, set, e)
 	}
 	e.topic = &Topic{Name: name, BrokerSet: set, OrderTopicConf: orderConf, Pop: pop, Version: st.version}
 	st.topics = append(st.topics, name)
@@ -301,21 +310,24 @@ func (t *Table) intern(st *applyState, members []Member) *BrokerSet {
 	}
 }
 
-func (t *Table) ref(st *applyState, set *BrokerSet, served bool) {
+// ref counts a reference to an interned set: a source route's (served nil) or a merged topic's, served with it.
+func (t *Table) ref(st *applyState, set *BrokerSet, served *topicEntry) {
 	e := t.sets[set.Hash]
 	e.refs++
-	if served {
-		if e.served++; e.served == 1 {
+	if served != nil {
+		served.slot = len(e.topics)
+		if e.topics = append(e.topics, served); len(e.topics) == 1 {
 			st.sets = append(st.sets, set.Hash)
 		}
 	}
 }
 
-func (t *Table) unref(st *applyState, set *BrokerSet, served bool) {
+// unref takes back what ref counted.
+func (t *Table) unref(st *applyState, set *BrokerSet, served *topicEntry) {
 	e := t.sets[set.Hash]
 	e.refs--
-	if served {
-		if e.served--; e.served == 0 {
+	if served != nil {
+		if e.dropTopic(served); len(e.topics) == 0 {
 			st.sets = append(st.sets, set.Hash)
 		}
 	}
@@ -422,7 +434,7 @@ func (t *Table) snapshotLocked() *Snapshot {
 		s.Topics[name] = e.topic
 	}
 	for hash, e := range t.sets {
-		if e.served > 0 {
+		if e.served() {
 			s.BrokerSets[hash] = e.set
 		}
 	}
@@ -570,10 +582,10 @@ func (s *Subscription) Close() {
 	}
 }
 
-// passChunk is how many topics a pass over the table (Range, SourceTopics, SetPolicies, RemoveSource) reads or
-// writes under one hold of the lock: a writer that arrives meanwhile waits for one chunk, and every reader that
-// arrives after it (Go's RWMutex lets no new reader in while a writer waits) waits for that chunk and the write,
-// never for a whole pass. The xDS cache reads the table while holding its own lock, so a long hold here would
+// passChunk is how many topics a pass over the table (Range, SourceTopics, SetPolicies, RemoveSource) or over
+// broker sets' topics (TopicsUsingGroups) reads or writes under one hold of the lock: a writer that arrives
+// meanwhile waits for one chunk, and every reader that arrives after it (Go's RWMutex lets no new reader in while a
+// writer waits) waits for that chunk and the write, never for a whole pass. The xDS cache reads the table while holding its own lock, so a long hold here would
 // stall every xDS request.
 const passChunk = 1000
 
@@ -651,11 +663,52 @@ func (t *Table) BrokerSets() []*BrokerSet {
 	defer t.mu.RUnlock()
 	out := make([]*BrokerSet, 0, len(t.sets))
 	for _, e := range t.sets {
-		if e.served > 0 {
+		if e.served() {
 			out = append(out, e.set)
 		}
 	}
 	return out
+}
+
+// TopicsUsingGroups returns the topics whose served route lists one of the broker groups, in no particular order:
+// the topics to ask about again when those groups change. It finds the served broker sets that list one (a set is
+// a route shape: there are few) and reads the topics each is served for from the set's index, passChunk topics
+// per hold of the read lock, so its cost is the sets and the topics it returns, never the table's size. Writes go
+// on between chunks: a topic that changes broker set during the call may be named or not; one served with the same
+// set throughout is named at least once (a writer's removal can bring a topic named already back into reach).
+func (t *Table) TopicsUsingGroups(groups []string) []string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var sets []*setEntry
+	n := 0
+	for _, e := range t.sets {
+		if e.served() && slices.ContainsFunc(e.set.Members, func(m Member) bool { return slices.Contains(groups, m.BrokerName) }) {
+			sets = append(sets, e)
+			n += len(e.topics)
+		}
+	}
+	names := make([]string, 0, n)
+	held := 0 // topics read under this hold of the lock
+	for _, e := range sets {
+		// Each set's topics are read from the end, down from next. A topic taken out between two holds has the
+		// last one moved into its place: below next that brings in a topic read already (or added meanwhile),
+		// and never moves one not yet read above next, so each topic there throughout is read, some twice.
+		for next := len(e.topics); next > 0; {
+			if held == passChunk {
+				t.mu.RUnlock() // let a waiting writer in
+				t.mu.RLock()
+				held, next = 0, min(next, len(e.topics))
+				continue
+			}
+			from := max(next-(passChunk-held), 0)
+			for _, te := range e.topics[from:next] {
+				names = append(names, te.topic.Name)
+			}
+			held += next - from
+			next = from
+		}
+	}
+	return names
 }
 
 // SourceTopics returns the topics a source reports, sorted. It visits every topic, passChunk at a time under
