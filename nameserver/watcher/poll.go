@@ -161,23 +161,11 @@ func (w *Watcher) launch(ctx context.Context, inflight *sync.WaitGroup, name str
 	})
 }
 
-// requeueUsing queues every followed topic whose route includes one of the broker groups.
+// requeueUsing queues every followed topic whose route includes one of the broker groups. The table finds them
+// through its broker sets' topics, so a broker change costs the topics that use the group, not a pass over the
+// whole model (10M topics took 2.7 s).
 func (w *Watcher) requeueUsing(brokers map[string]bool) {
-	uses := map[*routing.BrokerSet]bool{}
-	var names []string
-	w.table.Range(func(t *routing.Topic) bool {
-		use, ok := uses[t.BrokerSet]
-		if !ok {
-			for _, m := range t.BrokerSet.Members {
-				use = use || brokers[m.BrokerName]
-			}
-			uses[t.BrokerSet] = use
-		}
-		if use {
-			names = append(names, t.Name)
-		}
-		return true
-	})
+	names := w.table.TopicsUsingGroups(slices.Collect(maps.Keys(brokers)))
 	w.mu.Lock()
 	for _, name := range names {
 		if w.topics[name] != nil {
