@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -275,18 +276,27 @@ type PolicyStatus struct {
 // merges again, passChunk topics per hold of the write lock, only the topics whose policy changed: a policy that
 // keeps its Name and Version keeps its topics untouched. Topics that arrive meanwhile follow the new policies
 // already.
-func (t *Table) SetPolicies(policies []Policy) uint64 {
+//
+// It returns the version and the names, sorted, of the policies whose PolicyStatus counts (matched, overridden,
+// overridden by) changed meanwhile: those of the topics whose policies changed, so that a reporter of statuses
+// refreshes those rather than every policy. A name may be of a policy that is gone; the changes of a topic that
+// arrives or leaves during the call are counted in.
+func (t *Table) SetPolicies(policies []Policy) (version uint64, statusChanged []string) {
 	t.policyMu.Lock()
 	defer t.policyMu.Unlock()
 	t.mu.RLock()
 	old := t.policies
 	t.mu.RUnlock()
+	byName := make(map[string]*Policy, len(old)) // a map, not a search per policy: 10k policies took 0.26 s
+	for _, o := range old {
+		byName[o.Name] = o
+	}
 	ps := make([]*Policy, len(policies))
 	for i := range policies {
 		p := policies[i]
 		ps[i] = &p
-		if j := slices.IndexFunc(old, func(o *Policy) bool { return samePolicy(o, &p) }); j >= 0 {
-			ps[i] = old[j] // the same policy: the same pointer, so its topics are seen unchanged
+		if o := byName[p.Name]; o != nil && samePolicy(o, &p) {
+			ps[i] = o // the same policy: the same pointer, so its topics are seen unchanged
 		}
 	}
 	slices.SortStableFunc(ps, func(a, b *Policy) int {
@@ -300,6 +310,7 @@ func (t *Table) SetPolicies(policies []Policy) uint64 {
 	})
 	t.mu.Lock()
 	t.policies = ps
+	t.statusChanged = map[string]struct{}{}
 	t.mu.Unlock()
 	var changed []string
 	for c := (cursor{}); !c.done; {
@@ -329,7 +340,53 @@ func (t *Table) SetPolicies(policies []Policy) uint64 {
 			delete(t.policyStats, name)
 		}
 	}
-	return t.version
+	statusChanged = slices.Sorted(maps.Keys(t.statusChanged))
+	t.statusChanged = nil
+	return t.version, statusChanged
+}
+
+// noteStatus records, while SetPolicies runs, the policies whose PolicyStatus a topic changes when it goes from
+// following won0 (over also0) to following won1 (over also1). A new winner changes both winners' matched counts and
+// the winner every overridden policy reports; under the same winner, only the policies that start or stop being
+// overridden change. Names are compared, not pointers: a policy's new version with the same name is the same
+// policy to the status.
+func (t *Table) noteStatus(won0 *Policy, also0 []*Policy, won1 *Policy, also1 []*Policy) {
+	if t.statusChanged == nil {
+		return
+	}
+	note := func(ps ...*Policy) {
+		for _, p := range ps {
+			if p != nil {
+				t.statusChanged[p.Name] = struct{}{}
+			}
+		}
+	}
+	if policyName(won0) != policyName(won1) {
+		note(won0, won1)
+		note(also0...)
+		note(also1...)
+		return
+	}
+	named := func(ps []*Policy, name string) bool {
+		return slices.ContainsFunc(ps, func(p *Policy) bool { return p.Name == name })
+	}
+	for _, p := range also0 {
+		if !named(also1, p.Name) {
+			note(p)
+		}
+	}
+	for _, p := range also1 {
+		if !named(also0, p.Name) {
+			note(p)
+		}
+	}
+}
+
+func policyName(p *Policy) string {
+	if p == nil {
+		return ""
+	}
+	return p.Name
 }
 
 func samePolicy(p, q *Policy) bool {
@@ -344,6 +401,7 @@ type policyCount struct {
 // setMatch records the policy a topic follows and the others that match it, overridden (kept beside the entry:
 // few topics have any).
 func (t *Table) setMatch(e *topicEntry, won *Policy, also []*Policy) {
+	t.noteStatus(e.policy, t.overridden[e], won, also)
 	e.policy = won
 	if len(also) > 0 {
 		t.overridden[e] = also

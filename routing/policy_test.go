@@ -321,3 +321,38 @@ func TestAWeightZeroBackendDoesNotClaimAGroup(t *testing.T) {
 		t.Fatalf("a1 %+v, b1 %+v", a1, b1)
 	}
 }
+
+// SetPolicies names the policies whose status it changed: those that gain or lose topics, or a winner over them,
+// and never one whose topics no other policy touches.
+func TestSetPoliciesNamesTheStatusesItChanged(t *testing.T) {
+	tab := policyTable(t)
+	tab.Apply("ns", Update{"audit", route(member("A", "a1", 6, 8, "10.0.0.1:10911"))})
+	now := time.Now()
+	alone := Policy{Name: "ns/alone", Version: "1", Created: now.Add(-2 * time.Hour), Match: exact("audit")}
+	old := Policy{Name: "ns/old", Version: "1", Created: now.Add(-time.Hour), Match: exact("orders")}
+	young := Policy{Name: "ns/young", Version: "1", Created: now, Match: TopicMatch{Prefix: []string{"o", "p"}}}
+	oldest := Policy{Name: "ns/oldest", Version: "1", Created: now.Add(-3 * time.Hour), Match: exact("orders")}
+	steps := []struct {
+		what     string
+		policies []Policy
+		want     []string
+	}{
+		{"two policies, no overlap", []Policy{alone, old}, []string{"ns/alone", "ns/old"}},
+		{"the same again", []Policy{alone, old}, nil},
+		{"a younger one overlapping: only it is overridden", []Policy{alone, old, young}, []string{"ns/young"}},
+		{"a new version that matches the same", []Policy{alone, withVersion(old, "2"), young}, nil},
+		{"an older one takes orders from old; young's winner there changes", []Policy{alone, old, young, oldest},
+			[]string{"ns/old", "ns/oldest", "ns/young"}},
+		{"the winner goes: old wins orders again", []Policy{alone, old, young}, []string{"ns/old", "ns/oldest", "ns/young"}},
+		{"old goes: young wins orders", []Policy{alone, young}, []string{"ns/old", "ns/young"}},
+		{"young goes", []Policy{alone}, []string{"ns/young"}},
+	}
+	for _, s := range steps {
+		if _, got := tab.SetPolicies(s.policies); !slices.Equal(got, s.want) {
+			t.Fatalf("%s: status changed for %v, want %v", s.what, got, s.want)
+		}
+	}
+	checkIndex(t, tab)
+}
+
+func withVersion(p Policy, v string) Policy { p.Version = v; return p }

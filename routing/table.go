@@ -32,8 +32,10 @@ type Table struct {
 	overridden  map[*topicEntry][]*Policy // other policies that match a topic, overridden by its policy: for the few topics several match
 	policyStats map[string]*policyCount
 	policyMu    sync.Mutex // serializes SetPolicies, which takes mu in chunks
-	bindings    []Binding
-	proxies     *Proxies
+	// statusChanged collects, while SetPolicies runs, the policies whose PolicyStatus counts changed (noteStatus).
+	statusChanged map[string]struct{}
+	bindings      []Binding
+	proxies       *Proxies
 }
 
 // sourceRoute is what one source says of a topic: an interned BrokerSet, so each costs a pointer.
