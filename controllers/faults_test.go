@@ -667,6 +667,9 @@ type replicaOptions struct {
 	// restart replaces a manager that stops, as serve does (cmd/rocketpilot, startManager): after 1 s, doubling,
 	// and once the new manager's caches have synced, what the API server no longer lists is pruned.
 	restart bool
+	// refreshed is Options.refreshed: told each TopicRoute reconciled again because another one's change changed
+	// its status.
+	refreshed func(key string)
 }
 
 type leaseTimings struct{ duration, renew, retry time.Duration }
@@ -716,7 +719,8 @@ func startReplica(t *testing.T, id string, cfg *rest.Config, o replicaOptions) *
 		if err != nil {
 			return nil, err
 		}
-		return mgr, Setup(mgr, Options{Table: table, Sources: r.sources, Policies: r.policies, Resync: o.resync, Metrics: r.metrics})
+		return mgr, Setup(mgr, Options{Table: table, Sources: r.sources, Policies: r.policies, Resync: o.resync, Metrics: r.metrics,
+			refreshed: o.refreshed})
 	}
 	first, err := newManager()
 	if err != nil {

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -49,6 +52,8 @@ type Options struct {
 	// Rejections, when set, is what the nodes this replica serves rejected (the xDS cache): a TopicRoute whose
 	// topics a rejected response carried gets its Rejected condition.
 	Rejections RejectionFeed
+
+	refreshed func(key string) // tests: told each TopicRoute reconciled again for another one's change
 }
 
 // RejectionFeed reports xDS configuration that served nodes rejected and have not accepted a later version of.
@@ -72,6 +77,7 @@ func Setup(mgr manager.Manager, o Options) error {
 	}
 	base := reconciler{Client: mgr.GetClient(), opts: o, elected: mgr.Elected(), events: mgr.GetEventRecorder("rocketpilot")}
 	notLeaderOnly := false
+	refresh := newRefreshQueue()
 	kinds := []struct {
 		name string
 		obj  client.Object
@@ -81,8 +87,8 @@ func Setup(mgr manager.Manager, o Options) error {
 		{"nameserversource", &v1alpha1.NameServerSource{}, &v1alpha1.NameServerSourceList{},
 			func(b reconciler, _ chan<- event.GenericEvent) ctrlReconciler { return &nameServerSourceReconciler{b} }},
 		{"topicroute", &v1alpha1.TopicRoute{}, &v1alpha1.TopicRouteList{},
-			func(b reconciler, kick chan<- event.GenericEvent) ctrlReconciler {
-				return &topicRouteReconciler{b, kick}
+			func(b reconciler, _ chan<- event.GenericEvent) ctrlReconciler {
+				return &topicRouteReconciler{b, refresh}
 			}},
 		{"topicbinding", &v1alpha1.TopicBinding{}, &v1alpha1.TopicBindingList{},
 			func(b reconciler, _ chan<- event.GenericEvent) ctrlReconciler { return &topicBindingReconciler{b} }},
@@ -100,6 +106,11 @@ func Setup(mgr manager.Manager, o Options) error {
 		}
 		if err := mgr.Add(&leaderKick{c: mgr.GetClient(), list: k.list, kick: kick}); err != nil {
 			return err
+		}
+		if k.name == "topicroute" {
+			if err := mgr.Add(&refreshKick{queue: refresh, kick: kick, refreshed: o.refreshed}); err != nil {
+				return err
+			}
 		}
 		if k.name == "topicroute" && o.Rejections != nil {
 			if err := mgr.Add(&rejectionKick{feed: o.Rejections, table: o.Table, kick: kick}); err != nil {
@@ -166,6 +177,73 @@ func rejectionsByPolicy(rejections []routing.Rejection, table *routing.Table) ma
 		}
 	}
 	return out
+}
+
+// refreshQueue holds the TopicRoutes to reconcile again because another one's change changed their status. It is
+// a set: however many changes name a TopicRoute before the leader's refreshKick takes it (a new leader reconciling
+// every TopicRoute is such a burst), it is reconciled once.
+type refreshQueue struct {
+	mu      sync.Mutex
+	pending map[string]struct{}
+	ready   chan struct{} // signalled when pending gains a key
+}
+
+func newRefreshQueue() *refreshQueue {
+	return &refreshQueue{pending: map[string]struct{}{}, ready: make(chan struct{}, 1)}
+}
+
+func (q *refreshQueue) add(keys []string) {
+	if len(keys) == 0 {
+		return
+	}
+	q.mu.Lock()
+	for _, k := range keys {
+		q.pending[k] = struct{}{}
+	}
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take empties the queue and returns what it held, sorted.
+func (q *refreshQueue) take() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	keys := slices.Sorted(maps.Keys(q.pending))
+	q.pending = map[string]struct{}{}
+	return keys
+}
+
+// refreshKick runs only on the leader: it reconciles the TopicRoutes the refresh queue holds.
+type refreshKick struct {
+	queue     *refreshQueue
+	kick      chan<- event.GenericEvent
+	refreshed func(key string) // may be nil
+}
+
+func (k *refreshKick) NeedLeaderElection() bool { return true }
+
+func (k *refreshKick) Start(ctx context.Context) error {
+	for {
+		select {
+		case <-k.queue.ready:
+		case <-ctx.Done():
+			return nil
+		}
+		for _, key := range k.queue.take() {
+			ns, name, _ := strings.Cut(key, "/")
+			select {
+			case k.kick <- event.GenericEvent{Object: &v1alpha1.TopicRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}:
+			case <-ctx.Done():
+				return nil
+			}
+			if k.refreshed != nil {
+				k.refreshed(key)
+			}
+		}
+	}
 }
 
 type ctrlReconciler interface {
@@ -395,7 +473,7 @@ func (r *nameServerSourceReconciler) addresses(ctx context.Context, nss *v1alpha
 
 type topicRouteReconciler struct {
 	reconciler
-	kick chan<- event.GenericEvent // reconciles a TopicRoute again
+	refresh *refreshQueue // the other TopicRoutes to reconcile again
 }
 
 func (r *topicRouteReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -403,16 +481,14 @@ func (r *topicRouteReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	var tr v1alpha1.TopicRoute
 	if live, err := r.fetch(ctx, req, &tr); err != nil || !live {
 		if err == nil {
-			r.opts.Policies.SetRoute(key, "", nil)
-			r.refreshOthers(ctx, key)
+			r.refreshLater(r.opts.Policies.SetRoute(key, "", nil))
 		}
 		return ctrl.Result{}, err
 	}
 	before := tr.Status.DeepCopy()
-	if !r.opts.Policies.Reconciled("TopicRoute", key, objectVersion(&tr)) {
-		defer r.refreshOthers(ctx, key) // once this one's policy is in the table
-	}
-	if err := ApplyTopicRoute(r.opts.Policies, r.opts.Table, &tr, objectVersion(&tr)); err != nil {
+	refresh, err := applyTopicRoute(r.opts.Policies, r.opts.Table, &tr, objectVersion(&tr))
+	r.refreshLater(refresh)
+	if err != nil {
 		r.event(&tr, true, v1alpha1.ReasonInvalid, "%v", err)
 	} else {
 		fillRejected(&tr, r.opts.Rejections, r.opts.Table)
@@ -432,43 +508,37 @@ func (r *topicRouteReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	return ctrl.Result{RequeueAfter: r.opts.Resync}, nil
 }
 
-// refreshOthers reconciles, on the leader, every other TopicRoute again after one was created, changed or
-// deleted: their Conflicted condition and matched topics follow from it (a deleted winner hands its topics to the
-// next oldest), and would otherwise wait for the periodic resync.
-func (r *topicRouteReconciler) refreshOthers(ctx context.Context, key string) {
-	if !r.leader() {
-		return
-	}
-	var list v1alpha1.TopicRouteList
-	if err := r.List(ctx, &list); err != nil {
-		return // the periodic resync refreshes them
-	}
-	for i := range list.Items {
-		if o := &list.Items[i]; keyOf(o) != key {
-			select {
-			case r.kick <- event.GenericEvent{Object: o}:
-			case <-ctx.Done():
-				return
-			}
-		}
+// refreshLater queues, on the leader, the other TopicRoutes whose status a change of this one changed: their
+// Conflicted condition and matched topics follow from it (a deleted winner hands its topics to the next oldest),
+// and would otherwise wait for the periodic resync. The table names them (routing.Table.SetPolicies), so a change
+// costs the TopicRoutes that share topics with it, never every TopicRoute; the queue coalesces a burst.
+func (r *topicRouteReconciler) refreshLater(keys []string) {
+	if r.leader() {
+		r.refresh.add(keys)
 	}
 }
 
 // ApplyTopicRoute records a TopicRoute's policy (unless it is invalid: then the policy it had stays) and fills
 // its status from the table.
 func ApplyTopicRoute(p *Policies, table *routing.Table, tr *v1alpha1.TopicRoute, version string) error {
+	_, err := applyTopicRoute(p, table, tr, version)
+	return err
+}
+
+// applyTopicRoute is ApplyTopicRoute that also returns the other TopicRoutes whose status the change changed.
+func applyTopicRoute(p *Policies, table *routing.Table, tr *v1alpha1.TopicRoute, version string) (others []string, err error) {
 	defer p.noteReconciled("TopicRoute", keyOf(tr), version)
 	st := &tr.Status
 	st.ObservedGeneration = tr.Generation
 	policy, err := PolicyOf(tr)
 	if err != nil {
 		condition(&st.Conditions, tr.Generation, v1alpha1.ConditionAccepted, false, v1alpha1.ReasonInvalid, err.Error())
-		return err
+		return nil, err
 	}
-	p.SetRoute(keyOf(tr), version, &policy)
+	others = p.SetRoute(keyOf(tr), version, &policy)
 	condition(&st.Conditions, tr.Generation, v1alpha1.ConditionAccepted, true, v1alpha1.ReasonAccepted, "the policy is applied")
 	fillTopicRouteStatus(tr, table)
-	return nil
+	return others, nil
 }
 
 // fillRejected sets a TopicRoute's Rejected condition from the rejections of the nodes this replica serves.

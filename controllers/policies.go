@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/rocketpilot/rocketpilot/routing"
@@ -29,16 +30,19 @@ func NewPolicies(table *routing.Table) *Policies {
 }
 
 // SetRoute records a TopicRoute's policy at a version (its generation, or a hash of its file); the same version
-// again changes nothing. A nil policy removes it.
-func (p *Policies) SetRoute(key, version string, policy *routing.Policy) {
+// again changes nothing. A nil policy removes it. It returns the other TopicRoutes whose status (matched topics,
+// conflicts) the change changed: those that share topics with this one, before or after it.
+func (p *Policies) SetRoute(key, version string, policy *routing.Policy) (others []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if policy != nil {
 		policy.Version = version
 	}
-	if set(p.routes, key, version, policy) {
-		p.table.SetPolicies(values(p.routes))
+	if !set(p.routes, key, version, policy) {
+		return nil
 	}
+	_, changed := p.table.SetPolicies(values(p.routes))
+	return slices.DeleteFunc(changed, func(k string) bool { return k == key })
 }
 
 // SetBinding records a TopicBinding's binding, like SetRoute.
