@@ -28,8 +28,10 @@ type Table struct {
 	scratch  []byte
 	interest *Interest
 
-	policies    []*Policy                 // in precedence order
-	overridden  map[*topicEntry][]*Policy // other policies that match a topic, overridden by its policy: for the few topics several match
+	policies []*Policy // in precedence order
+	// overridden holds the other policies that match a topic, overridden by its policy, for the few topics that
+	// several policies match (beside the entries, not in them: see topicEntry).
+	overridden  map[*topicEntry][]*Policy
 	policyStats map[string]*policyCount
 	policyMu    sync.Mutex // serializes SetPolicies, which takes mu in chunks
 	// statusChanged collects, while SetPolicies runs, the policies whose PolicyStatus counts changed (noteStatus).
@@ -587,8 +589,8 @@ func (s *Subscription) Close() {
 // passChunk is how many topics a pass over the table (Range, SourceTopics, SetPolicies, RemoveSource) or over
 // broker sets' topics (TopicsUsingGroups) reads or writes under one hold of the lock: a writer that arrives
 // meanwhile waits for one chunk, and every reader that arrives after it (Go's RWMutex lets no new reader in while a
-// writer waits) waits for that chunk and the write, never for a whole pass. The xDS cache reads the table while holding its own lock, so a long hold here would
-// stall every xDS request.
+// writer waits) waits for that chunk and the write, never for a whole pass. The xDS cache reads the table while
+// holding its own lock, so a long hold here would stall every xDS request.
 const passChunk = 1000
 
 // cursor is a pass's place in the table's topics, in name order.
@@ -683,8 +685,9 @@ func (t *Table) TopicsUsingGroups(groups []string) []string {
 	defer t.mu.RUnlock()
 	var sets []*setEntry
 	n := 0
+	lists := func(m Member) bool { return slices.Contains(groups, m.BrokerName) }
 	for _, e := range t.sets {
-		if e.served() && slices.ContainsFunc(e.set.Members, func(m Member) bool { return slices.Contains(groups, m.BrokerName) }) {
+		if e.served() && slices.ContainsFunc(e.set.Members, lists) {
 			sets = append(sets, e)
 			n += len(e.topics)
 		}
