@@ -1,9 +1,8 @@
 package wire
 
 import (
-	"fmt"
-	"slices"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -15,9 +14,14 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// Codec is grpc's protobuf codec, except for xDS responses that carry shared resources: those are written as their
-// own fields, then each shared resource's encoding as a buffer of its own (the same bytes for every stream).
+// Codec is grpc's protobuf codec, except for an xDS response that carries one shared resource (a change fanned out
+// to the streams subscribed to it): that is written as three buffers, the resource's encoding (the same bytes for
+// every stream), the type URL field (the same for every response of the type) and the response's own fields.
 // Install it with grpc.ForceServerCodecV2.
+//
+// A response of several resources is marshalled whole, as grpc does: compressed apart, its resources would lose
+// what they share (similar clusters compress to less than half together), and such responses go to one stream
+// each rather than to many alike.
 type Codec struct{}
 
 var protoCodec = encoding.GetCodecV2("proto")
@@ -29,50 +33,62 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error { return protoCodec.Un
 func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	switch m := v.(type) {
 	case *discovery.DeltaDiscoveryResponse:
-		segs := make([]*segment, len(m.Resources))
-		shared := false
-		for i, r := range m.Resources {
-			segs[i] = deltaSegment(r)
-			shared = shared || segs[i] != nil
+		if len(m.Resources) == 1 {
+			if seg := deltaSegment(m.Resources[0]); seg != nil {
+				return assemble(m, seg, m.TypeUrl, deltaTypeURLField, deltaResourcesField)
+			}
 		}
-		if !shared {
-			break
-		}
-		return assemble(m, m.TypeUrl, deltaTypeURLField, deltaResourcesField, segs, func(i int) proto.Message { return m.Resources[i] })
 	case *discovery.DiscoveryResponse:
-		segs := make([]*segment, len(m.Resources))
-		shared := false
-		for i, a := range m.Resources {
-			segs[i] = sotwSegment(a)
-			shared = shared || segs[i] != nil
+		if len(m.Resources) == 1 {
+			if seg := sotwSegment(m.Resources[0]); seg != nil {
+				return assemble(m, seg, m.TypeUrl, sotwTypeURLField, sotwResourcesField)
+			}
 		}
-		if !shared {
-			break
-		}
-		return assemble(m, m.TypeUrl, sotwTypeURLField, sotwResourcesField, segs, func(i int) proto.Message { return m.Resources[i] })
 	}
 	return protoCodec.Marshal(v)
 }
 
+// assemble writes response m as its one resource's shared segment, its type URL (a shared segment too, which after
+// the resource, whose Any repeats it, compresses to a reference back) and its own fields. Protobuf parsers take
+// fields in any order.
+func assemble(m proto.Message, resource *segment, typeURL string, typeField, resourcesField protowire.Number) (mem.BufferSlice, error) {
+	out := mem.BufferSlice{mem.SliceBuffer(resource.field)}
+	skip := []protowire.Number{resourcesField}
+	if tu := typeURLSegment(typeField, typeURL); tu != nil {
+		out = append(out, mem.SliceBuffer(tu.field))
+		skip = append(skip, typeField)
+	}
+	head, err := proto.Marshal(without(m, skip...))
+	if err != nil {
+		return nil, err
+	}
+	return append(out, mem.SliceBuffer(head)), nil
+}
+
 // without is a new message of m's type holding m's fields but fields skip (sharing their values: it is only
-// marshalled), whatever fields the type has.
+// marshalled), and its unknown fields, whatever fields the type has.
 func without(m proto.Message, skip ...protowire.Number) proto.Message {
 	src := m.ProtoReflect()
 	own := src.New()
 	src.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if !slices.Contains(skip, fd.Number()) {
-			own.Set(fd, v)
+		for _, n := range skip {
+			if fd.Number() == n {
+				return true
+			}
 		}
+		own.Set(fd, v)
 		return true
 	})
+	own.SetUnknown(src.GetUnknown())
 	return own.Interface()
 }
 
-// typeURLs are the type URL fields of the responses sent, shared segments too: the longest of a response's own
-// fields, the same for every response of a type. At most maxTypeURLs are kept (rocketpilot serves five types).
+// typeURLs are the type URL fields of the responses sent, shared segments: the longest of a response's own fields,
+// the same for every response of a type. Copy on write (read on every response); at most maxTypeURLs are kept
+// (rocketpilot serves five types); past that a type URL stays among a response's own fields.
 var typeURLs struct {
-	sync.Mutex
-	segs map[typeURLKey]*segment
+	mu   sync.Mutex // writers
+	segs atomic.Pointer[map[typeURLKey]*segment]
 }
 
 type typeURLKey struct {
@@ -82,58 +98,40 @@ type typeURLKey struct {
 
 const maxTypeURLs = 16
 
-// typeURLSegment is the type URL as field n, a shared segment; nil for an empty one (or past maxTypeURLs: then it
-// stays among the response's own fields).
+// typeURLSegment is the type URL as field n, a shared segment kept for the process's life; nil for an empty one or
+// past maxTypeURLs.
 func typeURLSegment(n protowire.Number, url string) *segment {
 	if url == "" {
 		return nil
 	}
-	typeURLs.Lock()
-	defer typeURLs.Unlock()
 	k := typeURLKey{n, url}
-	if seg := typeURLs.segs[k]; seg != nil {
+	if segs := typeURLs.segs.Load(); segs != nil {
+		if seg := (*segs)[k]; seg != nil {
+			return seg
+		}
+	}
+	typeURLs.mu.Lock()
+	defer typeURLs.mu.Unlock()
+	old := map[typeURLKey]*segment{}
+	if p := typeURLs.segs.Load(); p != nil {
+		old = *p
+	}
+	if seg := old[k]; seg != nil {
 		return seg
 	}
-	if len(typeURLs.segs) >= maxTypeURLs {
+	if len(old) >= maxTypeURLs {
 		return nil
 	}
-	if typeURLs.segs == nil {
-		typeURLs.segs = map[typeURLKey]*segment{}
-	}
 	field := protowire.AppendString(protowire.AppendTag(nil, n, protowire.BytesType), url)
-	seg := &segment{field: field}
-	typeURLs.segs[k] = seg
+	seg := &segment{field: field, typeURL: true}
+	next := make(map[typeURLKey]*segment, len(old)+1)
+	for key, s := range old {
+		next[key] = s
+	}
+	next[k] = seg
 	registry.mu.Lock()
-	registry.byFirst[unsafe.SliceData(field)] = seg // kept for the process's life
+	registry.byFirst[unsafe.SliceData(field)] = seg
 	registry.mu.Unlock()
+	typeURLs.segs.Store(&next)
 	return seg
-}
-
-// assemble writes response m as each resource (its shared segment, or, for one that is not shared, its encoding as
-// the field it is), then its type URL (a shared segment: after a shared resource, whose own type URL it repeats,
-// it compresses to a reference back), then its own fields.
-func assemble(m proto.Message, typeURL string, typeField, resourcesField protowire.Number, segs []*segment,
-	resource func(int) proto.Message) (mem.BufferSlice, error) {
-	out := make(mem.BufferSlice, 0, len(segs)+2)
-	for i, seg := range segs {
-		if seg != nil {
-			out = append(out, mem.SliceBuffer(seg.field))
-			continue
-		}
-		b, err := proto.Marshal(resource(i))
-		if err != nil {
-			return nil, fmt.Errorf("resource %d: %w", i, err)
-		}
-		out = append(out, mem.SliceBuffer(fieldOf(resourcesField, b)))
-	}
-	own := without(m, resourcesField)
-	if tu := typeURLSegment(typeField, typeURL); tu != nil {
-		out = append(out, mem.SliceBuffer(tu.field))
-		own = without(m, resourcesField, typeField)
-	}
-	head, err := proto.Marshal(own)
-	if err != nil {
-		return nil, err
-	}
-	return append(out, mem.SliceBuffer(head)), nil
 }

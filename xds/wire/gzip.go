@@ -9,7 +9,7 @@ import (
 	"sync"
 
 	"google.golang.org/grpc/encoding"
-	grpcgzip "google.golang.org/grpc/encoding/gzip" // registered first: its decompressor is kept, its name taken over
+	grpcgzip "google.golang.org/grpc/encoding/gzip" // registered first: kept for decompressing, its name taken over
 )
 
 // storeBelow is the size under which a part that is not shared is stored rather than compressed: a response's own
@@ -122,20 +122,30 @@ func deflate(b []byte) []byte {
 	fw.Reset(&buf)
 	fw.Write(b)
 	fw.Flush()
+	fw.Reset(io.Discard) // the pool keeps no output buffer
 	flaters.Put(fw)
 	return buf.Bytes()
 }
 
-// then is next's deflate blocks when they follow s's: compressed with s's bytes as the dictionary, so that what
-// next repeats of s (a type URL after a resource of that type) is a reference back. Made once for the first
-// segment to follow s; another gets its blocks of its own.
+// then is next's deflate blocks when they follow s's: next, a type URL, compressed with s's bytes as the history, so
+// that what it repeats of s (the resource's Any names its type) is a reference back. Made once per resource (it
+// has one type); any other follower gets its own blocks.
 func (s *segment) then(next *segment) []byte {
+	if !next.typeURL {
+		return next.deflated()
+	}
 	s.thenOnce.Do(func() {
 		var buf bytes.Buffer
-		fw, _ := flate.NewWriterDict(&buf, flate.DefaultCompression, s.field)
+		fw := flaters.Get().(*flate.Writer)
+		fw.Reset(&buf)
+		fw.Write(s.field) // the history, in this compressor's window; its output is dropped
+		fw.Flush()
+		mark := buf.Len()
 		fw.Write(next.field)
 		fw.Flush()
-		s.next, s.after = next, buf.Bytes()
+		fw.Reset(io.Discard) // the pool keeps no output buffer
+		flaters.Put(fw)
+		s.next, s.after = next, bytes.Clone(buf.Bytes()[mark:])
 	})
 	if s.next != next {
 		return next.deflated()

@@ -1,26 +1,29 @@
 // Package wire encodes xDS responses so that what many streams are sent alike is marshalled and compressed once.
 //
 // A change of one topic's route reaches every stream subscribed to it: thousands of responses that differ only in
-// their nonce and version fields. Marshalling and gzip-compressing each of them costs the control plane most of a
-// fan-out's CPU (compress/flate's reset and encoding). Here the resources a response carries are marshalled once,
-// when the cache makes them shareable (Share), and compressed once, the first time a compressed stream is sent
-// one; each response then costs the encoding of its own small fields, a copy and a CRC.
+// their nonce. Marshalling and gzip-compressing each of them cost the control plane most of a fan-out's CPU
+// (compress/flate's reset and encoding). Here the resource such a response carries is marshalled once, when the
+// cache makes it shareable (ShareDelta, ShareSotw), and compressed once, the first time a compressed stream is
+// sent it; each response then costs the encoding of its own few fields, a copy and a CRC.
 //
 // Two pieces cooperate through the bytes gRPC passes between them:
-//   - Codec, the server's codec (grpc.ForceServerCodecV2), writes a response as its own fields followed by one
-//     buffer per shared resource: the resource's field, encoded once and the same bytes each time. A protobuf
-//     message is the concatenation of its fields in any order, so the result parses as the response.
-//   - the "gzip" compressor registered here in place of grpc's: a gzip member whose deflate stream is a sequence
-//     of byte-aligned parts. A buffer it recognises as a shared resource's is written as that resource's deflate
-//     blocks, compressed once; any other is written compressed as grpc's gzip does, or, when small (a
-//     response's own fields), stored. The result is ordinary gzip (RFC 1952, one member): every inflater reads it.
-//
-// Compression of independent parts loses the matches across them (a stream sent ten routes gets ten parts that
-// do not share a dictionary): bytes on the wire for speed, measured in docs/benchmarks.md.
+//   - Codec, the server's codec (grpc.ForceServerCodecV2), writes a response of one shared resource as that
+//     resource's encoding, its type URL field and then its own fields, each a buffer of its own; the first two are
+//     the same bytes for every stream. A protobuf message is its fields in any order, so this parses as the
+//     response. Other messages are grpc's protobuf codec's.
+//   - the "gzip" compressor registered here in place of grpc's (Installed) writes one gzip member whose deflate
+//     stream is a sequence of byte-aligned parts: a shared resource as its deflate blocks, compressed once; the
+//     type URL after it compressed against it (a reference back into the resource's Any, made once); anything
+//     else compressed as grpc's gzip does, or, when small (a response's own fields), stored. The result is
+//     ordinary gzip (RFC 1952, one member): every inflater reads it. grpc's gzip.SetLevel panics once this
+//     package is linked (it expects its own compressor under the name).
 package wire
 
 import (
 	"runtime"
+
+	"google.golang.org/grpc/encoding"
+	grpcgzip "google.golang.org/grpc/encoding/gzip"
 	"sync"
 	"unsafe"
 	"weak"
@@ -46,8 +49,9 @@ type segment struct {
 	field []byte // tag, length and the message: the same slice every time (its address identifies it)
 	once  sync.Once
 	flate []byte // byte-aligned, non-final deflate blocks of field
-	// then is what follows the segment compressed against it (a response's type URL after its last resource),
-	// made once: next is the segment it compresses, after its deflate blocks.
+	// typeURL marks a type URL field's segment (kept for the process's life). A resource's segment keeps the type
+	// URL that follows it compressed against it (then): made once, for the one type URL a resource has.
+	typeURL  bool
 	thenOnce sync.Once
 	next     *segment
 	after    []byte
@@ -143,6 +147,13 @@ func segmentAt(b []byte) *segment {
 		return nil
 	}
 	return seg
+}
+
+// Installed reports whether the "gzip" compressor grpc finds by name is this package's (a package registering
+// its own later would take the name back, and compression would be grpc's again).
+func Installed() bool {
+	_, ok := encoding.GetCompressor(grpcgzip.Name).(*compressor)
+	return ok
 }
 
 func enabled() bool {

@@ -65,18 +65,18 @@ func gunzip(t *testing.T, b []byte) []byte {
 	return out
 }
 
-// TestResponsesParseAsSent: a delta and a state-of-the-world response with shared and unshared resources encode,
-// and compress, to bytes that parse as the response given; shared resources cost their encoding once.
+// TestResponsesParseAsSent: responses of one shared resource, delta and state of the world, encode, and compress,
+// to bytes that parse as the response given, the resource's part the registry's one slice every time, compressed
+// once; a response of several resources is marshalled whole, as grpc does.
 func TestResponsesParseAsSent(t *testing.T) {
 	shared := ShareDelta(&discovery.Resource{Name: "TopicA", Version: "v1", Resource: &anypb.Any{TypeUrl: routeType, Value: body(1)}})
 	delta := &discovery.DeltaDiscoveryResponse{SystemVersionInfo: "42", TypeUrl: routeType, Nonce: "7",
-		RemovedResources: []string{"Gone"},
-		Resources: []*discovery.Resource{shared,
-			{Name: "TopicB", Version: "v2", Resource: &anypb.Any{TypeUrl: routeType, Value: body(2)}}, shared}}
+		RemovedResources: []string{"Gone"}, Resources: []*discovery.Resource{shared}}
 	sotwShared := ShareSotw(&anypb.Any{TypeUrl: routeType, Value: body(3)})
-	sotw := &discovery.DiscoveryResponse{VersionInfo: "9", TypeUrl: routeType, Nonce: "3",
-		Resources: []*anypb.Any{{TypeUrl: routeType, Value: body(4)}, sotwShared}}
-	for _, m := range []proto.Message{delta, sotw} {
+	sotw := &discovery.DiscoveryResponse{VersionInfo: "9", TypeUrl: routeType, Nonce: "3", Resources: []*anypb.Any{sotwShared}}
+	several := &discovery.DeltaDiscoveryResponse{TypeUrl: routeType, Nonce: "8", Resources: []*discovery.Resource{shared,
+		{Name: "TopicB", Version: "v2", Resource: &anypb.Any{TypeUrl: routeType, Value: body(2)}}}}
+	for _, m := range []proto.Message{delta, sotw, several} {
 		plain, compressed := send(t, m)
 		got := m.ProtoReflect().New().Interface()
 		if err := proto.Unmarshal(plain, got); err != nil || !proto.Equal(got, m) {
@@ -90,19 +90,33 @@ func TestResponsesParseAsSent(t *testing.T) {
 			t.Errorf("%d bytes, proto.Marshal gives %d", len(plain), len(want))
 		}
 	}
-	// The shared resource's buffer is the same slice every time: grpc hands the compressor the registry's bytes.
 	a, _ := Codec{}.Marshal(delta)
 	b, _ := Codec{}.Marshal(delta)
-	if &a[2].ReadOnlyData()[0] != &b[2].ReadOnlyData()[0] || segmentAt(a[2].ReadOnlyData()) == nil {
-		t.Error("a shared resource's encoding is not the registry's one slice")
+	if len(a) != 3 || &a[0].ReadOnlyData()[0] != &b[0].ReadOnlyData()[0] || segmentAt(a[0].ReadOnlyData()) == nil {
+		t.Fatal("a shared resource's encoding is not the registry's one slice")
 	}
-	seg := segmentAt(a[2].ReadOnlyData())
-	first := seg.deflated()
-	if &first[0] != &seg.deflated()[0] {
+	if whole, _ := (Codec{}).Marshal(several); len(whole) != 1 {
+		t.Errorf("a response of two resources is %d buffers, want it whole", len(whole))
+	}
+	seg, tu := segmentAt(a[0].ReadOnlyData()), segmentAt(a[1].ReadOnlyData())
+	if tu == nil || !tu.typeURL {
+		t.Fatal("the type URL is not a shared segment")
+	}
+	if first := seg.deflated(); &first[0] != &seg.deflated()[0] {
 		t.Error("a shared resource was compressed twice")
+	}
+	if after := seg.then(tu); &after[0] != &seg.then(tu)[0] || len(after) >= len(tu.deflated()) {
+		t.Errorf("the type URL after its resource: %d bytes, on its own %d; want fewer, made once", len(after), len(tu.deflated()))
 	}
 	runtime.KeepAlive(shared)
 	runtime.KeepAlive(sotwShared)
+}
+
+// TestInstalled: grpc finds this package's compressor under "gzip".
+func TestInstalled(t *testing.T) {
+	if !Installed() {
+		t.Fatal(`the "gzip" compressor is not this package's`)
+	}
 }
 
 // TestDisabled: with sharing off, the codec and the compressor are grpc's: the same bytes as proto.Marshal, gzip
