@@ -9,6 +9,8 @@
 //	go run ./hack/bench              # the full run (make bench)
 //	go run ./hack/bench -smoke       # a small run that finishes in under a minute on 2 cores (make bench-smoke)
 //	go run ./hack/bench -only envoy  # Envoy-shaped streams alone: change → ECDS ACK, known and new clusters
+//	go run ./hack/bench -only fanout # one route change to every stream (sidecars in child processes): gzip, none, and
+//	                                 # gzip with each response encoded on its own (wire.SetEnabled(false)) as baseline
 package main
 
 import (
@@ -46,13 +48,15 @@ type config struct {
 	baselineTopics  int
 	baselineNodes   int
 	baselineChanges int
-	envoyChanges    int // changes of each kind in the Envoy scenario
+	envoyChanges    int           // changes of each kind in the Envoy scenario
+	fanoutChanges   int           // measured changes of the fan-out's hot route, per variant
+	fanoutGap       time.Duration // between one fan-out change reaching every stream and the next
 }
 
 func main() {
 	smoke := flag.Bool("smoke", false, "a small run that finishes in under a minute on 2 cores")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	only := flag.String("only", "", "comma-separated scenarios to run (cold, ondemand, churn, reconnect, envoy, baseline); all by default")
+	only := flag.String("only", "", "comma-separated scenarios to run (cold, ondemand, churn, reconnect, envoy, fanout, baseline); all by default")
 	worker := flag.Bool("sims-worker", false, "internal: run simulated sidecars for the parent process")
 	flag.Parse()
 	if *worker {
@@ -63,12 +67,14 @@ func main() {
 		coldTopics: []int{10_000, 100_000, 1_000_000}, streams: []int{1_000, 10_000}, topicsPerStream: 10, shapes: 16,
 		churnRate: 50, churnFor: 10 * time.Second, samples: 2_000,
 		baselineTopics: 10_000, baselineNodes: 1_000, baselineChanges: 3, envoyChanges: 300,
+		fanoutChanges: 20, fanoutGap: 250 * time.Millisecond,
 	}
 	if *smoke {
 		cfg = config{
 			coldTopics: []int{10_000}, streams: []int{300}, topicsPerStream: 10, shapes: 16,
 			churnRate: 20, churnFor: 3 * time.Second, samples: 300,
 			baselineTopics: 5_000, baselineNodes: 50, baselineChanges: 2, envoyChanges: 60,
+			fanoutChanges: 5, fanoutGap: 50 * time.Millisecond,
 		}
 	}
 	if *cpuprofile != "" {
@@ -97,6 +103,11 @@ func main() {
 	if want("envoy") {
 		for _, k := range cfg.streams {
 			figs = append(figs, envoyScenario(cfg, k)...)
+		}
+	}
+	if want("fanout") {
+		for _, k := range cfg.streams {
+			figs = append(figs, fanout(cfg, k)...)
 		}
 	}
 	if want("baseline") {

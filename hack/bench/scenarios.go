@@ -115,7 +115,7 @@ func churn(cfg config, cp *controlPlane, sims []*sim, kk string, half int, base 
 			subscribers[t]++
 		}
 		s.mu.Lock()
-		s.onRoute = func(topic string) {
+		s.onRoute = func(topic, _ string) {
 			now := time.Now()
 			mu.Lock()
 			if t0, ok := changedAt[topic]; ok {
@@ -306,7 +306,7 @@ func brokerFlip(cp *controlPlane, sims []*sim, kk string) []Figure {
 		before[i] = s.bytes.Load()
 		wireBefore[i] = s.wire.Load()
 		s.mu.Lock()
-		s.onRoute = func(topic string) {
+		s.onRoute = func(topic, _ string) {
 			if changed[topic] && left.Add(-1) >= 0 {
 				received.Done()
 			}

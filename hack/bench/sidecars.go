@@ -29,11 +29,11 @@ type sim struct {
 	conn   *grpc.ClientConn
 
 	mu       sync.Mutex
-	clusters map[string]bool    // clusters whose endpoints it subscribed to
-	routes   map[string]string  // topic → cluster of its current route
-	eds      map[string]bool    // clusters whose endpoints arrived
-	synced   chan struct{}      // closed when every topic and cluster has arrived on the current stream
-	onRoute  func(topic string) // called for every route received
+	clusters map[string]bool             // clusters whose endpoints it subscribed to
+	routes   map[string]string           // topic → cluster of its current route
+	eds      map[string]bool             // clusters whose endpoints arrived
+	synced   chan struct{}               // closed when every topic and cluster has arrived on the current stream
+	onRoute  func(topic, version string) // called for every route received, with the resource's version
 	streams  int
 
 	bytes      atomic.Int64 // protobuf bytes of the responses received
@@ -155,7 +155,7 @@ func (s *sim) stream(ctx context.Context) error {
 					newClusters = append(newClusters, cluster)
 				}
 				if s.onRoute != nil {
-					s.onRoute(r.Name)
+					s.onRoute(r.Name, r.Version)
 				}
 			}
 			if len(resp.RemovedResources) > 0 {

@@ -70,6 +70,12 @@ type controlPlane struct {
 // startControlPlane syncs from the NameServer and serves xDS on addr ("" picks a port). It returns once the
 // first sync is applied and xDS is served, with how long that took.
 func startControlPlane(nsAddr, addr string) (*controlPlane, time.Duration) {
+	return startControlPlaneWith(nsAddr, addr, "")
+}
+
+// startControlPlaneWith is startControlPlane with the xDS server's response compression (--xds-compression:
+// "gzip", "none"; "" is the default, gzip).
+func startControlPlaneWith(nsAddr, addr, compression string) (*controlPlane, time.Duration) {
 	start := time.Now()
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -86,7 +92,7 @@ func startControlPlane(nsAddr, addr string) (*controlPlane, time.Duration) {
 		log.Fatal(err)
 	}
 	xds, err := controlplane.New(controlplane.Config{
-		Stack: server.StackConfig{Listener: lis, Server: server.Options{MaxStreams: 100_000}},
+		Stack: server.StackConfig{Listener: lis, Server: server.Options{MaxStreams: 100_000, Compression: compression}},
 		Sources: controlplane.SourcesConfig{
 			NameServers: []string{nsAddr},
 			Watch: watcher.Options{
