@@ -44,11 +44,10 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL string, d decision, na
 	if typeURL == "" {
 		typeURL = st.defaultType // a per-type delta stream's request; go-control-plane fills the type in after this callback
 	}
-	for r, pr := range c.pending { // a request the server skipped (a stale nonce) never reached its watch
-		if pr.key == key {
-			delete(c.pending, r)
-		}
+	for _, r := range st.requests { // a request the server skipped (a stale nonce) never reached its watch
+		delete(c.pending, r)
 	}
+	st.requests = st.requests[:0]
 	known := Known(typeURL)
 	if !known { // counted, so that go-control-plane's watch per type cannot grow without bound
 		if len(typeURL) > MaxNameLength {
@@ -66,6 +65,7 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL string, d decision, na
 	}
 	if !known {
 		c.pending[req] = pendingRequest{key: key}
+		st.requests = append(st.requests, req)
 		return nil // no status, no decisions: nothing is sent that a client could decide on
 	}
 	ts := st.status(typeURL)
@@ -73,6 +73,7 @@ func (c *Cache) onRequest(key streamKey, req any, typeURL string, d decision, na
 	// answered. go-control-plane skips only those that arrive before the client answered the latest response.
 	stale := !st.delta && d.nonce != "" && ts.sentNonce != "" && d.nonce != ts.sentNonce
 	c.pending[req] = pendingRequest{key: key, stale: stale}
+	st.requests = append(st.requests, req)
 	if stale {
 		return nil
 	}

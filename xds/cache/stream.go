@@ -35,6 +35,9 @@ type stream struct {
 	subs        map[string]map[string]struct{} // type → names subscribed by name
 	dirty       map[string]map[string]struct{} // type → subscribed names changed since the last answer
 	pending     map[string]*watch              // type → the watch waiting for a change
+	// requests are the stream's requests in c.pending (between the request callback and the watch): kept here so
+	// that a stream clears its own without a pass over every stream's (10,000 streams ACK a change at once).
+	requests []any
 	seen        map[string]bool                // type → evaluated in full once; later answers look only at dirty names
 	absent      map[string]map[string]struct{} // type → explicit names answered in removed_resources, until they appear
 	// held is what the client holds, type → name → version, as of the last response the cache queued: for delta
@@ -227,6 +230,9 @@ func (c *Cache) streamOf(req any, p *corev3.Node) (*stream, bool) {
 	pr, ok := c.pending[req]
 	delete(c.pending, req)
 	st := c.streams[pr.key]
+	if ok && st != nil {
+		st.dropRequest(req)
+	}
 	if !ok || st == nil {
 		st, pr.stale = c.newStream(streamKey{id: c.nextAnon()}, false), false
 	}
@@ -408,16 +414,25 @@ func (c *Cache) closeStream(key streamKey) {
 	}
 }
 
+// dropRequest forgets a request the stream's watch took from c.pending.
+func (st *stream) dropRequest(req any) {
+	for i, r := range st.requests {
+		if r == req {
+			st.requests = slices.Delete(st.requests, i, i+1)
+			return
+		}
+	}
+}
+
 func (c *Cache) closeStreamLocked(st *stream) {
 	delete(c.streams, st.key)
 	if st.id > 0 {
 		c.noteStreams()
 	}
-	for req, pr := range c.pending {
-		if pr.key == st.key {
-			delete(c.pending, req)
-		}
+	for _, req := range st.requests {
+		delete(c.pending, req)
 	}
+	st.requests = nil
 	for _, w := range st.pending {
 		c.forget(w)
 	}
