@@ -38,8 +38,8 @@ type stream struct {
 	// requests are the stream's requests in c.pending (between the request callback and the watch): kept here so
 	// that a stream clears its own without a pass over every stream's (10,000 streams ACK a change at once).
 	requests []any
-	seen        map[string]bool                // type → evaluated in full once; later answers look only at dirty names
-	absent      map[string]map[string]struct{} // type → explicit names answered in removed_resources, until they appear
+	seen     map[string]bool                // type → evaluated in full once; later answers look only at dirty names
+	absent   map[string]map[string]struct{} // type → explicit names answered in removed_resources, until they appear
 	// held is what the client holds, type → name → version, as of the last response the cache queued: for delta
 	// streams every type (from initial_resource_versions, then each response and unsubscribe), for state-of-the-world
 	// streams clusters and endpoints (make-before-break). A type is present once the stream asked for it (delta) or
