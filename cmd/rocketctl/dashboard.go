@@ -307,8 +307,8 @@ func kubeDashboard(ctx context.Context, g *globals, f *dashboardFlags, path stri
 	return fmt.Errorf("the port-forward to pod %s ended: %w", podName, err)
 }
 
-// restConfig is the client configuration of kubectl's flags and the namespace to look in ("" with -A), as client
-// reads them: client's knows rocketpilot's kinds only, and the dashboard needs pods and their port-forward.
+// restConfig is the client configuration of kubectl's flags and the namespace to look in ("" with -A): client
+// builds rocketpilot's kinds' client on it, the dashboard its pods' and their port-forward.
 func (k *kubeFlags) restConfig() (*rest.Config, string, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = k.kubeconfig

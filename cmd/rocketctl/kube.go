@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
@@ -35,21 +34,9 @@ func (k *kubeFlags) addFlags(f *pflag.FlagSet) {
 
 // client returns a Kubernetes client for rocketpilot's kinds and the namespace to list ("" with -A).
 func (k *kubeFlags) client() (client.Client, string, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = k.kubeconfig
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: k.context})
-	cfg, err := cc.ClientConfig()
+	cfg, ns, err := k.restConfig()
 	if err != nil {
-		return nil, "", fmt.Errorf("kubernetes configuration: %w", err)
-	}
-	ns := k.namespace
-	if ns == "" {
-		if ns, _, err = cc.Namespace(); err != nil {
-			return nil, "", err
-		}
-	}
-	if k.allNamespaces {
-		ns = ""
+		return nil, "", err
 	}
 	scheme := runtime.NewScheme()
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
