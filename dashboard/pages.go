@@ -85,14 +85,7 @@ func (d *Dashboard) sourceRows() []sourceRow {
 		for _, ns := range s.NameServers {
 			r := sourceRow{Source: s.Source, Kind: "NameServer", Target: ns.Addr, Error: ns.LastError, Mode: string(s.Mode),
 				LastSuccess: ns.LastSuccess, Topics: s.Topics, Brokers: ns.Brokers, Errors: ns.Errors, Latency: ns.LastLatency}
-			switch {
-			case ns.Reachable:
-				r.Status, r.Healthy = "Reachable", true
-			case ns.LastSuccess.IsZero() && ns.LastError == "":
-				r.Status = "Pending"
-			default:
-				r.Status = "Unreachable"
-			}
+			r.Status, r.Healthy = ns.State(), ns.Reachable
 			rows = append(rows, r)
 		}
 	}

@@ -330,27 +330,15 @@ func summarizeRoute(topic string, raw json.RawMessage) (routeRow, error) {
 		return routeRow{}, fmt.Errorf("route of %s: %w", topic, err)
 	}
 	row := routeRow{Topic: topic, Route: raw}
-	for _, r := range rc.GetRoutes() {
-		rule := routeRule{}
-		var headers []string
-		for _, h := range r.GetMatch().GetHeaders() {
-			v := h.GetStringMatch().GetExact()
-			if re := h.GetStringMatch().GetSafeRegex().GetRegex(); re != "" {
-				v = re
-			}
-			switch {
-			case h.GetName() == translate.HeaderCode && h.GetInvertMatch():
-				rule.Codes = "not " + v
-			case h.GetName() == translate.HeaderCode:
-				rule.Codes = v
-			default:
-				headers = append(headers, h.GetName()+"="+v)
-			}
-		}
-		if rule.Codes == "" {
+	rules := translate.Rules(&rc) // one per route, in order
+	for i, r := range rc.GetRoutes() {
+		rule := routeRule{Codes: rules[i].Codes, Headers: strings.Join(rules[i].Headers, ",")}
+		switch {
+		case rule.Codes == "":
 			rule.Codes = "any"
+		case rules[i].Inverted:
+			rule.Codes = "not " + rule.Codes
 		}
-		rule.Headers = strings.Join(headers, ",")
 		var subset []string
 		for _, ns := range []string{translate.LBNamespace, translate.PopNamespace} { // a pop route's invisible time too
 			for k, v := range r.GetRoute().GetMetadataMatch().GetFilterMetadata()[ns].GetFields() {

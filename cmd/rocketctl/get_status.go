@@ -74,15 +74,10 @@ func sourceRows(statuses []watcher.Status, docs []controllers.FileResourceStatus
 	slices.SortStableFunc(statuses, func(a, b watcher.Status) int { return strings.Compare(a.Source, b.Source) })
 	for _, s := range statuses {
 		for _, ns := range s.NameServers {
-			r := sourceRow{Source: s.Source, Type: "NameServer", Target: ns.Addr, Synced: s.Synced, Status: "Pending",
+			r := sourceRow{Source: s.Source, Type: "NameServer", Target: ns.Addr, Synced: s.Synced,
 				LastSuccess: ns.LastSuccess, LastPoll: s.LastDiscovery, Error: ns.LastError, Mode: s.Mode, Topics: s.Topics,
 				Brokers: ns.Brokers, Errors: ns.Errors, LatencyMS: float64(ns.LastLatency.Microseconds()) / 1000}
-			switch {
-			case ns.Reachable:
-				r.Status = "Reachable"
-			case ns.LastError != "":
-				r.Status = "Unreachable"
-			}
+			r.Status = ns.State()
 			rows = append(rows, r)
 		}
 	}

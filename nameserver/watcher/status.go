@@ -20,6 +20,18 @@ type AddrStatus struct {
 	InvalidTopics int `json:"invalidTopics,omitempty"`
 }
 
+// State says how a NameServer answers, in one word: Reachable, Unreachable (its last request failed) or Pending
+// (not asked yet).
+func (a AddrStatus) State() string {
+	switch {
+	case a.Reachable:
+		return "Reachable"
+	case a.LastError != "":
+		return "Unreachable"
+	}
+	return "Pending"
+}
+
 // Status is a point-in-time view of a watcher.
 type Status struct {
 	Source      string       `json:"source"`

@@ -20,7 +20,9 @@ type Rule struct {
 	// other code.
 	Codes    string `json:"codes"`
 	Inverted bool   `json:"inverted,omitempty"`
-	Cluster  string `json:"cluster"`
+	// Headers are the route's other header matches, as NAME=VALUE, in the route's order.
+	Headers []string `json:"headers,omitempty"`
+	Cluster string   `json:"cluster"`
 	// Subset is the endpoint subset the route selects in its cluster ("writable", "readable", "broker_name=X"),
 	// empty for the whole cluster.
 	Subset string `json:"subset,omitempty"`
@@ -41,6 +43,8 @@ func Rules(rc *rmqv3.RouteConfiguration) []Rule {
 			headers[h.GetName()] = v
 			if h.GetName() == HeaderCode {
 				rule.Codes, rule.Inverted = v, h.GetInvertMatch()
+			} else {
+				rule.Headers = append(rule.Headers, h.GetName()+"="+v)
 			}
 		}
 		codes := strings.Split(rule.Codes, "|")
