@@ -108,7 +108,7 @@ bench-smoke:
 
 ## bench-broker: produce and consume rates of the official Go client against the simulated demo brokers.
 bench-broker:
-	cd test/interop && $(GO) test -run '^$$' -bench GoClient -benchtime 20000x .
+	cd test/interop && $(GO) test -run '^$$' -bench 'GoClient|Processes' -benchtime 20000x .
 
 ## bench-go: the packages' Go benchmarks (codec, model, cache, server).
 bench-go:

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -89,7 +90,7 @@ func (p *Proxy) serveClient(group string, nc net.Conn) {
 	r := remoting.NewReader(nc, p.opts.MaxFrameSize)
 	in := p.metrics.bytes.WithLabelValues("in")
 	for {
-		cmd, raw, err := r.ReadFrame()
+		cmd, raw, err := readRequest(r)
 		if err != nil {
 			c.flushHeld() // what the burst held before a bad frame or the end still goes on
 			return
@@ -109,6 +110,24 @@ func (p *Proxy) serveClient(group string, nc net.Conn) {
 			c.flushHeld()
 		}
 	}
+}
+
+// sendKeys are the extFields a send is routed by (SendMessageRequestHeaderV2's short names, and V1's): the only
+// ones read of a send that goes on as it came, most of its header being the message's properties.
+var sendKeys = []string{"b", "e", "topic", "queueId"}
+
+// readRequest reads an application's frame: a send with only its sendKeys read (remoting.DecodePartial: the rest
+// is read if the send must be encoded again), anything else whole. raw is the frame, the command's own.
+func readRequest(r *remoting.Reader) (*remoting.Command, []byte, error) {
+	raw, err := r.ReadRaw(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd, err := remoting.DecodePartial(raw[4:], sendKeys...)
+	if err == nil && (!isSend(cmd.Code) || cmd.IsResponse()) {
+		err = cmd.Complete()
+	}
+	return cmd, raw, err
 }
 
 // forward sends one application request to the broker its route picks, or answers it with the error a broker
@@ -335,6 +354,9 @@ func (c *clientConn) sendTarget(req *remoting.Command, avoid map[string]bool, re
 		if q <= 0 {
 			return "", "", false, errorResponse(req, remoting.NoPermission, "sidecar: broker group "+pick.BrokerName+" has no write queue of topic["+topic+"]")
 		}
+		if err := req.Complete(); err != nil { // its other fields go too
+			return "", "", false, errorResponse(req, remoting.SystemError, "sidecar: "+err.Error())
+		}
 		ext := make(map[string]string, len(req.ExtFields))
 		for k, v := range req.ExtFields {
 			ext[k] = v
@@ -443,41 +465,68 @@ func (c *clientConn) upstream(addr string) (*upstream, error) {
 	return up, nil
 }
 
-// readUpstream passes a broker's answers and requests to the application until the connection ends.
+// readUpstream passes a broker's answers and requests to the application until the connection ends. An answer
+// to the application's request goes on as it came, of its header only the code, id and flags read, from a buffer
+// the next frame reuses (the application's writer copies it); anything the sidecar reads further is read whole
+// from a copy.
 func (c *clientConn) readUpstream(up *upstream) {
 	r := remoting.NewReader(up.nc, c.p.opts.MaxFrameSize)
+	var buf []byte
 	for {
 		if !r.Buffered() {
 			c.flushOut() // the broker's burst is read: write it on
 		}
-		cmd, raw, err := r.ReadFrame()
+		raw, err := r.ReadRaw(buf)
+		var cmd *remoting.Command
+		if err == nil {
+			if cap(raw) <= maxReusedFrame {
+				buf = raw[:0]
+			}
+			cmd, err = remoting.DecodePartial(raw[4:])
+		}
 		if err != nil {
 			c.flushOut()
 			c.dropUpstream(up, err)
 			return
 		}
+		var pr pendingRequest
+		var ok bool
 		if cmd.IsResponse() {
 			up.mu.Lock()
-			pr, ok := up.pending[cmd.Opaque]
+			pr, ok = up.pending[cmd.Opaque]
 			delete(up.pending, cmd.Opaque)
 			up.mu.Unlock()
-			if ok {
-				c.p.inflight.Add(-1)
-				if pr.answer != nil { // the sidecar's own request: its latency, not an application request
-					c.p.metrics.observe(pr.req.Code, pr.sent)
-					pr.answer(cmd)
-					continue
-				}
-				if refusedSend(pr, cmd) && c.elsewhere(pr.retry) {
-					// Sent again, avoiding the group that refused it; the second answer is the application's.
-					c.p.metrics.count(pr.req.Code, resultRetried)
-					c.flushOut()
-					c.forward(pr.retry.req, nil, map[string]bool{pr.retry.group: true}, false)
-					continue
-				}
+			if !ok {
+				continue
+			}
+			c.p.inflight.Add(-1)
+			if pr.answer == nil && !refusedSend(pr, cmd) {
 				c.p.metrics.answered(pr.req.Code, cmd.Code, pr.sent)
 				c.holdFrame(raw) // the application's own id: as it came; written when the burst is read
+				continue
 			}
+		}
+		if cmd, err = remoting.Decode(bytes.Clone(raw[4:])); err != nil {
+			c.flushOut()
+			c.dropUpstream(up, err)
+			return
+		}
+		if cmd.IsResponse() {
+			if pr.answer != nil { // the sidecar's own request: its latency, not an application request
+				c.p.metrics.observe(pr.req.Code, pr.sent)
+				pr.answer(cmd)
+				continue
+			}
+			if c.elsewhere(pr.retry) {
+				// Refused, and sent again, avoiding the group that refused it; the second answer is the
+				// application's.
+				c.p.metrics.count(pr.req.Code, resultRetried)
+				c.flushOut()
+				c.forward(pr.retry.req, nil, map[string]bool{pr.retry.group: true}, false)
+				continue
+			}
+			c.p.metrics.answered(pr.req.Code, cmd.Code, pr.sent)
+			c.holdFrame(raw)
 			continue
 		}
 		// A broker's request to the application: an id of the proxy's, so that two brokers' ids cannot clash.
@@ -491,6 +540,9 @@ func (c *clientConn) readUpstream(up *upstream) {
 		c.write(cmd)
 	}
 }
+
+// maxReusedFrame is the largest frame buffer readUpstream keeps for the next frame.
+const maxReusedFrame = 64 << 10
 
 // answerPushed passes the application's answer to a broker's request back to that broker, with its own id.
 func (c *clientConn) answerPushed(resp *remoting.Command) {

@@ -75,6 +75,8 @@ type Command struct {
 
 	// HeaderType is the header encoding: the one it arrived in, or the one Encode uses.
 	HeaderType SerializeType
+
+	header []byte // the header, while DecodePartial left extFields unread (Complete)
 }
 
 // IsResponse reports whether the response bit of Flag is set.

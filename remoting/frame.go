@@ -27,6 +27,9 @@ func Encode(cmd *Command) ([]byte, error) {
 
 // AppendFrame appends cmd as one frame, length prefix included, to dst.
 func AppendFrame(dst []byte, cmd *Command) ([]byte, error) {
+	if err := cmd.Complete(); err != nil {
+		return nil, err
+	}
 	start := len(dst)
 	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0) // total length, then type and header length
 	var err error
@@ -57,6 +60,19 @@ func AppendFrame(dst []byte, cmd *Command) ([]byte, error) {
 // Decode parses one frame without its leading 4-byte total length: the header-length word, the header and the
 // body. The returned command's Body aliases frame.
 func Decode(frame []byte) (*Command, error) {
+	return decode(frame, nil, false)
+}
+
+// DecodePartial is Decode for a proxy that passes the frame on as it is and reads little of it: of the extFields
+// it reads only those named in keep, and passes over the others' values unread (unescaped and unchecked: a frame
+// Decode would refuse for a bad value there may be accepted). The command remembers its header, which aliases
+// frame: Complete reads the rest when it is needed, and Encode does so before encoding it again, so a partial
+// command is never sent with fields missing.
+func DecodePartial(frame []byte, keep ...string) (*Command, error) {
+	return decode(frame, keep, true)
+}
+
+func decode(frame []byte, keep []string, partial bool) (*Command, error) {
 	if len(frame) < 4 {
 		return nil, malformed("frame of %d bytes has no header length", len(frame))
 	}
@@ -70,9 +86,15 @@ func Decode(frame []byte) (*Command, error) {
 	var err error
 	switch cmd.HeaderType {
 	case SerializeJSON:
+		if partial && fastJSONHeaderKeep(header, cmd, keep, true) {
+			cmd.header = header
+			break
+		}
 		err = decodeJSONHeader(header, cmd)
 	case SerializeRocketMQ:
-		err = decodeBinaryHeader(header, cmd)
+		if err = decodeBinaryHeaderKeep(header, cmd, keep, partial); partial && err == nil {
+			cmd.header = header
+		}
 	default:
 		err = malformed("unknown header serialization %d", word>>24)
 	}
@@ -84,6 +106,37 @@ func Decode(frame []byte) (*Command, error) {
 	}
 	return cmd, nil
 }
+
+// Complete reads the extFields DecodePartial left unread. It is a no-op for a command read whole or made here.
+// It changes ExtFields: a partial command is not safe for concurrent use until completed.
+func (c *Command) Complete() error {
+	if c.header == nil {
+		return nil
+	}
+	whole := &Command{}
+	var err error
+	switch c.HeaderType {
+	case SerializeJSON:
+		err = decodeJSONHeader(c.header, whole)
+	default:
+		err = decodeBinaryHeader(c.header, whole)
+	}
+	if err != nil {
+		return err
+	}
+	// Fields the caller set since stay as they are; those it did not are the frame's.
+	for k, v := range c.ExtFields {
+		if whole.ExtFields == nil {
+			whole.ExtFields = map[string]string{}
+		}
+		whole.ExtFields[k] = v
+	}
+	c.ExtFields, c.header = whole.ExtFields, nil
+	return nil
+}
+
+// Partial reports whether the command came from DecodePartial and Complete has not read the rest yet.
+func (c *Command) Partial() bool { return c.header != nil }
 
 // Reader reads frames from a stream, enforcing a size limit before allocating for a frame.
 type Reader struct {
@@ -134,10 +187,24 @@ func (r *Reader) Read() (*Command, error) {
 // ReadFrame is Read that also returns the frame as it arrived, length prefix included, for a proxy to pass on
 // unchanged without encoding it again. The command's Body aliases the frame.
 func (r *Reader) ReadFrame() (*Command, []byte, error) {
+	whole, err := r.ReadRaw(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd, err := Decode(whole[4:])
+	if err != nil {
+		return nil, nil, err
+	}
+	return cmd, whole, nil
+}
+
+// ReadRaw reads the next frame, length prefix included, without decoding it, into buf's storage when it fits
+// (a reader that is done with each frame before the next reuses one buffer), else into a new slice.
+func (r *Reader) ReadRaw(buf []byte) ([]byte, error) {
 	if r.r.Buffered() == 0 {
 		// Wait between frames outside InFrame; the first byte of the next one starts it.
 		if _, err := r.r.Peek(1); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	r.inFrame.Store(true)
@@ -145,38 +212,39 @@ func (r *Reader) ReadFrame() (*Command, []byte, error) {
 	var lenBuf [4]byte
 	if _, err := io.ReadFull(r.r, lenBuf[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, nil, malformed("stream ended inside a length prefix")
+			return nil, malformed("stream ended inside a length prefix")
 		}
-		return nil, nil, err
+		return nil, err
 	}
 	total := uint64(binary.BigEndian.Uint32(lenBuf[:]))
 	if total < 4 {
-		return nil, nil, malformed("frame length %d is shorter than the header length word", total)
+		return nil, malformed("frame length %d is shorter than the header length word", total)
 	}
 	if total > uint64(r.maxFrame) {
-		return nil, nil, fmt.Errorf("%w: %d bytes announced, limit %d", ErrFrameTooLarge, total, r.maxFrame)
+		return nil, fmt.Errorf("%w: %d bytes announced, limit %d", ErrFrameTooLarge, total, r.maxFrame)
 	}
 	var whole []byte
-	if total <= eagerAlloc {
+	switch {
+	case uint64(cap(buf)) >= 4+total:
+		whole = buf[:4+total]
+	case total <= eagerAlloc:
 		whole = make([]byte, 4+total)
+	}
+	if whole != nil {
 		if _, err := io.ReadFull(r.r, whole[4:]); err != nil {
-			return nil, nil, truncated(err, total)
+			return nil, truncated(err, total)
 		}
 	} else {
-		var buf bytes.Buffer
-		buf.Grow(eagerAlloc)
-		buf.Write(lenBuf[:])
-		if n, err := io.CopyN(&buf, r.r, int64(total)); err != nil {
-			return nil, nil, truncated(fmt.Errorf("after %d bytes: %w", n, err), total)
+		var b bytes.Buffer
+		b.Grow(eagerAlloc)
+		b.Write(lenBuf[:])
+		if n, err := io.CopyN(&b, r.r, int64(total)); err != nil {
+			return nil, truncated(fmt.Errorf("after %d bytes: %w", n, err), total)
 		}
-		whole = buf.Bytes()
+		whole = b.Bytes()
 	}
 	copy(whole, lenBuf[:])
-	cmd, err := Decode(whole[4:])
-	if err != nil {
-		return nil, nil, err
-	}
-	return cmd, whole, nil
+	return whole, nil
 }
 
 func truncated(err error, total uint64) error {

@@ -2,6 +2,7 @@ package remoting
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"path/filepath"
 	"reflect"
@@ -172,6 +173,65 @@ func FuzzParseRegisterBrokerHeader(f *testing.F) {
 		again, err := ParseRegisterBrokerHeader(&Command{ExtFields: h.ExtFields()})
 		if err != nil || !reflect.DeepEqual(again, h) {
 			t.Fatalf("round trip: %+v → %+v, %v", h, again, err)
+		}
+	})
+}
+
+// FuzzDecodePartial checks DecodePartial against Decode on any frame: where Decode accepts a frame, DecodePartial
+// reads the same command but for the extFields outside keep (all of them, if it read the header whole), Complete makes it Decode's, and encoding it again
+// gives Decode's encoding; where Decode refuses one that DecodePartial accepted (a bad value it passed over),
+// encoding the partial command fails rather than send it with fields missing.
+func FuzzDecodePartial(f *testing.F) {
+	addFrameSeeds(f)
+	for _, h := range []string{
+		`{"code":310,"extFields":{"a":"pg","b":"T","e":"3","i":"UNIQ_KEY\u0001x\u0002WAIT\u0001true"},"flag":0,"language":"GO","opaque":7}`,
+		`{"code":310,"extFields":{"b":"T","i":"\ud800"}}`, `{"extFields":{"b":"1"},"extFields":{"b":null,"c":"\u00e9"}}`,
+		`{"extFields":{"\u0062":"1"}}`, `{"extFields":{"b":"1","x":"\"}`,
+	} {
+		frame := binary.BigEndian.AppendUint32(nil, uint32(len(h)))
+		f.Add(append(frame, h...))
+	}
+	keep := []string{"b", "e", "topic", "queueId"}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		partial, perr := DecodePartial(frame, keep...)
+		whole, err := Decode(frame)
+		if err != nil {
+			if perr == nil {
+				if out, err := Encode(partial); err == nil {
+					t.Fatalf("a partial command Decode refuses encoded as %q", out)
+				}
+			}
+			return
+		}
+		if perr != nil {
+			t.Fatalf("Decode accepts what DecodePartial refuses (%v): %q", perr, frame)
+		}
+		kept := whole.ExtFields // a header the fast parser declines is read whole
+		if partial.Partial() {
+			kept = map[string]string{}
+			for _, k := range keep {
+				if v, ok := whole.ExtFields[k]; ok {
+					kept[k] = v
+				}
+			}
+		}
+		if len(kept) == 0 {
+			kept = nil
+		}
+		head := *partial
+		head.ExtFields, head.header = nil, nil
+		wholeHead := *whole
+		wholeHead.ExtFields = nil
+		if !reflect.DeepEqual(head, wholeHead) || len(partial.ExtFields)+len(kept) > 0 && !reflect.DeepEqual(partial.ExtFields, kept) {
+			t.Fatalf("DecodePartial read %+v, Decode %+v", partial, whole)
+		}
+		want, werr := Encode(whole)
+		got, gerr := Encode(partial)
+		if (werr == nil) != (gerr == nil) || !bytes.Equal(want, got) {
+			t.Fatalf("a partial command encodes as %q (%v), Decode's as %q (%v)", got, gerr, want, werr)
+		}
+		if !sameCommand(partial, whole) {
+			t.Fatalf("completed %+v, whole %+v", partial, whole)
 		}
 	})
 }

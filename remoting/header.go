@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 )
 
@@ -154,6 +155,11 @@ func appendBinaryHeader(dst []byte, c *Command) ([]byte, error) {
 }
 
 func decodeBinaryHeader(data []byte, c *Command) error {
+	return decodeBinaryHeaderKeep(data, c, nil, false)
+}
+
+// decodeBinaryHeaderKeep is decodeBinaryHeader that, when partial, keeps only the extFields named in keep.
+func decodeBinaryHeaderKeep(data []byte, c *Command, keep []string, partial bool) error {
 	if len(data) < binaryFixedLen {
 		return malformed("binary header of %d bytes, need at least %d", len(data), binaryFixedLen)
 	}
@@ -184,11 +190,15 @@ func decodeBinaryHeader(data []byte, c *Command) error {
 		if kl > len(ext) {
 			return malformed("extFields: key of %d bytes, %d left", kl, len(ext))
 		}
-		key := string(ext[:kl])
+		rawKey := ext[:kl]
 		var val []byte
 		if val, ext, err = lengthPrefixed32(ext[kl:], "extFields value"); err != nil {
 			return err
 		}
+		if partial && !slices.Contains(keep, string(rawKey)) {
+			continue
+		}
+		key := string(rawKey)
 		if c.ExtFields == nil {
 			c.ExtFields = make(map[string]string)
 		}

@@ -2,6 +2,7 @@ package remoting
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -14,7 +15,13 @@ import (
 // falls back to the general decoder, which also produces the error messages. FuzzJSONHeaderFastPath checks that the
 // two agree.
 func fastJSONHeader(data []byte, c *Command) bool {
-	p := headerParser{data: data}
+	return fastJSONHeaderKeep(data, c, nil, false)
+}
+
+// fastJSONHeaderKeep is fastJSONHeader that, when partial, keeps only the extFields named in keep and skips the
+// others' values unread: they are scanned to their end, not unescaped or checked.
+func fastJSONHeaderKeep(data []byte, c *Command, keep []string, partial bool) bool {
+	p := headerParser{data: data, keep: keep, partial: partial}
 	if !p.consume('{') {
 		return false
 	}
@@ -100,8 +107,10 @@ func fastJSONHeader(data []byte, c *Command) bool {
 }
 
 type headerParser struct {
-	data []byte
-	pos  int
+	data    []byte
+	pos     int
+	keep    []string // with partial: the only extFields read
+	partial bool
 }
 
 func (p *headerParser) commit(h, c *Command) bool {
@@ -298,7 +307,8 @@ func (p *headerParser) scalar() bool {
 	return ok
 }
 
-// extFields reads an object of plain strings (or nulls, which remove a key) into ext.
+// extFields reads an object of plain strings (or nulls, which remove a key) into ext; when partial, only the keys
+// named in keep.
 func (p *headerParser) extFields(ext map[string]string) bool {
 	if !p.consume('{') {
 		return false
@@ -307,9 +317,24 @@ func (p *headerParser) extFields(ext map[string]string) bool {
 		return true
 	}
 	for {
-		key, ok := p.str()
-		if !ok || !p.consume(':') {
-			return false
+		var key string
+		if p.partial {
+			raw, ok := p.plainStr()
+			if !ok || !p.consume(':') {
+				return false
+			}
+			if !slices.Contains(p.keep, string(raw)) { // compared without a copy
+				if !p.skipValue() {
+					return false
+				}
+				goto next
+			}
+			key = string(raw)
+		} else {
+			var ok bool
+			if key, ok = p.str(); !ok || !p.consume(':') {
+				return false
+			}
 		}
 		switch p.peek() {
 		case '"':
@@ -326,9 +351,55 @@ func (p *headerParser) extFields(ext map[string]string) bool {
 		default:
 			return false // numbers and booleans: rare, left to the general decoder
 		}
+	next:
 		if p.consume(',') {
 			continue
 		}
 		return p.consume('}')
 	}
+}
+
+// plainStr reads a string of printable ASCII without escapes, as the bytes of the input: extFields keys, whose
+// names are Java identifiers. Anything else reports false, for the general decoder.
+func (p *headerParser) plainStr() ([]byte, bool) {
+	if !p.consume('"') {
+		return nil, false
+	}
+	start := p.pos
+	for p.pos < len(p.data) {
+		switch c := p.data[p.pos]; {
+		case c == '"':
+			p.pos++
+			return p.data[start : p.pos-1], true
+		case c == '\\' || c < 0x20 || c >= 0x80:
+			return nil, false
+		}
+		p.pos++
+	}
+	return nil, false
+}
+
+// skipValue passes over an extFields value without reading it: a string (its escapes skipped, not decoded or
+// checked) or null.
+func (p *headerParser) skipValue() bool {
+	if p.literal("null") {
+		return true
+	}
+	if !p.consume('"') {
+		return false
+	}
+	for p.pos < len(p.data) {
+		switch c := p.data[p.pos]; {
+		case c == '"':
+			p.pos++
+			return true
+		case c == '\\':
+			p.pos += 2
+			continue
+		case c < 0x20:
+			return false
+		}
+		p.pos++
+	}
+	return false
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -38,6 +39,7 @@ type sidecarOptions struct {
 	drain                                 time.Duration
 	namespace, labelsFile                 string
 	labels                                map[string]string
+	pprof                                 bool
 }
 
 func newSidecarCommand() *cobra.Command {
@@ -64,6 +66,7 @@ brokers by the send weights and drains, everything else to its broker group.`,
 	f.StringVar(&o.brokerHost, "broker-host", "127.0.0.1", "the host of the ports the sidecar opens, one per broker group")
 	f.StringVar(&o.node, "node-id", host, "the node id the sidecar gives the control plane (TopicBindings select nodes by it)")
 	f.StringVar(&o.admin, "admin-address", "127.0.0.1:15000", "listen address of /healthz, /readyz, /metrics and the sidecar's status at /api/v1/sidecar (rocketctl describe sidecar); empty disables it")
+	f.BoolVar(&o.pprof, "pprof", false, "serve Go's profiles on the admin address under /debug/pprof/ (keep the admin address on loopback)")
 	f.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the pod's namespace, sent as node metadata NAMESPACE (TopicBindings with a pod selector match it)")
 	f.StringToStringVar(&o.labels, "labels", nil, "the pod's labels, sent as node metadata LABELS")
 	f.StringVar(&o.labelsFile, "labels-file", "", `a Kubernetes downward API file of the pod's labels (key="value" lines), added to --labels`)
@@ -207,6 +210,12 @@ func (o *sidecarOptions) sidecarAdmin(xc *sidecar.Client, p *dataplane.Proxy, lo
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	status := func() sidecaradmin.Sidecar { return o.status(xc, p, ready) }
 	mux.Handle("/api/v1/", sidecaradmin.Handler(status))
+	if o.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("/", dashboard.NewSidecar(func() any { return status() }, time.Second).Handler()) // its page, at /
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {

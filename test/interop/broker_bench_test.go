@@ -237,9 +237,15 @@ func startBenchConsumer(b *testing.B, nameServer, group string, count *consumeCo
 // half of it, straight to the brokers and through a sidecar, each timed from SendAsync to its callback.
 func BenchmarkGoClientLatencyAtHalfRate(b *testing.B) {
 	c := startSimCluster(b)
+	rate := saturationRate(b, c.ns.Addr()) / 2
+	b.Run("direct", func(b *testing.B) { benchAtRate(b, c.ns.Addr(), rate) })
+	b.Run("sidecar", func(b *testing.B) { benchAtRate(b, startSidecar(b, c), rate) })
+}
+
+// saturationRate is the messages per second of 5,000 async sends of 1 KiB with 64 in flight.
+func saturationRate(b *testing.B, nameServer string) float64 {
 	body := benchBody()
-	ctx := context.Background()
-	p := startGoProducer(b, c.ns.Addr())
+	p := startGoProducer(b, nameServer)
 	const probe = 5000
 	inflight := make(chan struct{}, 64)
 	var wg sync.WaitGroup
@@ -247,53 +253,53 @@ func BenchmarkGoClientLatencyAtHalfRate(b *testing.B) {
 	for range probe {
 		inflight <- struct{}{}
 		wg.Add(1)
-		if err := p.SendAsync(ctx, func(context.Context, *primitive.SendResult, error) { <-inflight; wg.Done() },
+		if err := p.SendAsync(context.Background(), func(context.Context, *primitive.SendResult, error) { <-inflight; wg.Done() },
 			primitive.NewMessage(goTopic, body)); err != nil {
 			b.Fatal(err)
 		}
 	}
 	wg.Wait()
-	rate := float64(probe) / time.Since(start).Seconds() / 2
-	for _, path := range []struct {
-		name       string
-		nameServer func() string
-	}{{"direct", func() string { return c.ns.Addr() }}, {"sidecar", func() string { return startSidecar(b, c) }}} {
-		b.Run(path.name, func(b *testing.B) {
-			p := startGoProducer(b, path.nameServer())
-			for range 200 { // warm: routes resolved, connections open, before the timed, paced sends
-				if res, err := p.SendSync(ctx, primitive.NewMessage(goTopic, body)); err != nil || res.Status != primitive.SendOK {
-					b.Fatalf("warm-up send: %v %v", res, err)
-				}
+	return float64(probe) / time.Since(start).Seconds()
+}
+
+// benchAtRate paces b.N async sends of 1 KiB at rate per second, after 200 synchronous ones that resolve the
+// route and open the connections, and reports the latency of each from SendAsync to its callback.
+func benchAtRate(b *testing.B, nameServer string, rate float64) {
+	body := benchBody()
+	ctx := context.Background()
+	p := startGoProducer(b, nameServer)
+	for range 200 {
+		if res, err := p.SendSync(ctx, primitive.NewMessage(goTopic, body)); err != nil || res.Status != primitive.SendOK {
+			b.Fatalf("warm-up send: %v %v", res, err)
+		}
+	}
+	interval := time.Duration(float64(time.Second) / rate)
+	lat := make([]time.Duration, b.N)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			time.Sleep(wait)
+		}
+		wg.Add(1)
+		t0 := time.Now()
+		if err := p.SendAsync(ctx, func(_ context.Context, res *primitive.SendResult, err error) {
+			lat[i] = time.Since(t0)
+			if err != nil || res.Status != primitive.SendOK {
+				failed.Add(1)
 			}
-			interval := time.Duration(float64(time.Second) / rate)
-			lat := make([]time.Duration, b.N)
-			var wg sync.WaitGroup
-			var failed atomic.Int64
-			b.ResetTimer()
-			start := time.Now()
-			for i := range b.N {
-				if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
-					time.Sleep(wait)
-				}
-				wg.Add(1)
-				t0 := time.Now()
-				if err := p.SendAsync(ctx, func(_ context.Context, res *primitive.SendResult, err error) {
-					lat[i] = time.Since(t0)
-					if err != nil || res.Status != primitive.SendOK {
-						failed.Add(1)
-					}
-					wg.Done()
-				}, primitive.NewMessage(goTopic, body)); err != nil {
-					b.Fatal(err)
-				}
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
-			reportLatency(b, lat)
-			if n := failed.Load(); n > 0 {
-				b.Fatalf("%d sends failed", n)
-			}
-		})
+			wg.Done()
+		}, primitive.NewMessage(goTopic, body)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+	reportLatency(b, lat)
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d sends failed", n)
 	}
 }
 

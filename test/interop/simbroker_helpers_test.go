@@ -271,27 +271,33 @@ func waitFor(bound time.Duration, cond func() bool) bool {
 	}
 }
 
-var orderlyConsumerBuild struct {
-	once sync.Once
-	path string
-	err  error
+// goBuild is a Go command built once per test process, without the race detector, as `make build` builds.
+type goBuild struct {
+	pkg, name string
+	once      sync.Once
+	path      string
+	err       error
 }
 
-// orderlyConsumerBinary builds ./orderlyconsumer once per test process, without the race detector (see its doc).
-func orderlyConsumerBinary(t *testing.T) string {
+var orderlyConsumerBuild = goBuild{pkg: "./orderlyconsumer", name: "orderlyconsumer"}
+
+// orderlyConsumerBinary builds ./orderlyconsumer (without the race detector: see its doc).
+func orderlyConsumerBinary(t testing.TB) string { return orderlyConsumerBuild.binary(t) }
+
+// binary builds the command on first use and returns its path.
+func (b *goBuild) binary(t testing.TB) string {
 	t.Helper()
-	b := &orderlyConsumerBuild
 	b.once.Do(func() {
-		dir, err := os.MkdirTemp("", "interop-orderlyconsumer")
+		dir, err := os.MkdirTemp("", "interop-"+b.name)
 		if err != nil {
 			b.err = err
 			return
 		}
-		b.path = filepath.Join(dir, "orderlyconsumer")
-		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", b.path, "./orderlyconsumer")
+		b.path = filepath.Join(dir, b.name)
+		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", b.path, b.pkg)
 		cmd.Env = append(os.Environ(), "GOFLAGS=", "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			b.err = fmt.Errorf("go build ./orderlyconsumer: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
 		}
 	})
 	if b.err != nil {
