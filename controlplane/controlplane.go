@@ -323,6 +323,9 @@ func (cp *ControlPlane) collectors() []prometheus.Collector {
 	if a := cp.cfg.Stack.Server.Admission; a != nil {
 		cs = append(cs, a)
 	}
+	if id := cp.cfg.Stack.Server.Identity; id != nil {
+		cs = append(cs, id)
+	}
 	if cp.files != nil {
 		cs = append(cs, controllers.FileStatusCollector(cp.files))
 	}

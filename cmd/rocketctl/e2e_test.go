@@ -402,7 +402,9 @@ spec:
 func TestEndToEndMutualTLS(t *testing.T) {
 	dir := t.TempDir()
 	ca := certtest.NewCA(t, "test-ca")
-	srv, cli := ca.Server(t, "rocketpilot"), ca.Client(t, "operator")
+	// The operator's certificate names node "rocketctl" too, the node `rocketctl resolve` opens its xDS stream as:
+	// rocketpilot's identity check (on under mutual TLS) wants the certificate to name the node.
+	srv, cli := ca.Server(t, "rocketpilot"), ca.Workload(t, "operator", "rocketctl")
 	f := certtest.Write(t, dir, "ca.crt", ca.PEM, "tls.crt", srv.Cert, "tls.key", srv.Key, "client.crt", cli.Cert, "client.key", cli.Key)
 	s := startServe(t, "--demo", "--demo-namesrv-address", "127.0.0.1:0", "--tls-cert", f[1], "--tls-key", f[2], "--tls-client-ca", f[0])
 

@@ -20,6 +20,7 @@ import (
 
 func newResolveCommand(g *globals) *cobra.Command {
 	var watch bool
+	var nodeID string
 	cmd := &cobra.Command{
 		Use:   "resolve TOPIC",
 		Short: "Act as a Go sidecar and print the TopicRouteData a RocketMQ client would receive",
@@ -56,7 +57,7 @@ xDS yet) is reported at once, with what it waits for.`,
 			case err != nil && !explicit:
 				return fmt.Errorf("%w (resolve learns the xDS address there; give --xds-server to go without it)", err)
 			}
-			c, err := sidecar.Dial(g.xds, sidecar.Options{NodeID: "rocketctl", DialOptions: dopts})
+			c, err := sidecar.Dial(g.xds, sidecar.Options{NodeID: nodeID, DialOptions: dopts})
 			if err != nil {
 				return err
 			}
@@ -81,6 +82,7 @@ xDS yet) is reported at once, with what it waits for.`,
 		},
 	}
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "after the route, print it again whenever it changes, until interrupted")
+	cmd.Flags().StringVar(&nodeID, "node-id", "rocketctl", "the node id of the xDS stream: under mutual TLS, rocketpilot's identity check wants one that --tls-cert names (as a DNS name, say)")
 	return cmd
 }
 

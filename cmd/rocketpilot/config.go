@@ -39,6 +39,10 @@ func (o *serveOptions) config(log *slog.Logger, level *slog.LevelVar) (controlpl
 			return controlplane.Config{}, err
 		}
 	}
+	var identity *server.IdentityCheck
+	if o.tls.ClientCA != "" && o.identityCheck == "on" {
+		identity = server.NewIdentityCheck(log.With("component", "xds"))
+	}
 	cfg := controlplane.Config{
 		Stack: server.StackConfig{
 			Addr: o.xdsAddr,
@@ -53,7 +57,7 @@ func (o *serveOptions) config(log *slog.Logger, level *slog.LevelVar) (controlpl
 				TransientObjectLifeSpan: o.lifeSpan,
 			},
 			Server: server.Options{Compression: o.compression, Stats: server.NewWireStats(),
-				Admission: server.NewAdmission(o.streamRate, o.streamBurst, o.admissionWait)},
+				Admission: server.NewAdmission(o.streamRate, o.streamBurst, o.admissionWait), Identity: identity},
 			CoalesceWindow: o.window,
 			Grace:          o.grace,
 		},
@@ -159,6 +163,9 @@ func (o *serveOptions) validate() ([]string, error) {
 	}
 	if o.tls.ClientCA != "" && o.tls.Cert == "" {
 		return nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first")
+	}
+	if o.identityCheck != "on" && o.identityCheck != "off" {
+		return nil, fmt.Errorf(`--xds-identity-check %q: want "on" or "off"`, o.identityCheck)
 	}
 	return addrs, nil
 }

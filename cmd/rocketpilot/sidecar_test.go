@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rocketpilot/rocketpilot/dataplane"
+	"github.com/rocketpilot/rocketpilot/internal/certtest"
 	"github.com/rocketpilot/rocketpilot/internal/sidecaradmin"
 	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/xds/server"
@@ -210,7 +211,12 @@ func TestSidecarMutualTLS(t *testing.T) {
 		"--tls-client-ca", s.caFile)
 	xds := cp.addr(t, "serving xDS", 10*time.Second)
 
-	good := sidecarInProcess(t, "--xds-server", xds, "--tls-ca", s.caFile, "--tls-cert", s.clientCert, "--tls-key", s.clientKey)
+	// The certificate `rocketctl kube-inject` gives a pod: its namespace's service account, which names every node
+	// id NAME.NAMESPACE in that namespace (--xds-identity-check is on by default under mutual TLS).
+	pod := s.ca.Workload(t, "orders", "spiffe://cluster.local/ns/team-a/sa/orders")
+	files := certtest.Write(t, s.dir, "pod.crt", pod.Cert, "pod.key", pod.Key)
+	good := sidecarInProcess(t, "--xds-server", xds, "--tls-ca", s.caFile, "--tls-cert", files[0], "--tls-key", files[1],
+		"--node-id", "orders-1.team-a", "--namespace", "team-a")
 	namesrv := good.addr(t, "sidecar running", 5*time.Second)
 	if r := call(t, namesrv, remoting.GetRouteInfoByTopic, map[string]string{"topic": "TopicTest"}, nil); r.Code != remoting.Success {
 		t.Fatalf("route through the sidecar over mutual TLS: %d %s", r.Code, r.Remark)

@@ -63,9 +63,16 @@ func TestServeMutualTLS(t *testing.T) {
 		"--tls-client-ca", s.caFile, "--tls-reload-interval", "50ms", "--pprof", "--admin-operators", "operator")
 	xdsAddr, adminAddr := p.addr(t, "serving xDS", 10*time.Second), p.addr(t, "serving the admin API", time.Second)
 
-	// A client with a certificate: a stream works.
+	// A client with a certificate that names its node: a stream works.
+	nodeCfg := s.clientConfig(t, false)
+	nodePair := s.ca.Workload(t, "mtls-sidecar", "mtls-sidecar")
+	nodeCert, err := tls.X509KeyPair(nodePair.Cert, nodePair.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeCfg.Certificates = []tls.Certificate{nodeCert}
 	sc, err := sidecar.Dial(xdsAddr, sidecar.Options{NodeID: "mtls-sidecar",
-		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(s.clientConfig(t, true)))}})
+		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(nodeCfg))}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,16 +81,19 @@ func TestServeMutualTLS(t *testing.T) {
 	defer cancel()
 	route, err := sc.Resolve(ctx, embedded.DemoTopic)
 	if err != nil {
-		t.Fatalf("resolve over mutual TLS: %v", err)
+		t.Fatalf("resolve over mutual TLS: %v\n%s", err, p.logs.String())
 	}
 	if len(route.BrokerDatas) != 2 {
 		t.Fatalf("route over mutual TLS: %+v", route)
 	}
 
-	// Without a client certificate, or in plaintext: no stream.
+	// Without a client certificate, in plaintext, or with a certificate that names another node (the operator's,
+	// for node "x"): no stream.
 	for name, creds := range map[string]credentials.TransportCredentials{
-		"no client certificate": credentials.NewTLS(s.clientConfig(t, false)),
-		"plaintext":             insecure.NewCredentials(),
+		"no client certificate":                 credentials.NewTLS(s.clientConfig(t, false)),
+		"plaintext":                             insecure.NewCredentials(),
+		"a certificate naming another node":     credentials.NewTLS(s.clientConfig(t, true)),
+		"a node's certificate for another node": credentials.NewTLS(nodeCfg),
 	} {
 		if err := openStream(xdsAddr, creds); err == nil {
 			t.Errorf("%s: the xDS stream was served", name)

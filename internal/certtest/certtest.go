@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -78,12 +79,33 @@ func (ca *CA) Client(t testing.TB, name string) Pair {
 	return ca.issue(t, name, x509.ExtKeyUsageClientAuth)
 }
 
+// Workload issues a client certificate with common name name and the given subject alternative names: a name with
+// a scheme (spiffe://…) is a URI, anything else a DNS name. Nothing else is named, localhost included.
+func (ca *CA) Workload(t testing.TB, name string, sans ...string) Pair {
+	t.Helper()
+	return ca.issueWith(t, name, x509.ExtKeyUsageClientAuth, func(tmpl *x509.Certificate) {
+		tmpl.DNSNames, tmpl.IPAddresses = nil, nil
+		for _, san := range sans {
+			if u, err := url.Parse(san); err == nil && u.Scheme != "" {
+				tmpl.URIs = append(tmpl.URIs, u)
+			} else {
+				tmpl.DNSNames = append(tmpl.DNSNames, san)
+			}
+		}
+	})
+}
+
 func (ca *CA) issue(t testing.TB, name string, usage x509.ExtKeyUsage) Pair {
+	return ca.issueWith(t, name, usage, func(*x509.Certificate) {})
+}
+
+func (ca *CA) issueWith(t testing.TB, name string, usage x509.ExtKeyUsage, edit func(*x509.Certificate)) Pair {
 	t.Helper()
 	key := newKey(t)
 	tmpl := template(name)
 	tmpl.KeyUsage, tmpl.ExtKeyUsage = x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{usage}
 	tmpl.DNSNames, tmpl.IPAddresses = []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	edit(tmpl)
 	der := sign(t, tmpl, ca.cert, key, ca.key)
 	kder, err := x509.MarshalECPrivateKey(key)
 	if err != nil {

@@ -40,6 +40,8 @@ type Options struct {
 	Creds credentials.TransportCredentials
 	// Admission, when set, rate-limits new streams.
 	Admission *Admission
+	// Identity, when set, refuses requests whose node is not what the client certificate names (mutual TLS).
+	Identity *IdentityCheck
 }
 
 // Compressions are the values Options.Compression takes.

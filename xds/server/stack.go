@@ -145,6 +145,9 @@ func (s *Stack) Serve() {
 		if s.cfg.callbacks != nil {
 			cb = s.cfg.callbacks(s.cache)
 		}
+		if id := s.cfg.Server.Identity; id != nil {
+			cb = id.callbacks(cb)
+		}
 		g := newGRPC(ctx, s.cache, cb, s.cfg.Server)
 		close(s.ready)
 		if err := serveGRPC(ctx, g, s.lis, s.cfg.Grace); err != nil {
