@@ -75,7 +75,8 @@ func backends(in []v1alpha1.Backend) []routing.Backend {
 // BindingOf converts a TopicBinding: a pod selector selects proxies of the binding's namespace by the labels in
 // their node metadata, node id patterns select proxies of any namespace by id.
 func BindingOf(tb *v1alpha1.TopicBinding) (routing.Binding, error) {
-	b := routing.Binding{Name: keyOf(tb), Topics: slices.Clone(tb.Spec.Topics), ConsumerGroups: slices.Clone(tb.Spec.ConsumerGroups)}
+	b := routing.Binding{Name: keyOf(tb), Topics: slices.Clone(tb.Spec.Topics), ConsumerGroups: slices.Clone(tb.Spec.ConsumerGroups),
+		Strict: tb.Spec.Strict}
 	switch {
 	case tb.Spec.PodSelector != nil:
 		sel, err := metav1.LabelSelectorAsSelector(tb.Spec.PodSelector)

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -320,6 +321,30 @@ func TestTopicBindingScopesANodesRouteTable(t *testing.T) {
 	}
 	if got := e.next(); !slices.Equal(got, []string{embedded.DemoTopic, "demo-orders-001"}) {
 		t.Fatalf("after the binding changed: %v", got)
+	}
+
+	// spec.strict: the binding becomes an access boundary. A Go sidecar of a selected node resolves a bound topic,
+	// and is told another does not exist.
+	tb = get(t, tb)
+	tb.Spec.Strict = true
+	if err := k8s.Update(context.Background(), tb); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := sidecar.Dial(p.addr, sidecar.Options{NodeID: "orders-strict"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	eventually(t, "a topic outside the strict binding refused", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := sc.Resolve(ctx, "demo-orders-002")
+		return errors.Is(err, sidecar.ErrTopicNotFound), fmt.Sprint(err)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := sc.Resolve(ctx, "demo-orders-001"); err != nil {
+		t.Fatalf("a topic the strict binding grants: %v", err)
 	}
 }
 

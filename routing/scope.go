@@ -23,6 +23,9 @@ type Binding struct {
 	Topics  []string
 	// ConsumerGroups bind their retry topics (RetryTopic).
 	ConsumerGroups []string
+	// Strict makes the binding an access boundary for the proxies it selects: they may subscribe only to the
+	// topics their bindings grant (Grants).
+	Strict bool
 }
 
 // RetryTopic is the topic a consumer group's messages are retried on.
@@ -40,20 +43,27 @@ func (t *Table) SetBindings(bindings []Binding) uint64 {
 
 // Bound returns the topics bound to a proxy, sorted and without duplicates.
 func (t *Table) Bound(p Proxy) []string {
+	out, _ := t.Grants(p)
+	return out
+}
+
+// Grants returns the topics bound to a proxy, sorted and without duplicates, and whether a strict binding selects
+// it: then those are the only topics it may subscribe to.
+func (t *Table) Grants(p Proxy) (topics []string, strict bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	var out []string
 	for _, b := range t.bindings {
 		if b.Selects == nil || !b.Selects(p) {
 			continue
 		}
-		out = append(out, b.Topics...)
+		strict = strict || b.Strict
+		topics = append(topics, b.Topics...)
 		for _, g := range b.ConsumerGroups {
-			out = append(out, RetryTopic(g))
+			topics = append(topics, RetryTopic(g))
 		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	slices.Sort(topics)
+	return slices.Compact(topics), strict
 }
 
 // Proxies is the set of proxies connected to the xDS server, which the server registers and controllers count

@@ -49,6 +49,7 @@ func (o *serveOptions) config(log *slog.Logger, level *slog.LevelVar) (controlpl
 			Cache: cache.Options{
 				Listener:         translate.ListenerOptions{Port: o.listenerPort},
 				InlineRoutes:     o.inlineRoutes,
+				StrictScope:      o.strictScope,
 				ClusterRetention: o.retention,
 				MaxSubscriptions: o.maxSubs,
 				NackBackoff:      o.nackBackoff,

@@ -56,6 +56,11 @@ type TopicBindingSpec struct {
 	// +kubebuilder:validation:items:MaxLength=255
 	// +kubebuilder:validation:items:Pattern=`^[%|a-zA-Z0-9_-]+$`
 	ConsumerGroups []string `json:"consumerGroups,omitempty"`
+	// Strict makes the bindings an access boundary for the nodes this one selects: they may subscribe only to the
+	// topics their bindings grant; another topic they ask for is answered as not found and never served. Their
+	// node metadata's topics grant nothing. (`rocketpilot serve --xds-strict-scope` does this for every node.)
+	// +optional
+	Strict bool `json:"strict,omitempty"`
 }
 
 // TopicBindingStatus reports the binding.

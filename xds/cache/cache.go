@@ -23,6 +23,11 @@ type Options struct {
 	// Scope returns the topics a node is scoped to: when nil, those its metadata lists (MetadataScope) and those
 	// the table's bindings bind it to (routing.Table.Bound of ProxyOf the node).
 	Scope func(*corev3.Node) []string
+	// StrictScope makes every node's bindings an access boundary, as a strict TopicBinding does for the nodes it
+	// selects: a node may subscribe only to the topics its bindings grant (routing.Table.Grants); another topic it
+	// asks for is answered as absent (removed_resources, or left out of a state-of-the-world answer), counted in
+	// rocketpilot_xds_scope_refused_total, and never served, nor its clusters. Its metadata's topics grant nothing.
+	StrictScope bool
 	// Listener shapes the RocketMQ listener served to Envoy nodes.
 	Listener translate.ListenerOptions
 	// InlineRoutes puts a node's routes in its listener instead of serving them by ECDS.

@@ -42,6 +42,8 @@ type metrics struct {
 	retained  *prometheus.Desc // origin
 	missing   *prometheus.Desc // type
 	held      *prometheus.Desc // type
+	// scopeRefused counts route subscriptions refused by strict scope.
+	scopeRefused prometheus.Counter
 	// byType holds each type label's series, resolved once: every response counts, and a label lookup hashes the
 	// labels. Keyed by label, so that clients' unknown type URLs share "other". Used under the cache's lock only.
 	byType map[string]*typeSeries
@@ -66,6 +68,8 @@ func (m *metrics) of(typeURL string) *typeSeries {
 
 func newMetrics() *metrics {
 	m := &metrics{
+		scopeRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "rocketpilot_xds_scope_refused_total",
+			Help: "Topics subscribed to by name that the node's strict scope does not grant: answered as absent, never served."}),
 		responses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rocketpilot_xds_pushes_total",
 			Help: "xDS responses sent, by type and by what caused them: a change of the model (change) or a request (request; a change that found a state-of-the-world stream between requests goes with its next request, and counts here)."},
 			[]string{"type", "trigger"}),
@@ -100,6 +104,7 @@ func (c *Cache) Describe(ch chan<- *prometheus.Desc) {
 	c.metrics.responses.Describe(ch)
 	c.metrics.nacks.Describe(ch)
 	c.metrics.pushTime.Describe(ch)
+	c.metrics.scopeRefused.Describe(ch)
 	ch <- c.metrics.streams
 	ch <- c.metrics.resources
 	ch <- c.metrics.nodes
@@ -114,6 +119,7 @@ func (c *Cache) Collect(ch chan<- prometheus.Metric) {
 	m.responses.Collect(ch)
 	m.nacks.Collect(ch)
 	m.pushTime.Collect(ch)
+	m.scopeRefused.Collect(ch)
 	type key struct{ typ, protocol string }
 	streams, missing, held := map[key]int{}, map[string]int{}, map[string]int{}
 	for _, t := range ServedTypes {

@@ -37,6 +37,7 @@ func (c *Cache) CreateWatch(req *gcpcache.Request, _ gcpcache.Subscription, ch c
 		w.sotwReq = last // ignored: the watch answers as the last current request's would
 	} else {
 		st.lastSotw[w.typeURL] = req
+		c.noteRefused(st, w.typeURL, req.GetResourceNames())
 		c.subscribeSotw(st, req)
 	}
 	return c.register(w), nil

@@ -37,6 +37,7 @@ type node struct {
 	proto   *corev3.Node // as its first stream sent it, to compute its scope again when bindings change
 	streams map[*stream]struct{}
 	scope   *scope
+	granted map[string]struct{} // under strict scope, the only topics the node may subscribe to; nil otherwise
 	watches map[*watch]struct{}
 	release func() // its registration in the table's connected proxies
 }
@@ -159,18 +160,64 @@ func (c *Cache) nodeFor(p *corev3.Node) *node {
 	if n := c.nodes[key]; n != nil {
 		return n
 	}
-	s := c.scopeFor(c.opts.Scope(p))
-	n := &node{key: key, id: id, proto: p, scope: s, streams: map[*stream]struct{}{}, watches: map[*watch]struct{}{},
+	topics, granted := c.scopeOf(p)
+	s := c.scopeFor(topics)
+	n := &node{key: key, id: id, proto: p, scope: s, granted: granted, streams: map[*stream]struct{}{}, watches: map[*watch]struct{}{},
 		release: c.table.Proxies().Connect(ProxyOf(p))}
 	s.nodes[n] = struct{}{}
 	c.nodes[key] = n
 	return n
 }
 
-// rescope moves every node whose scope changed (the bindings changed) to its new scope and collects its watches.
+// scopeOf is a node's scope, and, when it is strict (Options.StrictScope, or a strict binding selects it), the
+// topics it may subscribe to: those its bindings grant, which are then its whole scope.
+func (c *Cache) scopeOf(p *corev3.Node) (topics []string, granted map[string]struct{}) {
+	bound, strict := c.table.Grants(ProxyOf(p))
+	if !strict && !c.opts.StrictScope {
+		return c.opts.Scope(p), nil
+	}
+	return bound, setOf(bound)
+}
+
+// grants reports whether the node may subscribe to a topic.
+func (n *node) grants(topic string) bool {
+	if n == nil || n.granted == nil {
+		return true
+	}
+	_, ok := n.granted[topic]
+	return ok
+}
+
+// noteRefused counts the topics a request newly subscribes the stream to that its node's strict scope does not
+// grant. Call it before the subscription is recorded.
+func (c *Cache) noteRefused(st *stream, typeURL string, names []string) {
+	if typeURL != translate.RouteType || st.node == nil || st.node.granted == nil {
+		return
+	}
+	for _, name := range names {
+		if _, had := st.subs[typeURL][name]; !had && name != "*" && !st.node.grants(name) {
+			c.metrics.scopeRefused.Inc()
+		}
+	}
+}
+
+// rescope moves every node whose scope changed (the bindings changed) to its new scope and collects its watches; a
+// node whose grants changed has the routes it subscribed to by name looked at again.
 func (c *Cache) rescope(touched map[*watch]struct{}) {
 	for _, n := range c.nodes {
-		s := c.scopeFor(c.opts.Scope(n.proto))
+		topics, granted := c.scopeOf(n.proto)
+		if !maps.Equal(granted, n.granted) || (granted == nil) != (n.granted == nil) {
+			for st := range n.streams {
+				for name := range st.subs[translate.RouteType] {
+					if _, now := granted[name]; (granted == nil || now) != n.grants(name) {
+						st.markDirty(translate.RouteType, name)
+					}
+				}
+			}
+			n.granted = granted
+			c.touchNode(n, touched)
+		}
+		s := c.scopeFor(topics)
 		if s == n.scope {
 			continue
 		}
@@ -208,7 +255,7 @@ func (c *Cache) used(st *stream) map[string]struct{} {
 	}
 	out := maps.Clone(st.node.scope.used)
 	for t := range explicit {
-		if e := c.topics[t]; e != nil {
+		if e := c.topics[t]; e != nil && st.node.grants(t) {
 			for _, name := range e.uses {
 				out[name] = struct{}{}
 			}
@@ -230,7 +277,7 @@ func (c *Cache) lookup(typeURL, name string, n *node) *resource {
 		}
 		return e.endpoints
 	case translate.RouteType:
-		if e := c.topics[name]; e != nil {
+		if e := c.topics[name]; e != nil && n.grants(name) {
 			return e.route
 		}
 	case translate.ExtensionType:

@@ -36,6 +36,7 @@ func (c *Cache) register(w *watch) func() {
 	st := w.stream
 	ts := st.status(w.typeURL)
 	if w.deltaReq != nil {
+		c.noteRefused(st, w.typeURL, w.deltaReq.GetResourceNamesSubscribe())
 		c.subscribeDelta(st, w.deltaReq)
 		wildcard := st.modes[w.typeURL].wildcard
 		if ts.wildcard && !wildcard {
