@@ -24,6 +24,9 @@ const (
 	podinfoVolume      = "rocketpilot-podinfo"
 	podinfoDir         = "/etc/rocketpilot/podinfo"
 	injectedAnnotation = "rocketpilot.io/sidecar-injected"
+	// sidecarLabel marks the pods that carry the sidecar: the chart's NetworkPolicy lets them (and only them, with
+	// the Envoys its values name) reach xDS.
+	sidecarLabel = "rocketpilot.io/sidecar"
 	// sidecarAdminPort serves the sidecar's /healthz, /readyz and /metrics on the pod's addresses, for probes.
 	sidecarAdminPort = 15021
 )
@@ -36,8 +39,9 @@ func newKubeInjectCommand(g *globals) *cobra.Command {
 		Long: `kube-inject reads Kubernetes manifests (-f FILE, or - for standard input) and prints them with the Go sidecar
 added to every pod template (Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs): a native
 sidecar container (an init container that keeps running) running "rocketpilot sidecar" against the control plane,
-with its node id, namespace and labels from the downward API, and NAMESRV_ADDR set to the sidecar in every
-application container, which is where RocketMQ clients read their NameServer address. Other documents, and pod
+with its node id, namespace and labels from the downward API, NAMESRV_ADDR set to the sidecar in every
+application container, which is where RocketMQ clients read their NameServer address, and the pod label
+rocketpilot.io/sidecar=true, which the chart's NetworkPolicy admits to xDS. Other documents, and pod
 templates already injected, are printed unchanged.`,
 		Example: `  rocketctl kube-inject -f deployment.yaml | kubectl apply -f -`,
 		Args:    cobra.NoArgs,
@@ -154,6 +158,7 @@ func (o *injectOptions) injectPod(tmpl map[string]any) error {
 	if spec == nil {
 		return errors.New("no pod spec")
 	}
+	ensureMap(meta, "labels")[sidecarLabel] = "true"
 	containers, _ := spec["containers"].([]any)
 	if len(containers) == 0 {
 		return errors.New("no containers")

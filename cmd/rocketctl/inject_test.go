@@ -67,6 +67,9 @@ func TestKubeInject(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod := dep.Spec.Template.Spec
+	if dep.Spec.Template.Labels[sidecarLabel] != "true" || dep.Spec.Template.Labels["app"] == "" {
+		t.Fatalf("pod labels %v: the sidecar label added (the chart's NetworkPolicy admits it to xDS), the others kept", dep.Spec.Template.Labels)
+	}
 	if len(pod.InitContainers) != 1 || pod.InitContainers[0].Name != sidecarName || pod.InitContainers[0].Image != "rp:test" ||
 		pod.InitContainers[0].RestartPolicy == nil || *pod.InitContainers[0].RestartPolicy != corev1.ContainerRestartPolicyAlways {
 		t.Fatalf("init containers %+v", pod.InitContainers)
