@@ -43,6 +43,16 @@ func NewCA(t testing.TB, name string) *CA {
 	return &CA{cert: cert, key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
+// KeyPEM is the CA's private key, in PEM: for a component that signs with the CA.
+func (ca *CA) KeyPEM(t testing.TB) []byte {
+	t.Helper()
+	der, err := x509.MarshalECPrivateKey(ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
+}
+
 // template is a certificate for name, valid from an hour ago for a day, with the next serial number.
 func template(name string) *x509.Certificate {
 	return &x509.Certificate{

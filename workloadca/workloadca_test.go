@@ -1,0 +1,151 @@
+package workloadca
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/rocketpilot/rocketpilot/internal/certtest"
+	"github.com/rocketpilot/rocketpilot/internal/kubetest"
+	"github.com/rocketpilot/rocketpilot/internal/promtest"
+)
+
+// authority serves an Authority over TLS with a test CA, reviewing tokens with the real API server of cs; it
+// returns its URL, the TLS configuration that trusts it, and the CA's pool.
+func authority(t *testing.T, cs kubernetes.Interface, ttl time.Duration) (*Authority, string, *tls.Config, *x509.CertPool) {
+	t.Helper()
+	ca := certtest.NewCA(t, "rocketpilot-ca")
+	files := certtest.Write(t, t.TempDir(), "ca.crt", ca.PEM, "ca.key", ca.KeyPEM(t))
+	a, err := Load(files[0], files[1], TokenReviewer{Client: cs}, Options{TTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(a.Handler())
+	pair := ca.Server(t, "rocketpilot")
+	cert, err := tls.X509KeyPair(pair.Cert, pair.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.PEM)
+	return a, srv.URL, &tls.Config{RootCAs: pool, ServerName: "localhost"}, pool
+}
+
+// token makes a token of a service account for audiences, through the API server, in a file.
+func token(t *testing.T, cs kubernetes.Interface, namespace, name string, audiences ...string) string {
+	t.Helper()
+	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(context.Background(), name,
+		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: audiences}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte(tr.Status.Token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// With a real kube-apiserver reviewing the tokens: a service account's token of audience rocketpilot gets a
+// certificate naming spiffe://cluster.local/ns/NS/sa/SA, signed by the CA, for client authentication only; a token
+// of another audience, a made-up token and no token are refused, and counted. Run renews the certificate at two
+// thirds of its life, with a new key, and keeps it when a renewal fails.
+func TestAuthorityWithTokenReview(t *testing.T) {
+	env := kubetest.StartT(t)
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().ServiceAccounts("team-a").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "orders"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	a, url, caTLS, pool := authority(t, cs, 3*time.Second)
+
+	src := NewSource(url, token(t, cs, "team-a", "orders", Audience), caTLS, nil)
+	if _, err := src.GetClientCertificate(nil); err == nil {
+		t.Fatal("a certificate before the first fetch")
+	}
+	if err := src.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	leaf := src.Current().Leaf
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != "spiffe://cluster.local/ns/team-a/sa/orders" || len(leaf.DNSNames) != 0 {
+		t.Fatalf("names %v %v", leaf.URIs, leaf.DNSNames)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("the certificate does not verify as a client's: %v", err)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err == nil {
+		t.Fatal("a workload certificate verifies as a server's")
+	}
+	if life := leaf.NotAfter.Sub(time.Now()); life > 3*time.Second || life < time.Second {
+		t.Fatalf("valid for %v more, want the 3s TTL", life)
+	}
+
+	for name, file := range map[string]string{
+		"the API server's audience": token(t, cs, "team-a", "orders"),
+		"a made-up token":           writeFile(t, "not-a-token"),
+		"no token":                  writeFile(t, ""),
+	} {
+		err := NewSource(url, file, caTLS, nil).Fetch(ctx)
+		if err == nil || !strings.Contains(err.Error(), "401") {
+			t.Errorf("%s: %v, want 401", name, err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(a)
+	fams := promtest.Families(t, reg)
+	if got := promtest.Sum(fams, "rocketpilot_workload_certificates_total", map[string]string{"result": "refused"}); got != 3 {
+		t.Errorf("%v refusals counted, want 3", got)
+	}
+
+	// Renewal at two thirds of 3 s: a new certificate and key, before the first expires.
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { src.Run(runCtx, 50*time.Millisecond); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for src.Fetches() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the certificate was not renewed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if time.Now().After(leaf.NotAfter) {
+		t.Fatal("renewed only after the first certificate expired")
+	}
+	renewed := src.Current().Leaf
+	if renewed.SerialNumber.Cmp(leaf.SerialNumber) == 0 || renewed.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(leaf.PublicKey) {
+		t.Fatal("the renewal kept the certificate or its key")
+	}
+	stop()
+	<-done
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
