@@ -5,16 +5,22 @@ package chart
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -30,6 +36,20 @@ import (
 
 const tlsDir = "/etc/rocketpilot/tls"
 
+// The Secrets the chart generates (or cert-manager issues) for release Release, and the annotation that dates the
+// serving certificate.
+const (
+	caSecret    = helmtest.Release + "-ca"
+	tlsSecret   = helmtest.Release + "-tls"
+	notAfterKey = "rocketpilot.io/tls-not-after"
+)
+
+// serviceDNSNames are the Service's DNS names, which the serving certificate must name.
+func serviceDNSNames(svc string) []string {
+	ns := helmtest.Namespace
+	return []string{svc, svc + "." + ns, svc + "." + ns + ".svc", svc + "." + ns + ".svc.cluster.local"}
+}
+
 // variants are the renders the tests check: the default values, each values file of ci/, and --set variations.
 var variants = []struct {
 	name string
@@ -39,6 +59,11 @@ var variants = []struct {
 	{"ha", []string{"--values", "ci/ha-values.yaml"}},
 	{"tls", []string{"--values", "ci/tls-values.yaml"}},
 	{"tls-no-client-ca", []string{"--values", "ci/tls-values.yaml", "--set", "tls.clientCA=false", "--set", "pprof=false"}},
+	{"cert-manager", []string{"--values", "ci/cert-manager-values.yaml"}},
+	{"plaintext", []string{"--set", "tls.enabled=false"}},
+	{"no-network-policy", []string{"--set", "networkPolicy.enabled=false"}},
+	{"admin-peers", []string{"--set", "networkPolicy.adminFrom.releaseNamespace=false", "--set", "networkPolicy.adminFrom.namespaces={monitoring,ops}",
+		"--set", "networkPolicy.adminFrom.extraFrom[0].ipBlock.cidr=10.0.0.0/8"}},
 	{"watch-namespace", []string{"--set", "watchNamespace=team-a"}},
 	{"no-leader-election", []string{"--set", "leaderElection.enabled=false", "--set", "replicaCount=1"}},
 }
@@ -120,7 +145,7 @@ func appVersion(t *testing.T) string {
 }
 
 func TestHelmLint(t *testing.T) {
-	for _, values := range [][]string{nil, {"ci/ha-values.yaml"}, {"ci/tls-values.yaml"}} {
+	for _, values := range [][]string{nil, {"ci/ha-values.yaml"}, {"ci/tls-values.yaml"}, {"ci/cert-manager-values.yaml"}} {
 		t.Run(fmt.Sprint(values), func(t *testing.T) {
 			out := helmtest.Lint(t, values...)
 			if !strings.Contains(out, "0 chart(s) failed") {
@@ -132,8 +157,8 @@ func TestHelmLint(t *testing.T) {
 
 func TestChartDefaults(t *testing.T) {
 	objs := render(t)
-	if got, want := kinds(objs), []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget",
-		"Role", "RoleBinding", "Service", "ServiceAccount"}; !slices.Equal(got, want) {
+	if got, want := kinds(objs), []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
+		"Role", "RoleBinding", "Secret", "Secret", "Service", "ServiceAccount"}; !slices.Equal(got, want) {
 		t.Fatalf("kinds %v, want %v", got, want)
 	}
 	for _, o := range objs {
@@ -161,7 +186,9 @@ func TestChartDefaults(t *testing.T) {
 		"--log-level=info", "--log-format=json", "--discovery=all",
 		"--leader-elect=true", "--leader-election-namespace="+helmtest.Namespace, "--leader-election-id=rocketpilot-leader",
 		"--shutdown-delay=5s", "--shutdown-grace=10s")
-	for _, absent := range []string{"--tls-", "--pprof", "--namesrv", "--watch-namespace", "--leader-elect=false",
+	// Secure by default: TLS with client certificates, from the Secret the chart generates.
+	checkServesTLS(t, dep, tlsSecret, true)
+	for _, absent := range []string{"--admin-operators", "--pprof", "--namesrv", "--watch-namespace", "--leader-elect=false",
 		"--transient-object-life-span"} {
 		if hasArg(c.Args, absent) {
 			t.Errorf("default args hold %s: %q", absent, c.Args)
@@ -198,8 +225,8 @@ func TestChartDefaults(t *testing.T) {
 		path  string
 	}{"readiness": {c.ReadinessProbe, "/readyz"}, "liveness": {c.LivenessProbe, "/healthz"}, "startup": {c.StartupProbe, "/healthz"}} {
 		if p.probe == nil || p.probe.HTTPGet == nil || p.probe.HTTPGet.Path != p.path || p.probe.HTTPGet.Port.String() != "admin" ||
-			p.probe.HTTPGet.Scheme != corev1.URISchemeHTTP {
-			t.Errorf("%s probe %+v, want GET %s on the admin port over HTTP", name, p.probe, p.path)
+			p.probe.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+			t.Errorf("%s probe %+v, want GET %s on the admin port over HTTPS", name, p.probe, p.path)
 		}
 	}
 	env := map[string]string{}
@@ -257,6 +284,11 @@ func TestChartDefaults(t *testing.T) {
 	if ports["admin"].Port != 19000 || ports["metrics"].Port != 19001 || len(ports) != 3 {
 		t.Errorf("service ports %+v", svc.Spec.Ports)
 	}
+	for _, name := range []string{"admin", "metrics"} {
+		if p := ports[name]; p.AppProtocol == nil || *p.AppProtocol != "https" {
+			t.Errorf("%s port %+v, want appProtocol https", name, p)
+		}
+	}
 
 	pdb := typed[policyv1.PodDisruptionBudget](t, objs, "PodDisruptionBudget", helmtest.Release)
 	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 1 || pdb.Spec.MaxUnavailable != nil ||
@@ -284,9 +316,6 @@ func TestChartHA(t *testing.T) {
 	c := container(t, dep)
 	wantArgs(t, c.Args, "--discovery=in-use", "--namesrv="+strings.Join(values.Namesrv, ";"), "--log-level=debug",
 		"--leader-elect=true")
-	if hasArg(c.Args, "--tls-") {
-		t.Errorf("TLS flags without TLS: %q", c.Args)
-	}
 	pdb := typed[policyv1.PodDisruptionBudget](t, objs, "PodDisruptionBudget", helmtest.Release)
 	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 2 {
 		t.Errorf("PDB minAvailable %v, want 2", pdb.Spec.MinAvailable)
@@ -296,9 +325,20 @@ func TestChartHA(t *testing.T) {
 		t.Fatalf("no monitoring.coreos.com/v1 ServiceMonitor: %s", names(objs))
 	}
 	svc := typed[corev1.Service](t, objs, "Service", helmtest.Release)
+	// TLS by default: Prometheus checks the generated certificate against its CA.
 	endpoint := serviceMonitorEndpoint(t, sm)
-	if endpoint["port"] != "metrics" || endpoint["path"] != "/metrics" || endpoint["scheme"] != "http" || endpoint["tlsConfig"] != nil {
-		t.Errorf("ServiceMonitor endpoint %v", endpoint)
+	serverName, _, _ := unstructured.NestedString(endpoint, "tlsConfig", "serverName")
+	caSecretName, _, _ := unstructured.NestedString(endpoint, "tlsConfig", "ca", "secret", "name")
+	if endpoint["port"] != "metrics" || endpoint["path"] != "/metrics" || endpoint["scheme"] != "https" ||
+		serverName != helmtest.Release+"."+helmtest.Namespace+".svc" || caSecretName != tlsSecret {
+		t.Errorf("ServiceMonitor endpoint %v, want https to the Service's name with the CA of %s", endpoint, tlsSecret)
+	}
+	if helmtest.Find(objs, "Secret", tlsSecret) == nil {
+		t.Errorf("no Secret %s for the ServiceMonitor's CA: %s", tlsSecret, names(objs))
+	}
+	// Prometheus's namespace reaches the metrics port.
+	if got := adminNamespaces(t, networkPolicy(t, objs)); !slices.Equal(got, []string{helmtest.Namespace, "monitoring"}) {
+		t.Errorf("admin and metrics ports open to the namespaces %v, want the release's and monitoring", got)
 	}
 	matchLabels, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
 	for k, v := range matchLabels {
@@ -324,19 +364,11 @@ func TestChartTLS(t *testing.T) {
 	objs := helmtest.Render(t, "ci/tls-values.yaml")
 	dep := typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release)
 	c := container(t, dep)
-	wantArgs(t, c.Args, "--tls-cert="+tlsDir+"/tls.crt", "--tls-key="+tlsDir+"/tls.key", "--tls-client-ca="+tlsDir+"/ca.crt", "--pprof", "--admin-operators=platform-oncall")
-	for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe, "startup": c.StartupProbe} {
-		if p == nil || p.HTTPGet == nil || p.HTTPGet.Scheme != corev1.URISchemeHTTPS {
-			t.Errorf("%s probe %+v, want HTTPS (the admin port serves TLS)", name, p)
-		}
-	}
-	if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != tlsDir || !c.VolumeMounts[0].ReadOnly {
-		t.Errorf("volume mounts %+v", c.VolumeMounts)
-	}
-	vols := dep.Spec.Template.Spec.Volumes
-	if len(vols) != 1 || vols[0].Name != c.VolumeMounts[0].Name || vols[0].Secret == nil || vols[0].Secret.SecretName != "rocketpilot-tls" ||
-		vols[0].Secret.DefaultMode == nil || *vols[0].Secret.DefaultMode != 0o440 {
-		t.Errorf("volumes %+v", vols)
+	// The Secret of ci/tls-values.yaml is the user's: the same name as the generated one, but nothing generated.
+	checkServesTLS(t, dep, "rocketpilot-tls", true)
+	wantArgs(t, c.Args, "--pprof", "--admin-operators=platform-oncall")
+	if got := helmtest.OfKind(objs, "Secret", "Certificate", "Issuer"); len(got) != 0 {
+		t.Errorf("rendered %s with tls.secretName given", names(got))
 	}
 	sm := helmtest.Find(objs, "ServiceMonitor", helmtest.Release)
 	if sm == nil {
@@ -344,17 +376,336 @@ func TestChartTLS(t *testing.T) {
 	}
 	endpoint := serviceMonitorEndpoint(t, sm)
 	serverName, _, _ := unstructured.NestedString(endpoint, "tlsConfig", "serverName")
-	caSecret, _, _ := unstructured.NestedString(endpoint, "tlsConfig", "ca", "secret", "name")
-	if endpoint["scheme"] != "https" || serverName != helmtest.Release+"."+helmtest.Namespace+".svc" || caSecret != "rocketpilot-tls" {
+	caSecretName, _, _ := unstructured.NestedString(endpoint, "tlsConfig", "ca", "secret", "name")
+	if endpoint["scheme"] != "https" || serverName != helmtest.Release+"."+helmtest.Namespace+".svc" || caSecretName != "rocketpilot-tls" {
 		t.Errorf("ServiceMonitor endpoint %v, want https with the Service's name and the secret's CA", endpoint)
 	}
 
 	// Without a client CA the server still serves TLS, and asks for no client certificate.
 	objs = render(t, "--values", "ci/tls-values.yaml", "--set", "tls.clientCA=false", "--set", "pprof=false")
-	c = container(t, typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release))
+	checkServesTLS(t, typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release), "rocketpilot-tls", false)
+
+	// Any name: the Deployment mounts it and nothing is generated.
+	objs = render(t, "--set", "tls.secretName=my-cert")
+	checkServesTLS(t, typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release), "my-cert", true)
+	if got := helmtest.OfKind(objs, "Secret", "Certificate", "Issuer"); len(got) != 0 {
+		t.Errorf("rendered %s with tls.secretName given", names(got))
+	}
+}
+
+// checkServesTLS checks the Deployment serves every port over TLS with the certificate of the Secret secretName,
+// mounted read-only, asks for client certificates signed by its ca.crt when clientCA, and probes over HTTPS.
+func checkServesTLS(t *testing.T, dep *appsv1.Deployment, secretName string, clientCA bool) {
+	t.Helper()
+	c := container(t, dep)
 	wantArgs(t, c.Args, "--tls-cert="+tlsDir+"/tls.crt", "--tls-key="+tlsDir+"/tls.key")
-	if hasArg(c.Args, "--tls-client-ca") {
+	if clientCA {
+		wantArgs(t, c.Args, "--tls-client-ca="+tlsDir+"/ca.crt")
+	} else if hasArg(c.Args, "--tls-client-ca") {
 		t.Errorf("--tls-client-ca without tls.clientCA: %q", c.Args)
+	}
+	for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe, "startup": c.StartupProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+			t.Errorf("%s probe %+v, want HTTPS (the admin port serves TLS)", name, p)
+		}
+	}
+	if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != tlsDir || !c.VolumeMounts[0].ReadOnly {
+		t.Fatalf("volume mounts %+v", c.VolumeMounts)
+	}
+	vols := dep.Spec.Template.Spec.Volumes
+	if len(vols) != 1 || vols[0].Name != c.VolumeMounts[0].Name || vols[0].Secret == nil || vols[0].Secret.SecretName != secretName ||
+		vols[0].Secret.DefaultMode == nil || *vols[0].Secret.DefaultMode != 0o440 {
+		t.Errorf("volumes %+v, want the Secret %s", vols, secretName)
+	}
+}
+
+func parseCert(t *testing.T, what string, b []byte) *x509.Certificate {
+	t.Helper()
+	block, rest := pem.Decode(b)
+	if block == nil || block.Type != "CERTIFICATE" || len(bytes.TrimSpace(rest)) != 0 {
+		t.Fatalf("%s: not one PEM certificate: %q", what, b)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return cert
+}
+
+// checkGeneratedSecrets checks the chart's CA Secret and serving certificate Secret: the CA is a CA of 10 years
+// whose key is ca.key, and the serving certificate, a leaf of 1 year dated by the annotation notAfterKey, is
+// signed by it for every DNS name of the Service svc and no other. It returns both certificates.
+func checkGeneratedSecrets(t *testing.T, ca, srv *corev1.Secret, svc string) (caCert, leaf *x509.Certificate) {
+	t.Helper()
+	if ca.Type != corev1.SecretTypeOpaque || !slices.Equal(slices.Sorted(maps.Keys(ca.Data)), []string{"ca.crt", "ca.key"}) {
+		t.Errorf("Secret %s: type %s keys %v, want Opaque with ca.crt and ca.key", ca.Name, ca.Type, slices.Sorted(maps.Keys(ca.Data)))
+	}
+	if srv.Type != corev1.SecretTypeTLS || !slices.Equal(slices.Sorted(maps.Keys(srv.Data)), []string{"ca.crt", "tls.crt", "tls.key"}) {
+		t.Errorf("Secret %s: type %s keys %v, want kubernetes.io/tls with tls.crt, tls.key and ca.crt", srv.Name, srv.Type, slices.Sorted(maps.Keys(srv.Data)))
+	}
+	caCert = parseCert(t, ca.Name+" ca.crt", ca.Data["ca.crt"])
+	if !caCert.IsCA || caCert.KeyUsage&x509.KeyUsageCertSign == 0 {
+		t.Errorf("ca.crt is not a CA: IsCA %v key usage %v", caCert.IsCA, caCert.KeyUsage)
+	}
+	if _, err := tls.X509KeyPair(ca.Data["ca.crt"], ca.Data["ca.key"]); err != nil {
+		t.Errorf("ca.key is not the key of ca.crt: %v", err)
+	}
+	if !bytes.Equal(srv.Data["ca.crt"], ca.Data["ca.crt"]) {
+		t.Errorf("ca.crt of %s is not that of %s", srv.Name, ca.Name)
+	}
+	if _, err := tls.X509KeyPair(srv.Data["tls.crt"], srv.Data["tls.key"]); err != nil {
+		t.Errorf("tls.key is not the key of tls.crt: %v", err)
+	}
+	leaf = parseCert(t, srv.Name+" tls.crt", srv.Data["tls.crt"])
+	if leaf.IsCA {
+		t.Errorf("the serving certificate is a CA")
+	}
+	day := 24 * time.Hour
+	if d := caCert.NotAfter.Sub(caCert.NotBefore); d < 3650*day-day || d > 3650*day+day || caCert.NotAfter.Before(time.Now().Add(3649*day)) {
+		t.Errorf("CA valid %v to %v, want 10 years from now", caCert.NotBefore, caCert.NotAfter)
+	}
+	if d := leaf.NotAfter.Sub(leaf.NotBefore); d < 365*day-day || d > 365*day+day || leaf.NotAfter.Before(time.Now().Add(30*day)) {
+		t.Errorf("serving certificate valid %v to %v, want 1 year", leaf.NotBefore, leaf.NotAfter)
+	}
+	// The annotation that decides re-issuing never says later than the certificate does.
+	notAfter, err := time.Parse(time.RFC3339, srv.Annotations[notAfterKey])
+	if err != nil || notAfter.After(leaf.NotAfter) || leaf.NotAfter.Sub(notAfter) > time.Minute {
+		t.Errorf("annotation %s %q (%v), certificate's NotAfter %v", notAfterKey, srv.Annotations[notAfterKey], err, leaf.NotAfter)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(caCert)
+	for _, name := range serviceDNSNames(svc) {
+		if _, err := leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("the serving certificate for %s: %v", name, err)
+		}
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{DNSName: "other." + helmtest.Namespace + ".svc", Roots: roots}); err == nil {
+		t.Errorf("the serving certificate verifies for another Service (names %v)", leaf.DNSNames)
+	}
+	return caCert, leaf
+}
+
+// TestChartGeneratedCertificates: with the default values the chart generates a CA and a serving certificate
+// signed by it for the Service's DNS names (those of fullnameOverride when given).
+func TestChartGeneratedCertificates(t *testing.T) {
+	for _, svc := range []string{helmtest.Release, "xds-cp"} {
+		t.Run(svc, func(t *testing.T) {
+			objs := render(t, "--set", "fullnameOverride="+svc)
+			ca := typed[corev1.Secret](t, objs, "Secret", svc+"-ca")
+			srv := typed[corev1.Secret](t, objs, "Secret", svc+"-tls")
+			checkGeneratedSecrets(t, ca, srv, svc)
+			checkServesTLS(t, typed[appsv1.Deployment](t, objs, "Deployment", svc), svc+"-tls", true)
+			if got := helmtest.OfKind(objs, "Certificate", "Issuer"); len(got) != 0 {
+				t.Errorf("rendered %s without certManager.enabled", names(got))
+			}
+		})
+	}
+}
+
+// TestChartCertManager: with certManager.enabled, cert-manager issues the same two Secrets: a self-signed Issuer,
+// the CA Certificate, a CA Issuer and the serving Certificate; nothing is generated by Helm.
+func TestChartCertManager(t *testing.T) {
+	objs := helmtest.Render(t, "ci/cert-manager-values.yaml")
+	if got := helmtest.OfKind(objs, "Secret"); len(got) != 0 {
+		t.Errorf("rendered %s with cert-manager", names(got))
+	}
+	checkServesTLS(t, typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release), tlsSecret, true)
+	issuers := helmtest.OfKind(objs, "Issuer")
+	certs := helmtest.OfKind(objs, "Certificate")
+	if len(issuers) != 2 || len(certs) != 2 {
+		t.Fatalf("rendered %s, want two Issuers and two Certificates", names(append(issuers, certs...)))
+	}
+	for _, o := range append(issuers, certs...) {
+		if o.GetAPIVersion() != "cert-manager.io/v1" || o.GetNamespace() != helmtest.Namespace {
+			t.Errorf("%s %s/%s is %s", o.GetKind(), o.GetNamespace(), o.GetName(), o.GetAPIVersion())
+		}
+	}
+	spec := func(kind, name string) map[string]any {
+		t.Helper()
+		o := helmtest.Find(objs, kind, name)
+		if o == nil {
+			t.Fatalf("no %s %s: %s", kind, name, names(objs))
+		}
+		s, _, _ := unstructured.NestedMap(o.Object, "spec")
+		return s
+	}
+	issuerRef := func(s map[string]any) string {
+		kind, _, _ := unstructured.NestedString(s, "issuerRef", "kind")
+		name, _, _ := unstructured.NestedString(s, "issuerRef", "name")
+		return kind + "/" + name
+	}
+	selfSigned := helmtest.Release + "-selfsigned"
+	if s := spec("Issuer", selfSigned); s["selfSigned"] == nil {
+		t.Errorf("Issuer %s %v, want selfSigned", selfSigned, s)
+	}
+	if s := spec("Certificate", caSecret); s["isCA"] != true || s["secretName"] != caSecret || s["duration"] != "87600h" ||
+		issuerRef(s) != "Issuer/"+selfSigned {
+		t.Errorf("CA Certificate %v, want a CA of 10 years in %s issued by %s", s, caSecret, selfSigned)
+	}
+	if s := spec("Issuer", caSecret); !maps.Equal(s["ca"].(map[string]any), map[string]any{"secretName": caSecret}) {
+		t.Errorf("CA Issuer %v, want the CA of %s", s, caSecret)
+	}
+	s := spec("Certificate", tlsSecret)
+	dnsNames, _, _ := unstructured.NestedStringSlice(s, "dnsNames")
+	usages, _, _ := unstructured.NestedStringSlice(s, "usages")
+	if s["isCA"] == true || s["secretName"] != tlsSecret || s["duration"] != "8760h" || s["renewBefore"] != "720h" ||
+		issuerRef(s) != "Issuer/"+caSecret || !slices.Equal(dnsNames, serviceDNSNames(helmtest.Release)) || !slices.Contains(usages, "server auth") {
+		t.Errorf("serving Certificate %v, want 1 year in %s, renewed 30 days before, by the CA Issuer, for %v", s, tlsSecret, serviceDNSNames(helmtest.Release))
+	}
+
+	for _, bad := range [][]string{{"--set", "certManager.enabled=true", "--set", "tls.enabled=false"},
+		{"--set", "certManager.enabled=true", "--set", "tls.secretName=mine"}} {
+		if objs, err := helmtest.Template(t, bad...); err == nil || !strings.Contains(err.Error(), "certManager.enabled") {
+			t.Errorf("%q: rendered %s, err %v; want an error naming certManager.enabled", bad, names(objs), err)
+		}
+	}
+}
+
+// TestChartPlaintext: only an explicit tls.enabled=false serves plaintext; then nothing TLS is rendered. (NOTES.txt
+// and its warning are checked by TestChartInstallUpgrade: helm template does not render notes.)
+func TestChartPlaintext(t *testing.T) {
+	objs := render(t, "--set", "tls.enabled=false")
+	if got := helmtest.OfKind(objs, "Secret", "Certificate", "Issuer"); len(got) != 0 {
+		t.Errorf("rendered %s without TLS", names(got))
+	}
+	dep := typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release)
+	c := container(t, dep)
+	if hasArg(c.Args, "--tls-") || hasArg(c.Args, "--admin-operators") {
+		t.Errorf("TLS flags without TLS: %q", c.Args)
+	}
+	for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe, "startup": c.StartupProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Scheme != corev1.URISchemeHTTP {
+			t.Errorf("%s probe %+v, want HTTP", name, p)
+		}
+	}
+	if len(c.VolumeMounts) != 0 || len(dep.Spec.Template.Spec.Volumes) != 0 {
+		t.Errorf("volumes %+v mounts %+v without TLS", dep.Spec.Template.Spec.Volumes, c.VolumeMounts)
+	}
+	for _, p := range typed[corev1.Service](t, objs, "Service", helmtest.Release).Spec.Ports {
+		if p.Name != "xds-grpc" && (p.AppProtocol == nil || *p.AppProtocol != "http") {
+			t.Errorf("port %+v, want appProtocol http", p)
+		}
+	}
+	// The NetworkPolicy stays.
+	networkPolicy(t, objs)
+}
+
+func networkPolicy(t *testing.T, objs []*unstructured.Unstructured) *networkingv1.NetworkPolicy {
+	t.Helper()
+	return typed[networkingv1.NetworkPolicy](t, objs, "NetworkPolicy", helmtest.Release)
+}
+
+// ingressPorts returns the ports of a rule, as "TCP/18000".
+func ingressPorts(r networkingv1.NetworkPolicyIngressRule) []string {
+	var out []string
+	for _, p := range r.Ports {
+		proto := "TCP"
+		if p.Protocol != nil {
+			proto = string(*p.Protocol)
+		}
+		port := "all"
+		if p.Port != nil {
+			port = p.Port.String()
+		}
+		out = append(out, proto+"/"+port)
+	}
+	return out
+}
+
+// adminRule returns the rule of the admin and metrics ports, or nil.
+func adminRule(t *testing.T, np *networkingv1.NetworkPolicy) *networkingv1.NetworkPolicyIngressRule {
+	t.Helper()
+	for i, r := range np.Spec.Ingress {
+		if slices.Equal(ingressPorts(r), []string{"TCP/19000", "TCP/19001"}) {
+			return &np.Spec.Ingress[i]
+		}
+	}
+	return nil
+}
+
+// adminNamespaces returns the namespaces the admin and metrics ports are open to by name.
+func adminNamespaces(t *testing.T, np *networkingv1.NetworkPolicy) []string {
+	t.Helper()
+	r := adminRule(t, np)
+	if r == nil {
+		return nil
+	}
+	var out []string
+	for _, peer := range r.From {
+		if peer.NamespaceSelector == nil || peer.PodSelector != nil {
+			continue
+		}
+		for _, e := range peer.NamespaceSelector.MatchExpressions {
+			if e.Key == "kubernetes.io/metadata.name" && e.Operator == metav1.LabelSelectorOpIn {
+				out = append(out, e.Values...)
+			}
+		}
+	}
+	return out
+}
+
+// TestChartNetworkPolicy: ingress to the control plane's pods only on the xDS port from sidecar pods of any
+// namespace (and extraFrom), on the admin and metrics ports only from the named namespaces (and extraFrom);
+// egress is not restricted. No rule of any render is open to everyone.
+func TestChartNetworkPolicy(t *testing.T) {
+	objs := render(t)
+	np := networkPolicy(t, objs)
+	dep := typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release)
+	if !maps.Equal(np.Spec.PodSelector.MatchLabels, dep.Spec.Selector.MatchLabels) || len(np.Spec.PodSelector.MatchExpressions) != 0 {
+		t.Errorf("podSelector %+v, want the Deployment's selector %v", np.Spec.PodSelector, dep.Spec.Selector.MatchLabels)
+	}
+	if !slices.Equal(np.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) || len(np.Spec.Egress) != 0 {
+		t.Errorf("policyTypes %v egress %+v, want ingress only (egress open)", np.Spec.PolicyTypes, np.Spec.Egress)
+	}
+	if len(np.Spec.Ingress) != 2 {
+		t.Fatalf("ingress %+v, want a rule for xDS and one for admin and metrics", np.Spec.Ingress)
+	}
+	xds := np.Spec.Ingress[0]
+	if !slices.Equal(ingressPorts(xds), []string{"TCP/18000"}) || len(xds.From) != 1 {
+		t.Fatalf("xDS rule %+v", xds)
+	}
+	peer := xds.From[0]
+	if peer.NamespaceSelector == nil || len(peer.NamespaceSelector.MatchLabels)+len(peer.NamespaceSelector.MatchExpressions) != 0 ||
+		peer.PodSelector == nil || !maps.Equal(peer.PodSelector.MatchLabels, map[string]string{"rocketpilot.io/sidecar": "true"}) || peer.IPBlock != nil {
+		t.Errorf("xDS peer %+v, want pods labelled rocketpilot.io/sidecar=true in every namespace", peer)
+	}
+	if got := adminNamespaces(t, np); !slices.Equal(got, []string{helmtest.Namespace}) || len(adminRule(t, np).From) != 1 {
+		t.Errorf("admin and metrics rule %+v, want the release namespace only", adminRule(t, np))
+	}
+
+	// extraFrom peers are added to their rule; with no admin peer at all, the admin rule goes (an empty one
+	// would admit everyone).
+	objs = render(t, "--values", "ci/cert-manager-values.yaml", "--set", "networkPolicy.adminFrom.releaseNamespace=false")
+	np = networkPolicy(t, objs)
+	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].From) != 2 || np.Spec.Ingress[0].From[1].PodSelector == nil ||
+		np.Spec.Ingress[0].From[1].PodSelector.MatchLabels["app.kubernetes.io/name"] != "envoy" {
+		t.Errorf("ingress %+v, want the xDS rule with the sidecars and the Envoys of extraFrom, and no admin rule", np.Spec.Ingress)
+	}
+	objs = render(t, "--set", "networkPolicy.adminFrom.releaseNamespace=false", "--set", "networkPolicy.adminFrom.namespaces={monitoring,ops}",
+		"--set", "networkPolicy.adminFrom.extraFrom[0].ipBlock.cidr=10.0.0.0/8")
+	np = networkPolicy(t, objs)
+	if r := adminRule(t, np); r == nil || !slices.Equal(adminNamespaces(t, np), []string{"monitoring", "ops"}) || len(r.From) != 2 ||
+		r.From[1].IPBlock == nil || r.From[1].IPBlock.CIDR != "10.0.0.0/8" {
+		t.Errorf("admin rule %+v, want the namespaces monitoring and ops and the ipBlock", r)
+	}
+	if got := helmtest.OfKind(render(t, "--set", "networkPolicy.enabled=false"), "NetworkPolicy"); len(got) != 0 {
+		t.Errorf("rendered %s with networkPolicy.enabled=false", names(got))
+	}
+
+	for _, v := range variants {
+		for _, o := range helmtest.OfKind(render(t, v.args...), "NetworkPolicy") {
+			np := typed[networkingv1.NetworkPolicy](t, []*unstructured.Unstructured{o}, "NetworkPolicy", o.GetName())
+			for _, r := range np.Spec.Ingress {
+				if len(r.From) == 0 || len(r.Ports) == 0 {
+					t.Errorf("%s: ingress rule %+v admits every source or every port", v.name, r)
+				}
+				for _, p := range r.From {
+					if p.NamespaceSelector == nil && p.PodSelector == nil && p.IPBlock == nil {
+						t.Errorf("%s: an empty peer in %+v", v.name, r)
+					}
+				}
+			}
+		}
 	}
 }
 
@@ -504,7 +855,8 @@ func TestChartSchemaRejectsInvalidValues(t *testing.T) {
 		{"replicaCount: two", "replicaCount"},
 		{"namesrv: [\"no-port\"]", "namesrv"},
 		{"pprof: \"yes\"", "pprof"},
-		{"tls:\n  enabled: true", "secretName"},
+		{"tls:\n  secretName: My_Secret", "secretName"},
+		{"tls:\n  clientCA: \"no\"", "clientCA"},
 		{"image:\n  pullPolicy: Sometimes", "pullPolicy"},
 		{"serviceMonitor:\n  interval: often", "interval"},
 		{"shutdown:\n  delaySeconds: -1", "delaySeconds"},
@@ -514,8 +866,21 @@ func TestChartSchemaRejectsInvalidValues(t *testing.T) {
 		{"transientObjectLifeSpan: 30", "transientObjectLifeSpan"},
 		{"replicas: 3", "replicas"},
 		{"leaderElection:\n  enabled: false", "leaderElection.enabled"},
-		{"pprof: true", "pprof"},
-		{"pprof: true\ntls:\n  enabled: true\n  secretName: s", "pprof"},
+		{"pprof: true\ntls:\n  enabled: false", "pprof"},
+		{"pprof: true\ntls:\n  clientCA: false", "pprof"},
+		{"certManager:\n  enabled: \"yes\"", "certManager"},
+		{"certManager:\n  issuer: x", "issuer"},
+		{"certManager:\n  enabled: true\ntls:\n  enabled: false", "certManager.enabled"},
+		{"certManager:\n  enabled: true\ntls:\n  secretName: mine", "certManager.enabled"},
+		{"networkPolicy:\n  enable: true", "enable"},
+		{"networkPolicy:\n  enabled: 1", "networkPolicy"},
+		{"networkPolicy:\n  adminFrom:\n    namespaces: [Monitoring_NS]", "namespaces"},
+		{"networkPolicy:\n  adminFrom:\n    namespaces: monitoring", "namespaces"},
+		{"networkPolicy:\n  xdsFrom:\n    extraFrom: [{}]", "extraFrom"},
+		{"networkPolicy:\n  xdsFrom:\n    extraFrom: [{podSelecter: {}}]", "podSelecter"},
+		{"networkPolicy:\n  adminFrom:\n    extraFrom: [{ipBlock: {except: [10.1.0.0/16]}}]", "cidr"},
+		{"networkPolicy:\n  xdsFrom:\n    podSelector: {matchLabels: {rocketpilot.io/sidecar: true}}", "matchLabels"},
+		{"networkPolicy:\n  xdsFrom:\n    podSelector: {matchExpressions: [{key: a, operator: Is}]}", "operator"},
 		{"podDisruptionBudget:\n  minAvailable: 2", "podDisruptionBudget.minAvailable"},
 	} {
 		t.Run(strings.ReplaceAll(tc.values, "\n", " "), func(t *testing.T) {
@@ -563,7 +928,9 @@ func TestChartCRDs(t *testing.T) {
 }
 
 // TestChartAppliesToAPIServer applies every manifest of every render, and the chart's CRDs, with a server-side
-// apply dry run against a real kube-apiserver: its validation and admission accept them all.
+// apply dry run against a real kube-apiserver: its validation and admission accept them all. The kinds of other
+// projects' CRDs (ServiceMonitor, cert-manager's Certificate and Issuer) are checked against stand-ins of those
+// CRDs in testdata/crds, which accept any spec: the API server checks their metadata only.
 func TestChartAppliesToAPIServer(t *testing.T) {
 	env := kubetest.StartT(t, filepath.Join("testdata", "crds"))
 	c, err := client.New(env.Config, client.Options{})
@@ -593,7 +960,8 @@ func TestChartAppliesToAPIServer(t *testing.T) {
 			applied[o.GetKind()] = true
 		}
 	}
-	for _, k := range []string{"Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "PodDisruptionBudget", "ServiceMonitor"} {
+	for _, k := range []string{"Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "PodDisruptionBudget",
+		"ServiceMonitor", "Secret", "NetworkPolicy", "Certificate", "Issuer"} {
 		if !applied[k] {
 			t.Errorf("no %s applied", k)
 		}
@@ -613,5 +981,108 @@ func TestChartAppliesToAPIServer(t *testing.T) {
 	}
 	if err := apply(bad); !apierrors.IsInvalid(err) {
 		t.Errorf("a Deployment with an invalid port name: %v, want Invalid", err)
+	}
+}
+
+// helmAt runs helm in the chart's directory against the API server of kubeconfig, with its homes in a temporary
+// directory, and returns its output (stdout and stderr).
+func helmAt(t *testing.T, kubeconfig string, args ...string) string {
+	t.Helper()
+	home := t.TempDir()
+	cmd := exec.Command(helmtest.Helm(t), args...)
+	cmd.Dir = helmtest.ChartDir(t)
+	cmd.Env = append(os.Environ(),
+		"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
+		"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
+		"HELM_DATA_HOME="+filepath.Join(home, "data"),
+		"KUBECONFIG="+kubeconfig)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestChartInstallUpgrade installs the chart for real into an API server (envtest: nothing runs the pods) and
+// upgrades it: the generated CA and serving certificate are kept across upgrades (Helm's lookup), the serving
+// certificate is re-issued from the same CA once it expires within 30 days, and NOTES warn of plaintext when
+// tls.enabled=false.
+func TestChartInstallUpgrade(t *testing.T) {
+	env := kubetest.StartT(t)
+	kubeconfig := kubetest.Kubeconfig(t, env)
+	c := kubetest.Client(t, env)
+	ctx := context.Background()
+	secrets := func() (ca, srv *corev1.Secret) {
+		t.Helper()
+		ca, srv = new(corev1.Secret), new(corev1.Secret)
+		for name, s := range map[string]*corev1.Secret{caSecret: ca, tlsSecret: srv} {
+			if err := c.Get(ctx, client.ObjectKey{Namespace: helmtest.Namespace, Name: name}, s); err != nil {
+				t.Fatalf("get Secret %s: %v", name, err)
+			}
+		}
+		return ca, srv
+	}
+	upgrade := func(args ...string) string {
+		t.Helper()
+		return helmAt(t, kubeconfig, append([]string{"upgrade", helmtest.Release, ".", "--namespace", helmtest.Namespace}, args...)...)
+	}
+
+	notes := helmAt(t, kubeconfig, "install", helmtest.Release, ".", "--namespace", helmtest.Namespace, "--create-namespace")
+	if strings.Contains(notes, "WARNING") || strings.Contains(notes, "PLAINTEXT") ||
+		!strings.Contains(notes, "get secret "+tlsSecret) || !strings.Contains(notes, "rocketctl --server https://") {
+		t.Errorf("install NOTES, want TLS and no warning:\n%s", notes)
+	}
+	ca0, srv0 := secrets()
+	checkGeneratedSecrets(t, ca0, srv0, helmtest.Release)
+	var dep appsv1.Deployment
+	if err := c.Get(ctx, client.ObjectKey{Namespace: helmtest.Namespace, Name: helmtest.Release}, &dep); err != nil {
+		t.Fatal(err)
+	}
+	checkServesTLS(t, &dep, tlsSecret, true)
+
+	// An upgrade keeps both.
+	upgrade()
+	ca1, srv1 := secrets()
+	if !maps.EqualFunc(ca1.Data, ca0.Data, bytes.Equal) || !maps.EqualFunc(srv1.Data, srv0.Data, bytes.Equal) ||
+		srv1.Annotations[notAfterKey] != srv0.Annotations[notAfterKey] {
+		t.Fatalf("an upgrade changed the certificates")
+	}
+
+	// A serving certificate within 30 days of its expiry, or of an unknown one, is re-issued from the same CA.
+	for _, notAfter := range []string{time.Now().Add(29 * 24 * time.Hour).UTC().Format(time.RFC3339), "soon"} {
+		srv1.Annotations[notAfterKey] = notAfter
+		if err := c.Update(ctx, srv1); err != nil {
+			t.Fatal(err)
+		}
+		upgrade()
+		ca2, srv2 := secrets()
+		if !maps.EqualFunc(ca2.Data, ca0.Data, bytes.Equal) {
+			t.Errorf("not after %s: the upgrade replaced the CA", notAfter)
+		}
+		if bytes.Equal(srv2.Data["tls.crt"], srv1.Data["tls.crt"]) || bytes.Equal(srv2.Data["tls.key"], srv1.Data["tls.key"]) {
+			t.Errorf("not after %s: the upgrade kept the serving certificate", notAfter)
+		}
+		checkGeneratedSecrets(t, ca2, srv2, helmtest.Release)
+		srv1 = srv2
+	}
+	// ...and one with more than 30 days left is kept.
+	srv1.Annotations[notAfterKey] = time.Now().Add(31 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	if err := c.Update(ctx, srv1); err != nil {
+		t.Fatal(err)
+	}
+	upgrade()
+	if _, srv2 := secrets(); !maps.EqualFunc(srv2.Data, srv1.Data, bytes.Equal) {
+		t.Errorf("the upgrade re-issued a serving certificate with 31 days left")
+	}
+
+	// Plaintext only when asked, with a warning; the generated Secrets go.
+	notes = upgrade("--set", "tls.enabled=false")
+	if !strings.Contains(notes, "WARNING: tls.enabled=false") || !strings.Contains(notes, "PLAINTEXT") || !strings.Contains(notes, "rocketctl --server http://") {
+		t.Errorf("NOTES with tls.enabled=false, want a warning of plaintext:\n%s", notes)
+	}
+	for _, name := range []string{caSecret, tlsSecret} {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: helmtest.Namespace, Name: name}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+			t.Errorf("Secret %s after tls.enabled=false: %v, want NotFound", name, err)
+		}
 	}
 }

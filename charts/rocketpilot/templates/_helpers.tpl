@@ -70,6 +70,43 @@ app.kubernetes.io/part-of: rocketpilot
 {{- printf "%s.%s.svc" (include "rocketpilot.fullname" .) .Release.Namespace }}
 {{- end }}
 
+{{/* Every DNS name of the Service, as a JSON list: the serving certificate names them all. */}}
+{{- define "rocketpilot.serviceDNSNames" -}}
+{{- $svc := include "rocketpilot.fullname" . }}
+{{- $ns := .Release.Namespace }}
+{{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) | toJson }}
+{{- end }}
+
+{{/* Where the serving certificate comes from: "secret" (tls.secretName, the user's), "certManager", "generated"
+(Helm's genCA at install), or "" without TLS. */}}
+{{- define "rocketpilot.tlsSource" -}}
+{{- if not .Values.tls.enabled }}
+{{- else if .Values.tls.secretName }}secret
+{{- else if .Values.certManager.enabled }}certManager
+{{- else }}generated
+{{- end }}
+{{- end }}
+
+{{/* The Secret the serving certificate is mounted from (tls.crt, tls.key, ca.crt): tls.secretName, or the chart's
+own. */}}
+{{- define "rocketpilot.tlsSecretName" -}}
+{{- .Values.tls.secretName | default (printf "%s-tls" (include "rocketpilot.fullname" .)) }}
+{{- end }}
+
+{{/* The Secret of the chart's CA (generated: ca.crt, ca.key; cert-manager: tls.crt, tls.key, ca.crt). */}}
+{{- define "rocketpilot.caSecretName" -}}
+{{- printf "%s-ca" (include "rocketpilot.fullname" .) }}
+{{- end }}
+
+{{/* The namespaces the NetworkPolicy opens the admin and metrics ports to, as a JSON list. */}}
+{{- define "rocketpilot.adminNamespaces" -}}
+{{- $namespaces := .Values.networkPolicy.adminFrom.namespaces | default list }}
+{{- if .Values.networkPolicy.adminFrom.releaseNamespace }}
+{{- $namespaces = concat (list .Release.Namespace) $namespaces | uniq }}
+{{- end }}
+{{- $namespaces | toJson }}
+{{- end }}
+
 {{/* The arguments of `rocketpilot serve`. */}}
 {{- define "rocketpilot.args" -}}
 - serve
