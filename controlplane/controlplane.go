@@ -143,6 +143,9 @@ func (cp *ControlPlane) Addr() string { return cp.stack.Addr() }
 // AdminAddr is the admin listener's address ("" without one).
 func (cp *ControlPlane) AdminAddr() string { return addrOf(cp.http.admin) }
 
+// CertificatesAddr is the workload CA's address ("" when it is not served).
+func (cp *ControlPlane) CertificatesAddr() string { return addrOf(cp.http.certificates) }
+
 // MetricsAddr is the metrics listener's address ("" when metrics are served on the admin address).
 func (cp *ControlPlane) MetricsAddr() string { return addrOf(cp.http.metrics) }
 
@@ -325,6 +328,9 @@ func (cp *ControlPlane) collectors() []prometheus.Collector {
 	}
 	if id := cp.cfg.Stack.Server.Identity; id != nil {
 		cs = append(cs, id)
+	}
+	if a := cp.cfg.Admin.Certificates; a != nil {
+		cs = append(cs, a)
 	}
 	if cp.files != nil {
 		cs = append(cs, controllers.FileStatusCollector(cp.files))

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/rocketpilot/rocketpilot/dashboard"
 	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
+	"github.com/rocketpilot/rocketpilot/workloadca"
 	"github.com/rocketpilot/rocketpilot/xds/server"
 )
 
@@ -38,13 +40,18 @@ type AdminConfig struct {
 	Version string
 	// ChartPeriod is the period of one point of the dashboard's charts (5s when zero).
 	ChartPeriod time.Duration
+	// Certificates, when set, is the workload CA sidecars get their client certificates from, served on
+	// CertificatesAddr over TLS without a client certificate (a sidecar has none yet: the CA authenticates it by its
+	// service account token).
+	Certificates     *workloadca.Authority
+	CertificatesAddr string
 }
 
 // httpListeners are the admin and metrics listeners, opened by New.
 type httpListeners struct {
-	admin, metrics net.Listener
-	tls            bool
-	mutualTLS      bool
+	admin, metrics, certificates net.Listener
+	tls                          bool
+	mutualTLS                    bool
 }
 
 func listenHTTP(cfg AdminConfig, certs *tlsreload.Reloader) (*httpListeners, error) {
@@ -56,6 +63,18 @@ func listenHTTP(cfg AdminConfig, certs *tlsreload.Reloader) (*httpListeners, err
 	if h.metrics, err = listen(cfg.MetricsAddr, "metrics", certs); err != nil {
 		h.close()
 		return nil, err
+	}
+	if cfg.Certificates != nil {
+		if certs == nil {
+			h.close()
+			return nil, errors.New("the workload CA is served over TLS only: it needs the server certificate")
+		}
+		lis, err := net.Listen("tcp", cfg.CertificatesAddr)
+		if err != nil {
+			h.close()
+			return nil, fmt.Errorf("workload CA listener: %w", err)
+		}
+		h.certificates = tls.NewListener(lis, certs.ServerConfig(tls.NoClientCert, "http/1.1"))
 	}
 	return h, nil
 }
@@ -78,7 +97,7 @@ func listen(addr, what string, certs *tlsreload.Reloader) (net.Listener, error) 
 }
 
 func (h *httpListeners) close() {
-	for _, l := range []net.Listener{h.admin, h.metrics} {
+	for _, l := range []net.Listener{h.admin, h.metrics, h.certificates} {
 		if l != nil {
 			l.Close()
 		}
@@ -89,6 +108,10 @@ func (h *httpListeners) close() {
 // until ctx ends.
 func (cp *ControlPlane) serveHTTP(ctx context.Context) {
 	h, cfg := cp.http, cp.cfg.Admin
+	if h.certificates != nil {
+		cp.serve(ctx, "certificates", h.certificates, cfg.Certificates.Handler())
+		cp.log.Info("serving the workload CA", "addr", h.certificates.Addr().String())
+	}
 	if h.admin == nil && h.metrics == nil {
 		return
 	}

@@ -31,6 +31,7 @@ type Source struct {
 	client    *http.Client
 	log       *slog.Logger
 	cur       atomic.Pointer[tls.Certificate]
+	fetched   atomic.Int64 // when cur was obtained, in Unix nanoseconds: its life is counted from then (NotBefore is backdated)
 	renewals  atomic.Int64
 }
 
@@ -91,9 +92,14 @@ func (s *Source) Fetch(ctx context.Context) error {
 			return err
 		}
 	}
+	s.fetched.Store(time.Now().UnixNano())
 	s.cur.Store(&cert)
 	s.renewals.Add(1)
-	s.log.Info("workload certificate", "id", cert.Leaf.URIs, "notAfter", cert.Leaf.NotAfter)
+	var ids []string
+	for _, u := range cert.Leaf.URIs {
+		ids = append(ids, u.String())
+	}
+	s.log.Info("workload certificate", "id", strings.Join(ids, " "), "notAfter", cert.Leaf.NotAfter)
 	return nil
 }
 
@@ -118,8 +124,8 @@ func (s *Source) Run(ctx context.Context, minBackoff time.Duration) {
 	for {
 		wait := backoff
 		if c := s.cur.Load(); c != nil && !failed {
-			life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore)
-			wait = max(time.Until(c.Leaf.NotBefore.Add(life*2/3)), minBackoff)
+			from := time.Unix(0, s.fetched.Load())
+			wait = max(time.Until(from.Add(c.Leaf.NotAfter.Sub(from)*2/3)), minBackoff)
 		}
 		t := time.NewTimer(wait)
 		select {

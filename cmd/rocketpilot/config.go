@@ -17,10 +17,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/rocketpilot/rocketpilot/controlplane"
 	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
 	"github.com/rocketpilot/rocketpilot/nameserver/client"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
+	"github.com/rocketpilot/rocketpilot/workloadca"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
 	"github.com/rocketpilot/rocketpilot/xds/server"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
@@ -112,10 +115,35 @@ func (o *serveOptions) config(log *slog.Logger, level *slog.LevelVar) (controlpl
 		// (workqueues, API clients, leader election).
 		cfg.Sources.Kubernetes = &kubeSource{o: &o.kube, log: log}
 		cfg.Admin.Gatherers = prometheus.Gatherers{ctrlmetrics.Registry}
+		if o.ca.addr != "" {
+			if cfg.Admin.Certificates, err = o.ca.authority(&o.kube, log.With("component", "certificates")); err != nil {
+				return controlplane.Config{}, err
+			}
+			cfg.Admin.CertificatesAddr = o.ca.addr
+		}
 	} else {
 		cfg.Admin.Collectors = append(cfg.Admin.Collectors, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	return cfg, nil
+}
+
+// caOptions are the workload CA's flags.
+type caOptions struct {
+	addr, cert, key, trustDomain string
+	ttl                          time.Duration
+}
+
+// authority loads the CA, which reviews sidecars' tokens with the Kubernetes API.
+func (c *caOptions) authority(kube *kubeOptions, log *slog.Logger) (*workloadca.Authority, error) {
+	rc, err := kube.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	return workloadca.Load(c.cert, c.key, workloadca.TokenReviewer{Client: cs}, workloadca.Options{TrustDomain: c.trustDomain, TTL: c.ttl, Logger: log})
 }
 
 // validate checks serve's flags, in one place, before anything starts: the combinations, and the values the parts
@@ -164,6 +192,9 @@ func (o *serveOptions) validate() ([]string, error) {
 	}
 	if o.tls.ClientCA != "" && o.tls.Cert == "" {
 		return nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first")
+	}
+	if o.ca.addr != "" && (!o.kube.enabled || o.tls.Cert == "" || o.ca.cert == "" || o.ca.key == "") {
+		return nil, errors.New("--ca-address needs --kubernetes (tokens are reviewed by the API server), --tls-cert and --tls-key (it is served over TLS), and --ca-cert and --ca-key")
 	}
 	if o.identityCheck != "on" && o.identityCheck != "off" {
 		return nil, fmt.Errorf(`--xds-identity-check %q: want "on" or "off"`, o.identityCheck)

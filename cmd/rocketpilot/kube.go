@@ -76,13 +76,22 @@ func (k *kubeOptions) addFlags(f *pflag.FlagSet) {
 // reconcilers only feed the model, which keeps serving meanwhile, so losing leadership costs no xDS stream.
 //
 // Every manager runs in wg: waiting for it after ctx ends waits for the release of the Lease.
-func (k *kubeOptions) startManager(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger, opts controllers.Options) (ctrl.Manager, error) {
-	ctrl.SetLogger(logr.FromSlogHandler(log.With("component", "controllers").Handler()))
+// restConfig is the Kubernetes API's client configuration: --kubeconfig and --kube-context, else in-cluster.
+func (k *kubeOptions) restConfig() (*rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = k.kubeconfig
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: k.context}).ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+func (k *kubeOptions) startManager(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger, opts controllers.Options) (ctrl.Manager, error) {
+	ctrl.SetLogger(logr.FromSlogHandler(log.With("component", "controllers").Handler()))
+	cfg, err := k.restConfig()
+	if err != nil {
+		return nil, err
 	}
 	first, err := k.newManager(cfg, opts)
 	if err != nil {

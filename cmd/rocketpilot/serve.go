@@ -57,6 +57,7 @@ type serveOptions struct {
 	compression    string
 	identityCheck  string
 	strictScope    bool
+	ca             caOptions
 	configDir      string
 	configPoll     time.Duration
 	syncTimeout    time.Duration
@@ -114,6 +115,11 @@ TopicRoutes and TopicBindings come from the Kubernetes API (--kubernetes) or fro
 	f.StringVar(&o.adminAddr, "admin-address", "127.0.0.1:19000", "listen address of the admin HTTP API and the web dashboard (at /); empty disables it")
 	f.DurationVar(&o.chartPeriod, "dashboard-chart-period", 5*time.Second, "the period of one point of the dashboard's charts (pushes, NACKs, changes); they show the last 120")
 	f.StringVar(&o.identityCheck, "xds-identity-check", "on", `under mutual TLS (--tls-client-ca), refuse xDS requests whose node id or namespace the client certificate does not name (a spiffe://…/ns/NS/node/ID or …/ns/NS/sa/SA URI, or the node id as a DNS name; docs/operations.md): "on" or "off" (for Envoys whose certificates carry no such name)`)
+	f.StringVar(&o.ca.addr, "ca-address", "", "listen address of the workload CA, where sidecars get their client certificates with a service account token (needs --kubernetes, --tls-cert and --ca-cert); empty disables it")
+	f.StringVar(&o.ca.cert, "ca-cert", "", "PEM certificate of the CA that signs sidecars' certificates (the chart's CA Secret)")
+	f.StringVar(&o.ca.key, "ca-key", "", "PEM key of --ca-cert")
+	f.StringVar(&o.ca.trustDomain, "ca-trust-domain", "cluster.local", "trust domain of the SPIFFE ids of sidecars' certificates (spiffe://DOMAIN/ns/NAMESPACE/sa/SERVICE-ACCOUNT)")
+	f.DurationVar(&o.ca.ttl, "ca-workload-ttl", 24*time.Hour, "lifetime of sidecars' certificates; they renew at two thirds of it")
 	f.BoolVar(&o.strictScope, "xds-strict-scope", false, "make every node's TopicBindings an access boundary (as a TopicBinding's spec.strict does for the nodes it selects): a node may subscribe only to the topics its bindings grant; another is answered as not found and never served")
 	f.StringVar(&o.compression, "xds-compression", "gzip", `compress xDS responses to clients that accept it: "gzip" or "none" (Envoy's own gRPC client accepts none and gets plain responses)`)
 	f.DurationVar(&o.window, "coalesce-window", 100*time.Millisecond, "changes within this window are pushed together")

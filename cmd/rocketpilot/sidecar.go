@@ -29,6 +29,7 @@ import (
 	"github.com/rocketpilot/rocketpilot/dataplane"
 	"github.com/rocketpilot/rocketpilot/internal/sidecaradmin"
 	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
+	"github.com/rocketpilot/rocketpilot/workloadca"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
 )
 
@@ -40,6 +41,7 @@ type sidecarOptions struct {
 	namespace, labelsFile                 string
 	labels                                map[string]string
 	pprof                                 bool
+	caServer, tokenFile                   string
 }
 
 func newSidecarCommand() *cobra.Command {
@@ -74,24 +76,57 @@ brokers by the send weights and drains, everything else to its broker group.`,
 	f.StringVar(&o.tlsCA, "tls-ca", "", "PEM CAs that sign rocketpilot's certificate: xDS is reached over TLS")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "PEM client certificate, for a rocketpilot serving mutual TLS")
 	f.StringVar(&o.tlsKey, "tls-key", "", "PEM key of --tls-cert")
+	f.StringVar(&o.caServer, "ca-server", "", "rocketpilot's workload CA (https://HOST:PORT, verified with --tls-ca): instead of --tls-cert, the sidecar gets its client certificate there with its service account token (--token-file), and renews it")
+	f.StringVar(&o.tokenFile, "token-file", "/var/run/secrets/rocketpilot/token", "a projected service account token of audience "+workloadca.Audience+", for --ca-server")
 	f.StringVar(&o.tlsServerName, "tls-server-name", "", "name to verify rocketpilot's certificate against (the host of --xds-server when empty)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	return cmd
 }
 
-func (o *sidecarOptions) dialOptions() ([]grpc.DialOption, error) {
-	if o.tlsCA == "" && o.tlsCert == "" && o.tlsKey == "" {
+// dialOptions secures the xDS connection: plaintext, TLS, or mutual TLS with --tls-cert or with the certificate
+// of certs (the workload CA's, --ca-server).
+func (o *sidecarOptions) dialOptions(certs *workloadca.Source) ([]grpc.DialOption, error) {
+	if o.tlsCA == "" && o.tlsCert == "" && o.tlsKey == "" && certs == nil {
 		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
 	}
 	if o.tlsCA == "" {
-		return nil, errors.New("--tls-cert and --tls-key need --tls-ca")
+		return nil, errors.New("--tls-cert and --tls-key, and --ca-server, need --tls-ca")
 	}
 	cfg, err := tlsreload.ClientConfig(o.tlsCA, o.tlsCert, o.tlsKey, o.tlsServerName)
 	if err != nil {
 		return nil, err
 	}
+	if certs != nil {
+		cfg.GetClientCertificate = certs.GetClientCertificate
+	}
 	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}, nil
+}
+
+// workloadCertificates starts getting the sidecar's certificate from --ca-server, and renewing it, until ctx ends;
+// nil without --ca-server. The first try is made at once: the first xDS connection usually has it.
+func (o *sidecarOptions) workloadCertificates(ctx context.Context, log *slog.Logger) (*workloadca.Source, error) {
+	if o.caServer == "" {
+		return nil, nil
+	}
+	if o.tlsCert != "" || o.tlsKey != "" {
+		return nil, errors.New("--ca-server gives the client certificate: leave out --tls-cert and --tls-key")
+	}
+	if o.tlsCA == "" {
+		return nil, errors.New("--ca-server needs --tls-ca, the CA of rocketpilot's certificate")
+	}
+	caTLS, err := tlsreload.ClientConfig(o.tlsCA, "", "", o.tlsServerName)
+	if err != nil {
+		return nil, err
+	}
+	src := workloadca.NewSource(o.caServer, o.tokenFile, caTLS, log.With("component", "certificates"))
+	first, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := src.Fetch(first); err != nil {
+		log.Warn("no workload certificate yet; retrying", "err", err)
+	}
+	go src.Run(ctx, time.Second)
+	return src, nil
 }
 
 // metadata is the node metadata the sidecar sends: NAMESPACE and LABELS, as an Istio-bootstrapped Envoy's, so that
@@ -133,7 +168,11 @@ func (o *sidecarOptions) run(ctx context.Context, logOut io.Writer) error {
 	if _, _, err := net.SplitHostPort(o.xds); err != nil {
 		return fmt.Errorf("--xds-server %q: %w", o.xds, err)
 	}
-	dopts, err := o.dialOptions()
+	certs, err := o.workloadCertificates(ctx, log)
+	if err != nil {
+		return err
+	}
+	dopts, err := o.dialOptions(certs)
 	if err != nil {
 		return err
 	}
