@@ -5,17 +5,27 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
+
+	"github.com/rocketpilot/rocketpilot/workloadca"
 )
 
 // injectOptions are kube-inject's flags.
 type injectOptions struct {
 	file, image, controlPlane, listen string
+	tls                               bool   // the sidecar reaches rocketpilot over mutual TLS, its certificate from the workload CA
+	caPort                            int    // the workload CA's port on the control plane's host
+	caConfigMap                       string // the ConfigMap of the CA certificate, in the workload's namespace
+	caCert                            string // a file of that CA certificate: the ConfigMap is printed too
+	caPEM                             []byte
 }
 
 // The names kube-inject gives what it adds, and the annotation that marks an injected pod template.
@@ -27,6 +37,12 @@ const (
 	// sidecarLabel marks the pods that carry the sidecar: the chart's NetworkPolicy lets them (and only them, with
 	// the Envoys its values name) reach xDS.
 	sidecarLabel = "rocketpilot.io/sidecar"
+	// caRootVolume holds the CA certificate (the ConfigMap's ca.crt), tokenVolume the projected service account
+	// token the sidecar proves itself with to the workload CA.
+	caRootVolume = "rocketpilot-ca-root"
+	caRootDir    = "/etc/rocketpilot/ca-root"
+	tokenVolume  = "rocketpilot-token"
+	tokenDir     = "/var/run/secrets/rocketpilot"
 	// sidecarAdminPort serves the sidecar's /healthz, /readyz and /metrics on the pod's addresses, for probes.
 	sidecarAdminPort = 15021
 )
@@ -42,8 +58,14 @@ sidecar container (an init container that keeps running) running "rocketpilot si
 with its node id, namespace and labels from the downward API, NAMESRV_ADDR set to the sidecar in every
 application container, which is where RocketMQ clients read their NameServer address, and the pod label
 rocketpilot.io/sidecar=true, which the chart's NetworkPolicy admits to xDS. Other documents, and pod
-templates already injected, are printed unchanged.`,
-		Example: `  rocketctl kube-inject -f deployment.yaml | kubectl apply -f -`,
+templates already injected, are printed unchanged.
+
+With --tls (the default, as the chart serves mutual TLS by default) the sidecar verifies rocketpilot with the CA
+certificate of a ConfigMap in its namespace (--ca-configmap; --ca-cert FILE prints it too) and gets its client
+certificate from rocketpilot's workload CA (--ca-port on the control plane's host) with a projected service
+account token: it names the pod's service account, which rocketpilot's identity check binds its node to.`,
+		Example: `  kubectl -n rocketmq-system get secret rocketpilot-tls -o jsonpath='{.data.ca\.crt}' | base64 -d > ca.crt
+  rocketctl kube-inject -f deployment.yaml --ca-cert ca.crt | kubectl apply -f -`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var in io.Reader
@@ -77,6 +99,10 @@ templates already injected, are printed unchanged.`,
 	f.StringVar(&o.image, "image", "ghcr.io/rocketpilot/rocketpilot:"+imageTag(), "the sidecar's image (the rocketpilot image)")
 	f.StringVar(&o.controlPlane, "control-plane", "rocketpilot.rocketmq-system.svc:18000", "rocketpilot's xDS address, as the pods reach it")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9876", "the sidecar's NameServer address, given to the applications as NAMESRV_ADDR")
+	f.BoolVar(&o.tls, "tls", true, "reach rocketpilot over mutual TLS, as the chart serves it by default: the sidecar verifies it with the CA certificate of --ca-configmap and gets its own certificate from the workload CA with a projected service account token")
+	f.IntVar(&o.caPort, "ca-port", 18001, "the workload CA's port, on the host of --control-plane")
+	f.StringVar(&o.caConfigMap, "ca-configmap", "rocketpilot-ca-root", "the ConfigMap holding the CA certificate (ca.crt) in each workload's namespace")
+	f.StringVar(&o.caCert, "ca-cert", "", "a file of the CA certificate (ca.crt of the chart's TLS Secret): the ConfigMap of --ca-configmap is printed too, in each injected workload's namespace")
 	return cmd
 }
 
@@ -90,7 +116,18 @@ func imageTag() string {
 
 // inject returns the documents of src with the sidecar added to every pod template.
 func (o *injectOptions) inject(src []byte) ([]byte, error) {
+	if o.caCert != "" {
+		if !o.tls {
+			return nil, errors.New("--ca-cert is for --tls")
+		}
+		pemBytes, err := os.ReadFile(o.caCert)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-cert: %w", err)
+		}
+		o.caPEM = pemBytes
+	}
 	var out bytes.Buffer
+	namespaces := map[string]bool{} // of the injected workloads, for the CA ConfigMaps
 	for i, doc := range splitYAML(src) {
 		if len(bytes.TrimSpace(doc)) == 0 {
 			continue
@@ -100,6 +137,7 @@ func (o *injectOptions) inject(src []byte) ([]byte, error) {
 			return nil, fmt.Errorf("document %d: %w", i+1, err)
 		}
 		if tmpl := podTemplate(obj); tmpl != nil {
+			namespaces[nestedString(obj, "metadata", "namespace")] = true
 			if err := o.injectPod(tmpl); err != nil {
 				return nil, fmt.Errorf("document %d (%v %v): %w", i+1, obj["kind"], nestedString(obj, "metadata", "name"), err)
 			}
@@ -115,6 +153,23 @@ func (o *injectOptions) inject(src []byte) ([]byte, error) {
 		out.Write(bytes.TrimLeft(doc, "\n"))
 		if !bytes.HasSuffix(doc, []byte("\n")) {
 			out.WriteByte('\n')
+		}
+	}
+	if o.caPEM != nil {
+		for _, ns := range slices.Sorted(maps.Keys(namespaces)) {
+			meta := map[string]any{"name": o.caConfigMap}
+			if ns != "" { // else the namespace kubectl applies the workloads in
+				meta["namespace"] = ns
+			}
+			cm, err := yaml.Marshal(map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
+				"data": map[string]any{"ca.crt": string(o.caPEM)}})
+			if err != nil {
+				return nil, err
+			}
+			if out.Len() > 0 {
+				out.WriteString("---\n")
+			}
+			out.Write(cm)
 		}
 	}
 	return out.Bytes(), nil
@@ -193,11 +248,28 @@ func (o *injectOptions) injectPod(tmpl map[string]any) error {
 			"capabilities": map[string]any{"drop": []any{"ALL"}}},
 		"resources": map[string]any{"requests": map[string]any{"cpu": "50m", "memory": "32Mi"}},
 	}
+	volumes, _ := spec["volumes"].([]any)
+	volumes = append(volumes, map[string]any{"name": podinfoVolume, "downwardAPI": map[string]any{
+		"items": []any{map[string]any{"path": "labels", "fieldRef": map[string]any{"fieldPath": "metadata.labels"}}}}})
+	if o.tls {
+		host, _, err := net.SplitHostPort(o.controlPlane)
+		if err != nil {
+			return fmt.Errorf("--control-plane %q: %w", o.controlPlane, err)
+		}
+		sidecar["args"] = append(sidecar["args"].([]any), "--tls-ca", caRootDir+"/ca.crt",
+			"--ca-server", "https://"+net.JoinHostPort(host, strconv.Itoa(o.caPort)), "--token-file", tokenDir+"/token")
+		sidecar["volumeMounts"] = append(sidecar["volumeMounts"].([]any),
+			map[string]any{"name": caRootVolume, "mountPath": caRootDir, "readOnly": true},
+			map[string]any{"name": tokenVolume, "mountPath": tokenDir, "readOnly": true})
+		volumes = append(volumes,
+			map[string]any{"name": caRootVolume, "configMap": map[string]any{"name": o.caConfigMap}},
+			// A token for the workload CA only (its audience), which the kubelet renews before it expires.
+			map[string]any{"name": tokenVolume, "projected": map[string]any{"sources": []any{map[string]any{"serviceAccountToken": map[string]any{
+				"audience": workloadca.Audience, "expirationSeconds": 3600, "path": "token"}}}}})
+	}
+	spec["volumes"] = volumes
 	inits, _ := spec["initContainers"].([]any)
 	spec["initContainers"] = append([]any{sidecar}, inits...)
-	volumes, _ := spec["volumes"].([]any)
-	spec["volumes"] = append(volumes, map[string]any{"name": podinfoVolume, "downwardAPI": map[string]any{
-		"items": []any{map[string]any{"path": "labels", "fieldRef": map[string]any{"fieldPath": "metadata.labels"}}}}})
 	annotations[injectedAnnotation] = "true"
 	return nil
 }

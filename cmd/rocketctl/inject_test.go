@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/rocketpilot/rocketpilot/internal/kubetest"
+	"github.com/rocketpilot/rocketpilot/workloadca"
 )
 
 const workloads = `apiVersion: apps/v1
@@ -57,10 +58,21 @@ func TestKubeInject(t *testing.T) {
 	if err := os.WriteFile(file, []byte(workloads), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := runInject(t, "kube-inject", "-f", file, "--image", "rp:test", "--control-plane", "rp.rocketmq-system.svc:18000")
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caFile, []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := runInject(t, "kube-inject", "-f", file, "--image", "rp:test", "--control-plane", "rp.rocketmq-system.svc:18000", "--ca-cert", caFile)
 	docs := splitYAML([]byte(out))
-	if len(docs) != 3 {
-		t.Fatalf("%d documents out, want 3:\n%s", len(docs), out)
+	if len(docs) != 4 {
+		t.Fatalf("%d documents out, want 3 and the CA's ConfigMap:\n%s", len(docs), out)
+	}
+	var caRoot corev1.ConfigMap
+	if err := yaml.UnmarshalStrict(docs[3], &caRoot); err != nil {
+		t.Fatal(err)
+	}
+	if caRoot.Name != "rocketpilot-ca-root" || caRoot.Namespace != "shop" || !strings.Contains(caRoot.Data["ca.crt"], "BEGIN CERTIFICATE") {
+		t.Fatalf("the CA's ConfigMap: %+v", caRoot)
 	}
 	var dep appsv1.Deployment
 	if err := yaml.UnmarshalStrict(docs[0], &dep); err != nil {
@@ -90,8 +102,20 @@ func TestKubeInject(t *testing.T) {
 		!strings.Contains(strings.Join(sc.Args, " "), fmt.Sprintf("--admin-address :%d", sidecarAdminPort)) {
 		t.Fatalf("the startup probe must reach the admin port on the pod's address: %+v, args %v", sc.StartupProbe, sc.Args)
 	}
-	if len(pod.Volumes) != 1 || pod.Volumes[0].DownwardAPI == nil {
+	// Mutual TLS by default, as the chart serves: the CA certificate from the ConfigMap, a projected token of the
+	// workload CA's audience, and the CA's address on the control plane's host.
+	if len(pod.Volumes) != 3 || pod.Volumes[0].DownwardAPI == nil || pod.Volumes[1].ConfigMap == nil ||
+		pod.Volumes[1].ConfigMap.Name != "rocketpilot-ca-root" || pod.Volumes[2].Projected == nil ||
+		pod.Volumes[2].Projected.Sources[0].ServiceAccountToken.Audience != workloadca.Audience {
 		t.Fatalf("volumes %+v", pod.Volumes)
+	}
+	if args := strings.Join(sc.Args, " "); !strings.Contains(args, "--ca-server https://rp.rocketmq-system.svc:18001") ||
+		!strings.Contains(args, "--tls-ca /etc/rocketpilot/ca-root/ca.crt") || !strings.Contains(args, "--token-file /var/run/secrets/rocketpilot/token") {
+		t.Fatalf("sidecar args %q", args)
+	}
+	plain := runInject(t, "kube-inject", "-f", file, "--tls=false")
+	if strings.Contains(plain, "--ca-server") || strings.Contains(plain, "rocketpilot-token") || len(splitYAML([]byte(plain))) != 3 {
+		t.Fatalf("--tls=false still adds TLS:\n%s", plain)
 	}
 	if !bytes.Contains(docs[1], []byte("kind: Service")) || bytes.Contains(docs[1], []byte(sidecarName)) {
 		t.Fatalf("the Service changed:\n%s", docs[1])
