@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +20,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	authnv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -24,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -32,10 +37,13 @@ import (
 
 	"github.com/rocketpilot/rocketpilot/controllers"
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
+	"github.com/rocketpilot/rocketpilot/internal/certtest"
 	"github.com/rocketpilot/rocketpilot/internal/embeddedtest"
 	"github.com/rocketpilot/rocketpilot/internal/helmtest"
 	"github.com/rocketpilot/rocketpilot/internal/kubetest"
+	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/workloadca"
 )
 
 // apiRecorder is a reverse proxy in front of the API server that records every request and each one the API
@@ -190,6 +198,99 @@ func (r *chartRun) serveArgs(prefixes ...string) []string {
 	return args
 }
 
+// The directories the chart mounts its Secrets at: the serving certificate (tls.crt, tls.key, ca.crt) and the
+// workload CA (ca.crt, ca.key).
+const chartTLSDir, chartCADir = "/etc/rocketpilot/tls/", "/etc/rocketpilot/ca/"
+
+// serveArgsAsMounted is serveArgs with the files the chart mounts written for real: a test CA stands in for the
+// chart's (the serving certificate's ca.crt and the workload CA's are the same CA, as the chart generates them),
+// the chart's paths point at them, and the workload CA listens on a loopback port the system picks. It returns the
+// files too, for clients of the admin API and the workload CA.
+func (r *chartRun) serveArgsAsMounted(t *testing.T, prefixes ...string) ([]string, *tlsSetup) {
+	t.Helper()
+	s := newTLSSetup(t)
+	certtest.Write(t, s.dir, "ca.key", s.ca.KeyPEM(t))
+	args := r.serveArgs(prefixes...)
+	for i, a := range args {
+		if strings.HasPrefix(a, "--ca-address=") {
+			args[i] = "--ca-address=127.0.0.1:0"
+			continue
+		}
+		a = strings.ReplaceAll(a, chartTLSDir, s.dir+string(filepath.Separator))
+		a = strings.ReplaceAll(a, chartCADir, s.dir+string(filepath.Separator))
+		if strings.Contains(a, "/etc/rocketpilot/") {
+			t.Fatalf("the chart's argument %q names a file this test does not write", r.args[i])
+		}
+		args[i] = a
+	}
+	return args, s
+}
+
+// checkWorkloadCA asks the workload CA of p, as a sidecar would, for certificates: with a made-up token it answers
+// 401 and logs that the API server did not authenticate the token (a TokenReview the chart's RBAC allowed: without
+// it the reason is forbidden), and with a real projected token of the service account namespace/name (audience
+// rocketpilot) it issues a certificate naming it.
+func checkWorkloadCA(t *testing.T, p *inProcess, s *tlsSetup, env *envtest.Environment, rec *apiRecorder, namespace, name string) {
+	t.Helper()
+	ctx := context.Background()
+	base := "https://" + p.addr(t, "serving the workload CA", time.Second)
+	caTLS, err := tlsreload.ClientConfig(s.caFile, "", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: caTLS}}
+	req, err := http.NewRequest(http.MethodPost, base+workloadca.Path, strings.NewReader(`{"csr": ""}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer made-up-token")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "token not authenticated") {
+		t.Fatalf("a made-up token: %s %s, want 401: token not authenticated", resp.Status, body)
+	}
+	refusal := regexp.MustCompile(`"msg":"workload certificate refused".*"reason":"([^"]*)"`).FindStringSubmatch(
+		p.waitLog(t, "workload certificate refused", 5*time.Second))
+	if refusal == nil || strings.Contains(strings.ToLower(refusal[1]), "forbidden") || !strings.Contains(refusal[1], "token not authenticated") {
+		t.Fatalf("the workload CA refused a made-up token for %q, want: token not authenticated (the TokenReview allowed)", refusal)
+	}
+
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().ServiceAccounts(namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name,
+		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{workloadca.Audience}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := certtest.Write(t, t.TempDir(), "token", []byte(tr.Status.Token))[0]
+	src := workloadca.NewSource(base, tokenFile, caTLS, nil)
+	if err := src.Fetch(ctx); err != nil {
+		t.Fatalf("a sidecar of %s/%s: %v\nlogs:\n%s", namespace, name, err, p.logs.String())
+	}
+	leaf := src.Current().Leaf
+	want := "spiffe://cluster.local/ns/" + namespace + "/sa/" + name
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != want {
+		t.Errorf("the certificate names %v, want %s", leaf.URIs, want)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(s.ca.PEM)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("the certificate is not a client certificate of the CA: %v", err)
+	}
+	if requests, _ := rec.snapshot(); !slices.Contains(requests, "POST /apis/authentication.k8s.io/v1/tokenreviews") {
+		t.Errorf("no TokenReview went through the chart's identity; requests:\n%s", strings.Join(requests, "\n"))
+	}
+}
+
 // demoNameServer starts an embedded NameServer with the demo topics, closed when the test ends.
 func demoNameServer(t *testing.T) *embedded.NameServer { t.Helper(); return embeddedtest.StartDemo(t) }
 
@@ -238,15 +339,22 @@ func TestServeWithChartRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// serve with the chart's leader election flags (the Lease in the release namespace), faster lease timings.
-	args := run.serveArgs("--leader-elect")
+	// serve with the chart's leader election flags (the Lease in the release namespace), faster lease timings, and
+	// its TLS and workload CA flags, the files they name written.
+	args, files := run.serveArgsAsMounted(t, "--leader-elect", "--tls-", "--ca-")
 	if !slices.Contains(args, "--leader-election-namespace="+release) {
 		t.Fatalf("the chart's args %q do not put the Lease in the release namespace", chartArgs)
+	}
+	for _, flag := range []string{"--tls-cert=", "--tls-client-ca=", "--ca-address=", "--ca-cert=", "--ca-key="} {
+		if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, flag) }) {
+			t.Fatalf("the chart's args %q lack %s: TLS and the workload CA are on by default", chartArgs, flag)
+		}
 	}
 	p := serveInProcess(t, args...)
 	p.waitLog(t, "serving xDS", 60*time.Second)
 	adminAddr := p.addr(t, "serving the admin API", time.Second)
-	resp, err := http.Get("http://" + adminAddr + "/api/v1/topics/" + embedded.DemoTopic)
+	operator := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: files.clientConfig(t, true)}}
+	resp, err := operator.Get("https://" + adminAddr + "/api/v1/topics/" + embedded.DemoTopic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,6 +363,9 @@ func TestServeWithChartRBAC(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"topicRoute": "apps/drain"`) {
 		t.Fatalf("%s when xDS started serving: %s %s", embedded.DemoTopic, resp.Status, body)
 	}
+
+	// The workload CA reviews tokens as the chart's ServiceAccount.
+	checkWorkloadCA(t, p, files, env, rec, apps, "orders")
 
 	hostname, err := os.Hostname()
 	if err != nil {
@@ -443,6 +554,8 @@ func TestChartArgsAreServeFlags(t *testing.T) {
 		{"--values", "ci/ha-values.yaml"},
 		{"--values", "ci/tls-values.yaml"},
 		{"--set", "watchNamespace=team-a,leaderElection.enabled=false,replicaCount=1,extraArgs[0]=--poll-interval=10s"},
+		{"--set", "workloadCA.port=8443,workloadCA.trustDomain=prod.example.org,workloadCA.ttl=1h30m"},
+		{"--set", "workloadCA.enabled=false"},
 	} {
 		t.Run(strings.Join(append([]string{"defaults"}, values...), " "), func(t *testing.T) {
 			objs, err := helmtest.Template(t, values...)
@@ -477,6 +590,9 @@ func TestChartArgsAreServeFlags(t *testing.T) {
 				got := f.Value.String()
 				if sv, ok := f.Value.(pflag.SliceValue); ok {
 					got = strings.Join(sv.GetSlice(), ",") // list flags print as [a,b]
+				}
+				if d, err := time.ParseDuration(value); err == nil && f.Value.Type() == "duration" && got == d.String() {
+					got = value // 24h prints as 24h0m0s
 				}
 				if got != value {
 					t.Errorf("--%s is %q after parsing %q", name, got, a)
@@ -547,8 +663,16 @@ func TestServeWithChartRBACInOneNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := asChart(t, env, admin, []string{release, apps, elsewhere}, values)
-	if cluster := helmtest.OfKind(run.objs, "ClusterRole", "ClusterRoleBinding"); len(cluster) != 0 {
-		t.Fatalf("watchNamespace renders cluster-wide RBAC: %v", cluster)
+	// The one cluster-wide grant: the workload CA's TokenReviews, cluster-scoped.
+	for _, o := range helmtest.OfKind(run.objs, "ClusterRole") {
+		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+		if len(rules) != 1 || fmt.Sprint(rules[0]) != fmt.Sprint(map[string]any{"apiGroups": []any{"authentication.k8s.io"},
+			"resources": []any{"tokenreviews"}, "verbs": []any{"create"}}) {
+			t.Fatalf("watchNamespace renders the ClusterRole %s with %v: want tokenreviews create only", o.GetName(), rules)
+		}
+	}
+	if a := run.applied; a["ClusterRole"] != 1 || a["ClusterRoleBinding"] != 1 {
+		t.Fatalf("applied %v, want one ClusterRole and its binding for the workload CA's TokenReviews", a)
 	}
 	user, kubeconfig, rec := run.user, run.kubeconfig, run.rec
 
@@ -562,7 +686,7 @@ func TestServeWithChartRBACInOneNamespace(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	args := run.serveArgs("--leader-elect", "--watch-namespace")
+	args, files := run.serveArgsAsMounted(t, "--leader-elect", "--watch-namespace", "--tls-", "--ca-")
 	if !slices.Contains(args, "--watch-namespace="+apps) {
 		t.Fatalf("the chart's args %q do not watch %s", run.args, apps)
 	}
@@ -590,10 +714,21 @@ func TestServeWithChartRBACInOneNamespace(t *testing.T) {
 	var sources []struct {
 		Source string `json:"source"`
 	}
-	getJSON(t, "http://"+p.addr(t, "serving the admin API", time.Second)+"/api/v1/sources", &sources)
+	operator := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: files.clientConfig(t, true)}}
+	resp, err := operator.Get("https://" + p.addr(t, "serving the admin API", time.Second) + "/api/v1/sources")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&sources)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || err != nil {
+		t.Fatalf("GET /api/v1/sources: %s, %v", resp.Status, err)
+	}
 	if len(sources) != 1 || sources[0].Source != "nss:"+apps+"/demo" {
 		t.Errorf("sources %+v, want only %s's", sources, apps)
 	}
+	// The workload CA reviews tokens with the ClusterRole of its own; its sidecars may be in any namespace.
+	checkWorkloadCA(t, p, files, env, rec, elsewhere, "payments")
 	if _, denied := rec.snapshot(); len(denied) > 0 {
 		t.Errorf("the API server denied the controller:\n%s", strings.Join(denied, "\n"))
 	}

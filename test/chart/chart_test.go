@@ -5,6 +5,9 @@ package chart
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -13,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -32,9 +36,11 @@ import (
 
 	"github.com/rocketpilot/rocketpilot/internal/helmtest"
 	"github.com/rocketpilot/rocketpilot/internal/kubetest"
+	"github.com/rocketpilot/rocketpilot/workloadca"
 )
 
-const tlsDir = "/etc/rocketpilot/tls"
+// Where the chart mounts the serving certificate's Secret and the workload CA's.
+const tlsDir, caDir = "/etc/rocketpilot/tls", "/etc/rocketpilot/ca"
 
 // The Secrets the chart generates (or cert-manager issues) for release Release, and the annotation that dates the
 // serving certificate.
@@ -66,6 +72,15 @@ var variants = []struct {
 		"--set", "networkPolicy.adminFrom.extraFrom[0].ipBlock.cidr=10.0.0.0/8"}},
 	{"watch-namespace", []string{"--set", "watchNamespace=team-a"}},
 	{"no-leader-election", []string{"--set", "leaderElection.enabled=false", "--set", "replicaCount=1"}},
+	{"no-workload-ca", []string{"--set", "workloadCA.enabled=false"}},
+	{"workload-ca-settings", []string{"--set", "workloadCA.port=8443", "--set", "workloadCA.trustDomain=prod.example.org", "--set", "workloadCA.ttl=6h"}},
+	{"own-tls-no-workload-ca", []string{"--set", "tls.secretName=my-cert", "--set", "workloadCA.enabled=false"}},
+	{"watch-namespace-no-workload-ca", []string{"--set", "watchNamespace=team-a", "--set", "workloadCA.enabled=false"}},
+}
+
+// workloadCAOn tells whether a variant's render runs the workload CA.
+func workloadCAOn(args []string) bool {
+	return !slices.Contains(args, "workloadCA.enabled=false") && !slices.Contains(args, "tls.enabled=false")
 }
 
 func render(t *testing.T, args ...string) []*unstructured.Unstructured {
@@ -186,8 +201,11 @@ func TestChartDefaults(t *testing.T) {
 		"--log-level=info", "--log-format=json", "--discovery=all",
 		"--leader-elect=true", "--leader-election-namespace="+helmtest.Namespace, "--leader-election-id=rocketpilot-leader",
 		"--shutdown-delay=5s", "--shutdown-grace=10s")
-	// Secure by default: TLS with client certificates, from the Secret the chart generates.
+	// Secure by default: TLS with client certificates, from the Secret the chart generates, and the workload CA
+	// signing with the chart's CA.
 	checkServesTLS(t, dep, tlsSecret, true)
+	checkWorkloadCA(t, dep, caSecret, false)
+	wantArgs(t, c.Args, "--ca-address=:18001", "--ca-trust-domain=cluster.local", "--ca-workload-ttl=24h")
 	for _, absent := range []string{"--admin-operators", "--pprof", "--namesrv", "--watch-namespace", "--leader-elect=false",
 		"--transient-object-life-span"} {
 		if hasArg(c.Args, absent) {
@@ -281,10 +299,13 @@ func TestChartDefaults(t *testing.T) {
 	if p := ports["xds-grpc"]; p.Port != 18000 || p.AppProtocol == nil || *p.AppProtocol != "grpc" {
 		t.Errorf("xds-grpc port %+v", p)
 	}
-	if ports["admin"].Port != 19000 || ports["metrics"].Port != 19001 || len(ports) != 3 {
+	if ports["admin"].Port != 19000 || ports["metrics"].Port != 19001 || ports["ca"].Port != 18001 || len(ports) != 4 {
 		t.Errorf("service ports %+v", svc.Spec.Ports)
 	}
-	for _, name := range []string{"admin", "metrics"} {
+	if containerPorts["ca"] != 18001 {
+		t.Errorf("container ports %v, want the workload CA's (ca) on 18001", containerPorts)
+	}
+	for _, name := range []string{"admin", "metrics", "ca"} {
 		if p := ports[name]; p.AppProtocol == nil || *p.AppProtocol != "https" {
 			t.Errorf("%s port %+v, want appProtocol https", name, p)
 		}
@@ -365,7 +386,9 @@ func TestChartTLS(t *testing.T) {
 	dep := typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release)
 	c := container(t, dep)
 	// The Secret of ci/tls-values.yaml is the user's: the same name as the generated one, but nothing generated.
+	// The workload CA signs with the CA Secret it names.
 	checkServesTLS(t, dep, "rocketpilot-tls", true)
+	checkWorkloadCA(t, dep, "rocketpilot-workload-ca", false)
 	wantArgs(t, c.Args, "--pprof", "--admin-operators=platform-oncall")
 	if got := helmtest.OfKind(objs, "Secret", "Certificate", "Issuer"); len(got) != 0 {
 		t.Errorf("rendered %s with tls.secretName given", names(got))
@@ -385,11 +408,96 @@ func TestChartTLS(t *testing.T) {
 	objs = render(t, "--values", "ci/tls-values.yaml", "--set", "tls.clientCA=false", "--set", "pprof=false")
 	checkServesTLS(t, typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release), "rocketpilot-tls", false)
 
-	// Any name: the Deployment mounts it and nothing is generated.
-	objs = render(t, "--set", "tls.secretName=my-cert")
-	checkServesTLS(t, typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release), "my-cert", true)
+	// Any name: the Deployment mounts it and nothing is generated. The chart then has no CA for the workload CA:
+	// the user names one, or turns it off; the render fails without either.
+	objs = render(t, "--set", "tls.secretName=my-cert", "--set", "workloadCA.secretName=my-ca")
+	dep = typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release)
+	checkServesTLS(t, dep, "my-cert", true)
+	checkWorkloadCA(t, dep, "my-ca", false)
 	if got := helmtest.OfKind(objs, "Secret", "Certificate", "Issuer"); len(got) != 0 {
 		t.Errorf("rendered %s with tls.secretName given", names(got))
+	}
+	objs = render(t, "--set", "tls.secretName=my-cert", "--set", "workloadCA.enabled=false")
+	dep = typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release)
+	checkServesTLS(t, dep, "my-cert", true)
+	checkNoWorkloadCA(t, objs)
+	objs, err := helmtest.Template(t, "--set", "tls.secretName=my-cert")
+	if err == nil || !strings.Contains(err.Error(), "workloadCA.enabled") || !strings.Contains(err.Error(), "workloadCA.secretName") {
+		t.Errorf("tls.secretName without workloadCA.secretName: rendered %s, err %v; want an error naming workloadCA.secretName", names(objs), err)
+	}
+}
+
+// checkWorkloadCA checks the Deployment runs the workload CA: the CA of the Secret secretName (ca.crt and ca.key;
+// cert-manager's tls.crt and tls.key when certManager) mounted read-only at caDir, serve's flags naming those files,
+// and its port.
+func checkWorkloadCA(t *testing.T, dep *appsv1.Deployment, secretName string, certManager bool) {
+	t.Helper()
+	c := container(t, dep)
+	wantArgs(t, c.Args, "--ca-cert="+caDir+"/ca.crt", "--ca-key="+caDir+"/ca.key")
+	for _, flag := range []string{"--ca-address=:", "--ca-trust-domain=", "--ca-workload-ttl="} {
+		if !hasArg(c.Args, flag) {
+			t.Errorf("args lack %s…: %q", flag, c.Args)
+		}
+	}
+	var mount *corev1.VolumeMount
+	for i, m := range c.VolumeMounts {
+		if m.MountPath == caDir {
+			mount = &c.VolumeMounts[i]
+		}
+	}
+	if mount == nil || !mount.ReadOnly {
+		t.Fatalf("volume mounts %+v, want the CA read-only at %s", c.VolumeMounts, caDir)
+	}
+	var vol *corev1.Volume
+	for i, v := range dep.Spec.Template.Spec.Volumes {
+		if v.Name == mount.Name {
+			vol = &dep.Spec.Template.Spec.Volumes[i]
+		}
+	}
+	crt, key := "ca.crt", "ca.key"
+	if certManager {
+		crt, key = "tls.crt", "tls.key"
+	}
+	if vol == nil || vol.Secret == nil || vol.Secret.SecretName != secretName || vol.Secret.DefaultMode == nil || *vol.Secret.DefaultMode != 0o440 ||
+		!slices.Equal(vol.Secret.Items, []corev1.KeyToPath{{Key: crt, Path: "ca.crt"}, {Key: key, Path: "ca.key"}}) {
+		t.Errorf("the CA volume %+v, want the Secret %s with %s and %s as ca.crt and ca.key", vol, secretName, crt, key)
+	}
+	ports := map[string]int32{}
+	for _, p := range c.Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	if p := ports["ca"]; p == 0 || !slices.Contains(c.Args, fmt.Sprintf("--ca-address=:%d", p)) {
+		t.Errorf("container ports %v, want ca on the port of --ca-address (%q)", ports, c.Args)
+	}
+}
+
+// checkNoWorkloadCA checks a render runs no workload CA: no flag, mount, port or TokenReview grant.
+func checkNoWorkloadCA(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	dep := typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release)
+	c := container(t, dep)
+	if hasArg(c.Args, "--ca-") {
+		t.Errorf("workload CA flags: %q", c.Args)
+	}
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == caDir {
+			t.Errorf("the CA is mounted: %+v", c.VolumeMounts)
+		}
+	}
+	for _, p := range c.Ports {
+		if p.Name == "ca" {
+			t.Errorf("container port %+v", p)
+		}
+	}
+	for _, p := range typed[corev1.Service](t, objs, "Service", helmtest.Release).Spec.Ports {
+		if p.Name == "ca" {
+			t.Errorf("Service port %+v", p)
+		}
+	}
+	for _, o := range helmtest.OfKind(objs, "ClusterRole", "Role") {
+		if strings.Contains(fmt.Sprint(o.Object["rules"]), "tokenreviews") {
+			t.Errorf("%s %s grants tokenreviews", o.GetKind(), o.GetName())
+		}
 	}
 }
 
@@ -409,12 +517,33 @@ func checkServesTLS(t *testing.T, dep *appsv1.Deployment, secretName string, cli
 			t.Errorf("%s probe %+v, want HTTPS (the admin port serves TLS)", name, p)
 		}
 	}
-	if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != tlsDir || !c.VolumeMounts[0].ReadOnly {
-		t.Fatalf("volume mounts %+v", c.VolumeMounts)
+	// The serving certificate, and the workload CA's when it runs (checkWorkloadCA), nothing else.
+	mounts := map[string]corev1.VolumeMount{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.MountPath] = m
+	}
+	caMounted, want := hasArg(c.Args, "--ca-address"), 1
+	if caMounted {
+		want = 2
+	}
+	if m, ok := mounts[tlsDir]; !ok || !m.ReadOnly || len(mounts) != want {
+		t.Fatalf("volume mounts %+v, want the TLS Secret read-only at %s (and the CA at %s with the workload CA)", c.VolumeMounts, tlsDir, caDir)
+	}
+	if _, ok := mounts[caDir]; ok != caMounted {
+		t.Errorf("volume mounts %+v with args %q: the CA is mounted without the workload CA, or the other way round", c.VolumeMounts, c.Args)
 	}
 	vols := dep.Spec.Template.Spec.Volumes
-	if len(vols) != 1 || vols[0].Name != c.VolumeMounts[0].Name || vols[0].Secret == nil || vols[0].Secret.SecretName != secretName ||
-		vols[0].Secret.DefaultMode == nil || *vols[0].Secret.DefaultMode != 0o440 {
+	if len(vols) != len(c.VolumeMounts) {
+		t.Errorf("volumes %+v for the mounts %+v", vols, c.VolumeMounts)
+	}
+	var vol *corev1.Volume
+	for i, v := range vols {
+		if v.Name == mounts[tlsDir].Name {
+			vol = &vols[i]
+		}
+	}
+	if vol == nil || vol.Secret == nil || vol.Secret.SecretName != secretName || len(vol.Secret.Items) != 0 ||
+		vol.Secret.DefaultMode == nil || *vol.Secret.DefaultMode != 0o440 {
 		t.Errorf("volumes %+v, want the Secret %s", vols, secretName)
 	}
 }
@@ -485,6 +614,58 @@ func checkGeneratedSecrets(t *testing.T, ca, srv *corev1.Secret, svc string) (ca
 	return caCert, leaf
 }
 
+// checkSignsWorkloadCertificates loads the CA Secret's ca.crt and ca.key as serve's workload CA does (the files the
+// Deployment mounts) and signs a sidecar's certificate with it: the ca.crt of the serving certificate's Secret, which
+// the server verifies client certificates with, accepts it as a client certificate.
+func checkSignsWorkloadCertificates(t *testing.T, ca, srv *corev1.Secret) {
+	t.Helper()
+	dir := t.TempDir()
+	crt, key := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	for f, b := range map[string][]byte{crt: ca.Data["ca.crt"], key: ca.Data["ca.key"]} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	authority, err := workloadca.Load(crt, key, nil, workloadca.Options{})
+	if err != nil {
+		t.Fatalf("the workload CA does not load the chart's CA: %v", err)
+	}
+	sidecarKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, sidecarKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := authority.Sign(csr, "team-a", "orders")
+	if err != nil {
+		t.Fatalf("the chart's CA signs no workload certificate: %v", err)
+	}
+	block, _ := pem.Decode(chain)
+	if block == nil {
+		t.Fatalf("no certificate in %q", chain)
+	}
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(srv.Data["ca.crt"]) {
+		t.Fatalf("no CA in ca.crt of %s", srv.Name)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("a workload certificate of the chart's CA, checked with ca.crt of %s: %v", srv.Name, err)
+	}
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != "spiffe://cluster.local/ns/team-a/sa/orders" {
+		t.Errorf("the workload certificate names %v", leaf.URIs)
+	}
+}
+
 // TestChartGeneratedCertificates: with the default values the chart generates a CA and a serving certificate
 // signed by it for the Service's DNS names (those of fullnameOverride when given).
 func TestChartGeneratedCertificates(t *testing.T) {
@@ -495,6 +676,8 @@ func TestChartGeneratedCertificates(t *testing.T) {
 			srv := typed[corev1.Secret](t, objs, "Secret", svc+"-tls")
 			checkGeneratedSecrets(t, ca, srv, svc)
 			checkServesTLS(t, typed[appsv1.Deployment](t, objs, "Deployment", svc), svc+"-tls", true)
+			checkWorkloadCA(t, typed[appsv1.Deployment](t, objs, "Deployment", svc), svc+"-ca", false)
+			checkSignsWorkloadCertificates(t, ca, srv)
 			if got := helmtest.OfKind(objs, "Certificate", "Issuer"); len(got) != 0 {
 				t.Errorf("rendered %s without certManager.enabled", names(got))
 			}
@@ -510,6 +693,8 @@ func TestChartCertManager(t *testing.T) {
 		t.Errorf("rendered %s with cert-manager", names(got))
 	}
 	checkServesTLS(t, typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release), tlsSecret, true)
+	// The workload CA signs with cert-manager's CA: its tls.crt and tls.key, mounted as ca.crt and ca.key.
+	checkWorkloadCA(t, typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release), caSecret, true)
 	issuers := helmtest.OfKind(objs, "Issuer")
 	certs := helmtest.OfKind(objs, "Certificate")
 	if len(issuers) != 2 || len(certs) != 2 {
@@ -586,8 +771,42 @@ func TestChartPlaintext(t *testing.T) {
 			t.Errorf("port %+v, want appProtocol http", p)
 		}
 	}
-	// The NetworkPolicy stays.
-	networkPolicy(t, objs)
+	// No workload CA either: it needs TLS.
+	checkNoWorkloadCA(t, objs)
+	// The NetworkPolicy stays, for xDS alone.
+	if xds := networkPolicy(t, objs).Spec.Ingress[0]; !slices.Equal(ingressPorts(xds), []string{"TCP/18000"}) {
+		t.Errorf("xDS rule %+v without TLS, want the xDS port alone", xds)
+	}
+}
+
+// TestChartWorkloadCA: the workload CA's settings reach serve's flags, the container, the Service and the
+// NetworkPolicy; workloadCA.enabled=false leaves TLS as it is and takes the rest away.
+func TestChartWorkloadCA(t *testing.T) {
+	objs := render(t, "--set", "workloadCA.port=8443", "--set", "workloadCA.trustDomain=prod.example.org", "--set", "workloadCA.ttl=6h")
+	dep := typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release)
+	checkWorkloadCA(t, dep, caSecret, false)
+	wantArgs(t, container(t, dep).Args, "--ca-address=:8443", "--ca-trust-domain=prod.example.org", "--ca-workload-ttl=6h")
+	var svcPort *corev1.ServicePort
+	for _, p := range typed[corev1.Service](t, objs, "Service", helmtest.Release).Spec.Ports {
+		if p.Name == "ca" {
+			svcPort = &p
+		}
+	}
+	if svcPort == nil || svcPort.Port != 8443 || svcPort.TargetPort.String() != "ca" || svcPort.AppProtocol == nil || *svcPort.AppProtocol != "https" {
+		t.Errorf("Service port ca %+v, want 8443 to the container's ca, appProtocol https", svcPort)
+	}
+	if xds := networkPolicy(t, objs).Spec.Ingress[0]; !slices.Equal(ingressPorts(xds), []string{"TCP/18000", "TCP/8443"}) {
+		t.Errorf("xDS rule %+v, want the workload CA's port with xDS's", xds)
+	}
+
+	objs = render(t, "--set", "workloadCA.enabled=false")
+	checkServesTLS(t, typed[appsv1.Deployment](t, objs, "Deployment", helmtest.Release), tlsSecret, true)
+	checkNoWorkloadCA(t, objs)
+	if xds := networkPolicy(t, objs).Spec.Ingress[0]; !slices.Equal(ingressPorts(xds), []string{"TCP/18000"}) {
+		t.Errorf("xDS rule %+v with workloadCA.enabled=false, want the xDS port alone", xds)
+	}
+	// The generated CA stays: operators' certificates come from it.
+	typed[corev1.Secret](t, objs, "Secret", caSecret)
 }
 
 func networkPolicy(t *testing.T, objs []*unstructured.Unstructured) *networkingv1.NetworkPolicy {
@@ -660,9 +879,10 @@ func TestChartNetworkPolicy(t *testing.T) {
 	if len(np.Spec.Ingress) != 2 {
 		t.Fatalf("ingress %+v, want a rule for xDS and one for admin and metrics", np.Spec.Ingress)
 	}
+	// The workload CA's port is let in from the same peers as xDS: the sidecars get their certificates there.
 	xds := np.Spec.Ingress[0]
-	if !slices.Equal(ingressPorts(xds), []string{"TCP/18000"}) || len(xds.From) != 1 {
-		t.Fatalf("xDS rule %+v", xds)
+	if !slices.Equal(ingressPorts(xds), []string{"TCP/18000", "TCP/18001"}) || len(xds.From) != 1 {
+		t.Fatalf("xDS rule %+v, want the xDS and workload CA ports", xds)
 	}
 	peer := xds.From[0]
 	if peer.NamespaceSelector == nil || len(peer.NamespaceSelector.MatchLabels)+len(peer.NamespaceSelector.MatchExpressions) != 0 ||
@@ -711,8 +931,23 @@ func TestChartNetworkPolicy(t *testing.T) {
 
 func TestChartWatchNamespace(t *testing.T) {
 	objs := render(t, "--set", "watchNamespace=team-a")
-	if got := helmtest.OfKind(objs, "ClusterRole", "ClusterRoleBinding"); len(got) != 0 {
-		t.Errorf("cluster-wide RBAC with watchNamespace: %s", names(got))
+	// The one cluster-wide grant: the workload CA's TokenReviews (cluster-scoped), in a ClusterRole of its own, named
+	// after the release namespace too (releases of the same name in other namespaces share the cluster's names).
+	tokenReview := helmtest.Release + "-" + helmtest.Namespace + "-tokenreview"
+	if got := helmtest.OfKind(objs, "ClusterRole", "ClusterRoleBinding"); len(got) != 2 {
+		t.Errorf("cluster-wide RBAC with watchNamespace: %s, want the workload CA's ClusterRole and binding", names(got))
+	}
+	cr := typed[rbacv1.ClusterRole](t, objs, "ClusterRole", tokenReview)
+	if len(cr.Rules) != 1 || !reflect.DeepEqual(cr.Rules[0], rbacv1.PolicyRule{APIGroups: []string{"authentication.k8s.io"},
+		Resources: []string{"tokenreviews"}, Verbs: []string{"create"}}) {
+		t.Errorf("ClusterRole %s rules %+v, want tokenreviews create only", tokenReview, cr.Rules)
+	}
+	crb := typed[rbacv1.ClusterRoleBinding](t, objs, "ClusterRoleBinding", tokenReview)
+	if crb.RoleRef.Kind != "ClusterRole" || crb.RoleRef.Name != tokenReview {
+		t.Errorf("ClusterRoleBinding %s -> %+v", tokenReview, crb.RoleRef)
+	}
+	if got := helmtest.OfKind(render(t, "--set", "watchNamespace=team-a", "--set", "workloadCA.enabled=false"), "ClusterRole", "ClusterRoleBinding"); len(got) != 0 {
+		t.Errorf("cluster-wide RBAC with watchNamespace and no workload CA: %s", names(got))
 	}
 	role := typed[rbacv1.Role](t, objs, "Role", helmtest.Release)
 	binding := typed[rbacv1.RoleBinding](t, objs, "RoleBinding", helmtest.Release)
@@ -773,6 +1008,10 @@ func TestChartRBAC(t *testing.T) {
 			grant(crScope, "rocketpilot.io", []string{"nameserversources/status", "topicroutes/status", "topicbindings/status"}, []string{"update"})
 			grant(crScope, "rocketmq.apache.org", []string{"nameservices"}, []string{"get"})
 			grant(crScope, "events.k8s.io", []string{"events"}, []string{"create", "patch"})
+			if workloadCAOn(v.args) {
+				// TokenReview is cluster-scoped, whatever watchNamespace says.
+				grant("cluster", "authentication.k8s.io", []string{"tokenreviews"}, []string{"create"})
+			}
 			if !slices.Contains(v.args, "leaderElection.enabled=false") {
 				grant(helmtest.Namespace, "coordination.k8s.io", []string{"leases"}, []string{"get", "create", "update"})
 				grant(helmtest.Namespace, "", []string{"events"}, []string{"create", "patch"})
@@ -882,6 +1121,16 @@ func TestChartSchemaRejectsInvalidValues(t *testing.T) {
 		{"networkPolicy:\n  xdsFrom:\n    podSelector: {matchLabels: {rocketpilot.io/sidecar: true}}", "matchLabels"},
 		{"networkPolicy:\n  xdsFrom:\n    podSelector: {matchExpressions: [{key: a, operator: Is}]}", "operator"},
 		{"podDisruptionBudget:\n  minAvailable: 2", "podDisruptionBudget.minAvailable"},
+		{"workloadCA:\n  enabled: \"yes\"", "workloadCA"},
+		{"workloadCA:\n  port: 0", "port"},
+		{"workloadCA:\n  port: 18000", "workloadCA.port"},
+		{"workloadCA:\n  port: 19001", "workloadCA.port"},
+		{"workloadCA:\n  ttl: a day", "ttl"},
+		{"workloadCA:\n  trustDomain: Cluster Local", "trustDomain"},
+		{"workloadCA:\n  secretName: My_CA", "secretName"},
+		{"workloadCA:\n  issuer: x", "issuer"},
+		{"tls:\n  secretName: mine", "workloadCA.secretName"},
+		{"workloadCA:\n  secretName: mine", "workloadCA.secretName"},
 	} {
 		t.Run(strings.ReplaceAll(tc.values, "\n", " "), func(t *testing.T) {
 			f := filepath.Join(t.TempDir(), "values.yaml")
@@ -1032,6 +1281,9 @@ func TestChartInstallUpgrade(t *testing.T) {
 		!strings.Contains(notes, "get secret "+tlsSecret) || !strings.Contains(notes, "rocketctl --server https://") {
 		t.Errorf("install NOTES, want TLS and no warning:\n%s", notes)
 	}
+	if !strings.Contains(notes, "https://"+helmtest.Release+"."+helmtest.Namespace+".svc:18001") || !strings.Contains(notes, "rocketctl kube-inject") {
+		t.Errorf("install NOTES, want the workload CA's address and kube-inject:\n%s", notes)
+	}
 	ca0, srv0 := secrets()
 	checkGeneratedSecrets(t, ca0, srv0, helmtest.Release)
 	var dep appsv1.Deployment
@@ -1077,8 +1329,9 @@ func TestChartInstallUpgrade(t *testing.T) {
 
 	// Plaintext only when asked, with a warning; the generated Secrets go.
 	notes = upgrade("--set", "tls.enabled=false")
-	if !strings.Contains(notes, "WARNING: tls.enabled=false") || !strings.Contains(notes, "PLAINTEXT") || !strings.Contains(notes, "rocketctl --server http://") {
-		t.Errorf("NOTES with tls.enabled=false, want a warning of plaintext:\n%s", notes)
+	if !strings.Contains(notes, "WARNING: tls.enabled=false") || !strings.Contains(notes, "PLAINTEXT") || !strings.Contains(notes, "rocketctl --server http://") ||
+		strings.Contains(notes, "workload CA") {
+		t.Errorf("NOTES with tls.enabled=false, want a warning of plaintext and no workload CA:\n%s", notes)
 	}
 	for _, name := range []string{caSecret, tlsSecret} {
 		if err := c.Get(ctx, client.ObjectKey{Namespace: helmtest.Namespace, Name: name}, &corev1.Secret{}); !apierrors.IsNotFound(err) {

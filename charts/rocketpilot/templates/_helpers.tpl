@@ -98,6 +98,20 @@ own. */}}
 {{- printf "%s-ca" (include "rocketpilot.fullname" .) }}
 {{- end }}
 
+{{/* Where the workload CA's certificate and key are mounted (ca.crt, ca.key). */}}
+{{- define "rocketpilot.caDir" -}}/etc/rocketpilot/ca{{- end }}
+
+{{/* "true" when serve runs the workload CA: workloadCA.enabled, and TLS on (it is served over TLS, and sidecars'
+certificates are only of use under TLS). */}}
+{{- define "rocketpilot.workloadCA" -}}
+{{- if and .Values.tls.enabled .Values.workloadCA.enabled }}true{{ end }}
+{{- end }}
+
+{{/* The Secret the workload CA signs with: workloadCA.secretName (with tls.secretName), or the chart's CA. */}}
+{{- define "rocketpilot.workloadCASecretName" -}}
+{{- .Values.workloadCA.secretName | default (include "rocketpilot.caSecretName" .) }}
+{{- end }}
+
 {{/* The namespaces the NetworkPolicy opens the admin and metrics ports to, as a JSON list. */}}
 {{- define "rocketpilot.adminNamespaces" -}}
 {{- $namespaces := .Values.networkPolicy.adminFrom.namespaces | default list }}
@@ -142,6 +156,13 @@ own. */}}
 - {{ printf "--admin-operators=%s" (join "," .) | quote }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- if include "rocketpilot.workloadCA" . }}
+- --ca-address=:{{ .Values.workloadCA.port }}
+- --ca-cert={{ include "rocketpilot.caDir" . }}/ca.crt
+- --ca-key={{ include "rocketpilot.caDir" . }}/ca.key
+- {{ printf "--ca-trust-domain=%s" .Values.workloadCA.trustDomain | quote }}
+- {{ printf "--ca-workload-ttl=%s" .Values.workloadCA.ttl | quote }}
 {{- end }}
 - --shutdown-delay={{ .Values.shutdown.delaySeconds }}s
 - --shutdown-grace={{ .Values.shutdown.graceSeconds }}s
