@@ -1,7 +1,8 @@
 // Package workloadca gives sidecars their client certificates, as Istio's control plane does, with no component
-// besides rocketpilot: a sidecar proves its pod's service account with a projected service account token (audience
-// Audience), which the Kubernetes API reviews (TokenReview), and is signed a short-lived certificate naming
-// spiffe://TRUST-DOMAIN/ns/NAMESPACE/sa/SERVICE-ACCOUNT by the CA whose key rocketpilot holds. The sidecar keeps the
+// besides rocketpilot: a sidecar proves its pod with a projected service account token (audience Audience), which
+// the Kubernetes API reviews (TokenReview), and is signed a short-lived certificate naming its pod's node,
+// spiffe://TRUST-DOMAIN/ns/NAMESPACE/node/POD.NAMESPACE (or its service account, .../sa/NAME, for a token bound to
+// no pod) by the CA whose key rocketpilot holds. The sidecar keeps the
 // key it made and renews the certificate before it expires (Source); the xDS server's identity check
 // (xds/server.IdentityCheck) then binds its node to that namespace.
 //
@@ -24,10 +25,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -40,9 +43,15 @@ const Audience = "rocketpilot"
 // Path is where Authority's handler answers.
 const Path = "/api/v1/certificates"
 
+// Identity is whose a token is: a service account, and the pod the token is bound to when it is (a projected
+// token is).
+type Identity struct {
+	Namespace, ServiceAccount, Pod string
+}
+
 // Reviewer tells whose a service account token is.
 type Reviewer interface {
-	Review(ctx context.Context, token string) (namespace, serviceAccount string, err error)
+	Review(ctx context.Context, token string) (Identity, error)
 }
 
 // TokenReviewer reviews tokens with the Kubernetes API (TokenReview, audience Audience): it needs RBAC to create
@@ -50,27 +59,45 @@ type Reviewer interface {
 type TokenReviewer struct{ Client kubernetes.Interface }
 
 // Review implements Reviewer.
-func (r TokenReviewer) Review(ctx context.Context, token string) (string, string, error) {
+func (r TokenReviewer) Review(ctx context.Context, token string) (Identity, error) {
 	res, err := r.Client.AuthenticationV1().TokenReviews().Create(ctx, &authnv1.TokenReview{
 		Spec: authnv1.TokenReviewSpec{Token: token, Audiences: []string{Audience}}}, metav1.CreateOptions{})
 	if err != nil {
-		return "", "", fmt.Errorf("token review: %w", err)
+		return Identity{}, fmt.Errorf("token review: %w", err)
 	}
 	if !res.Status.Authenticated {
-		return "", "", fmt.Errorf("token not authenticated: %s", res.Status.Error)
+		return Identity{}, fmt.Errorf("token not authenticated: %s", res.Status.Error)
+	}
+	// An authenticator that ignores audiences (a webhook's) would pass a token made for another: the answer must
+	// name ours, as the TokenReview API asks of its clients.
+	if !slices.Contains(res.Status.Audiences, Audience) {
+		return Identity{}, fmt.Errorf("the token is not for audience %s (its review says %v)", Audience, res.Status.Audiences)
+	}
+	if !slices.Contains(res.Status.User.Groups, "system:serviceaccounts") {
+		return Identity{}, fmt.Errorf("the token is %q's, not a service account's", res.Status.User.Username)
 	}
 	// A service account's user name: system:serviceaccount:NAMESPACE:NAME.
 	parts := strings.Split(res.Status.User.Username, ":")
 	if len(parts) != 4 || parts[0] != "system" || parts[1] != "serviceaccount" || parts[2] == "" || parts[3] == "" {
-		return "", "", fmt.Errorf("the token is %q's, not a service account's", res.Status.User.Username)
+		return Identity{}, fmt.Errorf("the token is %q's, not a service account's", res.Status.User.Username)
 	}
-	return parts[2], parts[3], nil
+	id := Identity{Namespace: parts[2], ServiceAccount: parts[3]}
+	if pods := res.Status.User.Extra[podNameExtra]; len(pods) == 1 {
+		id.Pod = pods[0]
+	}
+	return id, nil
 }
+
+// podNameExtra is the user extra a pod-bound token's review names its pod in.
+const podNameExtra = "authentication.kubernetes.io/pod-name"
 
 // Options configure an Authority. Zero values take the defaults in parentheses.
 type Options struct {
 	TrustDomain string        // of the SPIFFE ids ("cluster.local")
 	TTL         time.Duration // of the certificates (24h)
+	// RequestRate bounds the requests reviewed per second (50, in bursts of 100): each costs a TokenReview, and
+	// a flood of made-up tokens must not hold up sidecars' renewals; beyond it, 429.
+	RequestRate float64
 	Logger      *slog.Logger
 }
 
@@ -80,6 +107,7 @@ type Authority struct {
 	key      crypto.Signer
 	caPEM    []byte
 	review   Reviewer
+	limit    *rate.Limiter
 	opts     Options
 	issued   *prometheus.CounterVec
 	issuedOK prometheus.Counter
@@ -113,7 +141,10 @@ func Load(certFile, keyFile string, review Reviewer, opts Options) (*Authority, 
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Authority{ca: ca, key: key, caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), review: review, opts: opts,
+	if opts.RequestRate <= 0 {
+		opts.RequestRate = 50
+	}
+	a := &Authority{ca: ca, key: key, limit: rate.NewLimiter(rate.Limit(opts.RequestRate), int(2*opts.RequestRate)+1), caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), review: review, opts: opts,
 		issued: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rocketpilot_workload_certificates_total",
 			Help: "Workload certificate requests, by result: issued, or refused (a token not reviewed, a bad request)."}, []string{"result"})}
 	a.issuedOK, a.refused = a.issued.WithLabelValues("issued"), a.issued.WithLabelValues("refused")
@@ -123,14 +154,20 @@ func Load(certFile, keyFile string, review Reviewer, opts Options) (*Authority, 
 func (a *Authority) Describe(ch chan<- *prometheus.Desc) { a.issued.Describe(ch) }
 func (a *Authority) Collect(ch chan<- prometheus.Metric) { a.issued.Collect(ch) }
 
-// ID is the SPIFFE id of a service account.
-func (a *Authority) ID(namespace, serviceAccount string) *url.URL {
-	return &url.URL{Scheme: "spiffe", Host: a.opts.TrustDomain, Path: "/ns/" + namespace + "/sa/" + serviceAccount}
+// ID is the SPIFFE id a certificate for id names: its pod's node, spiffe://TD/ns/NS/node/POD.NS, when the token is
+// bound to a pod (the node id `rocketctl kube-inject` gives it, and no other: a pod cannot speak for its
+// neighbours), else its service account, spiffe://TD/ns/NS/sa/SA (any node id NAME.NS).
+func (a *Authority) ID(id Identity) *url.URL {
+	if id.Pod != "" {
+		return &url.URL{Scheme: "spiffe", Host: a.opts.TrustDomain, Path: "/ns/" + id.Namespace + "/node/" + id.Pod + "." + id.Namespace}
+	}
+	return &url.URL{Scheme: "spiffe", Host: a.opts.TrustDomain, Path: "/ns/" + id.Namespace + "/sa/" + id.ServiceAccount}
 }
 
-// Sign issues a client certificate for the CSR's key naming the service account, valid for the TTL (backdated a
-// minute for clocks that differ); it returns the chain in PEM, the CA's certificate last.
-func (a *Authority) Sign(csr *x509.CertificateRequest, namespace, serviceAccount string) ([]byte, error) {
+// Sign issues a client certificate for the CSR's key naming id (ID), valid for the TTL (backdated a minute for
+// clocks that differ); it returns the chain in PEM, the CA's certificate last. Of the CSR only its key is used:
+// the names it asks for are not.
+func (a *Authority) Sign(csr *x509.CertificateRequest, id Identity) ([]byte, error) {
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("the CSR's signature: %w", err)
 	}
@@ -139,13 +176,16 @@ func (a *Authority) Sign(csr *x509.CertificateRequest, namespace, serviceAccount
 		return nil, err
 	}
 	now := time.Now()
+	if !a.ca.NotAfter.After(now.Add(time.Minute)) {
+		return nil, fmt.Errorf("the workload CA's certificate expires at %s: renew it", a.ca.NotAfter)
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		NotBefore:    now.Add(-time.Minute),
 		NotAfter:     now.Add(a.opts.TTL),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		URIs:         []*url.URL{a.ID(namespace, serviceAccount)},
+		URIs:         []*url.URL{a.ID(id)},
 	}
 	if tmpl.NotAfter.After(a.ca.NotAfter) {
 		tmpl.NotAfter = a.ca.NotAfter
@@ -175,7 +215,11 @@ func (a *Authority) Handler() http.Handler {
 			a.refuse(w, r, http.StatusUnauthorized, "a service account token is needed: Authorization: Bearer TOKEN (audience "+Audience+")")
 			return
 		}
-		ns, sa, err := a.review.Review(r.Context(), token)
+		if !a.limit.Allow() {
+			a.refuse(w, r, http.StatusTooManyRequests, "too many certificate requests: retry later")
+			return
+		}
+		id, err := a.review.Review(r.Context(), token)
 		if err != nil {
 			a.refuse(w, r, http.StatusUnauthorized, err.Error())
 			return
@@ -195,13 +239,13 @@ func (a *Authority) Handler() http.Handler {
 			a.refuse(w, r, http.StatusBadRequest, "csr: "+err.Error())
 			return
 		}
-		chain, err := a.Sign(csr, ns, sa)
+		chain, err := a.Sign(csr, id)
 		if err != nil {
 			a.refuse(w, r, http.StatusBadRequest, err.Error())
 			return
 		}
 		a.issuedOK.Inc()
-		a.opts.Logger.Info("workload certificate issued", "namespace", ns, "serviceAccount", sa, "ttl", a.opts.TTL)
+		a.opts.Logger.Info("workload certificate issued", "namespace", id.Namespace, "serviceAccount", id.ServiceAccount, "pod", id.Pod, "ttl", a.opts.TTL)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(response{CertificateChain: string(chain)})
 	})

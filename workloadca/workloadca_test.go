@@ -3,8 +3,13 @@ package workloadca
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -100,6 +105,47 @@ func TestAuthorityWithTokenReview(t *testing.T) {
 	}
 	if life := leaf.NotAfter.Sub(time.Now()); life > 3*time.Second || life < time.Second {
 		t.Fatalf("valid for %v more, want the 3s TTL", life)
+	}
+
+	// A token bound to a pod, as a projected one is: the certificate names that pod's node and no other.
+	pod, err := cs.CoreV1().Pods("team-a").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "orders-1"},
+		Spec: corev1.PodSpec{ServiceAccountName: "orders", Containers: []corev1.Container{{Name: "app", Image: "app"}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := cs.CoreV1().ServiceAccounts("team-a").CreateToken(ctx, "orders", &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{
+		Audiences: []string{Audience}, BoundObjectRef: &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}}},
+		metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	podSrc := NewSource(url, writeFile(t, tr.Status.Token), caTLS, nil)
+	if err := podSrc.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if uris := podSrc.Current().Leaf.URIs; len(uris) != 1 || uris[0].String() != "spiffe://cluster.local/ns/team-a/node/orders-1.team-a" {
+		t.Fatalf("a pod-bound token's certificate names %v", uris)
+	}
+
+	// Of a CSR only the key is used: names it asks for (an operator's common name, DNS names) are not given.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "operator"},
+		DNSNames: []string{"operator", "rocketctl"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, _ := x509.ParseCertificateRequest(der)
+	chain, err := a.Sign(csr, Identity{Namespace: "team-a", ServiceAccount: "orders"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(chain)
+	signed, _ := x509.ParseCertificate(block.Bytes)
+	if signed.Subject.CommonName != "" || len(signed.DNSNames) != 0 || len(signed.URIs) != 1 {
+		t.Fatalf("the CSR's names were signed: %q %v %v", signed.Subject.CommonName, signed.DNSNames, signed.URIs)
 	}
 
 	for name, file := range map[string]string{

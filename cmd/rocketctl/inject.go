@@ -66,7 +66,7 @@ certificate from rocketpilot's workload CA (--ca-port on the control plane's hos
 account token: it names the pod's service account, which rocketpilot's identity check binds its node to.`,
 		Example: `  kubectl -n rocketmq-system get secret rocketpilot-tls -o jsonpath='{.data.ca\.crt}' | base64 -d > ca.crt
   rocketctl kube-inject -f deployment.yaml --ca-cert ca.crt | kubectl apply -f -`,
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var in io.Reader
 			switch o.file {

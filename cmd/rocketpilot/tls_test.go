@@ -114,7 +114,16 @@ func TestServeMutualTLS(t *testing.T) {
 	}
 	sidecarCfg.Certificates = []tls.Certificate{sidecarCert}
 	sidecarClient := &http.Client{Transport: &http.Transport{TLSClientConfig: sidecarCfg}}
-	for _, c := range []*http.Client{anon, authed, sidecarClient} {
+	// A workload's certificate, as the workload CA issues any service account: xDS only.
+	workloadPair := s.ca.Workload(t, "operator", "spiffe://cluster.local/ns/team-a/sa/orders")
+	workloadCfg := s.clientConfig(t, false)
+	workloadCert, err := tls.X509KeyPair(workloadPair.Cert, workloadPair.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	workloadCfg.Certificates = []tls.Certificate{workloadCert}
+	workloadClient := &http.Client{Transport: &http.Transport{TLSClientConfig: workloadCfg}}
+	for _, c := range []*http.Client{anon, authed, sidecarClient, workloadClient} {
 		defer c.CloseIdleConnections()
 	}
 	for _, c := range []struct {
@@ -136,6 +145,10 @@ func TestServeMutualTLS(t *testing.T) {
 		{sidecarClient, "PUT", "/debug/log-level", "debug", http.StatusForbidden},
 		{sidecarClient, "GET", "/debug/pprof/", "", http.StatusForbidden},
 		{authed, "GET", "/api/v1/topics/" + embedded.DemoTopic, "", http.StatusOK},
+		{workloadClient, "GET", "/api/v1/topics/" + embedded.DemoTopic, "", http.StatusForbidden}, // its common name is an operator's: no matter
+		{workloadClient, "GET", "/", "", http.StatusForbidden},
+		{workloadClient, "PUT", "/debug/log-level", "debug", http.StatusForbidden},
+		{workloadClient, "GET", "/readyz", "", http.StatusOK},
 		{sidecarClient, "GET", "/topics/" + embedded.DemoTopic, "", http.StatusOK},
 		{sidecarClient, "POST", "/topics", "", http.StatusForbidden}, // a write: only operators pass the guard
 		{authed, "POST", "/topics", "", http.StatusMethodNotAllowed}, // and the dashboard never writes

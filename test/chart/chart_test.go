@@ -642,7 +642,7 @@ func checkSignsWorkloadCertificates(t *testing.T, ca, srv *corev1.Secret) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain, err := authority.Sign(csr, "team-a", "orders")
+	chain, err := authority.Sign(csr, workloadca.Identity{Namespace: "team-a", ServiceAccount: "orders", Pod: "orders-1"})
 	if err != nil {
 		t.Fatalf("the chart's CA signs no workload certificate: %v", err)
 	}

@@ -272,6 +272,13 @@ func (c *Cache) lookup(typeURL, name string, n *node) *resource {
 		if e == nil {
 			return nil
 		}
+		if n != nil && n.granted != nil {
+			// Under strict scope, only the clusters of the topics the node is granted: its scope's, which are all
+			// of them (a cluster it held before a change is kept for its retention, not sent again).
+			if _, ok := n.scope.used[name]; !ok {
+				return nil
+			}
+		}
 		if typeURL == translate.ClusterType {
 			return e.cluster
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -476,7 +477,7 @@ func (a *Admin) route(w http.ResponseWriter, r *http.Request) {
 }
 
 // AdminGuard is the admin API's access rule. /healthz, /readyz and /metrics are open (probes and scrapers need no
-// identity). Debug endpoints (/debug/: profiles, the log level) and every write (a method other than GET or HEAD)
+// identity); a workload's certificate (a spiffe:// identity) opens nothing else. Debug endpoints (/debug/: profiles, the log level) and every write (a method other than GET or HEAD)
 // need an authenticated client: one whose certificate the listener verified against --tls-client-ca, and, when
 // operators is not empty, whose common name or a DNS name is in it (sidecars get certificates from the same CA:
 // being verified must not be enough to profile the process or change its log level). Without a client CA they
@@ -491,6 +492,8 @@ func AdminGuard(next http.Handler, mutualTLS bool, operators []string) http.Hand
 		}
 		sensitive := strings.HasPrefix(r.URL.Path, "/debug/") || (r.Method != http.MethodGet && r.Method != http.MethodHead)
 		switch {
+		case authenticated(r) && workload(r):
+			writeError(w, http.StatusForbidden, "a workload's certificate (a spiffe:// identity, as the workload CA issues every sidecar) is for xDS, not the admin API")
 		case authenticated(r) && (!sensitive || operator(r, operators)):
 			next.ServeHTTP(w, r)
 		case authenticated(r):
@@ -515,6 +518,12 @@ func operator(r *http.Request, operators []string) bool {
 }
 
 func authenticated(r *http.Request) bool { return r.TLS != nil && len(r.TLS.VerifiedChains) > 0 }
+
+// workload reports whether an authenticated request's certificate is a workload's: one naming a spiffe:// identity.
+// The workload CA gives one to any service account that asks, so it must open nothing but xDS.
+func workload(r *http.Request) bool {
+	return slices.ContainsFunc(r.TLS.VerifiedChains[0][0].URIs, func(u *url.URL) bool { return u.Scheme == "spiffe" })
+}
 
 // ClientName is the common name of a request's verified client certificate, or "anonymous".
 func ClientName(r *http.Request) string {

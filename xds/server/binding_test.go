@@ -100,6 +100,14 @@ func TestStrictScopeByBinding(t *testing.T) {
 		t.Fatalf("the refused topic's cluster %s is in the node's cluster view: %v", refusedCluster, names(r))
 	}
 	d.ack(r)
+	// Nor by name: a cluster name learned elsewhere (the admin API shows them) gets neither the cluster nor its
+	// endpoints, the brokers' addresses.
+	for _, typeURL := range []string{translate.ClusterType, translate.EndpointType} {
+		d.subscribe(typeURL, refusedCluster)
+		r = d.next()
+		expect(t, r, typeURL, nil, []string{refusedCluster})
+		d.ack(r)
+	}
 	testTopic(s, "strict-refused", 4, "b1", "b2") // a change of the refused topic
 	d.quiet("a change of a topic the node may not subscribe to")
 

@@ -23,14 +23,16 @@ import (
 // a node claims (node metadata NAMESPACE) decide which TopicBindings select it, so a client must not claim
 // another's. A certificate names a node in one of three ways (docs/operations.md, "Node identity"):
 //
-//   - a URI SAN spiffe://TRUST-DOMAIN/ns/NAMESPACE/node/NODE-ID: that node id, in that namespace;
+//   - a URI SAN spiffe://TRUST-DOMAIN/ns/NAMESPACE/node/NODE-ID: that node id, claiming that namespace;
 //   - a URI SAN spiffe://TRUST-DOMAIN/ns/NAMESPACE/sa/SERVICE-ACCOUNT (Istio's workload identity): any node id of
-//     the form NAME.NAMESPACE (the id `rocketctl kube-inject` gives a pod), in that namespace;
-//   - a DNS SAN equal to the node id: that node id, and, when it claims a namespace, one it ends in (".NAMESPACE").
+//     the form NAME.NAMESPACE (the id `rocketctl kube-inject` gives a pod), claiming that namespace;
+//   - a DNS SAN equal to the node id: that node id, claiming no namespace or one it ends in (".NAMESPACE").
 //
-// A node's namespace claim may be absent (it then matches no namespace selector); one that the certificate does
-// not name is refused, as is a node id it does not name, with PERMISSION_DENIED and a count. Any trust domain is
-// accepted: the CA that signed the certificate is the trust anchor. It is a Prometheus collector.
+// A certificate that names a namespace makes the claim required: a node that left it out would match no
+// namespace's selector, and so escape a strict TopicBinding that selects its namespace. A node id or namespace the
+// certificate does not name is refused with PERMISSION_DENIED and counted. Labels (node metadata LABELS) are not in
+// certificates: they stay the node's claim. Any trust domain is accepted: the CA that signed the certificate is the
+// trust anchor. It is a Prometheus collector.
 type IdentityCheck struct {
 	log     *slog.Logger
 	refused prometheus.Counter
@@ -91,7 +93,7 @@ func Permits(cert *x509.Certificate, node *corev3.Node) error {
 			continue
 		}
 		parts := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
-		if len(parts) != 4 || parts[0] != "ns" || parts[1] == "" || parts[3] == "" || ns != "" && ns != parts[1] {
+		if len(parts) != 4 || parts[0] != "ns" || parts[1] == "" || parts[3] == "" || ns != parts[1] {
 			continue
 		}
 		switch parts[2] {
@@ -116,7 +118,8 @@ func Permits(cert *x509.Certificate, node *corev3.Node) error {
 }
 
 // callbacks puts the check in front of next: it takes each stream's certificate when it opens and checks the node
-// of every request (go-control-plane fills in the node of requests that leave it out, from the stream's first).
+// of every request; a delta request that leaves the node out speaks for the node last checked on its stream
+// (go-control-plane fills it in after the callback, from the last node sent).
 func (c *IdentityCheck) callbacks(next gcpserver.Callbacks) gcpserver.Callbacks {
 	return &identityCallbacks{Callbacks: next, check: c}
 }

@@ -57,10 +57,11 @@ func TestPermits(t *testing.T) {
 		allow bool
 	}{
 		{"node URI, its node", byNode, claimed("orders-1.team-a", "team-a"), true},
-		{"node URI, no namespace claimed", byNode, claimed("orders-1.team-a", ""), true},
+		{"node URI, no namespace claimed (a strict binding of team-a would not select it)", byNode, claimed("orders-1.team-a", ""), false},
 		{"node URI, another node", byNode, claimed("orders-2.team-a", "team-a"), false},
 		{"node URI, another namespace", byNode, claimed("orders-1.team-a", "team-b"), false},
 		{"service account URI, a node of its namespace", bySA, claimed("orders-7.team-a", "team-a"), true},
+		{"service account URI, no namespace claimed", bySA, claimed("orders-7.team-a", ""), false},
 		{"service account URI, a node id of another namespace", bySA, claimed("orders-7.team-b", "team-a"), false},
 		{"service account URI, another namespace claimed", bySA, claimed("orders-7.team-a", "team-b"), false},
 		{"service account URI, a node id without a name", bySA, claimed(".team-a", ""), false},
