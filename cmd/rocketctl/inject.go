@@ -63,7 +63,7 @@ templates already injected, are printed unchanged.
 With --tls (the default, as the chart serves mutual TLS by default) the sidecar verifies rocketpilot with the CA
 certificate of a ConfigMap in its namespace (--ca-configmap; --ca-cert FILE prints it too) and gets its client
 certificate from rocketpilot's workload CA (--ca-port on the control plane's host) with a projected service
-account token: it names the pod's service account, which rocketpilot's identity check binds its node to.`,
+account token: it names the pod's node, which rocketpilot's identity check binds the stream to.`,
 		Example: `  kubectl -n rocketmq-system get secret rocketpilot-tls -o jsonpath='{.data.ca\.crt}' | base64 -d > ca.crt
   rocketctl kube-inject -f deployment.yaml --ca-cert ca.crt | kubectl apply -f -`,
 		Args: cobra.NoArgs,
