@@ -661,7 +661,7 @@ func checkSignsWorkloadCertificates(t *testing.T, ca, srv *corev1.Secret) {
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Errorf("a workload certificate of the chart's CA, checked with ca.crt of %s: %v", srv.Name, err)
 	}
-	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != "spiffe://cluster.local/ns/team-a/sa/orders" {
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != "spiffe://cluster.local/ns/team-a/node/orders-1.team-a" {
 		t.Errorf("the workload certificate names %v", leaf.URIs)
 	}
 }
