@@ -47,6 +47,8 @@ const Path = "/api/v1/certificates"
 // token is).
 type Identity struct {
 	Namespace, ServiceAccount, Pod string
+	// Labels are the pod's, read from the Kubernetes API when the token is bound to a pod.
+	Labels map[string]string
 }
 
 // Reviewer tells whose a service account token is.
@@ -54,8 +56,8 @@ type Reviewer interface {
 	Review(ctx context.Context, token string) (Identity, error)
 }
 
-// TokenReviewer reviews tokens with the Kubernetes API (TokenReview, audience Audience): it needs RBAC to create
-// tokenreviews, as the chart grants.
+// TokenReviewer reviews tokens with the Kubernetes API (TokenReview, audience Audience) and reads the labels of the
+// pod a token is bound to: it needs RBAC to create tokenreviews and get pods, as the chart grants.
 type TokenReviewer struct{ Client kubernetes.Interface }
 
 // Review implements Reviewer.
@@ -82,14 +84,28 @@ func (r TokenReviewer) Review(ctx context.Context, token string) (Identity, erro
 		return Identity{}, fmt.Errorf("the token is %q's, not a service account's", res.Status.User.Username)
 	}
 	id := Identity{Namespace: parts[2], ServiceAccount: parts[3]}
-	if pods := res.Status.User.Extra[podNameExtra]; len(pods) == 1 {
-		id.Pod = pods[0]
+	names, uids := res.Status.User.Extra[podNameExtra], res.Status.User.Extra[podUIDExtra]
+	if len(names) != 1 || len(uids) != 1 {
+		return id, nil // a token bound to no pod: the service account's identity, no labels
 	}
+	// The pod's labels, which its certificate will carry: TopicBindings select pods by them. The UID makes sure the
+	// pod is the one the token was made for, not a later one of the same name.
+	pod, err := r.Client.CoreV1().Pods(id.Namespace).Get(ctx, names[0], metav1.GetOptions{})
+	if err != nil {
+		return Identity{}, fmt.Errorf("the labels of pod %s/%s: %w", id.Namespace, names[0], err)
+	}
+	if string(pod.UID) != uids[0] {
+		return Identity{}, fmt.Errorf("pod %s/%s is not the one the token was made for", id.Namespace, names[0])
+	}
+	id.Pod, id.Labels = pod.Name, pod.Labels
 	return id, nil
 }
 
-// podNameExtra is the user extra a pod-bound token's review names its pod in.
-const podNameExtra = "authentication.kubernetes.io/pod-name"
+// podNameExtra and podUIDExtra are the user extras a pod-bound token's review names its pod in.
+const (
+	podNameExtra = "authentication.kubernetes.io/pod-name"
+	podUIDExtra  = "authentication.kubernetes.io/pod-uid"
+)
 
 // Options configure an Authority. Zero values take the defaults in parentheses.
 type Options struct {
@@ -186,6 +202,9 @@ func (a *Authority) Sign(csr *x509.CertificateRequest, id Identity) ([]byte, err
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		URIs:         []*url.URL{a.ID(id)},
+	}
+	if id.Pod != "" {
+		tmpl.URIs = append(tmpl.URIs, LabelsURI(id.Labels))
 	}
 	if tmpl.NotAfter.After(a.ca.NotAfter) {
 		tmpl.NotAfter = a.ca.NotAfter

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"maps"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -108,7 +109,8 @@ func TestAuthorityWithTokenReview(t *testing.T) {
 	}
 
 	// A token bound to a pod, as a projected one is: the certificate names that pod's node and no other.
-	pod, err := cs.CoreV1().Pods("team-a").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "orders-1"},
+	pod, err := cs.CoreV1().Pods("team-a").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "orders-1",
+		Labels: map[string]string{"app": "orders", "app.kubernetes.io/part-of": "shop"}},
 		Spec: corev1.PodSpec{ServiceAccountName: "orders", Containers: []corev1.Container{{Name: "app", Image: "app"}}}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -123,8 +125,22 @@ func TestAuthorityWithTokenReview(t *testing.T) {
 	if err := podSrc.Fetch(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if uris := podSrc.Current().Leaf.URIs; len(uris) != 1 || uris[0].String() != "spiffe://cluster.local/ns/team-a/node/orders-1.team-a" {
+	if uris := podSrc.Current().Leaf.URIs; len(uris) != 2 || uris[0].String() != "spiffe://cluster.local/ns/team-a/node/orders-1.team-a" {
 		t.Fatalf("a pod-bound token's certificate names %v", uris)
+	}
+	if labels, ok, err := CertifiedLabels(podSrc.Current().Leaf); !ok || err != nil || !maps.Equal(labels, pod.Labels) {
+		t.Fatalf("the certificate carries the labels %v (%v, %v), the pod has %v", labels, ok, err, pod.Labels)
+	}
+	// A pod of the same name made again: the token bound to the first is refused.
+	if err := cs.CoreV1().Pods("team-a").Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Pods("team-a").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "orders-1"},
+		Spec: corev1.PodSpec{ServiceAccountName: "orders", Containers: []corev1.Container{{Name: "app", Image: "app"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := podSrc.Fetch(ctx); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("a token of a pod that is gone: %v, want 401", err)
 	}
 
 	// Of a CSR only the key is used: names it asks for (an operator's common name, DNS names) are not given.
@@ -161,8 +177,8 @@ func TestAuthorityWithTokenReview(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(a)
 	fams := promtest.Families(t, reg)
-	if got := promtest.Sum(fams, "rocketpilot_workload_certificates_total", map[string]string{"result": "refused"}); got != 3 {
-		t.Errorf("%v refusals counted, want 3", got)
+	if got := promtest.Sum(fams, "rocketpilot_workload_certificates_total", map[string]string{"result": "refused"}); got != 4 {
+		t.Errorf("%v refusals counted, want 4 (the gone pod's token and three)", got)
 	}
 
 	// Renewal at two thirds of 3 s: a new certificate and key, before the first expires.

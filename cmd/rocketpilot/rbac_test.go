@@ -266,8 +266,15 @@ func checkWorkloadCA(t *testing.T, p *inProcess, s *tlsSetup, env *envtest.Envir
 	if _, err := cs.CoreV1().ServiceAccounts(namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name,
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{workloadca.Audience}}}, metav1.CreateOptions{})
+	// A token bound to a pod, as the kubelet projects it: the CA reads the pod's labels (get pods) for the certificate.
+	pod, err := cs.CoreV1().Pods(namespace).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name + "-1", Labels: map[string]string{"app": name}},
+		Spec: corev1.PodSpec{ServiceAccountName: name, Containers: []corev1.Container{{Name: "app", Image: "app"}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{
+		Audiences: []string{workloadca.Audience}, BoundObjectRef: &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}}},
+		metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,17 +284,18 @@ func checkWorkloadCA(t *testing.T, p *inProcess, s *tlsSetup, env *envtest.Envir
 		t.Fatalf("a sidecar of %s/%s: %v\nlogs:\n%s", namespace, name, err, p.logs.String())
 	}
 	leaf := src.Current().Leaf
-	want := "spiffe://cluster.local/ns/" + namespace + "/sa/" + name
-	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != want {
-		t.Errorf("the certificate names %v, want %s", leaf.URIs, want)
+	want := "spiffe://cluster.local/ns/" + namespace + "/node/" + pod.Name + "." + namespace
+	if labels, _, _ := workloadca.CertifiedLabels(leaf); len(leaf.URIs) != 2 || leaf.URIs[0].String() != want || labels["app"] != name {
+		t.Errorf("the certificate names %v, want %s and the pod's labels", leaf.URIs, want)
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(s.ca.PEM)
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Errorf("the certificate is not a client certificate of the CA: %v", err)
 	}
-	if requests, _ := rec.snapshot(); !slices.Contains(requests, "POST /apis/authentication.k8s.io/v1/tokenreviews") {
-		t.Errorf("no TokenReview went through the chart's identity; requests:\n%s", strings.Join(requests, "\n"))
+	if requests, _ := rec.snapshot(); !slices.Contains(requests, "POST /apis/authentication.k8s.io/v1/tokenreviews") ||
+		!slices.Contains(requests, "GET /api/v1/namespaces/"+namespace+"/pods/"+pod.Name) {
+		t.Errorf("no TokenReview, or no read of the token's pod, went through the chart's identity; requests:\n%s", strings.Join(requests, "\n"))
 	}
 }
 
@@ -663,12 +671,13 @@ func TestServeWithChartRBACInOneNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := asChart(t, env, admin, []string{release, apps, elsewhere}, values)
-	// The one cluster-wide grant: the workload CA's TokenReviews, cluster-scoped.
+	// The one cluster-wide grant: the workload CA's TokenReviews, cluster-scoped, and the labels of sidecars' pods.
 	for _, o := range helmtest.OfKind(run.objs, "ClusterRole") {
 		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
-		if len(rules) != 1 || fmt.Sprint(rules[0]) != fmt.Sprint(map[string]any{"apiGroups": []any{"authentication.k8s.io"},
-			"resources": []any{"tokenreviews"}, "verbs": []any{"create"}}) {
-			t.Fatalf("watchNamespace renders the ClusterRole %s with %v: want tokenreviews create only", o.GetName(), rules)
+		if len(rules) != 2 || fmt.Sprint(rules[0]) != fmt.Sprint(map[string]any{"apiGroups": []any{"authentication.k8s.io"},
+			"resources": []any{"tokenreviews"}, "verbs": []any{"create"}}) ||
+			fmt.Sprint(rules[1]) != fmt.Sprint(map[string]any{"apiGroups": []any{""}, "resources": []any{"pods"}, "verbs": []any{"get"}}) {
+			t.Fatalf("watchNamespace renders the ClusterRole %s with %v: want tokenreviews create and pods get only", o.GetName(), rules)
 		}
 	}
 	if a := run.applied; a["ClusterRole"] != 1 || a["ClusterRoleBinding"] != 1 {

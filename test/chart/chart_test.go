@@ -661,7 +661,7 @@ func checkSignsWorkloadCertificates(t *testing.T, ca, srv *corev1.Secret) {
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Errorf("a workload certificate of the chart's CA, checked with ca.crt of %s: %v", srv.Name, err)
 	}
-	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != "spiffe://cluster.local/ns/team-a/node/orders-1.team-a" {
+	if len(leaf.URIs) != 2 || leaf.URIs[0].String() != "spiffe://cluster.local/ns/team-a/node/orders-1.team-a" || leaf.URIs[1].String() != "urn:rocketpilot:pod-labels:" {
 		t.Errorf("the workload certificate names %v", leaf.URIs)
 	}
 }
@@ -931,16 +931,18 @@ func TestChartNetworkPolicy(t *testing.T) {
 
 func TestChartWatchNamespace(t *testing.T) {
 	objs := render(t, "--set", "watchNamespace=team-a")
-	// The one cluster-wide grant: the workload CA's TokenReviews (cluster-scoped), in a ClusterRole of its own, named
+	// The one cluster-wide grant: the workload CA's TokenReviews (cluster-scoped) and its reading of sidecars' pods
+	// (in any namespace), in a ClusterRole of its own, named
 	// after the release namespace too (releases of the same name in other namespaces share the cluster's names).
 	tokenReview := helmtest.Release + "-" + helmtest.Namespace + "-tokenreview"
 	if got := helmtest.OfKind(objs, "ClusterRole", "ClusterRoleBinding"); len(got) != 2 {
 		t.Errorf("cluster-wide RBAC with watchNamespace: %s, want the workload CA's ClusterRole and binding", names(got))
 	}
 	cr := typed[rbacv1.ClusterRole](t, objs, "ClusterRole", tokenReview)
-	if len(cr.Rules) != 1 || !reflect.DeepEqual(cr.Rules[0], rbacv1.PolicyRule{APIGroups: []string{"authentication.k8s.io"},
-		Resources: []string{"tokenreviews"}, Verbs: []string{"create"}}) {
-		t.Errorf("ClusterRole %s rules %+v, want tokenreviews create only", tokenReview, cr.Rules)
+	if len(cr.Rules) != 2 || !reflect.DeepEqual(cr.Rules[0], rbacv1.PolicyRule{APIGroups: []string{"authentication.k8s.io"},
+		Resources: []string{"tokenreviews"}, Verbs: []string{"create"}}) || !reflect.DeepEqual(cr.Rules[1],
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}}) {
+		t.Errorf("ClusterRole %s rules %+v, want tokenreviews create and pods get only", tokenReview, cr.Rules)
 	}
 	crb := typed[rbacv1.ClusterRoleBinding](t, objs, "ClusterRoleBinding", tokenReview)
 	if crb.RoleRef.Kind != "ClusterRole" || crb.RoleRef.Name != tokenReview {
@@ -1011,6 +1013,8 @@ func TestChartRBAC(t *testing.T) {
 			if workloadCAOn(v.args) {
 				// TokenReview is cluster-scoped, whatever watchNamespace says.
 				grant("cluster", "authentication.k8s.io", []string{"tokenreviews"}, []string{"create"})
+				// The labels of the pod a token is bound to, which its certificate carries: pods of any namespace.
+				grant("cluster", "", []string{"pods"}, []string{"get"})
 			}
 			if !slices.Contains(v.args, "leaderElection.enabled=false") {
 				grant(helmtest.Namespace, "coordination.k8s.io", []string{"leases"}, []string{"get", "create", "update"})
@@ -1042,7 +1046,9 @@ func TestChartRBAC(t *testing.T) {
 					for _, g := range r.APIGroups {
 						for _, res := range r.Resources {
 							for _, verb := range r.Verbs {
-								if g == "*" || res == "*" || verb == "*" || strings.HasPrefix(res, "secrets") || strings.HasPrefix(res, "pods") {
+								// Pods: get only, for the workload CA (the labels of a token's pod); never list or watch.
+								podsForCA := res == "pods" && verb == "get" && workloadCAOn(v.args)
+								if g == "*" || res == "*" || verb == "*" || strings.HasPrefix(res, "secrets") || strings.HasPrefix(res, "pods") && !podsForCA {
 									t.Errorf("%s %s grants %s on %q/%s", o.GetKind(), o.GetName(), verb, g, res)
 								}
 								got[rule{scope, g, res, verb}] = true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/rocketpilot/rocketpilot/workloadca"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
 )
 
@@ -30,9 +32,10 @@ import (
 //
 // A certificate that names a namespace makes the claim required: a node that left it out would match no
 // namespace's selector, and so escape a strict TopicBinding that selects its namespace. A node id or namespace the
-// certificate does not name is refused with PERMISSION_DENIED and counted. Labels (node metadata LABELS) are not in
-// certificates: they stay the node's claim. Any trust domain is accepted: the CA that signed the certificate is the
-// trust anchor. It is a Prometheus collector.
+// certificate does not name is refused with PERMISSION_DENIED and counted. A certificate the workload CA issued for
+// a pod carries the pod's labels too: the node's claimed labels (node metadata LABELS) must be exactly those.
+// Any trust domain is accepted: the CA that signed the certificate is the trust anchor. It is a Prometheus
+// collector.
 type IdentityCheck struct {
 	log     *slog.Logger
 	refused prometheus.Counter
@@ -84,6 +87,9 @@ func Permits(cert *x509.Certificate, node *corev3.Node) error {
 	if cert == nil {
 		return status.Error(codes.PermissionDenied, "node identity: the stream has no verified client certificate")
 	}
+	if err := labelsCertified(cert, node); err != nil {
+		return err
+	}
 	id := node.GetId()
 	ns := node.GetMetadata().GetFields()[cache.MetadataNamespaceKey].GetStringValue()
 	var named []string
@@ -115,6 +121,25 @@ func Permits(cert *x509.Certificate, node *corev3.Node) error {
 	}
 	return status.Errorf(codes.PermissionDenied, "node identity: node %q (namespace %q) is not one the client certificate names (%s); "+
 		"see --xds-identity-check", id, ns, strings.Join(named, ", "))
+}
+
+// labelsCertified holds a node's claimed labels (node metadata LABELS) to those its certificate carries, if it
+// carries any (the workload CA's certificate for a pod does: workloadca.CertifiedLabels): the same set, no label
+// more or less, or a pod could enter or leave a TopicBinding's pod selector at will.
+func labelsCertified(cert *x509.Certificate, node *corev3.Node) error {
+	certified, ok, err := workloadca.CertifiedLabels(cert)
+	if err != nil {
+		return status.Error(codes.PermissionDenied, "node identity: "+err.Error())
+	}
+	if !ok {
+		return nil
+	}
+	claimed := cache.ProxyOf(node).Labels
+	if len(claimed) == 0 && len(certified) == 0 || maps.Equal(claimed, certified) {
+		return nil
+	}
+	return status.Errorf(codes.PermissionDenied, "node identity: node %q claims the labels %v, its pod's certificate says %v; "+
+		"a sidecar sends its pod's labels as they were at its start: restart the pod after relabelling it", node.GetId(), claimed, certified)
 }
 
 // callbacks puts the check in front of next: it takes each stream's certificate when it opens and checks the node

@@ -21,14 +21,23 @@ import (
 	"github.com/rocketpilot/rocketpilot/internal/certtest"
 	"github.com/rocketpilot/rocketpilot/internal/promtest"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
+	"github.com/rocketpilot/rocketpilot/workloadca"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
 	"github.com/rocketpilot/rocketpilot/xds/translate"
 )
 
-func claimed(id, namespace string) *corev3.Node {
-	n := &corev3.Node{Id: id}
+func claimed(id, namespace string, labels ...string) *corev3.Node {
+	n := &corev3.Node{Id: id, Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{}}}
 	if namespace != "" {
-		n.Metadata = &structpb.Struct{Fields: map[string]*structpb.Value{cache.MetadataNamespaceKey: structpb.NewStringValue(namespace)}}
+		n.Metadata.Fields[cache.MetadataNamespaceKey] = structpb.NewStringValue(namespace)
+	}
+	if len(labels) > 0 {
+		l := map[string]any{}
+		for i := 0; i+1 < len(labels); i += 2 {
+			l[labels[i]] = labels[i+1]
+		}
+		v, _ := structpb.NewStruct(l)
+		n.Metadata.Fields[cache.MetadataLabelsKey] = structpb.NewStructValue(v)
 	}
 	return n
 }
@@ -50,6 +59,10 @@ func TestPermits(t *testing.T) {
 	bySA := parseCert(t, ca.Workload(t, "a", "spiffe://cluster.local/ns/team-a/sa/orders"))
 	byDNS := parseCert(t, ca.Workload(t, "a", "orders-1.team-a"))
 	other := parseCert(t, ca.Workload(t, "a", "https://example.com/ns/team-a/node/orders-1.team-a", "spiffe://td/ns/team-a/node"))
+	// The workload CA's certificate for a pod: its node and its labels.
+	pod := parseCert(t, ca.Workload(t, "a", "spiffe://cluster.local/ns/team-a/node/orders-1.team-a",
+		workloadca.LabelsURI(map[string]string{"app": "orders", "app.kubernetes.io/part-of": "shop & co"}).String()))
+	unlabelled := parseCert(t, ca.Workload(t, "a", "spiffe://cluster.local/ns/team-a/node/orders-1.team-a", workloadca.LabelsURI(nil).String()))
 	for _, c := range []struct {
 		name  string
 		cert  *x509.Certificate
@@ -71,6 +84,13 @@ func TestPermits(t *testing.T) {
 		{"DNS name, another node", byDNS, claimed("orders-2.team-a", ""), false},
 		{"neither a spiffe URI of the forms nor a DNS name", other, claimed("orders-1.team-a", ""), false},
 		{"no certificate", nil, claimed("orders-1.team-a", ""), false},
+		{"a pod's certificate, its labels", pod, claimed("orders-1.team-a", "team-a", "app", "orders", "app.kubernetes.io/part-of", "shop & co"), true},
+		{"a pod's certificate, a label left out (to leave a selector)", pod, claimed("orders-1.team-a", "team-a", "app", "orders"), false},
+		{"a pod's certificate, a label added (to enter one)", pod, claimed("orders-1.team-a", "team-a", "app", "orders", "app.kubernetes.io/part-of", "shop & co", "tier", "gold"), false},
+		{"a pod's certificate, a label changed", pod, claimed("orders-1.team-a", "team-a", "app", "payments", "app.kubernetes.io/part-of", "shop & co"), false},
+		{"a pod's certificate, no labels claimed", pod, claimed("orders-1.team-a", "team-a"), false},
+		{"an unlabelled pod's certificate, no labels claimed", unlabelled, claimed("orders-1.team-a", "team-a"), true},
+		{"an unlabelled pod's certificate, a label claimed", unlabelled, claimed("orders-1.team-a", "team-a", "app", "orders"), false},
 	} {
 		err := Permits(c.cert, c.node)
 		if (err == nil) != c.allow {
