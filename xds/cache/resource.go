@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"weak"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -17,39 +18,43 @@ import (
 	"github.com/rocketpilot/rocketpilot/xds/wire"
 )
 
-// resource is one marshalled resource at one version. It is immutable (its members made once) and shared by every
-// stream.
+// resource is one marshalled resource at one version. It is immutable and shared by every stream.
 type resource struct {
 	name    string
 	version string // 16 hex digits of the SHA-256 of body
 	body    []byte // deterministic protobuf encoding
-	// delta and sotw are the resource as a member of a delta and of a state-of-the-world response, made the first
-	// time one is sent and shared by every stream sent it (package wire marshals and compresses them once).
-	delta atomic.Pointer[discovery.Resource]
-	sotw  atomic.Pointer[anypb.Any]
+	// delta and sotw are the resource as a member of a delta and of a state-of-the-world response, which package
+	// wire marshals and compresses once for every stream a fan-out sends it to. They are held weakly: the responses
+	// in flight hold them while a change goes out, and once it has, their encodings (about the size of body again)
+	// are garbage rather than kept for the version's whole life; a later send makes them again.
+	delta atomic.Pointer[weak.Pointer[discovery.Resource]]
+	sotw  atomic.Pointer[weak.Pointer[anypb.Any]]
 }
 
 // deltaMember is r as a delta response's member of type typeURL (a resource has one type).
 func (r *resource) deltaMember(typeURL string) *discovery.Resource {
-	if m := r.delta.Load(); m != nil {
-		return m
-	}
-	m := wire.ShareDelta(&discovery.Resource{Name: r.name, Version: r.version, Resource: &anypb.Any{TypeUrl: typeURL, Value: r.body}})
-	if !r.delta.CompareAndSwap(nil, m) {
-		return r.delta.Load()
-	}
-	return m
+	return member(&r.delta, func() *discovery.Resource {
+		return wire.ShareDelta(&discovery.Resource{Name: r.name, Version: r.version, Resource: &anypb.Any{TypeUrl: typeURL, Value: r.body}})
+	})
 }
 
 // sotwMember is r as a state-of-the-world response's member of type typeURL.
 func (r *resource) sotwMember(typeURL string) *anypb.Any {
-	if m := r.sotw.Load(); m != nil {
-		return m
+	return member(&r.sotw, func() *anypb.Any { return wire.ShareSotw(&anypb.Any{TypeUrl: typeURL, Value: r.body}) })
+}
+
+// member returns the member held in p while something still holds it, else one made now (two made at once: one
+// wins, and the other is only used by its caller).
+func member[T any](p *atomic.Pointer[weak.Pointer[T]], build func() *T) *T {
+	old := p.Load()
+	if old != nil {
+		if m := old.Value(); m != nil {
+			return m
+		}
 	}
-	m := wire.ShareSotw(&anypb.Any{TypeUrl: typeURL, Value: r.body})
-	if !r.sotw.CompareAndSwap(nil, m) {
-		return r.sotw.Load()
-	}
+	m := build()
+	w := weak.Make(m)
+	p.CompareAndSwap(old, &w)
 	return m
 }
 
