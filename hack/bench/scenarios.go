@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -312,6 +315,12 @@ func brokerFlip(cp *controlPlane, sims []*sim, kk string) []Figure {
 			}
 		}
 		s.mu.Unlock()
+	}
+	if dir := os.Getenv("BENCH_FLIP_CPUPROFILE"); dir != "" { // where the flip's time goes
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("flip-%d-streams.pprof", len(sims))))
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
 	}
 	start := time.Now()
 	cp.table.Apply("bench", updates...)
