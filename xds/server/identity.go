@@ -63,7 +63,7 @@ func NewIdentityCheck(log *slog.Logger) *IdentityCheck {
 	}
 	return &IdentityCheck{log: log, peers: map[identityKey]*peerIdentity{},
 		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "rocketpilot_xds_identity_refused_total",
-			Help: "xDS requests refused because their node id or namespace is not what the client certificate names."})}
+			Help: "xDS requests refused because their node id, namespace or labels are not what the client certificate names."})}
 }
 
 func (c *IdentityCheck) Describe(ch chan<- *prometheus.Desc) { c.refused.Describe(ch) }
