@@ -97,10 +97,11 @@ run-config: build
 fuzz:
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
-## bench: the scale benchmark (hack/bench): millions of topics, thousands of streams, beside the naive design.
+## bench: the scale benchmark (hack/bench): millions of topics, thousands of streams, beside the naive design;
+## it redraws the plots in docs/bench.
 ## BENCH_JSON=FILE also writes the figures as JSON.
 bench:
-	$(GO) run ./hack/bench
+	BENCH_PLOTS=docs/bench $(GO) run ./hack/bench
 
 ## bench-smoke: the same scenarios, small enough to finish in under a minute on 2 cores.
 bench-smoke:

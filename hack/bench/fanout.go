@@ -145,15 +145,18 @@ func fanout(cfg config, k int) []Figure {
 	for _, v := range []*fanoutVariant{gzipShared, noneShared} {
 		p50, p99, cpu, w, b := stat(v)
 		var base50, base99, basecpu, basewire *float64
-		how := "no compression"
+		how, series, baseSeries := "no compression", "no compression", ""
 		if v == gzipShared {
 			base50, base99, basecpu, basewire = ptr(b50), ptr(b99), ptr(bcpu), ptr(bwire)
 			how = "gzip (baseline: each response encoded on its own, wire.SetEnabled(false))"
+			series, baseSeries = "gzip, encoded once", "gzip, each response on its own"
 		}
 		figs = append(figs,
-			Figure{Name: fmt.Sprintf("fan-out: one route change → every stream has it and ACKs, p50, %s streams, %s", kk, how),
+			Figure{at: &plotPoint{plot: plotFanout, series: series + ", p50", x: float64(k), baseline: ifSet(baseSeries, ", p50")},
+				Name: fmt.Sprintf("fan-out: one route change → every stream has it and ACKs, p50, %s streams, %s", kk, how),
 				Value: p50, Unit: "ms", Baseline: base50, lowerIsBetter: true},
-			Figure{Name: fmt.Sprintf("fan-out: one route change → every stream has it and ACKs, p99, %s streams, %s", kk, how),
+			Figure{at: &plotPoint{plot: plotFanout, series: series + ", p99", x: float64(k), baseline: ifSet(baseSeries, ", p99")},
+				Name: fmt.Sprintf("fan-out: one route change → every stream has it and ACKs, p99, %s streams, %s", kk, how),
 				Value: p99, Unit: "ms", Goal: goal, Baseline: base99, lowerIsBetter: true},
 			Figure{Name: fmt.Sprintf("fan-out: CPU per change, control-plane process only (its getrusage; the sidecars are child processes), %s streams, %s", kk, how),
 				Value: cpu, Unit: "ms", Baseline: basecpu, lowerIsBetter: true},

@@ -4,7 +4,8 @@
 // Everything runs in this process over loopback: the embedded NameServer with N topics over a few broker groups,
 // the real watcher, routing table, cache and gRPC server, and simulated sidecars and Envoys (raw delta ADS streams
 // that ACK what they get). It prints a markdown table — figure, value, goal, baseline, ratio — and with
-// BENCH_JSON=FILE writes the same figures as JSON.
+// BENCH_JSON=FILE writes the same figures as JSON; BENCH_PLOTS=DIR draws some of them as SVG plots (make bench:
+// docs/bench).
 //
 //	go run ./hack/bench              # the full run (make bench)
 //	go run ./hack/bench -smoke       # a small run that finishes in under a minute on 2 cores (make bench-smoke)
@@ -35,6 +36,8 @@ type Figure struct {
 	Baseline *float64 `json:"baseline"`
 	// lowerIsBetter orders the ratio: baseline/value when true, value/baseline otherwise.
 	lowerIsBetter bool
+	// at places the figure on a plot (plots.go): nil for a figure no plot shows.
+	at *plotPoint
 }
 
 type config struct {
@@ -114,6 +117,11 @@ func main() {
 		figs = append(figs, base.figures()...)
 	}
 	printTable(figs, time.Since(start))
+	if dir := os.Getenv("BENCH_PLOTS"); dir != "" {
+		if err := drawPlots(dir, figs); err != nil {
+			log.Fatal(err)
+		}
+	}
 	if path := os.Getenv("BENCH_JSON"); path != "" {
 		b, _ := json.MarshalIndent(figs, "", "  ")
 		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {

@@ -175,7 +175,8 @@ func coldSync(cfg config, base baselineResult) []Figure {
 		figs = append(figs,
 			Figure{Name: fmt.Sprintf("cold sync, %s topics", human(n)), Value: round(took.Seconds(), 2), Unit: "s",
 				Goal: goalFor(n, "≤ 60 s"), lowerIsBetter: true},
-			Figure{Name: fmt.Sprintf("control-plane heap per topic, %s topics", human(n)), Value: round(perTopic, 0), Unit: "B",
+			Figure{at: &plotPoint{plot: plotHeapTopics, series: "rocketpilot", x: float64(n)},
+				Name: fmt.Sprintf("control-plane heap per topic, %s topics", human(n)), Value: round(perTopic, 0), Unit: "B",
 				Goal: "≤ 1024 B", Baseline: base.forTopics(n, base.heapPerTopic), lowerIsBetter: true})
 		cp.stop()
 		ns.Close()
