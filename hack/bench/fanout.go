@@ -153,10 +153,10 @@ func fanout(cfg config, k int) []Figure {
 		}
 		figs = append(figs,
 			Figure{at: &plotPoint{plot: plotFanout, series: series + ", p50", x: float64(k), baseline: ifSet(baseSeries, ", p50")},
-				Name: fmt.Sprintf("fan-out: one route change → every stream has it and ACKs, p50, %s streams, %s", kk, how),
+				Name:  fmt.Sprintf("fan-out: one route change → every stream has it and ACKs, p50, %s streams, %s", kk, how),
 				Value: p50, Unit: "ms", Baseline: base50, lowerIsBetter: true},
 			Figure{at: &plotPoint{plot: plotFanout, series: series + ", p99", x: float64(k), baseline: ifSet(baseSeries, ", p99")},
-				Name: fmt.Sprintf("fan-out: one route change → every stream has it and ACKs, p99, %s streams, %s", kk, how),
+				Name:  fmt.Sprintf("fan-out: one route change → every stream has it and ACKs, p99, %s streams, %s", kk, how),
 				Value: p99, Unit: "ms", Goal: goal, Baseline: base99, lowerIsBetter: true},
 			Figure{Name: fmt.Sprintf("fan-out: CPU per change, control-plane process only (its getrusage; the sidecars are child processes), %s streams, %s", kk, how),
 				Value: cpu, Unit: "ms", Baseline: basecpu, lowerIsBetter: true},

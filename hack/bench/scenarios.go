@@ -57,7 +57,7 @@ func streamScenarios(cfg config, k int, want func(string) bool, base baselineRes
 		{Name: fmt.Sprintf("open streams held per core (all synced), %s streams", kk), Value: float64(k / runtime.NumCPU()),
 			Unit: "", Goal: perCoreGoal},
 		{at: &plotPoint{plot: plotHeapStreams, series: "control plane (sidecars in another process)", x: float64(k)},
-			Name: fmt.Sprintf("control-plane heap per open stream, %s streams (sidecars in another process)", kk),
+			Name:  fmt.Sprintf("control-plane heap per open stream, %s streams (sidecars in another process)", kk),
 			Value: round(serverPerStream/1024, 1), Unit: "KiB", Goal: "≤ 100 KiB", lowerIsBetter: true},
 		{Name: fmt.Sprintf("heap per open stream, %s streams, sidecars in process (both sides)", kk),
 			Value: round(perStream/1024, 1), Unit: "KiB", Baseline: base.forStreams(k, kib(base.heapPerNode)), lowerIsBetter: true},
