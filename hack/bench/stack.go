@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"time"
 
 	"github.com/rocketpilot/rocketpilot/controlplane"
@@ -172,6 +175,7 @@ func coldSync(cfg config, base baselineResult) []Figure {
 		}
 		perTopic := heapGrowth(before, heapNow()) / float64(n)
 		log.Printf("cold sync: %d topics in %v, %.0f B heap per topic", n, took.Round(time.Millisecond), perTopic)
+		writeHeapProfile(fmt.Sprintf("heap-%d-topics.pprof", n))
 		figs = append(figs,
 			Figure{Name: fmt.Sprintf("cold sync, %s topics", human(n)), Value: round(took.Seconds(), 2), Unit: "s",
 				Goal: goalFor(n, "≤ 60 s"), lowerIsBetter: true},
@@ -207,4 +211,19 @@ func round(v float64, digits int) float64 {
 		p *= 10
 	}
 	return float64(int64(v*p+0.5)) / p
+}
+
+// writeHeapProfile writes the process's heap profile to name in BENCH_HEAP_PROFILES, when it names a directory.
+func writeHeapProfile(name string) {
+	dir := os.Getenv("BENCH_HEAP_PROFILES")
+	if dir == "" {
+		return
+	}
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		log.Printf("heap profile: %v", err)
+		return
+	}
+	defer f.Close()
+	_ = pprof.WriteHeapProfile(f)
 }

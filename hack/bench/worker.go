@@ -8,8 +8,6 @@ import (
 	"log"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -186,13 +184,7 @@ func serverHeapPerStream(addr string, k, per, pool int) float64 {
 	p := startSimsProcess(addr, strconv.Itoa(k), strconv.Itoa(per), strconv.Itoa(pool))
 	time.Sleep(500 * time.Millisecond) // let the last ACKs land
 	perStream := heapGrowth(before, heapNow()) / float64(k)
-	if dir := os.Getenv("BENCH_HEAP_PROFILES"); dir != "" { // where the heap per stream goes, for docs/benchmarks.md
-		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("heap-%d-streams.pprof", k)))
-		if err == nil {
-			_ = pprof.WriteHeapProfile(f)
-			f.Close()
-		}
-	}
+	writeHeapProfile(fmt.Sprintf("heap-%d-streams.pprof", k)) // where the heap per stream goes
 	p.stop()
 	return perStream
 }

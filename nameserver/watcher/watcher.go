@@ -576,6 +576,11 @@ func (q *urgentQueue) pop() (string, bool) {
 			return name, true
 		}
 	}
+	// Drained: a large queue's slice and map go with it (a Go map never shrinks, and a cold sync queues every
+	// topic at once: 1M topics kept about 60 MB after their first answers).
+	if cap(q.order) > 4096 {
+		q.order, q.set = nil, nil
+	}
 	q.order, q.head = q.order[:0], 0
 	return "", false
 }
