@@ -123,11 +123,17 @@ func readRequest(r *remoting.Reader) (*remoting.Command, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cmd, err := remoting.DecodePartial(raw[4:], sendKeys...)
-	if err == nil && (!isSend(cmd.Code) || cmd.IsResponse()) {
-		err = cmd.Complete()
-	}
+	cmd, err := remoting.DecodePartial(raw[4:], sendKeysOf)
 	return cmd, raw, err
+}
+
+// sendKeysOf is what readRequest reads of a command's extFields: a send's sendKeys, all of anything else (the
+// application's answers to brokers' requests carry a response code, never a send's).
+func sendKeysOf(code int32) []string {
+	if isSend(code) {
+		return sendKeys
+	}
+	return nil
 }
 
 // forward sends one application request to the broker its route picks, or answers it with the error a broker
@@ -482,7 +488,7 @@ func (c *clientConn) readUpstream(up *upstream) {
 			if cap(raw) <= maxReusedFrame {
 				buf = raw[:0]
 			}
-			cmd, err = remoting.DecodePartial(raw[4:])
+			cmd, err = remoting.DecodePartial(raw[4:], remoting.Nothing)
 		}
 		if err != nil {
 			c.flushOut()

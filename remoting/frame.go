@@ -60,19 +60,23 @@ func AppendFrame(dst []byte, cmd *Command) ([]byte, error) {
 // Decode parses one frame without its leading 4-byte total length: the header-length word, the header and the
 // body. The returned command's Body aliases frame.
 func Decode(frame []byte) (*Command, error) {
-	return decode(frame, nil, false)
+	return decode(frame, nil)
 }
 
 // DecodePartial is Decode for a proxy that passes the frame on as it is and reads little of it: of the extFields
-// it reads only those named in keep, and passes over the others' values unread (unescaped and unchecked: a frame
-// Decode would refuse for a bad value there may be accepted). The command remembers its header, which aliases
-// frame: Complete reads the rest when it is needed, and Encode does so before encoding it again, so a partial
-// command is never sent with fields missing.
-func DecodePartial(frame []byte, keep ...string) (*Command, error) {
-	return decode(frame, keep, true)
+// it reads only those keep names for the command's code (nil: all of them, as when a JSON header puts its
+// extFields before its code), and passes over the others' values unread (unescaped and unchecked: a frame Decode
+// would refuse for a bad value there may be accepted). The command remembers its header, which aliases frame:
+// Complete reads the rest when it is needed, and Encode does so before encoding it again, so a partial command is
+// never sent with fields missing. The header is read once, whatever the code.
+func DecodePartial(frame []byte, keep func(code int32) []string) (*Command, error) {
+	return decode(frame, keep)
 }
 
-func decode(frame []byte, keep []string, partial bool) (*Command, error) {
+// Nothing keeps no extFields, for DecodePartial: a command's code, id and flags only.
+func Nothing(int32) []string { return []string{} }
+
+func decode(frame []byte, keep func(code int32) []string) (*Command, error) {
 	if len(frame) < 4 {
 		return nil, malformed("frame of %d bytes has no header length", len(frame))
 	}
@@ -86,13 +90,18 @@ func decode(frame []byte, keep []string, partial bool) (*Command, error) {
 	var err error
 	switch cmd.HeaderType {
 	case SerializeJSON:
-		if partial && fastJSONHeaderKeep(header, cmd, keep, true) {
-			cmd.header = header
-			break
+		if keep != nil {
+			if ok, partial := fastJSONHeaderKeep(header, cmd, keep); ok {
+				if partial {
+					cmd.header = header
+				}
+				break
+			}
 		}
 		err = decodeJSONHeader(header, cmd)
 	case SerializeRocketMQ:
-		if err = decodeBinaryHeaderKeep(header, cmd, keep, partial); partial && err == nil {
+		var partial bool
+		if partial, err = decodeBinaryHeaderKeep(header, cmd, keep); partial && err == nil {
 			cmd.header = header
 		}
 	default:

@@ -193,7 +193,7 @@ func FuzzDecodePartial(f *testing.F) {
 	}
 	keep := []string{"b", "e", "topic", "queueId"}
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		partial, perr := DecodePartial(frame, keep...)
+		partial, perr := DecodePartial(frame, func(int32) []string { return keep })
 		whole, err := Decode(frame)
 		if err != nil {
 			if perr == nil {

@@ -155,45 +155,52 @@ func appendBinaryHeader(dst []byte, c *Command) ([]byte, error) {
 }
 
 func decodeBinaryHeader(data []byte, c *Command) error {
-	return decodeBinaryHeaderKeep(data, c, nil, false)
+	_, err := decodeBinaryHeaderKeep(data, c, nil)
+	return err
 }
 
-// decodeBinaryHeaderKeep is decodeBinaryHeader that, when partial, keeps only the extFields named in keep.
-func decodeBinaryHeaderKeep(data []byte, c *Command, keep []string, partial bool) error {
+// decodeBinaryHeaderKeep is decodeBinaryHeader that, with keep, keeps only the extFields keep names for the
+// command's code (all when it returns nil); partial reports whether any may have been left out.
+func decodeBinaryHeaderKeep(data []byte, c *Command, keepFor func(code int32) []string) (partial bool, err error) {
 	if len(data) < binaryFixedLen {
-		return malformed("binary header of %d bytes, need at least %d", len(data), binaryFixedLen)
+		return false, malformed("binary header of %d bytes, need at least %d", len(data), binaryFixedLen)
 	}
 	c.Code = int32(int16(binary.BigEndian.Uint16(data[0:])))
 	c.Language = LanguageCode(data[2])
 	c.Version = int32(int16(binary.BigEndian.Uint16(data[3:])))
 	c.Opaque = int32(binary.BigEndian.Uint32(data[5:]))
 	c.Flag = int32(binary.BigEndian.Uint32(data[9:]))
+	var keep []string
+	if keepFor != nil {
+		keep = keepFor(c.Code)
+	}
+	partial = keep != nil
 	rest := data[13:]
 	remark, rest, err := lengthPrefixed32(rest, "remark")
 	if err != nil {
-		return err
+		return false, err
 	}
 	c.Remark = string(remark)
 	ext, rest, err := lengthPrefixed32(rest, "extFields")
 	if err != nil {
-		return err
+		return false, err
 	}
 	if len(rest) != 0 {
-		return malformed("binary header has %d trailing bytes", len(rest))
+		return false, malformed("binary header has %d trailing bytes", len(rest))
 	}
 	for len(ext) > 0 {
 		if len(ext) < 2 {
-			return malformed("extFields: truncated key length")
+			return false, malformed("extFields: truncated key length")
 		}
 		kl := int(binary.BigEndian.Uint16(ext))
 		ext = ext[2:]
 		if kl > len(ext) {
-			return malformed("extFields: key of %d bytes, %d left", kl, len(ext))
+			return false, malformed("extFields: key of %d bytes, %d left", kl, len(ext))
 		}
 		rawKey := ext[:kl]
 		var val []byte
 		if val, ext, err = lengthPrefixed32(ext[kl:], "extFields value"); err != nil {
-			return err
+			return false, err
 		}
 		if partial && !slices.Contains(keep, string(rawKey)) {
 			continue
@@ -204,7 +211,7 @@ func decodeBinaryHeaderKeep(data []byte, c *Command, keep []string, partial bool
 		}
 		c.ExtFields[key] = string(val)
 	}
-	return nil
+	return partial, nil
 }
 
 // lengthPrefixed32 splits an unsigned 32-bit length and that many bytes off b.

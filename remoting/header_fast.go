@@ -15,34 +15,38 @@ import (
 // falls back to the general decoder, which also produces the error messages. FuzzJSONHeaderFastPath checks that the
 // two agree.
 func fastJSONHeader(data []byte, c *Command) bool {
-	return fastJSONHeaderKeep(data, c, nil, false)
+	ok, _ := fastJSONHeaderKeep(data, c, nil)
+	return ok
 }
 
-// fastJSONHeaderKeep is fastJSONHeader that, when partial, keeps only the extFields named in keep and skips the
-// others' values unread: they are scanned to their end, not unescaped or checked.
-func fastJSONHeaderKeep(data []byte, c *Command, keep []string, partial bool) bool {
-	p := headerParser{data: data, keep: keep, partial: partial}
+// fastJSONHeaderKeep is fastJSONHeader that, with keep, reads of the extFields only those keep names for the
+// command's code, and skips the others' values unread: they are scanned to their end, not unescaped or checked.
+// keep returning nil, or extFields that come before the code, mean all of them; partial reports whether any were
+// skipped.
+func fastJSONHeaderKeep(data []byte, c *Command, keep func(code int32) []string) (ok, partial bool) {
+	p := headerParser{data: data}
 	if !p.consume('{') {
-		return false
+		return false, false
 	}
 	var h Command
+	codeSeen := false
 	if p.consume('}') {
-		return p.end() && p.commit(&h, c)
+		return p.end() && p.commit(&h, c), false
 	}
 	for {
 		key, ok := p.str()
 		if !ok || !p.consume(':') {
-			return false
+			return false, false
 		}
 		switch key {
 		case "code", "version", "opaque", "flag":
 			n, ok := p.int32()
 			if !ok {
-				return false
+				return false, false
 			}
 			switch key {
 			case "code":
-				h.Code = n
+				h.Code, codeSeen = n, true
 			case "version":
 				h.Version = n
 			case "opaque":
@@ -54,13 +58,13 @@ func fastJSONHeaderKeep(data []byte, c *Command, keep []string, partial bool) bo
 			if p.peek() == '"' {
 				name, ok := p.str()
 				if !ok {
-					return false
+					return false, false
 				}
 				h.Language = ParseLanguage(name)
 			} else {
 				n, ok := p.int32()
 				if !ok || n < 0 || n > 255 {
-					return false
+					return false, false
 				}
 				h.Language = LanguageCode(n)
 			}
@@ -71,7 +75,7 @@ func fastJSONHeaderKeep(data []byte, c *Command, keep []string, partial bool) bo
 			}
 			s, ok := p.str()
 			if !ok {
-				return false
+				return false, false
 			}
 			h.Remark = s
 		case "extFields":
@@ -83,26 +87,32 @@ func fastJSONHeaderKeep(data []byte, c *Command, keep []string, partial bool) bo
 			if h.ExtFields == nil {
 				h.ExtFields = map[string]string{}
 			}
+			p.keep, p.partial = nil, false
+			if keep != nil && codeSeen {
+				p.keep = keep(h.Code)
+				p.partial = p.keep != nil
+				partial = partial || p.partial
+			}
 			if !p.extFields(h.ExtFields) {
-				return false
+				return false, false
 			}
 		default:
 			for _, known := range [...]string{"code", "version", "opaque", "flag", "language", "remark", "extFields"} {
 				if strings.EqualFold(key, known) {
-					return false
+					return false, false
 				}
 			}
 			if !p.scalar() {
-				return false
+				return false, false
 			}
 		}
 		if p.consume(',') {
 			continue
 		}
 		if p.consume('}') {
-			return p.end() && p.commit(&h, c)
+			return p.end() && p.commit(&h, c), partial
 		}
-		return false
+		return false, false
 	}
 }
 

@@ -192,7 +192,7 @@ func (g *loadGen) read(nc net.Conn) {
 			return
 		}
 		buf = raw[:0]
-		cmd, err := remoting.DecodePartial(raw[4:]) // the code and the id: no extFields
+		cmd, err := remoting.DecodePartial(raw[4:], remoting.Nothing) // the code and the id
 		if err != nil {
 			return
 		}
