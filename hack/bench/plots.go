@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -78,15 +79,8 @@ func drawPlots(dir string, figs []Figure) error {
 			p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
 		}
 		p.Legend.Top = true
-		names := slices.Sorted(func(yield func(string) bool) {
-			for n := range byName {
-				if !yield(n) {
-					return
-				}
-			}
-		})
 		var lines []any
-		for _, n := range names {
+		for _, n := range slices.Sorted(maps.Keys(byName)) {
 			pts := byName[n]
 			slices.SortFunc(pts, func(a, b point) int { return cmp.Compare(a.x, b.x) })
 			xys := make(plotter.XYs, len(pts))
