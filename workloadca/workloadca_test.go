@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -54,18 +53,9 @@ func authority(t *testing.T, cs kubernetes.Interface, ttl time.Duration) (*Autho
 }
 
 // token makes a token of a service account for audiences, through the API server, in a file.
-func token(t *testing.T, cs kubernetes.Interface, namespace, name string, audiences ...string) string {
+func token(t *testing.T, cs kubernetes.Interface, namespace, name, audience string) string {
 	t.Helper()
-	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(context.Background(), name,
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: audiences}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(file, []byte(tr.Status.Token), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return file
+	return writeFile(t, kubetest.Token(t, cs, namespace, name, audience, nil))
 }
 
 // With a real kube-apiserver reviewing the tokens: a service account's token of audience rocketpilot gets a
@@ -79,12 +69,7 @@ func TestAuthorityWithTokenReview(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cs.CoreV1().ServiceAccounts("team-a").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "orders"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	kubetest.ServiceAccount(t, cs, "team-a", "orders")
 	a, url, caTLS, pool := authority(t, cs, 3*time.Second)
 
 	src := NewSource(url, token(t, cs, "team-a", "orders", Audience), caTLS, nil)
@@ -115,13 +100,7 @@ func TestAuthorityWithTokenReview(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := cs.CoreV1().ServiceAccounts("team-a").CreateToken(ctx, "orders", &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{
-		Audiences: []string{Audience}, BoundObjectRef: &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}}},
-		metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	podSrc := NewSource(url, writeFile(t, tr.Status.Token), caTLS, nil)
+	podSrc := NewSource(url, writeFile(t, kubetest.Token(t, cs, "team-a", "orders", Audience, pod)), caTLS, nil)
 	if err := podSrc.Fetch(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +144,7 @@ func TestAuthorityWithTokenReview(t *testing.T) {
 	}
 
 	for name, file := range map[string]string{
-		"the API server's audience": token(t, cs, "team-a", "orders"),
+		"the API server's audience": token(t, cs, "team-a", "orders", ""),
 		"a made-up token":           writeFile(t, "not-a-token"),
 		"no token":                  writeFile(t, ""),
 	} {

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-	authnv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -272,13 +271,8 @@ func checkWorkloadCA(t *testing.T, p *inProcess, s *tlsSetup, env *envtest.Envir
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{
-		Audiences: []string{workloadca.Audience}, BoundObjectRef: &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}}},
-		metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := certtest.Write(t, t.TempDir(), "token", []byte(tr.Status.Token))[0]
+	token := kubetest.Token(t, cs, namespace, name, workloadca.Audience, pod)
+	tokenFile := certtest.Write(t, t.TempDir(), "token", []byte(token))[0]
 	src := workloadca.NewSource(base, tokenFile, caTLS, nil)
 	if err := src.Fetch(ctx); err != nil {
 		t.Fatalf("a sidecar of %s/%s: %v\nlogs:\n%s", namespace, name, err, p.logs.String())

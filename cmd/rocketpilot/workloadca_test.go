@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	authnv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -34,17 +32,8 @@ func TestSidecarCertificateFromTheWorkloadCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cs.CoreV1().ServiceAccounts("team-a").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "orders"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	tr, err := cs.CoreV1().ServiceAccounts("team-a").CreateToken(ctx, "orders",
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{workloadca.Audience}}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kubetest.ServiceAccount(t, cs, "team-a", "orders")
+	token := kubetest.Token(t, cs, "team-a", "orders", workloadca.Audience, nil)
 	ns := demoNameServer(t)
 	nss := &v1alpha1.NameServerSource{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "demo"},
 		Spec: v1alpha1.NameServerSourceSpec{Addresses: []string{ns.Addr()}, PollInterval: &metav1.Duration{Duration: time.Second}}}
@@ -53,7 +42,7 @@ func TestSidecarCertificateFromTheWorkloadCA(t *testing.T) {
 	}
 
 	s := newTLSSetup(t)
-	files := certtest.Write(t, s.dir, "ca.key", s.ca.KeyPEM(t), "token", []byte(tr.Status.Token))
+	files := certtest.Write(t, s.dir, "ca.key", s.ca.KeyPEM(t), "token", []byte(token))
 	cp := serveInProcess(t, "--kubernetes", "--kubeconfig", kubetest.Kubeconfig(t, env), "--leader-election-namespace", "default",
 		"--leader-election-lease-duration", "2s", "--leader-election-renew-deadline", "1s", "--leader-election-retry-period", "200ms",
 		"--tls-cert", s.cert, "--tls-key", s.key, "--tls-client-ca", s.caFile,
