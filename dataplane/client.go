@@ -36,6 +36,7 @@ type clientConn struct {
 	// never touch them, and serveClient flushes held on every way out and before anything that may block.
 	holding bool
 	held    []*upstream
+	reading *appFrame // the frame serveClient is passing on, for a send's retry to keep
 
 	mu     sync.Mutex
 	ups    map[string]*upstream    // broker address → connection
@@ -58,14 +59,40 @@ type pushedRequest struct {
 	opaque int32
 }
 
-// pendingRequest is what the proxy keeps of a forwarded request until its answer: what an error answer needs, and
-// when it left (not the body).
+// appFrame is a frame read from the application, recycled once nothing refers to it: the reader (serveClient)
+// until it has passed the frame on, and a send's retry until the send is answered. The frames are most of what the
+// proxy allocates, and so of its garbage collection's work. A frame whose count never reaches zero (a command
+// kept elsewhere, an id the application reused while in flight) is left to the collector.
+type appFrame struct {
+	buf  []byte
+	refs atomic.Int32
+}
+
+var appFrames = sync.Pool{New: func() any { return new(appFrame) }}
+
+// release drops one reference, recycling the frame with the last.
+func (f *appFrame) release() {
+	if f.refs.Add(-1) == 0 && cap(f.buf) <= maxReusedFrame {
+		f.buf = f.buf[:0]
+		appFrames.Put(f)
+	}
+}
+
+// pendingRequest is what the proxy keeps of a forwarded request until its answer: what an error answer needs (its
+// head: code, id, flags), and when it left; for a send that may go elsewhere if its broker refuses it, the send.
+// It is kept by value, with no allocation of its own: there is one per message.
 type pendingRequest struct {
-	req   *remoting.Command
-	sent  time.Time
-	retry *sendRetry // a send that may go elsewhere if its broker refuses it
+	code, opaque, flag int32
+	headerType         remoting.SerializeType
+	sent               time.Time
+	retry              sendRetry
 	// answer takes the broker's answer to a request of the sidecar's own (pop.go) instead of the application.
 	answer func(*remoting.Command)
+}
+
+// head is the request as an error answer needs it.
+func (pr *pendingRequest) head() *remoting.Command {
+	return &remoting.Command{Code: pr.code, Opaque: pr.opaque, Flag: pr.flag, HeaderType: pr.headerType}
 }
 
 // upstream is one connection to a broker on behalf of one application connection.
@@ -90,11 +117,15 @@ func (p *Proxy) serveClient(group string, nc net.Conn) {
 	r := remoting.NewReader(nc, p.opts.MaxFrameSize)
 	in := p.metrics.bytes.WithLabelValues("in")
 	for {
-		cmd, raw, err := readRequest(r)
+		f := appFrames.Get().(*appFrame)
+		f.refs.Store(1)
+		cmd, raw, err := readRequest(r, f.buf[:0])
 		if err != nil {
+			f.release()
 			c.flushHeld() // what the burst held before a bad frame or the end still goes on
 			return
 		}
+		f.buf = raw
 		in.Add(float64(len(raw)))
 		// While more of a burst is already read, requests wait in their upstream's buffer: the burst goes on in
 		// one write per broker.
@@ -102,9 +133,13 @@ func (p *Proxy) serveClient(group string, nc net.Conn) {
 		switch {
 		case cmd.IsResponse():
 			c.answerPushed(cmd)
-		case c.servePop(cmd):
+			f.release()
+		case c.servePop(cmd): // which may keep the command, and so its frame: not recycled
 		default:
+			c.reading = f
 			c.forward(cmd, raw, nil, true)
+			c.reading = nil
+			f.release()
 		}
 		if !c.holding {
 			c.flushHeld()
@@ -116,10 +151,11 @@ func (p *Proxy) serveClient(group string, nc net.Conn) {
 // ones read of a send that goes on as it came, most of its header being the message's properties.
 var sendKeys = []string{"b", "e", "topic", "queueId"}
 
-// readRequest reads an application's frame: a send with only its sendKeys read (remoting.DecodePartial: the rest
-// is read if the send must be encoded again), anything else whole. raw is the frame, the command's own.
-func readRequest(r *remoting.Reader) (*remoting.Command, []byte, error) {
-	raw, err := r.ReadRaw(nil)
+// readRequest reads an application's frame into buf when it fits: a send with only its sendKeys read
+// (remoting.DecodePartial: the rest is read if the send must be encoded again), anything else whole. raw is the
+// frame, which the command refers to.
+func readRequest(r *remoting.Reader, buf []byte) (*remoting.Command, []byte, error) {
+	raw, err := r.ReadRaw(buf)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -170,9 +206,14 @@ func (c *clientConn) forward(req *remoting.Command, raw []byte, avoid map[string
 		if !req.IsOneway() {
 			pr := pendingRequest{}
 			if isSend(req.Code) && group != "" && len(avoid) == 0 { // a send routed by its route, not yet retried: kept whole to retry
-				pr.retry = &sendRetry{req: req, group: group}
+				pr.retry = sendRetry{req: req, group: group}
+				if reader && c.reading != nil {
+					c.reading.refs.Add(1)
+					pr.retry.frame = c.reading
+				}
 			}
 			if !c.await(up, req, pr, false) {
+				pr.done()
 				c.reply(req, errorResponse(req, remoting.SystemError, "sidecar: the connection to broker "+addr+" closed"))
 				return
 			}
@@ -201,20 +242,29 @@ func (c *clientConn) await(up *upstream, req *remoting.Command, pr pendingReques
 		c.p.inflight.Add(1)
 	}
 	pr.sent = time.Now()
-	pr.req = &remoting.Command{Code: req.Code, Opaque: req.Opaque, Flag: req.Flag, HeaderType: req.HeaderType}
+	pr.code, pr.opaque, pr.flag, pr.headerType = req.Code, req.Opaque, req.Flag, req.HeaderType
 	up.pending[req.Opaque] = pr
 	return true
 }
 
-// sendRetry is what a send needs to go again elsewhere: the request as sent, and the group that refused it.
+// sendRetry is what a send needs to go again elsewhere: the request as sent (nil for any other request), the
+// group that refused it, and the frame the request refers to, released when the send is answered.
 type sendRetry struct {
 	req   *remoting.Command
 	group string
+	frame *appFrame
+}
+
+// done releases what the request held once it is answered (or will never be).
+func (pr *pendingRequest) done() {
+	if pr.retry.frame != nil {
+		pr.retry.frame.release()
+	}
 }
 
 // elsewhere reports whether the send's route has a writable group besides the one that refused it; without one
 // the application gets the broker's own answer.
-func (c *clientConn) elsewhere(sr *sendRetry) bool {
+func (c *clientConn) elsewhere(sr sendRetry) bool {
 	topicKey, _ := sendFields(sr.req)
 	r, err := c.p.route(sr.req.Ext(topicKey))
 	if err != nil || r == nil {
@@ -227,7 +277,7 @@ func (c *clientConn) elsewhere(sr *sendRetry) bool {
 // refusedSend is the broker's answer NO_PERMISSION to a send: the broker did not store it (its topic or itself
 // is not writable now, a change the route has not brought yet), so it can go to another writable group once.
 func refusedSend(pr pendingRequest, resp *remoting.Command) bool {
-	return pr.retry != nil && resp.Code == remoting.NoPermission
+	return pr.retry.req != nil && resp.Code == remoting.NoPermission
 }
 
 // sendUpstream writes a request to a broker, or, for serveClient (reader), holds it there while a burst is being
@@ -507,31 +557,35 @@ func (c *clientConn) readUpstream(up *upstream) {
 			}
 			c.p.inflight.Add(-1)
 			if pr.answer == nil && !refusedSend(pr, cmd) {
-				c.p.metrics.answered(pr.req.Code, cmd.Code, pr.sent)
+				pr.done()
+				c.p.metrics.answered(pr.code, cmd.Code, pr.sent)
 				c.holdFrame(raw) // the application's own id: as it came; written when the burst is read
 				continue
 			}
 		}
 		if cmd, err = remoting.Decode(bytes.Clone(raw[4:])); err != nil {
+			pr.done()
 			c.flushOut()
 			c.dropUpstream(up, err)
 			return
 		}
 		if cmd.IsResponse() {
 			if pr.answer != nil { // the sidecar's own request: its latency, not an application request
-				c.p.metrics.observe(pr.req.Code, pr.sent)
+				c.p.metrics.observe(pr.code, pr.sent)
 				pr.answer(cmd)
 				continue
 			}
 			if c.elsewhere(pr.retry) {
 				// Refused, and sent again, avoiding the group that refused it; the second answer is the
 				// application's.
-				c.p.metrics.count(pr.req.Code, resultRetried)
+				c.p.metrics.count(pr.code, resultRetried)
 				c.flushOut()
 				c.forward(pr.retry.req, nil, map[string]bool{pr.retry.group: true}, false)
+				pr.done()
 				continue
 			}
-			c.p.metrics.answered(pr.req.Code, cmd.Code, pr.sent)
+			pr.done()
+			c.p.metrics.answered(pr.code, cmd.Code, pr.sent)
 			c.holdFrame(raw)
 			continue
 		}
@@ -595,11 +649,12 @@ func (c *clientConn) dropUpstream(up *upstream, cause error) {
 		return
 	}
 	for _, pr := range pending {
+		pr.done()
 		if pr.answer != nil {
-			pr.answer(errorResponse(pr.req, remoting.SystemError, "sidecar: the connection to broker "+up.addr+" closed: "+cause.Error()))
+			pr.answer(errorResponse(pr.head(), remoting.SystemError, "sidecar: the connection to broker "+up.addr+" closed: "+cause.Error()))
 			continue
 		}
-		c.reply(pr.req, errorResponse(pr.req, remoting.SystemError, "sidecar: the connection to broker "+up.addr+" closed: "+cause.Error()))
+		c.reply(pr.head(), errorResponse(pr.head(), remoting.SystemError, "sidecar: the connection to broker "+up.addr+" closed: "+cause.Error()))
 	}
 }
 

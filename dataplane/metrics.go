@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,16 @@ type Metrics struct {
 	routes      prometheus.GaugeFunc
 	pop         *prometheus.CounterVec // Pop mode, by consumer group and event
 	popInflight *prometheus.GaugeVec   // Pop mode: handed out, not acked, by consumer group
+
+	// answers holds each request code's collectors for answered requests, looked up once: every message passes
+	// through answered, and a vector's lookup by label values costs as much as much of the proxy's own work.
+	answers sync.Map // int32 → *codeAnswers
+}
+
+// codeAnswers are one request code's collectors for answered requests.
+type codeAnswers struct {
+	success, brokerError prometheus.Counter
+	latency              prometheus.Observer
 }
 
 // The results a request is counted under.
@@ -72,12 +83,19 @@ func (m *Metrics) Collectors() []prometheus.Collector {
 func codeLabel(code int32) string { return strconv.Itoa(int(code)) }
 
 func (m *Metrics) answered(code int32, respCode int32, since time.Time) {
-	result := resultSuccess
-	if respCode != remoting.Success {
-		result = resultBrokerError
+	a, ok := m.answers.Load(code)
+	if !ok {
+		label := codeLabel(code)
+		a, _ = m.answers.LoadOrStore(code, &codeAnswers{success: m.requests.WithLabelValues(label, resultSuccess),
+			brokerError: m.requests.WithLabelValues(label, resultBrokerError), latency: m.latency.WithLabelValues(label)})
 	}
-	m.requests.WithLabelValues(codeLabel(code), result).Inc()
-	m.latency.WithLabelValues(codeLabel(code)).Observe(time.Since(since).Seconds())
+	ca := a.(*codeAnswers)
+	if respCode == remoting.Success {
+		ca.success.Inc()
+	} else {
+		ca.brokerError.Inc()
+	}
+	ca.latency.Observe(time.Since(since).Seconds())
 }
 
 // observe records the latency of a request of the sidecar's own.

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -798,5 +799,74 @@ func TestReadsGoToTheSlaveWhileTheMasterIsAway(t *testing.T) {
 	}
 	if got := stored(t, m, "broker-b", simbroker.DemoTopic); got != 1 {
 		t.Fatalf("broker-b holds %d, want the 1 send", got)
+	}
+}
+
+// Sends refused by their broker and sent again elsewhere keep their own bodies while the application keeps
+// sending: the sidecar recycles the frames it reads, and a send awaiting its answer holds its frame until then. 16
+// senders share one connection to broker-a's port; broker-a refuses every send (its write permission off, its
+// route unchanged), so every send is retried at broker-b, encoded again from its frame while later frames are
+// read. broker-b must then hold each body sent, once.
+func TestRetriedSendsKeepTheirBodies(t *testing.T) {
+	m := startMesh(t, nil)
+	if data, _ := route(t, m.proxy, simbroker.DemoTopic); data == nil {
+		t.Fatal("no route for the demo topic")
+	}
+	m.demo.Broker("broker-a", 0).SetWritable(false)
+	app := dial(t, m.proxy.GroupAddr("broker-a"))
+	const senders, each = 16, 40
+	pad := strings.Repeat("x", 1000)
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				body := fmt.Sprintf("%02d-%03d-%s", s, i, pad)
+				if r := send(app, simbroker.DemoTopic, i%4, body); r.Code != remoting.Success {
+					t.Errorf("send %s: %d %s", body[:6], r.Code, r.Remark)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	b := dial(t, m.demo.Broker("broker-b", 0).Addr())
+	seen := map[string]int{}
+	for q := range 8 {
+		for offset := int64(0); ; {
+			r := b.call(remoting.PullMessage, map[string]string{"consumerGroup": "retried-bodies", "topic": simbroker.DemoTopic,
+				"queueId": strconv.Itoa(q), "queueOffset": strconv.FormatInt(offset, 10), "maxMsgNums": "32",
+				"sysFlag": strconv.Itoa(pullFlagSubscription), "commitOffset": "0", "suspendTimeoutMillis": "0",
+				"subscription": "*", "subVersion": "0", "expressionType": "TAG"}, nil)
+			if r.Code != remoting.Success {
+				break
+			}
+			msgs, err := message.DecodeExts(r.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, msg := range msgs {
+				seen[string(msg.Body)]++
+			}
+			offset = msgs[len(msgs)-1].QueueOffset + 1
+		}
+	}
+	for s := range senders {
+		for i := range each {
+			if body := fmt.Sprintf("%02d-%03d-%s", s, i, pad); seen[body] != 1 {
+				t.Errorf("broker-b holds send %02d-%03d %d times", s, i, seen[body])
+			}
+			delete(seen, fmt.Sprintf("%02d-%03d-%s", s, i, pad))
+		}
+	}
+	if len(seen) > 0 {
+		t.Errorf("broker-b holds %d bodies that were never sent", len(seen))
+	}
+	if got := m.demo.Broker("broker-a", 0).RequestCount(remoting.SendMessageV2); got < senders*each {
+		t.Fatalf("broker-a was sent %d sends, fewer than the %d retried", got, senders*each)
 	}
 }

@@ -51,3 +51,34 @@ func BenchmarkEncodeRoute(b *testing.B) {
 		_ = r.Encode(false)
 	}
 }
+
+// BenchmarkDecodePartial decodes what a proxy reads of the frames it passes on: a send (SEND_MESSAGE_V2, as the Go
+// client writes it, 1 KiB body) with only its topic and queue, and a broker's answer to it with nothing of its
+// extFields.
+func BenchmarkDecodePartial(b *testing.B) {
+	send := NewRequest(SendMessageV2, map[string]string{"a": "producer", "b": "TopicTest", "c": "TBW102", "d": "4",
+		"e": "3", "f": "0", "g": "1765148000000", "h": "0", "i": "UNIQ_KEY\u0001C0A8000100002A9F00000000000001\u0002WAIT\u0001true\u0002",
+		"j": "0", "k": "false", "m": "false"})
+	send.Opaque, send.Body = 42, make([]byte, 1024)
+	answer := &Command{Flag: FlagResponse, Opaque: 42, ExtFields: map[string]string{"msgId": "C0A8000100002A9F0000000000000001",
+		"queueId": "3", "queueOffset": "1234", "transactionId": "C0A8000100002A9F00000000000001", "MSG_REGION": "DefaultRegion", "TRACE_ON": "true"}}
+	keepSend := func(int32) []string { return []string{"b", "e", "topic", "queueId"} }
+	for _, c := range []struct {
+		name string
+		cmd  *Command
+		keep func(int32) []string
+	}{{"send", send, keepSend}, {"answer", answer, Nothing}} {
+		frame, err := Encode(c.cmd)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := DecodePartial(frame[4:], c.keep); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -2,9 +2,8 @@ package remoting
 
 import (
 	"bytes"
+	"math"
 	"slices"
-	"strconv"
-	"strings"
 	"unicode/utf8"
 )
 
@@ -34,17 +33,18 @@ func fastJSONHeaderKeep(data []byte, c *Command, keep func(code int32) []string)
 		return p.end() && p.commit(&h, c), false
 	}
 	for {
-		key, ok := p.str()
+		// Keys are compared as the input's bytes, not copied: a key with escapes is left to the general decoder.
+		key, ok := p.plainStr()
 		if !ok || !p.consume(':') {
 			return false, false
 		}
-		switch key {
+		switch string(key) {
 		case "code", "version", "opaque", "flag":
 			n, ok := p.int32()
 			if !ok {
 				return false, false
 			}
-			switch key {
+			switch string(key) {
 			case "code":
 				h.Code, codeSeen = n, true
 			case "version":
@@ -56,11 +56,11 @@ func fastJSONHeaderKeep(data []byte, c *Command, keep func(code int32) []string)
 			}
 		case "language":
 			if p.peek() == '"' {
-				name, ok := p.str()
+				name, ok := p.plainStr()
 				if !ok {
 					return false, false
 				}
-				h.Language = ParseLanguage(name)
+				h.Language = ParseLanguage(string(name))
 			} else {
 				n, ok := p.int32()
 				if !ok || n < 0 || n > 255 {
@@ -98,7 +98,7 @@ func fastJSONHeaderKeep(data []byte, c *Command, keep func(code int32) []string)
 			}
 		default:
 			for _, known := range [...]string{"code", "version", "opaque", "flag", "language", "remark", "extFields"} {
-				if strings.EqualFold(key, known) {
+				if bytes.EqualFold(key, []byte(known)) {
 					return false, false
 				}
 			}
@@ -267,8 +267,8 @@ func (p *headerParser) escaped(start int) (string, bool) {
 	return "", false
 }
 
-// number reads a JSON integer: -?(0|[1-9][0-9]*), no fraction or exponent.
-func (p *headerParser) number() (string, bool) {
+// number reads a JSON integer: -?(0|[1-9][0-9]*), no fraction or exponent, as the input's bytes.
+func (p *headerParser) number() ([]byte, bool) {
 	p.skipSpace()
 	start := p.pos
 	if p.pos < len(p.data) && p.data[p.pos] == '-' {
@@ -280,24 +280,41 @@ func (p *headerParser) number() (string, bool) {
 	}
 	n := p.pos - digits
 	if n == 0 || n > 1 && p.data[digits] == '0' {
-		return "", false
+		return nil, false
 	}
 	if p.pos < len(p.data) {
 		switch p.data[p.pos] {
 		case '.', 'e', 'E':
-			return "", false
+			return nil, false
 		}
 	}
-	return string(p.data[start:p.pos]), true
+	return p.data[start:p.pos], true
 }
 
+// int32 reads a number that fits an int32.
 func (p *headerParser) int32() (int32, bool) {
 	s, ok := p.number()
 	if !ok {
 		return 0, false
 	}
-	n, err := strconv.ParseInt(s, 10, 32)
-	return int32(n), err == nil
+	neg := s[0] == '-'
+	if neg {
+		s = s[1:]
+	}
+	if len(s) > 10 {
+		return 0, false
+	}
+	var n int64
+	for _, d := range s {
+		n = n*10 + int64(d-'0')
+	}
+	if neg {
+		n = -n
+	}
+	if n < math.MinInt32 || n > math.MaxInt32 {
+		return 0, false
+	}
+	return int32(n), true
 }
 
 // scalar skips a plain string, an integer, true, false or null.

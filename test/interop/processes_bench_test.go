@@ -64,12 +64,18 @@ func benchProcesses(b *testing.B, bin string, pinned bool) {
 				profileDuring(b, sidecarAdmin, 5)
 			}
 			self0, demo0, sidecar0 := cpuTime(b, os.Getpid()), cpuTime(b, demoPid), cpuTime(b, sidecarPid)
+			calls0 := systemCalls(b, sidecarPid)
 			reportRate(b, b.N, path.gen.run(b, b.N, 0, 64))
 			reportLatency(b, path.gen.lat)
 			perMsg := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(b.N) }
 			b.ReportMetric(perMsg(cpuTime(b, os.Getpid())-self0), "loadgen-cpu-µs/msg")
 			b.ReportMetric(perMsg(cpuTime(b, demoPid)-demo0), "brokers-cpu-µs/msg")
 			b.ReportMetric(perMsg(cpuTime(b, sidecarPid)-sidecar0), "sidecar-cpu-µs/msg")
+			if path.gen == genSidecar {
+				calls := systemCalls(b, sidecarPid)
+				b.ReportMetric(float64(calls[0]-calls0[0])/float64(b.N), "sidecar-reads/msg")
+				b.ReportMetric(float64(calls[1]-calls0[1])/float64(b.N), "sidecar-writes/msg")
+			}
 		})
 	}
 	for _, path := range paths {
@@ -204,6 +210,27 @@ func cpuTime(t testing.TB, pid int) time.Duration {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// systemCalls is how many read and write system calls process pid has made, from /proc (syscr and syscw).
+func systemCalls(t testing.TB, pid int) [2]int64 {
+	t.Helper()
+	io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls [2]int64
+	for _, line := range strings.Split(string(io), "\n") {
+		name, value, _ := strings.Cut(line, ": ")
+		n, _ := strconv.ParseInt(value, 10, 64)
+		switch name {
+		case "syscr":
+			calls[0] = n
+		case "syscw":
+			calls[1] = n
+		}
+	}
+	return calls
 }
 
 // startDemoProcess runs `rocketpilot serve --demo`; it returns the embedded NameServer's and the xDS address.
