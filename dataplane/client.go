@@ -427,46 +427,56 @@ func (c *clientConn) sendTarget(req *remoting.Command, avoid map[string]bool, re
 // pickSendGroup picks where a send goes among the route's writable masters outside avoid: for an ordered topic the
 // client's group or none (a queue must stay a queue); else the client's group when it is one of them and no
 // weights are set, or one drawn by weight (equal chances without weights).
+// It runs for every send, so it allocates nothing: it walks the route's targets once to count and once to pick.
 func pickSendGroup(r *sidecar.Route, client string, ordered bool, avoid map[string]bool) (translate.Target, bool) {
-	targets := make([]translate.Target, 0, len(r.Send))
-	for _, t := range r.Send {
-		if t.BrokerID == 0 && !avoid[t.BrokerName] {
-			targets = append(targets, t)
-		}
-	}
-	if len(targets) == 0 {
-		return translate.Target{}, false
-	}
+	eligible := func(t translate.Target) bool { return t.BrokerID == 0 && !avoid[t.BrokerName] }
 	if ordered { // the client's queue is the key's order: its group, or nowhere
-		for _, t := range targets {
-			if t.BrokerName == client {
+		for _, t := range r.Send {
+			if eligible(t) && t.BrokerName == client {
 				return t, true
 			}
 		}
 		return translate.Target{}, false
 	}
+	var count int
 	var total uint64
-	for _, t := range targets {
-		total += uint64(t.Weight)
+	for _, t := range r.Send {
+		if eligible(t) {
+			count++
+			total += uint64(t.Weight)
+		}
 	}
-	if total == 0 {
-		for _, t := range targets {
-			if t.BrokerName == client {
+	if count == 0 {
+		return translate.Target{}, false
+	}
+	if total == 0 { // no weights: the client's group if it can, else any, with equal chances
+		for _, t := range r.Send {
+			if eligible(t) && t.BrokerName == client {
 				return t, true
 			}
 		}
-	}
-	if total == 0 {
-		return targets[rand.IntN(len(targets))], true
+		n := rand.IntN(count)
+		for _, t := range r.Send {
+			if eligible(t) {
+				if n == 0 {
+					return t, true
+				}
+				n--
+			}
+		}
 	}
 	n := rand.Uint64N(total)
-	for _, t := range targets {
-		if n < uint64(t.Weight) {
-			return t, true
+	var last translate.Target
+	for _, t := range r.Send {
+		if eligible(t) {
+			if n < uint64(t.Weight) {
+				return t, true
+			}
+			n -= uint64(t.Weight)
+			last = t
 		}
-		n -= uint64(t.Weight)
 	}
-	return targets[len(targets)-1], true
+	return last, true
 }
 
 // writeQueues is a group's write queue count in a route.
@@ -528,17 +538,18 @@ func (c *clientConn) upstream(addr string) (*upstream, error) {
 func (c *clientConn) readUpstream(up *upstream) {
 	r := remoting.NewReader(up.nc, c.p.opts.MaxFrameSize)
 	var buf []byte
+	var head remoting.Command // each frame's code, id and flags, read into the same command
 	for {
 		if !r.Buffered() {
 			c.flushOut() // the broker's burst is read: write it on
 		}
 		raw, err := r.ReadRaw(buf)
-		var cmd *remoting.Command
+		cmd := &head
 		if err == nil {
 			if cap(raw) <= maxReusedFrame {
 				buf = raw[:0]
 			}
-			cmd, err = remoting.DecodePartial(raw[4:], remoting.Nothing)
+			err = remoting.DecodePartialInto(&head, raw[4:], remoting.Nothing)
 		}
 		if err != nil {
 			c.flushOut()

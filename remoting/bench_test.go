@@ -54,7 +54,7 @@ func BenchmarkEncodeRoute(b *testing.B) {
 
 // BenchmarkDecodePartial decodes what a proxy reads of the frames it passes on: a send (SEND_MESSAGE_V2, as the Go
 // client writes it, 1 KiB body) with only its topic and queue, and a broker's answer to it with nothing of its
-// extFields.
+// extFields; each both into a new command and into the same one (DecodePartialInto).
 func BenchmarkDecodePartial(b *testing.B) {
 	send := NewRequest(SendMessageV2, map[string]string{"a": "producer", "b": "TopicTest", "c": "TBW102", "d": "4",
 		"e": "3", "f": "0", "g": "1765148000000", "h": "0", "i": "UNIQ_KEY\u0001C0A8000100002A9F00000000000001\u0002WAIT\u0001true\u0002",
@@ -76,6 +76,15 @@ func BenchmarkDecodePartial(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := DecodePartial(frame[4:], c.keep); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.name+"/into", func(b *testing.B) {
+			b.ReportAllocs()
+			var cmd Command
+			for b.Loop() {
+				if err := DecodePartialInto(&cmd, frame[4:], c.keep); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -70,23 +70,43 @@ func Decode(frame []byte) (*Command, error) {
 // Complete reads the rest when it is needed, and Encode does so before encoding it again, so a partial command is
 // never sent with fields missing. The header is read once, whatever the code.
 func DecodePartial(frame []byte, keep func(code int32) []string) (*Command, error) {
-	return decode(frame, keep)
+	cmd := &Command{}
+	if err := decodeInto(cmd, frame, keep); err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+// DecodePartialInto is DecodePartial into a command of the caller's, which it overwrites: for a reader that
+// looks at each frame in turn and keeps none, without an allocation per frame.
+func DecodePartialInto(cmd *Command, frame []byte, keep func(code int32) []string) error {
+	*cmd = Command{}
+	return decodeInto(cmd, frame, keep)
 }
 
 // Nothing keeps no extFields, for DecodePartial: a command's code, id and flags only.
 func Nothing(int32) []string { return []string{} }
 
 func decode(frame []byte, keep func(code int32) []string) (*Command, error) {
+	cmd := &Command{}
+	if err := decodeInto(cmd, frame, keep); err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+// decodeInto decodes into a zero command.
+func decodeInto(cmd *Command, frame []byte, keep func(code int32) []string) error {
 	if len(frame) < 4 {
-		return nil, malformed("frame of %d bytes has no header length", len(frame))
+		return malformed("frame of %d bytes has no header length", len(frame))
 	}
 	word := binary.BigEndian.Uint32(frame)
 	headerLen := uint64(word & maxHeaderLen)
 	if headerLen > uint64(len(frame)-4) {
-		return nil, malformed("header length %d exceeds the %d bytes after it", headerLen, len(frame)-4)
+		return malformed("header length %d exceeds the %d bytes after it", headerLen, len(frame)-4)
 	}
 	header, body := frame[4:4+headerLen], frame[4+headerLen:]
-	cmd := &Command{HeaderType: SerializeType(word >> 24)}
+	cmd.HeaderType = SerializeType(word >> 24)
 	var err error
 	switch cmd.HeaderType {
 	case SerializeJSON:
@@ -108,12 +128,12 @@ func decode(frame []byte, keep func(code int32) []string) (*Command, error) {
 		err = malformed("unknown header serialization %d", word>>24)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if len(body) > 0 {
 		cmd.Body = body
 	}
-	return cmd, nil
+	return nil
 }
 
 // Complete reads the extFields DecodePartial left unread. It is a no-op for a command read whole or made here.

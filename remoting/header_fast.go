@@ -83,17 +83,15 @@ func fastJSONHeaderKeep(data []byte, c *Command, keep func(code int32) []string)
 				h.ExtFields = nil
 				break
 			}
-			// A repeated extFields key merges into the first, as encoding/json decodes into the same map.
-			if h.ExtFields == nil {
-				h.ExtFields = map[string]string{}
-			}
+			// A repeated extFields key merges into the first, as encoding/json decodes into the same map, which
+			// extFields makes with the first key it stores.
 			p.keep, p.partial = nil, false
 			if keep != nil && codeSeen {
 				p.keep = keep(h.Code)
 				p.partial = p.keep != nil
 				partial = partial || p.partial
 			}
-			if !p.extFields(h.ExtFields) {
+			if !p.extFields(&h.ExtFields) {
 				return false, false
 			}
 		default:
@@ -172,10 +170,26 @@ func (p *headerParser) literal(lit string) bool {
 	return false
 }
 
-// str reads a string without escapes, control characters or invalid UTF-8.
+// str reads a string without control characters or invalid UTF-8.
 func (p *headerParser) str() (string, bool) {
-	if !p.consume('"') {
+	s, ok := p.rawStr()
+	if s == nil {
 		return "", false
+	}
+	return string(s), ok
+}
+
+// skipStr passes over a string str would read, without copying it.
+func (p *headerParser) skipStr() bool {
+	s, ok := p.rawStr()
+	return s != nil && ok
+}
+
+// rawStr reads a string as the input's bytes when it has no escapes, or decoded into a new slice; a nil slice
+// means the string is not one str reads.
+func (p *headerParser) rawStr() ([]byte, bool) {
+	if !p.consume('"') {
+		return nil, false
 	}
 	start := p.pos
 	for p.pos < len(p.data) {
@@ -184,24 +198,24 @@ func (p *headerParser) str() (string, bool) {
 			s := p.data[start:p.pos]
 			p.pos++
 			if !utf8.Valid(s) {
-				return "", false
+				return nil, false
 			}
-			return string(s), true
+			return s, true
 		case c == '\\':
 			// Escapes are common: every send's properties separate their pairs with \u0001 and \u0002.
 			return p.escaped(start)
 		case c < 0x20:
-			return "", false
+			return nil, false
 		}
 		p.pos++
 	}
-	return "", false
+	return nil, false
 }
 
 // escaped finishes a string holding escapes, from its start: the simple escapes and \u escapes outside the
 // surrogate range, which decode one way only. Surrogates (where encoding/json substitutes U+FFFD for a lone one)
 // and invalid UTF-8 report false, for the general decoder.
-func (p *headerParser) escaped(start int) (string, bool) {
+func (p *headerParser) escaped(start int) ([]byte, bool) {
 	out := make([]byte, 0, p.pos-start+16)
 	out = append(out, p.data[start:p.pos]...)
 	for p.pos < len(p.data) {
@@ -210,18 +224,18 @@ func (p *headerParser) escaped(start int) (string, bool) {
 		case c == '"':
 			p.pos++
 			if !utf8.Valid(out) {
-				return "", false
+				return nil, false
 			}
-			return string(out), true
+			return out, true
 		case c < 0x20:
-			return "", false
+			return nil, false
 		case c != '\\':
 			out = append(out, c)
 			p.pos++
 			continue
 		}
 		if p.pos+1 >= len(p.data) {
-			return "", false
+			return nil, false
 		}
 		e := p.data[p.pos+1]
 		p.pos += 2
@@ -240,7 +254,7 @@ func (p *headerParser) escaped(start int) (string, bool) {
 			out = append(out, '\t')
 		case 'u':
 			if p.pos+4 > len(p.data) {
-				return "", false
+				return nil, false
 			}
 			var r rune
 			for _, h := range p.data[p.pos : p.pos+4] {
@@ -252,19 +266,19 @@ func (p *headerParser) escaped(start int) (string, bool) {
 				case h >= 'A' && h <= 'F':
 					r = r<<4 | rune(h-'A'+10)
 				default:
-					return "", false
+					return nil, false
 				}
 			}
 			if r >= 0xD800 && r <= 0xDFFF {
-				return "", false
+				return nil, false
 			}
 			p.pos += 4
 			out = utf8.AppendRune(out, r)
 		default:
-			return "", false
+			return nil, false
 		}
 	}
-	return "", false
+	return nil, false
 }
 
 // number reads a JSON integer: -?(0|[1-9][0-9]*), no fraction or exponent, as the input's bytes.
@@ -321,8 +335,7 @@ func (p *headerParser) int32() (int32, bool) {
 func (p *headerParser) scalar() bool {
 	switch p.peek() {
 	case '"':
-		_, ok := p.str()
-		return ok
+		return p.skipStr()
 	case 't':
 		return p.literal("true")
 	case 'f':
@@ -334,9 +347,9 @@ func (p *headerParser) scalar() bool {
 	return ok
 }
 
-// extFields reads an object of plain strings (or nulls, which remove a key) into ext; when partial, only the keys
-// named in keep.
-func (p *headerParser) extFields(ext map[string]string) bool {
+// extFields reads an object of plain strings (or nulls, which remove a key) into *ext, made with the first key
+// stored; when partial, only the keys named in keep.
+func (p *headerParser) extFields(ext *map[string]string) bool {
 	if !p.consume('{') {
 		return false
 	}
@@ -369,12 +382,15 @@ func (p *headerParser) extFields(ext map[string]string) bool {
 			if !ok {
 				return false
 			}
-			ext[key] = v
+			if *ext == nil {
+				*ext = map[string]string{}
+			}
+			(*ext)[key] = v
 		case 'n':
 			if !p.literal("null") {
 				return false
 			}
-			delete(ext, key)
+			delete(*ext, key)
 		default:
 			return false // numbers and booleans: rare, left to the general decoder
 		}

@@ -250,10 +250,16 @@ func startSidecarProcess(t testing.TB, bin, xdsAddr string, cpu int) (nameServer
 	return a[0], a[1], pid
 }
 
-// profileDuring writes a CPU profile of the process serving pprof at admin, over the next seconds, to the file
-// BENCH_SIDECAR_CPUPROFILE names, if it is set: for looking into a benchmark, not part of its figures.
+// profileDuring writes a CPU profile and an allocation profile of the process serving pprof at admin, over the
+// next seconds, to the files BENCH_SIDECAR_CPUPROFILE and BENCH_SIDECAR_ALLOCPROFILE name, if they are set: for
+// looking into a benchmark, not part of its figures.
 func profileDuring(t testing.TB, admin string, seconds int) {
-	path := os.Getenv("BENCH_SIDECAR_CPUPROFILE")
+	fetchProfile(t, admin, "profile", seconds, os.Getenv("BENCH_SIDECAR_CPUPROFILE"))
+	fetchProfile(t, admin, "allocs", seconds, os.Getenv("BENCH_SIDECAR_ALLOCPROFILE"))
+}
+
+// fetchProfile writes the profile of the given kind over the next seconds to path, if path is set.
+func fetchProfile(t testing.TB, admin, kind string, seconds int, path string) {
 	if path == "" {
 		return
 	}
@@ -261,7 +267,7 @@ func profileDuring(t testing.TB, admin string, seconds int) {
 	t.Cleanup(func() { <-done })
 	go func() {
 		defer close(done)
-		res, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, seconds))
+		res, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", admin, kind, seconds))
 		if err != nil {
 			t.Error(err)
 			return
