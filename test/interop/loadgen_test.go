@@ -192,8 +192,8 @@ func (g *loadGen) read(nc net.Conn) {
 			return
 		}
 		buf = raw[:0]
-		cmd, err := remoting.DecodePartial(raw[4:], remoting.Nothing) // the code and the id
-		if err != nil {
+		var cmd remoting.Command
+		if err := remoting.DecodePartialInto(&cmd, raw[4:], remoting.Nothing); err != nil { // the code and the id
 			return
 		}
 		i := int(cmd.Opaque) - opaqueBase
