@@ -107,9 +107,12 @@ bench:
 bench-smoke:
 	$(GO) run ./hack/bench -smoke
 
-## bench-broker: produce and consume rates of the official Go client against the simulated demo brokers.
+## bench-broker: produce and consume rates of the official Go client against the simulated demo brokers, direct
+## and through a sidecar; the load generator's comparisons run ten times longer: their p99 needs seconds of each path.
 bench-broker:
-	cd test/interop && $(GO) test -run '^$$' -bench 'GoClient|Processes' -benchtime 20000x .
+	cd test/interop && $(GO) test -run '^$$' -bench 'GoClient' -benchtime 20000x .
+	cd test/interop && $(GO) test -run '^$$' -bench 'Processes/[a-z]+/(direct|sidecar|halfrate)' -benchtime 20000x .
+	cd test/interop && $(GO) test -run '^$$' -bench 'Processes/[a-z]+/loadgen' -benchtime 200000x .
 
 ## bench-go: the packages' Go benchmarks (codec, model, cache, server).
 bench-go:

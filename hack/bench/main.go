@@ -61,6 +61,8 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	only := flag.String("only", "", "comma-separated scenarios to run (cold, ondemand, churn, reconnect, envoy, fanout, baseline); all by default")
 	worker := flag.Bool("sims-worker", false, "internal: run simulated sidecars for the parent process")
+	streams := flag.String("streams", "", "comma-separated stream counts for the stream, Envoy and fan-out scenarios (default 1000,10000; smoke 300)")
+	topics := flag.String("topics", "", "comma-separated topic counts for the cold sync (default 10000,100000,1000000; smoke 10000)")
 	flag.Parse()
 	if *worker {
 		simsWorker(flag.Args())
@@ -78,6 +80,22 @@ func main() {
 			churnRate: 20, churnFor: 3 * time.Second, samples: 300,
 			baselineTopics: 5_000, baselineNodes: 50, baselineChanges: 2, envoyChanges: 60,
 			fanoutChanges: 5, fanoutGap: 50 * time.Millisecond,
+		}
+	}
+	for _, f := range []struct {
+		list string
+		into *[]int
+	}{{*streams, &cfg.streams}, {*topics, &cfg.coldTopics}} {
+		if f.list == "" {
+			continue
+		}
+		*f.into = nil
+		for _, v := range strings.Split(f.list, ",") {
+			n, err := strconv.Atoi(strings.ReplaceAll(strings.TrimSpace(v), "_", ""))
+			if err != nil || n <= 0 {
+				log.Fatalf("bad count %q: a positive integer expected", v)
+			}
+			*f.into = append(*f.into, n)
 		}
 	}
 	if *cpuprofile != "" {
