@@ -162,6 +162,17 @@ func (t *Table) Brokers() []Broker {
 	return slices.Clone(t.merged)
 }
 
+// SourceBrokers returns the broker groups each source reported (SetBrokers), by source.
+func (t *Table) SourceBrokers() map[string][]Broker {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make(map[string][]Broker, len(t.brokers))
+	for s, b := range t.brokers {
+		out[s] = slices.Clone(b)
+	}
+	return out
+}
+
 // SourceTopic returns the route a given source reported for a topic, or nil.
 func (t *Table) SourceTopic(source, name string) *BrokerSet {
 	t.mu.RLock()
@@ -734,8 +745,9 @@ func (t *Table) SourceTopics(source string) []string {
 
 // SourceRoute is one source's view of a topic.
 type SourceRoute struct {
-	Source  string   `json:"source"`
-	Members []Member `json:"members"`
+	Source         string   `json:"source"`
+	Members        []Member `json:"members"`
+	OrderTopicConf string   `json:"orderTopicConf,omitempty"`
 }
 
 // TopicSources returns what each source reported of a topic, sorted by source name (nil when unknown).
@@ -748,7 +760,7 @@ func (t *Table) TopicSources(name string) []SourceRoute {
 	}
 	out := make([]SourceRoute, len(e.sources))
 	for i, r := range e.sources {
-		out[i] = SourceRoute{Source: r.source, Members: r.set.Members}
+		out[i] = SourceRoute{Source: r.source, Members: r.set.Members, OrderTopicConf: r.orderConf}
 	}
 	return out
 }
