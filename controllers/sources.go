@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -31,6 +32,10 @@ type Sources struct {
 
 	mu      sync.Mutex
 	running map[string]*runningSource
+	// standby: another replica leads and polls the NameServers (package peer); the sources' specs are parked
+	// here, not watched, until Activate.
+	standby bool
+	parked  map[string]SourceSpec
 }
 
 type runningSource struct {
@@ -48,7 +53,7 @@ func NewSources(table *routing.Table, defaults watcher.Options, log *slog.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Sources{table: table, defaults: defaults, log: log, running: map[string]*runningSource{}}
+	return &Sources{table: table, defaults: defaults, log: log, running: map[string]*runningSource{}, parked: map[string]SourceSpec{}}
 }
 
 // FlagSource is the key of the NameServers the command line names (--namesrv, --demo): a source like a
@@ -76,6 +81,17 @@ func (s *Sources) Set(key string, spec SourceSpec) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.standby {
+		s.parked[key] = spec
+		return nil
+	}
+	return s.startLocked(key, spec, false)
+}
+
+// startLocked starts (or restarts) a source's watcher. inherited says the table may hold routes under the
+// source's names that no watcher of this replica learned (a leader's, received as a follower): they are served
+// until the watcher has synced, and what it does not follow is withdrawn then, as after a restart.
+func (s *Sources) startLocked(key string, spec SourceSpec, inherited bool) error {
 	old := s.running[key]
 	if old != nil && old.spec.equal(spec) {
 		return nil
@@ -108,7 +124,7 @@ func (s *Sources) Set(key string, spec SourceSpec) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runningSource{spec: spec, w: w, cancel: cancel, done: make(chan struct{}), stale: stale}
 	go func() { defer close(r.done); w.Run(ctx) }()
-	if old != nil {
+	if old != nil || inherited {
 		// The new watcher starts with no topics; the table keeps what the old one learned, so the mesh is
 		// served meanwhile. Once it has synced, what it does not follow is withdrawn: a topic deleted while the
 		// watcher restarted must not stay served forever.
@@ -181,10 +197,60 @@ func (r *runningSource) stop() {
 	<-r.done
 }
 
+// Standby stops every watcher and parks the sources' specs, leaving the table as it is: another replica now
+// leads, and a follower (package peer) keeps the table current under the same source names. Set and Remove
+// change only the parked specs until Activate.
+func (s *Sources) Standby() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.standby {
+		return
+	}
+	s.standby = true
+	for k, r := range s.running {
+		r.stop()
+		delete(s.running, k)
+		s.parked[k] = r.spec
+	}
+	if len(s.parked) > 0 {
+		s.log.Info("standing by: another replica polls the NameServers", "sources", slices.Sorted(maps.Keys(s.parked)))
+	}
+}
+
+// Activate starts the parked sources' watchers: this replica now leads. What the table holds under their names
+// stays served until each has synced; then what it does not follow is withdrawn.
+func (s *Sources) Activate() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.standby {
+		return nil
+	}
+	s.standby = false
+	var errs []error
+	for k, spec := range s.parked {
+		if err := s.startLocked(k, spec, true); err != nil {
+			errs = append(errs, err)
+		}
+		delete(s.parked, k)
+	}
+	return errors.Join(errs...)
+}
+
+// Standing reports whether the sources are parked (Standby) rather than watched.
+func (s *Sources) Standing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.standby
+}
+
 // Remove stops a source's watcher and withdraws everything it learned.
 func (s *Sources) Remove(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.standby {
+		delete(s.parked, key) // what the leader withdraws, the follower withdraws
+		return
+	}
 	r := s.running[key]
 	if r == nil {
 		return
@@ -208,11 +274,24 @@ func (s *Sources) Status(key string) (st watcher.Status, ok bool) {
 	return r.w.Status(), true
 }
 
-// Keys returns the running sources, sorted.
+// Keys returns the running (or parked) sources, sorted.
 func (s *Sources) Keys() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Sorted(maps.Keys(s.running))
+	keys := slices.Collect(maps.Keys(s.running))
+	for k := range s.parked {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// Parked reports whether a source is parked: another replica polls its NameServers.
+func (s *Sources) Parked(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.parked[key]
+	return ok
 }
 
 // Statuses returns every running source's watcher status, by key.
@@ -334,7 +413,7 @@ func pendingResources(ctx context.Context, r client.Reader, sources *Sources, po
 	var pending []string
 	for i := range l.sources.Items {
 		key := keyOf(&l.sources.Items[i])
-		if st, ok := sources.Status(key); !ok || !st.Synced {
+		if st, ok := sources.Status(key); (!ok || !st.Synced) && !sources.Parked(key) {
 			pending = append(pending, "NameServerSource "+key)
 		}
 	}

@@ -15,17 +15,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/rocketpilot/rocketpilot/controllers"
 	"github.com/rocketpilot/rocketpilot/internal/tlsreload"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
+	"github.com/rocketpilot/rocketpilot/peer"
 	"github.com/rocketpilot/rocketpilot/routing"
 	"github.com/rocketpilot/rocketpilot/xds/cache"
 	"github.com/rocketpilot/rocketpilot/xds/server"
@@ -44,10 +47,21 @@ type Config struct {
 	// listeners verify a client certificate when one is given). It is reloaded every TLSReload (10s).
 	TLS       *tlsreload.Reloader
 	TLSReload time.Duration
+	// Peer makes this replica a follower of another, which alone polls the NameServers (package peer).
+	Peer PeerConfig
 	// ShutdownDelay is how long Run keeps serving with readiness failing after its context ends (none).
 	ShutdownDelay time.Duration
 	// Logger (none).
 	Logger *slog.Logger
+}
+
+// PeerConfig makes a replica a follower: its sources are parked (no NameServer watcher runs) and its table takes
+// the leader's source routes over the leader's peer service, until Lead. Every replica serves the peer service.
+type PeerConfig struct {
+	// Leader returns the leading replica's xDS address ("" while there is none); nil: this replica leads.
+	Leader func() string
+	// Dial are the follower's gRPC options (its transport credentials).
+	Dial []grpc.DialOption
 }
 
 // SourcesConfig are the sources of the routing table.
@@ -87,6 +101,13 @@ type ControlPlane struct {
 	nsStats  *watcher.Metrics
 	reconc   *controllers.Metrics
 	http     *httpListeners
+	peer     *peer.Server
+	peerStop context.CancelFunc
+
+	followMu   sync.Mutex
+	follower   *peer.Follower // while following
+	followStop context.CancelFunc
+	followDone chan struct{}
 
 	ctx      context.Context // set by Start
 	cancel   context.CancelFunc
@@ -107,13 +128,24 @@ func New(cfg Config) (*ControlPlane, error) {
 	if cfg.Sources.Watch.Metrics == nil {
 		cfg.Sources.Watch.Metrics = watcher.NewMetrics()
 	}
+	if cfg.Stack.Table == nil {
+		cfg.Stack.Table = routing.NewTable()
+	}
+	peerCtx, peerStop := context.WithCancel(context.Background())
+	peerServer := peer.NewServer(peerCtx, cfg.Stack.Table, log.With("component", "peer"))
+	cfg.Stack.Server.Services = append(slices.Clone(cfg.Stack.Server.Services), peerServer.Register)
 	stack, err := server.NewStack(cfg.Stack)
 	if err != nil {
+		peerStop()
 		return nil, err
 	}
-	cp := &ControlPlane{cfg: cfg, log: log, stack: stack, nsStats: cfg.Sources.Watch.Metrics, reconc: controllers.NewMetrics()}
+	cp := &ControlPlane{cfg: cfg, log: log, stack: stack, nsStats: cfg.Sources.Watch.Metrics, reconc: controllers.NewMetrics(),
+		peer: peerServer, peerStop: peerStop}
 	table := stack.Table()
 	cp.sources = controllers.NewSources(table, cfg.Sources.Watch, log.With("component", "sources"))
+	if cfg.Peer.Leader != nil {
+		cp.sources.Standby()
+	}
 	cp.policies = controllers.NewPolicies(table)
 	if dir := cfg.Sources.ConfigDir; dir != "" {
 		if cp.files, err = controllers.NewFileSource(dir, table, cp.sources, cp.policies, log.With("component", "config")); err != nil {
@@ -165,6 +197,10 @@ func (cp *ControlPlane) Start(ctx context.Context) error {
 	// The change log and the cache follow the table from the start, so that the first sync is in the log; what
 	// the cache serves is gated by Serve, not what it knows.
 	cp.stack.Start(ctx)
+	cp.wg.Go(func() { cp.peer.Run(ctx) })
+	if cp.cfg.Peer.Leader != nil {
+		cp.startFollowing(cp.cfg.Peer.Leader)
+	}
 	src := cp.cfg.Sources
 	if len(src.NameServers) > 0 {
 		spec := controllers.SourceSpec{Addrs: src.NameServers, Mode: src.Watch.Mode, Topics: src.Watch.Topics}
@@ -202,7 +238,15 @@ func (cp *ControlPlane) Sync(ctx context.Context) error {
 			return err
 		}
 	}
-	if len(cp.cfg.Sources.NameServers) > 0 {
+	if f := cp.following(); f != nil {
+		// A follower serves what the leader sent: it waits for the leader's first answer as a leader waits for
+		// its NameServers, without a bound.
+		select {
+		case <-f.Synced():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	} else if len(cp.cfg.Sources.NameServers) > 0 {
 		select {
 		case <-cp.sources.Synced(controllers.FlagSource):
 		case <-ctx.Done():
@@ -252,7 +296,9 @@ func (cp *ControlPlane) Stop() {
 		if cp.cancel != nil {
 			cp.cancel()
 		}
+		cp.stopFollowing()
 		cp.stack.Stop()
+		cp.peerStop()
 		cp.wg.Wait()
 		cp.sources.Close()
 		cp.http.close()
@@ -312,6 +358,69 @@ func (cp *ControlPlane) Run(signalled context.Context) error {
 	case err := <-cp.stack.Err():
 		return fmt.Errorf("xDS server: %w", err)
 	}
+}
+
+// startFollowing parks the sources and follows the leader leader names, into the table.
+func (cp *ControlPlane) startFollowing(leader func() string) {
+	cp.followMu.Lock()
+	defer cp.followMu.Unlock()
+	if cp.follower != nil {
+		return
+	}
+	cp.sources.Standby()
+	f := peer.NewFollower(cp.Table(), peer.FollowerOptions{Leader: leader, Dial: cp.cfg.Peer.Dial,
+		All: cp.cfg.Sources.Watch.Mode != watcher.ModeInUse, Logger: cp.log.With("component", "follower")})
+	ctx, cancel := context.WithCancel(cp.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx)
+	}()
+	cp.follower, cp.followStop, cp.followDone = f, cancel, done
+}
+
+// stopFollowing ends the follower, if any, and waits for it: the table keeps what it received.
+func (cp *ControlPlane) stopFollowing() {
+	cp.followMu.Lock()
+	defer cp.followMu.Unlock()
+	if cp.follower == nil {
+		return
+	}
+	cp.followStop()
+	<-cp.followDone
+	cp.follower = nil
+}
+
+// following is the follower while this replica follows, else nil.
+func (cp *ControlPlane) following() *peer.Follower {
+	cp.followMu.Lock()
+	defer cp.followMu.Unlock()
+	return cp.follower
+}
+
+// Lead makes a follower the leader: it stops following (keeping what the leader sent) and starts its NameServer
+// watchers, whose routes replace the leader's as each syncs. A leader's Lead does nothing.
+func (cp *ControlPlane) Lead() error {
+	if cp.following() == nil {
+		return nil
+	}
+	cp.stopFollowing()
+	cp.log.Info("leading: polling the NameServers")
+	return cp.sources.Activate()
+}
+
+// Follow makes this replica a follower of the leader leader names: its watchers stop (their routes stay) and the
+// leader's answers keep the table current. A follower's Follow does nothing.
+func (cp *ControlPlane) Follow(leader func() string) {
+	cp.startFollowing(leader)
+}
+
+// Follower reports the follower's status; ok is false while this replica leads.
+func (cp *ControlPlane) Follower() (st peer.FollowerStatus, ok bool) {
+	if f := cp.following(); f != nil {
+		return f.Status(), true
+	}
+	return peer.FollowerStatus{}, false
 }
 
 // statuses is every source's watcher status, as the admin API and the metrics show them.

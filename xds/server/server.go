@@ -42,6 +42,8 @@ type Options struct {
 	Admission *Admission
 	// Identity, when set, refuses requests whose node is not what the client certificate names (mutual TLS).
 	Identity *IdentityCheck
+	// Services register more gRPC services on the xDS listener: the replicas' peer service (package peer).
+	Services []func(*grpc.Server)
 }
 
 // Compressions are the values Options.Compression takes.
@@ -98,6 +100,9 @@ func newGRPC(ctx context.Context, c *cache.Cache, callbacks gcpserver.Callbacks,
 	endpointservice.RegisterEndpointDiscoveryServiceServer(g, srv)
 	listenerservice.RegisterListenerDiscoveryServiceServer(g, srv)
 	extensionservice.RegisterExtensionConfigDiscoveryServiceServer(g, srv)
+	for _, register := range opts.Services {
+		register(g)
+	}
 	return g
 }
 
