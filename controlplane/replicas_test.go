@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/rocketpilot/rocketpilot/controlplane"
+	"github.com/rocketpilot/rocketpilot/controlplane/controlplanetest"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/nameserver/watcher"
 	"github.com/rocketpilot/rocketpilot/remoting"
@@ -49,24 +50,7 @@ func replica(t *testing.T, ns *embedded.NameServer, mode watcher.Mode, leader fu
 	if leader != nil {
 		cfg.Peer = controlplane.PeerConfig{Leader: leader, Dial: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}}
 	}
-	cp, err := controlplane.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cp.Stop)
-	if err := cp.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := cp.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cp.Serve()
-	if err := cp.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return cp
+	return controlplanetest.Start(t, cfg)
 }
 
 // checker is a Go sidecar of one replica, resolving its topics.
