@@ -428,7 +428,26 @@ func (cp *ControlPlane) statuses() []watcher.Status { return cp.sources.Statuses
 
 // collectors are the control plane's own metrics.
 func (cp *ControlPlane) collectors() []prometheus.Collector {
-	cs := []prometheus.Collector{cp.Cache(), cp.nsStats, watcher.StatusCollector(cp.statuses), cp.reconc}
+	cs := []prometheus.Collector{cp.Cache(), cp.nsStats, watcher.StatusCollector(cp.statuses), cp.reconc,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rocketpilot_peer_followers",
+			Help: "Replicas following this one (streams on its peer service): it polls the NameServers for them."},
+			func() float64 { return float64(cp.peer.Followers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rocketpilot_peer_following",
+			Help: "1 while this replica follows another (it polls no NameServer), 0 while it polls them itself."},
+			func() float64 {
+				if _, ok := cp.Follower(); ok {
+					return 1
+				}
+				return 0
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rocketpilot_peer_leader_connected",
+			Help: "1 while this replica follows another and is connected to it; 0 otherwise (a follower that is not serves the last routes the leader sent)."},
+			func() float64 {
+				if st, ok := cp.Follower(); ok && st.Connected {
+					return 1
+				}
+				return 0
+			})}
 	if s := cp.cfg.Stack.Server.Stats; s != nil {
 		cs = append(cs, s)
 	}

@@ -15,6 +15,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"k8s.io/client-go/kubernetes"
@@ -101,6 +104,18 @@ func (o *serveOptions) config(log *slog.Logger, level *slog.LevelVar) (controlpl
 		TLSReload:     o.tlsReload,
 		ShutdownDelay: o.shutdownDelay,
 		Logger:        log,
+	}
+	if o.peerLeader != "" {
+		creds := insecure.NewCredentials()
+		if certs != nil {
+			tc, err := tlsreload.ClientConfig(o.tls.ClientCA, o.tls.Cert, o.tls.Key, o.peerServerName)
+			if err != nil {
+				return controlplane.Config{}, fmt.Errorf("--peer-leader: %w", err)
+			}
+			creds = credentials.NewTLS(tc)
+		}
+		leader := o.peerLeader
+		cfg.Peer = controlplane.PeerConfig{Leader: func() string { return leader }, Dial: []grpc.DialOption{grpc.WithTransportCredentials(creds)}}
 	}
 	if o.pprof {
 		h := cfg.Admin.Handlers
@@ -195,6 +210,14 @@ func (o *serveOptions) validate() ([]string, error) {
 	}
 	if o.ca.addr != "" && (!o.kube.enabled || o.tls.Cert == "" || o.ca.cert == "" || o.ca.key == "") {
 		return nil, errors.New("--ca-address needs --kubernetes (tokens are reviewed by the API server), --tls-cert and --tls-key (it is served over TLS), and --ca-cert and --ca-key")
+	}
+	if o.peerLeader != "" {
+		if err := checkHostPort(o.peerLeader); err != nil {
+			return nil, fmt.Errorf("--peer-leader: %w", err)
+		}
+		if o.kube.enabled {
+			return nil, errors.New("--peer-leader names a fixed leader; with --kubernetes the leader is the Lease's holder")
+		}
 	}
 	if o.identityCheck != "on" && o.identityCheck != "off" {
 		return nil, fmt.Errorf(`--xds-identity-check %q: want "on" or "off"`, o.identityCheck)

@@ -31,6 +31,8 @@ type serveOptions struct {
 	interval       time.Duration
 	brokerInterval time.Duration
 	discovery      string
+	peerLeader     string
+	peerServerName string
 	concurrency    int
 	rateLimit      float64
 	frameLimit     int
@@ -111,6 +113,8 @@ TopicRoutes and TopicBindings come from the Kubernetes API (--kubernetes) or fro
 	f.DurationVar(&o.removeAfter, "remove-after", 30*time.Second, "how long a NameServer must answer TOPIC_NOT_EXIST before a topic is withdrawn")
 	f.DurationVar(&o.listTimeout, "list-timeout", 30*time.Second, "timeout of the topic-list requests (206, 224), slow at scale")
 	f.StringSliceVar(&o.topics, "topics", nil, "topics to follow when the NameServer lists none (206 and 224 disabled)")
+	f.StringVar(&o.peerLeader, "peer-leader", "", "xDS address of the replica that alone polls the NameServers: this replica runs no NameServer watcher and takes that replica's routes over its peer service, in the same --discovery mode (docs/architecture.md, \"Replicas and the NameServers\"); empty: this replica polls")
+	f.StringVar(&o.peerServerName, "peer-server-name", "", "the name --peer-leader's certificate is verified against, under TLS (the host of --peer-leader when empty); this replica's --tls-cert is its client certificate and --tls-client-ca verifies the leader")
 	f.StringVar(&o.xdsAddr, "xds-address", ":18000", "listen address of the xDS gRPC server (ADS and per-type services, delta and SotW)")
 	f.StringVar(&o.adminAddr, "admin-address", "127.0.0.1:19000", "listen address of the admin HTTP API and the web dashboard (at /); empty disables it")
 	f.DurationVar(&o.chartPeriod, "dashboard-chart-period", 5*time.Second, "the period of one point of the dashboard's charts (pushes, NACKs, changes); they show the last 120")
