@@ -54,13 +54,15 @@ type config struct {
 	envoyChanges    int           // changes of each kind in the Envoy scenario
 	fanoutChanges   int           // measured changes of the fan-out's hot route, per variant
 	fanoutGap       time.Duration // between one fan-out change reaching every stream and the next
+	replicaTopics   int           // the replicas scenario's topics
 }
 
 func main() {
 	smoke := flag.Bool("smoke", false, "a small run that finishes in under a minute on 2 cores")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	only := flag.String("only", "", "comma-separated scenarios to run (cold, ondemand, churn, reconnect, envoy, fanout, baseline); all by default")
+	only := flag.String("only", "", "comma-separated scenarios to run (cold, ondemand, churn, reconnect, envoy, fanout, replicas, baseline); all by default")
 	worker := flag.Bool("sims-worker", false, "internal: run simulated sidecars for the parent process")
+	replica := flag.Bool("replica-worker", false, "internal: run a control plane for the parent process (the replicas scenario)")
 	streams := flag.String("streams", "", "comma-separated stream counts for the stream, Envoy and fan-out scenarios (default 1000,10000; smoke 300)")
 	topics := flag.String("topics", "", "comma-separated topic counts for the cold sync (default 10000,100000,1000000; smoke 10000)")
 	flag.Parse()
@@ -68,18 +70,22 @@ func main() {
 		simsWorker(flag.Args())
 		return
 	}
+	if *replica {
+		replicaWorker(flag.Args())
+		return
+	}
 	cfg := config{
 		coldTopics: []int{10_000, 100_000, 1_000_000}, streams: []int{1_000, 10_000}, topicsPerStream: 10, shapes: 16,
 		churnRate: 50, churnFor: 10 * time.Second, samples: 2_000,
 		baselineTopics: 10_000, baselineNodes: 1_000, baselineChanges: 3, envoyChanges: 300,
-		fanoutChanges: 20, fanoutGap: 250 * time.Millisecond,
+		fanoutChanges: 20, fanoutGap: 250 * time.Millisecond, replicaTopics: 10_000,
 	}
 	if *smoke {
 		cfg = config{
 			coldTopics: []int{10_000}, streams: []int{300}, topicsPerStream: 10, shapes: 16,
 			churnRate: 20, churnFor: 3 * time.Second, samples: 300,
 			baselineTopics: 5_000, baselineNodes: 50, baselineChanges: 2, envoyChanges: 60,
-			fanoutChanges: 5, fanoutGap: 50 * time.Millisecond,
+			fanoutChanges: 5, fanoutGap: 50 * time.Millisecond, replicaTopics: 10_000,
 		}
 	}
 	for _, f := range []struct {
@@ -130,6 +136,9 @@ func main() {
 		for _, k := range cfg.streams {
 			figs = append(figs, fanout(cfg, k)...)
 		}
+	}
+	if want("replicas") {
+		figs = append(figs, replicasScenario(cfg, cfg.streams[0], cfg.replicaTopics)...)
 	}
 	if want("baseline") {
 		figs = append(figs, base.figures()...)
