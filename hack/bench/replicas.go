@@ -51,22 +51,9 @@ func replicaWorker(args []string) {
 		cfg.Peer = controlplane.PeerConfig{Leader: func() string { return leader },
 			Dial: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}}
 	}
-	cp, err := controlplane.New(cfg)
-	if err != nil {
-		log.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := cp.Start(ctx); err != nil {
-		log.Fatal(err)
-	}
-	if err := cp.Sync(ctx); err != nil {
-		log.Fatal(err)
-	}
-	cp.Serve()
-	if err := cp.WaitReady(ctx); err != nil {
-		log.Fatal(err)
-	}
+	cp := serveControlPlane(ctx, cfg)
 	fmt.Println("serving", cp.Addr())
 	bufio.NewReader(os.Stdin).ReadString('\n') // until the parent closes our stdin
 	cp.Stop()

@@ -94,7 +94,8 @@ func startControlPlaneWith(nsAddr, addr, compression string) (*controlPlane, tim
 	if err != nil {
 		log.Fatal(err)
 	}
-	xds, err := controlplane.New(controlplane.Config{
+	ctx, cancel := context.WithCancel(context.Background())
+	xds := serveControlPlane(ctx, controlplane.Config{
 		Stack: server.StackConfig{Listener: lis, Server: server.Options{MaxStreams: 100_000, Compression: compression}},
 		Sources: controlplane.SourcesConfig{
 			NameServers: []string{nsAddr},
@@ -107,10 +108,18 @@ func startControlPlaneWith(nsAddr, addr, compression string) (*controlPlane, tim
 			},
 		},
 	})
+	took := time.Since(start)
+	cp := &controlPlane{ControlPlane: xds, table: xds.Table(), addr: xds.Addr(), cancel: cancel}
+	return cp, took
+}
+
+// serveControlPlane builds a control plane, starts it, waits for its first sync and serves xDS; any failure ends
+// the bench.
+func serveControlPlane(ctx context.Context, cfg controlplane.Config) *controlplane.ControlPlane {
+	xds, err := controlplane.New(cfg)
 	if err != nil {
 		log.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	if err := xds.Start(ctx); err != nil {
 		log.Fatal(err)
 	}
@@ -121,9 +130,7 @@ func startControlPlaneWith(nsAddr, addr, compression string) (*controlPlane, tim
 	if err := xds.WaitReady(ctx); err != nil {
 		log.Fatal(err)
 	}
-	took := time.Since(start)
-	cp := &controlPlane{ControlPlane: xds, table: xds.Table(), addr: xds.Addr(), cancel: cancel}
-	return cp, took
+	return xds
 }
 
 // stop kills the control plane abruptly, as a crash or a rolling restart would (no grace for open streams).
