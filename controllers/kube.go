@@ -52,6 +52,9 @@ type Options struct {
 	// Rejections, when set, is what the nodes this replica serves rejected (the xDS cache): a TopicRoute whose
 	// topics a rejected response carried gets its Rejected condition.
 	Rejections RejectionFeed
+	// Leading, when set, is told when this replica starts holding the leader Lease (true) and when it stops
+	// (false): the replica that holds it also polls the NameServers for the others (package peer).
+	Leading func(leading bool)
 
 	refreshed func(key string) // tests: told each TopicRoute reconciled again for another one's change
 }

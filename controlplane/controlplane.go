@@ -60,6 +60,9 @@ type Config struct {
 type PeerConfig struct {
 	// Leader returns the leading replica's xDS address ("" while there is none); nil: this replica leads.
 	Leader func() string
+	// ByLease: with Kubernetes, the replica holding the leader Lease leads, and Leader names the holder; the
+	// replica starts as a follower and leads from its election on (until it loses the Lease).
+	ByLease bool
 	// Dial are the follower's gRPC options (its transport credentials).
 	Dial []grpc.DialOption
 }
@@ -108,6 +111,7 @@ type ControlPlane struct {
 	follower   *peer.Follower // while following
 	followStop context.CancelFunc
 	followDone chan struct{}
+	led        chan struct{} // signalled by Lead, for a first sync that waits on a follower
 
 	ctx      context.Context // set by Start
 	cancel   context.CancelFunc
@@ -140,7 +144,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		return nil, err
 	}
 	cp := &ControlPlane{cfg: cfg, log: log, stack: stack, nsStats: cfg.Sources.Watch.Metrics, reconc: controllers.NewMetrics(),
-		peer: peerServer, peerStop: peerStop}
+		peer: peerServer, peerStop: peerStop, led: make(chan struct{}, 1)}
 	table := stack.Table()
 	cp.sources = controllers.NewSources(table, cfg.Sources.Watch, log.With("component", "sources"))
 	if cfg.Peer.Leader != nil {
@@ -232,21 +236,35 @@ func (cp *ControlPlane) Sync(ctx context.Context) error {
 	var namespace string
 	if k := cp.cfg.Sources.Kubernetes; k != nil {
 		var err error
-		reader, namespace, err = k.Start(cp.ctx, &cp.wg, controllers.Options{Table: cp.Table(), Sources: cp.sources,
-			Policies: cp.policies, Logger: cp.log.With("component", "controllers"), Metrics: cp.reconc, Rejections: cp.Cache()})
+		opts := controllers.Options{Table: cp.Table(), Sources: cp.sources,
+			Policies: cp.policies, Logger: cp.log.With("component", "controllers"), Metrics: cp.reconc, Rejections: cp.Cache()}
+		if cp.cfg.Peer.ByLease && cp.cfg.Peer.Leader != nil {
+			opts.Leading = func(leading bool) {
+				if !leading {
+					cp.Follow(cp.cfg.Peer.Leader)
+				} else if err := cp.Lead(); err != nil {
+					cp.log.Error("leading: a NameServer source did not start", "err", err)
+				}
+			}
+		}
+		reader, namespace, err = k.Start(cp.ctx, &cp.wg, opts)
 		if err != nil {
 			return err
 		}
 	}
+	var leaderSynced bool
 	if f := cp.following(); f != nil {
 		// A follower serves what the leader sent: it waits for the leader's first answer as a leader waits for
-		// its NameServers, without a bound.
+		// its NameServers, without a bound; or, elected meanwhile, for its own sources.
 		select {
 		case <-f.Synced():
+			leaderSynced = true
+		case <-cp.led:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-	} else if len(cp.cfg.Sources.NameServers) > 0 {
+	}
+	if !leaderSynced && len(cp.cfg.Sources.NameServers) > 0 {
 		select {
 		case <-cp.sources.Synced(controllers.FlagSource):
 		case <-ctx.Done():
@@ -297,8 +315,8 @@ func (cp *ControlPlane) Stop() {
 			cp.cancel()
 		}
 		cp.stopFollowing()
+		cp.peerStop() // first: the gRPC server's graceful stop waits for the followers' streams to end
 		cp.stack.Stop()
-		cp.peerStop()
 		cp.wg.Wait()
 		cp.sources.Close()
 		cp.http.close()
@@ -406,7 +424,12 @@ func (cp *ControlPlane) Lead() error {
 	}
 	cp.stopFollowing()
 	cp.log.Info("leading: polling the NameServers")
-	return cp.sources.Activate()
+	err := cp.sources.Activate()
+	select {
+	case cp.led <- struct{}{}:
+	default:
+	}
+	return err
 }
 
 // Follow makes this replica a follower of the leader leader names: its watchers stop (their routes stay) and the

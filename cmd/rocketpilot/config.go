@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -105,17 +106,23 @@ func (o *serveOptions) config(log *slog.Logger, level *slog.LevelVar) (controlpl
 		ShutdownDelay: o.shutdownDelay,
 		Logger:        log,
 	}
-	if o.peerLeader != "" {
+	if o.peerLeader != "" || o.kube.sharePolling {
 		creds := insecure.NewCredentials()
 		if certs != nil {
 			tc, err := tlsreload.ClientConfig(o.tls.ClientCA, o.tls.Cert, o.tls.Key, o.peerServerName)
 			if err != nil {
-				return controlplane.Config{}, fmt.Errorf("--peer-leader: %w", err)
+				return controlplane.Config{}, fmt.Errorf("the peer service's client: %w", err)
 			}
 			creds = credentials.NewTLS(tc)
 		}
-		leader := o.peerLeader
-		cfg.Peer = controlplane.PeerConfig{Leader: func() string { return leader }, Dial: []grpc.DialOption{grpc.WithTransportCredentials(creds)}}
+		cfg.Peer = controlplane.PeerConfig{Dial: []grpc.DialOption{grpc.WithTransportCredentials(creds)}}
+		if leader := o.peerLeader; leader != "" {
+			cfg.Peer.Leader = func() string { return leader }
+		} else {
+			o.kube.advertise = o.peerAdvertiseAddress
+			cfg.Peer.ByLease = true
+			cfg.Peer.Leader = func() string { return o.kube.leaseHolder(o.peerAdvertiseAddress()) }
+		}
 	}
 	if o.pprof {
 		h := cfg.Admin.Handlers
@@ -140,6 +147,23 @@ func (o *serveOptions) config(log *slog.Logger, level *slog.LevelVar) (controlpl
 		cfg.Admin.Collectors = append(cfg.Admin.Collectors, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	return cfg, nil
+}
+
+// peerAdvertiseAddress is where the other replicas reach this one's peer service (its xDS listener):
+// --peer-advertise-address, else $POD_IP with --xds-address's port, else the xDS listener's own address.
+func (o *serveOptions) peerAdvertiseAddress() string {
+	if o.peerAdvertise != "" {
+		return o.peerAdvertise
+	}
+	if ip := os.Getenv("POD_IP"); ip != "" {
+		if _, port, err := net.SplitHostPort(o.xdsAddr); err == nil {
+			return net.JoinHostPort(ip, port)
+		}
+	}
+	if addr, ok := o.xdsBound.Load().(string); ok {
+		return addr
+	}
+	return o.xdsAddr
 }
 
 // caOptions are the workload CA's flags.
@@ -215,8 +239,16 @@ func (o *serveOptions) validate() ([]string, error) {
 		if err := checkHostPort(o.peerLeader); err != nil {
 			return nil, fmt.Errorf("--peer-leader: %w", err)
 		}
-		if o.kube.enabled {
-			return nil, errors.New("--peer-leader names a fixed leader; with --kubernetes the leader is the Lease's holder")
+		if o.kube.sharePolling {
+			return nil, errors.New("--peer-leader names a fixed leader; with --share-polling the leader is the Lease's holder")
+		}
+	}
+	if o.kube.sharePolling && (!o.kube.enabled || !o.kube.leaderElect) {
+		return nil, errors.New("--share-polling needs --kubernetes and --leader-elect: the leader is the Lease's holder")
+	}
+	if o.peerAdvertise != "" {
+		if err := checkHostPort(o.peerAdvertise); err != nil {
+			return nil, fmt.Errorf("--peer-advertise-address: %w", err)
 		}
 	}
 	if o.identityCheck != "on" && o.identityCheck != "off" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,10 +13,13 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/pflag"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -40,7 +44,15 @@ type kubeOptions struct {
 	renewDeadline  time.Duration
 	retryPeriod    time.Duration
 	current        atomic.Pointer[managerRef] // the running manager, for the leader metric
+	// sharePolling: the Lease's holder alone polls the NameServers; the others follow it (package peer). Its
+	// identity carries the address the others reach its peer service at (advertise).
+	sharePolling bool
+	advertise    func() string
+	leases       atomic.Pointer[kubernetes.Clientset] // for leaseHolder, once the manager's configuration is known
 }
+
+// setLoggerOnce sets controller-runtime's process-wide logger once: a process runs one serve, but tests run several.
+var setLoggerOnce sync.Once
 
 type managerRef struct{ ctrl.Manager }
 
@@ -69,6 +81,40 @@ func (k *kubeOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&k.leaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a Lease holds without renewal")
 	f.DurationVar(&k.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader tries to renew before it gives leadership up")
 	f.DurationVar(&k.retryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to take the Lease")
+	f.BoolVar(&k.sharePolling, "share-polling", false, "the Lease's holder alone polls the NameServers and the other replicas take its routes over its peer service, "+
+		"so that replicas do not multiply the NameServers' load (needs --leader-elect; docs/architecture.md, \"Replicas and the NameServers\")")
+}
+
+// leaseIdentity is this replica's identity in the Lease: unique per manager, with the address of its peer
+// service after the last '@' when polling is shared.
+func (k *kubeOptions) leaseIdentity() string {
+	host, _ := os.Hostname()
+	id := host + "_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if k.sharePolling && k.advertise != nil {
+		id += "@" + k.advertise()
+	}
+	return id
+}
+
+// leaseHolder returns the peer address of the replica holding the Lease, "" when none does (or it is this one:
+// addr is never followed).
+func (k *kubeOptions) leaseHolder(self string) string {
+	cs := k.leases.Load()
+	if cs == nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	lease, err := cs.CoordinationV1().Leases(k.leaseNamespaceOrDefault()).Get(ctx, k.leaseName, metav1.GetOptions{})
+	if err != nil || lease.Spec.HolderIdentity == nil {
+		return ""
+	}
+	id := *lease.Spec.HolderIdentity
+	at := strings.LastIndexByte(id, '@')
+	if at < 0 || id[at+1:] == self {
+		return ""
+	}
+	return id[at+1:]
 }
 
 // startManager starts the controllers' manager and returns it once its caches are synced. A manager that stops
@@ -88,10 +134,17 @@ func (k *kubeOptions) restConfig() (*rest.Config, error) {
 }
 
 func (k *kubeOptions) startManager(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger, opts controllers.Options) (ctrl.Manager, error) {
-	ctrl.SetLogger(logr.FromSlogHandler(log.With("component", "controllers").Handler()))
+	setLoggerOnce.Do(func() { ctrl.SetLogger(logr.FromSlogHandler(log.With("component", "controllers").Handler())) })
 	cfg, err := k.restConfig()
 	if err != nil {
 		return nil, err
+	}
+	if k.sharePolling {
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		k.leases.Store(cs)
 	}
 	first, err := k.newManager(cfg, opts)
 	if err != nil {
@@ -107,7 +160,24 @@ func (k *kubeOptions) startManager(ctx context.Context, wg *sync.WaitGroup, log 
 		ref := &managerRef{m}
 		k.current.Store(ref)
 		start := time.Now()
-		err := m.Start(ctx)
+		mctx, cancel := context.WithCancel(ctx)
+		elected := make(chan bool, 1)
+		go func() { // the replica that holds the Lease leads the polling too
+			select {
+			case <-m.Elected():
+				if opts.Leading != nil {
+					opts.Leading(true)
+				}
+				elected <- true
+			case <-mctx.Done():
+				elected <- false
+			}
+		}()
+		err := m.Start(mctx)
+		cancel()
+		if <-elected && opts.Leading != nil && ctx.Err() == nil {
+			opts.Leading(false) // the Lease is lost: another replica will poll
+		}
 		k.current.CompareAndSwap(ref, nil)
 		stopped <- stop{err, time.Since(start)}
 	}
@@ -183,6 +253,18 @@ func (k *kubeOptions) newManager(cfg *rest.Config, opts controllers.Options) (ct
 	}
 	if k.namespace != "" {
 		mopts.Cache = cache.Options{DefaultNamespaces: map[string]cache.Config{k.namespace: {}}}
+	}
+	if k.leaderElect && k.sharePolling {
+		// A Lease whose holder names the address its followers reach it at.
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		mopts.LeaderElectionResourceLockInterface = &resourcelock.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Namespace: k.leaseNamespaceOrDefault(), Name: k.leaseName},
+			Client:     cs.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: k.leaseIdentity()},
+		}
 	}
 	mgr, err := ctrl.NewManager(cfg, mopts)
 	if err != nil {

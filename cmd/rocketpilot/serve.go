@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,6 +34,8 @@ type serveOptions struct {
 	discovery      string
 	peerLeader     string
 	peerServerName string
+	peerAdvertise  string
+	xdsBound       atomic.Value // the xDS listener's address, once it is open
 	concurrency    int
 	rateLimit      float64
 	frameLimit     int
@@ -114,7 +117,8 @@ TopicRoutes and TopicBindings come from the Kubernetes API (--kubernetes) or fro
 	f.DurationVar(&o.listTimeout, "list-timeout", 30*time.Second, "timeout of the topic-list requests (206, 224), slow at scale")
 	f.StringSliceVar(&o.topics, "topics", nil, "topics to follow when the NameServer lists none (206 and 224 disabled)")
 	f.StringVar(&o.peerLeader, "peer-leader", "", "xDS address of the replica that alone polls the NameServers: this replica runs no NameServer watcher and takes that replica's routes over its peer service, in the same --discovery mode (docs/architecture.md, \"Replicas and the NameServers\"); empty: this replica polls")
-	f.StringVar(&o.peerServerName, "peer-server-name", "", "the name --peer-leader's certificate is verified against, under TLS (the host of --peer-leader when empty); this replica's --tls-cert is its client certificate and --tls-client-ca verifies the leader")
+	f.StringVar(&o.peerAdvertise, "peer-advertise-address", "", "where the other replicas reach this one's peer service (its xDS port) when it holds the Lease under --share-polling ($POD_IP with --xds-address's port when empty)")
+	f.StringVar(&o.peerServerName, "peer-server-name", "", "the name the leader's certificate is verified against when following under TLS (the host of its address when empty; under --share-polling the leader is reached at its pod IP, so name the Service); this replica's --tls-cert is its client certificate and --tls-client-ca verifies the leader")
 	f.StringVar(&o.xdsAddr, "xds-address", ":18000", "listen address of the xDS gRPC server (ADS and per-type services, delta and SotW)")
 	f.StringVar(&o.adminAddr, "admin-address", "127.0.0.1:19000", "listen address of the admin HTTP API and the web dashboard (at /); empty disables it")
 	f.DurationVar(&o.chartPeriod, "dashboard-chart-period", 5*time.Second, "the period of one point of the dashboard's charts (pushes, NACKs, changes); they show the last 120")
@@ -202,6 +206,7 @@ func (o *serveOptions) run(signalled context.Context, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	o.xdsBound.Store(cp.Addr())
 	if n := cfg.Sources.NameServers; len(n) > 0 {
 		log.Info("watching NameServers", "addrs", n, "discovery", o.discovery, "interval", o.interval)
 	}
