@@ -21,15 +21,7 @@ import (
 // TestServeKubernetes runs `serve --kubernetes` against a real kube-apiserver (envtest): it reconciles a
 // NameServerSource, waits for its first sync before serving xDS, and writes its status as the elected leader.
 func TestServeKubernetes(t *testing.T) {
-	env := kubetest.StartT(t)
-	kubeconfig := kubetest.Kubeconfig(t, env)
-	k8s := kubetest.Client(t, env)
-	ns := demoNameServer(t)
-	nss := &v1alpha1.NameServerSource{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "demo"},
-		Spec: v1alpha1.NameServerSourceSpec{Addresses: []string{ns.Addr()}}}
-	if err := k8s.Create(context.Background(), nss); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig, k8s, ns, nss := kubeWithDemoSource(t, nil)
 	drain := &v1alpha1.TopicRoute{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "drain"}, Spec: v1alpha1.TopicRouteSpec{
 		Topics: v1alpha1.TopicSelector{Exact: []string{embedded.DemoTopic}}, Drain: &v1alpha1.Drain{BrokerNames: []string{"broker-b"}}}}
 	if err := k8s.Create(context.Background(), drain); err != nil {
@@ -91,4 +83,21 @@ func TestServeKubernetes(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("after losing the lease: %s", resp.Status)
 	}
+}
+
+// kubeWithDemoSource starts a kube-apiserver (envtest) and the demo NameServer, and creates NameServerSource
+// default/demo naming it, its spec adjusted by spec when set.
+func kubeWithDemoSource(t *testing.T, spec func(*v1alpha1.NameServerSourceSpec)) (kubeconfig string, k8s client.Client, ns *embedded.NameServer, nss *v1alpha1.NameServerSource) {
+	t.Helper()
+	env := kubetest.StartT(t)
+	kubeconfig, k8s, ns = kubetest.Kubeconfig(t, env), kubetest.Client(t, env), demoNameServer(t)
+	nss = &v1alpha1.NameServerSource{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "demo"},
+		Spec: v1alpha1.NameServerSourceSpec{Addresses: []string{ns.Addr()}}}
+	if spec != nil {
+		spec(&nss.Spec)
+	}
+	if err := k8s.Create(context.Background(), nss); err != nil {
+		t.Fatal(err)
+	}
+	return kubeconfig, k8s, ns, nss
 }

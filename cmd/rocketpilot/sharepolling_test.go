@@ -11,7 +11,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/rocketpilot/rocketpilot/crds/v1alpha1"
-	"github.com/rocketpilot/rocketpilot/internal/kubetest"
 	"github.com/rocketpilot/rocketpilot/nameserver/embedded"
 	"github.com/rocketpilot/rocketpilot/remoting"
 	"github.com/rocketpilot/rocketpilot/xds/sidecar"
@@ -23,15 +22,7 @@ import (
 // replica takes the Lease and the polling, the remaining sidecars follow the next change, and the load is still
 // one poller's.
 func TestServeSharePolling(t *testing.T) {
-	env := kubetest.StartT(t)
-	kubeconfig := kubetest.Kubeconfig(t, env)
-	k8s := kubetest.Client(t, env)
-	ns := demoNameServer(t)
-	nss := &v1alpha1.NameServerSource{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "demo"},
-		Spec: v1alpha1.NameServerSourceSpec{Addresses: []string{ns.Addr()}, PollInterval: &metav1.Duration{Duration: time.Second}}}
-	if err := k8s.Create(context.Background(), nss); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig, k8s, ns, _ := kubeWithDemoSource(t, func(s *v1alpha1.NameServerSourceSpec) { s.PollInterval = &metav1.Duration{Duration: time.Second} })
 	type replica struct {
 		p   *inProcess
 		xds string
