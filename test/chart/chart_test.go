@@ -207,7 +207,7 @@ func TestChartDefaults(t *testing.T) {
 	checkWorkloadCA(t, dep, caSecret, false)
 	wantArgs(t, c.Args, "--ca-address=:18001", "--ca-trust-domain=cluster.local", "--ca-workload-ttl=24h")
 	for _, absent := range []string{"--admin-operators", "--pprof", "--namesrv", "--watch-namespace", "--leader-elect=false",
-		"--transient-object-life-span"} {
+		"--transient-object-life-span", "--share-polling"} {
 		if hasArg(c.Args, absent) {
 			t.Errorf("default args hold %s: %q", absent, c.Args)
 		}
@@ -336,7 +336,25 @@ func TestChartHA(t *testing.T) {
 	}
 	c := container(t, dep)
 	wantArgs(t, c.Args, "--discovery=in-use", "--namesrv="+strings.Join(values.Namesrv, ";"), "--log-level=debug",
-		"--leader-elect=true")
+		"--leader-elect=true", "--share-polling", "--peer-server-name="+helmtest.Release+"."+helmtest.Namespace+".svc")
+	// Shared polling: the Lease's holder names its pod IP, and the other replicas reach its xDS port.
+	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+		return e.Name == "POD_IP" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP"
+	}) {
+		t.Errorf("no POD_IP from status.podIP in %v", c.Env)
+	}
+	selfAllowed := false
+	for _, rule := range networkPolicy(t, objs).Spec.Ingress {
+		for _, peer := range rule.From {
+			if peer.NamespaceSelector == nil && peer.PodSelector != nil && maps.Equal(peer.PodSelector.MatchLabels, dep.Spec.Selector.MatchLabels) &&
+				slices.Contains(ingressPorts(rule), "TCP/18000") {
+				selfAllowed = true
+			}
+		}
+	}
+	if !selfAllowed {
+		t.Error("the NetworkPolicy does not let the replicas reach each other's xDS port (their peer service)")
+	}
 	pdb := typed[policyv1.PodDisruptionBudget](t, objs, "PodDisruptionBudget", helmtest.Release)
 	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 2 {
 		t.Errorf("PDB minAvailable %v, want 2", pdb.Spec.MinAvailable)

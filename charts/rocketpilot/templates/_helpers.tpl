@@ -141,6 +141,12 @@ certificates are only of use under TLS). */}}
 {{- with .Values.watchNamespace }}
 - {{ printf "--watch-namespace=%s" . | quote }}
 {{- end }}
+{{- if .Values.sharePolling.enabled }}
+- --share-polling
+{{- if .Values.tls.enabled }}
+- {{ printf "--peer-server-name=%s" (include "rocketpilot.serviceHost" .) | quote }}
+{{- end }}
+{{- end }}
 {{- with .Values.namesrv }}
 - {{ printf "--namesrv=%s" (join ";" .) | quote }}
 {{- end }}
