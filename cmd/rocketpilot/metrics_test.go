@@ -110,6 +110,9 @@ func TestMetrics(t *testing.T) {
 		{"rocketpilot_reconcile_errors_total", map[string]string{"kind": "nameserversource"}, 0, 0},
 		{"rocketpilot_reconcile_errors_total", map[string]string{"kind": "topicroute"}, 0, 0},
 		{"rocketpilot_leader", nil, 1, 1},
+		{"rocketpilot_peer_followers", nil, 0, 0}, // polling not shared: no replica follows this one
+		{"rocketpilot_peer_following", nil, 0, 0},
+		{"rocketpilot_peer_leader_connected", nil, 0, 0},
 		{"rocketpilot_build_info", nil, 1, 1},
 		{"controller_runtime_reconcile_total", map[string]string{"controller": "nameserversource"}, 2, 1e6},
 		{"go_goroutines", nil, 10, 1e6},
