@@ -55,9 +55,16 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// PeerConfig makes a replica a follower: its sources are parked (no NameServer watcher runs) and its table takes
-// the leader's source routes over the leader's peer service, until Lead. Every replica serves the peer service.
+// PeerConfig shares the NameServers' polling among replicas (package peer). A replica with Leader set is a
+// follower: its sources are parked (no NameServer watcher runs) and its table takes the leader's source routes
+// over the leader's peer service, until Lead. A replica serves the peer service with Serve or ByLease, and only
+// while it leads.
 type PeerConfig struct {
+	// Serve: serve the peer service (to followers of a fixed leader: this replica is that leader).
+	Serve bool
+	// Names, under TLS, are the DNS names one of which a follower's certificate must carry (the replicas' own);
+	// empty: any certificate the client CA signed, but a workload's (a SPIFFE ID).
+	Names []string
 	// Leader returns the leading replica's xDS address ("" while there is none); nil: this replica leads.
 	Leader func() string
 	// ByLease: with Kubernetes, the replica holding the leader Lease leads, and Leader names the holder; the
@@ -111,7 +118,7 @@ type ControlPlane struct {
 	follower   *peer.Follower // while following
 	followStop context.CancelFunc
 	followDone chan struct{}
-	led        chan struct{} // signalled by Lead, for a first sync that waits on a follower
+	roles      chan struct{} // signalled by Lead and Follow, for a first sync that waits on one role
 
 	ctx      context.Context // set by Start
 	cancel   context.CancelFunc
@@ -136,15 +143,18 @@ func New(cfg Config) (*ControlPlane, error) {
 		cfg.Stack.Table = routing.NewTable()
 	}
 	peerCtx, peerStop := context.WithCancel(context.Background())
-	peerServer := peer.NewServer(peerCtx, cfg.Stack.Table, log.With("component", "peer"))
-	cfg.Stack.Server.Services = append(slices.Clone(cfg.Stack.Server.Services), peerServer.Register)
+	peerServer := peer.NewServer(peerCtx, cfg.Stack.Table, cfg.Peer.Names, log.With("component", "peer"))
+	if cfg.Peer.Serve || cfg.Peer.ByLease {
+		cfg.Stack.Server.Services = append(slices.Clone(cfg.Stack.Server.Services), peerServer.Register)
+	}
+	peerServer.SetServing(cfg.Peer.Leader == nil)
 	stack, err := server.NewStack(cfg.Stack)
 	if err != nil {
 		peerStop()
 		return nil, err
 	}
 	cp := &ControlPlane{cfg: cfg, log: log, stack: stack, nsStats: cfg.Sources.Watch.Metrics, reconc: controllers.NewMetrics(),
-		peer: peerServer, peerStop: peerStop, led: make(chan struct{}, 1)}
+		peer: peerServer, peerStop: peerStop, roles: make(chan struct{}, 1)}
 	table := stack.Table()
 	cp.sources = controllers.NewSources(table, cfg.Sources.Watch, log.With("component", "sources"))
 	if cfg.Peer.Leader != nil {
@@ -252,21 +262,26 @@ func (cp *ControlPlane) Sync(ctx context.Context) error {
 			return err
 		}
 	}
-	var leaderSynced bool
-	if f := cp.following(); f != nil {
-		// A follower serves what the leader sent: it waits for the leader's first answer as a leader waits for
-		// its NameServers, without a bound; or, elected meanwhile, for its own sources.
+	// A follower serves what the leader sent: it waits for the leader's first answer as a leader waits for its
+	// NameServers, without a bound. Either may change roles meanwhile (elected, or losing the Lease): then it
+	// waits for what its new role serves.
+	for synced := false; !synced; {
 		select {
-		case <-f.Synced():
-			leaderSynced = true
-		case <-cp.led:
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-cp.roles: // a change before this wait began is taken below
+		default:
 		}
-	}
-	if !leaderSynced && len(cp.cfg.Sources.NameServers) > 0 {
+		var ready <-chan struct{}
+		if f := cp.following(); f != nil {
+			ready = f.Synced()
+		} else if len(cp.cfg.Sources.NameServers) > 0 && !cp.sources.Standing() {
+			ready = cp.sources.Synced(controllers.FlagSource)
+		} else {
+			break
+		}
 		select {
-		case <-cp.sources.Synced(controllers.FlagSource):
+		case <-ready:
+			synced = true
+		case <-cp.roles:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -425,17 +440,29 @@ func (cp *ControlPlane) Lead() error {
 	cp.stopFollowing()
 	cp.log.Info("leading: polling the NameServers")
 	err := cp.sources.Activate()
-	select {
-	case cp.led <- struct{}{}:
-	default:
-	}
+	cp.peer.SetServing(true)
+	cp.roleChanged()
 	return err
 }
 
-// Follow makes this replica a follower of the leader leader names: its watchers stop (their routes stay) and the
-// leader's answers keep the table current. A follower's Follow does nothing.
+// Follow makes this replica a follower of the leader leader names: it stops serving followers of its own (they
+// look for the leader again), its watchers stop (their routes stay) and the leader's answers keep the table
+// current. A follower's Follow does nothing.
 func (cp *ControlPlane) Follow(leader func() string) {
+	if cp.following() != nil {
+		return
+	}
+	cp.peer.SetServing(false)
 	cp.startFollowing(leader)
+	cp.log.Info("following: another replica polls the NameServers")
+	cp.roleChanged()
+}
+
+func (cp *ControlPlane) roleChanged() {
+	select {
+	case cp.roles <- struct{}{}:
+	default:
+	}
 }
 
 // Follower reports the follower's status; ok is false while this replica leads.

@@ -50,6 +50,7 @@ func replica(t *testing.T, ns *embedded.NameServer, mode watcher.Mode, leader fu
 	if leader != nil {
 		cfg.Peer = controlplane.PeerConfig{Leader: leader, Dial: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}}
 	}
+	cfg.Peer.Serve = true // every replica may lead
 	return controlplanetest.Start(t, cfg)
 }
 

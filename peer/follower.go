@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -34,7 +35,12 @@ type FollowerOptions struct {
 	MinBackoff, MaxBackoff time.Duration
 	// MaxMessageSize bounds a response (256 MiB): a follower of every topic receives them all in its first.
 	MaxMessageSize int
-	Logger         *slog.Logger
+	// RemoveGrace: a removal the leader reports within it of the stream's start (or of the topic's subscription)
+	// waits that long before it is applied, and is dropped if the topic comes back meanwhile (30s). A new leader
+	// (or one whose watchers have just been asked for a topic) may not have polled what this replica serves yet:
+	// its first answers must not withdraw what is only late.
+	RemoveGrace time.Duration
+	Logger      *slog.Logger
 }
 
 // Follower takes a leader's source routes into a table, under the leader's source names, until its context ends.
@@ -45,13 +51,21 @@ type Follower struct {
 	opts  FollowerOptions
 	log   *slog.Logger
 
-	// What this follower applied, so that what the leader withdraws (or a new leader lacks) is withdrawn here:
-	// topic → sources, and the sources whose broker tables it set. Only Run's goroutine touches them.
+	// What the table holds under the leader's sources, so that what the leader withdraws (or a new leader lacks)
+	// is withdrawn here: topic → sources, and the sources whose broker tables are set; seeded from the table (a
+	// replica that led and now follows). Under tableMu.
+	tableMu sync.Mutex
 	held    map[string][]string
 	brokers map[string]bool
 	// versions are the resources' versions, declared to the leader when reconnecting (delta xDS
 	// initial_resource_versions), so that it sends only what changed.
 	versions map[string]string
+	// doubt holds removals waiting for RemoveGrace (topic → when they apply); recent, the times of this stream's
+	// start and of its subscriptions (topic → when subscribed).
+	doubt        map[string]time.Time
+	doubtBrokers map[string]time.Time // sources whose broker tables a new stream's leader lacks, the same way
+	recent       map[string]time.Time
+	start        time.Time
 
 	syncOnce sync.Once
 	synced   chan struct{}
@@ -83,12 +97,28 @@ func NewFollower(table *routing.Table, opts FollowerOptions) *Follower {
 	if opts.MaxMessageSize <= 0 {
 		opts.MaxMessageSize = 256 << 20
 	}
+	if opts.RemoveGrace <= 0 {
+		opts.RemoveGrace = 30 * time.Second
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Follower{table: table, opts: opts, log: log, held: map[string][]string{}, brokers: map[string]bool{},
-		versions: map[string]string{}, synced: make(chan struct{})}
+	f := &Follower{table: table, opts: opts, log: log, held: map[string][]string{}, brokers: map[string]bool{},
+		versions: map[string]string{}, doubt: map[string]time.Time{}, doubtBrokers: map[string]time.Time{}, recent: map[string]time.Time{},
+		synced: make(chan struct{})}
+	// What the table holds now (this replica's own watchers' routes, when it led): a leader that lacks it has it
+	// withdrawn, after the grace.
+	table.Range(func(t *routing.Topic) bool {
+		for _, r := range table.TopicSources(t.Name) {
+			f.held[t.Name] = append(f.held[t.Name], r.Source)
+		}
+		return true
+	})
+	for source := range table.SourceBrokers() {
+		f.brokers[source] = true
+	}
+	return f
 }
 
 // Synced is closed once the follower has applied a first answer of a leader.
@@ -106,14 +136,16 @@ func (f *Follower) Status() FollowerStatus {
 func (f *Follower) Run(ctx context.Context) {
 	backoff := f.opts.MinBackoff
 	for ctx.Err() == nil {
-		addr := f.opts.Leader()
-		if addr != "" {
-			err := f.follow(ctx, addr)
+		if addr := f.opts.Leader(); addr != "" {
+			answered, err := f.follow(ctx, addr)
 			if ctx.Err() != nil {
 				return
 			}
 			f.note(addr, false, err)
 			f.log.Warn("lost the leader; serving the last routes it sent", "leader", addr, "err", err)
+			if answered {
+				backoff = f.opts.MinBackoff // it was a leader: look for the next one at once
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -121,13 +153,13 @@ func (f *Follower) Run(ctx context.Context) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, f.opts.MaxBackoff)
-		if f.Status().Connected {
-			backoff = f.opts.MinBackoff
-		}
 	}
 }
 
 func (f *Follower) note(leader string, connected bool, err error) {
+	f.tableMu.Lock()
+	topics := len(f.held)
+	f.tableMu.Unlock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.state.Connected != connected || f.state.Leader != leader {
@@ -137,22 +169,22 @@ func (f *Follower) note(leader string, connected bool, err error) {
 	if err != nil {
 		f.state.LastError = err.Error()
 	}
-	f.state.Topics = len(f.held)
+	f.state.Topics = topics
 }
 
-// follow runs one stream to one leader until it fails or ctx ends.
-func (f *Follower) follow(ctx context.Context, addr string) error {
+// follow runs one stream to one leader until it fails or ctx ends; answered says it applied an answer.
+func (f *Follower) follow(ctx context.Context, addr string) (answered bool, err error) {
 	opts := append(slices.Clone(f.opts.Dial), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(f.opts.MaxMessageSize)))
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cs, err := conn.NewStream(ctx, &streamDesc, Method)
 	if err != nil {
-		return err
+		return false, err
 	}
 	stream := &grpc.GenericClientStream[discovery.DeltaDiscoveryRequest, discovery.DeltaDiscoveryResponse]{ClientStream: cs}
 	var sendMu sync.Mutex
@@ -162,8 +194,12 @@ func (f *Follower) follow(ctx context.Context, addr string) error {
 		req.TypeUrl = TypeURL
 		return stream.Send(req)
 	}
+	f.tableMu.Lock()
+	f.start = time.Now()
+	clear(f.recent)
 	first := &discovery.DeltaDiscoveryRequest{Node: &core.Node{Id: f.opts.NodeID}, ResourceNamesSubscribe: []string{BrokersName},
-		InitialResourceVersions: f.versions}
+		InitialResourceVersions: maps.Clone(f.versions)}
+	f.tableMu.Unlock()
 	var interest *routing.InterestReader
 	if f.opts.All {
 		first.ResourceNamesSubscribe = append(first.ResourceNamesSubscribe, "*")
@@ -176,7 +212,7 @@ func (f *Follower) follow(ctx context.Context, addr string) error {
 		first.ResourceNamesSubscribe = append(first.ResourceNamesSubscribe, added...)
 	}
 	if err := send(first); err != nil {
-		return err
+		return false, err
 	}
 	if interest != nil {
 		go func() {
@@ -190,6 +226,7 @@ func (f *Follower) follow(ctx context.Context, addr string) error {
 				if len(added)+len(removed) == 0 {
 					continue
 				}
+				f.subscribed(added, removed)
 				if err := send(&discovery.DeltaDiscoveryRequest{ResourceNamesSubscribe: added, ResourceNamesUnsubscribe: removed}); err != nil {
 					cancel()
 					return
@@ -197,6 +234,18 @@ func (f *Follower) follow(ctx context.Context, addr string) error {
 			}
 		}()
 	}
+	go func() { // removals whose grace has run out
+		tick := time.NewTicker(min(time.Second, f.opts.RemoveGrace/2))
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				f.removeDoubted(now)
+			}
+		}
+	}()
 	f.note(addr, true, nil)
 	f.log.Info("following the leader", "leader", addr, "all", f.opts.All)
 	for firstAnswer := true; ; firstAnswer = false {
@@ -205,17 +254,73 @@ func (f *Follower) follow(ctx context.Context, addr string) error {
 			if errors.Is(err, io.EOF) {
 				err = errors.New("the leader ended the stream")
 			}
-			return err
+			return answered, err
 		}
 		if err := f.apply(resp, firstAnswer && f.opts.All); err != nil {
 			_ = send(&discovery.DeltaDiscoveryRequest{ResponseNonce: resp.Nonce, ErrorDetail: statusOf(err)})
-			return fmt.Errorf("a response the follower cannot apply: %w", err)
+			return answered, fmt.Errorf("a response the follower cannot apply: %w", err)
 		}
+		answered = true
 		f.note(addr, true, nil)
 		if err := send(&discovery.DeltaDiscoveryRequest{ResponseNonce: resp.Nonce}); err != nil {
-			return err
+			return answered, err
 		}
 		f.syncOnce.Do(func() { close(f.synced) })
+	}
+}
+
+// subscribed records the topics this replica's sidecars came to use (their removals, if the leader reports any
+// soon, are doubted) and withdraws those they no longer use: a follower in in-use discovery holds what its
+// sidecars use, as an in-use watcher does.
+func (f *Follower) subscribed(added, removed []string) {
+	f.tableMu.Lock()
+	defer f.tableMu.Unlock()
+	now := time.Now()
+	for _, name := range added {
+		f.recent[name] = now
+	}
+	bySource := map[string][]routing.Update{}
+	for _, name := range removed {
+		delete(f.recent, name)
+		delete(f.doubt, name)
+		delete(f.versions, name)
+		f.withdrawLocked(name, bySource)
+	}
+	f.applyLocked(bySource)
+}
+
+// removeDoubted applies the removals whose grace ran out by now.
+func (f *Follower) removeDoubted(now time.Time) {
+	f.tableMu.Lock()
+	defer f.tableMu.Unlock()
+	bySource := map[string][]routing.Update{}
+	for name, at := range f.doubt {
+		if !now.Before(at) {
+			delete(f.doubt, name)
+			f.withdrawLocked(name, bySource)
+		}
+	}
+	f.applyLocked(bySource)
+	for source, at := range f.doubtBrokers {
+		if !now.Before(at) {
+			delete(f.doubtBrokers, source)
+			delete(f.brokers, source)
+			f.table.SetBrokers(source, nil)
+		}
+	}
+}
+
+// withdrawLocked queues the withdrawal of a topic from every source it is held under.
+func (f *Follower) withdrawLocked(name string, bySource map[string][]routing.Update) {
+	for _, s := range f.held[name] {
+		bySource[s] = append(bySource[s], routing.Update{Topic: name})
+	}
+	delete(f.held, name)
+}
+
+func (f *Follower) applyLocked(bySource map[string][]routing.Update) {
+	for source, updates := range bySource {
+		f.table.Apply(source, updates...)
 	}
 }
 
@@ -246,8 +351,11 @@ func (f *Follower) apply(resp *discovery.DeltaDiscoveryResponse, whole bool) err
 		all = append(all, d)
 	}
 	// Decoded whole before anything is applied: a bad response changes nothing.
+	f.tableMu.Lock()
+	defer f.tableMu.Unlock()
 	bySource := map[string][]routing.Update{}
 	for i, d := range all {
+		delete(f.doubt, d.name) // it came back
 		f.versions[d.name] = resp.Resources[i].Version
 		if d.name == BrokersName {
 			f.applyBrokers(d.broker)
@@ -278,29 +386,46 @@ func (f *Follower) apply(resp *discovery.DeltaDiscoveryResponse, whole bool) err
 			}
 		}
 	}
+	now := time.Now()
 	for _, name := range removed {
 		delete(f.versions, name)
-		for _, s := range f.held[name] {
-			bySource[s] = append(bySource[s], routing.Update{Topic: name})
+		if since, ok := f.recent[name]; now.Sub(f.start) < f.opts.RemoveGrace || ok && now.Sub(since) < f.opts.RemoveGrace {
+			// A leader that has just been asked may not have polled it yet: withdrawn only if it stays away.
+			if _, held := f.held[name]; held {
+				if _, doubted := f.doubt[name]; !doubted {
+					f.doubt[name] = now.Add(f.opts.RemoveGrace)
+				}
+			}
+			continue
 		}
-		delete(f.held, name)
+		f.withdrawLocked(name, bySource)
 	}
-	for source, updates := range bySource {
-		f.table.Apply(source, updates...)
-	}
+	f.applyLocked(bySource)
 	return nil
 }
 
+// applyBrokers takes the sources' broker tables. A source whose table is missing is dropped; within the grace of
+// the stream's start (a leader that has not polled it yet), only if no answer brings it back before the grace
+// has run out.
 func (f *Follower) applyBrokers(b brokersResource) {
 	for source, brokers := range b.Sources {
 		f.table.SetBrokers(source, brokers)
 		f.brokers[source] = true
+		delete(f.doubtBrokers, source)
 	}
+	now := time.Now()
 	for source := range f.brokers {
-		if _, ok := b.Sources[source]; !ok {
-			f.table.SetBrokers(source, nil)
-			delete(f.brokers, source)
+		if _, ok := b.Sources[source]; ok {
+			continue
 		}
+		if now.Sub(f.start) < f.opts.RemoveGrace {
+			if _, doubted := f.doubtBrokers[source]; !doubted {
+				f.doubtBrokers[source] = now.Add(f.opts.RemoveGrace)
+			}
+			continue
+		}
+		f.table.SetBrokers(source, nil)
+		delete(f.brokers, source)
 	}
 }
 

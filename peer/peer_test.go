@@ -32,7 +32,7 @@ func startLeader(t *testing.T, table *routing.Table) *leader {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := NewServer(ctx, table, nil)
+	s := NewServer(ctx, table, nil, nil)
 	g := grpc.NewServer()
 	s.Register(g)
 	done := make(chan struct{}, 2)
@@ -57,13 +57,17 @@ func startLeader(t *testing.T, table *routing.Table) *leader {
 func startFollower(t *testing.T, table *routing.Table, all bool, leaderAddr func() string) *Follower {
 	t.Helper()
 	f := NewFollower(table, FollowerOptions{Leader: leaderAddr, All: all, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-		Dial: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}})
+		RemoveGrace: removeGrace,
+		Dial:        []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { f.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return f
 }
+
+// removeGrace is the followers' grace before a removal a new stream reports is applied.
+const removeGrace = 700 * time.Millisecond
 
 func route(groups ...string) *routing.Route {
 	r := &routing.Route{}
@@ -134,15 +138,76 @@ func TestFollowerOfEveryTopic(t *testing.T) {
 		t.Fatal("the follower reports a connection to a stopped leader")
 	}
 
-	// A new leader, which never had t2 and has t4: the follower takes its world.
+	// A new leader, which never had t2 and has t4: the follower takes its world; t2 is withdrawn only after the
+	// grace (a new leader may not have polled everything yet), and a topic that comes back within it stays.
 	nt := routing.NewTable()
 	nt.Apply("namesrv@a", routing.Update{Topic: "t1", Route: route("broker-a")}, routing.Update{Topic: "t4", Route: route("broker-d")})
+	nt.SetBrokers("namesrv@a", lt.SourceBrokers()["namesrv@a"])
 	nl := startLeader(t, nt)
 	addr.Store(nl.addr)
-	same(t, "a new leader", nt, ft, "t1", "t2", "t4")
-	if ft.Topic("t2") != nil {
-		t.Fatal("t2, which the new leader does not have, is still served")
+	same(t, "a new leader", nt, ft, "t1", "t4")
+	start := time.Now()
+	if ft.Topic("t2") == nil {
+		t.Fatal("t2 withdrawn at once when a new leader did not have it: no grace for a leader still polling")
 	}
+	waitFor(t, "t2 withdrawn after the grace", func() bool { return ft.Topic("t2") == nil })
+	if waited := time.Since(start); waited < removeGrace/2 {
+		t.Fatalf("t2 withdrawn after %v, the grace is %v", waited, removeGrace)
+	}
+}
+
+// A follower in in-use discovery whose leader is replaced keeps its topics while the new leader, asked for them,
+// polls them: what comes back within the grace is never withdrawn.
+func TestFollowerKeepsTopicsWhileANewLeaderPolls(t *testing.T) {
+	lt := routing.NewTable()
+	lt.Apply("namesrv@a", routing.Update{Topic: "used", Route: route("broker-a")})
+	l := startLeader(t, lt)
+	var addr atomic.Value
+	addr.Store(l.addr)
+	ft := routing.NewTable()
+	ft.Interest().Want("used")
+	startFollower(t, ft, false, func() string { return addr.Load().(string) })
+	same(t, "first sync", lt, ft, "used")
+
+	l.stop()
+	nt := routing.NewTable() // a new leader that has not polled "used" yet
+	nl := startLeader(t, nt)
+	addr.Store(nl.addr)
+	waitFor(t, "the new leader asked for the follower's topic", func() bool { return nt.Interest().Wanted("used") })
+	time.Sleep(removeGrace / 3)
+	if ft.Topic("used") == nil {
+		t.Fatal("the follower withdrew a topic the new leader had not polled yet")
+	}
+	nt.Apply("namesrv@a", routing.Update{Topic: "used", Route: route("broker-b")}) // its watcher answers
+	same(t, "the new leader's answer", nt, ft, "used")
+	time.Sleep(removeGrace)
+	if ft.Topic("used") == nil {
+		t.Fatal("a topic the new leader sent within the grace was withdrawn after it")
+	}
+}
+
+// A replica that stops leading ends its followers' streams and refuses new ones, so that they look for the
+// leader again; serving again, it takes them back.
+func TestServerStopsServingWhenItFollows(t *testing.T) {
+	lt := routing.NewTable()
+	lt.Apply("namesrv@a", routing.Update{Topic: "t1", Route: route("broker-a")})
+	l := startLeader(t, lt)
+	ft := routing.NewTable()
+	f := startFollower(t, ft, true, func() string { return l.addr })
+	same(t, "first sync", lt, ft, "t1")
+	l.server.SetServing(false)
+	waitFor(t, "the follower disconnected", func() bool { return !f.Status().Connected })
+	time.Sleep(200 * time.Millisecond)
+	if f.Status().Connected || l.server.Followers() != 0 {
+		t.Fatalf("a replica that follows still serves a follower: %+v, %d streams", f.Status(), l.server.Followers())
+	}
+	if ft.Topic("t1") == nil {
+		t.Fatal("the follower dropped its routes when its leader stopped leading")
+	}
+	l.server.SetServing(true)
+	waitFor(t, "the follower back", func() bool { return f.Status().Connected })
+	lt.Apply("namesrv@a", routing.Update{Topic: "t2", Route: route("broker-b")})
+	same(t, "a change after it leads again", lt, ft, "t1", "t2")
 }
 
 // A follower of the topics in use subscribes to its table's interest, which the leader adds to its own (so that

@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -40,6 +42,11 @@ type Server struct {
 	cache *gcpcache.LinearCache
 	delta delta.Server
 	log   *slog.Logger
+	names []string // under TLS, the DNS names a follower's certificate must carry one of (any, when empty)
+
+	serving  atomic.Bool // this replica leads: followers are served; otherwise refused, and ended
+	streamMu sync.Mutex
+	ends     map[*context.CancelFunc]struct{} // the open streams' cancels
 
 	mu        sync.Mutex
 	streams   map[int64]*followerStream
@@ -54,42 +61,94 @@ type followerStream struct {
 	wildcard bool
 }
 
-// NewServer returns a server of table's source routes. Run keeps it current; Register serves it.
-func NewServer(ctx context.Context, table *routing.Table, log *slog.Logger) *Server {
+// NewServer returns a server of table's source routes, serving (SetServing) from the start. Run keeps it current;
+// Register serves it. names, when any, are the DNS names one of which a follower's certificate must carry under
+// TLS: the replicas' own (the Service's name, which their serving certificates carry).
+func NewServer(ctx context.Context, table *routing.Table, names []string, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{table: table, cache: gcpcache.NewLinearCache(TypeURL), log: log, streams: map[int64]*followerStream{},
-		wanted: map[string]int{}, releases: map[string]func(){}, sent: map[string][]byte{}}
+	s := &Server{table: table, cache: gcpcache.NewLinearCache(TypeURL), log: log, names: names, streams: map[int64]*followerStream{},
+		wanted: map[string]int{}, releases: map[string]func(){}, sent: map[string][]byte{}, ends: map[*context.CancelFunc]struct{}{}}
+	s.serving.Store(true)
 	s.delta = delta.NewServer(ctx, s.cache, callbacks{s})
 	return s
+}
+
+// SetServing turns serving followers on (this replica leads) or off: a replica that follows another refuses
+// followers (Unavailable, so that they look for the leader again) and ends the streams it has, so that none stays
+// attached to a replica that no longer polls.
+func (s *Server) SetServing(on bool) {
+	s.serving.Store(on)
+	if on {
+		return
+	}
+	s.streamMu.Lock()
+	defer s.streamMu.Unlock()
+	for end := range s.ends {
+		(*end)()
+	}
 }
 
 // Register adds the service to a gRPC server.
 func (s *Server) Register(g *grpc.Server) {
 	g.RegisterService(&grpc.ServiceDesc{ServiceName: Service, HandlerType: (*any)(nil),
 		Streams: []grpc.StreamDesc{{StreamName: streamDesc.StreamName, ServerStreams: true, ClientStreams: true,
-			Handler: func(_ any, stream grpc.ServerStream) error {
-				if err := replicaOnly(stream.Context()); err != nil {
-					return err
-				}
-				return s.delta.DeltaStreamHandler(&grpc.GenericServerStream[discovery.DeltaDiscoveryRequest, discovery.DeltaDiscoveryResponse]{ServerStream: stream}, TypeURL)
-			}}}}, s)
+			Handler: func(_ any, stream grpc.ServerStream) error { return s.serve(stream) }}}}, s)
+}
+
+func (s *Server) serve(stream grpc.ServerStream) error {
+	if err := s.replicaOnly(stream.Context()); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	s.streamMu.Lock()
+	if !s.serving.Load() {
+		s.streamMu.Unlock()
+		return status.Error(codes.Unavailable, "this replica follows another: follow the leader Lease's holder")
+	}
+	s.ends[&cancel] = struct{}{}
+	s.streamMu.Unlock()
+	defer func() {
+		s.streamMu.Lock()
+		delete(s.ends, &cancel)
+		s.streamMu.Unlock()
+	}()
+	done := make(chan error, 1)
+	go func() {
+		done <- s.delta.DeltaStreamHandler(&grpc.GenericServerStream[discovery.DeltaDiscoveryRequest, discovery.DeltaDiscoveryResponse]{ServerStream: stream}, TypeURL)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		// Ended by SetServing(false), or the client went: returning ends the stream, and the handler's Recv fails.
+		if stream.Context().Err() == nil {
+			return status.Error(codes.Unavailable, "this replica no longer leads: follow the leader Lease's holder")
+		}
+		return <-done
+	}
 }
 
 // replicaOnly refuses a peer stream from a workload's certificate (a SPIFFE ID, as the workload CA issues to
-// sidecars): routes before policies are the replicas' own, as the admin API is operators'.
-func replicaOnly(ctx context.Context) error {
+// sidecars) and, with names, from a certificate that carries none of them: routes before policies are the
+// replicas' own, as the admin API is operators'.
+func (s *Server) replicaOnly(ctx context.Context) error {
 	p, ok := grpcpeer.FromContext(ctx)
 	if !ok {
 		return nil
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok {
+	if !ok || len(info.State.PeerCertificates) == 0 {
 		return nil
 	}
-	if certs := info.State.PeerCertificates; len(certs) > 0 && hasSPIFFE(info.State) {
-		return status.Errorf(codes.PermissionDenied, "peer routes are for rocketpilot replicas; %s is a workload", certs[0].Subject)
+	cert := info.State.PeerCertificates[0]
+	if hasSPIFFE(info.State) {
+		return status.Errorf(codes.PermissionDenied, "peer routes are for rocketpilot replicas; %s is a workload", cert.Subject)
+	}
+	if len(s.names) > 0 && !slices.ContainsFunc(cert.DNSNames, func(n string) bool { return slices.Contains(s.names, n) }) {
+		return status.Errorf(codes.PermissionDenied, "peer routes are for rocketpilot replicas: the certificate of %s names none of %v", cert.Subject, s.names)
 	}
 	return nil
 }

@@ -370,6 +370,12 @@ func (t *Table) SetBrokers(source string, brokers []Broker) uint64 {
 	canon := canonicalGroups(brokers, func(b *Broker) (string, *[]BrokerAddr) { return b.Name, &b.Addrs })
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	sameBroker := func(a, b Broker) bool {
+		return a.Cluster == b.Cluster && a.Name == b.Name && a.Zone == b.Zone && slices.Equal(a.Addrs, b.Addrs)
+	}
+	// A source's own table counts as a change even when the merged one stays: the replicas that follow this one
+	// (package peer) hold every source's.
+	sourceChanged := !slices.EqualFunc(t.brokers[source], canon, sameBroker)
 	if len(canon) == 0 {
 		delete(t.brokers, source)
 	} else {
@@ -389,10 +395,8 @@ func (t *Table) SetBrokers(source string, brokers []Broker) uint64 {
 		}
 	}
 	slices.SortFunc(merged, func(a, b Broker) int { return strings.Compare(a.Name, b.Name) })
-	st := &applyState{version: t.version + 1}
-	if !slices.EqualFunc(merged, t.merged, func(a, b Broker) bool {
-		return a.Cluster == b.Cluster && a.Name == b.Name && a.Zone == b.Zone && slices.Equal(a.Addrs, b.Addrs)
-	}) {
+	st := &applyState{version: t.version + 1, brokers: sourceChanged}
+	if !slices.EqualFunc(merged, t.merged, sameBroker) {
 		t.merged = merged
 		st.brokers = true
 	}
@@ -462,7 +466,7 @@ type ChangeSet struct {
 	Version    uint64
 	Topics     map[string]struct{}
 	BrokerSets map[string]struct{}
-	Brokers    bool
+	Brokers    bool // a source's broker table changed (the merged one, Table.Brokers, may not have)
 	// Scopes: the bindings changed, so proxies' scopes (Bound) may have.
 	Scopes bool
 }

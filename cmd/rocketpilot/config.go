@@ -106,6 +106,12 @@ func (o *serveOptions) config(log *slog.Logger, level *slog.LevelVar) (controlpl
 		ShutdownDelay: o.shutdownDelay,
 		Logger:        log,
 	}
+	if o.peerServe {
+		cfg.Peer.Serve = true
+	}
+	if o.peerServerName != "" && certs != nil {
+		cfg.Peer.Names = []string{o.peerServerName}
+	}
 	if o.peerLeader != "" || o.kube.sharePolling {
 		creds := insecure.NewCredentials()
 		if certs != nil {
@@ -115,7 +121,7 @@ func (o *serveOptions) config(log *slog.Logger, level *slog.LevelVar) (controlpl
 			}
 			creds = credentials.NewTLS(tc)
 		}
-		cfg.Peer = controlplane.PeerConfig{Dial: []grpc.DialOption{grpc.WithTransportCredentials(creds)}}
+		cfg.Peer.Dial = []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 		if leader := o.peerLeader; leader != "" {
 			cfg.Peer.Leader = func() string { return leader }
 		} else {
@@ -245,6 +251,13 @@ func (o *serveOptions) validate() ([]string, error) {
 	}
 	if o.kube.sharePolling && (!o.kube.enabled || !o.kube.leaderElect) {
 		return nil, errors.New("--share-polling needs --kubernetes and --leader-elect: the leader is the Lease's holder")
+	}
+	if o.kube.sharePolling && o.peerAdvertise == "" && os.Getenv("POD_IP") == "" {
+		// The listener's own address names this replica only when its host is one: with ":18000" every replica
+		// would advertise the same unspecified address, and none would ever follow another.
+		if host, _, err := net.SplitHostPort(o.xdsAddr); err != nil || host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
+			return nil, fmt.Errorf("--share-polling: the other replicas cannot reach %q; set $POD_IP or --peer-advertise-address", o.xdsAddr)
+		}
 	}
 	if o.peerAdvertise != "" {
 		if err := checkHostPort(o.peerAdvertise); err != nil {

@@ -16,7 +16,7 @@ import (
 // says it follows, and the NameServer's route queries do not grow with the follower.
 func TestServePeerLeader(t *testing.T) {
 	ns := demoNameServer(t)
-	leader := serveInProcess(t, "--namesrv", ns.Addr(), "--poll-interval", "200ms", "--broker-poll-interval", "200ms", "--metrics-address", "")
+	leader := serveInProcess(t, "--namesrv", ns.Addr(), "--poll-interval", "200ms", "--broker-poll-interval", "200ms", "--metrics-address", "", "--peer-serve")
 	leaderXDS, leaderAdmin := leader.addr(t, "serving xDS", 10*time.Second), leader.addr(t, "serving the admin API", time.Second)
 	follower := serveInProcess(t, "--namesrv", ns.Addr(), "--poll-interval", "200ms", "--broker-poll-interval", "200ms",
 		"--peer-leader", leaderXDS, "--metrics-address", "")

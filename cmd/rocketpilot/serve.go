@@ -33,6 +33,7 @@ type serveOptions struct {
 	brokerInterval time.Duration
 	discovery      string
 	peerLeader     string
+	peerServe      bool
 	peerServerName string
 	peerAdvertise  string
 	xdsBound       atomic.Value // the xDS listener's address, once it is open
@@ -117,6 +118,7 @@ TopicRoutes and TopicBindings come from the Kubernetes API (--kubernetes) or fro
 	f.DurationVar(&o.listTimeout, "list-timeout", 30*time.Second, "timeout of the topic-list requests (206, 224), slow at scale")
 	f.StringSliceVar(&o.topics, "topics", nil, "topics to follow when the NameServer lists none (206 and 224 disabled)")
 	f.StringVar(&o.peerLeader, "peer-leader", "", "xDS address of the replica that alone polls the NameServers: this replica runs no NameServer watcher and takes that replica's routes over its peer service, in the same --discovery mode (docs/architecture.md, \"Replicas and the NameServers\"); empty: this replica polls")
+	f.BoolVar(&o.peerServe, "peer-serve", false, "serve this replica's routes to the replicas that name it with --peer-leader (--share-polling serves them while it holds the Lease)")
 	f.StringVar(&o.peerAdvertise, "peer-advertise-address", "", "where the other replicas reach this one's peer service (its xDS port) when it holds the Lease under --share-polling ($POD_IP with --xds-address's port when empty)")
 	f.StringVar(&o.peerServerName, "peer-server-name", "", "the name the leader's certificate is verified against when following under TLS (the host of its address when empty; under --share-polling the leader is reached at its pod IP, so name the Service); this replica's --tls-cert is its client certificate and --tls-client-ca verifies the leader")
 	f.StringVar(&o.xdsAddr, "xds-address", ":18000", "listen address of the xDS gRPC server (ADS and per-type services, delta and SotW)")

@@ -46,6 +46,7 @@ func replicaWorker(args []string) {
 			Watch: watcher.Options{Mode: watcher.Mode(args[1]), Interval: interval, BrokerInterval: interval, Concurrency: 64, RateLimit: 1e9,
 				Client: client.Options{RequestTimeout: 30 * time.Second}}},
 	}
+	cfg.Peer.Serve = len(args) == 3 // the leader
 	if len(args) == 4 {
 		leader := args[3]
 		cfg.Peer = controlplane.PeerConfig{Leader: func() string { return leader },
