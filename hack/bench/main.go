@@ -60,7 +60,7 @@ type config struct {
 func main() {
 	smoke := flag.Bool("smoke", false, "a small run that finishes in under a minute on 2 cores")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	only := flag.String("only", "", "comma-separated scenarios to run (cold, ondemand, churn, reconnect, envoy, fanout, replicas, baseline); all by default")
+	only := flag.String("only", "", "comma-separated scenarios to run (cold, ondemand, churn, reconnect, envoy, fanout, replicas, baseline; streamheap: the control plane's heap per stream alone, the sidecars in another process); all by default")
 	worker := flag.Bool("sims-worker", false, "internal: run simulated sidecars for the parent process")
 	replica := flag.Bool("replica-worker", false, "internal: run a control plane for the parent process (the replicas scenario)")
 	streams := flag.String("streams", "", "comma-separated stream counts for the stream, Envoy and fan-out scenarios (default 1000,10000; smoke 300)")
@@ -122,7 +122,7 @@ func main() {
 	if want("cold") {
 		figs = append(figs, coldSync(cfg, base)...)
 	}
-	if want("ondemand") || want("churn") || want("reconnect") {
+	if want("ondemand") || want("churn") || want("reconnect") || want("streamheap") {
 		for _, k := range cfg.streams {
 			figs = append(figs, streamScenarios(cfg, k, want, base)...)
 		}
