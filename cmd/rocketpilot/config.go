@@ -115,11 +115,9 @@ func (o *serveOptions) config(log *slog.Logger, level *slog.LevelVar) (controlpl
 	if o.peerLeader != "" || o.kube.sharePolling {
 		creds := insecure.NewCredentials()
 		if certs != nil {
-			tc, err := tlsreload.ClientConfig(o.tls.ClientCA, o.tls.Cert, o.tls.Key, o.peerServerName)
-			if err != nil {
-				return controlplane.Config{}, fmt.Errorf("the peer service's client: %w", err)
-			}
-			creds = credentials.NewTLS(tc)
+			// This replica's serving certificate as its client certificate, reloaded with it; the client CA
+			// verifies the leader (the chart's one CA signs both).
+			creds = credentials.NewTLS(certs.PeerClientConfig(o.peerServerName))
 		}
 		cfg.Peer.Dial = []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 		if leader := o.peerLeader; leader != "" {

@@ -141,6 +141,21 @@ func (r *Reloader) ServerConfig(clientAuth tls.ClientAuthType, nextProtos ...str
 	}
 }
 
+// PeerClientConfig returns a client configuration for a replica dialling another with the same files: the
+// current certificate as client certificate at each handshake (a rotated one is used from its reload on), and the
+// client CA bundle, as loaded now, to verify the server under serverName.
+func (r *Reloader) PeerClientConfig(serverName string) *tls.Config {
+	r.mu.RLock()
+	pool := r.pool
+	r.mu.RUnlock()
+	return &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName, RootCAs: pool,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			r.mu.RLock()
+			defer r.mu.RUnlock()
+			return r.cert, nil
+		}}
+}
+
 // ClientConfig returns a client configuration: ca verifies the server (the system roots when empty), cert and key
 // are the client's certificate for mutual TLS (none when empty), serverName overrides the name verified.
 func ClientConfig(ca, cert, key, serverName string) (*tls.Config, error) {

@@ -3,6 +3,7 @@ package tlsreload_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"math/big"
 	"strings"
 	"testing"
 
@@ -36,6 +37,22 @@ func TestReload(t *testing.T) {
 	if served().SerialNumber.Cmp(first.Serial) != 0 || !r.MutualTLS() {
 		t.Fatal("not the first certificate")
 	}
+	// A replica dialling another presents its current certificate, reloaded with it.
+	peer := r.PeerClientConfig("rocketpilot.ns.svc")
+	presented := func() *big.Int {
+		c, err := peer.GetClientCertificate(&tls.CertificateRequestInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := x509.ParseCertificate(c.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return leaf.SerialNumber
+	}
+	if presented().Cmp(first.Serial) != 0 || peer.RootCAs == nil || peer.ServerName != "rocketpilot.ns.svc" {
+		t.Fatalf("peer client config: serial %v, roots %v, server name %q", presented(), peer.RootCAs, peer.ServerName)
+	}
 	if swapped, err := r.Reload(); swapped || err != nil {
 		t.Fatalf("unchanged files: swapped %v, err %v", swapped, err)
 	}
@@ -46,6 +63,9 @@ func TestReload(t *testing.T) {
 	}
 	if served().SerialNumber.Cmp(second.Serial) != 0 || r.Reloads() != 2 {
 		t.Fatalf("after the rotation: serial %v, reloads %d", served().SerialNumber, r.Reloads())
+	}
+	if presented().Cmp(second.Serial) != 0 {
+		t.Fatal("the peer client config still presents the certificate before the rotation")
 	}
 	// Half a rotation (a new key, the old certificate) and a CA file without a certificate: errors, nothing swapped.
 	certtest.Write(t, dir, "tls.key", ca.Server(t, "third").Key)
