@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"reflect"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -246,5 +247,20 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A follower subscribing to more topics by name than the limit is refused, and the leader polls none of them.
+func TestSubscriptionsByNameAreBounded(t *testing.T) {
+	l := startLeader(t, routing.NewTable())
+	l.server.maxNames.Store(3)
+	ft := routing.NewTable()
+	for _, name := range []string{"a", "b", "c", "d"} {
+		ft.Interest().Want(name)
+	}
+	f := startFollower(t, ft, false, func() string { return l.addr })
+	waitFor(t, "the refusal", func() bool { return strings.Contains(f.Status().LastError, "ResourceExhausted") })
+	if l.table.Interest().Wanted("a") {
+		t.Fatal("the leader polls topics of a refused subscription")
 	}
 }

@@ -44,7 +44,8 @@ type Server struct {
 	log   *slog.Logger
 	names []string // under TLS, the DNS names a follower's certificate must carry one of (any, when empty)
 
-	serving  atomic.Bool // this replica leads: followers are served; otherwise refused, and ended
+	serving  atomic.Bool  // this replica leads: followers are served; otherwise refused, and ended
+	maxNames atomic.Int64 // MaxNamesPerStream; tests lower it
 	streamMu sync.Mutex
 	ends     map[*context.CancelFunc]struct{} // the open streams' cancels
 
@@ -71,6 +72,7 @@ func NewServer(ctx context.Context, table *routing.Table, names []string, log *s
 	s := &Server{table: table, cache: gcpcache.NewLinearCache(TypeURL), log: log, names: names, streams: map[int64]*followerStream{},
 		wanted: map[string]int{}, releases: map[string]func(){}, sent: map[string][]byte{}, ends: map[*context.CancelFunc]struct{}{}}
 	s.serving.Store(true)
+	s.maxNames.Store(MaxNamesPerStream)
 	s.delta = delta.NewServer(ctx, s.cache, callbacks{s})
 	return s
 }
@@ -223,15 +225,23 @@ func (s *Server) refreshBrokers() {
 	s.putLocked(BrokersName, brokersResource{Sources: tables})
 }
 
+// MaxNamesPerStream bounds a follower's subscriptions by name: each is a topic the leader polls for it. A
+// replica whose sidecars use more follows every topic instead (all discovery).
+const MaxNamesPerStream = 1 << 20
+
 // subscribe records a stream's new and dropped subscriptions: topics wanted by name are held in the table's
-// interest and put in the cache before the stream's watch is made, so that its first answer has them.
-func (s *Server) subscribe(id int64, req *discovery.DeltaDiscoveryRequest) {
+// interest and put in the cache before the stream's watch is made, so that its first answer has them. A request
+// that would take a stream past MaxNamesPerStream is refused whole.
+func (s *Server) subscribe(id int64, req *discovery.DeltaDiscoveryRequest) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.streams[id]
 	if st == nil {
 		st = &followerStream{names: map[string]struct{}{}}
 		s.streams[id] = st
+	}
+	if n, limit := len(st.names)+len(req.ResourceNamesSubscribe)-len(req.ResourceNamesUnsubscribe), int(s.maxNames.Load()); n > limit {
+		return status.Errorf(codes.ResourceExhausted, "%d topics subscribed by name on one stream: the limit is %d (follow every topic instead)", n, limit)
 	}
 	for _, name := range req.ResourceNamesSubscribe {
 		switch name {
@@ -255,6 +265,7 @@ func (s *Server) subscribe(id int64, req *discovery.DeltaDiscoveryRequest) {
 			s.unwantLocked(name)
 		}
 	}
+	return nil
 }
 
 func (s *Server) wantLocked(name string) {
@@ -340,8 +351,7 @@ func (c callbacks) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryR
 	if req.TypeUrl != "" && req.TypeUrl != TypeURL {
 		return status.Errorf(codes.InvalidArgument, "the peer service serves %s only, not %s", TypeURL, req.TypeUrl)
 	}
-	c.s.subscribe(id, req)
-	return nil
+	return c.s.subscribe(id, req)
 }
 func (c callbacks) OnStreamDeltaResponse(int64, *discovery.DeltaDiscoveryRequest, *discovery.DeltaDiscoveryResponse) {
 }
