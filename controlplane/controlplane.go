@@ -47,7 +47,8 @@ type Config struct {
 	// listeners verify a client certificate when one is given). It is reloaded every TLSReload (10s).
 	TLS       *tlsreload.Reloader
 	TLSReload time.Duration
-	// Peer makes this replica a follower of another, which alone polls the NameServers (package peer).
+	// Peer shares the NameServers' polling among replicas: this replica may follow another, or serve those that
+	// follow it (package peer).
 	Peer PeerConfig
 	// ShutdownDelay is how long Run keeps serving with readiness failing after its context ends (none).
 	ShutdownDelay time.Duration
@@ -211,7 +212,9 @@ func (cp *ControlPlane) Start(ctx context.Context) error {
 	// The change log and the cache follow the table from the start, so that the first sync is in the log; what
 	// the cache serves is gated by Serve, not what it knows.
 	cp.stack.Start(ctx)
-	cp.wg.Go(func() { cp.peer.Run(ctx) })
+	if cp.cfg.Peer.Serve || cp.cfg.Peer.ByLease { // no follower can subscribe otherwise: nothing to keep current
+		cp.wg.Go(func() { cp.peer.Run(ctx) })
+	}
 	if cp.cfg.Peer.Leader != nil {
 		cp.startFollowing(cp.cfg.Peer.Leader)
 	}
