@@ -756,6 +756,15 @@ func TestChartCertManager(t *testing.T) {
 		t.Errorf("serving Certificate %v, want 1 year in %s, renewed 30 days before, by the CA Issuer, for %v", s, tlsSecret, serviceDNSNames(helmtest.Release))
 	}
 
+	if slices.Contains(usages, "client auth") {
+		t.Errorf("serving Certificate usages %v: client auth without sharePolling", usages)
+	}
+	// With shared polling the replicas present it to each other: client auth too.
+	shared := helmtest.Find(render(t, "--values", "ci/cert-manager-values.yaml", "--set", "sharePolling.enabled=true"), "Certificate", tlsSecret)
+	if u, _, _ := unstructured.NestedStringSlice(shared.Object, "spec", "usages"); !slices.Contains(u, "client auth") || !slices.Contains(u, "server auth") {
+		t.Errorf("serving Certificate usages %v with sharePolling, want server and client auth", u)
+	}
+
 	for _, bad := range [][]string{{"--set", "certManager.enabled=true", "--set", "tls.enabled=false"},
 		{"--set", "certManager.enabled=true", "--set", "tls.secretName=mine"}} {
 		if objs, err := helmtest.Template(t, bad...); err == nil || !strings.Contains(err.Error(), "certManager.enabled") {
