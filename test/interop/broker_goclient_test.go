@@ -325,8 +325,10 @@ func goClientAcceptance(t *testing.T, c *simCluster, nameServer string) {
 		}
 		// The client commits offsets with its pulls and every 5 s (UPDATE_CONSUMER_OFFSET 15, one-way), and on
 		// Shutdown. A callback that returned just before Shutdown may not have updated the client's own offset yet
-		// (at-least-once), so the test waits for the commits while the consumer runs, then stops it.
-		if !waitFor(10*time.Second, committed) {
+		// (at-least-once), so the test waits for the commits while the consumer runs, then stops it. A commit of
+		// the 5 s timer that ran just before the last callbacks leaves the next one 5 s later: the wait allows
+		// three periods and their lateness under load (10 s, two periods, failed once in a loaded make test).
+		if !waitFor(20*time.Second, committed) {
 			t.Fatalf("while running, the brokers' committed offsets of %s are %v, the queues end at %v", group, got, want)
 		}
 		first.stop()
