@@ -70,11 +70,7 @@ func Decode(frame []byte) (*Command, error) {
 // Complete reads the rest when it is needed, and Encode does so before encoding it again, so a partial command is
 // never sent with fields missing. The header is read once, whatever the code.
 func DecodePartial(frame []byte, keep func(code int32) []string) (*Command, error) {
-	cmd := &Command{}
-	if err := decodeInto(cmd, frame, keep); err != nil {
-		return nil, err
-	}
-	return cmd, nil
+	return decode(frame, keep)
 }
 
 // DecodePartialInto is DecodePartial into a command of the caller's, which it overwrites: for a reader that
