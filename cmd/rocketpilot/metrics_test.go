@@ -49,17 +49,8 @@ func TestMetrics(t *testing.T) {
 	xdsAddr := p.addr(t, "serving xDS", 30*time.Second)
 	metricsAddr := p.addr(t, "serving metrics", time.Second)
 
-	sc, err := sidecar.Dial(xdsAddr, sidecar.Options{NodeID: "metrics-sidecar",
+	_, ctx := sidecarResolving(t, xdsAddr, sidecar.Options{NodeID: "metrics-sidecar",
 		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := sc.Resolve(ctx, embedded.DemoTopic); err != nil {
-		t.Fatal(err)
-	}
 	nackOnce(t, ctx, xdsAddr)
 	// A change the sidecar subscribes to: a push, timed.
 	if err := ns.SetPerm(embedded.DemoTopic, "broker-b", remoting.PermRead); err != nil {
@@ -250,4 +241,21 @@ func TestMetricsDemo(t *testing.T) {
 	if logs := p.logs.String(); strings.Contains(logs, "metrics gather failed") {
 		t.Errorf("a scrape had gather errors:\n%s", logs)
 	}
+}
+
+// sidecarResolving dials a Go sidecar client to addr and resolves the demo topic through it; the client and its
+// context (20 s) end with the test.
+func sidecarResolving(t *testing.T, addr string, opts sidecar.Options) (*sidecar.Client, context.Context) {
+	t.Helper()
+	sc, err := sidecar.Dial(addr, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	if _, err := sc.Resolve(ctx, embedded.DemoTopic); err != nil {
+		t.Fatal(err)
+	}
+	return sc, ctx
 }

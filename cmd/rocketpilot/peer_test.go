@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -22,16 +21,7 @@ func TestServePeerLeader(t *testing.T) {
 		"--peer-leader", leaderXDS, "--metrics-address", "")
 	followerXDS, followerAdmin := follower.addr(t, "serving xDS", 10*time.Second), follower.addr(t, "serving the admin API", time.Second)
 
-	sc, err := sidecar.Dial(followerXDS, sidecar.Options{NodeID: "peer-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := sc.Resolve(ctx, embedded.DemoTopic); err != nil {
-		t.Fatal(err)
-	}
+	sc, ctx := sidecarResolving(t, followerXDS, sidecar.Options{NodeID: "peer-test"})
 	queries := ns.RequestCount(remoting.GetRouteInfoByTopic)
 	time.Sleep(time.Second)
 	perSecond := ns.RequestCount(remoting.GetRouteInfoByTopic) - queries
